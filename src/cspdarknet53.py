@@ -1,0 +1,237 @@
+"""CSPDarkNet53 backbone for MindSpore, built from a small architecture description.
+
+Reference: Wang et al., "CSPNet: A New Backbone that can Enhance Learning Capability of CNN",
+CVPR Workshops 2020; the darknet cfg ``csdarknet53-omega.cfg``; the MindSpore model zoo's
+``research/cv/cspdarknet53`` (numerics of ``cspdarknet53``) and timm's ``cspnet.py``
+(numerics and channel layout of ``cspdarknet53_timm``).
+
+Network layout (both named architectures; 27,642,184 trainable parameters with a 1000-way head):
+a 3x3 stride-1 stem to 32 channels, then five cross stages (depths 1, 2, 8, 8, 4; widths 64 .. 1024).
+Each stage downsamples with a 3x3 stride-2 conv, splits into a *cross* path and a *blocks* path,
+runs residual "dark" blocks (1x1 then 3x3 conv, plain add, no activation after the add) on the
+blocks path, applies a 1x1 transition to it, concatenates both paths and fuses them with a 1x1 conv.
+Every conv is Conv (no bias) -> BatchNorm (momentum 0.9, eps 1e-5) -> activation.
+
+What the architectures differ in (all data in ``CspArch``):
+
+=================  ================================  =====================================
+field              ``cspdarknet53`` (model zoo)       ``cspdarknet53_timm``
+=================  ================================  =====================================
+activation         Mish (Softplus/Tanh/Mul)           LeakyReLU, slope 0.01 (PyTorch's)
+padding            ``same``: TF SAME, stride-2 convs  ``symmetric``: k//2 on every side
+                   pad 0 top/left and 1 bottom/right
+split              ``separate``: two 1x1 convs        ``merged``: one 1x1 ``conv_exp`` whose
+                   (``conv_main`` feeds the blocks,   output is split in halves, first half
+                   ``conv_bypass`` is the cross path)  the cross path
+concat order       ``blocks_first`` [main, bypass]    ``cross_first`` [cross, blocks]
+=================  ================================  =====================================
+
+The two are the same function up to these choices; the parameter counts are identical
+(one C->C 1x1 conv holds as many weights as two C->C/2 ones).
+
+Module names follow timm (``stem.conv1``, ``stages.{i}.conv_down`` ... ``conv_transition``,
+``blocks.{j}.conv1/conv2``, each unit ``.conv``/``.bn``), so timm state dicts map by four renames;
+``src/checkpoint.py`` maps the zoo's flat ``conv0..conv27`` names.
+"""
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Tuple
+
+from mindspore import nn, ops
+
+from src.utils.custom_op import create_activation
+
+
+@dataclass(frozen=True)
+class CspArch:
+    """Everything that defines a CSPDarkNet-style backbone. Variants are instances, not classes."""
+
+    name: str
+    stem_channels: int = 32
+    stem_kernel: int = 3
+    depths: Tuple[int, ...] = (1, 2, 8, 8, 4)
+    widths: Tuple[int, ...] = (64, 128, 256, 512, 1024)
+    # Width of the split point relative to the stage width (timm's expand_ratio): 2.0 in the first
+    # stage gives two 64-channel paths, 1.0 later gives two C/2 paths.
+    expand_ratios: Tuple[float, ...] = (2.0, 1.0, 1.0, 1.0, 1.0)
+    # Hidden width of a dark block relative to its width: only the first stage halves it (64->32->64).
+    bottle_ratios: Tuple[float, ...] = (0.5, 1.0, 1.0, 1.0, 1.0)
+    # Dark block width relative to the stage width.
+    block_ratios: Tuple[float, ...] = (1.0, 0.5, 0.5, 0.5, 0.5)
+    activation: str = "mish"            # "mish" | "leaky_relu"
+    leaky_slope: float = 0.01
+    padding: str = "same"               # "same" (TF SAME, zoo) | "symmetric" (PyTorch k//2)
+    split: str = "separate"             # "separate" (zoo conv_main/conv_bypass) | "merged" (timm conv_exp)
+    concat_order: str = "blocks_first"  # "blocks_first" (zoo) | "cross_first" (timm)
+    bn_momentum: float = 0.9            # MindSpore convention: moving = 0.9*moving + 0.1*batch
+    bn_eps: float = 1e-5
+    # Preprocessing that travels with the architecture's reference weights.
+    input_size: int = 224
+    eval_resize: str = "squash"         # zoo: squash to 256x256 then center crop 224
+    crop_pct: float = 0.875
+    # Feature levels (0 = stem at stride 1, 1..5 = stages at strides 2..32) returned by the
+    # zoo's ``detect=True`` mode: strides 8, 16, 32.
+    detect_levels: Tuple[int, ...] = field(default=(3, 4, 5))
+
+    def __post_init__(self):
+        n = len(self.depths)
+        for key in ("widths", "expand_ratios", "bottle_ratios", "block_ratios"):
+            if len(getattr(self, key)) != n:
+                raise ValueError(f"CspArch {self.name!r}: {key} has {len(getattr(self, key))} entries, "
+                                 f"depths has {n}")
+        choices = {"activation": ("mish", "leaky_relu"), "padding": ("same", "symmetric"),
+                   "split": ("separate", "merged"), "concat_order": ("blocks_first", "cross_first")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"CspArch {self.name!r}: {key}={getattr(self, key)!r}, expected one of {allowed}")
+
+    @property
+    def num_features(self):
+        return self.widths[-1]
+
+    @property
+    def feature_channels(self):
+        """Channels of the six feature levels: stem, then each stage."""
+        return (self.stem_channels,) + tuple(self.widths)
+
+    @property
+    def feature_strides(self):
+        return tuple(2 ** i for i in range(len(self.depths) + 1))
+
+
+ARCHS = {
+    "cspdarknet53": CspArch(name="cspdarknet53"),
+    "cspdarknet53_timm": CspArch(
+        name="cspdarknet53_timm", activation="leaky_relu", leaky_slope=0.01, padding="symmetric",
+        split="merged", concat_order="cross_first",
+        # timm's cspdarknet53.ra_in1k: 256 px, shorter side resized to 256/0.887, centre crop.
+        input_size=256, eval_resize="shorter", crop_pct=0.887),
+    # A narrow, shallow variant with the zoo's numerics, for smoke runs and fast tests.
+    "cspdarknet_tiny": CspArch(
+        name="cspdarknet_tiny", stem_channels=8, depths=(1, 1, 1, 1, 1), widths=(16, 16, 32, 64, 128),
+        input_size=64),
+}
+
+
+def get_arch(name):
+    """Returns the ``CspArch`` registered under ``name`` (a ``CspArch`` passes through)."""
+    if isinstance(name, CspArch):
+        return name
+    try:
+        return ARCHS[name]
+    except KeyError:
+        raise ValueError(f"unknown arch {name!r}: expected one of {sorted(ARCHS)}") from None
+
+
+class ConvNormAct(nn.Cell):
+    """Conv2d (no bias) -> BatchNorm2d -> activation; named ``conv``/``bn``/``act`` like timm."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, arch):
+        super().__init__()
+        if arch.padding == "same" or kernel_size == 1:
+            # TF-style SAME: for a stride-2 3x3 conv on even input, pad 0 top/left, 1 bottom/right,
+            # as the zoo does.
+            conv_kwargs = dict(pad_mode="same")
+        else:
+            conv_kwargs = dict(pad_mode="pad", padding=kernel_size // 2)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, has_bias=False,
+                              weight_init="zeros", **conv_kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, momentum=arch.bn_momentum, eps=arch.bn_eps)
+        self.act = create_activation(arch.activation, arch.leaky_slope)
+
+    def construct(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class DarkBlock(nn.Cell):
+    """1x1 conv -> 3x3 conv, plus the input (a linear shortcut: no activation after the add)."""
+
+    def __init__(self, channels, hidden_channels, arch):
+        super().__init__()
+        self.conv1 = ConvNormAct(channels, hidden_channels, 1, 1, arch)
+        self.conv2 = ConvNormAct(hidden_channels, channels, 3, 1, arch)
+
+    def construct(self, x):
+        return self.conv2(self.conv1(x)) + x
+
+
+class CrossStage(nn.Cell):
+    """One CSP stage: downsample, split into cross and blocks paths, dark blocks, transition, fuse."""
+
+    def __init__(self, in_channels, out_channels, depth, expand_ratio, bottle_ratio, block_ratio, arch):
+        super().__init__()
+        split_channels = int(out_channels * expand_ratio) // 2
+        block_channels = int(out_channels * block_ratio)
+        if block_channels != split_channels:
+            raise ValueError(f"CspArch {arch.name!r}: blocks path has {split_channels} channels but blocks are "
+                             f"{block_channels} wide; the residual add needs them equal")
+        self.merged = arch.split == "merged"
+        self.cross_first = arch.concat_order == "cross_first"
+        self.split_channels = split_channels
+        self.conv_down = ConvNormAct(in_channels, out_channels, 3, 2, arch)
+        if self.merged:
+            self.conv_exp = ConvNormAct(out_channels, 2 * split_channels, 1, 1, arch)
+        else:
+            self.conv_main = ConvNormAct(out_channels, split_channels, 1, 1, arch)
+            self.conv_bypass = ConvNormAct(out_channels, split_channels, 1, 1, arch)
+        hidden = int(block_channels * bottle_ratio)
+        self.blocks = nn.SequentialCell([DarkBlock(block_channels, hidden, arch) for _ in range(depth)])
+        self.conv_transition_b = ConvNormAct(block_channels, block_channels, 1, 1, arch)
+        self.conv_transition = ConvNormAct(split_channels + block_channels, out_channels, 1, 1, arch)
+        self.concat = ops.Concat(axis=1)
+
+    def construct(self, x):
+        x = self.conv_down(x)
+        if self.merged:
+            x = self.conv_exp(x)
+            cross = x[:, :self.split_channels]
+            main = x[:, self.split_channels:]
+        else:
+            main = self.conv_main(x)
+            cross = self.conv_bypass(x)
+        main = self.conv_transition_b(self.blocks(main))
+        if self.cross_first:
+            x = self.concat((cross, main))
+        else:
+            x = self.concat((main, cross))
+        return self.conv_transition(x)
+
+
+class CspDarkNet53(nn.Cell):
+    """The backbone: ``construct`` returns the last feature map (N, num_features, H/32, W/32).
+
+    ``feature_maps(x)`` returns all six levels (stem at stride 1, stages at strides 2..32), the
+    multi-scale outputs that detection users need; the zoo's ``detect=True`` outputs are levels
+    ``arch.detect_levels`` (3, 4, 5: 256/512/1024 channels at strides 8/16/32).
+    Weights are left at their layer defaults; ``create_model`` applies the zoo initialisation.
+    """
+
+    def __init__(self, arch="cspdarknet53"):
+        super().__init__()
+        self.arch = get_arch(arch)
+        a = self.arch
+        self.stem = nn.SequentialCell(OrderedDict(
+            conv1=ConvNormAct(3, a.stem_channels, a.stem_kernel, 1, a)))
+        stages = []
+        in_channels = a.stem_channels
+        for i, depth in enumerate(a.depths):
+            stages.append(CrossStage(in_channels, a.widths[i], depth, a.expand_ratios[i], a.bottle_ratios[i],
+                                     a.block_ratios[i], a))
+            in_channels = a.widths[i]
+        self.stages = nn.CellList(stages)
+        self.num_features = a.num_features
+
+    def construct(self, x):
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def feature_maps(self, x):
+        """All six feature levels as a tuple, shallowest first."""
+        x = self.stem(x)
+        features = (x,)
+        for stage in self.stages:
+            x = stage(x)
+            features = features + (x,)
+        return features

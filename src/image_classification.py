@@ -1,0 +1,107 @@
+"""Backbone + head = classifier, and ``create_model``: the one way the project builds a network.
+
+``ImageClassificationNetwork`` keeps the zoo's ``backbone``/``head`` attribute names (checkpoint keys
+``backbone.*`` and ``head.fc.*``) and its optional output activation ("None", "Softmax", "Sigmoid";
+the zoo raised NotImplementedError for anything else, here it is a ValueError).
+"""
+from mindspore import nn
+
+from src.cspdarknet53 import CspDarkNet53, get_arch
+from src.head import CommonHead
+from src.utils.var_init import default_recursive_init
+
+
+class ImageClassificationNetwork(nn.Cell):
+    def __init__(self, backbone, head, activation="None"):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.arch = backbone.arch
+        self.num_features = backbone.num_features
+        self.num_classes = head.num_classes
+        if activation in (None, "None"):
+            self.activation = None
+        elif activation == "Softmax":
+            self.activation = nn.Softmax()
+        elif activation == "Sigmoid":
+            self.activation = nn.Sigmoid()
+        else:
+            raise ValueError(f"activation {activation!r}: expected 'None', 'Softmax' or 'Sigmoid'")
+        self.use_activation = self.activation is not None
+
+    def forward_features(self, x):
+        """The last feature map, (N, num_features, H/32, W/32)."""
+        return self.backbone(x)
+
+    def forward_head(self, x, pre_logits=False):
+        """Pooled features (``pre_logits``) or logits from a feature map."""
+        return self.head(x, pre_logits)
+
+    def feature_maps(self, x):
+        """The backbone's six feature levels (stem, then each stage), shallowest first."""
+        return self.backbone.feature_maps(x)
+
+    def construct(self, x):
+        x = self.head(self.backbone(x))
+        if self.use_activation:
+            x = self.activation(x)
+        return x
+
+    def get_classifier(self):
+        return self.head.fc
+
+    def reset_classifier(self, num_classes, seed=0, fp16=None):
+        """Replaces the head with a freshly initialised one for ``num_classes`` (fine-tuning)."""
+        if fp16 is None:
+            fp16 = self.head.fc.to_float_flag if hasattr(self.head.fc, "to_float_flag") else False
+        head = CommonHead(self.num_features, num_classes, fp16=fp16)
+        default_recursive_init(head, seed=seed + 1)
+        self.head = head
+        self.num_classes = num_classes
+        # Parameter names are assigned relative to the root cell when it is attached.
+        self.head.update_parameters_name("head.")
+        return self
+
+
+class FeatureExtractor(nn.Cell):
+    """Backbone only, returning the feature levels in ``out_indices`` as a tuple (timm's features_only)."""
+
+    def __init__(self, backbone, out_indices):
+        super().__init__()
+        self.backbone = backbone
+        self.out_indices = tuple(out_indices)
+        channels = backbone.arch.feature_channels
+        strides = backbone.arch.feature_strides
+        for i in self.out_indices:
+            if not 0 <= i < len(channels):
+                raise ValueError(f"out_indices entry {i} is outside 0..{len(channels) - 1}")
+        self.feature_info = [dict(level=i, num_chs=channels[i], reduction=strides[i]) for i in self.out_indices]
+
+    def construct(self, x):
+        features = self.backbone.feature_maps(x)
+        return tuple(features[i] for i in self.out_indices)
+
+
+def create_model(arch="cspdarknet53", num_classes=1000, fp16_head=False, features_only=False, out_indices=None,
+                 activation="None", seed=0):
+    """Builds a classifier (or, with ``features_only``, a multi-scale feature extractor).
+
+    Weights get the zoo initialisation from a private RNG seeded with ``seed``, so every rank
+    builds identical weights. ``out_indices`` defaults to the zoo's detection levels (3, 4, 5).
+    """
+    arch = get_arch(arch)
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    backbone = CspDarkNet53(arch)
+    if features_only:
+        net = FeatureExtractor(backbone, arch.detect_levels if out_indices is None else out_indices)
+    else:
+        net = ImageClassificationNetwork(backbone, CommonHead(arch.num_features, num_classes, fp16=fp16_head),
+                                         activation)
+    default_recursive_init(net, seed=seed)
+    return net
+
+
+def count_parameters(net, trainable_only=True):
+    params = net.trainable_params() if trainable_only else net.get_parameters()
+    return int(sum(p.size for p in params))
