@@ -1,0 +1,107 @@
+"""Write the label JSON for the C++ inference flow (postprocess.py reads it).
+
+The image folder must be arranged as an ImageFolder: one sub-folder per class. Sub-folders are sorted
+by name and numbered 0, 1, ... (the order the training ImageFolder uses, so for ImageNet the synset
+folders n01440764 ... n15075141 give indices 0 ... 999). Every regular file directly inside a class
+folder is mapped by its basename to the class index, e.g. {"ILSVRC2012_val_00000001.JPEG": 65, ...},
+as the model zoo's script did. Files directly in img_path are ignored (reported).
+
+Usage: python create_imagenet2012_label.py --img_path=/path/to/val [--output=./imagenet_label.json]
+Exit status: 0 written, 2 bad input (missing or empty folder, duplicate file names).
+"""
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["LabelError", "build_labels", "write_labels", "main"]
+
+
+class LabelError(ValueError):
+    """Bad image folder: the message names the path."""
+
+
+def build_labels(img_path):
+    """Return (labels {basename: class index}, class folder names in index order, stats dict).
+
+    Raises LabelError for a missing folder, a folder without class sub-folders, no image files at
+    all, or the same file name in two class folders (its label would be ambiguous).
+    """
+    if not os.path.exists(img_path):
+        raise LabelError(f"image folder not found: {img_path}")
+    if not os.path.isdir(img_path):
+        raise LabelError(f"not a folder: {img_path}")
+    entries = sorted(os.listdir(img_path))
+    classes = [d for d in entries if os.path.isdir(os.path.join(img_path, d))]
+    stray = [f for f in entries if not os.path.isdir(os.path.join(img_path, f))]
+    if not classes:
+        raise LabelError(f"no class sub-folders in {img_path} (expected <img_path>/<class>/<image>)")
+    labels, where, empty = {}, {}, []
+    for index, cls in enumerate(classes):
+        folder = os.path.join(img_path, cls)
+        files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
+        if not files:
+            empty.append(cls)
+        for name in files:
+            if name in labels:
+                raise LabelError(f"file name {name!r} is in two class folders: "
+                                 f"{os.path.join(img_path, where[name], name)} and {os.path.join(folder, name)}")
+            labels[name] = index
+            where[name] = cls
+    if not labels:
+        raise LabelError(f"no image files in the {len(classes)} class folders of {img_path}")
+    # the C++ app names results after the part of the file name before the first '.'
+    stems = {}
+    clashes = []
+    for name in labels:
+        stem = name.split(".", 1)[0]
+        if stem in stems:
+            clashes.append((stems[stem], name))
+        stems[stem] = name
+    stats = {"num_classes": len(classes), "num_images": len(labels), "empty_classes": empty,
+             "stray_files": stray, "stem_clashes": clashes}
+    return labels, classes, stats
+
+
+def write_labels(labels, output):
+    """Write the label JSON atomically (temporary file, then rename)."""
+    folder = os.path.dirname(os.path.abspath(output))
+    os.makedirs(folder, exist_ok=True)
+    tmp = output + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(labels, f)
+    os.replace(tmp, output)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Create the image-name -> class-index JSON for postprocess.py")
+    parser.add_argument("--img_path", required=True, help="ImageFolder root: <img_path>/<class>/<image>")
+    parser.add_argument("--output", default="./imagenet_label.json", help="JSON to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    print("[WARNING] Create imagenet label. Currently only use for Imagenet2012!")
+    try:
+        labels, classes, stats = build_labels(args.img_path)
+        write_labels(labels, args.output)
+    except LabelError as err:
+        print(f"[ERROR] {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"[ERROR] {err}", file=sys.stderr)
+        return 2
+    if stats["stray_files"]:
+        print(f"[WARNING] {len(stats['stray_files'])} files directly in {args.img_path} ignored "
+              f"(not in a class folder): {', '.join(stats['stray_files'][:10])}", file=sys.stderr)
+    if stats["empty_classes"]:
+        print(f"[WARNING] {len(stats['empty_classes'])} class folders hold no file: "
+              f"{', '.join(stats['empty_classes'][:10])}", file=sys.stderr)
+    if stats["stem_clashes"]:
+        a, b = stats["stem_clashes"][0]
+        print(f"[WARNING] {len(stats['stem_clashes'])} file names share the part before the first '.' "
+              f"(e.g. {a} and {b}); the C++ app would write both to the same result file", file=sys.stderr)
+    print(f"[INFO] {len(classes)} classes, label file {args.output}")
+    print(f"[INFO] Completed! Total {len(labels)} data.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Top-1 / top-5 accuracy of the C++ inference app's result files.
+
+Inputs
+  --result_path  folder of ``<name>_0.bin`` files (raw logits, row-major [B, K], float16 or float32,
+                 native little-endian), as written by ascend310_infer (``<name>`` is the image file name
+                 up to its first '.'). Files not ending in ``_0.bin`` are ignored (counted).
+  --label_path   JSON object. Key: an image file name (``ILSVRC2012_val_00000001.JPEG``, as written by
+                 create_imagenet2012_label.py) or directly the result name (``ILSVRC2012_val_00000001``);
+                 a key is matched to ``<key up to its first '.'>_0.bin``. Value: the class index (int) for a
+                 one-image result file, or a list of class indices, one per row, for a result file that
+                 holds a batch of B images (row i of the file is scored against element i).
+  --dtype        auto (default) | float16 | float32
+  --num_classes  K, 0 (default) = infer.
+
+Layout detection (``auto``). For every scored file, bytes per row = file size / B, where B is the
+number of labels given for it; this must be the same for every file. Then:
+  * K given: itemsize = bytes per row / K must be 2 (float16) or 4 (float32);
+  * dtype given: K = bytes per row / itemsize;
+  * neither: the candidates are float32 with K = row/4 and float16 with K = row/2. A candidate is
+    possible only if K > the largest label. If both are possible, the one with K == largest label + 1
+    wins (a label file that covers every class); otherwise it is ambiguous and the run stops asking
+    for --dtype or --num_classes. (The zoo's fp16-head export with 1000 classes: 2000 bytes per row,
+    labels up to 999 -> float16, K=1000. A float32 export scored on the full val set -> float32, K=1000.)
+
+Output: ``Total data: N, top1 accuracy: X, top5 accuracy: Y`` on stdout (N = images scored, X and Y
+plain fractions). Result files without a label and labels without a result file are counted and
+listed on stderr. Exit status: 0 done; 1 with --strict when such unmatched entries exist; 2 malformed
+input (the message names the file).
+"""
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["PostprocessError", "PostprocessResult", "RESULT_SUFFIX", "collect_result_files", "load_labels",
+           "resolve_layout", "score_file", "evaluate", "format_summary", "main"]
+
+RESULT_SUFFIX = "_0.bin"
+DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
+MAX_LISTED = 20
+
+
+class PostprocessError(ValueError):
+    """Malformed or inconsistent input; the message names the file."""
+
+
+@dataclass
+class PostprocessResult:
+    total: int
+    top1: int
+    top5: int
+    dtype: str
+    num_classes: int
+    results_without_label: list = field(default_factory=list)   # result file names
+    labels_without_result: list = field(default_factory=list)   # label keys
+    ignored_files: list = field(default_factory=list)           # files not named *_0.bin
+    nonfinite_rows: int = 0
+
+    @property
+    def top1_accuracy(self):
+        return self.top1 / self.total if self.total else 0.0
+
+    @property
+    def top5_accuracy(self):
+        return self.top5 / self.total if self.total else 0.0
+
+
+def collect_result_files(result_path):
+    """Return ({name: path} for every regular ``<name>_0.bin`` file, [other file names])."""
+    if not os.path.isdir(result_path):
+        raise PostprocessError(f"result folder not found: {result_path}")
+    results, ignored = {}, []
+    for fname in sorted(os.listdir(result_path)):
+        path = os.path.join(result_path, fname)
+        if not os.path.isfile(path):
+            continue
+        if fname.endswith(RESULT_SUFFIX) and len(fname) > len(RESULT_SUFFIX):
+            results[fname[:-len(RESULT_SUFFIX)]] = path
+        else:
+            ignored.append(fname)
+    return results, ignored
+
+
+def load_labels(label_path):
+    """Return {result name: (label key, [class indices])} from the label JSON."""
+    try:
+        with open(label_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise PostprocessError(f"label file not found: {label_path}") from None
+    except (OSError, ValueError) as err:
+        raise PostprocessError(f"cannot read label file {label_path}: {err}") from None
+    if not isinstance(data, dict):
+        raise PostprocessError(f"label file {label_path}: expected a JSON object {{image name: class index}}")
+    labels = {}
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, list)):
+            raise PostprocessError(f"label file {label_path}: {key!r} has {value!r}; expected an int class "
+                                   "index or a list of them")
+        values = value if isinstance(value, list) else [value]
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
+            raise PostprocessError(f"label file {label_path}: {key!r} must map to a class index >= 0 or a "
+                                   f"non-empty list of them, got {value!r}")
+        stem = key.split(".", 1)[0]
+        if stem in labels:
+            raise PostprocessError(f"label file {label_path}: {labels[stem][0]!r} and {key!r} both map to "
+                                   f"result file {stem}{RESULT_SUFFIX}")
+        labels[stem] = (key, values)
+    return labels
+
+
+def resolve_layout(row_bytes, max_label, dtype="auto", num_classes=0, where=""):
+    """Return (numpy dtype name, K) for rows of ``row_bytes`` bytes; see the module doc for the rule."""
+    if dtype not in ("auto", "float16", "float32"):
+        raise PostprocessError(f"--dtype must be auto, float16 or float32, got {dtype!r}")
+    num_classes = int(num_classes or 0)
+    if dtype != "auto":
+        itemsize = DTYPES[dtype].itemsize
+        if num_classes:
+            if row_bytes != num_classes * itemsize:
+                raise PostprocessError(f"{where}: {row_bytes} bytes per image, expected {num_classes} x "
+                                       f"{dtype} = {num_classes * itemsize}")
+            return dtype, num_classes
+        if row_bytes % itemsize:
+            raise PostprocessError(f"{where}: {row_bytes} bytes per image is not a whole number of {dtype}")
+        return dtype, row_bytes // itemsize
+    if num_classes:
+        for name in ("float32", "float16"):
+            if row_bytes == num_classes * DTYPES[name].itemsize:
+                return name, num_classes
+        raise PostprocessError(f"{where}: {row_bytes} bytes per image fits neither float16 nor float32 "
+                               f"with {num_classes} classes")
+    candidates = [(name, row_bytes // DTYPES[name].itemsize) for name in ("float32", "float16")
+                  if row_bytes % DTYPES[name].itemsize == 0 and row_bytes // DTYPES[name].itemsize > max_label]
+    if len(candidates) == 2:
+        exact = [c for c in candidates if c[1] == max_label + 1]
+        if len(exact) == 1:
+            return exact[0]
+        raise PostprocessError(f"{where}: {row_bytes} bytes per image is float32 x {candidates[0][1]} or "
+                               f"float16 x {candidates[1][1]} classes (largest label {max_label}); "
+                               "pass --dtype or --num_classes")
+    if len(candidates) == 1:
+        return candidates[0]
+    raise PostprocessError(f"{where}: {row_bytes} bytes per image cannot hold logits for a largest label of "
+                           f"{max_label} (not float16 or float32 rows with K > {max_label})")
+
+
+def score_file(path, dtype, num_classes, labels):
+    """Return (top-1 hits, top-5 hits, rows with non-finite logits) for one result file."""
+    raw = np.fromfile(path, dtype=DTYPES[dtype])
+    rows = len(labels)
+    if raw.size != rows * num_classes:
+        raise PostprocessError(f"{path}: {raw.size} {dtype} values, expected {rows} x {num_classes}")
+    logits = raw.reshape(rows, num_classes).astype(np.float32)
+    target = np.asarray(labels, dtype=np.int64)
+    if target.max() >= num_classes:
+        raise PostprocessError(f"{path}: label {int(target.max())} is out of range for {num_classes} classes")
+    order = np.argsort(-logits, axis=1, kind="stable")   # ties: the lower class index first
+    top1 = int(np.sum(order[:, 0] == target))
+    top5 = int(np.sum(np.any(order[:, :5] == target[:, None], axis=1)))
+    nonfinite = int(np.sum(~np.all(np.isfinite(logits), axis=1)))
+    return top1, top5, nonfinite
+
+
+def evaluate(result_path, label_path, dtype="auto", num_classes=0):
+    """Score every ``<name>_0.bin`` in ``result_path`` that has a label; return a PostprocessResult."""
+    results, ignored = collect_result_files(result_path)
+    labels = load_labels(label_path)
+    matched = sorted(set(results) & set(labels))
+    without_label = [os.path.basename(results[n]) for n in sorted(set(results) - set(labels))]
+    without_result = sorted(labels[n][0] for n in set(labels) - set(results))
+    if not matched:
+        raise PostprocessError(f"no result file in {result_path} has a label in {label_path} "
+                               f"({len(results)} result files, {len(labels)} labels)")
+    # one bytes-per-row value for the whole run
+    row_bytes, first = None, None
+    for name in matched:
+        path = results[name]
+        size = os.path.getsize(path)
+        rows = len(labels[name][1])
+        if size == 0 or size % rows:
+            raise PostprocessError(f"{path}: {size} bytes cannot hold {rows} equal rows of logits")
+        if row_bytes is None:
+            row_bytes, first = size // rows, path
+        elif size // rows != row_bytes:
+            raise PostprocessError(f"{path}: {size // rows} bytes per image, but {first} has {row_bytes}")
+    max_label = max(max(labels[n][1]) for n in matched)
+    dtype, num_classes = resolve_layout(row_bytes, max_label, dtype, num_classes, where=first)
+    total = top1 = top5 = nonfinite = 0
+    for name in matched:
+        hit1, hit5, bad = score_file(results[name], dtype, num_classes, labels[name][1])
+        total += len(labels[name][1])
+        top1 += hit1
+        top5 += hit5
+        nonfinite += bad
+    return PostprocessResult(total=total, top1=top1, top5=top5, dtype=dtype, num_classes=num_classes,
+                             results_without_label=without_label, labels_without_result=without_result,
+                             ignored_files=ignored, nonfinite_rows=nonfinite)
+
+
+def format_summary(result):
+    return (f"Total data: {result.total}, top1 accuracy: {result.top1_accuracy}, "
+            f"top5 accuracy: {result.top5_accuracy}")
+
+
+def _report(items, what, stream):
+    if not items:
+        return
+    shown = ", ".join(items[:MAX_LISTED])
+    more = f" ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    print(f"[WARNING] {len(items)} {what}: {shown}{more}", file=stream)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Top-1/top-5 accuracy of C++ inference result files")
+    parser.add_argument("--result_path", required=True, help="folder of <name>_0.bin result files")
+    parser.add_argument("--label_path", required=True, help="label JSON from create_imagenet2012_label.py")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float16", "float32"),
+                        help="logit type in the result files (default: detect from the file size)")
+    parser.add_argument("--num_classes", type=int, default=0, help="classes per row (default 0: infer)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when a result has no label or a label has no result")
+    args = parser.parse_args(argv)
+    if args.num_classes < 0:
+        parser.error("--num_classes must be >= 0")
+    try:
+        result = evaluate(args.result_path, args.label_path, args.dtype, args.num_classes)
+    except PostprocessError as err:
+        print(f"[ERROR] {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"[ERROR] {err}", file=sys.stderr)
+        return 2
+    print(f"[INFO] {result.dtype} logits, {result.num_classes} classes", file=sys.stderr)
+    _report(result.results_without_label, "result files have no label", sys.stderr)
+    _report(result.labels_without_result, "labels have no result file", sys.stderr)
+    if result.ignored_files:
+        print(f"[INFO] {len(result.ignored_files)} files in {args.result_path} ignored (not *{RESULT_SUFFIX})",
+              file=sys.stderr)
+    if result.nonfinite_rows:
+        print(f"[WARNING] {result.nonfinite_rows} images have non-finite logits", file=sys.stderr)
+    print(format_summary(result))
+    unmatched = bool(result.results_without_label or result.labels_without_result)
+    return 1 if (args.strict and unmatched) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Class names for predictions: the shipped ImageNet-1k table or a run's own class index.
+
+Sources understood by :func:`load_class_names`:
+  * ``None``: the ImageNet-1k table ``data/imagenet/imagenet1k_classes.tsv`` when ``num_classes`` is 1000;
+    for any other ``num_classes``, generic names ``class_0 ... class_{K-1}``.
+  * a ``.tsv`` / ``.txt`` file: one class per line, in index order, either ``id<TAB>name`` (the name is
+    used) or just ``name``.
+  * a ``.json`` file: a class index as written when training on a folder, ``{"folder_name": index}``;
+    also accepted: ``{"class_to_idx": {...}}``, a list of names in index order, or ``{"0": "name", ...}``.
+  * a folder (a training run folder): the first of :data:`CLASS_INDEX_FILES` found in it.
+"""
+import json
+import os
+
+__all__ = ["IMAGENET_CLASSES_TSV", "CLASS_INDEX_FILES", "ClassNamesError", "load_class_names",
+           "load_imagenet_class_names", "load_imagenet_synsets"]
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGENET_CLASSES_TSV = os.path.join(REPO_ROOT, "data", "imagenet", "imagenet1k_classes.tsv")
+CLASS_INDEX_FILES = ("class_index.json", "class_to_idx.json", "class_indices.json", "classes.json",
+                     "classes.tsv", "classes.txt")
+
+
+class ClassNamesError(ValueError):
+    """A class-name source is missing or malformed (the message names the file)."""
+
+
+def _read_table(path):
+    """Return [(id or None, name)] from a TSV/TXT file."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                if "\t" in line:
+                    key, _, name = line.partition("\t")
+                    rows.append((key.strip(), name.strip()))
+                else:
+                    rows.append((None, line.strip()))
+    except OSError as err:
+        raise ClassNamesError(f"cannot read class names file {path}: {err}") from None
+    if not rows:
+        raise ClassNamesError(f"class names file {path} is empty")
+    return rows
+
+
+def _names_from_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ClassNamesError(f"cannot read class index {path}: {err}") from None
+    if isinstance(data, dict) and isinstance(data.get("class_to_idx"), dict):
+        data = data["class_to_idx"]
+    if isinstance(data, list):
+        if not all(isinstance(n, str) for n in data):
+            raise ClassNamesError(f"class index {path}: a list must hold class names (strings)")
+        return list(data)
+    if not isinstance(data, dict) or not data:
+        raise ClassNamesError(f"class index {path}: expected a non-empty {{name: index}} object")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
+        by_index = {v: k for k, v in data.items()}
+    elif all(isinstance(k, str) and k.isdigit() for k in data) and all(isinstance(v, str) for v in data.values()):
+        by_index = {int(k): v for k, v in data.items()}
+    else:
+        raise ClassNamesError(f"class index {path}: expected {{name: int index}} or {{\"index\": name}}")
+    if len(by_index) != len(data) or sorted(by_index) != list(range(len(by_index))):
+        raise ClassNamesError(f"class index {path}: indices must be 0..{len(data) - 1}, each used once")
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def _find_in_folder(folder):
+    for name in CLASS_INDEX_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    raise ClassNamesError(f"no class index in {folder} (looked for {', '.join(CLASS_INDEX_FILES)})")
+
+
+def load_imagenet_synsets():
+    """The 1000 ImageNet-1k synset ids in class-index order (n01440764 first)."""
+    return [key for key, _ in _read_table(IMAGENET_CLASSES_TSV)]
+
+
+def load_imagenet_class_names():
+    """The 1000 ImageNet-1k class names in class-index order ("tench, Tinca tinca" first)."""
+    return [name for _, name in _read_table(IMAGENET_CLASSES_TSV)]
+
+
+def load_class_names(path=None, num_classes=1000):
+    """Return a list of ``num_classes`` names (index -> name). See the module doc for ``path``.
+
+    Raises ClassNamesError when the source is unreadable or holds a different number of classes
+    than ``num_classes`` (pass ``num_classes=None`` to accept whatever the source holds).
+    """
+    if path is None or path == "":
+        if num_classes is None or int(num_classes) == 1000:
+            names = load_imagenet_class_names()
+        else:
+            return [f"class_{i}" for i in range(int(num_classes))]
+    else:
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = _find_in_folder(path)
+        if not os.path.isfile(path):
+            raise ClassNamesError(f"class names file not found: {path}")
+        if path.lower().endswith(".json"):
+            names = _names_from_json(path)
+        else:
+            names = [name for _, name in _read_table(path)]
+    if num_classes is not None and len(names) != int(num_classes):
+        raise ClassNamesError(f"{path or IMAGENET_CLASSES_TSV} has {len(names)} classes, "
+                              f"the model has {num_classes}")
+    return names

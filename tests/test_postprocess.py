@@ -1,0 +1,271 @@
+"""postprocess.py, create_imagenet2012_label.py, the ImageNet class-name table and src/class_names.py."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import create_imagenet2012_label as label_script
+import postprocess
+from src import class_names
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+K = 10
+
+
+def _row_with_rank(label, rank, k=K, rng=None):
+    """Logits (distinct small integers, exact in fp16) where `label` is the rank-th largest."""
+    rng = rng or np.random.default_rng(0)
+    order = [c for c in rng.permutation(k) if c != label]
+    order.insert(rank, label)                 # order[0] gets the largest logit
+    row = np.empty(k, np.float32)
+    row[np.array(order)] = np.arange(k, 0, -1, dtype=np.float32) - 3.0
+    return row
+
+
+def _write(folder, name, rows, dtype):
+    np.asarray(rows, dtype=dtype).tofile(os.path.join(folder, f"{name}_0.bin"))
+
+
+def _setup(tmp_path, dtype, ranks, labels, batch=1):
+    """Write result files for images with given true labels and label ranks; return paths, expected."""
+    res = tmp_path / "result_Files"
+    res.mkdir()
+    rng = np.random.default_rng(1)
+    label_json = {}
+    rows = [_row_with_rank(l, r, rng=rng) for l, r in zip(labels, ranks)]
+    if batch == 1:
+        for i, (row, l) in enumerate(zip(rows, labels)):
+            _write(res, f"img_{i:04d}", [row], dtype)
+            label_json[f"img_{i:04d}.JPEG"] = int(l)
+    else:
+        for b, start in enumerate(range(0, len(rows), batch)):
+            _write(res, f"batch_{b:03d}", rows[start:start + batch], dtype)
+            label_json[f"batch_{b:03d}"] = [int(l) for l in labels[start:start + batch]]
+    lp = tmp_path / "labels.json"
+    lp.write_text(json.dumps(label_json))
+    top1 = sum(r == 0 for r in ranks)
+    top5 = sum(r < 5 for r in ranks)
+    return str(res), str(lp), top1, top5
+
+
+RANKS = [0, 0, 3, 7, 1, 9, 0, 4, 5, 2, 0, 6]
+LABELS = [9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0]     # covers 0..9: largest label + 1 == K
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_known_answers_auto_dtype(tmp_path, dtype):
+    res, lp, top1, top5 = _setup(tmp_path, dtype, RANKS, LABELS)
+    r = postprocess.evaluate(res, lp)
+    assert (r.dtype, r.num_classes) == (dtype, K)
+    assert (r.total, r.top1, r.top5) == (12, top1, top5) == (12, 4, 8)
+    assert postprocess.format_summary(r) == f"Total data: 12, top1 accuracy: {4 / 12}, top5 accuracy: {8 / 12}"
+    assert r.results_without_label == [] and r.labels_without_result == []
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_batch_files_with_label_lists(tmp_path, dtype):
+    # 12 images in batches of 5 -> files of 5, 5 and 2 rows
+    res, lp, top1, top5 = _setup(tmp_path, dtype, RANKS, LABELS, batch=5)
+    assert sorted(os.listdir(res)) == ["batch_000_0.bin", "batch_001_0.bin", "batch_002_0.bin"]
+    r = postprocess.evaluate(res, lp, num_classes=K)
+    assert (r.dtype, r.total, r.top1, r.top5) == (dtype, 12, top1, top5)
+
+
+def test_ambiguous_size_needs_dtype(tmp_path):
+    # labels only up to 3: 40 bytes/row is float32 x 10 or float16 x 20 -> ambiguous
+    res, lp, top1, top5 = _setup(tmp_path, "float32", [0, 1, 5, 0], [0, 1, 2, 3])
+    with pytest.raises(postprocess.PostprocessError, match="--dtype"):
+        postprocess.evaluate(res, lp)
+    r = postprocess.evaluate(res, lp, dtype="float32")
+    assert (r.num_classes, r.top1, r.top5) == (10, 2, 3)
+    r = postprocess.evaluate(res, lp, num_classes=10)
+    assert (r.dtype, r.top1, r.top5) == ("float32", 2, 3)
+
+
+def test_resolve_layout_rules():
+    rl = postprocess.resolve_layout
+    assert rl(2000, 999) == ("float16", 1000)           # the zoo's fp16 head
+    assert rl(4000, 999) == ("float32", 1000)           # fp32 export scored on every class
+    assert rl(4000, 10, num_classes=1000) == ("float32", 1000)
+    assert rl(4000, 10, num_classes=2000) == ("float16", 2000)
+    assert rl(4000, 10, dtype="float16") == ("float16", 2000)
+    with pytest.raises(postprocess.PostprocessError):
+        rl(4000, 10)
+    with pytest.raises(postprocess.PostprocessError):
+        rl(3000, 10, num_classes=1000)
+    with pytest.raises(postprocess.PostprocessError):
+        rl(4000, 10, dtype="float32", num_classes=500)
+    with pytest.raises(postprocess.PostprocessError):
+        rl(6, 10)                                        # too small for label 10
+
+
+def test_missing_labels_and_results_are_reported(tmp_path, capsys):
+    res, lp, _, _ = _setup(tmp_path, "float16", RANKS, LABELS)
+    os.remove(os.path.join(res, "img_0003_0.bin"))                       # label without result
+    _write(res, "stray", [np.zeros(K)], "float16")                      # result without label
+    open(os.path.join(res, "img_0000_1.bin"), "wb").close()              # not *_0.bin: ignored
+    r = postprocess.evaluate(res, lp, num_classes=K)
+    assert r.results_without_label == ["stray_0.bin"]
+    assert r.labels_without_result == ["img_0003.JPEG"]
+    assert r.ignored_files == ["img_0000_1.bin"]
+    assert (r.total, r.top1, r.top5) == (11, 4, 8)                      # img_0003 had rank 7: a miss anyway
+    assert postprocess.main(["--result_path", res, "--label_path", lp, "--num_classes", "10"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == f"Total data: 11, top1 accuracy: {4 / 11}, top5 accuracy: {8 / 11}"
+    assert "1 result files have no label: stray_0.bin" in err
+    assert "1 labels have no result file: img_0003.JPEG" in err
+    assert postprocess.main(["--result_path", res, "--label_path", lp, "--num_classes", "10", "--strict"]) == 1
+
+
+def test_malformed_inputs_exit_2_naming_the_file(tmp_path, capsys):
+    res, lp, _, _ = _setup(tmp_path, "float16", RANKS, LABELS)
+    bad = os.path.join(res, "img_0005_0.bin")
+    with open(bad, "ab") as f:
+        f.write(b"\0")                                                  # 21 bytes
+    assert postprocess.main(["--result_path", res, "--label_path", lp]) == 2
+    assert "img_0005_0.bin" in capsys.readouterr().err
+    os.truncate(bad, 0)
+    assert postprocess.main(["--result_path", res, "--label_path", lp]) == 2
+    assert "img_0005_0.bin" in capsys.readouterr().err
+    os.truncate(bad, 20)
+    # label out of range for the detected K
+    data = json.loads(open(lp).read())
+    data["img_0005.JPEG"] = 10
+    open(lp, "w").write(json.dumps(data))
+    assert postprocess.main(["--result_path", res, "--label_path", lp, "--num_classes", "10"]) == 2
+    assert "img_0005_0.bin" in capsys.readouterr().err
+    # broken JSON, wrong value type, missing folders
+    open(lp, "w").write("{not json")
+    assert postprocess.main(["--result_path", res, "--label_path", lp]) == 2
+    assert "labels.json" in capsys.readouterr().err
+    open(lp, "w").write(json.dumps({"img_0000.JPEG": "3"}))
+    assert postprocess.main(["--result_path", res, "--label_path", lp]) == 2
+    assert "labels.json" in capsys.readouterr().err
+    assert postprocess.main(["--result_path", str(tmp_path / "nope"), "--label_path", lp]) == 2
+    assert "nope" in capsys.readouterr().err
+    # two label keys that map to the same result file
+    open(lp, "w").write(json.dumps({"a.JPEG": 1, "a.png": 2}))
+    with pytest.raises(postprocess.PostprocessError, match="a_0.bin"):
+        postprocess.load_labels(lp)
+    # no overlap at all
+    open(lp, "w").write(json.dumps({"zzz.JPEG": 1}))
+    assert postprocess.main(["--result_path", res, "--label_path", lp]) == 2
+
+
+def test_inconsistent_row_sizes(tmp_path):
+    res, lp, _, _ = _setup(tmp_path, "float16", RANKS, LABELS)
+    _write(res, "img_0002", [np.zeros(K)], "float32")
+    with pytest.raises(postprocess.PostprocessError, match="img_0002_0.bin"):
+        postprocess.evaluate(res, lp)
+
+
+# ---------------------------------------------------------------- label script
+
+def _image_tree(root, layout):
+    for cls, files in layout.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (root / cls / f).write_bytes(b"x")
+
+
+def test_label_script_sorted_classes(tmp_path, capsys):
+    img = tmp_path / "val"
+    _image_tree(img, {"n02": ["c.JPEG"], "n01": ["a.JPEG", "b.JPEG"], "n03": []})
+    (img / "stray.txt").write_text("x")
+    out = tmp_path / "out" / "labels.json"
+    assert label_script.main(["--img_path", str(img), "--output", str(out)]) == 0
+    assert json.loads(out.read_text()) == {"a.JPEG": 0, "b.JPEG": 0, "c.JPEG": 1}
+    printed = capsys.readouterr()
+    assert "[INFO] Completed! Total 3 data." in printed.out
+    assert "stray.txt" in printed.err and "n03" in printed.err
+    labels, classes, stats = label_script.build_labels(str(img))
+    assert classes == ["n01", "n02", "n03"] and stats["empty_classes"] == ["n03"]
+
+
+def test_label_script_errors(tmp_path, capsys):
+    assert label_script.main(["--img_path", str(tmp_path / "missing"), "--output", str(tmp_path / "l.json")]) == 2
+    assert "missing" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert label_script.main(["--img_path", str(empty), "--output", str(tmp_path / "l.json")]) == 2
+    assert "no class sub-folders" in capsys.readouterr().err
+    _image_tree(tmp_path / "nofiles", {"a": [], "b": []})
+    with pytest.raises(label_script.LabelError, match="no image files"):
+        label_script.build_labels(str(tmp_path / "nofiles"))
+    _image_tree(tmp_path / "dup", {"a": ["x.JPEG"], "b": ["x.JPEG"]})
+    with pytest.raises(label_script.LabelError, match="x.JPEG"):
+        label_script.build_labels(str(tmp_path / "dup"))
+    assert not (tmp_path / "l.json").exists()
+
+
+def test_label_script_then_postprocess_cli(tmp_path):
+    """The whole Python side of the C++ flow, run as scripts."""
+    img = tmp_path / "val"
+    names = {"n0": ["p.JPEG", "q.JPEG"], "n1": ["r.JPEG"], "n2": ["s.jpg"]}
+    _image_tree(img, names)
+    env = dict(os.environ, PYTHONPATH=REPO)
+    lp = tmp_path / "imagenet_label.json"
+    subprocess.run([sys.executable, os.path.join(REPO, "create_imagenet2012_label.py"),
+                    f"--img_path={img}", f"--output={lp}"], check=True, env=env, capture_output=True)
+    res = tmp_path / "result_Files"
+    res.mkdir()
+    # 3 classes, float32: p correct, q wrong (top-2 of 3), r correct, s wrong
+    _write(res, "p", [[3, 1, 2]], "float32")
+    _write(res, "q", [[1, 3, 2]], "float32")
+    _write(res, "r", [[1, 3, 2]], "float32")
+    _write(res, "s", [[1, 3, 2]], "float32")
+    run = subprocess.run([sys.executable, os.path.join(REPO, "postprocess.py"), f"--result_path={res}",
+                          f"--label_path={lp}"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "Total data: 4, top1 accuracy: 0.5, top5 accuracy: 1.0"
+
+
+# ---------------------------------------------------------------- class names
+
+def test_imagenet_class_table():
+    path = os.path.join(REPO, "data", "imagenet", "imagenet1k_classes.tsv")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    assert lines[-1] == "" and len(lines) == 1001
+    rows = [line.split("\t") for line in lines[:-1]]
+    assert all(len(r) == 2 and r[1] for r in rows)
+    synsets = [r[0] for r in rows]
+    assert len(set(synsets)) == 1000 and synsets == sorted(synsets)
+    assert all(s.startswith("n") and len(s) == 9 and s[1:].isdigit() for s in synsets)
+    assert rows[0] == ["n01440764", "tench, Tinca tinca"]
+    assert rows[-1][0] == "n15075141" and rows[-1][1].startswith("toilet tissue")
+    assert class_names.load_imagenet_synsets() == synsets
+    names = class_names.load_imagenet_class_names()
+    assert names[0] == "tench, Tinca tinca" and len(names) == 1000
+    assert class_names.load_class_names() == names
+
+
+def test_load_class_names_sources(tmp_path):
+    assert class_names.load_class_names(num_classes=3) == ["class_0", "class_1", "class_2"]
+    (tmp_path / "class_index.json").write_text(json.dumps({"cat": 1, "ant": 0, "dog": 2}))
+    assert class_names.load_class_names(str(tmp_path), num_classes=3) == ["ant", "cat", "dog"]
+    assert class_names.load_class_names(tmp_path / "class_index.json", None) == ["ant", "cat", "dog"]
+    with pytest.raises(class_names.ClassNamesError, match="class_index.json"):
+        class_names.load_class_names(str(tmp_path), num_classes=4)
+    (tmp_path / "bad.json").write_text(json.dumps({"a": 0, "b": 2}))
+    with pytest.raises(class_names.ClassNamesError, match="bad.json"):
+        class_names.load_class_names(str(tmp_path / "bad.json"), None)
+    (tmp_path / "names.txt").write_text("x\ny\n")
+    assert class_names.load_class_names(str(tmp_path / "names.txt"), 2) == ["x", "y"]
+    with pytest.raises(class_names.ClassNamesError):
+        class_names.load_class_names(str(tmp_path / "empty_dir_missing"), 2)
+
+
+def test_class_table_matches_timm_when_installed():
+    import importlib.util
+    if importlib.util.find_spec("timm") is None:
+        pytest.skip("timm not installed")
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    try:
+        import make_imagenet_class_names as tool
+    finally:
+        sys.path.pop(0)
+    assert tool.main(["--check"]) == 0
