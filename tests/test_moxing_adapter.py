@@ -1,0 +1,250 @@
+"""Tests of the ModelArts adapter with a fake `moxing` module (no MindSpore, no ModelArts)."""
+
+import os
+import sys
+import threading
+import time
+import types
+import uuid
+import zipfile
+
+import pytest
+
+from model_utils import device_adapter, local_adapter, moxing_adapter
+from model_utils.config import ConfigError, load_config
+from model_utils.moxing_adapter import ModelArtsError, modelarts_unzip, moxing_wrapper, sync_data
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Fresh lock dir and job id, device 0 of 1, fast polling."""
+    monkeypatch.setattr(moxing_adapter, "LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setattr(moxing_adapter, "POLL_INTERVAL", 0.02)
+    monkeypatch.setenv("JOB_ID", "test-" + uuid.uuid4().hex)
+    monkeypatch.setenv("DEVICE_ID", "0")
+    monkeypatch.setenv("RANK_SIZE", "1")
+    monkeypatch.setenv("RANK_ID", "0")
+    return tmp_path
+
+
+@pytest.fixture
+def fake_moxing(monkeypatch):
+    """Inject a fake `moxing` whose file.copy_parallel records its calls (and creates the target)."""
+    calls = []
+
+    def copy_parallel(src, dst):
+        calls.append((src, dst))
+        if not dst.startswith("obs://"):
+            os.makedirs(dst, exist_ok=True)
+
+    mod = types.ModuleType("moxing")
+    mod.file = types.SimpleNamespace(copy_parallel=copy_parallel)
+    monkeypatch.setitem(sys.modules, "moxing", mod)
+    return calls
+
+
+def _modelarts_config(tmp_path, *extra):
+    return load_config([
+        "--enable_modelarts=true",
+        "--data_url=obs://bucket/data", "--checkpoint_url=obs://bucket/ckpt",
+        "--train_url=obs://bucket/out",
+        "--data_path=%s" % (tmp_path / "data"), "--load_path=%s" % (tmp_path / "ckpt"),
+        "--output_path=%s" % (tmp_path / "out"), *extra])
+
+
+# --------------------------------------------------------------------------- moxing_wrapper
+def test_wrapper_syncs_runs_and_uploads(env, fake_moxing):
+    cfg = _modelarts_config(env)
+    events = []
+
+    @moxing_wrapper(cfg, pre_process=lambda: events.append(("pre", len(fake_moxing))),
+                    post_process=lambda: events.append(("post", len(fake_moxing))))
+    def run(x):
+        events.append(("run", len(fake_moxing)))
+        assert os.path.isdir(cfg.output_path)
+        return x * 2
+
+    assert run(21) == 42
+    assert fake_moxing == [
+        ("obs://bucket/data", str(env / "data")),
+        ("obs://bucket/ckpt", str(env / "ckpt")),
+        ("obs://bucket/out", str(env / "out")),
+        (str(env / "out"), "obs://bucket/out"),
+    ]
+    # the three downloads happen before pre_process/run/post_process, the upload after
+    assert events == [("pre", 3), ("run", 3), ("post", 3)]
+    assert cfg.device_num == 1 and cfg.device_id == 0
+    assert run.__name__ == "run"
+
+
+def test_wrapper_skips_unset_urls(env, fake_moxing):
+    cfg = load_config(["--enable_modelarts", "--data_url=obs://b/d",
+                       "--data_path=%s" % (env / "d"), "--output_path=%s" % (env / "o")])
+    moxing_wrapper(cfg)(lambda: None)()
+    assert fake_moxing == [("obs://b/d", str(env / "d"))]   # no train_url: nothing uploaded
+
+
+def test_wrapper_uploads_after_failure_and_reraises(env, fake_moxing):
+    cfg = _modelarts_config(env)
+
+    @moxing_wrapper(cfg)
+    def run():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run()
+    assert fake_moxing[-1] == (str(env / "out"), "obs://bucket/out")
+
+
+def test_wrapper_without_modelarts_just_runs(env, fake_moxing):
+    cfg = load_config([])
+    ran = []
+    assert moxing_wrapper(cfg, pre_process=lambda: ran.append("pre"))(lambda: ran.append("run") or 7)() == 7
+    assert ran == ["run"] and fake_moxing == []
+
+
+def test_wrapper_without_moxing_gives_clear_error(env, monkeypatch):
+    monkeypatch.setitem(sys.modules, "moxing", None)   # `import moxing` raises ImportError
+    cfg = _modelarts_config(env)
+    ran = []
+    with pytest.raises(ConfigError) as e:
+        moxing_wrapper(cfg)(lambda: ran.append(1))()
+    assert "moxing" in str(e.value) and "ModelArts" in str(e.value)
+    assert "enable_modelarts" in str(e.value)
+    assert ran == []
+
+
+def test_without_modelarts_moxing_is_never_imported(env, monkeypatch):
+    monkeypatch.setitem(sys.modules, "moxing", None)
+    assert moxing_wrapper(load_config([]))(lambda: "ok")() == "ok"
+
+
+# --------------------------------------------------------------------------- sync_data
+def test_sync_data_copies_once_per_server(env, fake_moxing):
+    assert sync_data("obs://b/x", str(env / "x"), device_id=0, device_num=8) is True
+    # the other devices of the server find the lock and do not copy
+    assert sync_data("obs://b/x", str(env / "x"), device_id=3, device_num=8) is False
+    assert fake_moxing == [("obs://b/x", str(env / "x"))]
+    # device 8 of a 16-device job is the first device of the second server
+    assert moxing_adapter.is_server_leader(8, 16) and not moxing_adapter.is_server_leader(9, 16)
+    assert moxing_adapter.is_server_leader(2, 2) and not moxing_adapter.is_server_leader(1, 2)
+
+
+def test_waiter_times_out(env, fake_moxing):
+    with pytest.raises(ModelArtsError, match="timed out"):
+        sync_data("obs://b/y", str(env / "y"), device_id=1, device_num=8, timeout=0.1)
+    assert fake_moxing == []
+
+
+# --------------------------------------------------------------------------- unzip
+def _make_zip(path, root="ImageNet"):
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(25):
+            zf.writestr("%s/train/class_%d/img_%d.txt" % (root, i % 3, i), "x%d" % i)
+    return str(path)
+
+
+def test_unzip_once(env, monkeypatch):
+    zip_path = _make_zip(env / "ImageNet.zip")
+    dest = env / "data"
+    logs = []
+    extracted = []
+    real_extract = moxing_adapter._extract
+    monkeypatch.setattr(moxing_adapter, "_extract",
+                        lambda *a: extracted.append(a[0]) or real_extract(*a))
+
+    target = modelarts_unzip(zip_path, dest, device_id=0, device_num=8, log=logs.append)
+    assert target == str(dest / "ImageNet")
+    assert os.path.isfile(dest / "ImageNet" / "train" / "class_1" / "img_1.txt")
+    assert any("100%" in m for m in logs)
+    # again (same job): leader and the other devices see the lock, nothing is extracted again
+    assert modelarts_unzip(zip_path, dest, device_id=0, device_num=8, log=logs.append) == target
+    assert modelarts_unzip(zip_path, dest, device_id=5, device_num=8, log=logs.append) == target
+    assert extracted == [zip_path]
+
+
+def test_unzip_skips_existing_folder(env):
+    dest = env / "data"
+    (dest / "ImageNet").mkdir(parents=True)
+    logs = []
+    # no zip at all: the folder is already there, so this is fine
+    assert modelarts_unzip(dest / "ImageNet.zip", dest, device_id=0, device_num=1,
+                           log=logs.append) == str(dest / "ImageNet")
+    assert any("already exists" in m for m in logs)
+
+
+def test_waiters_wait_for_the_leader(env):
+    zip_path = _make_zip(env / "ImageNet.zip")
+    dest = env / "data"
+    errors = []
+
+    def leader():
+        time.sleep(0.2)
+        try:
+            modelarts_unzip(zip_path, dest, device_id=0, device_num=8, log=lambda m: None)
+        except Exception as e:  # pylint: disable=broad-except
+            errors.append(e)
+
+    t = threading.Thread(target=leader)
+    t.start()
+    target = modelarts_unzip(zip_path, dest, device_id=1, device_num=8, timeout=30)
+    t.join()
+    assert not errors
+    assert os.path.isdir(target)   # the waiter returned only after the leader finished
+
+
+def test_leader_failure_reaches_waiters(env):
+    missing = env / "Missing.zip"
+    with pytest.raises(ConfigError, match="Missing.zip"):
+        modelarts_unzip(missing, env / "data", device_id=0, device_num=8)
+    with pytest.raises(ModelArtsError, match="Missing.zip"):
+        modelarts_unzip(missing, env / "data", device_id=1, device_num=8, timeout=5)
+
+
+def test_bad_zip_is_a_clear_error(env):
+    bad = env / "ImageNet.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="not a valid zip"):
+        modelarts_unzip(bad, env / "data", device_id=0, device_num=1)
+
+
+def test_unzip_modelarts_dataset_uses_config(env):
+    _make_zip(env / "ImageNet.zip")
+    cfg = load_config(["--data_path=%s" % env])
+    assert moxing_adapter.unzip_modelarts_dataset(cfg) == str(env / "ImageNet")
+    cfg2 = load_config(["--need_modelarts_dataset_unzip=false"])
+    assert moxing_adapter.unzip_modelarts_dataset(cfg2) is None
+
+
+# --------------------------------------------------------------------------- ids and adapters
+def test_job_id(monkeypatch):
+    monkeypatch.delenv("JOB_ID", raising=False)
+    assert moxing_adapter.get_job_id() == "default"
+    monkeypatch.setenv("JOB_ID", "")
+    assert moxing_adapter.get_job_id() == "default"
+    monkeypatch.setenv("JOB_ID", "job-42")
+    assert moxing_adapter.get_job_id() == "job-42"
+    assert local_adapter.get_job_id() == "Local Job"
+
+
+def test_env_readers(monkeypatch):
+    for name in ("DEVICE_ID", "RANK_SIZE", "RANK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert (local_adapter.get_device_id(), local_adapter.get_device_num(),
+            local_adapter.get_rank_id()) == (0, 1, 0)
+    monkeypatch.setenv("DEVICE_ID", "3")
+    monkeypatch.setenv("RANK_SIZE", "8")
+    monkeypatch.setenv("RANK_ID", "5")
+    assert (moxing_adapter.get_device_id(), moxing_adapter.get_device_num(),
+            moxing_adapter.get_rank_id()) == (3, 8, 5)
+    monkeypatch.setenv("RANK_SIZE", "eight")
+    with pytest.raises(ConfigError, match="RANK_SIZE"):
+        local_adapter.get_device_num()
+
+
+def test_device_adapter_chooses_by_config(monkeypatch):
+    monkeypatch.delenv("JOB_ID", raising=False)
+    assert device_adapter.get_job_id(load_config([])) == "Local Job"
+    assert device_adapter.get_job_id(None) == "Local Job"
+    assert device_adapter.get_job_id(load_config(["--enable_modelarts"])) == "default"
+    assert device_adapter.get_adapter(load_config(["--enable_modelarts"])) is moxing_adapter
