@@ -1,0 +1,135 @@
+"""The network: parameter counts, shapes, feature maps, padding semantics, head options."""
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import nn
+
+from src.cspdarknet53 import ARCHS, CspArch, ConvNormAct, get_arch
+from src.image_classification import count_parameters, create_model
+
+
+def _input(n, h, w, seed=0):
+    return ms.Tensor(np.random.RandomState(seed).standard_normal((n, 3, h, w)).astype(np.float32))
+
+
+@pytest.mark.parametrize("arch", ["cspdarknet53", "cspdarknet53_timm"])
+def test_parameter_count_matches_reference(arch):
+    net = create_model(arch)
+    assert count_parameters(net) == 27_642_184
+    # plus BN running statistics, as the zoo reference lists
+    assert count_parameters(net, trainable_only=False) == 27_677_512
+
+
+@pytest.mark.parametrize("size", [32, 64, 224])
+def test_logits_shape(size):
+    net = create_model("cspdarknet53", num_classes=7)
+    net.set_train(False)
+    out = net(_input(1, size, size))
+    assert out.shape == (1, 7)
+    assert out.dtype == ms.float32
+    assert np.isfinite(out.asnumpy()).all()
+
+
+def test_feature_maps_and_forward_features():
+    net = create_model("cspdarknet53")
+    net.set_train(False)
+    x = _input(2, 64, 48)
+    feats = net.feature_maps(x)
+    shapes = [tuple(f.shape) for f in feats]
+    assert shapes == [(2, 32, 64, 48), (2, 64, 32, 24), (2, 128, 16, 12), (2, 256, 8, 6), (2, 512, 4, 3),
+                      (2, 1024, 2, 2)]
+    last = net.forward_features(x).asnumpy()
+    np.testing.assert_array_equal(last, feats[-1].asnumpy())
+    pooled = net.forward_head(net.forward_features(x), pre_logits=True)
+    assert pooled.shape == (2, net.num_features) == (2, 1024)
+    np.testing.assert_allclose(net.forward_head(net.forward_features(x)).asnumpy(), net(x).asnumpy(), rtol=1e-6)
+
+
+def test_features_only_defaults_to_zoo_detect_levels():
+    ext = create_model("cspdarknet53", features_only=True)
+    ext.set_train(False)
+    outs = ext(_input(1, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(1, 256, 8, 8), (1, 512, 4, 4), (1, 1024, 2, 2)]
+    assert [f["reduction"] for f in ext.feature_info] == [8, 16, 32]
+    ext6 = create_model("cspdarknet_tiny", features_only=True, out_indices=range(6))
+    assert len(ext6(_input(1, 32, 32))) == 6
+    with pytest.raises(ValueError, match="outside"):
+        create_model("cspdarknet53", features_only=True, out_indices=(6,))
+
+
+def test_same_padding_is_tf_style_zero_top_left():
+    """Stride-2 3x3 'same' conv pads 0 top/left and 1 bottom/right (the zoo); 'symmetric' pads 1/1."""
+    x = np.random.RandomState(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    for arch, pads in ((ARCHS["cspdarknet53"], ((0, 1), (0, 1))), (ARCHS["cspdarknet53_timm"], ((1, 1), (1, 1)))):
+        unit = ConvNormAct(3, 4, 3, 2, arch)
+        w = unit.conv.weight.asnumpy()
+        got = unit.conv(ms.Tensor(x)).asnumpy()
+        padded = np.pad(x, ((0, 0), (0, 0)) + pads)
+        ref = np.zeros_like(got)
+        for i in range(got.shape[2]):
+            for j in range(got.shape[3]):
+                patch = padded[0, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3]
+                ref[0, :, i, j] = np.tensordot(w, patch, axes=([1, 2, 3], [0, 1, 2]))
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_init_is_seeded_and_identical_across_builds():
+    a = create_model("cspdarknet_tiny", num_classes=10)
+    b = create_model("cspdarknet_tiny", num_classes=10)
+    c = create_model("cspdarknet_tiny", num_classes=10, seed=1)
+    pa, pb, pc = a.parameters_dict(), b.parameters_dict(), c.parameters_dict()
+    for name in pa:
+        np.testing.assert_array_equal(pa[name].asnumpy(), pb[name].asnumpy())
+    w = "backbone.stages.4.conv_transition.conv.weight"
+    assert not np.array_equal(pa[w].asnumpy(), pc[w].asnumpy())
+    # zoo scheme: U(+-1/sqrt(fan_in))
+    weight = pa[w].asnumpy()
+    bound = 1 / np.sqrt(weight.shape[1])
+    assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.9 * bound
+
+
+def test_fp16_head_emits_float16_logits():
+    net = create_model("cspdarknet_tiny", num_classes=5, fp16_head=True)
+    net.set_train(False)
+    out = net(_input(2, 32, 32))
+    assert out.dtype == ms.float16
+    ref = create_model("cspdarknet_tiny", num_classes=5)
+    ref.set_train(False)
+    np.testing.assert_allclose(out.asnumpy().astype(np.float32), ref(_input(2, 32, 32)).asnumpy(), atol=2e-2)
+
+
+def test_reset_classifier_and_activation():
+    net = create_model("cspdarknet_tiny", num_classes=10)
+    net.reset_classifier(3)
+    assert net.num_classes == 3 and net.head.fc.weight.shape == (3, 128)
+    assert "head.fc.weight" in net.parameters_dict()
+    soft = create_model("cspdarknet_tiny", num_classes=4, activation="Softmax")
+    soft.set_train(False)
+    np.testing.assert_allclose(soft(_input(2, 32, 32)).asnumpy().sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="activation"):
+        create_model("cspdarknet_tiny", activation="Relu")
+
+
+def test_bad_arch_and_arch_validation():
+    with pytest.raises(ValueError, match="unknown arch 'cspdarknet'"):
+        get_arch("cspdarknet")
+    with pytest.raises(ValueError, match="widths has 2 entries"):
+        CspArch(name="bad", widths=(1, 2))
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model("cspdarknet_tiny", num_classes=0)
+
+
+def test_graph_mode_train_step_runs():
+    """The network compiles in GRAPH mode inside a train step (what train.py does)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        net = create_model("cspdarknet_tiny", num_classes=4)
+        loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+        step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), nn.Momentum(net.trainable_params(), 0.01, 0.9))
+        step.set_train()
+        x = _input(4, 32, 32)
+        y = ms.Tensor(np.array([0, 1, 2, 3], np.int32))
+        losses = [float(step(x, y).asnumpy()) for _ in range(3)]
+        assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
