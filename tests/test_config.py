@@ -351,3 +351,14 @@ def test_resolve_is_distributed_errors():
 def test_config_is_plain_class():
     assert isinstance(load_config([]), Config)
     assert config_mod.RUNTIME_KEY == "runtime"
+
+
+def test_config_pickles_and_copies():
+    import copy
+    import pickle
+    cfg = load_config(["--lr=0.3"])
+    cfg.apply_profile("demo")
+    cfg.rank = 1
+    for other in (pickle.loads(pickle.dumps(cfg)), copy.deepcopy(cfg)):
+        assert other == cfg and other.rank == 1 and other.is_explicit("lr")
+        assert other.applied_profile_name == "demo" and other.profiles == cfg.profiles
