@@ -9,7 +9,8 @@ logits are cast inside the Cell, so a float16 head (AMP O2/O3, or the zoo's fp16
 a float32 loss.
 
 Labels:
-  * int class indices, shape ``[B]`` -> one-hot with the smoothing above;
+  * int class indices, shape ``[B]`` (or ``[B, 1]``) -> one-hot with the smoothing above; an index
+    outside ``0..K-1`` gives an all-``eps/(K-1)`` target row (no error in graph mode);
   * soft targets, float ``[B, K]`` (mixup / cutmix) -> used as given by default, because a mixup
     producer normally applies its own smoothing (timm's ``Mixup(label_smoothing=...)``, mindcv's
     mixup). Pass ``smooth_soft_targets=True`` to apply the same smoothing map to them:
@@ -58,6 +59,8 @@ class CrossEntropySmooth(nn.Cell):
 
     def construct(self, logits, label):
         logits = ops.cast(logits, ms.float32)
+        if label.ndim == 2 and label.shape[1] == 1 and self.num_classes > 1:
+            label = ops.reshape(label, (-1,))   # [B, 1] class indices (e.g. NumpySlicesDataset labels)
         if label.ndim == 1:
             target = ops.one_hot(ops.cast(label, ms.int32), self.num_classes,
                                  self.on_value, self.off_value)

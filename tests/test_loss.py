@@ -50,6 +50,15 @@ def test_int64_labels_and_no_smoothing():
     np.testing.assert_allclose(float(loss.asnumpy()), ref, rtol=1e-5)
 
 
+def test_column_labels_b1_are_class_indices():
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(4, 6)).astype(np.float32)
+    y = np.array([5, 0, 3, 3], np.int32)
+    cell = CrossEntropySmooth(0.2, 6)
+    np.testing.assert_allclose(cell(Tensor(z), Tensor(y[:, None])).asnumpy(),
+                               _np_loss(z, _np_smoothed(y, 6, 0.2)), rtol=1e-5)
+
+
 def test_fp16_logits_give_fp32_loss():
     rng = np.random.default_rng(2)
     z = (rng.normal(size=(3, 10)) * 4).astype(np.float16)
