@@ -133,3 +133,18 @@ def test_graph_mode_train_step_runs():
         assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def test_hub_entry_returns_eval_ready_classifier(tmp_path):
+    from mindspore_hub_conf import create_network
+    from src.checkpoint import save_checkpoint_atomic
+    src_net = create_model("cspdarknet_tiny", num_classes=6, seed=3)
+    path = tmp_path / "tiny.ckpt"
+    save_checkpoint_atomic(src_net, path, metadata={"arch": "cspdarknet_tiny"})
+    net = create_network("cspdarknet_tiny", num_classes=6, checkpoint_path=str(path))
+    assert not net.training
+    x = _input(1, 32, 32)
+    src_net.set_train(False)
+    np.testing.assert_array_equal(net(x).asnumpy(), src_net(x).asnumpy())
+    with pytest.raises(NotImplementedError, match="resnet50 is not implemented"):
+        create_network("resnet50")
