@@ -50,16 +50,21 @@ def build_labels(img_path):
             where[name] = cls
     if not labels:
         raise LabelError(f"no image files in the {len(classes)} class folders of {img_path}")
-    # the C++ app names results after the part of the file name before the first '.'
-    stems = {}
-    clashes = []
-    for name in labels:
-        stem = name.split(".", 1)[0]
-        if stem in stems:
-            clashes.append((stems[stem], name))
-        stems[stem] = name
+    # C++ apps name results after the image name: this project's without its last extension
+    # (it refuses clashes), the zoo's up to the first '.' (it silently overwrote)
+    def clashes(stem_of):
+        seen, found = {}, []
+        for name in labels:
+            stem = stem_of(name)
+            if stem in seen:
+                found.append((seen[stem], name))
+            seen[stem] = name
+        return found
+
     stats = {"num_classes": len(classes), "num_images": len(labels), "empty_classes": empty,
-             "stray_files": stray, "stem_clashes": clashes}
+             "stray_files": stray,
+             "stem_clashes": clashes(lambda n: os.path.splitext(n)[0]),
+             "first_dot_clashes": clashes(lambda n: n.split(".", 1)[0])}
     return labels, classes, stats
 
 
@@ -96,8 +101,12 @@ def main(argv=None):
               f"{', '.join(stats['empty_classes'][:10])}", file=sys.stderr)
     if stats["stem_clashes"]:
         a, b = stats["stem_clashes"][0]
-        print(f"[WARNING] {len(stats['stem_clashes'])} file names share the part before the first '.' "
-              f"(e.g. {a} and {b}); the C++ app would write both to the same result file", file=sys.stderr)
+        print(f"[WARNING] {len(stats['stem_clashes'])} file names differ only in their extension "
+              f"(e.g. {a} and {b}); the C++ app cannot write a result file for each", file=sys.stderr)
+    elif stats["first_dot_clashes"]:
+        a, b = stats["first_dot_clashes"][0]
+        print(f"[WARNING] {len(stats['first_dot_clashes'])} file names share the part before the first '.' "
+              f"(e.g. {a} and {b}); the zoo's C++ app would write both to one result file", file=sys.stderr)
     print(f"[INFO] {len(classes)} classes, label file {args.output}")
     print(f"[INFO] Completed! Total {len(labels)} data.")
     return 0

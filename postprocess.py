@@ -2,11 +2,13 @@
 
 Inputs
   --result_path  folder of ``<name>_0.bin`` files (raw logits, row-major [B, K], float16 or float32,
-                 native little-endian), as written by ascend310_infer (``<name>`` is the image file name
-                 up to its first '.'). Files not ending in ``_0.bin`` are ignored (counted).
+                 little-endian), as written by ascend310_infer (``<name>``: the image file name without its
+                 extension). Files not ending in ``_0.bin`` are ignored (counted).
   --label_path   JSON object. Key: an image file name (``ILSVRC2012_val_00000001.JPEG``, as written by
-                 create_imagenet2012_label.py) or directly the result name (``ILSVRC2012_val_00000001``);
-                 a key is matched to ``<key up to its first '.'>_0.bin``. Value: the class index (int) for a
+                 create_imagenet2012_label.py) or directly the result name (``ILSVRC2012_val_00000001``).
+                 A key is matched to the first existing of ``<key>_0.bin``, ``<key without its last
+                 extension>_0.bin`` (this project's app) and ``<key up to its first '.'>_0.bin`` (the zoo's
+                 app); two keys matching one file is an error. Value: the class index (int) for a
                  one-image result file, or a list of class indices, one per row, for a result file that
                  holds a batch of B images (row i of the file is scored against element i).
   --dtype        auto (default) | float16 | float32
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["PostprocessError", "PostprocessResult", "RESULT_SUFFIX", "collect_result_files", "load_labels",
+           "result_name_candidates", "match_labels",
            "resolve_layout", "score_file", "evaluate", "format_summary", "main"]
 
 RESULT_SUFFIX = "_0.bin"
@@ -85,7 +88,7 @@ def collect_result_files(result_path):
 
 
 def load_labels(label_path):
-    """Return {result name: (label key, [class indices])} from the label JSON."""
+    """Return {label key: [class indices]} from the label JSON (an int value becomes a 1-element list)."""
     try:
         with open(label_path, encoding="utf-8") as f:
             data = json.load(f)
@@ -97,19 +100,40 @@ def load_labels(label_path):
         raise PostprocessError(f"label file {label_path}: expected a JSON object {{image name: class index}}")
     labels = {}
     for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, list)):
-            raise PostprocessError(f"label file {label_path}: {key!r} has {value!r}; expected an int class "
-                                   "index or a list of them")
         values = value if isinstance(value, list) else [value]
         if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
             raise PostprocessError(f"label file {label_path}: {key!r} must map to a class index >= 0 or a "
                                    f"non-empty list of them, got {value!r}")
-        stem = key.split(".", 1)[0]
-        if stem in labels:
-            raise PostprocessError(f"label file {label_path}: {labels[stem][0]!r} and {key!r} both map to "
-                                   f"result file {stem}{RESULT_SUFFIX}")
-        labels[stem] = (key, values)
+        labels[key] = values
     return labels
+
+
+def result_name_candidates(key):
+    """Result names a label key may have been written under, most specific first: the key itself,
+    the key without its last extension (this project's C++ app), the key up to its first '.' (zoo app)."""
+    out = []
+    for cand in (key, os.path.splitext(key)[0], key.split(".", 1)[0]):
+        if cand and cand not in out:
+            out.append(cand)
+    return out
+
+
+def match_labels(results, labels, label_path=""):
+    """Pair result names with label keys. Return ({result name: label key}, [keys without a result]).
+
+    Raises PostprocessError when two label keys claim the same result file.
+    """
+    claimed, without_result = {}, []
+    for key in sorted(labels):
+        name = next((c for c in result_name_candidates(key) if c in results), None)
+        if name is None:
+            without_result.append(key)
+        elif name in claimed:
+            raise PostprocessError(f"label file {label_path}: {claimed[name]!r} and {key!r} both map to "
+                                   f"result file {name}{RESULT_SUFFIX}")
+        else:
+            claimed[name] = key
+    return claimed, without_result
 
 
 def resolve_layout(row_bytes, max_label, dtype="auto", num_classes=0, where=""):
@@ -168,31 +192,32 @@ def score_file(path, dtype, num_classes, labels):
 def evaluate(result_path, label_path, dtype="auto", num_classes=0):
     """Score every ``<name>_0.bin`` in ``result_path`` that has a label; return a PostprocessResult."""
     results, ignored = collect_result_files(result_path)
-    labels = load_labels(label_path)
-    matched = sorted(set(results) & set(labels))
-    without_label = [os.path.basename(results[n]) for n in sorted(set(results) - set(labels))]
-    without_result = sorted(labels[n][0] for n in set(labels) - set(results))
+    all_labels = load_labels(label_path)
+    pairs, without_result = match_labels(results, all_labels, label_path)
+    matched = sorted(pairs)
+    labels = {name: all_labels[key] for name, key in pairs.items()}
+    without_label = [os.path.basename(results[n]) for n in sorted(set(results) - set(pairs))]
     if not matched:
         raise PostprocessError(f"no result file in {result_path} has a label in {label_path} "
-                               f"({len(results)} result files, {len(labels)} labels)")
+                               f"({len(results)} result files, {len(all_labels)} labels)")
     # one bytes-per-row value for the whole run
     row_bytes, first = None, None
     for name in matched:
         path = results[name]
         size = os.path.getsize(path)
-        rows = len(labels[name][1])
+        rows = len(labels[name])
         if size == 0 or size % rows:
             raise PostprocessError(f"{path}: {size} bytes cannot hold {rows} equal rows of logits")
         if row_bytes is None:
             row_bytes, first = size // rows, path
         elif size // rows != row_bytes:
             raise PostprocessError(f"{path}: {size // rows} bytes per image, but {first} has {row_bytes}")
-    max_label = max(max(labels[n][1]) for n in matched)
+    max_label = max(max(labels[n]) for n in matched)
     dtype, num_classes = resolve_layout(row_bytes, max_label, dtype, num_classes, where=first)
     total = top1 = top5 = nonfinite = 0
     for name in matched:
-        hit1, hit5, bad = score_file(results[name], dtype, num_classes, labels[name][1])
-        total += len(labels[name][1])
+        hit1, hit5, bad = score_file(results[name], dtype, num_classes, labels[name])
+        total += len(labels[name])
         top1 += hit1
         top5 += hit5
         nonfinite += bad

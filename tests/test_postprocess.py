@@ -147,12 +147,26 @@ def test_malformed_inputs_exit_2_naming_the_file(tmp_path, capsys):
     assert postprocess.main(["--result_path", str(tmp_path / "nope"), "--label_path", lp]) == 2
     assert "nope" in capsys.readouterr().err
     # two label keys that map to the same result file
-    open(lp, "w").write(json.dumps({"a.JPEG": 1, "a.png": 2}))
-    with pytest.raises(postprocess.PostprocessError, match="a_0.bin"):
-        postprocess.load_labels(lp)
+    open(lp, "w").write(json.dumps({"img_0001.JPEG": 1, "img_0001.png": 2}))
+    with pytest.raises(postprocess.PostprocessError, match="img_0001_0.bin"):
+        postprocess.evaluate(res, lp)
     # no overlap at all
     open(lp, "w").write(json.dumps({"zzz.JPEG": 1}))
     assert postprocess.main(["--result_path", res, "--label_path", lp]) == 2
+
+
+def test_result_names_from_either_cpp_app(tmp_path):
+    # "v.1.JPEG": this project's app writes v.1_0.bin (last extension cut), the zoo's app v_0.bin
+    assert postprocess.result_name_candidates("v.1.JPEG") == ["v.1.JPEG", "v.1", "v"]
+    assert postprocess.result_name_candidates("plain") == ["plain"]
+    for written in ("v.1", "v"):
+        res = tmp_path / written
+        res.mkdir()
+        _write(res, written, [[0, 5, 1]], "float32")
+        lp = tmp_path / "l.json"
+        lp.write_text(json.dumps({"v.1.JPEG": 1, "w.JPEG": 0}))
+        r = postprocess.evaluate(str(res), str(lp), dtype="float32")
+        assert (r.total, r.top1, r.labels_without_result) == (1, 1, ["w.JPEG"])
 
 
 def test_inconsistent_row_sizes(tmp_path):
@@ -183,6 +197,11 @@ def test_label_script_sorted_classes(tmp_path, capsys):
     assert "stray.txt" in printed.err and "n03" in printed.err
     labels, classes, stats = label_script.build_labels(str(img))
     assert classes == ["n01", "n02", "n03"] and stats["empty_classes"] == ["n03"]
+    assert stats["stem_clashes"] == [] and stats["first_dot_clashes"] == []
+    _image_tree(img, {"n03": ["a.png", "c.1.JPEG"]})
+    _, _, stats = label_script.build_labels(str(img))
+    assert stats["stem_clashes"] == [("a.JPEG", "a.png")]
+    assert ("c.JPEG", "c.1.JPEG") in stats["first_dot_clashes"]
 
 
 def test_label_script_errors(tmp_path, capsys):
