@@ -24,7 +24,11 @@ def _np_smoothed(labels, k, eps):
 
 @pytest.fixture(autouse=True)
 def _graph_mode():
+    """GRAPH mode as in training; the previous mode is restored for other test modules."""
+    previous = ms.get_context("mode")
     ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=previous)
 
 
 def test_int_labels_match_numpy_zoo_smoothing():

@@ -20,7 +20,11 @@ class Small(nn.Cell):
 
 @pytest.fixture(autouse=True)
 def _graph_mode():
+    """GRAPH mode as in training; the previous mode is restored for other test modules."""
+    previous = ms.get_context("mode")
     ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=previous)
 
 
 def _names(group):
