@@ -6,6 +6,7 @@
  * inference time like the model zoo's app.
  */
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -53,6 +54,31 @@ bool CheckInput(const infer::TensorInfo &in, int crop, std::vector<int64_t> *sha
   return true;
 }
 
+std::string LowerExtension(const std::string &path) {
+  size_t slash = path.find_last_of('/');
+  size_t dot = path.rfind('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  std::string ext = path.substr(dot);
+  for (char &c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+
+// The engine is fixed at build time; say so when the model file plainly belongs to the other one.
+bool ModelFitsEngine(const std::string &engine, const std::string &model_path, std::string *error) {
+  const std::string ext = LowerExtension(model_path);
+  if (engine == "ORT_CPU" && (ext == ".mindir" || ext == ".air" || ext == ".om" || ext == ".ms")) {
+    *error = "this app was built with ENGINE=ORT_CPU, which runs .onnx models; " + model_path +
+             " needs the ASCEND310 build (bash ascend310_infer/build.sh ASCEND310)";
+    return false;
+  }
+  if (engine == "ASCEND310" && ext == ".onnx") {
+    *error = "this app was built with ENGINE=ASCEND310, which runs .mindir models; " + model_path +
+             " needs the ORT_CPU build (bash ascend310_infer/build.sh ORT_CPU)";
+    return false;
+  }
+  return true;
+}
+
 int Run(int argc, char **argv) {
   infer::Flags flags;
   std::string error;
@@ -92,6 +118,7 @@ int Run(int argc, char **argv) {
   std::cout << std::endl;
 
   std::unique_ptr<infer::Engine> engine = infer::CreateEngine();
+  if (!ModelFitsEngine(engine->Name(), model_path, &error)) return Fail(error);
   infer::EngineOptions options;
   options.model_path = model_path;
   options.device_id = flags.device_id;

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# C++ inference flow: build ascend310_infer for the engine the model file implies, run it on every image,
+# write the label file and score the results.
+#   .mindir -> ASCEND310 (MindSpore C++ API on an Ascend 310; needs the MindSpore Ascend package)
+#   .onnx   -> ORT_CPU   (ONNX Runtime on CPU; needs bash .ci/install_cxx_deps.sh once)
+# Outputs go to the current directory: build.log, infer.log, result_Files/, time_Result/,
+# imagenet_label.json, acc.log.
+# Env: PYTHON (default python3), THREADS (ORT_CPU threads, default 0 = ONNX Runtime default),
+#      RESIZE/CROP (default 256/224), BUILD_DIR (default ascend310_infer/out), JOBS (default 2).
+set -euo pipefail
+
+usage() {
+  echo "Usage: bash $0 [MODEL_PATH] [DATA_PATH] [DEVICE_ID]"
+  echo "  MODEL_PATH  .mindir (Ascend 310) or .onnx (ONNX Runtime on CPU)"
+  echo "  DATA_PATH   image folder with one sub-folder per class (ImageNet val layout)"
+  echo "  DEVICE_ID   Ascend device id, optional (default 0; ignored on CPU)"
+}
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage >&2; exit 1; fi
+case "$1" in -h|--help) usage; exit 0 ;; esac
+
+die() { echo "run_infer_310.sh: ERROR: $*" >&2; exit 1; }
+abspath() { realpath -m -- "$1"; }
+
+MODEL_PATH="$(abspath "$1")"
+DATA_PATH="$(abspath "$2")"
+DEVICE_ID="${3:-0}"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+WORK_DIR="$(pwd)"
+
+[ -f "$MODEL_PATH" ] || die "model file not found: $MODEL_PATH"
+[ -d "$DATA_PATH" ] || die "data folder not found: $DATA_PATH"
+[[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || die "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
+case "${MODEL_PATH,,}" in
+  *.mindir) ENGINE=ASCEND310 ;;
+  *.onnx) ENGINE=ORT_CPU ;;
+  *) die "cannot tell the engine from '$MODEL_PATH': use a .mindir (Ascend 310) or .onnx (CPU) file" ;;
+esac
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=/path/to/python)"
+for f in create_imagenet2012_label.py postprocess.py; do
+  [ -f "$ROOT/$f" ] || die "$ROOT/$f is missing"
+done
+
+echo "model:  $MODEL_PATH"
+echo "data:   $DATA_PATH"
+echo "engine: $ENGINE (device $DEVICE_ID), outputs in $WORK_DIR"
+
+export BUILD_DIR="${BUILD_DIR:-$ROOT/ascend310_infer/out}"
+echo "building ascend310_infer ($ENGINE) ... (log: build.log)"
+if ! PYTHON="$PYTHON" bash "$ROOT/ascend310_infer/build.sh" "$ENGINE" > "$WORK_DIR/build.log" 2>&1; then
+  tail -n 15 "$WORK_DIR/build.log" >&2
+  die "build failed (full log: $WORK_DIR/build.log)"
+fi
+
+rm -rf "$WORK_DIR/result_Files" "$WORK_DIR/time_Result"
+echo "running inference ... (log: infer.log)"
+if ! "$BUILD_DIR/main" --model_path="$MODEL_PATH" --dataset_path="$DATA_PATH" --device_id="$DEVICE_ID" \
+      --result_path="$WORK_DIR/result_Files" --time_path="$WORK_DIR/time_Result" --threads="${THREADS:-0}" \
+      --resize="${RESIZE:-256}" --crop="${CROP:-224}" > "$WORK_DIR/infer.log" 2>&1; then
+  tail -n 15 "$WORK_DIR/infer.log" >&2
+  die "inference failed (full log: $WORK_DIR/infer.log)"
+fi
+grep "NN inference cost average time" "$WORK_DIR/infer.log" || true
+# The app reports the logits' dtype ("output 0: float16 [1,1000], 2000 bytes per image"); pass it on so
+# postprocess.py need not guess it from the file size.
+OUT_DTYPE="$(sed -n 's/^output 0: \(float16\|float32\) .*/\1/p' "$WORK_DIR/infer.log" | head -n 1)"
+
+echo "creating the label file ..."
+"$PYTHON" "$ROOT/create_imagenet2012_label.py" --img_path="$DATA_PATH" --output="$WORK_DIR/imagenet_label.json" \
+  || die "create_imagenet2012_label.py failed"
+
+echo "scoring ... (acc.log)"
+if ! "$PYTHON" "$ROOT/postprocess.py" --result_path="$WORK_DIR/result_Files" \
+      --label_path="$WORK_DIR/imagenet_label.json" ${OUT_DTYPE:+--dtype="$OUT_DTYPE"} > "$WORK_DIR/acc.log" 2>&1; then
+  cat "$WORK_DIR/acc.log" >&2
+  die "postprocess.py failed (log: $WORK_DIR/acc.log)"
+fi
+cat "$WORK_DIR/acc.log"
