@@ -1,0 +1,125 @@
+"""Export a trained CSPDarkNet53 to MINDIR (default), ONNX or AIR, then check the file against the network.
+
+    python export.py --ckpt_file=CKPT [--file_format=MINDIR|ONNX|AIR] [--file_name=cspdarknet53]
+                     [--export_batch_size=1] [--height=224] [--width=224] [--fp16_head=1]
+
+The input is ``[export_batch_size, 3, height, width]`` float32 (the model zoo had width before height).
+Any checkpoint format ``src.checkpoint`` reads is accepted; its recorded ``arch`` / ``num_classes``
+are used unless given on the command line. ``fp16_head=1`` makes the graph emit float16 logits, as
+the model zoo's export did for its Ascend 310 flow. AIR needs an Ascend device.
+
+After writing, the file is run on a random input and compared with the network's own logits:
+MINDIR through ``mindspore.load`` + ``nn.GraphCell``, ONNX through onnxruntime (when installed).
+Exit status: 0 written and verified, 1 verification failed, 2 bad arguments or checkpoint.
+"""
+import os
+import sys
+import time
+
+os.environ.setdefault("GLOG_v", "3")
+
+import numpy as np  # noqa: E402
+
+from model_utils.config import ConfigError, load_config  # noqa: E402
+from src.checkpoint import CheckpointError  # noqa: E402
+from src.export_utils import ExportError, export_path  # noqa: E402
+from src.utils.runtime import user_error_exit  # noqa: E402
+
+
+def _checkpoint(cfg):
+    path = cfg.ckpt_file or cfg.pretrained
+    if not path:
+        raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (a .ckpt, .safetensors or timm .pth file); "
+                          "exporting untrained weights is refused")
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path {path!r} is a folder; export needs one checkpoint file")
+    return path
+
+
+def _check_request(cfg):
+    """Validates everything that needs no device or weights, so a bad request fails before any work."""
+    from src.utils.runtime import resolve_device_target
+
+    for key in ("export_batch_size", "height", "width"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"--{key}={getattr(cfg, key)}: must be a positive integer")
+    fmt = cfg.file_format.upper()
+    try:
+        target = resolve_device_target(cfg.device_target)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if fmt == "AIR" and target != "Ascend":
+        raise ConfigError(f"file_format=AIR needs an Ascend device (MindSpore writes AIR only with the Ascend "
+                          f"backend) and this run's device is {target}; export MINDIR or ONNX instead")
+    ckpt = _checkpoint(cfg)
+    out = export_path(cfg.file_name, fmt)
+    return fmt, target, ckpt, out
+
+
+def _verify(fmt, path, net_logits, x):
+    """Runs the exported file and compares; returns (ok, message lines)."""
+    from src.export_utils import compare_logits, onnxruntime_available, run_mindir, run_onnx
+
+    if fmt == "MINDIR":
+        runner, how = run_mindir, "mindspore.load + nn.GraphCell"
+    elif fmt == "ONNX":
+        if not onnxruntime_available():
+            return True, ["verify: onnxruntime is not installed, ONNX file not checked "
+                          "(pip install onnxruntime to check it)"]
+        runner, how = run_onnx, "onnxruntime"
+    else:
+        return True, ["verify: AIR files cannot be loaded back here; not checked"]
+    out = runner(path, x)
+    check = compare_logits(net_logits, out)
+    lines = [f"verify ({how}): max abs diff {check.max_abs_diff:.3e} vs tolerance {check.tolerance:.3e} "
+             f"({check.rule}); largest |logit| {float(np.abs(net_logits).max()):.4g}; "
+             f"output {check.out_dtype} {list(np.shape(out))}; same argmax: {check.same_argmax}"]
+    if not check.dtype_ok:
+        lines.append(f"verify: FAILED, the file outputs {check.out_dtype} but the network {check.ref_dtype}")
+    elif not check.ok:
+        lines.append("verify: FAILED, the exported model does not reproduce the network's logits")
+    else:
+        lines.append("verify: OK")
+    return check.ok, lines
+
+
+def run(cfg):
+    import mindspore as ms
+
+    from src.evaluation import build_inference_model
+    from src.export_utils import export_network
+    from src.utils.runtime import setup_device
+
+    fmt, target, ckpt, out = _check_request(cfg)
+    setup_device(target)
+    net, report, info = build_inference_model(
+        ckpt, cfg.arch, cfg.num_classes, num_classes_explicit=cfg.is_explicit("num_classes"),
+        arch_explicit=cfg.is_explicit("arch"), use_ema=cfg.use_ema, fp16_head=cfg.fp16_head)
+    shape = [cfg.export_batch_size, 3, cfg.height, cfg.width]
+    print(f"loaded {ckpt} ({report.layout} layout{', EMA weights' if report.used_ema else ''}) into "
+          f"{info['arch']} with {info['num_classes']} classes")
+    x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+    net_logits = net(ms.Tensor(x)).asnumpy()
+    start = time.perf_counter()
+    path = export_network(net, x, out, fmt)
+    size_mb = os.path.getsize(path) / 2 ** 20
+    print(f"exported {path} ({fmt}, input {shape} float32 NCHW, output {list(net_logits.shape)} "
+          f"{net_logits.dtype}, {size_mb:.1f} MiB, {time.perf_counter() - start:.1f} s)")
+    ok, lines = _verify(fmt, path, net_logits, x)
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    try:
+        cfg = load_config(argv)
+        return run(cfg)
+    except (ConfigError, CheckpointError, ExportError) as err:
+        return user_error_exit(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

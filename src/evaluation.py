@@ -1,0 +1,290 @@
+"""Scoring a classifier: top-1/top-5 counts over a dataset, and building an inference model from a checkpoint.
+
+``evaluate(net, dataset)`` is the one scoring loop of the project (eval.py, and train.py's validation
+while training). It runs the network over every batch of a ``DatasetBundle`` (or a bare MindSpore
+dataset yielding ``(image, label)``), counts the images whose label is the top-1 / among the top-5
+logits in NumPy, and measures throughput. Differences from the model zoo's eval loop:
+
+* every image is scored: a smaller last batch is run as it is (graph mode recompiles once for it);
+* images/s is measured over the batches whose shape had already been compiled, so neither the first
+  compilation nor the recompile of a smaller last batch is in the figure (the zoo subtracted one
+  batch of images but kept the first batch's compile time);
+* with ``group_size > 1`` the counts of every rank are summed with an AllReduce. The shards must not
+  overlap: ``src.dataset``'s eval shards are disjoint; for a dataset sharded with MindSpore's own
+  distributed sampler (which repeats samples so every shard has the same length) pass
+  ``limit=shard_sample_count(N, rank, group_size)`` so the repeats are not counted.
+
+Nothing here parses config or sets up the device.
+"""
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision",
+           "checkpoint_model_info", "build_inference_model", "list_checkpoints", "CHECKPOINT_EXTENSIONS"]
+
+# What eval's folder mode scores; load_weights reads these and timm's .pth/.pt/.bin too.
+CHECKPOINT_EXTENSIONS = (".ckpt", ".safetensors")
+
+
+@dataclass
+class EvalResult:
+    top1_correct: int
+    top5_correct: int
+    total: int
+    images_per_sec: float
+    seconds: float
+    steps: int = 0
+    group_size: int = 1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def top1(self):
+        """Top-1 accuracy as a fraction (0 when no image was scored)."""
+        return self.top1_correct / self.total if self.total else 0.0
+
+    @property
+    def top5(self):
+        return self.top5_correct / self.total if self.total else 0.0
+
+    def to_dict(self):
+        out = asdict(self)
+        out.update(top1=self.top1, top5=self.top5)
+        return out
+
+    def zoo_lines(self):
+        """The model zoo's three result lines."""
+        return [f"top1_correct={self.top1_correct}, tot={self.total}, acc={100.0 * self.top1:.2f}%(TOP1)",
+                f"top5_correct={self.top5_correct}, tot={self.total}, acc={100.0 * self.top5:.2f}%(TOP5)",
+                f"Inference Performance: {self.images_per_sec:.2f} img/sec"]
+
+
+def topk_correct(logits, labels, k=5):
+    """Number of rows of ``logits`` whose ``labels`` entry is the top-1 and among the top-``k`` classes.
+
+    Ties are broken towards the lower class index (a stable sort of the negated logits), so the
+    answer does not depend on the sorting algorithm. With fewer than ``k`` classes every label is
+    within the top-k.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(f"logits {logits.shape} and labels {labels.shape} do not match")
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    top1 = int(np.sum(order[:, 0] == labels))
+    topk = int(np.sum(np.any(order == labels[:, None], axis=1)))
+    return top1, topk
+
+
+def shard_sample_count(num_images, rank, group_size):
+    """Real (non-padding) samples on shard ``rank`` of ``group_size`` for MindSpore's interleaved sharding:
+    shard r holds samples r, r+G, r+2G, ... and is padded with repeats up to ceil(N/G)."""
+    if group_size <= 1:
+        return int(num_images)
+    return len(range(rank, int(num_images), group_size))
+
+
+def _dataset_and_limit(dataset, limit):
+    """Unwraps a DatasetBundle; the number of real samples to count (None: all).
+
+    An eval ``DatasetBundle`` knows its shard's real image count (``num_images``; eval shards of
+    ``src.dataset`` are disjoint and unpadded), which caps the count as a guard against padding.
+    """
+    ds = getattr(dataset, "dataset", dataset)
+    if limit is None and getattr(dataset, "mode", None) == "eval":
+        limit = getattr(dataset, "num_images", None)
+    return ds, limit
+
+
+class _SumAcrossRanks:
+    """Sums a small float vector across ranks: an ``ops.AllReduce`` inside a graph-mode Cell."""
+
+    def __init__(self):
+        from mindspore import nn, ops
+
+        class _AllReduceSum(nn.Cell):
+            def __init__(self):
+                super().__init__()
+                self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM)
+
+            def construct(self, x):
+                return self.all_reduce(x)
+
+        self.cell = _AllReduceSum()
+
+    def __call__(self, values):
+        import mindspore as ms
+        out = self.cell(ms.Tensor(np.asarray(values, dtype=np.float32)))
+        return out.asnumpy().astype(np.float64)
+
+
+def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True, log=None, log_interval=0,
+             collect_logits=False):
+    """Scores ``net`` on every image of ``dataset`` and returns an ``EvalResult``.
+
+    dataset: a ``DatasetBundle`` (its ``.dataset``) or a MindSpore dataset whose rows are
+    ``(image NCHW float32, label int)``; it is iterated once, in its own order.
+    rank, group_size: this process's shard; with ``group_size > 1`` and ``reduce`` the counts and the
+    throughput are summed over ranks (every rank must call this), so every rank returns the totals.
+    limit: count only the first ``limit`` samples (a shard's real samples, for a sharded dataset whose
+    sampler pads; an eval bundle's ``num_images`` by default, see ``shard_sample_count`` for MindSpore's
+    padding sampler). ``collect_logits`` keeps this rank's float32 logits and labels in
+    ``result.extra`` (tests, analysis).
+    The network must already be in eval mode (``set_train(False)``) and at the wanted precision.
+    """
+    import mindspore as ms
+
+    ds, limit = _dataset_and_limit(dataset, limit)
+    top1 = top5 = total = steps = 0
+    timed_images, timed_seconds = 0, 0.0
+    seen_shapes = set()
+    all_logits, all_labels = [], []
+    start = time.perf_counter()
+    for images, labels in ds.create_tuple_iterator(output_numpy=True, num_epochs=1):
+        if limit is not None and total >= limit:
+            continue  # padding at the end of a shard: iterate to the end, count nothing
+        batch_start = time.perf_counter()
+        logits = net(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy().astype(np.float32)
+        batch_seconds = time.perf_counter() - batch_start
+        labels = np.asarray(labels).reshape(-1)
+        n = labels.shape[0]
+        if limit is not None and total + n > limit:
+            n = limit - total
+            logits, labels = logits[:n], labels[:n]
+        shape = tuple(images.shape)
+        if shape in seen_shapes:  # already compiled: a steady-state step
+            timed_images += n
+            timed_seconds += batch_seconds
+        seen_shapes.add(shape)
+        c1, c5 = topk_correct(logits, labels, topk)
+        top1 += c1
+        top5 += c5
+        total += n
+        steps += 1
+        if collect_logits:
+            all_logits.append(logits)
+            all_labels.append(labels)
+        if log is not None and log_interval and steps % log_interval == 0:
+            log.info("eval step %d: %d images, top1 %.4f", steps, total, top1 / max(total, 1))
+    seconds = time.perf_counter() - start
+    if timed_images and timed_seconds > 0:
+        ips = timed_images / timed_seconds
+    else:  # a single batch shape seen once: only the compile-inclusive rate exists
+        ips = total / seconds if seconds > 0 else 0.0
+    extra = {"compiled_shapes": len(seen_shapes), "timed_images": timed_images}
+    if collect_logits:
+        extra["logits"] = np.concatenate(all_logits) if all_logits else np.zeros((0, 0), np.float32)
+        extra["labels"] = np.concatenate(all_labels) if all_labels else np.zeros((0,), np.int64)
+    if group_size > 1 and reduce:
+        summed = _SumAcrossRanks()([top1, top5, total, ips])
+        top1, top5, total = (int(round(v)) for v in summed[:3])
+        ips = float(summed[3])  # ranks run in parallel: the aggregate rate is the sum
+    return EvalResult(top1_correct=int(top1), top5_correct=int(top5), total=int(total), images_per_sec=float(ips),
+                      seconds=float(seconds), steps=steps, group_size=int(group_size), extra=extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# Precision
+# ----------------------------------------------------------------------------------------------
+
+def apply_eval_precision(net, device_target):
+    """Eval precision by device, as the model zoo: Ascend runs the whole network in float16 (BatchNorm
+    included, ``to_float``); GPU runs float16 with BatchNorm in float32 (``auto_mixed_precision`` O2);
+    CPU stays float32. Returns ``(net, description)``; load the weights before calling this."""
+    import mindspore as ms
+
+    if device_target == "Ascend":
+        net.to_float(ms.float16)
+        return net, "float16"
+    if device_target == "GPU":
+        from mindspore import amp
+        return amp.auto_mixed_precision(net, "O2"), "float16 (BatchNorm float32, amp O2)"
+    return net, "float32"
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints -> model
+# ----------------------------------------------------------------------------------------------
+
+def list_checkpoints(path, extensions=CHECKPOINT_EXTENSIONS):
+    """``path`` itself if it is a file; the sorted checkpoint files in it if it is a folder.
+
+    Raises ``CheckpointError`` naming the path when it does not exist or a folder holds none.
+    """
+    from src.checkpoint import CheckpointError
+
+    path = os.fspath(path)
+    if not path:
+        raise CheckpointError("no checkpoint given")
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                       if f.lower().endswith(tuple(extensions)) and not f.startswith(".")
+                       and os.path.isfile(os.path.join(path, f)))
+        if not files:
+            raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(extensions)} files")
+        return files
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint file {path!r} does not exist")
+    return [path]
+
+
+def checkpoint_model_info(path):
+    """What a checkpoint says about its network: ``{"arch": str or None, "num_classes": int or None}``.
+
+    ``arch`` comes from the recorded metadata, else from the key layout (zoo -> cspdarknet53,
+    timm -> cspdarknet53_timm); None for an own checkpoint without metadata.
+    ``num_classes`` comes from the recorded metadata (an own checkpoint saved with ``network_metadata``),
+    else from the classifier's weight shape. Raises ``CheckpointError`` for an unreadable file.
+    """
+    from src.checkpoint import LAYOUT_ARCH, WRAPPER_PREFIXES, detect_layout, read_state_dict
+
+    arrays, meta = read_state_dict(path)
+    arch = meta.get("arch")
+    if isinstance(arch, bytes):
+        arch = arch.decode("utf-8", "replace")
+    if not arch:  # a foreign layout (model zoo, timm) implies the architecture its numerics belong to
+        names = []
+        for name in arrays:
+            while name.startswith(WRAPPER_PREFIXES):
+                name = name.split(".", 1)[1]
+            names.append(name)
+        arch = LAYOUT_ARCH.get(detect_layout(names))
+    num_classes = meta.get("num_classes", arrays.get("num_classes"))
+    if num_classes is not None:
+        try:
+            num_classes = int(np.asarray(num_classes).reshape(-1)[0]) if not isinstance(num_classes, str) \
+                else int(num_classes)
+        except (ValueError, IndexError):
+            num_classes = None
+    if num_classes is None:
+        for name, arr in arrays.items():
+            if name.endswith("head.fc.weight") and not name.startswith(("ema.", "moments.", "accum.")) \
+                    and getattr(arr, "ndim", 0) == 2:
+                num_classes = int(arr.shape[0])
+                break
+    return {"arch": arch or None, "num_classes": num_classes}
+
+
+def build_inference_model(ckpt_path, arch, num_classes, num_classes_explicit=False, arch_explicit=False,
+                          use_ema=False, fp16_head=False, info=None):
+    """Builds the classifier a checkpoint needs, loads it strictly and switches it to eval mode.
+
+    The checkpoint's recorded ``num_classes`` (or its head shape) and ``arch`` are used unless the
+    caller marks its own value as explicit (then a mismatch is the loader's clear error).
+    Returns ``(net, LoadReport, info)`` with ``info`` the resolved ``{"arch", "num_classes"}``.
+    """
+    from src.checkpoint import load_weights
+    from src.image_classification import create_model
+
+    if info is None:
+        info = checkpoint_model_info(ckpt_path)
+    if not arch_explicit and info.get("arch"):
+        arch = info["arch"]
+    if not num_classes_explicit and info.get("num_classes"):
+        num_classes = info["num_classes"]
+    net = create_model(arch, num_classes=num_classes, fp16_head=bool(fp16_head))
+    report = load_weights(net, ckpt_path, use_ema=bool(use_ema))
+    net.set_train(False)
+    return net, report, {"arch": arch, "num_classes": num_classes}

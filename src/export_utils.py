@@ -1,0 +1,166 @@
+"""Model export (MINDIR, ONNX, AIR) and the check that an exported file gives the network's logits.
+
+``export_network`` wraps ``mindspore.export`` with two fixes for side effects measured on
+MindSpore 2.10 (reference: mindspore_runtime.md section 4):
+
+* ONNX export ``chmod``s the folder it writes into to 0700 when the file is new (with a bare file
+  name, the user's current directory). Every format is therefore exported into a fresh temporary
+  folder beside the destination and the file is moved into place; the destination folder's mode is
+  restored if anything changed it anyway.
+* MindSpore leaves every file it writes read-only (0400). The moved file gets the ordinary mode
+  for new files (0666 minus the umask), so users and other tools can replace it.
+
+``run_mindir`` (``mindspore.load`` + ``nn.GraphCell``) and ``run_onnx`` (onnxruntime, optional)
+run an exported file; ``compare_logits`` applies the acceptance rule.
+"""
+import os
+import shutil
+import stat
+import tempfile
+
+import numpy as np
+
+__all__ = ["FORMAT_EXTENSIONS", "ExportError", "export_path", "export_network", "run_mindir", "run_onnx",
+           "onnxruntime_available", "compare_logits", "ParityCheck"]
+
+FORMAT_EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+
+
+class ExportError(ValueError):
+    """An export request that cannot be carried out (the message says why and what to do)."""
+
+
+def export_path(file_name, file_format):
+    """``file_name`` plus the format's extension (kept when already there), as an absolute path."""
+    fmt = file_format.upper()
+    if fmt not in FORMAT_EXTENSIONS:
+        raise ExportError(f"file_format={file_format!r}: expected one of {', '.join(FORMAT_EXTENSIONS)}")
+    if not file_name:
+        raise ExportError("file_name is empty: pass --file_name=PATH (the extension is added)")
+    ext = FORMAT_EXTENSIONS[fmt]
+    path = os.fspath(file_name)
+    if not path.lower().endswith(ext):
+        path += ext
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _new_file_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def export_network(net, inputs, file_name, file_format="MINDIR"):
+    """Exports ``net`` traced with ``inputs`` (a NumPy array or MindSpore Tensor) and returns the file path.
+
+    The parent folder is created; an existing file of the same name is replaced.
+    """
+    import mindspore as ms
+
+    fmt = file_format.upper()
+    dest = export_path(file_name, fmt)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    parent_mode = stat.S_IMODE(os.stat(parent).st_mode)
+    if not isinstance(inputs, ms.Tensor):
+        inputs = ms.Tensor(np.ascontiguousarray(inputs))
+    base = os.path.basename(dest)
+    tmp_dir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".export", dir=parent)
+    try:
+        stem = os.path.join(tmp_dir, base[:-len(FORMAT_EXTENSIONS[fmt])])
+        ms.export(net, inputs, file_name=stem, file_format=fmt)
+        produced = os.path.join(tmp_dir, base)
+        if not os.path.isfile(produced):
+            raise ExportError(f"MindSpore did not write {base} (found: {sorted(os.listdir(tmp_dir))})")
+        mode = _new_file_mode()
+        # MindSpore may write companion files (external weights of very large models) beside the graph.
+        for entry in sorted(os.listdir(tmp_dir)):
+            src = os.path.join(tmp_dir, entry)
+            target = os.path.join(parent, entry)
+            if os.path.isdir(src):
+                if os.path.isdir(target):
+                    shutil.rmtree(target)
+                os.replace(src, target)
+            else:
+                os.chmod(src, mode)
+                os.replace(src, target)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if stat.S_IMODE(os.stat(parent).st_mode) != parent_mode:
+            os.chmod(parent, parent_mode)
+    return dest
+
+
+def run_mindir(path, inputs):
+    """Runs an exported MINDIR: ``nn.GraphCell(mindspore.load(path))`` on ``inputs``; returns NumPy."""
+    import mindspore as ms
+    from mindspore import nn
+
+    graph = ms.load(os.fspath(path))
+    cell = nn.GraphCell(graph)
+    out = cell(ms.Tensor(np.ascontiguousarray(inputs)))
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return out.asnumpy()
+
+
+def onnxruntime_available():
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_onnx(path, inputs):
+    """Runs an exported ONNX file with onnxruntime on the CPU; returns the first output."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: np.ascontiguousarray(inputs)})[0]
+
+
+class ParityCheck:
+    """The result of comparing an exported file's logits with the network's."""
+
+    def __init__(self, max_abs_diff, tolerance, rule, same_argmax, dtype_ok, ref_dtype, out_dtype):
+        self.max_abs_diff = max_abs_diff
+        self.tolerance = tolerance
+        self.rule = rule
+        self.same_argmax = same_argmax
+        self.dtype_ok = dtype_ok
+        self.ref_dtype = ref_dtype
+        self.out_dtype = out_dtype
+
+    @property
+    def ok(self):
+        return self.dtype_ok and self.max_abs_diff <= self.tolerance
+
+    def __repr__(self):
+        return (f"ParityCheck(max_abs_diff={self.max_abs_diff:.3e}, tolerance={self.tolerance:.3e} ({self.rule}), "
+                f"same_argmax={self.same_argmax}, dtypes={self.ref_dtype}/{self.out_dtype})")
+
+
+def compare_logits(reference, output):
+    """Acceptance rule for an exported model's logits against the network's.
+
+    float32 logits: max abs difference at most 1e-4 of the largest |logit|. float16 logits (the fp16
+    head): at most one float16 step (ulp) at the largest |logit|. The output dtype must match.
+    """
+    ref = np.asarray(reference)
+    out = np.asarray(output)
+    peak = float(np.abs(ref.astype(np.float64)).max()) if ref.size else 0.0
+    if ref.dtype == np.float16:
+        tol = float(np.spacing(np.float16(peak)))
+        rule = "one float16 step at the largest logit"
+    else:
+        tol = 1e-4 * peak
+        rule = "1e-4 of the largest logit"
+    if ref.shape != out.shape:
+        return ParityCheck(float("inf"), tol, rule, False, False, str(ref.dtype), f"{out.dtype} {out.shape}")
+    diff = float(np.abs(ref.astype(np.float64) - out.astype(np.float64)).max()) if ref.size else 0.0
+    same = bool((ref.argmax(-1) == out.argmax(-1)).all()) if ref.size else True
+    return ParityCheck(diff, tol, rule, same, ref.dtype == out.dtype, str(ref.dtype), str(out.dtype))
