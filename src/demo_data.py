@@ -1,0 +1,142 @@
+"""The embedded demo dataset: a slice of Fashion-MNIST, materialized as ImageFolder trees of JPEG files.
+
+``data/fashion_mnist/slice.npz`` (committed; made by ``tools/make_fashion_mnist_slice.py`` from the
+Debian package ``dataset-fashion-mnist``, MIT licence, Copyright 2017 Zalando SE) holds 100 train +
+50 val 28x28 grayscale images per class. ``ensure_demo_dataset()`` writes them once as
+
+    <cache>/fashion_mnist_<hash>/train/00_tshirt_top/00000.jpg ...
+    <cache>/fashion_mnist_<hash>/val/...
+
+so that the real pipeline (JPEG decode, crops, normalization) runs on them. The cache folder is
+``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``. The tree is built in a temporary folder and
+renamed into place, so a concurrent process never sees a half-built tree; a marker file with the
+slice's SHA-256 decides whether an existing tree is reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+
+from src.dataset import DatasetError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLICE_PATH = os.path.join(ROOT, "data", "fashion_mnist", "slice.npz")
+
+#: Label order of Fashion-MNIST (index = label).
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+#: Folder names: sorted order = label order, human-readable.
+CLASS_FOLDERS = ["00_tshirt_top", "01_trouser", "02_pullover", "03_dress", "04_coat",
+                 "05_sandal", "06_shirt", "07_sneaker", "08_bag", "09_ankle_boot"]
+
+_MARKER = ".complete.json"
+_FORMAT = 1
+JPEG_QUALITY = 95
+
+
+@dataclass
+class DemoPaths:
+    train: str
+    val: str
+    num_classes: int
+    class_names: List[str]
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("CSPDARKNET53_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cspdarknet53")
+
+
+def write_image_folder(out_dir: str, images: np.ndarray, labels: np.ndarray, quality: int = JPEG_QUALITY) -> int:
+    """Write uint8 [N, H, W] grayscale images as out_dir/<class folder>/<index>.jpg; return N."""
+    from PIL import Image
+    for name in CLASS_FOLDERS:
+        os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        Image.fromarray(np.ascontiguousarray(img), mode="L").save(
+            os.path.join(out_dir, CLASS_FOLDERS[int(lab)], f"{i:05d}.jpg"), quality=quality)
+    return len(images)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _marker_ok(folder: str, digest: str) -> bool:
+    try:
+        with open(os.path.join(folder, _MARKER), "r", encoding="utf-8") as f:
+            m = json.load(f)
+        return m.get("slice_sha256") == digest and m.get("format") == _FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def _paths(folder: str) -> DemoPaths:
+    return DemoPaths(train=os.path.join(folder, "train"), val=os.path.join(folder, "val"),
+                     num_classes=len(CLASS_NAMES), class_names=list(CLASS_NAMES))
+
+
+def load_slice(slice_path: str = SLICE_PATH):
+    """Return (x_train, y_train, x_val, y_val) from the committed slice."""
+    if not os.path.isfile(slice_path):
+        raise DatasetError(f"demo data slice not found: {slice_path} "
+                           "(regenerate it with: python tools/make_fashion_mnist_slice.py)")
+    try:
+        with np.load(slice_path, allow_pickle=False) as z:
+            return z["x_train"], z["y_train"], z["x_val"], z["y_val"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DatasetError(f"cannot read demo data slice {slice_path}: {exc}") from None
+
+
+def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> DemoPaths:
+    """Materialize the slice as train/ and val/ ImageFolder trees in the cache (once) and return them."""
+    cache_dir = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    if not os.path.isfile(slice_path):
+        load_slice(slice_path)  # raises DatasetError naming the path
+    digest = _sha256(slice_path)
+    final = os.path.join(cache_dir, f"fashion_mnist_{digest[:16]}")
+    if _marker_ok(final, digest):
+        return _paths(final)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".fashion_mnist.tmp-", dir=cache_dir)
+    except OSError as exc:
+        raise DatasetError(f"cannot create the demo data cache folder {cache_dir}: {exc} "
+                           "(set CSPDARKNET53_CACHE to a writable folder)") from None
+    try:
+        xt, yt, xv, yv = load_slice(slice_path)
+        write_image_folder(os.path.join(tmp, "train"), xt, yt)
+        write_image_folder(os.path.join(tmp, "val"), xv, yv)
+        with open(os.path.join(tmp, _MARKER), "w", encoding="utf-8") as f:
+            json.dump({"slice_sha256": digest, "format": _FORMAT, "train": int(len(xt)), "val": int(len(xv)),
+                       "classes": CLASS_FOLDERS}, f, indent=1)
+        os.chmod(tmp, 0o755)
+        for _ in range(5):
+            try:
+                os.rename(tmp, final)  # atomic; fails if `final` exists (another process won, or stale)
+                break
+            except OSError:
+                if _marker_ok(final, digest):
+                    return _paths(final)  # built concurrently by another process
+                stale = tempfile.mkdtemp(prefix=".fashion_mnist.stale-", dir=cache_dir)
+                try:
+                    os.rename(final, os.path.join(stale, "old"))  # move the incomplete tree aside
+                except OSError:
+                    pass  # another process moved it first
+                shutil.rmtree(stale, ignore_errors=True)
+        else:
+            raise DatasetError(f"cannot move the demo data into place at {final}")
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _paths(final)
