@@ -1,0 +1,181 @@
+"""What a training run reports and keeps: progress lines, the metrics CSV and curves, checkpoints.
+
+Checkpoints keep the zoo's names (``<rank>-<epoch>_<step_in_epoch>.ckpt`` in ``<run>/ckpt_<rank>/``)
+and its retention (the newest ``ckpt_save_max``), but each is written atomically (see
+``src.checkpoint.save_checkpoint_atomic``), so a run killed at any moment leaves only complete
+files, and ``find_resume_checkpoint`` picks the newest of them.
+"""
+import csv
+import math
+import os
+import re
+import sys
+import time
+
+from src.checkpoint import save_checkpoint_atomic
+
+CKPT_PATTERN = re.compile(r"^(\d+)-(\d+)_(\d+)\.ckpt$")
+METRICS_FIELDS = ("epoch", "train_loss", "lr", "val_top1", "val_top5", "epoch_time_s", "images_per_sec")
+
+
+def _format_duration(seconds):
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"
+
+
+class ProgressLogger:
+    """Step and epoch lines with loss, lr, images/s, elapsed and ETA; a one-line bar on a terminal.
+
+    The epoch-end line keeps the zoo's format so existing log parsers work:
+    ``epoch[E], iter[I], loss: L, mean_fps: F imgs/sec, per_step_time: T ms``.
+    """
+
+    def __init__(self, log, steps_per_epoch, max_epoch, global_batch, log_interval, start_epoch=0, stream=None):
+        self.log = log
+        self.steps_per_epoch = steps_per_epoch
+        self.max_epoch = max_epoch
+        self.global_batch = global_batch
+        self.log_interval = max(int(log_interval), 1)
+        self.start_epoch = start_epoch
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.run_start = time.time()
+        self.steps_done = 0  # in this process, for the ETA
+        self.epoch_start = self.window_start = time.time()
+        self.window_steps = 0
+
+    def epoch_begin(self):
+        self.epoch_start = self.window_start = time.time()
+        self.window_steps = 0
+
+    def _eta(self):
+        total = (self.max_epoch - self.start_epoch) * self.steps_per_epoch
+        if self.steps_done == 0:
+            return float("nan")
+        per_step = (time.time() - self.run_start) / self.steps_done
+        return per_step * (total - self.steps_done)
+
+    def step_end(self, epoch, step_in_epoch, loss, lr):
+        self.steps_done += 1
+        self.window_steps += 1
+        now = time.time()
+        if self.tty:
+            width = 30
+            done = int(width * step_in_epoch / self.steps_per_epoch)
+            self.stream.write(f"\repoch {epoch}/{self.max_epoch} [{'#' * done}{'.' * (width - done)}] "
+                              f"{step_in_epoch}/{self.steps_per_epoch} loss {loss:.4f} lr {lr:.6g}")
+            self.stream.flush()
+        if step_in_epoch % self.log_interval == 0 or step_in_epoch == self.steps_per_epoch:
+            fps = self.global_batch * self.window_steps / max(now - self.window_start, 1e-9)
+            eta = self._eta()
+            if self.tty:
+                self.stream.write("\n")
+            self.log.info(f"epoch[{epoch}], step[{step_in_epoch}/{self.steps_per_epoch}], loss: {loss:.4f}, "
+                          f"lr: {lr:.6g}, imgs/sec: {fps:.2f}, elapsed: {_format_duration(now - self.run_start)}, "
+                          f"ETA: {'?' if math.isnan(eta) else _format_duration(eta)}")
+            self.window_start, self.window_steps = now, 0
+
+    def epoch_end(self, epoch, loss):
+        """Logs the zoo's epoch line; returns ``(epoch_time_s, images_per_sec)``."""
+        elapsed = time.time() - self.epoch_start
+        fps = self.global_batch * self.steps_per_epoch / max(elapsed, 1e-9)
+        per_step_ms = 1000.0 * elapsed / self.steps_per_epoch
+        # The zoo printed iter = steps_per_epoch - 1 (the 0-based index of the epoch's last step).
+        self.log.info(f"epoch[{epoch}], iter[{self.steps_per_epoch - 1}], loss: {loss:.6f}, "
+                      f"mean_fps: {fps:.2f} imgs/sec, per_step_time: {per_step_ms:.2f} ms")
+        return elapsed, fps
+
+
+class MetricsWriter:
+    """Appends one row per epoch to ``metrics.csv`` (a resumed run continues the same file)."""
+
+    def __init__(self, path):
+        self.path = path
+        if not os.path.exists(path):
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(METRICS_FIELDS)
+
+    def write(self, **row):
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow(["" if row.get(k) is None else row[k] for k in METRICS_FIELDS])
+
+    def read(self):
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+
+def plot_curves(metrics_csv, png_path):
+    """Loss and accuracy curves as a PNG when matplotlib is installed; returns the path or None."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = MetricsWriter(metrics_csv).read()
+    if not rows:
+        return None
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], marker="o")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("train loss")
+    val = [(int(r["epoch"]), float(r["val_top1"]), float(r["val_top5"])) for r in rows if r["val_top1"]]
+    if val:
+        ax_acc.plot([v[0] for v in val], [v[1] for v in val], marker="o", label="top-1")
+        ax_acc.plot([v[0] for v in val], [v[2] for v in val], marker="o", label="top-5")
+        ax_acc.legend()
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path
+
+
+def list_checkpoints(folder):
+    """``[(epoch, step, path)]`` of zoo-named checkpoints in ``folder``, oldest first."""
+    found = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            m = CKPT_PATTERN.match(name)
+            if m:
+                found.append((int(m.group(2)), int(m.group(3)), os.path.join(folder, name)))
+    return sorted(found)
+
+
+def find_resume_checkpoint(path):
+    """A checkpoint file is used as is; a run folder (or its ``ckpt_<rank>`` folder) gives its newest."""
+    if os.path.isfile(path):
+        return path
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"resume={path!r}: no such checkpoint file or run folder")
+    folders = [path] + [os.path.join(path, d) for d in sorted(os.listdir(path)) if d.startswith("ckpt_")]
+    found = sorted(c for folder in folders for c in list_checkpoints(folder))
+    if not found:
+        raise FileNotFoundError(f"resume={path!r}: the folder holds no <rank>-<epoch>_<step>.ckpt checkpoints")
+    return found[-1][2]
+
+
+class CheckpointManager:
+    """Saves ``<rank>-<epoch>_<step>.ckpt`` atomically, keeps the newest ``keep_max``, and ``best.ckpt``."""
+
+    def __init__(self, folder, rank, keep_max):
+        self.folder = folder
+        self.rank = rank
+        self.keep_max = max(int(keep_max), 1)
+        os.makedirs(folder, exist_ok=True)
+
+    def save(self, entries, epoch, step_in_epoch, metadata):
+        path = os.path.join(self.folder, f"{self.rank}-{epoch}_{step_in_epoch}.ckpt")
+        save_checkpoint_atomic(entries, path, metadata=metadata)
+        # Retention after the new file is complete: a crash never leaves fewer good files.
+        existing = list_checkpoints(self.folder)
+        for _, _, old in existing[:-self.keep_max]:
+            os.remove(old)
+        return path
+
+    def save_best(self, entries, metadata):
+        return save_checkpoint_atomic(entries, os.path.join(self.folder, "best.ckpt"), metadata=metadata)

@@ -1,0 +1,174 @@
+"""train.py end to end on a tiny folder: outputs, falling loss, exact resume, SIGKILL recovery, EMA,
+validation, loss scaling, non-finite loss and bad input."""
+import csv
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.callbacks import find_resume_checkpoint, list_checkpoints
+from src.checkpoint import read_state_dict
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Three classes told apart by brightness: learnable in a few steps."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.RandomState(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for c in range(3):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = (rng.rand(40, 40, 3) * 60 + c * 90).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=90)
+    return root
+
+
+def _args(data, out, **over):
+    args = dict(arch="cspdarknet_tiny", max_epoch=2, log_interval=2, data_dir=data / "train", num_classes=3,
+                image_size="32,32", per_batch_size=8, warmup_epochs=0, lr=0.05, num_parallel_workers=1,
+                ckpt_path=out, lr_scheduler="cosine_step", eta_min=0.0)
+    args.update(over)
+    return [f"--{k}={v}" for k, v in args.items()]
+
+
+def _train(cwd, args, timeout=300):
+    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, os.path.join(REPO, "train.py")] + args, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _run_dir(out):
+    runs = sorted(glob.glob(os.path.join(str(out), "*")))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_short_run_writes_outputs_and_loss_falls(tmp_path, tiny_data):
+    out = tmp_path / "out"
+    proc = _train(tmp_path, _args(tiny_data, out, max_epoch=4, val_data_dir=tiny_data / "val", lr=0.1))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = _run_dir(out)
+    for name in ("log.txt", "config.yaml", "class_index.json", "metrics.csv"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    ckpts = list_checkpoints(os.path.join(run, "ckpt_0"))
+    assert [(e, s) for e, s, _ in ckpts] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # zoo names <rank>-<epoch>_<step>
+    assert os.path.isfile(os.path.join(run, "ckpt_0", "best.ckpt"))
+    with open(os.path.join(run, "metrics.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < losses[0], losses
+    assert all(r["val_top1"] and float(r["images_per_sec"]) > 0 for r in rows)
+    log = open(os.path.join(run, "log.txt")).read()
+    # progress lines (loss, lr, images/s, ETA) and the zoo's epoch line
+    assert "step[2/4], loss:" in log and "imgs/sec:" in log and "ETA:" in log
+    assert "epoch[4], iter[3], loss:" in log and "mean_fps:" in log and "per_step_time:" in log
+    arrays, meta = read_state_dict(ckpts[-1][2])
+    assert meta["arch"] == "cspdarknet_tiny" and int(arrays["epoch"]) == 4
+    assert int(arrays["global_step"].reshape(-1)[0]) == 16
+    assert any(k.startswith("moments.") for k in arrays)
+
+
+def test_resume_continues_exactly(tmp_path, tiny_data):
+    """Stopping after epoch 1 and resuming gives the very state of an uninterrupted run: weights,
+    optimizer moments, EMA, global step, epoch and the LR schedule all continue."""
+    args = _args(tiny_data, tmp_path / "straight", ema=1)
+    proc = _train(tmp_path, args)
+    assert proc.returncode == 0, proc.stderr
+    straight = os.path.join(_run_dir(tmp_path / "straight"), "ckpt_0")
+    resumed = tmp_path / "resumed"
+    (resumed / "ckpt_0").mkdir(parents=True)
+    epoch1 = os.path.join(straight, "0-1_4.ckpt")
+    os.link(epoch1, resumed / "ckpt_0" / "0-1_4.ckpt")
+    proc = _train(tmp_path, _args(tiny_data, tmp_path / "unused", ema=1, resume=resumed))
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed from" in proc.stdout and "1 epochs done, global step 4" in proc.stdout
+    a, _ = read_state_dict(os.path.join(straight, "0-2_4.ckpt"))
+    b, _ = read_state_dict(resumed / "ckpt_0" / "0-2_4.ckpt")
+    assert set(a) == set(b)
+    assert any(k.startswith("ema.") for k in a) and any(k.startswith("moments.") for k in a)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    first, _ = read_state_dict(epoch1)
+    moment = next(k for k in a if k.startswith("moments."))
+    assert not np.array_equal(first[moment], a[moment])  # the moments did move on during epoch 2
+    assert int(b["global_step"].reshape(-1)[0]) == 8 and int(b["epoch"]) == 2
+    assert not os.path.exists(tmp_path / "unused")  # resume writes into the checkpoint's own run folder
+
+
+def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(tmp_path, tiny_data):
+    out = tmp_path / "out"
+    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO)
+    args = _args(tiny_data, out, max_epoch=40)
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py")] + args, cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            found = glob.glob(str(out / "*" / "ckpt_0" / "0-2_4.ckpt"))
+            if found:
+                break
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no checkpoint appeared")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = _run_dir(out)
+    newest = find_resume_checkpoint(run)
+    arrays, _ = read_state_dict(newest)  # complete and readable, whatever the kill interrupted
+    done = int(arrays["epoch"])
+    assert done >= 2
+    proc = _train(tmp_path, _args(tiny_data, out, max_epoch=done + 1, resume=run))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{done} epochs done, global step {4 * done}" in proc.stdout
+    final, _ = read_state_dict(os.path.join(run, "ckpt_0", f"0-{done + 1}_4.ckpt"))
+    assert int(final["epoch"]) == done + 1 and int(final["global_step"].reshape(-1)[0]) == 4 * (done + 1)
+
+
+def test_dynamic_loss_scale_and_pretrained_fine_tune(tmp_path, tiny_data):
+    first = _train(tmp_path, _args(tiny_data, tmp_path / "a", max_epoch=1))
+    assert first.returncode == 0, first.stderr
+    ckpt = os.path.join(_run_dir(tmp_path / "a"), "ckpt_0", "0-1_4.ckpt")
+    # the same weights as a warm start for a 5-class head, with dynamic loss scaling
+    proc = _train(tmp_path, _args(tiny_data, tmp_path / "b", max_epoch=1, num_classes=5, pretrained=ckpt,
+                                  is_dynamic_loss_scale=1, loss_scale=65536))
+    assert proc.returncode == 0, proc.stderr
+    assert "re-initialised for 5 classes" in proc.stdout
+    assert "dynamic loss scale" in proc.stdout
+
+
+def test_non_finite_loss_stops_with_clear_message(tmp_path, tiny_data):
+    proc = _train(tmp_path, _args(tiny_data, tmp_path / "out", max_epoch=3, lr=1e30, ckpt_interval=1))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "loss became" in proc.stderr and "last good checkpoint" in proc.stderr
+    run = _run_dir(tmp_path / "out")
+    for _, _, path in list_checkpoints(os.path.join(run, "ckpt_0")):
+        arrays, _ = read_state_dict(path)
+        assert all(np.isfinite(v).all() for k, v in arrays.items() if v.dtype.kind == "f"), path
+
+
+@pytest.mark.parametrize("over, message", [
+    (dict(data_dir="/no/such/folder"), "/no/such/folder"),
+    (dict(per_bach_size=4), "per_batch_size"),
+    (dict(resume="/no/such/run"), "/no/such/run"),
+    (dict(num_classes=2), "out of range for num_classes=2"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, tiny_data, over, message):
+    proc = _train(tmp_path, _args(tiny_data, tmp_path / "out", **over), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
