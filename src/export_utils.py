@@ -12,6 +12,9 @@ MindSpore 2.10 (reference: mindspore_runtime.md section 4):
 
 ``run_mindir`` (``mindspore.load`` + ``nn.GraphCell``) and ``run_onnx`` (onnxruntime, optional)
 run an exported file; ``compare_logits`` applies the acceptance rule.
+
+MindSpore 2.10 cannot export the same Cell object to ONNX twice in one process (the second call fails
+in ``get_func_graph_proto``, "anf.cc:453 input"); build a fresh Cell for a second ONNX export.
 """
 import os
 import shutil
