@@ -116,19 +116,22 @@ def _pil_full_decode(path: str) -> Optional[str]:
 def check_image_file(path: str) -> Tuple[str, str]:
     """Classify one file: ``(OK|CONVERT|SKIP, reason)``.
 
-    Cheap for the common case: one open, the first 32 and last 64 bytes. A JPEG must end with its
+    Cheap for the common case: one open, the first 32 and last 64 bytes (on a cold page cache the
+    kernel's readahead brings the file in, which the first epoch then finds cached). A JPEG must end with its
     end-of-image marker (FFD9) and a PNG with its IEND chunk; when the marker is missing (a truncated
     file, or harmless trailing bytes) the file is decoded in full by PIL to decide. Formats the engine
     cannot decode (GIF, WebP, others PIL knows) are decoded in full by PIL here, once.
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(32)
-            size = f.seek(0, os.SEEK_END)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
             if size == 0:
                 return SKIP, "empty file"
-            f.seek(max(0, size - _TAIL_BYTES))
-            tail = f.read()
+            head = os.pread(fd, 32, 0)
+            tail = os.pread(fd, _TAIL_BYTES, max(0, size - _TAIL_BYTES))
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return SKIP, "missing file"
     except OSError as exc:
