@@ -167,13 +167,20 @@ def image_set(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------ reference
 def eval_preprocess(path, resize=RESIZE, crop=CROP):
     """The Python eval path: MindSpore's Decode -> Resize((resize, resize)) -> CenterCrop(crop) -> Normalize
-    -> HWC2CHW, as the zoo's eval transforms. Returns float32 CHW."""
-    import mindspore.dataset.vision as vision
+    -> HWC2CHW, as the zoo's eval transforms (src.dataset.eval_transforms when present). Float32 CHW."""
+    try:   # the project's own eval transforms (src/dataset.py), squash mode with resize = crop / crop_pct
+        from src.dataset import eval_transforms
+        ops = eval_transforms(crop, eval_resize="squash", crop_pct=crop / resize)
+    except ImportError:
+        import mindspore.dataset.vision as vision
+        ops = [vision.Decode(), vision.Resize((resize, resize)), vision.CenterCrop(crop), vision.Normalize(MEAN, STD),
+               vision.HWC2CHW()]
     x = np.fromfile(str(path), dtype=np.uint8)
-    for op in (vision.Decode(), vision.Resize((resize, resize)), vision.CenterCrop(crop), vision.Normalize(MEAN, STD),
-               vision.HWC2CHW()):
+    for op in ops:
         x = op(x)
-    return np.asarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    assert x.shape == (3, crop, crop), x.shape
+    return x
 
 
 def _ort_reference(model_path):

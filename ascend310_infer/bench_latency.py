@@ -1,0 +1,112 @@
+"""Per-image latency of the C++ app (ORT_CPU build) versus onnxruntime from Python, same model, same images,
+same thread count. Inference time only (the zoo's metric: one Predict/Run per image, preprocessing excluded),
+plus the preprocessing time of each side.
+
+    python ascend310_infer/bench_latency.py --model=net.onnx --images=DIR [--app=ascend310_infer/out/main]
+        [--threads=1] [--resize=256] [--crop=224] [--repeat=3]
+
+The Python side preprocesses with MindSpore's eval transforms (src/dataset.py when importable) and times
+session.run; the C++ side's times are read from its per-image report. Each side runs the image list
+`repeat` times and the first pass is dropped as warm-up when repeat > 1.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def list_images(folder):
+    files = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            files += [os.path.join(path, n) for n in sorted(os.listdir(path)) if n.lower().endswith(IMAGE_EXTS)]
+        elif name.lower().endswith(IMAGE_EXTS):
+            files.append(path)
+    return sorted(files)
+
+
+def eval_ops(resize, crop):
+    try:
+        from src.dataset import eval_transforms
+        return eval_transforms(crop, eval_resize="squash", crop_pct=crop / resize)
+    except ImportError:
+        import mindspore.dataset.vision as vision
+        return [vision.Decode(), vision.Resize((resize, resize)), vision.CenterCrop(crop),
+                vision.Normalize([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]), vision.HWC2CHW()]
+
+
+def python_ort(model, images, threads, resize, crop, repeat):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    ops = eval_ops(resize, crop)
+    infer, pre = [], []
+    for r in range(repeat):
+        for path in images:
+            t0 = time.perf_counter()
+            x = np.fromfile(path, dtype=np.uint8)
+            for op in ops:
+                x = op(x)
+            x = np.ascontiguousarray(x, dtype=np.float32)[None]
+            t1 = time.perf_counter()
+            session.run(None, {name: x})
+            t2 = time.perf_counter()
+            if repeat == 1 or r > 0:
+                pre.append((t1 - t0) * 1e3)
+                infer.append((t2 - t1) * 1e3)
+    return infer, pre
+
+
+def cpp_app(app, model, folder, threads, resize, crop, repeat):
+    infer, pre = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeat):
+            out = subprocess.run([app, f"--model_path={model}", f"--dataset_path={folder}", f"--threads={threads}",
+                                  f"--resize={resize}", f"--crop={crop}", f"--result_path={tmp}/res",
+                                  f"--time_path={tmp}/time"], capture_output=True, text=True, check=True).stdout
+            avg = float(re.search(r"NN inference cost average time: ([0-9.e+-]+) ms of infer_count (\d+)", out).group(1))
+            pre_avg = float(re.search(r"preprocessing average ([0-9.e+-]+) ms", out).group(1))
+            n = int(re.search(r"infer_count (\d+)", out).group(1))
+            if repeat == 1 or r > 0:
+                infer += [avg] * n
+                pre += [pre_avg] * n
+    return infer, pre
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--images", required=True)
+    parser.add_argument("--app", default=os.path.join(ROOT, "ascend310_infer", "out", "main"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resize", type=int, default=256)
+    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    images = list_images(args.images)
+    if not images:
+        sys.exit(f"no images in {args.images}")
+    c_inf, c_pre = cpp_app(args.app, args.model, args.images, args.threads, args.resize, args.crop, args.repeat)
+    p_inf, p_pre = python_ort(args.model, images, args.threads, args.resize, args.crop, args.repeat)
+    print(f"model {args.model}, {len(images)} images, input {args.crop}x{args.crop}, threads {args.threads}")
+    print(f"C++ app (ORT_CPU)      : inference {np.mean(c_inf):8.3f} ms/image, preprocessing {np.mean(c_pre):7.3f} ms/image")
+    print(f"onnxruntime (Python)   : inference {np.mean(p_inf):8.3f} ms/image (median {np.median(p_inf):.3f}), "
+          f"preprocessing {np.mean(p_pre):7.3f} ms/image")
+
+
+if __name__ == "__main__":
+    main()
