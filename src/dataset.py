@@ -81,6 +81,7 @@ class DatasetBundle:
     converted: List[str] = field(default_factory=list)              # files decoded through PIL
     total_images: int = 0              # usable images over all shards
     mode: str = "train"
+    sampler: Any = None                # train: the epoch sampler (``sampler.set_epoch(e)`` when resuming)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -529,6 +530,61 @@ def load_class_index(path: str) -> Dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# sampler
+# ---------------------------------------------------------------------------------------------------
+class _EpochShardOrder:
+    """Equal shards of a (re)shuffled order, like the engine's DistributedSampler but seeded on its own:
+    epoch e uses the permutation drawn from (seed, e), the same on every rank; the order is padded by
+    wrapping around to ceil(n / group_size) * group_size and rank r takes positions r, r + G, ...
+    ``set_epoch(e)`` sets the next epoch's number (for a resumed run)."""
+
+    def _setup(self, n, rank, group_size, shuffle, seed):
+        self.n, self.rank, self.group_size = int(n), int(rank), int(group_size)
+        self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
+        self.per_shard = math.ceil(self.n / self.group_size)
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def indices(self, epoch):
+        if self.shuffle:
+            order = np.random.default_rng([self.seed % (2 ** 32), int(epoch)]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        total = self.per_shard * self.group_size
+        if total > self.n:
+            order = np.resize(order, total)  # wrap around
+        return order[self.rank:total:self.group_size]
+
+    def __iter__(self):
+        idx = self.indices(self.epoch)
+        self.epoch += 1
+        return iter(idx.tolist())
+
+    def __len__(self):
+        return self.per_shard
+
+
+_sampler_cls = None
+
+
+def epoch_shard_sampler(n, rank=0, group_size=1, shuffle=True, seed=0):
+    """A ``mindspore.dataset.Sampler`` with ``_EpochShardOrder``'s behaviour (built lazily, so importing
+    this module does not import mindspore)."""
+    global _sampler_cls
+    if _sampler_cls is None:
+        import mindspore.dataset as ds
+
+        class EpochShardSampler(_EpochShardOrder, ds.Sampler):
+            def __init__(self, n, rank, group_size, shuffle, seed):
+                self._setup(n, rank, group_size, shuffle, seed)
+                ds.Sampler.__init__(self)
+
+        _sampler_cls = EpochShardSampler
+    return _sampler_cls(n, rank, group_size, shuffle, seed)
+
+
+# ---------------------------------------------------------------------------------------------------
 # create_dataset
 # ---------------------------------------------------------------------------------------------------
 def _report_skipped(where: str, skipped, total: int) -> None:
@@ -547,10 +603,12 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
                    seed=None, class_to_idx=None, verify_files=True) -> DatasetBundle:
     """Build the batched train or eval pipeline; see the module docstring for the bad-data policy.
 
-    Sharding: train shards are equal (``ceil(N / group_size)`` images each, the engine's distributed
-    sampler pads by wrapping around and reshuffles globally every epoch, identically on every rank when
-    they share the seed); eval shards are disjoint and cover every image exactly once (sizes may differ
-    by one). ``seed`` (if given) is set with ``mindspore.dataset.config.set_seed``.
+    Sharding: train shards are equal (``ceil(N / group_size)`` images each; ``EpochShardSampler`` reshuffles
+    the whole list every epoch from ``(seed, epoch)``, identically on every rank, pads it by wrapping around
+    and deals it out, so the shards of one epoch are disjoint up to the padding); eval shards are disjoint and
+    cover every image exactly once (sizes may differ by one). Seeds: the order uses ``seed`` (or, if None,
+    ``mindspore.dataset.config.get_seed()``, which ``mindspore.set_seed`` sets); the engine's random ops get
+    ``mindspore.dataset.config.set_seed(seed + rank)`` so that ranks draw different crops and flips.
     ``verify_files=False`` skips the up-front check (the engine's SKIP mode remains the only guard).
     """
     import mindspore as ms
@@ -625,15 +683,14 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     total = len(keep)
 
     # ---- shard
+    base_seed = None
     if train or group_size == 1:
         shard_n = math.ceil(total / group_size)
-        shard_kw = dict(num_shards=group_size, shard_id=rank) if group_size > 1 else {}
     else:  # eval: every image exactly once over all ranks
         sel = np.arange(rank, total, group_size)
         rel_keep = [rel_keep[i] for i in sel]
         lab_keep, conv_keep = lab_keep[sel], conv_keep[sel]
         shard_n = len(sel)
-        shard_kw = {}
         if shard_n == 0:
             raise DatasetError(f"eval shard {rank} of {group_size} is empty: {where} has only {total} images")
     steps = shard_n // per_batch_size if drop_remainder else math.ceil(shard_n / per_batch_size)
@@ -642,14 +699,21 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
                            f"{per_batch_size}; lower per_batch_size or keep the last partial batch")
 
     # ---- engine
-    if seed is not None:
-        ds.config.set_seed(int(seed))
+    # One seed for the order (the same on every rank, so the shards stay disjoint), and seed + rank for
+    # the engine's random ops (otherwise every rank draws the same crops/flips/jitter position by position).
+    base_seed = int(seed) if seed is not None else int(ds.config.get_seed())
+    ds.config.set_seed((base_seed + rank) % (2 ** 32))
     ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
     _watch_engine_dumps()
     source = _FileSource(_PathTable(data_dir, rel_keep), lab_keep, conv_keep)
-    dataset = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=shuffle,
-                                  num_parallel_workers=min(workers, 8), python_multiprocessing=False,
-                                  **shard_kw)
+    sampler = None
+    if train and (shuffle or group_size > 1):
+        sampler = epoch_shard_sampler(len(source), rank, group_size, shuffle=shuffle, seed=base_seed)
+        shuffle_arg = None
+    else:
+        shuffle_arg = shuffle
+    dataset = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=shuffle_arg, sampler=sampler,
+                                  num_parallel_workers=min(workers, 8), python_multiprocessing=False)
     if train:
         ops = train_transforms(image_hw, color_jitter, auto_augment, re_prob)
     else:
@@ -666,7 +730,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
         dataset = dataset.map(operations=T.TypeCast(ms.float32), input_columns="label")
     return DatasetBundle(dataset=dataset, class_to_idx=dict(class_to_idx), num_images=shard_n,
                          steps_per_epoch=steps, skipped=skipped, converted=converted, total_images=total,
-                         mode=mode)
+                         mode=mode, sampler=sampler)
 
 
 def create_dataset_from_config(cfg, mode, rank=0, group_size=1, data_dir=None, **overrides) -> DatasetBundle:

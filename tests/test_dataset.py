@@ -295,6 +295,28 @@ def test_same_seed_same_order(tmp_path):
     assert sorted(orders[0]) == list(range(12))
 
 
+def test_ranks_draw_different_augmentations(tmp_path):
+    # identical images on both ranks: with one shared op seed every rank would crop/flip/jitter alike
+    ramp = np.tile(np.linspace(0, 255, 64), (48, 1)).round().astype(np.uint8)
+    img = np.dstack([ramp, ramp.T[:48, :48].repeat(2, 1)[:, :64], ramp // 2])
+    for i in range(8):
+        save(img, str(tmp_path / "d" / "a" / f"{i}.png"))
+    out = [all_images(create_dataset(str(tmp_path / "d"), 32, 4, rank=r, group_size=2, seed=3,
+                                     num_parallel_workers=1))[0] for r in range(2)]
+    assert (np.abs(out[0] - out[1]).max(axis=(1, 2, 3)) > 0).all()
+
+
+def test_epoch_sampler_set_epoch_and_unshuffled_train(tmp_path):
+    root = solid_tree(tmp_path / "d", 6)
+    b = create_dataset(root, 32, 2, seed=4, color_jitter=0, num_parallel_workers=1)
+    assert b.sampler is not None and len(b.sampler) == 6
+    expect = b.sampler.indices(3).tolist()
+    b.sampler.set_epoch(3)
+    assert identify(all_images(b)[0]) == expect
+    b = create_dataset(root, 32, 2, shuffle=False, color_jitter=0, num_parallel_workers=1)
+    assert identify(all_images(b)[0]) == list(range(6))
+
+
 # ------------------------------------------------------------------------------ data_list
 def test_data_list_train_and_eval(tmp_path, caplog):
     root = tmp_path / "d"
