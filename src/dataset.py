@@ -566,6 +566,7 @@ class _EpochShardOrder:
 
 
 _sampler_cls = None
+_seed_state = None  # (seed we set in mindspore.dataset.config, the base seed it came from)
 
 
 def epoch_shard_sampler(n, rank=0, group_size=1, shuffle=True, seed=0):
@@ -683,7 +684,6 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     total = len(keep)
 
     # ---- shard
-    base_seed = None
     if train or group_size == 1:
         shard_n = math.ceil(total / group_size)
     else:  # eval: every image exactly once over all ranks
@@ -701,8 +701,16 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     # ---- engine
     # One seed for the order (the same on every rank, so the shards stay disjoint), and seed + rank for
     # the engine's random ops (otherwise every rank draws the same crops/flips/jitter position by position).
-    base_seed = int(seed) if seed is not None else int(ds.config.get_seed())
-    ds.config.set_seed((base_seed + rank) % (2 ** 32))
+    global _seed_state
+    if seed is not None:
+        base_seed = int(seed)
+    else:
+        current = int(ds.config.get_seed())
+        # a seed we set ourselves (base + rank) earlier in this process stands for its base
+        base_seed = _seed_state[1] if _seed_state and _seed_state[0] == current else current
+    op_seed = (base_seed + rank) % (2 ** 32)
+    ds.config.set_seed(op_seed)
+    _seed_state = (op_seed, base_seed)
     ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
     _watch_engine_dumps()
     source = _FileSource(_PathTable(data_dir, rel_keep), lab_keep, conv_keep)

@@ -287,6 +287,18 @@ def test_train_shards_pad_to_equal_size(tmp_path):
     assert sizes == [(4, 4)] * 3 and seen == set(range(10))
 
 
+def test_unseeded_ranks_still_share_the_order(tmp_path):
+    # seed=None: the order comes from mindspore.dataset.config's seed, which create_dataset itself moves
+    # to seed + rank for the random ops; repeated calls must not drift apart
+    import mindspore.dataset as ds
+    root = solid_tree(tmp_path / "d", 8)
+    ds.config.set_seed(21)
+    for _ in range(2):
+        ids = [identify(all_images(create_dataset(root, 32, 2, rank=r, group_size=2, color_jitter=0,
+                                                  num_parallel_workers=1))[0]) for r in (1, 0)]
+        assert sorted(ids[0] + ids[1]) == list(range(8))
+
+
 def test_same_seed_same_order(tmp_path):
     root = solid_tree(tmp_path / "d", 12)
     orders = [identify(all_images(create_dataset(root, 32, 4, num_parallel_workers=2, seed=s, color_jitter=0))[0])
