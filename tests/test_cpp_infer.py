@@ -77,6 +77,7 @@ def _source_hash():
         h.update(str(f.relative_to(APP_DIR)).encode())
         h.update(f.read_bytes())
     h.update(str(ORT_ROOT.resolve()).encode())
+    h.update(str(APP_DIR).encode())   # a CMake build folder belongs to one source folder (CI clones elsewhere)
     return h.hexdigest()[:16]
 
 
