@@ -95,6 +95,11 @@ def app_build():
         assert result.returncode == 0, f"ORT_CPU build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         assert binary.exists()
         stamp.write_text("ok\n")
+        # keep the cache small: the 4 most recent other builds stay (other checkouts / source versions)
+        others = sorted((p for p in build_dir.parent.glob("ort_cpu-*") if p != build_dir),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in others[4:]:
+            shutil.rmtree(old, ignore_errors=True)
     return build_dir, binary
 
 
