@@ -115,6 +115,32 @@ def test_evaluate_scores_every_image_and_honours_limit(image_folder):
     assert limited.total == 5
 
 
+@pytest.mark.parametrize("device", ["CPU", "GPU", "Ascend"])
+def test_eval_precision_by_device(device):
+    """CPU float32; GPU float16 with float32 BatchNorm and float32 logits (amp O2); Ascend float16 throughout.
+    (Run here on the CPU backend, which has the float16 kernels, in PyNative mode.)"""
+    from src.evaluation import apply_eval_precision
+    x = ms.Tensor(np.random.RandomState(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    ref_net = _randomized_net(1)
+    ref_net.set_train(False)
+    ref = ref_net(x).asnumpy()
+    net, description = apply_eval_precision(_randomized_net(1), device)
+    net.set_train(False)
+    out = net(x).asnumpy()
+    if device == "CPU":
+        assert description == "float32" and out.dtype == np.float32
+        np.testing.assert_array_equal(out, ref)
+        return
+    assert description.startswith("float16")
+    assert out.dtype == (np.float16 if device == "Ascend" else np.float32)
+    diff = np.abs(out.astype(np.float32) - ref).max()
+    assert 0 < diff < 2e-2 * np.abs(ref).max()  # float16 arithmetic: close, not identical
+    if device == "GPU":
+        # amp O2 wraps each BatchNorm in a float32 cell (its parameters move under "<bn>._backbone.")
+        bn = [n for n, _ in net.parameters_and_names() if n.endswith("moving_mean")]
+        assert bn and all(".bn._backbone." in n for n in bn), bn[:3]
+
+
 # ------------------------------------------------------------------------------------------------
 # eval.py
 # ------------------------------------------------------------------------------------------------
