@@ -211,7 +211,8 @@ def apply_eval_precision(net, device_target):
 # ----------------------------------------------------------------------------------------------
 
 def list_checkpoints(path, extensions=CHECKPOINT_EXTENSIONS):
-    """``path`` itself if it is a file; the sorted checkpoint files in it if it is a folder.
+    """``path`` itself if it is a file; the sorted checkpoint files in it if it is a folder (for a training
+    run folder with no checkpoint files of its own, those of its ``ckpt_0/``).
 
     Raises ``CheckpointError`` naming the path when it does not exist or a folder holds none.
     """
@@ -221,9 +222,14 @@ def list_checkpoints(path, extensions=CHECKPOINT_EXTENSIONS):
     if not path:
         raise CheckpointError("no checkpoint given")
     if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                       if f.lower().endswith(tuple(extensions)) and not f.startswith(".")
-                       and os.path.isfile(os.path.join(path, f)))
+        def scan(folder):
+            return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                          if f.lower().endswith(tuple(extensions)) and not f.startswith(".")
+                          and os.path.isfile(os.path.join(folder, f)))
+
+        files = scan(path)
+        if not files and os.path.isdir(os.path.join(path, "ckpt_0")):
+            files = scan(os.path.join(path, "ckpt_0"))  # a training run folder: rank 0's checkpoints
         if not files:
             raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(extensions)} files")
         return files

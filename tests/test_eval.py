@@ -103,6 +103,21 @@ def test_topk_correct_and_shard_counts():
                              "Inference Performance: 12.35 img/sec"]
 
 
+def test_list_checkpoints(tmp_path):
+    from src.checkpoint import CheckpointError
+    from src.evaluation import list_checkpoints
+    run = tmp_path / "run"
+    (run / "ckpt_0").mkdir(parents=True)
+    for name in ("b-2_4.ckpt", "a-1_4.ckpt", "w.safetensors", "cspdarknet53-graph.meta", ".hidden.ckpt"):
+        (run / "ckpt_0" / name).write_bytes(b"x")
+    expected = [str(run / "ckpt_0" / n) for n in ("a-1_4.ckpt", "b-2_4.ckpt", "w.safetensors")]
+    assert list_checkpoints(str(run / "ckpt_0")) == expected
+    assert list_checkpoints(str(run)) == expected  # a run folder: its ckpt_0/
+    assert list_checkpoints(expected[0]) == [expected[0]]
+    with pytest.raises(CheckpointError, match="does not exist"):
+        list_checkpoints(str(tmp_path / "nope.ckpt"))
+
+
 def test_evaluate_scores_every_image_and_honours_limit(image_folder):
     net = _randomized_net(1)
     expected = _manual_counts(net, image_folder)
