@@ -188,6 +188,10 @@ def run_train(cfg):
 
     metadata = network_metadata(net)
     last_saved = resume_path
+    shard_file = None
+    if cfg.dump_shard_files:  # record the image files this rank reads, per epoch (data-parallel tests)
+        shard_file = os.path.join(run_dir, f"shard_rank{rank}.txt")
+        bundle.source.read_log = []
     important_info(log, "start training")
     for epoch in range(start_epoch, cfg.max_epoch):
         # A fresh iterator per epoch with a seed derived from the epoch: the data order of an epoch
@@ -212,6 +216,10 @@ def run_train(cfg):
             else:
                 losses.append(loss_value)
             progress.step_end(epoch + 1, i, loss_value, float(lr[global_step]))
+        if shard_file:
+            with open(shard_file, "a", encoding="utf-8") as f:
+                f.writelines(f"{epoch + 1}\t{path}\n" for path in sorted(bundle.source.read_log))
+            bundle.source.read_log.clear()
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         epoch_time, fps = progress.epoch_end(epoch + 1, mean_loss)
 

@@ -82,6 +82,7 @@ class DatasetBundle:
     total_images: int = 0              # usable images over all shards
     mode: str = "train"
     sampler: Any = None                # train: the epoch sampler (``sampler.set_epoch(e)`` when resuming)
+    source: Any = None                 # the file source; ``source.read_log = []`` records each path it reads
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -296,6 +297,7 @@ class _FileSource:
         self.table = table
         self.labels = labels
         self.convert = convert
+        self.read_log = None  # a list: every path read is appended (train.py dump_shard_files)
 
     def __len__(self):
         return len(self.table)
@@ -303,6 +305,8 @@ class _FileSource:
     def __getitem__(self, i):
         i = int(i)
         path = self.table[i]
+        if self.read_log is not None:
+            self.read_log.append(path)
         try:
             data = _pil_rgb_bytes(path) if self.convert[i] else np.fromfile(path, dtype=np.uint8)
         except Exception as exc:  # vanished or changed since the scan: the engine skips the sample
@@ -738,7 +742,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
         dataset = dataset.map(operations=T.TypeCast(ms.float32), input_columns="label")
     return DatasetBundle(dataset=dataset, class_to_idx=dict(class_to_idx), num_images=shard_n,
                          steps_per_epoch=steps, skipped=skipped, converted=converted, total_images=total,
-                         mode=mode, sampler=sampler)
+                         mode=mode, sampler=sampler, source=source)
 
 
 def create_dataset_from_config(cfg, mode, rank=0, group_size=1, data_dir=None, **overrides) -> DatasetBundle:

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Shared helpers of the launch scripts (sourced, not run). Each script defines usage() first.
+#
+# Environment read here (all optional):
+#   PYTHON                  interpreter that runs train.py / eval.py (default: python, else python3)
+#   OUTPUT_ROOT             where run folders go (default: ./outputs of the current directory);
+#                           a --ckpt_path= / --log_path= flag given to the script wins
+#   CSPDARKNET53_RUN_NAME   run folder name (default: the zoo's timestamp); exported so that every
+#                           rank of a job writes into the same folder
+#   DRY_RUN=1               print what would be launched, launch nothing
+
+CSPD_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# error + usage on stderr, exit 1
+die_usage() {
+  echo "error: $*" >&2
+  usage >&2
+  exit 1
+}
+
+# error without usage (a problem found after the arguments were accepted), exit 1
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+is_uint() { [[ "${1:-}" =~ ^[0-9]+$ ]]; }
+
+abs_path() { realpath -m -- "$1"; }
+
+# PYTHON_BIN: absolute path of the interpreter
+resolve_python() {
+  local candidate="${PYTHON:-}"
+  if [ -z "$candidate" ]; then
+    if command -v python >/dev/null 2>&1; then candidate=python; else candidate=python3; fi
+  fi
+  PYTHON_BIN="$(command -v -- "$candidate" 2>/dev/null || true)"
+  [ -n "$PYTHON_BIN" ] || die "python interpreter not found: $candidate (set PYTHON=/path/to/python)"
+  PYTHON_BIN="$(realpath -m -s -- "$PYTHON_BIN")"  # -s: a venv's python is a symlink; keep the venv
+}
+
+# Extra arguments must be --key=value flags; paths among them (known path keys) are made absolute,
+# because the job runs in its run folder. Result in EXTRA_FLAGS; --ckpt_path/--log_path also set
+# FLAG_OUTPUT_ROOT.
+CSPD_PATH_KEYS=" pretrained resume data_dir data_list val_data_dir config_path ckpt_path log_path "
+parse_extra_flags() {
+  EXTRA_FLAGS=()
+  FLAG_OUTPUT_ROOT=""
+  local arg key value
+  for arg in "$@"; do
+    [[ "$arg" =~ ^--([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || die_usage "extra arguments must be --key=value flags of train.py/eval.py, got '$arg'"
+    key="${BASH_REMATCH[1]}"
+    value="${BASH_REMATCH[2]}"
+    if [[ "$CSPD_PATH_KEYS" == *" $key "* ]] && [ -n "$value" ] && [[ "$value" != *://* ]]; then
+      value="$(abs_path "$value")"
+    fi
+    if [ "$key" = ckpt_path ] || [ "$key" = log_path ]; then
+      FLAG_OUTPUT_ROOT="$value"
+    fi
+    EXTRA_FLAGS+=("--$key=$value")
+  done
+}
+
+# RUN_DIR / RUN_NAME: a fresh run folder under OUTPUT_ROOT (or the --ckpt_path/--log_path flag);
+# CSPDARKNET53_RUN_NAME is exported so that train.py / eval.py (every rank) use the same folder.
+# $1: prefix of the generated name ("" or e.g. "eval_")
+make_run_dir() {
+  local prefix="${1:-}" root name base i=1
+  root="${FLAG_OUTPUT_ROOT:-${OUTPUT_ROOT:-$PWD/outputs}}"
+  OUTPUT_ROOT="$(abs_path "$root")"
+  if [ -n "${CSPDARKNET53_RUN_NAME:-}" ]; then
+    name="$CSPDARKNET53_RUN_NAME"
+  else
+    base="${prefix}$(date +%Y-%m-%d_time_%H_%M_%S)"
+    name="$base"
+    while [ -e "$OUTPUT_ROOT/$name" ]; do name="${base}_$i"; i=$((i + 1)); done
+  fi
+  RUN_NAME="$name"
+  RUN_DIR="$OUTPUT_ROOT/$RUN_NAME"
+  export CSPDARKNET53_RUN_NAME="$RUN_NAME"
+  if [ "${DRY_RUN:-0}" != 1 ]; then
+    mkdir -p "$RUN_DIR" || die "cannot create the run folder $RUN_DIR"
+  fi
+}
+
+# prints a command line, shell-quoted
+show_cmd() {
+  local out="" a
+  for a in "$@"; do out+="$(printf '%q' "$a") "; done
+  echo "${out% }"
+}
+
+# "status 1" / "killed by signal 9 (KILL)" for an exit status as bash or Popen report it
+describe_status() {
+  local code="$1" sig=""
+  if [[ "$code" =~ ^-[0-9]+$ ]]; then sig="${code#-}";
+  elif is_uint "$code" && [ "$code" -gt 128 ] && [ "$code" -le 192 ]; then sig=$((code - 128)); fi
+  if [ -n "$sig" ]; then
+    echo "killed by signal $sig ($(kill -l "$sig" 2>/dev/null || echo '?'))"
+  else
+    echo "status $code"
+  fi
+}
+
+# true while process $1 runs (a zombie does not count)
+alive() {
+  local st
+  st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [[ "$st" != Z* ]]
+}
+
+# pids of all descendants of $1 (children first level, then theirs)
+descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+# value of variable $2 in the environment of process $1 ("" when unreadable)
+proc_env() {
+  { tr '\0' '\n' < "/proc/$1/environ" | sed -n "s/^$2=//p" | head -n 1; } 2>/dev/null || true
+}
+
+# last lines of a log file, indented, for error messages
+tail_log() {
+  local file="$1" n="${2:-15}"
+  if [ -s "$file" ]; then
+    echo "  last lines of $file:"
+    tail -n "$n" "$file" | sed 's/^/    | /'
+  else
+    echo "  ($file is empty or missing)"
+  fi
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Evaluate a checkpoint (or a folder of checkpoints) on one device. Works from any directory.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bash scripts/run_eval.sh [DEVICE_ID] [DATA_DIR] [PATH_CHECKPOINT] (option)[--key=value ...]
+  DEVICE_ID        device to use (Ascend/GPU; ignored on CPU)
+  DATA_DIR         validation ImageFolder root (DATA_DIR/<class>/<image>)
+  PATH_CHECKPOINT  checkpoint file, or a folder of checkpoints (eval.py --pretrained)
+  --key=value      further eval.py flags, e.g. --per_batch_size=32 --arch=cspdarknet_tiny
+Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1.
+The run folder <OUTPUT_ROOT>/eval_<timestamp> gets eval.py's outputs (eval_result.json,
+eval_rank0.log, config.yaml) and log.txt (everything the process printed, with the result lines).
+EOF
+}
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+[ $# -ge 3 ] || die_usage "expected 3 arguments, got $#"
+DEVICE_ID="$1"
+DATA_DIR="$2"
+PATH_CHECKPOINT="$3"
+shift 3
+is_uint "$DEVICE_ID" || die_usage "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
+[ -d "$DATA_DIR" ] || die_usage "DATA_DIR is not a folder: $DATA_DIR"
+[ -e "$PATH_CHECKPOINT" ] || die_usage "PATH_CHECKPOINT not found: $PATH_CHECKPOINT"
+DATA_DIR="$(abs_path "$DATA_DIR")"
+PATH_CHECKPOINT="$(abs_path "$PATH_CHECKPOINT")"
+parse_extra_flags "$@"
+resolve_python
+make_run_dir "eval_"
+
+export DEVICE_ID RANK_ID=0 RANK_SIZE=1
+cmd=("$PYTHON_BIN" "$CSPD_REPO/eval.py" --is_distributed=0 "--data_dir=$DATA_DIR" "--pretrained=$PATH_CHECKPOINT"
+     "--log_path=$OUTPUT_ROOT" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
+
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  echo "[dry run] cd $RUN_DIR; DEVICE_ID=$DEVICE_ID RANK_ID=0 RANK_SIZE=1 CSPDARKNET53_RUN_NAME=$RUN_NAME $(show_cmd "${cmd[@]}")"
+  exit 0
+fi
+
+echo "run folder: $RUN_DIR"
+cd "$RUN_DIR"
+env > env.log
+status=0
+"${cmd[@]}" 2>&1 | tee log.txt || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "error: eval.py ended with $(describe_status "$status"); see $RUN_DIR/log.txt" >&2
+  exit "$status"
+fi
+echo "done: $RUN_DIR (eval_result.json)"

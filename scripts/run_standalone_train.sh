@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Train on one device. Works from any directory; outputs in one run folder.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bash scripts/run_standalone_train.sh [DEVICE_ID] [DATA_DIR] (option)[PATH_CHECKPOINT] (option)[--key=value ...]
+  DEVICE_ID        device to use (Ascend/GPU; ignored on CPU)
+  DATA_DIR         training ImageFolder root (DATA_DIR/<class>/<image>)
+  PATH_CHECKPOINT  warm-start checkpoint (train.py --pretrained)
+  --key=value      further train.py flags, e.g. --arch=cspdarknet_tiny --max_epoch=1
+Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1.
+The run folder <OUTPUT_ROOT>/<run> gets train.py's outputs (log.txt, config.yaml, metrics.csv,
+ckpt_0/) and console.log (everything the process printed).
+EOF
+}
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+[ $# -ge 2 ] || die_usage "expected at least 2 arguments, got $#"
+DEVICE_ID="$1"
+DATA_DIR="$2"
+shift 2
+PATH_CHECKPOINT=""
+if [ $# -ge 1 ] && [[ "$1" != --* ]]; then
+  PATH_CHECKPOINT="$1"
+  shift
+fi
+is_uint "$DEVICE_ID" || die_usage "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
+[ -d "$DATA_DIR" ] || die_usage "DATA_DIR is not a folder: $DATA_DIR"
+DATA_DIR="$(abs_path "$DATA_DIR")"
+if [ -n "$PATH_CHECKPOINT" ]; then
+  [ -e "$PATH_CHECKPOINT" ] || die_usage "PATH_CHECKPOINT not found: $PATH_CHECKPOINT"
+  PATH_CHECKPOINT="$(abs_path "$PATH_CHECKPOINT")"
+fi
+parse_extra_flags "$@"
+resolve_python
+make_run_dir ""
+
+export DEVICE_ID RANK_ID=0 RANK_SIZE=1
+cmd=("$PYTHON_BIN" "$CSPD_REPO/train.py" --is_distributed=0 "--data_dir=$DATA_DIR" "--ckpt_path=$OUTPUT_ROOT")
+[ -z "$PATH_CHECKPOINT" ] || cmd+=("--pretrained=$PATH_CHECKPOINT")
+cmd+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
+
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  echo "[dry run] cd $RUN_DIR; DEVICE_ID=$DEVICE_ID RANK_ID=0 RANK_SIZE=1 CSPDARKNET53_RUN_NAME=$RUN_NAME $(show_cmd "${cmd[@]}")"
+  exit 0
+fi
+
+echo "run folder: $RUN_DIR"
+cd "$RUN_DIR"
+env > env.log
+status=0
+"${cmd[@]}" 2>&1 | tee console.log || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "error: train.py ended with $(describe_status "$status"); see $RUN_DIR/console.log" >&2
+  exit "$status"
+fi
+echo "done: $RUN_DIR"
