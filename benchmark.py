@@ -1,0 +1,178 @@
+"""Speed and memory benchmark of CSPDarkNet53 on MindSpore, optionally side by side with timm/PyTorch.
+
+Measures, for this project's model at one resolution and precision:
+  * inference images/s for each batch size in ``--infer_batch_sizes`` (default 1, 8, 32);
+  * training images/s for each batch size in ``--train_batch_sizes`` (default 8, 32) with the
+    project's train step: ``nn.TrainOneStepCell(nn.WithLossCell(net, CrossEntropySmooth(0.1)),
+    Momentum(0.9, wd 1e-4 on conv/dense weights only))`` in GRAPH mode;
+  * first-step graph compile time and the peak resident memory of the measuring process.
+Every row runs in a fresh process; its peak memory is that process's ``ru_maxrss``.
+``--compare timm`` runs the same rows for ``timm.create_model("cspdarknet53")`` on PyTorch (eager,
+or ``--torch_compile``) right after each of ours, with the same thread count, and prints ours/timm.
+
+Examples:
+  python benchmark.py --quick                         # CI smoke run, 32 px, batch 2, 2 steps
+  python benchmark.py --compare timm --csv outputs/bench.csv --md outputs/bench.md
+  python benchmark.py --arch cspdarknet53_timm --img_size 256 --train_batch_sizes 32 --infer_batch_sizes ""
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("GLOG_v", "3")
+
+
+def _int_list(text):
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        values = [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return values
+
+
+def _settings(items):
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {item!r}")
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+        else:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[
+                                    __doc__.index("Examples:"):])
+    p.add_argument("--arch", default="cspdarknet53",
+                   help="project architecture (cspdarknet53 | cspdarknet53_timm | cspdarknet_tiny)")
+    p.add_argument("--img_size", type=int, default=224)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="fp16: AMP O2 on MindSpore, autocast float16 on PyTorch (slower on CPU)")
+    p.add_argument("--infer_batch_sizes", type=_int_list, default=[1, 8, 32])
+    p.add_argument("--train_batch_sizes", type=_int_list, default=[8, 32])
+    p.add_argument("--steps", type=int, default=5, help="timed steps per row (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps after the first (compile) step")
+    p.add_argument("--num_classes", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=None,
+                   help="kernel threads for both frameworks (default: the cores this process may use)")
+    p.add_argument("--jit_level", default=None, choices=("O0", "O1", "O2"),
+                   help="MindSpore jit level (default: src.utils.perf's recommendation)")
+    p.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                   help="extra src.utils.perf setting for our rows (repeatable), e.g. fold_bn=true")
+    p.add_argument("--no_perf", action="store_true",
+                   help="MindSpore defaults (25 kernel threads, default jit level): the 'before' baseline")
+    p.add_argument("--compare", choices=("timm",), default=None, help="also measure timm's cspdarknet53")
+    p.add_argument("--timm_model", default="cspdarknet53")
+    p.add_argument("--torch_compile", action="store_true", help="reference rows use torch.compile")
+    p.add_argument("--only", choices=("ours", "timm"), default=None, help="run one side only")
+    p.add_argument("--csv", default=None, help="write all rows to this CSV")
+    p.add_argument("--md", default=None, help="write the markdown tables and machine line to this file")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per row before the child is killed")
+    p.add_argument("--quick", action="store_true",
+                   help="CI smoke run: 32 px, batch 2 for inference and training, 2 steps, no warmup")
+    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def make_specs(args):
+    from src.utils.perf import recommended_settings
+
+    threads = args.threads
+    perf = {"onednn_isa": None} if args.no_perf else recommended_settings()
+    jit_level = args.jit_level or (None if args.no_perf else perf.pop("jit_level", None))
+    perf.pop("jit_level", None)
+    if args.no_perf:
+        threads = threads or 0  # 0: leave MindSpore's default kernel thread count
+    perf.update(_settings(args.settings))
+    from src.utils.perf import default_threads
+    ref_threads = threads or default_threads()
+    specs = []
+    rows = [("infer", b) for b in args.infer_batch_sizes] + [("train", b) for b in args.train_batch_sizes]
+    for mode, batch in rows:
+        common = dict(mode=mode, batch_size=batch, img_size=args.img_size, precision=args.precision,
+                      steps=args.steps, warmup=args.warmup, num_classes=args.num_classes)
+        if args.only != "timm":
+            specs.append(dict(common, framework="mindspore", model=args.arch, arch=args.arch,
+                              threads=threads if threads is not None else ref_threads,
+                              jit_level=jit_level, settings=perf))
+        if args.compare == "timm" and args.only != "ours":
+            specs.append(dict(common, framework="torch", model=f"timm {args.timm_model}", arch=args.timm_model,
+                              timm_model=args.timm_model, threads=ref_threads, torch_compile=args.torch_compile,
+                              settings={}))
+    return specs
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args._worker is not None:
+        from src.benchmark_utils import worker_main
+        return worker_main(args._worker)
+    if args.quick:
+        args.img_size, args.steps, args.warmup = 32, 2, 0
+        args.infer_batch_sizes, args.train_batch_sizes = [2], [2]
+    if args.steps < 1 or args.warmup < 0 or args.img_size < 32:
+        print("error: --steps must be >= 1, --warmup >= 0 and --img_size >= 32", file=sys.stderr)
+        return 2
+    if args.compare == "timm":
+        # Checked without importing: the parent must stay small, because a child's ru_maxrss starts
+        # from the parent's high-water mark at fork (Linux keeps it across exec).
+        import importlib.util
+        missing = [m for m in ("torch", "timm") if importlib.util.find_spec(m) is None]
+        if missing:
+            print(f"error: --compare timm needs {' and '.join(missing)} installed", file=sys.stderr)
+            return 2
+
+    from src import benchmark_utils as bu
+
+    info = bu.machine_info()
+    machine = bu.describe_machine(info)
+    print(f"machine: {machine}; load average {info['load_avg']}", flush=True)
+    rows = []
+    for spec in make_specs(args):
+        row = bu.run_spec(spec, os.path.abspath(__file__), timeout_s=args.timeout)
+        rows.append(row)
+        if row["status"] == "ok":
+            print(f"{row['framework']:9s} {row['mode']:5s} bs={row['batch_size']:<3d} {row['img_size']}px: "
+                  f"{row['ms_per_step']:9.1f} ms/step {row['images_per_s']:8.2f} img/s  first step "
+                  f"{row['first_step_s']:.1f}s  peak {row['peak_rss_mb'] / 1024:.2f} GB  "
+                  f"load {row['load_avg_start']}-{row['load_avg_end']}", flush=True)
+        else:
+            print(f"{row['framework']:9s} {row['mode']:5s} bs={row['batch_size']:<3d}: {row['status']}: "
+                  f"{row.get('error')}", flush=True)
+    table = bu.markdown_table(rows)
+    parts = [f"Machine: {machine}. Load average {info['load_avg']} at start, "
+             f"{os.getloadavg()[0]:.2f} at end.", "", table]
+    ratios = bu.ratio_rows(rows)
+    if ratios:
+        parts += ["", bu.ratio_table(ratios)]
+    text = "\n".join(parts)
+    print()
+    print(text)
+    if args.csv:
+        bu.write_csv(rows, args.csv)
+    if args.md:
+        os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
+        with open(args.md, "w") as f:
+            f.write(text + "\n")
+    failed = [r for r in rows if r["status"] != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""Building blocks of ``benchmark.py``: one measurement per fresh process, machine description, tables.
+
+A *spec* (a JSON-able dict) describes one measurement: framework (``mindspore`` or ``torch``), mode
+(``infer`` or ``train``), batch size, resolution, precision, steps, threads. :func:`run_spec` starts
+``benchmark.py --_worker SPEC`` as a child process, waits for it with ``os.wait4`` and takes the
+child's peak resident memory (``ru_maxrss``) from the kernel, so each row's peak belongs to that row
+alone. The child runs :func:`worker_main`, which measures and prints one ``BENCH_RESULT {json}`` line.
+
+Timing of one row: the first step (graph compile + run for MindSpore; kernel selection + run for
+PyTorch eager) is timed on its own, then ``warmup`` untimed steps, then ``steps`` timed steps, each
+synchronised (``asnumpy()`` / ``.item()``). ``ms_per_step`` is the median, ``compile_s`` is
+``first_step_s`` minus that median, ``images_per_s`` is ``batch / median``.
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+RESULT_TAG = "BENCH_RESULT "
+# settings for apply_cpu_performance_settings; every other --set key goes to perf.prepare_network
+PROCESS_SETTINGS = ("dispatch_threads", "compile_cache_dir", "onednn_isa")
+
+CSV_COLUMNS = (
+    "framework", "impl", "model", "arch", "mode", "batch_size", "img_size", "precision", "threads", "jit_level",
+    "settings", "params_m", "first_step_s", "compile_s", "ms_per_step", "ms_per_step_min", "cpu_ms_per_step", "images_per_s",
+    "peak_rss_mb", "rss_after_build_mb", "steps", "load_avg_start", "load_avg_end", "wall_s", "status", "error",
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# machine description
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def machine_info():
+    """CPU model, usable cores, RAM, SIMD level, OS and library versions, load average now."""
+    cpuinfo = _read("/proc/cpuinfo")
+    model, flags = platform.processor() or platform.machine(), set()
+    fam = mod = None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name" and model in ("", platform.machine(), platform.processor()):
+            model = value
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+        elif key == "cpu family" and fam is None:
+            fam = value
+        elif key == "model" and mod is None:
+            mod = value
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE" if flags else "?"
+    if "fma" in flags:
+        simd += "+FMA"
+    mem_kb = 0
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    from src.utils.perf import default_threads
+    info = {
+        "cpu": model + (f" (family {fam}, model {mod})" if fam else ""),
+        "simd": simd,
+        "cores": default_threads(),
+        "host_cpus": os.cpu_count(),
+        "ram_gib": round(mem_kb / 2 ** 20, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
+    for name, module in (("mindspore", "mindspore"), ("torch", "torch"), ("timm", "timm"), ("numpy", "numpy")):
+        info[name] = _package_version(module)
+    return info
+
+
+def _package_version(module):
+    try:
+        from importlib.metadata import version
+        return version(module)
+    except Exception:  # noqa: BLE001 - not installed or no metadata
+        return None
+
+
+def describe_machine(info):
+    versions = ", ".join(f"{label} {info[key]}" for key, label in
+                         (("mindspore", "MindSpore"), ("torch", "PyTorch"), ("timm", "timm"), ("numpy", "NumPy"))
+                         if info.get(key))
+    return (f"{info['cpu']}, {info['simd']}, {info['cores']} cores usable (host reports {info['host_cpus']}), "
+            f"{info['ram_gib']} GiB RAM, {info['os']}, Python {info['python']}; {versions}")
+
+
+# --------------------------------------------------------------------------------------------------
+# parent side: one fresh process per spec
+
+def run_spec(spec, script, timeout_s=1800, cwd=None, extra_env=None):
+    """Runs ``script --_worker SPEC`` in a fresh process; returns the result dict (a row).
+
+    The row's ``peak_rss_mb`` is the child's ``ru_maxrss`` as reported to the parent by ``wait4``.
+    A failed or timed-out child gives a row with ``status`` != "ok" and the error text.
+    """
+    env = dict(os.environ)
+    env.setdefault("GLOG_v", "3")
+    threads = str(spec.get("threads") or "")
+    if threads:
+        # Same thread count for both frameworks; OpenMP/MKL pools (PyTorch) read these.
+        env["OMP_NUM_THREADS"] = threads
+        env["MKL_NUM_THREADS"] = threads
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra_env:
+        env.update(extra_env)
+    cmd = [sys.executable, script, "--_worker", json.dumps(spec)]
+    start = time.time()
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=env)
+        status, rusage, timed_out = None, None, False
+        deadline = start + timeout_s
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.time() > deadline:
+                proc.kill()
+                _, status, rusage = os.wait4(proc.pid, 0)
+                timed_out = True
+                break
+            time.sleep(0.1)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    row = dict(spec)
+    result = None
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            result = json.loads(line[len(RESULT_TAG):])
+    if result is not None:
+        row.update(result)
+    row["peak_rss_mb"] = round(rusage.ru_maxrss / 1024.0, 1)  # Linux: kilobytes
+    row["wall_s"] = round(time.time() - start, 1)
+    row.setdefault("load_avg_start", round(load_start, 2))
+    row.setdefault("load_avg_end", round(os.getloadavg()[0], 2))
+    if timed_out:
+        row["status"], row["error"] = "timeout", f"killed after {timeout_s} s"
+    elif proc.returncode != 0 or result is None:
+        tail = (stderr.strip().splitlines() or stdout.strip().splitlines() or ["no output"])[-6:]
+        row["status"] = "failed"
+        row["error"] = f"exit {proc.returncode}: " + " | ".join(tail)
+    else:
+        row.setdefault("status", "ok")
+    return row
+
+
+# --------------------------------------------------------------------------------------------------
+# child side
+
+def _vm_kb(field):
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _timed_loop(step, first_sync, warmup, steps):
+    t0 = time.perf_counter()
+    first_sync(step())
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        first_sync(step())
+    times, cpu = [], []
+    for _ in range(steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        first_sync(step())
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return first, times, cpu
+
+
+def _summary(spec, first, times, cpu, extra):
+    median = statistics.median(times)
+    out = {
+        # CPU seconds (all threads of the process) per step: less sensitive than wall time to other
+        # jobs on a shared machine, but it counts spin-waiting threads too.
+        "cpu_ms_per_step": round(1000 * statistics.median(cpu), 2),
+        "first_step_s": round(first, 3),
+        "compile_s": round(max(0.0, first - median), 3),
+        "ms_per_step": round(1000 * median, 2),
+        "ms_per_step_min": round(1000 * min(times), 2),
+        "images_per_s": round(spec["batch_size"] / median, 3),
+        "steps": len(times),
+        "self_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "status": "ok",
+    }
+    out.update(extra)
+    return out
+
+
+def _ms_worker(spec):
+    import numpy as np
+    import mindspore as ms
+    from mindspore import Tensor, nn
+
+    from src.utils.perf import apply_cpu_performance_settings, prepare_network
+    from src.utils.runtime import setup_device
+
+    setup_device("CPU", graph_mode=True)
+    settings = dict(spec.get("settings") or {})
+    applied = apply_cpu_performance_settings(
+        threads=spec.get("threads"), jit_level=spec.get("jit_level"),
+        **{k: v for k, v in settings.items() if k in PROCESS_SETTINGS})
+
+    from src.image_classification import count_parameters, create_model
+    net = create_model(spec["arch"], num_classes=spec["num_classes"])
+    params = count_parameters(net)
+    train = spec["mode"] == "train"
+    net = prepare_network(net, train=train, **{k: v for k, v in settings.items()
+                                               if k not in PROCESS_SETTINGS})
+    if spec["precision"] == "fp16":
+        net = ms.amp.auto_mixed_precision(net, "O2")
+    rng = np.random.default_rng(0)
+    b, s = spec["batch_size"], spec["img_size"]
+    x = Tensor(rng.standard_normal((b, 3, s, s), dtype=np.float32))
+    if train:
+        from src.loss import CrossEntropySmooth
+        from src.lr_generator import get_lr
+        from src.utils.optimizers_init import create_optimizer
+
+        total = 1 + spec["warmup"] + spec["steps"]
+        lr = get_lr("cosine_annealing", 0.1, steps_per_epoch=total, max_epoch=1)
+        loss = CrossEntropySmooth(smooth_factor=0.1, num_classes=spec["num_classes"])
+        opt = create_optimizer(net, lr, momentum=0.9, weight_decay=1e-4)
+        cell = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
+        cell.set_train(True)
+        y = Tensor(rng.integers(0, spec["num_classes"], size=(b,), dtype=np.int32))
+
+        def step():
+            return cell(x, y)
+    else:
+        net.set_train(False)
+        cell = net
+
+        def step():
+            return cell(x)
+
+    losses = []
+
+    def sync(out):
+        value = out.asnumpy()
+        if train:
+            losses.append(float(value))
+
+    rss_build = _vm_kb("VmRSS")
+    first, times, cpu = _timed_loop(step, sync, spec["warmup"], spec["steps"])
+    if train and not all(np.isfinite(losses)):
+        raise RuntimeError(f"non-finite training loss: {losses}")
+    return _summary(spec, first, times, cpu, {
+        "params_m": round(params / 1e6, 3), "rss_after_build_mb": round(rss_build / 1024.0, 1),
+        "impl": f"MindSpore {ms.__version__} GRAPH", "applied": applied,
+        "jit_level": applied.get("jit_level", spec.get("jit_level") or "default"),
+        "last_loss": losses[-1] if losses else None})
+
+
+def _torch_worker(spec):
+    import numpy as np
+    import timm
+    import torch
+
+    threads = spec.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(0)
+    model = timm.create_model(spec.get("timm_model", "cspdarknet53"), pretrained=False,
+                              num_classes=spec["num_classes"])
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if spec.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    b, s = spec["batch_size"], spec["img_size"]
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((b, 3, s, s), dtype=np.float32))
+    if spec.get("channels_last"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    train = spec["mode"] == "train"
+    run = torch.compile(model) if spec.get("torch_compile") else model
+    autocast = spec["precision"] == "fp16"
+    impl = f"PyTorch {torch.__version__.split('+')[0]} " + ("compile" if spec.get("torch_compile") else "eager")
+    if train:
+        model.train()
+        decay = [p for p in model.parameters() if p.ndim > 1]
+        no_decay = [p for p in model.parameters() if p.ndim <= 1]
+        opt = torch.optim.SGD([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=0.1,
+                              momentum=0.9, weight_decay=1e-4)
+        crit = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        y = torch.from_numpy(rng.integers(0, spec["num_classes"], size=(b,))).long()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.float16, enabled=autocast):
+                loss = crit(run(x).float(), y)
+            loss.backward()
+            opt.step()
+            return loss
+    else:
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16, enabled=autocast):
+                return run(x)
+
+    losses = []
+
+    def sync(out):
+        if train:
+            losses.append(float(out.item()))
+        else:
+            out.sum().item()
+
+    rss_build = _vm_kb("VmRSS")
+    first, times, cpu = _timed_loop(step, sync, spec["warmup"], spec["steps"])
+    return _summary(spec, first, times, cpu, {
+        "params_m": round(params / 1e6, 3), "rss_after_build_mb": round(rss_build / 1024.0, 1), "impl": impl,
+        "jit_level": "compile" if spec.get("torch_compile") else "eager",
+        "last_loss": losses[-1] if losses else None})
+
+
+def worker_main(spec_json):
+    """Child entry point: measure one spec, print ``BENCH_RESULT {json}``, exit 0 (or raise)."""
+    spec = json.loads(spec_json)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    load_start = os.getloadavg()[0]
+    if spec["framework"] == "mindspore":
+        result = _ms_worker(spec)
+    elif spec["framework"] == "torch":
+        result = _torch_worker(spec)
+    else:
+        raise ValueError(f"unknown framework {spec['framework']!r}")
+    result["load_avg_start"] = round(load_start, 2)
+    result["load_avg_end"] = round(os.getloadavg()[0], 2)
+    print(RESULT_TAG + json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# output
+
+def write_csv(rows, path):
+    import csv
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            out = dict(row)
+            if isinstance(out.get("settings"), dict):
+                out["settings"] = ";".join(f"{k}={v}" for k, v in sorted(out["settings"].items()))
+            writer.writerow(out)
+
+
+def _fmt(value, digits=2):
+    if value in (None, ""):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows):
+    """The mindcv model-table layout, plus peak memory and load average columns."""
+    head = ("| model name | framework | mode | params(M) | cards | batch size | resolution | precision | jit level "
+            "| graph compile | ms/step | img/s | peak mem (GB) | load avg |")
+    lines = [head, "|" + "|".join([" :---: "] * (head.count("|") - 1)) + "|"]
+    for r in rows:
+        ok = r.get("status") == "ok"
+        lines.append("| " + " | ".join([
+            r.get("model", r.get("arch", "?")), r.get("impl") or r["framework"], r["mode"],
+            _fmt(r.get("params_m")), "1 (CPU)", str(r["batch_size"]), f"{r['img_size']}x{r['img_size']}",
+            r["precision"], _fmt(r.get("jit_level")),
+            f"{r['compile_s']:.1f}s" if ok else r.get("status", "?"),
+            _fmt(r.get("ms_per_step"), 1) if ok else "-", _fmt(r.get("images_per_s"), 2) if ok else "-",
+            _fmt((r.get("peak_rss_mb") or 0) / 1024.0, 2),
+            f"{_fmt(r.get('load_avg_start'))}-{_fmt(r.get('load_avg_end'))}",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def ratio_rows(rows):
+    """Pairs (ours, reference) rows by (mode, batch, resolution, precision) and computes ours/reference."""
+    ours = {(r["mode"], r["batch_size"], r["img_size"], r["precision"]): r for r in rows
+            if r["framework"] == "mindspore" and r.get("status") == "ok"}
+    out = []
+    for r in rows:
+        if r["framework"] != "torch" or r.get("status") != "ok":
+            continue
+        key = (r["mode"], r["batch_size"], r["img_size"], r["precision"])
+        o = ours.get(key)
+        if o is None:
+            continue
+        out.append({
+            "mode": r["mode"], "batch_size": r["batch_size"], "img_size": r["img_size"],
+            "ours_ips": o["images_per_s"], "ref_ips": r["images_per_s"],
+            "speed_ratio": o["images_per_s"] / r["images_per_s"],
+            "ours_mem_mb": o["peak_rss_mb"], "ref_mem_mb": r["peak_rss_mb"],
+            "mem_ratio": o["peak_rss_mb"] / r["peak_rss_mb"],
+            "ours_compile_s": o["compile_s"], "ref_compile_s": r["compile_s"],
+            "ref_impl": r.get("impl"),
+        })
+    return out
+
+
+def ratio_table(ratios):
+    head = ("| mode | batch size | resolution | ours img/s | timm img/s | speed ours/timm | ours peak (GB) "
+            "| timm peak (GB) | memory ours/timm | ours compile | timm first-step overhead |")
+    lines = [head, "|" + "|".join([" :---: "] * (head.count("|") - 1)) + "|"]
+    for q in ratios:
+        lines.append("| " + " | ".join([
+            q["mode"], str(q["batch_size"]), f"{q['img_size']}x{q['img_size']}", f"{q['ours_ips']:.2f}",
+            f"{q['ref_ips']:.2f}", f"{q['speed_ratio']:.2f}x", f"{q['ours_mem_mb'] / 1024:.2f}",
+            f"{q['ref_mem_mb'] / 1024:.2f}", f"{q['mem_ratio']:.2f}x", f"{q['ours_compile_s']:.1f}s",
+            f"{q['ref_compile_s']:.1f}s"]) + " |")
+    return "\n".join(lines)
