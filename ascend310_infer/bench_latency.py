@@ -7,10 +7,13 @@ plus the preprocessing time of each side.
 
 The Python side preprocesses with MindSpore's eval transforms (src/dataset.py when importable) and times
 session.run; the C++ side's times are read from its per-image report. Each side runs the image list
-`repeat` times and the first pass is dropped as warm-up when repeat > 1.
+`repeat` times, the two sides alternating pass by pass, and the first pass is dropped as warm-up when
+repeat > 1. Note that the app's first image includes ONNX Runtime's lazy initialisation, which the
+warm-up pass of the Python side hides; the app is timed as it runs in the flow (one process per pass).
 """
 import argparse
 import os
+import resource
 import re
 import subprocess
 import sys
@@ -45,46 +48,50 @@ def eval_ops(resize, crop):
                 vision.Normalize([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]), vision.HWC2CHW()]
 
 
-def python_ort(model, images, threads, resize, crop, repeat):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    ops = eval_ops(resize, crop)
-    infer, pre = [], []
-    for r in range(repeat):
+class PythonOrt:
+    def __init__(self, model, threads, resize, crop):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+        self.ops = eval_ops(resize, crop)
+        self.cpu_ms = []
+
+    def one_pass(self, images):
+        infer, pre = [], []
         for path in images:
+            c0 = time.process_time()
             t0 = time.perf_counter()
             x = np.fromfile(path, dtype=np.uint8)
-            for op in ops:
+            for op in self.ops:
                 x = op(x)
             x = np.ascontiguousarray(x, dtype=np.float32)[None]
             t1 = time.perf_counter()
-            session.run(None, {name: x})
+            self.session.run(None, {self.name: x})
             t2 = time.perf_counter()
-            if repeat == 1 or r > 0:
-                pre.append((t1 - t0) * 1e3)
-                infer.append((t2 - t1) * 1e3)
-    return infer, pre
+            self.cpu_ms.append((time.process_time() - c0) * 1e3)
+            pre.append((t1 - t0) * 1e3)
+            infer.append((t2 - t1) * 1e3)
+        return infer, pre
 
 
-def cpp_app(app, model, folder, threads, resize, crop, repeat):
-    infer, pre = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(repeat):
-            out = subprocess.run([app, f"--model_path={model}", f"--dataset_path={folder}", f"--threads={threads}",
-                                  f"--resize={resize}", f"--crop={crop}", f"--result_path={tmp}/res",
-                                  f"--time_path={tmp}/time"], capture_output=True, text=True, check=True).stdout
-            avg = float(re.search(r"NN inference cost average time: ([0-9.e+-]+) ms of infer_count (\d+)", out).group(1))
-            pre_avg = float(re.search(r"preprocessing average ([0-9.e+-]+) ms", out).group(1))
-            n = int(re.search(r"infer_count (\d+)", out).group(1))
-            if repeat == 1 or r > 0:
-                infer += [avg] * n
-                pre += [pre_avg] * n
-    return infer, pre
+def cpp_pass(app, model, folder, threads, resize, crop, tmp):
+    """One run of the app over the folder: (per-image inference ms as the app's average, preprocessing ms,
+    the app's median inference ms)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([app, f"--model_path={model}", f"--dataset_path={folder}", f"--threads={threads}",
+                          f"--resize={resize}", f"--crop={crop}", f"--result_path={tmp}/res", f"--time_path={tmp}/time"],
+                         capture_output=True, text=True, check=True).stdout
+    match = re.search(r"NN inference cost average time: ([0-9.e+-]+) ms of infer_count (\d+)", out)
+    n = int(match.group(2))
+    pre = float(re.search(r"preprocessing average ([0-9.e+-]+) ms", out).group(1))
+    median = float(re.search(r"median ([0-9.e+-]+) ms", out).group(1))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_ms = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1e3 / n
+    return [float(match.group(1))] * n, [pre] * n, median, cpu_ms
 
 
 def main():
@@ -100,12 +107,27 @@ def main():
     images = list_images(args.images)
     if not images:
         sys.exit(f"no images in {args.images}")
-    c_inf, c_pre = cpp_app(args.app, args.model, args.images, args.threads, args.resize, args.crop, args.repeat)
-    p_inf, p_pre = python_ort(args.model, images, args.threads, args.resize, args.crop, args.repeat)
+    python = PythonOrt(args.model, args.threads, args.resize, args.crop)
+    c_inf, c_pre, p_inf, p_pre, c_med, c_cpu = [], [], [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeat):   # alternate the two sides so that load changes hit both alike
+            ci, cp, cm, cc = cpp_pass(args.app, args.model, args.images, args.threads, args.resize, args.crop, tmp)
+            python.cpu_ms = []
+            pi, pp = python.one_pass(images)
+            if args.repeat == 1 or r > 0:   # the first pass is warm-up
+                c_inf += ci
+                c_pre += cp
+                c_med.append(cm)
+                c_cpu.append(cc)
+                p_inf += pi
+                p_pre += pp
     print(f"model {args.model}, {len(images)} images, input {args.crop}x{args.crop}, threads {args.threads}")
-    print(f"C++ app (ORT_CPU)      : inference {np.mean(c_inf):8.3f} ms/image, preprocessing {np.mean(c_pre):7.3f} ms/image")
-    print(f"onnxruntime (Python)   : inference {np.mean(p_inf):8.3f} ms/image (median {np.median(p_inf):.3f}), "
-          f"preprocessing {np.mean(p_pre):7.3f} ms/image")
+    print(f"C++ app (ORT_CPU)    : inference mean {np.mean(c_inf):8.3f} ms/image, median {np.median(c_med):8.3f} "
+          f"(median of the passes' medians), preprocessing {np.mean(c_pre):6.3f} ms/image; "
+          f"CPU time {np.mean(c_cpu):8.3f} ms/image (whole process: load, preprocessing, inference)")
+    print(f"onnxruntime (Python) : inference mean {np.mean(p_inf):8.3f} ms/image, median {np.median(p_inf):8.3f}, "
+          f"preprocessing {np.mean(p_pre):6.3f} ms/image; CPU time {np.mean(python.cpu_ms):8.3f} ms/image "
+          f"(preprocessing + inference, last pass)")
 
 
 if __name__ == "__main__":
