@@ -30,6 +30,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   die "missing build tools: ${missing[*]}. Install them (Debian/Ubuntu: apt-get install ${missing[*]}) or run bash .ci/install_cxx_deps.sh"
 fi
 
+# OpenCV: Debian's -dev packages (no CMake config) or any install CMake can find (OpenCV_DIR, CMAKE_PREFIX_PATH).
+opencv_found=0
+for d in /usr/include/opencv4 /usr/local/include/opencv4 /usr/include; do
+  [ -f "$d/opencv2/core.hpp" ] && opencv_found=1 && break
+done
+if [ "$opencv_found" = 0 ] && [ -z "${OpenCV_DIR:-}" ] && [ -z "${CMAKE_PREFIX_PATH:-}" ] && \
+   ! printf '%s\n' "$@" | grep -q -- '-DOpenCV_DIR='; then
+  die "OpenCV development files not found (opencv2/core.hpp). Install them (Debian/Ubuntu: apt-get install libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev, or bash .ci/install_cxx_deps.sh) or pass -DOpenCV_DIR=<dir with OpenCVConfig.cmake>"
+fi
+
 CMAKE_ARGS=(-DENGINE="$ENGINE" -DCMAKE_BUILD_TYPE=Release)
 if [ "$ENGINE" = ASCEND310 ]; then
   if [ -z "${MINDSPORE_PATH:-}" ]; then

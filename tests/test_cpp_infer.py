@@ -590,6 +590,13 @@ def test_run_infer_310_usage_and_engine_errors(tmp_path):
     model.write_bytes(b"x")
     result = _run(["bash", script, model, tmp_path], cwd=tmp_path)
     assert result.returncode == 1 and "use a .mindir (Ascend 310) or .onnx (CPU) file" in result.stderr
+    # a missing library gives one message that says what to install
+    onnx_model = tmp_path / "net.onnx"
+    onnx_model.write_bytes(b"x")
+    result = _run(["bash", script, onnx_model, tmp_path], cwd=tmp_path,
+                  env={"ORT_ROOT": str(tmp_path / "no_ort"), "BUILD_DIR": str(tmp_path / "build")})
+    assert result.returncode == 1
+    assert "ONNX Runtime headers/library not found" in result.stderr and "install_cxx_deps.sh" in result.stderr
 
 
 def test_ascend310_build_without_cxx_api_says_what_to_install(tmp_path):
