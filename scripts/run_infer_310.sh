@@ -19,7 +19,7 @@ if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage >&2; exit 1; fi
 case "$1" in -h|--help) usage; exit 0 ;; esac
 
 die() { echo "run_infer_310.sh: ERROR: $*" >&2; exit 1; }
-abspath() { realpath -m -- "$1"; }
+abspath() { realpath -m -s -- "$1"; }   # absolute, links kept (the extension picks the engine)
 
 MODEL_PATH="$(abspath "$1")"
 DATA_PATH="$(abspath "$2")"
