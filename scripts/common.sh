@@ -90,15 +90,16 @@ show_cmd() {
   echo "${out% }"
 }
 
-# "status 1" / "killed by signal 9 (KILL)" for an exit status as bash or Popen report it
+# "exited with status 1" / "was killed by signal 9 (KILL)" for an exit status as bash
+# (128 + signal) or Python's Popen (-signal) report it
 describe_status() {
   local code="$1" sig=""
   if [[ "$code" =~ ^-[0-9]+$ ]]; then sig="${code#-}";
   elif is_uint "$code" && [ "$code" -gt 128 ] && [ "$code" -le 192 ]; then sig=$((code - 128)); fi
   if [ -n "$sig" ]; then
-    echo "killed by signal $sig ($(kill -l "$sig" 2>/dev/null || echo '?'))"
+    echo "was killed by signal $sig ($(kill -l "$sig" 2>/dev/null || echo '?'))"
   else
-    echo "status $code"
+    echo "exited with status $code"
   fi
 }
 

@@ -182,11 +182,11 @@ while [ ${#running[@]} -gt 0 ]; do
   if [ "$status" -ne 0 ]; then
     rank="${PID_RANK[$done_pid]}"
     {
-      echo "error: rank $rank (device ${PID_DEVICE[$done_pid]}, pid $done_pid) exited with $(describe_status "$status"); stopping the other ranks"
+      echo "error: rank $rank (device ${PID_DEVICE[$done_pid]}, pid $done_pid) $(describe_status "$status"); stopping the other ranks"
       tail_log "$RUN_DIR/rank$rank/console.log"
     } >&2
     stop_all
-    echo "error: distributed training failed: rank $rank exited with $(describe_status "$status"); logs in $RUN_DIR" >&2
+    echo "error: distributed training failed: rank $rank $(describe_status "$status"); logs in $RUN_DIR" >&2
     exit 1
   fi
 done

@@ -165,7 +165,7 @@ while alive "$MSRUN_PID"; do
   if [ -z "$FAIL_PID" ]; then
     find_failure
     if [ -n "$FAIL_PID" ]; then
-      echo "watchdog: rank ${WORKER_RANK[$FAIL_PID]:-?} (pid $FAIL_PID) exited with $(describe_status "${FAIL_CODE:-?}"); waiting up to ${EXIT_GRACE_S} s for msrun to stop the job" >&2
+      echo "watchdog: rank ${WORKER_RANK[$FAIL_PID]:-?} (pid $FAIL_PID) $(describe_status "${FAIL_CODE:-?}"); waiting up to ${EXIT_GRACE_S} s for msrun to stop the job" >&2
     fi
   elif [ $((SECONDS - FAIL_AT)) -ge "$EXIT_GRACE_S" ]; then
     echo "watchdog: msrun still running ${EXIT_GRACE_S} s after the failure; killing the job" >&2
@@ -176,7 +176,7 @@ while alive "$MSRUN_PID"; do
   sleep 1
 done
 rc=0
-wait "$MSRUN_PID" || rc=$?
+{ wait "$MSRUN_PID"; } 2>/dev/null || rc=$?  # (no "Killed" job notice from bash)
 [ -z "$TAIL_PID" ] || wait "$TAIL_PID" 2>/dev/null || true
 [ -n "$FAIL_PID" ] || find_failure
 
@@ -193,7 +193,7 @@ if [ -n "$FAIL_PID" ]; then
     rank="${rank:-unknown}"
   fi
   {
-    echo "error: distributed training failed: rank $rank (pid $FAIL_PID) exited with $(describe_status "${FAIL_CODE:-?}");" \
+    echo "error: distributed training failed: rank $rank (pid $FAIL_PID) $(describe_status "${FAIL_CODE:-?}");" \
          "$([ "$FORCED" = 1 ] && echo "the watchdog killed the rest of the job after ${EXIT_GRACE_S} s" || echo "msrun stopped the other workers (msrun status $rc)")"
     [[ "$rank" =~ ^[0-9]+$ ]] && rank_logs "$rank"
     echo "  logs: $RUN_DIR (msrun.log, msrun_log/worker_<rank>.log, log.txt / log_rank<rank>.txt)"
@@ -202,7 +202,7 @@ if [ -n "$FAIL_PID" ]; then
 fi
 if [ "$rc" -ne 0 ]; then
   {
-    echo "error: msrun exited with $(describe_status "$rc")"
+    echo "error: msrun $(describe_status "$rc")"
     tail_log "$MSRUN_LOG" 10
     echo "  logs: $RUN_DIR"
   } >&2

@@ -46,7 +46,7 @@ env > env.log
 status=0
 "${cmd[@]}" 2>&1 | tee log.txt || status=$?
 if [ "$status" -ne 0 ]; then
-  echo "error: eval.py ended with $(describe_status "$status"); see $RUN_DIR/log.txt" >&2
+  echo "error: eval.py $(describe_status "$status"); see $RUN_DIR/log.txt" >&2
   exit "$status"
 fi
 echo "done: $RUN_DIR (eval_result.json)"

@@ -53,7 +53,7 @@ env > env.log
 status=0
 "${cmd[@]}" 2>&1 | tee console.log || status=$?
 if [ "$status" -ne 0 ]; then
-  echo "error: train.py ended with $(describe_status "$status"); see $RUN_DIR/console.log" >&2
+  echo "error: train.py $(describe_status "$status"); see $RUN_DIR/console.log" >&2
   exit "$status"
 fi
 echo "done: $RUN_DIR"
