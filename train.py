@@ -272,7 +272,16 @@ def main(argv=None):
         from model_utils.moxing_adapter import moxing_wrapper, unzip_modelarts_dataset
 
         def pre_process():
-            unzip_modelarts_dataset(cfg)
+            # Relative data paths are inside the downloaded (and extracted) dataset, an empty data_dir is
+            # its root; a relative pretrained is inside load_path (the checkpoint_url download).
+            dataset_root = unzip_modelarts_dataset(cfg) or cfg.data_path
+            for key in ("data_dir", "val_data_dir", "data_list"):
+                if cfg[key] and not os.path.isabs(cfg[key]):
+                    setattr(cfg, key, os.path.join(dataset_root, cfg[key]))
+            if not cfg.data_dir and not cfg.data_list:
+                cfg.data_dir = dataset_root
+            if cfg.pretrained and not os.path.isabs(cfg.pretrained):
+                cfg.pretrained = os.path.join(cfg.load_path, cfg.pretrained)
             cfg.ckpt_path = os.path.join(cfg.output_path, cfg.ckpt_path)
 
         job = moxing_wrapper(cfg, pre_process=pre_process)(run_train)
