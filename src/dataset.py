@@ -290,6 +290,19 @@ class _PathTable:
         return os.path.join(self.root, rel) if self.root else rel
 
 
+def _read_bytes(path: str) -> np.ndarray:
+    """The file's bytes as a writable uint8 array, read straight into it (one copy less than np.fromfile)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        buf = np.empty(size, dtype=np.uint8)
+        if os.readv(fd, [buf]) != size:  # short read (file changed?): fall back to a plain read
+            return np.fromfile(path, dtype=np.uint8)
+        return buf
+    finally:
+        os.close(fd)
+
+
 class _FileSource:
     """Random-access source for GeneratorDataset: (encoded image bytes, int32 label)."""
 
@@ -308,7 +321,7 @@ class _FileSource:
         if self.read_log is not None:
             self.read_log.append(path)
         try:
-            data = _pil_rgb_bytes(path) if self.convert[i] else np.fromfile(path, dtype=np.uint8)
+            data = _pil_rgb_bytes(path) if self.convert[i] else _read_bytes(path)
         except Exception as exc:  # vanished or changed since the scan: the engine skips the sample
             logger.warning("cannot read %s (%s); the sample is skipped", path, exc)
             data = np.zeros(0, dtype=np.uint8)
