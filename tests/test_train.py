@@ -58,7 +58,7 @@ def test_short_run_writes_outputs_and_loss_falls(tmp_path, tiny_data):
     proc = _train(tmp_path, _args(tiny_data, out, max_epoch=4, val_data_dir=tiny_data / "val", lr=0.1))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = _run_dir(out)
-    for name in ("log.txt", "config.yaml", "class_index.json", "metrics.csv"):
+    for name in ("log.txt", "config.yaml", "class_index.json", "metrics.csv", "curves.png"):
         assert os.path.isfile(os.path.join(run, name)), name
     ckpts = list_checkpoints(os.path.join(run, "ckpt_0"))
     assert [(e, s) for e, s, _ in ckpts] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # zoo names <rank>-<epoch>_<step>
