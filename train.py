@@ -197,6 +197,8 @@ def run_train(cfg):
         # A fresh iterator per epoch with a seed derived from the epoch: the data order of an epoch
         # is the same whether the run was resumed or not.
         ds.config.set_seed(cfg.seed + epoch)
+        if bundle.sampler is not None:  # a fresh iterator does not advance the sampler: new shards every epoch
+            bundle.sampler.set_epoch(epoch)
         progress.epoch_begin()
         losses = []
         for i, (images, labels) in enumerate(bundle.dataset.create_tuple_iterator(num_epochs=1), 1):

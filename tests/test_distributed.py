@@ -112,6 +112,7 @@ def test_two_ranks_train_identical_weights_on_disjoint_shards(tmp_path, tiny_dat
         assert len(a) == len(set(a)) == N_IMAGES // 2 and len(b) == len(set(b)) == N_IMAGES // 2, (epoch, a, b)
         assert not set(a) & set(b), f"epoch {epoch}: both ranks read {sorted(set(a) & set(b))}"
         assert sorted(a + b) == all_files
+    assert sorted(shards[0][1]) != sorted(shards[0][2]), "the same shard in both epochs: no reshuffle"
 
     # both ranks saved (is_save_on_master=0): identical trainable weights, per-rank BN statistics
     ckpts = [list_checkpoints(str(run / f"ckpt_{r}")) for r in (0, 1)]
