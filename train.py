@@ -195,8 +195,10 @@ def run_train(cfg):
     important_info(log, "start training")
     for epoch in range(start_epoch, cfg.max_epoch):
         # A fresh iterator per epoch with a seed derived from the epoch: the data order of an epoch
-        # is the same whether the run was resumed or not.
-        ds.config.set_seed(cfg.seed + epoch)
+        # is the same whether the run was resumed or not. The seed the engine's random ops take when
+        # the iterator is created also depends on the rank, so that ranks draw different augmentations
+        # (one process: seed + epoch, as before).
+        ds.config.set_seed(cfg.seed + epoch * group_size + rank)
         if bundle.sampler is not None:  # a fresh iterator does not advance the sampler: new shards every epoch
             bundle.sampler.set_epoch(epoch)
         progress.epoch_begin()
