@@ -9,6 +9,7 @@
 #                           rank of a job writes into the same folder
 #   DRY_RUN=1               print what would be launched, launch nothing
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 CSPD_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # error + usage on stderr, exit 1

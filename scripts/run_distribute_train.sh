@@ -19,6 +19,7 @@ HCCL_CONNECT_TIMEOUT (default 600), STOP_GRACE_S (default 10), DRY_RUN=1 (print 
 EOF
 }
 
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 2 ] || die_usage "expected at least 2 arguments, got $#"

@@ -30,6 +30,7 @@ Environment:
 EOF
 }
 
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 3 ] || die_usage "expected at least 3 arguments, got $#"
@@ -102,7 +103,7 @@ if [ "$(command -v python 2>/dev/null || true)" != "$PYTHON_BIN" ]; then
 fi
 env > env.log
 echo "run folder: $RUN_DIR; $WORKER_NUM workers ($DEVICE_NUM on node $NODE_RANK of $NODE_NUM), master $MASTER_ADDR:$MASTER_PORT"
-echo "$(show_cmd "${cmd[@]}")" > msrun_cmd.txt
+show_cmd "${cmd[@]}" > msrun_cmd.txt
 
 "${cmd[@]}" > "$MSRUN_LOG" 2>&1 &
 MSRUN_PID=$!
@@ -113,7 +114,6 @@ if [ "${QUIET:-0}" != 1 ]; then
 fi
 
 declare -A WORKER_RANK   # worker pid -> global rank
-SCHED_PID=""
 map_workers() {
   local pid role rank
   for pid in $(ps -o pid= --ppid "$MSRUN_PID" 2>/dev/null); do
@@ -124,8 +124,6 @@ map_workers() {
       rank="$(proc_env "$pid" MS_NODE_ID)"
       [ -n "$rank" ] || rank="?(local $(proc_env "$pid" DEVICE_ID))"
       WORKER_RANK[$pid]="$rank"
-    elif [ "$role" = MS_SCHED ]; then
-      SCHED_PID="$pid"
     fi
   done
 }

@@ -15,6 +15,7 @@ eval_rank0.log, config.yaml) and log.txt (everything the process printed, with t
 EOF
 }
 
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 3 ] || die_usage "expected 3 arguments, got $#"

@@ -15,6 +15,7 @@ ckpt_0/) and console.log (everything the process printed).
 EOF
 }
 
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ $# -ge 2 ] || die_usage "expected at least 2 arguments, got $#"
