@@ -72,14 +72,21 @@ def build_parser():
     p.add_argument("--threads", type=int, default=None,
                    help="kernel threads for both frameworks (default: the cores this process may use)")
     p.add_argument("--jit_level", default=None, choices=("O0", "O1", "O2"),
-                   help="MindSpore jit level (default: src.utils.perf's recommendation)")
+                   help="MindSpore jit level (default: MindSpore's own)")
     p.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
-                   help="extra src.utils.perf setting for our rows (repeatable), e.g. fold_bn=true")
+                   help="override a src.utils.perf setting for our rows (repeatable), e.g. fold_bn=false, "
+                        "onednn_isa=AVX512_CORE, compile_cache_dir=/tmp/c")
     p.add_argument("--no_perf", action="store_true",
-                   help="MindSpore defaults (25 kernel threads, default jit level): the 'before' baseline")
+                   help="MindSpore's defaults (oneDNN's own ISA choice, 25 kernel threads, three-primitive Mish, "
+                        "no BN folding): the 'before' baseline. Very slow on AVX-512 CPUs")
     p.add_argument("--compare", choices=("timm",), default=None, help="also measure timm's cspdarknet53")
     p.add_argument("--timm_model", default="cspdarknet53")
     p.add_argument("--torch_compile", action="store_true", help="reference rows use torch.compile")
+    p.add_argument("--channels_last", action="store_true", help="reference rows use channels_last tensors")
+    p.add_argument("--data_dir", default=None,
+                   help="also run tools/benchmark_data.py (train pipeline) on this ImageFolder root and compare "
+                        "its images/s with our best training images/s")
+    p.add_argument("--data_workers", type=int, nargs="+", default=[1, 2], help="pipeline worker counts to try")
     p.add_argument("--only", choices=("ours", "timm"), default=None, help="run one side only")
     p.add_argument("--csv", default=None, help="write all rows to this CSV")
     p.add_argument("--md", default=None, help="write the markdown tables and machine line to this file")
@@ -91,31 +98,51 @@ def build_parser():
 
 
 def make_specs(args):
-    from src.utils.perf import recommended_settings
+    """One spec per row: ours (and timm's, with --compare) for each inference and training batch size."""
+    from src.utils.perf import default_threads, recommended_settings, split_settings
 
-    threads = args.threads
-    perf = {"onednn_isa": None} if args.no_perf else recommended_settings()
-    jit_level = args.jit_level or (None if args.no_perf else perf.pop("jit_level", None))
-    perf.pop("jit_level", None)
+    extra = _settings(args.settings)
+    split_settings(extra)  # unknown keys fail here, not in a child
+    ref_threads = args.threads or default_threads()
     if args.no_perf:
-        threads = threads or 0  # 0: leave MindSpore's default kernel thread count
-    perf.update(_settings(args.settings))
-    from src.utils.perf import default_threads
-    ref_threads = threads or default_threads()
+        ours_threads = args.threads if args.threads is not None else 0  # 0: MindSpore's default (25)
+    else:
+        ours_threads = ref_threads
     specs = []
     rows = [("infer", b) for b in args.infer_batch_sizes] + [("train", b) for b in args.train_batch_sizes]
     for mode, batch in rows:
         common = dict(mode=mode, batch_size=batch, img_size=args.img_size, precision=args.precision,
                       steps=args.steps, warmup=args.warmup, num_classes=args.num_classes)
+        settings = {"onednn_isa": None} if args.no_perf else recommended_settings(mode)
+        settings.update(extra)
         if args.only != "timm":
-            specs.append(dict(common, framework="mindspore", model=args.arch, arch=args.arch,
-                              threads=threads if threads is not None else ref_threads,
-                              jit_level=jit_level, settings=perf))
+            specs.append(dict(common, framework="mindspore", model=args.arch, arch=args.arch, threads=ours_threads,
+                              jit_level=args.jit_level, settings=settings))
         if args.compare == "timm" and args.only != "ours":
             specs.append(dict(common, framework="torch", model=f"timm {args.timm_model}", arch=args.timm_model,
                               timm_model=args.timm_model, threads=ref_threads, torch_compile=args.torch_compile,
-                              settings={}))
+                              channels_last=args.channels_last, settings={}))
     return specs
+
+
+def run_data_benchmark(args, model_rate):
+    """Runs tools/benchmark_data.py (the data-pipeline benchmark) on --data_dir; returns its output text."""
+    import subprocess
+
+    script = os.path.join(ROOT, "tools", "benchmark_data.py")
+    if not os.path.isfile(script):
+        return "tools/benchmark_data.py not found: data pipeline not measured"
+    batch = max(args.train_batch_sizes or [32])
+    cmd = [sys.executable, script, "--data_dir", args.data_dir, "--modes", "train", "--workers",
+           *[str(w) for w in args.data_workers], "--image_size", str(args.img_size), "--batch", str(batch)]
+    if model_rate:
+        cmd += ["--model_rate", f"{model_rate:.4f}"]
+    if args.quick:
+        cmd += ["--batches", "2", "--repeats", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    if proc.returncode != 0:
+        return f"data benchmark failed (exit {proc.returncode}): " + proc.stderr.strip()[-500:]
+    return proc.stdout.strip()
 
 
 def main(argv=None):
@@ -156,11 +183,21 @@ def main(argv=None):
             print(f"{row['framework']:9s} {row['mode']:5s} bs={row['batch_size']:<3d}: {row['status']}: "
                   f"{row.get('error')}", flush=True)
     table = bu.markdown_table(rows)
+    ours = [r for r in rows if r["framework"] == "mindspore"]
+    notes = sorted({bu.describe_settings(r) for r in ours})
     parts = [f"Machine: {machine}. Load average {info['load_avg']} at start, "
-             f"{os.getloadavg()[0]:.2f} at end.", "", table]
+             f"{os.getloadavg()[0]:.2f} at end (other jobs shared the cores: compare rows of one run only).", ""]
+    parts += [f"Ours: {n}." for n in notes]
+    parts += ["", table]
     ratios = bu.ratio_rows(rows)
     if ratios:
         parts += ["", bu.ratio_table(ratios)]
+    if args.data_dir:
+        rates = [r["images_per_s"] for r in ours if r["mode"] == "train" and r["status"] == "ok"]
+        data = run_data_benchmark(args, max(rates) if rates else None)
+        print(data, flush=True)
+        parts += ["", "Data pipeline (tools/benchmark_data.py; 'x model' = pipeline images/s over our best "
+                      "training images/s):", "", "```", data, "```"]
     text = "\n".join(parts)
     print()
     print(text)

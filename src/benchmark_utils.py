@@ -22,13 +22,12 @@ import tempfile
 import time
 
 RESULT_TAG = "BENCH_RESULT "
-# settings for apply_cpu_performance_settings; every other --set key goes to perf.prepare_network
-PROCESS_SETTINGS = ("dispatch_threads", "compile_cache_dir", "onednn_isa")
 
 CSV_COLUMNS = (
     "framework", "impl", "model", "arch", "mode", "batch_size", "img_size", "precision", "threads", "jit_level",
     "settings", "params_m", "first_step_s", "compile_s", "ms_per_step", "ms_per_step_min", "cpu_ms_per_step", "images_per_s",
-    "peak_rss_mb", "rss_after_build_mb", "steps", "load_avg_start", "load_avg_end", "wall_s", "status", "error",
+    "peak_rss_mb", "rss_after_build_mb", "last_loss", "steps", "load_avg_start", "load_avg_end", "wall_s", "status",
+    "error",
 )
 
 
@@ -209,21 +208,20 @@ def _ms_worker(spec):
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    from src.utils.perf import apply_cpu_performance_settings, prepare_network
+    from src.utils.perf import apply_cpu_performance_settings, prepare_network, split_settings
     from src.utils.runtime import setup_device
 
     setup_device("CPU", graph_mode=True)
-    settings = dict(spec.get("settings") or {})
-    applied = apply_cpu_performance_settings(
-        threads=spec.get("threads"), jit_level=spec.get("jit_level"),
-        **{k: v for k, v in settings.items() if k in PROCESS_SETTINGS})
+    process, network = split_settings(spec.get("settings"))
+    process.setdefault("onednn_isa", None)  # only what the spec asks for
+    process["jit_level"] = process.get("jit_level") or spec.get("jit_level")
+    applied = apply_cpu_performance_settings(threads=spec.get("threads"), **process)
 
     from src.image_classification import count_parameters, create_model
     net = create_model(spec["arch"], num_classes=spec["num_classes"])
     params = count_parameters(net)
     train = spec["mode"] == "train"
-    net = prepare_network(net, train=train, **{k: v for k, v in settings.items()
-                                               if k not in PROCESS_SETTINGS})
+    net = prepare_network(net, train=train, **network)
     if spec["precision"] == "fp16":
         net = ms.amp.auto_mixed_precision(net, "O2")
     rng = np.random.default_rng(0)
@@ -365,6 +363,20 @@ def write_csv(rows, path):
             if isinstance(out.get("settings"), dict):
                 out["settings"] = ";".join(f"{k}={v}" for k, v in sorted(out["settings"].items()))
             writer.writerow(out)
+
+
+def describe_settings(row):
+    """One line: the settings a MindSpore row ran with (threads, oneDNN ISA, network rewrites)."""
+    applied = row.get("applied") or {}
+    settings = row.get("settings") or {}
+    parts = [f"{row['mode']}: {applied.get('threads', 'default (25)')} kernel threads",
+             f"oneDNN ISA {applied.get('onednn_isa', 'default')}",
+             "fused Mish kernel" if settings.get("fused_mish") else "Mish as Softplus-Tanh-Mul"]
+    if row["mode"] == "infer":
+        parts.append("BN folded" if settings.get("fold_bn") else "BN not folded")
+    if applied.get("jit_level"):
+        parts.append(f"jit {applied['jit_level']}")
+    return ", ".join(parts)
 
 
 def _fmt(value, digits=2):

@@ -1,14 +1,34 @@
 """CPU performance settings shared by train.py, eval.py and benchmark.py.
 
-Call :func:`apply_cpu_performance_settings` once per process, after ``setup_device`` and before the
-first graph is compiled (MindSpore lets ``threads_num`` be set only once per process). It never
-changes the network's numerics. Findings behind the defaults are in ``docs/performance.md``.
+Two kinds of setting, applied in this order:
+
+* process settings, :func:`apply_cpu_performance_settings` -- once per process, after
+  ``setup_device`` and before the first graph is compiled: oneDNN's ISA cap, kernel threads,
+  jit level, compile cache;
+* network rewrites, :func:`prepare_network` -- on the freshly built network, before its first call
+  (GRAPH mode caches the compiled graph, so a later change would be ignored): BatchNorm folding
+  (inference only) and, off by default because MindSpore's kernel is unsafe, the fused Mish kernel.
+
+Typical use::
+
+    settings = recommended_settings("train")            # or "infer"
+    process, network = split_settings(settings)
+    apply_cpu_performance_settings(threads=cfg_threads, **process)
+    net = prepare_network(create_model(...), train=True, **network)
+
+The recommended settings do not change the function the network computes: folded BN differs
+from the reference by float32 rounding only (max |diff| 1.5e-8 on logits of magnitude 0.2).
+Export (ONNX/MINDIR) keeps unfolded BN: do not call ``prepare_network`` before export.
+Measurements behind each default: ``docs/performance.md``.
 """
 import os
 
-__all__ = ["default_threads", "recommended_settings", "apply_cpu_performance_settings", "prepare_network"]
+__all__ = ["default_threads", "cpu_flags", "recommended_settings", "split_settings",
+           "apply_cpu_performance_settings", "prepare_network", "use_fused_mish", "fold_batchnorm"]
 
 JIT_LEVELS = ("O0", "O1", "O2")
+PROCESS_SETTINGS = ("onednn_isa", "jit_level", "dispatch_threads", "compile_cache_dir")
+NETWORK_SETTINGS = ("fused_mish", "fold_bn")
 
 
 def default_threads():
@@ -31,51 +51,75 @@ def cpu_flags():
     return set()
 
 
-def recommended_settings():
-    """The settings measured to help on CPU (see docs/performance.md), as keyword arguments."""
-    return {"onednn_isa": "auto"}
+def recommended_settings(mode="train"):
+    """The settings measured to help on CPU, as one dict (see :func:`split_settings`).
+
+    ``mode``: "train" or "infer" (evaluation, prediction, inference benchmarks).
+    Jit level and dispatch threads are left at MindSpore's defaults: O1/O2 and other thread
+    counts made no difference beyond noise here.
+    """
+    if mode not in ("train", "infer"):
+        raise ValueError(f"mode={mode!r}: expected 'train' or 'infer'")
+    settings = {"onednn_isa": "auto"}
+    if mode == "infer":
+        settings["fold_bn"] = True
+    return settings
+
+
+def split_settings(settings):
+    """``(process_kwargs, network_kwargs)`` for :func:`apply_cpu_performance_settings` / :func:`prepare_network`."""
+    settings = dict(settings or {})
+    unknown = set(settings) - set(PROCESS_SETTINGS) - set(NETWORK_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown performance settings {sorted(unknown)}; known: "
+                         f"{sorted(PROCESS_SETTINGS + NETWORK_SETTINGS)}")
+    return ({k: v for k, v in settings.items() if k in PROCESS_SETTINGS},
+            {k: v for k, v in settings.items() if k in NETWORK_SETTINGS})
 
 
 def _resolve_onednn_isa(onednn_isa):
     """``auto`` -> "AVX2" on AVX-512 CPUs, else None (leave oneDNN alone); a name passes through.
 
-    Why: MindSpore 2.10's CPU Conv2D hands oneDNN 3.10 plain NCHW tensors. On a CPU with AVX-512,
-    oneDNN picks its ``jit_uni_ncsp`` convolution for every 3x3 conv, whose nested kernel is the
-    *reference* (scalar) convolution: about 1.4 GFLOP/s on the 2-core Zen 4 test machine. Capped at
-    AVX2, oneDNN uses im2col + its JIT sgemm instead (``x64:gemm:jit``), 20-50x faster for these
-    layers. 1x1 convs, BN and matmul lose nothing measurable from the cap.
+    Why: MindSpore 2.10's CPU Conv2D hands its bundled oneDNN (3.10.1) plain NCHW tensors. On a CPU
+    with AVX-512, oneDNN picks its ``jit_uni_ncsp`` convolution for every 3x3 conv, and that wraps
+    the *reference* (scalar) convolution (``ONEDNN_VERBOSE=1`` prints ``jit_uni_ncsp:conv+ref:any``):
+    0.2-1.4 GFLOP/s on the Zen 4 test machine. Capped at AVX2, oneDNN uses im2col + its JIT sgemm
+    (``x64:gemm:jit``), 27-45 GFLOP/s per thread: 20-150x faster on those layers. On CPUs without
+    AVX-512 the cap changes nothing, so ``auto`` leaves them alone.
     """
-    if onednn_isa in (None, "", "none", "off"):
+    if onednn_isa in (None, "", "none", "off", False):
         return None
     if onednn_isa == "auto":
         return "AVX2" if "avx512f" in cpu_flags() else None
     return str(onednn_isa).upper()
 
 
-def apply_cpu_performance_settings(threads=None, jit_level=None, dispatch_threads=None, compile_cache_dir=None,
-                                   onednn_isa="auto"):
-    """Applies the CPU settings; returns a dict of what was set (for logs and benchmark rows).
+def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=None, dispatch_threads=None,
+                                   compile_cache_dir=None):
+    """Applies the process-wide CPU settings; returns a dict of what was set (for logs and benchmark rows).
 
     Args:
-        threads: CPU kernel threads (``mindspore.device_context.cpu.op_tuning.threads_num``).
-            None -> one per available core. MindSpore's own default is 25 whatever the core count.
-            0 leaves MindSpore's default.
+        threads: CPU kernel threads (``mindspore.device_context.cpu.op_tuning.threads_num``, settable once
+            per process). None -> one per usable core; 0 -> leave MindSpore's default (25 threads,
+            whatever the core count).
+        onednn_isa: "auto" caps oneDNN at AVX2 on AVX-512 CPUs (see ``_resolve_onednn_isa``; the setting
+            that matters most); a oneDNN ISA name (``AVX2``, ``AVX512_CORE`` ...) forces one; None leaves
+            oneDNN's own choice. An ``ONEDNN_MAX_CPU_ISA`` already in the environment always wins.
         jit_level: "O0" | "O1" | "O2" for ``set_context(jit_config=...)``; None leaves the default.
-        dispatch_threads: runtime (actor) threads (``mindspore.runtime.dispatch_threads_num``);
-            None leaves the default (5).
-        onednn_isa: "auto" caps oneDNN at AVX2 on AVX-512 CPUs (see ``_resolve_onednn_isa``: this is
-            the setting that matters most); a oneDNN ISA name (``AVX2``, ``AVX512_CORE`` ...) forces one;
-            None leaves oneDNN's own choice.
-        compile_cache_dir: when given, enables MindSpore's compile cache there (a second run of the
-            same graph skips front-end compilation). Must be set before the first compile.
+        dispatch_threads: runtime (actor) threads (``mindspore.runtime.dispatch_threads_num``); None leaves
+            the default (5).
+        compile_cache_dir: enables MindSpore's front-end compile cache there; a second run skips most of
+            the graph compile (15 s -> 3 s for the bs-2 training graph). The cache is keyed on the Python
+            source, NOT on runtime rewrites: a run with other ``prepare_network`` options, architecture
+            or batch shape must use its own directory, or it may load a stale graph.
     """
     import mindspore as ms
 
     applied = {}
     isa = _resolve_onednn_isa(onednn_isa)
     if isa and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
-        # oneDNN reads this when it first dispatches a kernel, so it works after `import mindspore`
-        # as long as no graph has been compiled yet. An explicit user setting wins.
+        # oneDNN reads this when it first dispatches a kernel, so setting it after `import mindspore`
+        # works as long as no graph has run yet (checked with ONEDNN_VERBOSE=1).
         os.environ["ONEDNN_MAX_CPU_ISA"] = isa
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         applied["onednn_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
@@ -100,8 +144,72 @@ def apply_cpu_performance_settings(threads=None, jit_level=None, dispatch_thread
     return applied
 
 
-def prepare_network(net, train, **options):
-    """Graph-level rewrites that keep the numerics (placeholder: returns ``net``)."""
-    if options:
-        raise ValueError(f"unknown network options {sorted(options)}")
+def _replace_children(net, predicate, make):
+    """Replaces every sub-cell ``c`` with ``predicate(c)`` by ``make(c)``; returns how many."""
+    count = 0
+    for _, cell in list(net.cells_and_names()):
+        for key, child in list(cell.name_cells().items()):
+            if child is not None and predicate(child):
+                cell.insert_child_to_cell(key, make(child))
+                count += 1
+    return count
+
+
+def use_fused_mish(net):
+    """Swaps the three-primitive Mish (``src.utils.custom_op.Mish``) for MindSpore's ``nn.Mish`` kernel.
+
+    NOT recommended: MindSpore 2.10's CPU ``Mish`` kernel returns NaN for inputs above about 44 (float32
+    overflow inside the kernel; ``nn.Mish()(Tensor([50.]))`` -> nan, the three-primitive form gives 50),
+    which turned a training loss into NaN on the second step of the 32 px smoke run. Where activations
+    stay small it computes the same function, 15 % less CPU time for inference and ~3 % for training.
+    Kept for measurements (``benchmark.py --set fused_mish=true``). Returns the number of cells swapped.
+    """
+    from mindspore import nn
+
+    from src.utils.custom_op import Mish
+
+    return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: nn.Mish())
+
+
+def fold_batchnorm(net):
+    """Folds each inference BatchNorm into the conv before it (conv weights scaled, bias added).
+
+    For every cell with a ``conv`` (``nn.Conv2d``) and a ``bn`` (``nn.BatchNorm2d``) attribute, as the
+    project's ``ConvNormAct`` has: ``w' = w * g / sqrt(v + eps)``, ``b' = beta - m * g / sqrt(v + eps)``
+    (computed in float64), and ``bn`` becomes ``nn.Identity``. Inference only: the result no longer
+    normalises with batch statistics, and its parameters are no longer checkpoint-compatible. Returns the
+    number of folded pairs.
+    """
+    import numpy as np
+    from mindspore import Parameter, Tensor, nn
+
+    count = 0
+    for _, cell in list(net.cells_and_names()):
+        conv, bn = getattr(cell, "conv", None), getattr(cell, "bn", None)
+        if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+            continue
+        w = conv.weight.asnumpy().astype(np.float64)
+        var = bn.moving_variance.asnumpy().astype(np.float64)
+        scale = bn.gamma.asnumpy().astype(np.float64) / np.sqrt(var + bn.eps)
+        shift = bn.beta.asnumpy().astype(np.float64) - bn.moving_mean.asnumpy().astype(np.float64) * scale
+        if conv.has_bias:
+            shift = shift + conv.bias.asnumpy().astype(np.float64) * scale
+        conv.weight.set_data(Tensor((w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)))
+        conv.bias = Parameter(Tensor(shift.astype(np.float32)), name=conv.weight.name.rsplit(".", 1)[0] + ".bias")
+        conv.has_bias = True
+        cell.bn = nn.Identity()
+        count += 1
+    return count
+
+
+def prepare_network(net, train, fused_mish=False, fold_bn=False):
+    """Applies the optional network rewrites in place, before the network's first call; returns ``net``.
+
+    ``fused_mish``: :func:`use_fused_mish` (unsafe, see there). ``fold_bn``: :func:`fold_batchnorm` (only when not ``train``;
+    with ``train`` it is ignored, since training needs the batch statistics).
+    """
+    if fused_mish:
+        use_fused_mish(net)
+    if fold_bn and not train:
+        fold_batchnorm(net)
     return net
