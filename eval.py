@@ -105,7 +105,7 @@ def run(cfg):
     from src.dataset import create_dataset_from_config
     from src.checkpoint import load_weights
     from src.evaluation import (apply_eval_precision, build_inference_model, checkpoint_model_info, evaluate,
-                                resolve_model_info)
+                                inference_performance_settings, resolve_model_info)
     from src.utils.runtime import create_run_dir, important_info, init_distributed, setup_device, setup_logger
 
     ckpts = _checkpoints(cfg)  # before any device work: a wrong path fails fast
@@ -128,6 +128,7 @@ def run(cfg):
         target = setup_device(cfg.device_target)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    perf_applied, rewrites = inference_performance_settings(target)
     rank, group_size = init_distributed(resolve_is_distributed(cfg.is_distributed))
     run_dir = create_run_dir(cfg.log_path)
     log = setup_logger("cspdarknet53.eval", os.path.join(run_dir, f"eval_rank{rank}.log"), rank=rank)
@@ -138,6 +139,8 @@ def run(cfg):
         save_config(cfg, os.path.join(run_dir, "config.yaml"))
     log.info("run folder: %s (rank %d of %d, device %s); %d checkpoint(s) to score", run_dir, rank, group_size,
              target, len(ckpts))
+    if perf_applied or rewrites:
+        log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in {**perf_applied, **rewrites}.items()))
 
     infos = {}
     infos[ckpts[0]] = checkpoint_model_info(ckpts[0])
@@ -155,17 +158,20 @@ def run(cfg):
              f"; {len(bundle.skipped)} unreadable file(s) skipped" if bundle.skipped else "")
 
     records = []
-    net, net_key = None, None  # on CPU one compiled graph serves every checkpoint of the same shape
+    # On CPU without network rewrites one compiled graph serves every checkpoint of the same shape;
+    # a folded network (fold_bn) cannot take other weights, so each checkpoint gets its own.
+    reuse = target == "CPU" and not any(rewrites.values())
+    net, net_key = None, None
     for ckpt in ckpts:
         info = infos.get(ckpt) or checkpoint_model_info(ckpt)
         arch, nc = resolve_model_info(info, cfg.arch, cfg.num_classes, cfg.is_explicit("arch"),
                                       cfg.is_explicit("num_classes"))
         important_info(log, f"evaluating {ckpt}")
-        if target == "CPU" and net is not None and net_key == (arch, nc):
+        if reuse and net is not None and net_key == (arch, nc):
             report = load_weights(net, ckpt, use_ema=bool(cfg.use_ema))
         else:
             net, report, _ = build_inference_model(ckpt, arch, nc, num_classes_explicit=True, arch_explicit=True,
-                                                   use_ema=cfg.use_ema, info=info)
+                                                   use_ema=cfg.use_ema, info=info, prepare=rewrites)
             net_key = (arch, nc)
         resolved = {"arch": arch, "num_classes": nc}
         if resolved["num_classes"] < len(bundle.class_to_idx) and class_to_idx is None:

@@ -88,12 +88,13 @@ def _verify(fmt, path, net_logits, x):
 def run(cfg):
     import mindspore as ms
 
-    from src.evaluation import build_inference_model
+    from src.evaluation import build_inference_model, inference_performance_settings
     from src.export_utils import export_network
     from src.utils.runtime import setup_device
 
     fmt, target, ckpt, out = _check_request(cfg)
     setup_device(target)
+    inference_performance_settings(target, network=False)  # process settings only: the graph is exported as built
     net, report, info = build_inference_model(
         ckpt, cfg.arch, cfg.num_classes, num_classes_explicit=cfg.is_explicit("num_classes"),
         arch_explicit=cfg.is_explicit("arch"), use_ema=cfg.use_ema, fp16_head=cfg.fp16_head)

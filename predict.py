@@ -153,7 +153,7 @@ def predict_files(net, files, cfg, num_classes):
 
 
 def run(cfg):
-    from src.evaluation import apply_eval_precision, build_inference_model
+    from src.evaluation import apply_eval_precision, build_inference_model, inference_performance_settings
     from src.utils.runtime import setup_device
 
     ckpt = cfg.ckpt_file or cfg.pretrained
@@ -169,9 +169,10 @@ def run(cfg):
         target = setup_device(cfg.device_target)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    _, rewrites = inference_performance_settings(target)
     net, report, info = build_inference_model(
         ckpt, cfg.arch, cfg.num_classes, num_classes_explicit=cfg.is_explicit("num_classes"),
-        arch_explicit=cfg.is_explicit("arch"), use_ema=cfg.use_ema)
+        arch_explicit=cfg.is_explicit("arch"), use_ema=cfg.use_ema, prepare=rewrites)
     num_classes = info["num_classes"]
     names, names_source = resolve_class_names(cfg, ckpt, num_classes)
     net, precision = apply_eval_precision(net, target)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 __all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision",
-           "checkpoint_model_info", "resolve_model_info", "build_inference_model", "list_checkpoints", "CHECKPOINT_EXTENSIONS"]
+           "checkpoint_model_info", "resolve_model_info", "inference_performance_settings", "build_inference_model", "list_checkpoints", "CHECKPOINT_EXTENSIONS"]
 
 # What eval's folder mode scores; load_weights reads these and timm's .pth/.pt/.bin too.
 CHECKPOINT_EXTENSIONS = (".ckpt", ".safetensors")
@@ -285,12 +285,31 @@ def resolve_model_info(info, arch, num_classes, arch_explicit=False, num_classes
     return arch, int(num_classes)
 
 
+def inference_performance_settings(device_target, network=True):
+    """Applies ``src.utils.perf``'s recommended inference settings on CPU (above all the oneDNN ISA cap that
+    keeps MindSpore's convolutions off oneDNN's reference kernels on AVX-512 CPUs, 20-150x); call after
+    ``setup_device`` and before the first graph runs. Returns ``(applied, network_kwargs)``: the process
+    settings applied (for logs) and the network rewrites (BatchNorm folding) to pass to
+    ``build_inference_model(prepare=...)``; ``network=False`` returns no rewrites (export keeps the
+    network as it is). Other devices: nothing is applied.
+    """
+    if device_target != "CPU":
+        return {}, {}
+    from src.utils.perf import apply_cpu_performance_settings, recommended_settings, split_settings
+
+    process, rewrites = split_settings(recommended_settings("infer"))
+    applied = apply_cpu_performance_settings(**process)
+    return applied, (rewrites if network else {})
+
+
 def build_inference_model(ckpt_path, arch, num_classes, num_classes_explicit=False, arch_explicit=False,
-                          use_ema=False, fp16_head=False, info=None):
+                          use_ema=False, fp16_head=False, info=None, prepare=None):
     """Builds the classifier a checkpoint needs, loads it strictly and switches it to eval mode.
 
     The checkpoint's recorded ``num_classes`` (or its head shape) and ``arch`` are used unless the
     caller marks its own value as explicit (then a mismatch is the loader's clear error).
+    ``prepare``: ``src.utils.perf.prepare_network`` rewrites applied after loading (e.g. ``fold_bn``);
+    the network can then no longer take another checkpoint.
     Returns ``(net, LoadReport, info)`` with ``info`` the resolved ``{"arch", "num_classes"}``.
     """
     from src.checkpoint import load_weights
@@ -301,5 +320,8 @@ def build_inference_model(ckpt_path, arch, num_classes, num_classes_explicit=Fal
     arch, num_classes = resolve_model_info(info, arch, num_classes, arch_explicit, num_classes_explicit)
     net = create_model(arch, num_classes=num_classes, fp16_head=bool(fp16_head))
     report = load_weights(net, ckpt_path, use_ema=bool(use_ema))
+    if prepare:
+        from src.utils.perf import prepare_network
+        prepare_network(net, train=False, **prepare)
     net.set_train(False)
     return net, report, {"arch": arch, "num_classes": num_classes}
