@@ -2,6 +2,7 @@
 
     python eval.py --pretrained=CKPT --data_dir=/data/imagenet/val [--per_batch_size=64]
     python eval.py --pretrained=outputs/<run>/ckpt_0/          # every checkpoint in a folder, best first
+    python eval.py --pretrained=CKPT --data_dir=ROOT --data_list=val.txt   # "relative/path label" lines
     python eval.py --pretrained=CKPT                           # no data_dir: the embedded demo val slice
 
 ``pretrained`` is required: a checkpoint file in any format ``src.checkpoint`` reads, or a folder of
@@ -84,7 +85,7 @@ def _result_record(cfg, ckpt, info, result, report, data_dir, precision, device,
         "top5_correct": result.top5_correct,
         "images_per_sec": round(result.images_per_sec, 3),
         "seconds": round(result.seconds, 3),
-        "data_dir": os.path.abspath(data_dir),
+        "data_dir": os.path.abspath(data_dir) if data_dir else "",
         "num_classes": info["num_classes"],
         "image_size": cfg.image_size,
         "eval_resize": cfg.eval_resize,
@@ -96,6 +97,8 @@ def _result_record(cfg, ckpt, info, result, report, data_dir, precision, device,
         "checkpoint_layout": report.layout,
         "group_size": result.group_size,
     }
+    if cfg.data_list:
+        rec["data_list"] = os.path.abspath(cfg.data_list)
     if images_total is not None and images_total != result.total:
         rec["images_listed"] = images_total
     return rec
@@ -111,7 +114,10 @@ def run(cfg):
     ckpts = _checkpoints(cfg)  # before any device work: a wrong path fails fast
     notes = []
     data_dir = cfg.data_dir
-    if not data_dir:
+    if data_dir and not os.path.isdir(data_dir):  # before any device work or run folder
+        raise DatasetError(f"dataset folder not found: {data_dir} (data_dir: an ImageFolder root, "
+                           "root/<class>/<image>; leave it empty to evaluate the embedded demo data)")
+    if not data_dir and not cfg.data_list:
         from src.demo_data import ensure_demo_dataset
 
         demo = ensure_demo_dataset()
@@ -153,7 +159,8 @@ def run(cfg):
     bundle = create_dataset_from_config(cfg, "eval", rank, group_size, data_dir=data_dir, num_classes=num_classes,
                                         class_to_idx=class_to_idx)
     images_total = bundle.total_images or bundle.num_images
-    log.info("eval data: %s, %d images in %d classes (%d on this rank, %d batches of up to %d)%s", data_dir,
+    log.info("eval data: %s, %d images in %d classes (%d on this rank, %d batches of up to %d)%s",
+             f"{cfg.data_list} (root {data_dir or '.'})" if cfg.data_list else data_dir,
              images_total, len(bundle.class_to_idx), bundle.num_images, bundle.steps_per_epoch, cfg.per_batch_size,
              f"; {len(bundle.skipped)} unreadable file(s) skipped" if bundle.skipped else "")
 
