@@ -13,6 +13,13 @@ MindSpore 2.10 (reference: mindspore_runtime.md section 4):
 ``run_mindir`` (``mindspore.load`` + ``nn.GraphCell``) and ``run_onnx`` (onnxruntime, optional)
 run an exported file; ``compare_logits`` applies the acceptance rule.
 
+The ONNX reference: MindSpore 2.10's CPU ``Tanh`` kernel is an approximation (max abs error 1.0e-4 for
+inputs in [4, 9], 1.5e-5 in [2, 4]; measured against float64), while ONNX Runtime's is accurate. Through
+the 72 Mish layers of ``cspdarknet53`` with trained-like activations that moves MindSpore's logits by
+~2e-4 of the largest logit, so an exact ONNX file would fail a 1e-4 check against the Cell. For a Mish
+network the ONNX file is therefore compared with the same network whose Mish computes tanh from
+``Exp`` (``use_accurate_mish``; max abs error 2.4e-6), and the difference to the Cell is reported too.
+
 MindSpore 2.10 cannot export the same Cell object to ONNX twice in one process (the second call fails
 in ``get_func_graph_proto``, "anf.cc:453 input"); build a fresh Cell for a second ONNX export.
 """
@@ -24,7 +31,7 @@ import tempfile
 import numpy as np
 
 __all__ = ["FORMAT_EXTENSIONS", "ExportError", "export_path", "export_network", "run_mindir", "run_onnx",
-           "onnxruntime_available", "compare_logits", "ParityCheck"]
+           "onnxruntime_available", "compare_logits", "ParityCheck", "AccurateMish", "use_accurate_mish"]
 
 FORMAT_EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 
@@ -92,6 +99,43 @@ def export_network(net, inputs, file_name, file_format="MINDIR"):
         if stat.S_IMODE(os.stat(parent).st_mode) != parent_mode:
             os.chmod(parent, parent_mode)
     return dest
+
+
+def _accurate_mish_class():
+    from mindspore import nn, ops
+
+    class AccurateMish(nn.Cell):
+        """Mish with tanh(s) computed as (1 - e^(-2s)) / (1 + e^(-2s)) from MindSpore's Exp (s = softplus(x) >= 0,
+        so e^(-2s) is in (0, 1]): float32-accurate where MindSpore's Tanh kernel is off by up to 1e-4."""
+
+        def __init__(self):
+            super().__init__()
+            self.softplus = ops.Softplus()
+            self.exp = ops.Exp()
+
+        def construct(self, x):
+            e = self.exp(-2.0 * self.softplus(x))
+            return x * (1.0 - e) / (1.0 + e)
+
+    return AccurateMish
+
+
+def AccurateMish():  # noqa: N802 (a factory: mindspore is imported lazily)
+    return _accurate_mish_class()()
+
+
+def use_accurate_mish(net):
+    """Replaces every ``src.utils.custom_op.Mish`` in ``net`` by ``AccurateMish``, in place, before the network's
+    first call (a compiled graph would not see the change). Returns the number replaced (0 for LeakyReLU nets)."""
+    from src.utils.custom_op import Mish
+
+    count = 0
+    for _, cell in list(net.cells_and_names()):
+        for key, child in list(cell.name_cells().items()):
+            if isinstance(child, Mish):
+                cell.insert_child_to_cell(key, AccurateMish())
+                count += 1
+    return count
 
 
 def run_mindir(path, inputs):
