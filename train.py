@@ -101,6 +101,12 @@ def run_train(cfg):
         _prepare_demo(cfg, notes)
 
     target = setup_device(cfg.device_target)
+    perf_applied = {}
+    if target == "CPU":
+        # Before the first graph runs: on AVX-512 CPUs oneDNN must be capped at AVX2, or every 3x3
+        # conv runs its scalar reference kernel (20-150x slower; see src/utils/perf.py).
+        from src.utils.perf import apply_cpu_performance_settings, recommended_settings, split_settings
+        perf_applied = apply_cpu_performance_settings(**split_settings(recommended_settings("train"))[0])
     rank, group_size = init_distributed(resolve_is_distributed(cfg.is_distributed))
     cfg.device_target_resolved, cfg.rank, cfg.group_size = target, rank, group_size
 
@@ -117,6 +123,8 @@ def run_train(cfg):
     for line in notes:
         log.info(line)
     log.info("run folder: %s (rank %d of %d, device %s)", run_dir, rank, group_size, target)
+    if perf_applied:
+        log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in perf_applied.items()))
 
     ms.set_seed(cfg.seed)
     np.random.seed(cfg.seed)
