@@ -464,13 +464,15 @@ def _check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct
 # ---------------------------------------------------------------------------------------------------
 # transforms
 # ---------------------------------------------------------------------------------------------------
-def train_transforms(image_size, color_jitter=0.4, auto_augment="none", re_prob=0.0):
+def train_transforms(image_size, color_jitter=0.4, auto_augment="none", re_prob=0.0, crop_scale_min=0.08):
     """Zoo recipe: RandomCropDecodeResize(scale 0.08-1, ratio 0.75-1.333), flip 0.5, colour jitter,
     Normalize on 0-255, HWC2CHW. auto_augment replaces colour jitter (as in timm); random erasing
     acts on the normalized CHW image (erased pixels = 0 = the mean colour)."""
     import mindspore.dataset.vision as V
     h, w = parse_image_size(image_size)
-    ops = [V.RandomCropDecodeResize((h, w), scale=(0.08, 1.0), ratio=(0.75, 1.333)),
+    if not 0.0 < float(crop_scale_min) <= 1.0:
+        raise DatasetError(f"crop_scale_min must be in (0, 1], got {crop_scale_min!r}")
+    ops = [V.RandomCropDecodeResize((h, w), scale=(float(crop_scale_min), 1.0), ratio=(0.75, 1.333)),
            V.RandomHorizontalFlip(prob=0.5)]
     aa = str(auto_augment).lower()
     fill = tuple(int(round(m)) for m in IMAGENET_MEAN)
@@ -618,7 +620,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
                    data_list="", num_parallel_workers=0, shuffle=None, drop_remainder=None,
                    eval_resize="squash", crop_pct=0.875, color_jitter=0.4, auto_augment="none",
                    re_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, mixup_prob=1.0, num_classes=None,
-                   seed=None, class_to_idx=None, verify_files=True) -> DatasetBundle:
+                   seed=None, class_to_idx=None, verify_files=True, crop_scale_min=0.08) -> DatasetBundle:
     """Build the batched train or eval pipeline; see the module docstring for the bad-data policy.
 
     Sharding: train shards are equal (``ceil(N / group_size)`` images each; ``EpochShardSampler`` reshuffles
@@ -740,7 +742,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     dataset = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=shuffle_arg, sampler=sampler,
                                   num_parallel_workers=min(workers, 8), python_multiprocessing=False)
     if train:
-        ops = train_transforms(image_hw, color_jitter, auto_augment, re_prob)
+        ops = train_transforms(image_hw, color_jitter, auto_augment, re_prob, crop_scale_min)
     else:
         ops = eval_transforms(image_hw, eval_resize, crop_pct)
     dataset = dataset.map(operations=ops, input_columns="image", num_parallel_workers=workers)
@@ -770,6 +772,7 @@ def create_dataset_from_config(cfg, mode, rank=0, group_size=1, data_dir=None, *
         data_list=get("data_list", ""), num_parallel_workers=get("num_parallel_workers", 0),
         eval_resize=get("eval_resize", "squash"), crop_pct=get("crop_pct", 0.875),
         color_jitter=get("color_jitter", 0.4), auto_augment=get("auto_augment", "none"),
+        crop_scale_min=get("crop_scale_min", 0.08),
         re_prob=get("re_prob", 0.0), mixup_alpha=get("mixup_alpha", 0.0), cutmix_alpha=get("cutmix_alpha", 0.0),
         mixup_prob=get("mixup_prob", 1.0), num_classes=get("num_classes", None) or None,
         seed=getattr(cfg, "seed", None), verify_files=get("verify_files", True),

@@ -182,6 +182,9 @@ def test_train_transforms_are_the_zoo_recipe():
     assert ops[2].brightness == ops[2].contrast == ops[2].saturation == (0.6, 1.4) and ops[2].hue == (0, 0)
     np.testing.assert_allclose(ops[3].mean, [123.675, 116.28, 103.53])
     np.testing.assert_allclose(ops[3].std, [58.395, 57.12, 57.375])
+    assert train_transforms(32, crop_scale_min=0.5)[0].scale == (0.5, 1.0)
+    with pytest.raises(DatasetError, match="crop_scale_min"):
+        train_transforms(32, crop_scale_min=0.0)
 
 
 def test_train_output_statistics_and_flip(tmp_path):
