@@ -374,6 +374,9 @@ def describe_settings(row):
              "fused Mish kernel" if settings.get("fused_mish") else "Mish as Softplus-Tanh-Mul"]
     if row["mode"] == "infer":
         parts.append("BN folded" if settings.get("fold_bn") else "BN not folded")
+    else:
+        parts.append("activations recomputed in backward" if settings.get("recompute_act") else
+                     "activations kept for backward")
     if applied.get("jit_level"):
         parts.append(f"jit {applied['jit_level']}")
     return ", ".join(parts)
