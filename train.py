@@ -101,12 +101,14 @@ def run_train(cfg):
         _prepare_demo(cfg, notes)
 
     target = setup_device(cfg.device_target)
-    perf_applied = {}
+    perf_applied, network_settings = {}, {}
     if target == "CPU":
         # Before the first graph runs: on AVX-512 CPUs oneDNN must be capped at AVX2, or every 3x3
-        # conv runs its scalar reference kernel (20-150x slower; see src/utils/perf.py).
+        # conv runs its scalar reference kernel (20-150x slower; see src/utils/perf.py and
+        # docs/performance.md). The network settings (activation recompute) save memory only.
         from src.utils.perf import apply_cpu_performance_settings, recommended_settings, split_settings
-        perf_applied = apply_cpu_performance_settings(**split_settings(recommended_settings("train"))[0])
+        process_settings, network_settings = split_settings(recommended_settings("train"))
+        perf_applied = apply_cpu_performance_settings(**process_settings)
     rank, group_size = init_distributed(resolve_is_distributed(cfg.is_distributed))
     cfg.device_target_resolved, cfg.rank, cfg.group_size = target, rank, group_size
 
@@ -123,8 +125,8 @@ def run_train(cfg):
     for line in notes:
         log.info(line)
     log.info("run folder: %s (rank %d of %d, device %s)", run_dir, rank, group_size, target)
-    if perf_applied:
-        log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in perf_applied.items()))
+    if perf_applied or network_settings:
+        log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in {**perf_applied, **network_settings}.items()))
 
     ms.set_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -148,6 +150,9 @@ def run_train(cfg):
 
     important_info(log, "start create network")
     net = create_model(cfg.arch, num_classes=cfg.num_classes, seed=cfg.seed)
+    if network_settings:
+        from src.utils.perf import prepare_network
+        prepare_network(net, train=True, **network_settings)
     if cfg.pretrained:
         report = load_weights(net, cfg.pretrained, fine_tune=True)
         log.info("loaded pretrained %s (%s layout)%s", cfg.pretrained, report.layout,
