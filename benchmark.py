@@ -97,6 +97,21 @@ def build_parser():
     return p
 
 
+def _known_archs():
+    """The keys of ``src.cspdarknet53.ARCHS``, read without importing MindSpore into this process."""
+    import ast
+
+    try:
+        with open(os.path.join(ROOT, "src", "cspdarknet53.py")) as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ARCHS" for t in node.targets):
+                return {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+    except (OSError, SyntaxError, AttributeError):
+        pass
+    return None  # unknown: let the child report it
+
+
 def make_specs(args):
     """One spec per row: ours (and timm's, with --compare) for each inference and training batch size."""
     from src.utils.perf import default_threads, recommended_settings, split_settings
@@ -165,13 +180,24 @@ def main(argv=None):
             print(f"error: --compare timm needs {' and '.join(missing)} installed", file=sys.stderr)
             return 2
 
+    archs = _known_archs()
+    if archs and args.arch not in archs:
+        print(f"error: --arch {args.arch!r}: expected one of {sorted(archs)}", file=sys.stderr)
+        return 2
+
+    try:
+        specs = make_specs(args)
+    except (ValueError, argparse.ArgumentTypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
     from src import benchmark_utils as bu
 
     info = bu.machine_info()
     machine = bu.describe_machine(info)
     print(f"machine: {machine}; load average {info['load_avg']}", flush=True)
     rows = []
-    for spec in make_specs(args):
+    for spec in specs:
         row = bu.run_spec(spec, os.path.abspath(__file__), timeout_s=args.timeout)
         rows.append(row)
         if row["status"] == "ok":

@@ -61,11 +61,12 @@ def test_quick_compare_timm(tmp_path):
     assert len(ratio_lines) == 2
 
 
-def test_bad_arguments_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, SCRIPT, "--steps", "0"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2
-    assert "--steps" in proc.stderr
+@pytest.mark.parametrize("args, message", [(["--steps", "0"], "--steps"), (["--arch", "resnet50"], "cspdarknet53"),
+                                           (["--set", "no_such_knob=1"], "unknown performance settings")])
+def test_bad_arguments_exit_2(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr
 
 
 # ---- src/utils/perf.py: the settings benchmark.py, train and eval share ----------------------------
