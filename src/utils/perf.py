@@ -165,8 +165,8 @@ def _replace_children(net, predicate, make):
 def use_fused_mish(net):
     """Swaps the three-primitive Mish (``src.utils.custom_op.Mish``) for MindSpore's ``nn.Mish`` kernel.
 
-    NOT recommended: MindSpore 2.10's CPU ``Mish`` kernel returns NaN for inputs above about 44 (float32
-    overflow inside the kernel; ``nn.Mish()(Tensor([50.]))`` -> nan, the three-primitive form gives 50),
+    NOT recommended: MindSpore 2.10's CPU ``Mish`` kernel returns NaN for inputs of 45 and above (float32
+    overflow inside the kernel; ``nn.Mish()(Tensor([45.]))`` -> nan, the three-primitive form gives 45),
     which turned a training loss into NaN on the second step of the 32 px smoke run. Where activations
     stay small it computes the same function, 15 % less CPU time for inference and ~3 % for training.
     Kept for measurements (``benchmark.py --set fused_mish=true``). Returns the number of cells swapped.
