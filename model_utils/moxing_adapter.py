@@ -19,7 +19,8 @@ import time
 import zipfile
 
 from model_utils.config import ConfigError
-from model_utils.local_adapter import env_int
+# The device, rank and device-count readers are the same environment variables as in local runs.
+from model_utils.local_adapter import get_device_id, get_device_num, get_rank_id
 
 __all__ = [
     "ModelArtsError", "get_device_id", "get_device_num", "get_rank_id", "get_job_id",
@@ -42,18 +43,6 @@ def _log(msg):
 
 
 # --------------------------------------------------------------------------- environment
-def get_device_id(environ=None):
-    return env_int("DEVICE_ID", 0, environ)
-
-
-def get_device_num(environ=None):
-    return env_int("RANK_SIZE", 1, environ)
-
-
-def get_rank_id(environ=None):
-    return env_int("RANK_ID", 0, environ)
-
-
 def get_job_id(environ=None):
     """JOB_ID, or "default" when it is unset or empty."""
     env = os.environ if environ is None else environ
