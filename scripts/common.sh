@@ -135,3 +135,25 @@ tail_log() {
     echo "  ($file is empty or missing)"
   fi
 }
+
+# Runs one single-device job (train.py or eval.py) in $RUN_DIR with its console copied to <log name>:
+#   run_single_job SCRIPT_NAME LOG_NAME DONE_NOTE cmd...
+# DRY_RUN=1 only prints the launch. Exits with the job's status, naming the script and the log.
+run_single_job() {
+  local script="$1" log_name="$2" done_note="$3"
+  shift 3
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    echo "[dry run] cd $RUN_DIR; DEVICE_ID=$DEVICE_ID RANK_ID=0 RANK_SIZE=1 CSPDARKNET53_RUN_NAME=$RUN_NAME $(show_cmd "$@")"
+    exit 0
+  fi
+  echo "run folder: $RUN_DIR"
+  cd "$RUN_DIR"
+  env > env.log
+  local status=0
+  "$@" 2>&1 | tee "$log_name" || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "error: $script $(describe_status "$status"); see $RUN_DIR/$log_name" >&2
+    exit "$status"
+  fi
+  echo "done: $RUN_DIR$done_note"
+}

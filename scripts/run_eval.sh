@@ -36,18 +36,4 @@ export DEVICE_ID RANK_ID=0 RANK_SIZE=1
 cmd=("$PYTHON_BIN" "$CSPD_REPO/eval.py" --is_distributed=0 "--data_dir=$DATA_DIR" "--pretrained=$PATH_CHECKPOINT"
      "--log_path=$OUTPUT_ROOT" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
 
-if [ "${DRY_RUN:-0}" = 1 ]; then
-  echo "[dry run] cd $RUN_DIR; DEVICE_ID=$DEVICE_ID RANK_ID=0 RANK_SIZE=1 CSPDARKNET53_RUN_NAME=$RUN_NAME $(show_cmd "${cmd[@]}")"
-  exit 0
-fi
-
-echo "run folder: $RUN_DIR"
-cd "$RUN_DIR"
-env > env.log
-status=0
-"${cmd[@]}" 2>&1 | tee log.txt || status=$?
-if [ "$status" -ne 0 ]; then
-  echo "error: eval.py $(describe_status "$status"); see $RUN_DIR/log.txt" >&2
-  exit "$status"
-fi
-echo "done: $RUN_DIR (eval_result.json)"
+run_single_job eval.py log.txt " (eval_result.json)" "${cmd[@]}"

@@ -43,18 +43,4 @@ cmd=("$PYTHON_BIN" "$CSPD_REPO/train.py" --is_distributed=0 "--data_dir=$DATA_DI
 [ -z "$PATH_CHECKPOINT" ] || cmd+=("--pretrained=$PATH_CHECKPOINT")
 cmd+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
 
-if [ "${DRY_RUN:-0}" = 1 ]; then
-  echo "[dry run] cd $RUN_DIR; DEVICE_ID=$DEVICE_ID RANK_ID=0 RANK_SIZE=1 CSPDARKNET53_RUN_NAME=$RUN_NAME $(show_cmd "${cmd[@]}")"
-  exit 0
-fi
-
-echo "run folder: $RUN_DIR"
-cd "$RUN_DIR"
-env > env.log
-status=0
-"${cmd[@]}" 2>&1 | tee console.log || status=$?
-if [ "$status" -ne 0 ]; then
-  echo "error: train.py $(describe_status "$status"); see $RUN_DIR/console.log" >&2
-  exit "$status"
-fi
-echo "done: $RUN_DIR"
+run_single_job train.py console.log "" "${cmd[@]}"
