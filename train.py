@@ -64,7 +64,7 @@ def _restore_training_state(path, step_cell, ema, log):
     wanted = {n for n in targets if n != "learning_rate"}  # the LR array is rebuilt from the config
     if ema is not None and not any(n.startswith("ema.") for n in arrays):
         log.warning("%s has no EMA weights: the EMA starts from the restored weights", path)
-        wanted -= {n for n in wanted if n.startswith("ema") }
+        wanted -= {n for n in wanted if n.startswith("ema")}
     missing = sorted(n for n in wanted if n not in arrays)
     shape_errors = [n for n in wanted if n in arrays and tuple(arrays[n].shape) != tuple(targets[n].shape)]
     if missing or shape_errors:
