@@ -43,6 +43,21 @@ _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
 
+def _parse_bool(value):
+    """True/False for a bool, 0/1, or a true/false/yes/no/on/off/1/0 string (any case); else None."""
+    if isinstance(value, bool):
+        return value
+    if _is_int(value) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    return None
+
+
 class ConfigError(ValueError):
     """A configuration problem the user can fix; the message names the key, file or value."""
 
@@ -208,17 +223,10 @@ class _Schema:
         tp = self.types[key]
         bad = ConfigError("%s: expected %s, got %r" % (where, _type_name(tp), value))
         if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if _is_int(value) and value in (0, 1):
-                return bool(value)
-            if isinstance(value, str):
-                s = value.strip().lower()
-                if s in _TRUE:
-                    return True
-                if s in _FALSE:
-                    return False
-            raise bad
+            parsed = _parse_bool(value)
+            if parsed is None:
+                raise bad
+            return parsed
         if tp is int:
             if _is_int(value):
                 return value
@@ -273,11 +281,8 @@ class _Schema:
             for c in choices:
                 if str(c).lower() == s.lower():
                     return c
-            if isinstance(value, str) and set(int_choices) >= {0, 1}:
-                if s.lower() in _TRUE:
-                    return 1
-                if s.lower() in _FALSE:
-                    return 0
+            if isinstance(value, str) and set(int_choices) >= {0, 1} and _parse_bool(value) is not None:
+                return int(_parse_bool(value))
         shown = ", ".join(str(c) for c in choices)
         hits = _suggest(value, [str(c) for c in choices], 0.75) if value is not None else []
         raise ConfigError("%s: invalid choice %r (choose from %s)%s"
@@ -626,17 +631,11 @@ def resolve_is_distributed(value, environ=None):
     1/True -> True, 0/False -> False; "auto" -> True iff launched by msrun (MS_ROLE set, or
     MS_WORKER_NUM > 1) or RANK_SIZE > 1 in ``environ`` (default: os.environ).
     """
-    if isinstance(value, bool):
-        return value
-    if _is_int(value) and value in (0, 1):
-        return bool(value)
+    parsed = _parse_bool(value)
+    if parsed is not None:
+        return parsed
     if isinstance(value, str):
-        s = value.strip().lower()
-        if s in _TRUE:
-            return True
-        if s in _FALSE:
-            return False
-        if s == "auto":
+        if value.strip().lower() == "auto":
             env = os.environ if environ is None else environ
             if str(env.get("MS_ROLE", "")).strip():
                 return True
