@@ -17,10 +17,8 @@ Outputs: the model zoo's lines ``top1_correct=N, tot=M, acc=XX.XX%(TOP1)``, the 
 given); the log ``<log_path>/<run>/eval_rank<R>.log`` and the resolved ``config.yaml``.
 Exit status: 0 done, 2 bad input (the message names the file, key or value).
 """
-import json
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("GLOG_v", "3")
@@ -28,27 +26,10 @@ os.environ.setdefault("GLOG_v", "3")
 from model_utils.config import ConfigError, load_config, resolve_is_distributed, save_config  # noqa: E402
 from src.checkpoint import CheckpointError  # noqa: E402
 from src.dataset import DatasetError  # noqa: E402
+from src.utils.fileio import write_json_atomic  # noqa: E402
 
 USER_ERRORS = (ConfigError, CheckpointError, DatasetError)
 RESULT_NAME = "eval_result.json"
-
-
-def _write_json(data, path):
-    """Writes ``data`` as JSON atomically (temporary file in the same folder, then rename)."""
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".eval_result.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def _checkpoints(cfg):
@@ -211,9 +192,9 @@ def run(cfg):
         else:  # the best checkpoint's fields at the top level, every checkpoint under "results"
             data = dict(ranked[0])
             data.update(pretrained=os.path.abspath(cfg.pretrained), results=ranked)
-        paths = [_write_json(data, os.path.join(run_dir, RESULT_NAME))]
+        paths = [write_json_atomic(data, os.path.join(run_dir, RESULT_NAME))]
         if cfg.result_file:
-            paths.append(_write_json(data, cfg.result_file))
+            paths.append(write_json_atomic(data, cfg.result_file))
         log.info("results written to %s", ", ".join(paths))
     return 0
 

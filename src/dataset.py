@@ -517,19 +517,10 @@ def _mix_op(mixup_alpha, cutmix_alpha, mixup_prob):
 # ---------------------------------------------------------------------------------------------------
 def save_class_index(class_to_idx: Dict[str, int], path: str) -> None:
     """Write the class -> index map as JSON (atomically), ordered by index."""
+    from src.utils.fileio import write_json_atomic
+
     items = sorted(((str(k), int(v)) for k, v in class_to_idx.items()), key=lambda kv: kv[1])
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".class_index.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(dict(items), f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_json_atomic(dict(items), path, indent=1, ensure_ascii=False)
 
 
 def load_class_index(path: str) -> Dict[str, int]:
