@@ -139,7 +139,7 @@ def run(cfg):
     size_mb = os.path.getsize(path) / 2 ** 20
     print(f"exported {path} ({fmt}, input {shape} float32 NCHW, output {list(net_logits.shape)} "
           f"{net_logits.dtype}, {size_mb:.1f} MiB, {time.perf_counter() - start:.1f} s)")
-    from src.cspdarknet53 import get_arch
+    from src.archs import get_arch
 
     has_mish = get_arch(info["arch"]).activation == "mish"
     ok, lines = _verify(fmt, path, net_logits, x,

@@ -12,115 +12,18 @@ runs residual "dark" blocks (1x1 then 3x3 conv, plain add, no activation after t
 blocks path, applies a 1x1 transition to it, concatenates both paths and fuses them with a 1x1 conv.
 Every conv is Conv (no bias) -> BatchNorm (momentum 0.9, eps 1e-5) -> activation.
 
-What the architectures differ in (all data in ``CspArch``):
-
-=================  ================================  =====================================
-field              ``cspdarknet53`` (model zoo)       ``cspdarknet53_timm``
-=================  ================================  =====================================
-activation         Mish (Softplus/Tanh/Mul)           LeakyReLU, slope 0.01 (PyTorch's)
-padding            ``same``: TF SAME, stride-2 convs  ``symmetric``: k//2 on every side
-                   pad 0 top/left and 1 bottom/right
-split              ``separate``: two 1x1 convs        ``merged``: one 1x1 ``conv_exp`` whose
-                   (``conv_main`` feeds the blocks,   output is split in halves, first half
-                   ``conv_bypass`` is the cross path)  the cross path
-concat order       ``blocks_first`` [main, bypass]    ``cross_first`` [cross, blocks]
-=================  ================================  =====================================
-
-The two are the same function up to these choices; the parameter counts are identical
-(one C->C 1x1 conv holds as many weights as two C->C/2 ones).
+The architecture descriptions (``CspArch``) and the registry live in ``src.archs``.
 
 Module names follow timm (``stem.conv1``, ``stages.{i}.conv_down`` ... ``conv_transition``,
 ``blocks.{j}.conv1/conv2``, each unit ``.conv``/``.bn``), so timm state dicts map by four renames;
 ``src/checkpoint.py`` maps the zoo's flat ``conv0..conv27`` names.
 """
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Tuple
 
 from mindspore import nn, ops
 
+from src.archs import get_arch
 from src.utils.custom_op import create_activation
-
-
-@dataclass(frozen=True)
-class CspArch:
-    """Everything that defines a CSPDarkNet-style backbone. Variants are instances, not classes."""
-
-    name: str
-    stem_channels: int = 32
-    stem_kernel: int = 3
-    depths: Tuple[int, ...] = (1, 2, 8, 8, 4)
-    widths: Tuple[int, ...] = (64, 128, 256, 512, 1024)
-    # Width of the split point relative to the stage width (timm's expand_ratio): 2.0 in the first
-    # stage gives two 64-channel paths, 1.0 later gives two C/2 paths.
-    expand_ratios: Tuple[float, ...] = (2.0, 1.0, 1.0, 1.0, 1.0)
-    # Hidden width of a dark block relative to its width: only the first stage halves it (64->32->64).
-    bottle_ratios: Tuple[float, ...] = (0.5, 1.0, 1.0, 1.0, 1.0)
-    # Dark block width relative to the stage width.
-    block_ratios: Tuple[float, ...] = (1.0, 0.5, 0.5, 0.5, 0.5)
-    activation: str = "mish"            # "mish" | "leaky_relu"
-    leaky_slope: float = 0.01
-    padding: str = "same"               # "same" (TF SAME, zoo) | "symmetric" (PyTorch k//2)
-    split: str = "separate"             # "separate" (zoo conv_main/conv_bypass) | "merged" (timm conv_exp)
-    concat_order: str = "blocks_first"  # "blocks_first" (zoo) | "cross_first" (timm)
-    bn_momentum: float = 0.9            # MindSpore convention: moving = 0.9*moving + 0.1*batch
-    bn_eps: float = 1e-5
-    # Preprocessing that travels with the architecture's reference weights.
-    input_size: int = 224
-    eval_resize: str = "squash"         # zoo: squash to 256x256 then center crop 224
-    crop_pct: float = 0.875
-    # Feature levels (0 = stem at stride 1, 1..5 = stages at strides 2..32) returned by the
-    # zoo's ``detect=True`` mode: strides 8, 16, 32.
-    detect_levels: Tuple[int, ...] = field(default=(3, 4, 5))
-
-    def __post_init__(self):
-        n = len(self.depths)
-        for key in ("widths", "expand_ratios", "bottle_ratios", "block_ratios"):
-            if len(getattr(self, key)) != n:
-                raise ValueError(f"CspArch {self.name!r}: {key} has {len(getattr(self, key))} entries, "
-                                 f"depths has {n}")
-        choices = {"activation": ("mish", "leaky_relu"), "padding": ("same", "symmetric"),
-                   "split": ("separate", "merged"), "concat_order": ("blocks_first", "cross_first")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"CspArch {self.name!r}: {key}={getattr(self, key)!r}, expected one of {allowed}")
-
-    @property
-    def num_features(self):
-        return self.widths[-1]
-
-    @property
-    def feature_channels(self):
-        """Channels of the six feature levels: stem, then each stage."""
-        return (self.stem_channels,) + tuple(self.widths)
-
-    @property
-    def feature_strides(self):
-        return tuple(2 ** i for i in range(len(self.depths) + 1))
-
-
-ARCHS = {
-    "cspdarknet53": CspArch(name="cspdarknet53"),
-    "cspdarknet53_timm": CspArch(
-        name="cspdarknet53_timm", activation="leaky_relu", leaky_slope=0.01, padding="symmetric",
-        split="merged", concat_order="cross_first",
-        # timm's cspdarknet53.ra_in1k: 256 px, shorter side resized to 256/0.887, centre crop.
-        input_size=256, eval_resize="shorter", crop_pct=0.887),
-    # A narrow, shallow variant with the zoo's numerics, for smoke runs and fast tests.
-    "cspdarknet_tiny": CspArch(
-        name="cspdarknet_tiny", stem_channels=8, depths=(1, 1, 1, 1, 1), widths=(16, 16, 32, 64, 128),
-        input_size=64),
-}
-
-
-def get_arch(name):
-    """Returns the ``CspArch`` registered under ``name`` (a ``CspArch`` passes through)."""
-    if isinstance(name, CspArch):
-        return name
-    try:
-        return ARCHS[name]
-    except KeyError:
-        raise ValueError(f"unknown arch {name!r}: expected one of {sorted(ARCHS)}") from None
 
 
 class ConvNormAct(nn.Cell):

@@ -17,17 +17,12 @@ logits in NumPy, and measures throughput. Differences from the model zoo's eval 
 
 Nothing here parses config or sets up the device.
 """
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision",
-           "checkpoint_model_info", "resolve_model_info", "inference_performance_settings", "build_inference_model", "list_checkpoints", "CHECKPOINT_EXTENSIONS"]
-
-# What eval's folder mode scores; load_weights reads these and timm's .pth/.pt/.bin too.
-CHECKPOINT_EXTENSIONS = (".ckpt", ".safetensors")
+__all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision"]
 
 
 @dataclass
@@ -204,124 +199,3 @@ def apply_eval_precision(net, device_target):
         from mindspore import amp
         return amp.auto_mixed_precision(net, "O2"), "float16 (BatchNorm float32, amp O2)"
     return net, "float32"
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints -> model
-# ----------------------------------------------------------------------------------------------
-
-def list_checkpoints(path, extensions=CHECKPOINT_EXTENSIONS):
-    """``path`` itself if it is a file; the sorted checkpoint files in it if it is a folder (for a training
-    run folder with no checkpoint files of its own, those of its ``ckpt_0/``).
-
-    Raises ``CheckpointError`` naming the path when it does not exist or a folder holds none.
-    """
-    from src.checkpoint import CheckpointError
-
-    path = os.fspath(path)
-    if not path:
-        raise CheckpointError("no checkpoint given")
-    if os.path.isdir(path):
-        def scan(folder):
-            return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                          if f.lower().endswith(tuple(extensions)) and not f.startswith(".")
-                          and os.path.isfile(os.path.join(folder, f)))
-
-        files = scan(path)
-        if not files and os.path.isdir(os.path.join(path, "ckpt_0")):
-            files = scan(os.path.join(path, "ckpt_0"))  # a training run folder: rank 0's checkpoints
-        if not files:
-            raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(extensions)} files")
-        return files
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint file {path!r} does not exist")
-    return [path]
-
-
-def checkpoint_model_info(path):
-    """What a checkpoint says about its network: ``{"arch": str or None, "num_classes": int or None}``.
-
-    ``arch`` comes from the recorded metadata, else from the key layout (zoo -> cspdarknet53,
-    timm -> cspdarknet53_timm); None for an own checkpoint without metadata.
-    ``num_classes`` comes from the recorded metadata (an own checkpoint saved with ``network_metadata``),
-    else from the classifier's weight shape. Raises ``CheckpointError`` for an unreadable file.
-    """
-    from src.checkpoint import LAYOUT_ARCH, WRAPPER_PREFIXES, detect_layout, read_state_dict
-
-    arrays, meta = read_state_dict(path)
-    arch = meta.get("arch")
-    if isinstance(arch, bytes):
-        arch = arch.decode("utf-8", "replace")
-    if not arch:  # a foreign layout (model zoo, timm) implies the architecture its numerics belong to
-        names = []
-        for name in arrays:
-            while name.startswith(WRAPPER_PREFIXES):
-                name = name.split(".", 1)[1]
-            names.append(name)
-        arch = LAYOUT_ARCH.get(detect_layout(names))
-    num_classes = meta.get("num_classes", arrays.get("num_classes"))
-    if num_classes is not None:
-        try:
-            num_classes = int(np.asarray(num_classes).reshape(-1)[0]) if not isinstance(num_classes, str) \
-                else int(num_classes)
-        except (ValueError, IndexError):
-            num_classes = None
-    if num_classes is None:
-        for name, arr in arrays.items():
-            if name.endswith("head.fc.weight") and not name.startswith(("ema.", "moments.", "accum.")) \
-                    and getattr(arr, "ndim", 0) == 2:
-                num_classes = int(arr.shape[0])
-                break
-    return {"arch": arch or None, "num_classes": num_classes}
-
-
-def resolve_model_info(info, arch, num_classes, arch_explicit=False, num_classes_explicit=False):
-    """The ``(arch, num_classes)`` to build: the caller's values where explicit, else the checkpoint's
-    (``info`` from ``checkpoint_model_info``), else the caller's defaults."""
-    if not arch_explicit and info.get("arch"):
-        arch = info["arch"]
-    if not num_classes_explicit and info.get("num_classes"):
-        num_classes = info["num_classes"]
-    return arch, int(num_classes)
-
-
-def inference_performance_settings(device_target, network=True):
-    """Applies ``src.utils.perf``'s recommended inference settings on CPU (above all the oneDNN ISA cap that
-    keeps MindSpore's convolutions off oneDNN's reference kernels on AVX-512 CPUs, 20-150x); call after
-    ``setup_device`` and before the first graph runs. Returns ``(applied, network_kwargs)``: the process
-    settings applied (for logs) and the network rewrites (BatchNorm folding) to pass to
-    ``build_inference_model(prepare=...)``; ``network=False`` returns no rewrites (export keeps the
-    network as it is). Other devices: nothing is applied.
-    """
-    if device_target != "CPU":
-        return {}, {}
-    from src.utils.perf import apply_cpu_performance_settings, recommended_settings, split_settings
-
-    process, rewrites = split_settings(recommended_settings("infer"))
-    applied = apply_cpu_performance_settings(**process)
-    return applied, (rewrites if network else {})
-
-
-def build_inference_model(ckpt_path, arch, num_classes, num_classes_explicit=False, arch_explicit=False,
-                          use_ema=False, fp16_head=False, info=None, prepare=None):
-    """Builds the classifier a checkpoint needs, loads it strictly and switches it to eval mode.
-
-    The checkpoint's recorded ``num_classes`` (or its head shape) and ``arch`` are used unless the
-    caller marks its own value as explicit (then a mismatch is the loader's clear error).
-    ``prepare``: ``src.utils.perf.prepare_network`` rewrites applied after loading (e.g. ``fold_bn``);
-    the network can then no longer take another checkpoint.
-    Returns ``(net, LoadReport, info)`` with ``info`` the resolved ``{"arch", "num_classes"}``.
-    """
-    from src.checkpoint import load_weights
-    from src.image_classification import create_model
-
-    if info is None:
-        info = checkpoint_model_info(ckpt_path)
-    arch, num_classes = resolve_model_info(info, arch, num_classes, arch_explicit, num_classes_explicit)
-    net = create_model(arch, num_classes=num_classes, fp16_head=bool(fp16_head))
-    report = load_weights(net, ckpt_path, use_ema=bool(use_ema))
-    if prepare:
-        from src.utils.perf import prepare_network
-        prepare_network(net, train=False, **prepare)
-    net.set_train(False)
-    return net, report, {"arch": arch, "num_classes": num_classes}

@@ -6,7 +6,8 @@ the zoo raised NotImplementedError for anything else, here it is a ValueError).
 """
 from mindspore import nn
 
-from src.cspdarknet53 import CspDarkNet53, get_arch
+from src.archs import get_arch
+from src.cspdarknet53 import CspDarkNet53
 from src.head import CommonHead
 from src.utils.var_init import default_recursive_init
 

@@ -15,7 +15,7 @@ import os
 __all__ = ["IMAGENET_CLASSES_TSV", "CLASS_INDEX_FILES", "ClassNamesError", "load_class_names",
            "load_imagenet_class_names", "load_imagenet_synsets"]
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGENET_CLASSES_TSV = os.path.join(REPO_ROOT, "data", "imagenet", "imagenet1k_classes.tsv")
 CLASS_INDEX_FILES = ("class_index.json", "class_to_idx.json", "class_indices.json", "classes.json",
                      "classes.tsv", "classes.txt")

@@ -24,9 +24,9 @@ from typing import List
 
 import numpy as np
 
-from src.dataset import DatasetError
+from src.data.errors import DatasetError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLICE_PATH = os.path.join(ROOT, "data", "fashion_mnist", "slice.npz")
 
 #: Label order of Fashion-MNIST (index = label).

@@ -1,20 +1,11 @@
-"""What a training run reports and keeps: progress lines, the metrics CSV and curves, checkpoints.
-
-Checkpoints keep the zoo's names (``<rank>-<epoch>_<step_in_epoch>.ckpt`` in ``<run>/ckpt_<rank>/``)
-and its retention (the newest ``ckpt_save_max``), but each is written atomically (see
-``src.checkpoint.save_checkpoint_atomic``), so a run killed at any moment leaves only complete
-files, and ``find_resume_checkpoint`` picks the newest of them.
-"""
+"""What a training run reports: progress lines (step, loss, lr, images/s, ETA), the metrics CSV and the
+curves PNG. Checkpoints are ``src.checkpoint``'s business."""
 import csv
 import math
 import os
-import re
 import sys
 import time
 
-from src.checkpoint import save_checkpoint_atomic
-
-CKPT_PATTERN = re.compile(r"^(\d+)-(\d+)_(\d+)\.ckpt$")
 METRICS_FIELDS = ("epoch", "train_loss", "lr", "val_top1", "val_top5", "epoch_time_s", "images_per_sec")
 
 
@@ -133,49 +124,3 @@ def plot_curves(metrics_csv, png_path):
     fig.savefig(png_path)
     plt.close(fig)
     return png_path
-
-
-def list_checkpoints(folder):
-    """``[(epoch, step, path)]`` of zoo-named checkpoints in ``folder``, oldest first."""
-    found = []
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            m = CKPT_PATTERN.match(name)
-            if m:
-                found.append((int(m.group(2)), int(m.group(3)), os.path.join(folder, name)))
-    return sorted(found)
-
-
-def find_resume_checkpoint(path):
-    """A checkpoint file is used as is; a run folder (or its ``ckpt_<rank>`` folder) gives its newest."""
-    if os.path.isfile(path):
-        return path
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"resume={path!r}: no such checkpoint file or run folder")
-    folders = [path] + [os.path.join(path, d) for d in sorted(os.listdir(path)) if d.startswith("ckpt_")]
-    found = sorted(c for folder in folders for c in list_checkpoints(folder))
-    if not found:
-        raise FileNotFoundError(f"resume={path!r}: the folder holds no <rank>-<epoch>_<step>.ckpt checkpoints")
-    return found[-1][2]
-
-
-class CheckpointManager:
-    """Saves ``<rank>-<epoch>_<step>.ckpt`` atomically, keeps the newest ``keep_max``, and ``best.ckpt``."""
-
-    def __init__(self, folder, rank, keep_max):
-        self.folder = folder
-        self.rank = rank
-        self.keep_max = max(int(keep_max), 1)
-        os.makedirs(folder, exist_ok=True)
-
-    def save(self, entries, epoch, step_in_epoch, metadata):
-        path = os.path.join(self.folder, f"{self.rank}-{epoch}_{step_in_epoch}.ckpt")
-        save_checkpoint_atomic(entries, path, metadata=metadata)
-        # Retention after the new file is complete: a crash never leaves fewer good files.
-        existing = list_checkpoints(self.folder)
-        for _, _, old in existing[:-self.keep_max]:
-            os.remove(old)
-        return path
-
-    def save_best(self, entries, metadata):
-        return save_checkpoint_atomic(entries, os.path.join(self.folder, "best.ckpt"), metadata=metadata)

@@ -1,0 +1,183 @@
+"""Reading and writing checkpoint files: MindSpore ``.ckpt``, ``.safetensors`` (read with NumPy alone) and
+PyTorch ``.pth``/``.pt``/``.bin`` (needs torch); atomic saves.
+
+``read_state_dict(path)`` returns ``(arrays, metadata)``: every tensor as a NumPy array by name, and the
+string entries (``arch``, ``class_names`` ...) a checkpoint of this project records beside its weights.
+Nothing here knows about networks or key layouts (``src.checkpoint.layouts``).
+"""
+import json
+import os
+import struct
+
+import numpy as np
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the network; the message names the file."""
+
+
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+                       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _read_safetensors(path):
+    """Parses a safetensors file with NumPy alone (8-byte header length, JSON header, raw data)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: too short to be a safetensors file ({len(data)} bytes)")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8:
+        raise CheckpointError(f"{path}: corrupt safetensors header (claims {header_len} bytes, file has "
+                              f"{len(data) - 8} after the length field)")
+    try:
+        header = json.loads(data[8:8 + header_len])
+    except ValueError as err:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from None
+    base = 8 + header_len
+    arrays, meta = {}, dict(header.pop("__metadata__", None) or {})
+    for name, info in header.items():
+        dtype_name, shape = info["dtype"], info["shape"]
+        begin, end = info["data_offsets"]
+        raw = data[base + begin:base + end]
+        if dtype_name == "BF16":
+            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dtype_name in _SAFETENSORS_DTYPES:
+            arr = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dtype_name]).newbyteorder("<"))
+        else:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name}")
+        expected = int(np.prod(shape)) if shape else 1
+        if arr.size != expected:
+            raise CheckpointError(f"{path}: tensor {name!r} is truncated ({arr.size} of {expected} values)")
+        arrays[name] = arr.reshape(shape).copy()
+    return arrays, meta
+
+
+def _read_torch(path, use_ema):
+    try:
+        import torch  # optional: only for .pth files
+    except ImportError:
+        raise CheckpointError(f"{path}: reading a PyTorch .pth file needs torch, which is not installed; "
+                              "install torch or convert the file to .safetensors") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({err})") from None
+    if isinstance(obj, dict):
+        for key in (("state_dict_ema", "model_ema") if use_ema else ()) + ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    return {k: v.detach().cpu().float().numpy() if v.is_floating_point() else v.cpu().numpy()
+            for k, v in obj.items() if hasattr(v, "detach")}, {}
+
+
+def _read_mindspore(path):
+    import mindspore as ms
+    try:
+        params = ms.load_checkpoint(path)
+    except Exception as err:  # MindSpore raises ValueError/RuntimeError for corrupt files
+        raise CheckpointError(f"{path}: cannot be read as a MindSpore checkpoint ({err})") from None
+    arrays, meta = {}, {}
+    for name, value in params.items():
+        if isinstance(value, (str, bytes)):
+            meta[name] = value
+        else:
+            arrays[name] = value.asnumpy()
+    return arrays, meta
+
+
+def read_state_dict(path, use_ema=False):
+    """Reads a checkpoint file into ``(arrays, metadata)``: name -> ndarray, name -> str."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path {path!r} is a directory, expected a file")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"checkpoint file {path!r} is not readable (permissions)")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint file {path!r} is empty")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".safetensors":
+        return _read_safetensors(path)
+    if ext in (".pth", ".pt", ".bin"):
+        return _read_torch(path, use_ema)
+    if ext == ".ckpt":
+        return _read_mindspore(path)
+    raise CheckpointError(f"checkpoint file {path!r}: unknown extension {ext!r}; expected .ckpt, .safetensors, "
+                          ".pth, .pt or .bin")
+
+
+#: Temporary files of an unfinished save: ours (``.<name>.<pid>.partial.ckpt``) and the one MindSpore's
+#: writer makes beside it (``<that name minus .ckpt>.tmp``). A save killed midway leaves them behind.
+PARTIAL_MARK = ".partial."
+
+
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint could not be written (disk full, permissions); the message names the path and free space."""
+
+
+def _free_space(folder):
+    try:
+        st = os.statvfs(folder)
+        return f"{st.f_bavail * st.f_frsize / 2 ** 20:.0f} MiB free there"
+    except OSError:
+        return "free space unknown"
+
+
+def is_partial_file(name):
+    """True for the temporary file of an unfinished atomic save (never a checkpoint)."""
+    base = os.path.basename(name)
+    return base.startswith(".") and PARTIAL_MARK in base and base.endswith((".ckpt", ".tmp"))
+
+
+def remove_partial_files(folder):
+    """Deletes the temporary files that killed saves left in ``folder``; returns their paths."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if is_partial_file(name):
+            path = os.path.join(folder, name)
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+def save_checkpoint_atomic(params, path, metadata=None):
+    """Saves a Cell, or a list of ``{"name", "data"}`` entries, so that ``path`` is never half-written.
+
+    MindSpore's ``save_checkpoint`` deletes an existing file of the same name before writing its
+    replacement (measured: a kill during the write loses the old file), so the data goes to a
+    temporary name in the same folder first and is moved over ``path`` with ``os.replace``.
+    ``metadata``: str/int/float values stored alongside (``arch``, ``epoch`` ...).
+    A failed write (disk full, permissions) removes its temporary files, leaves any earlier file at
+    ``path`` untouched and raises ``CheckpointSaveError`` naming the path and the free space.
+    """
+    import mindspore as ms
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial.ckpt")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        ms.save_checkpoint(params, tmp, append_dict=dict(metadata or {}))
+        os.replace(tmp, path)
+    except (OSError, RuntimeError, ValueError) as err:  # MindSpore wraps write errors in RuntimeError
+        for leftover in (tmp, tmp[:-len(".ckpt")] + ".tmp"):
+            try:
+                os.remove(leftover)
+            except OSError:
+                pass
+        raise CheckpointSaveError(f"cannot write checkpoint {path} ({_free_space(folder)}): "
+                                  f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") \
+            from None
+    return path

@@ -1,0 +1,64 @@
+"""Training-state I/O: what a training checkpoint holds beyond the weights, and restoring all of it.
+
+A training checkpoint holds every parameter of the train step (network weights and BN statistics,
+the optimizer's moments, its global step and the loss-scale state), the EMA weights (``ema.*``,
+``ema_updates``) when EMA is on, the number of finished epochs (``epoch``) and the best validation
+top-1 so far (``best_top1``), plus string metadata (``network_metadata``: arch, num_classes). The
+learning-rate array is not restored: it is rebuilt from the config.
+"""
+import numpy as np
+
+from src.checkpoint.formats import CheckpointError, read_state_dict
+
+__all__ = ["training_state_entries", "restore_training_state"]
+
+
+def training_state_entries(train_step, ema, epoch, best_top1):
+    """The ``[{"name", "data"}]`` list that ``save_checkpoint_atomic`` writes for a training checkpoint."""
+    import mindspore as ms
+
+    entries = [{"name": p.name, "data": p} for p in train_step.get_parameters()]
+    if ema is not None:
+        entries += ema.checkpoint_entries()
+    entries.append({"name": "epoch", "data": ms.Tensor(np.array(epoch, np.int32))})
+    entries.append({"name": "best_top1", "data": ms.Tensor(np.array(best_top1, np.float64))})
+    return entries
+
+
+def restore_training_state(path, train_step, ema, arch_name, log):
+    """Loads weights, optimizer moments, global step, loss scale and EMA from ``path`` into the train step.
+
+    Returns the checkpoint's metadata with ``epoch`` (finished epochs) and ``best_top1`` added.
+    Raises ``CheckpointError`` when the file is not a training checkpoint of this project, was trained
+    with another architecture, or does not fit the train step (missing entries, other shapes); nothing
+    is changed then.
+    """
+    import mindspore as ms
+
+    arrays, meta = read_state_dict(path)
+    if "epoch" not in arrays:
+        raise CheckpointError(f"{path}: not a training checkpoint of this project (no epoch counter); "
+                              "use pretrained= to start from its weights")
+    if meta.get("arch") and meta["arch"] != arch_name:
+        raise CheckpointError(f"{path}: was trained with arch {meta['arch']!r}, the config says {arch_name!r}")
+    targets = {p.name: p for p in train_step.get_parameters()}
+    if ema is not None:
+        targets.update({e["name"]: e["data"] for e in ema.checkpoint_entries()})
+    wanted = {n for n in targets if n != "learning_rate"}  # the LR array is rebuilt from the config
+    if ema is not None and not any(n.startswith("ema.") for n in arrays):
+        log.warning("%s has no EMA weights: the EMA starts from the restored weights", path)
+        wanted -= {n for n in wanted if n.startswith("ema")}
+    missing = sorted(n for n in wanted if n not in arrays)
+    shape_errors = [n for n in wanted if n in arrays and tuple(arrays[n].shape) != tuple(targets[n].shape)]
+    if missing or shape_errors:
+        raise CheckpointError(f"{path}: cannot resume this config from it: missing {missing[:8]}"
+                              f"{' ...' if len(missing) > 8 else ''}; shape mismatches {shape_errors[:8]}")
+    for name in wanted:
+        param = targets[name]
+        param.set_data(ms.Tensor(arrays[name].astype(ms.dtype_to_nptype(param.dtype)), param.dtype))
+    if ema is not None and "ema_updates" not in wanted:
+        ema.reset_from_network()
+    meta = dict(meta)
+    meta["epoch"] = int(arrays["epoch"])
+    meta["best_top1"] = float(arrays["best_top1"]) if "best_top1" in arrays else -1.0
+    return meta

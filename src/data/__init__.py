@@ -1,0 +1,10 @@
+"""The data package: listing (``listing``), file checks (``checks``), transforms (``transforms``), the train
+sampler (``sampler``), the pipeline (``pipeline.create_dataset``), the embedded demo data (``demo``) and
+class names (``class_names``). Importing it imports no MindSpore.
+"""
+from src.data.errors import DatasetError
+from src.data.listing import IMAGE_EXTENSIONS, load_class_index, save_class_index
+from src.data.pipeline import DatasetBundle, create_dataset
+
+__all__ = ["DatasetError", "IMAGE_EXTENSIONS", "load_class_index", "save_class_index", "DatasetBundle",
+           "create_dataset"]

@@ -1,0 +1,217 @@
+"""Cheap up-front checks of image files, and the engine's image dumps.
+
+Bad-data policy (see ``check_image_file``):
+
+* skipped and reported (file name and reason, once): empty files, files that are not images,
+  truncated or corrupt files that PIL cannot decode either, listed files that do not exist;
+* used as they are, because the engine's ``Decode`` turns them into correct RGB itself (checked
+  against PIL for each kind): JPEG (RGB, grayscale, CMYK, progressive), PNG (RGB, RGBA, LA, grayscale,
+  palette, 1-bit, 16-bit), BMP, TIFF;
+* converted to RGB by PIL when read, because the engine cannot decode them: GIF (first frame), WebP,
+  and any other format PIL can read (PPM, ICO, ...). Alpha is dropped, as the engine does for PNG;
+* last guard: the engine runs in ``ErrorSamplesMode.SKIP``, so a file that passes the checks but still
+  fails inside the engine is dropped instead of ending the run. The engine then dumps the bad image as
+  ``./abnormal_image.jpg`` (or ``./unsupported_image.<ext>``) into the working directory; those dumps
+  are moved out of it into ``<tmp>/cspdarknet53_engine_dumps/`` with a warning (``collect_engine_dumps``,
+  also run at exit).
+"""
+from __future__ import annotations
+
+import atexit
+import io
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# check_image_file results
+OK = "ok"            # the engine decodes the file itself
+CONVERT = "convert"  # PIL decodes it and hands the engine RGB pixels (as BMP bytes)
+SKIP = "skip"        # unusable
+
+_TAIL_BYTES = 64
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (the affinity mask)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _sniff(head: bytes) -> str:
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:2] == b"BM":
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return "other"
+
+
+def _pil_full_decode(path: str) -> Optional[str]:
+    """Decode the whole file with PIL; return None if it decodes, else the reason."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return None
+    except Exception as exc:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError...)
+        return f"{type(exc).__name__}: {exc}"
+
+
+def check_image_file(path: str) -> Tuple[str, str]:
+    """Classify one file: ``(OK|CONVERT|SKIP, reason)``.
+
+    Cheap for the common case: one open, the first 32 and last 64 bytes (on a cold page cache the
+    kernel's readahead brings the file in, which the first epoch then finds cached). A JPEG must end with its
+    end-of-image marker (FFD9) and a PNG with its IEND chunk; when the marker is missing (a truncated
+    file, or harmless trailing bytes) the file is decoded in full by PIL to decide. Formats the engine
+    cannot decode (GIF, WebP, others PIL knows) are decoded in full by PIL here, once.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return SKIP, "empty file"
+            head = os.pread(fd, 32, 0)
+            tail = os.pread(fd, _TAIL_BYTES, max(0, size - _TAIL_BYTES))
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return SKIP, "missing file"
+    except OSError as exc:
+        return SKIP, f"cannot read: {exc}"
+    fmt = _sniff(head)
+    if fmt == "jpeg":
+        if b"\xff\xd9" in tail:
+            return OK, "jpeg"
+        err = _pil_full_decode(path)
+        return (OK, "jpeg with trailing bytes") if err is None else (SKIP, f"truncated or corrupt JPEG ({err})")
+    if fmt == "png":
+        if b"IEND" in tail:
+            return OK, "png"
+        err = _pil_full_decode(path)
+        return (OK, "png with trailing bytes") if err is None else (SKIP, f"truncated or corrupt PNG ({err})")
+    if fmt == "bmp":
+        declared = int.from_bytes(head[2:6], "little")
+        if declared and declared > size:
+            err = _pil_full_decode(path)
+            if err is not None:
+                return SKIP, f"truncated BMP ({err})"
+        return OK, "bmp"
+    if fmt == "tiff":
+        return OK, "tiff"
+    err = _pil_full_decode(path)
+    if err is None:
+        return CONVERT, fmt
+    if fmt == "other":
+        return SKIP, f"not an image ({err})"
+    return SKIP, f"corrupt {fmt.upper()} ({err})"
+
+
+def pil_rgb_bytes(path: str) -> np.ndarray:
+    """PIL decode -> RGB -> uncompressed BMP bytes (the engine decodes BMP natively)."""
+    from PIL import Image
+    with Image.open(path) as im:
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        rgb = im.convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="BMP")
+    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+
+
+def scan_files(paths: Sequence[str], workers: int = 0) -> List[Tuple[str, str]]:
+    """``check_image_file`` over many files with a thread pool (the work is mostly I/O)."""
+    n = len(paths)
+    if n == 0:
+        return []
+    if workers <= 0:
+        workers = min(32, 4 * available_cpus())
+    chunk = 512
+    if n <= chunk or workers == 1:
+        return [check_image_file(p) for p in paths]
+    chunks = [paths[i:i + chunk] for i in range(0, n, chunk)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = pool.map(lambda ps: [check_image_file(p) for p in ps], chunks)
+        out: List[Tuple[str, str]] = []
+        for part in parts:
+            out.extend(part)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# engine dumps (./abnormal_image.jpg, ./unsupported_image.<ext>)
+# ---------------------------------------------------------------------------------------------------
+_DUMP_PREFIXES = ("abnormal_image.", "unsupported_image.")
+_dump_lock = threading.Lock()
+_dump_watch: Dict[str, Dict[str, float]] = {}  # cwd -> {dump file name: mtime when watching began}
+_atexit_registered = False
+
+
+def _dump_files(folder: str) -> Dict[str, float]:
+    found = {}
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.name.startswith(_DUMP_PREFIXES) and e.is_file():
+                    found[e.name] = e.stat().st_mtime
+    except OSError:
+        pass
+    return found
+
+
+def watch_engine_dumps() -> None:
+    global _atexit_registered
+    cwd = os.getcwd()
+    with _dump_lock:
+        if cwd not in _dump_watch:
+            _dump_watch[cwd] = _dump_files(cwd)
+        if not _atexit_registered:
+            atexit.register(collect_engine_dumps)
+            _atexit_registered = True
+
+
+def engine_dump_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "cspdarknet53_engine_dumps")
+
+
+def collect_engine_dumps() -> List[str]:
+    """Move image dumps the engine wrote into a watched working directory since the pipeline was built
+    (it writes them when it meets a file it cannot decode) to ``engine_dump_dir()``. Returns new paths."""
+    moved = []
+    with _dump_lock:
+        for cwd, before in _dump_watch.items():
+            for name, mtime in _dump_files(cwd).items():
+                if name in before and before[name] >= mtime:
+                    continue  # was there before we started and unchanged: not ours
+                dest_dir = engine_dump_dir()
+                os.makedirs(dest_dir, exist_ok=True)
+                dest = os.path.join(dest_dir, f"{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{name}")
+                try:
+                    shutil.move(os.path.join(cwd, name), dest)
+                except OSError:
+                    continue
+                moved.append(dest)
+    if moved:
+        logger.warning("the data engine met %d undecodable sample(s) that passed the up-front check and "
+                       "skipped them; its image dump(s) were moved out of the working directory to %s",
+                       len(moved), engine_dump_dir())
+    return moved

@@ -1,0 +1,318 @@
+"""The batched train / eval pipeline: ``create_dataset``.
+
+It lists an ImageFolder tree or a ``data_list`` (``src.data.listing``), checks every file cheaply up
+front (``src.data.checks``; bad files are skipped and reported once), and builds a batched pipeline: a
+random-access file source that yields the encoded bytes, then the engine's own decode and transforms
+(``src.data.transforms``), sharded by rank (``src.data.sampler`` for train).
+
+A missing or empty root, a ``data_list`` that names nothing usable, or no usable image left raises
+``DatasetError`` naming the path. A class folder without usable images keeps its class index (indices
+stay those of the sorted folder names) and is reported with a warning.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from src.data.checks import CONVERT, OK, SKIP, available_cpus, pil_rgb_bytes, scan_files, watch_engine_dumps
+from src.data.errors import DatasetError
+from src.data.listing import IMAGE_EXTENSIONS, MAX_LISTED, list_image_folder, read_data_list
+from src.data.sampler import epoch_shard_sampler
+from src.data.transforms import (AUTO_AUGMENT_MODES, EVAL_RESIZE_MODES, eval_transforms, mix_op,
+                                 parse_image_size, train_transforms)
+from src.utils.seeding import set_augmentation_seed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+@dataclass
+class DatasetBundle:
+    """What ``create_dataset`` returns."""
+    dataset: Any                       # batched mindspore dataset: image float32 NCHW, label int32 [B] or float32 [B, K]
+    class_to_idx: Dict[str, int]       # class name -> label index
+    num_images: int                    # usable images in this shard (train: padded to equal shards)
+    steps_per_epoch: int               # batches per epoch in this shard
+    skipped: List[Tuple[str, str]] = field(default_factory=list)    # (path, reason) of unusable files
+    converted: List[str] = field(default_factory=list)              # files decoded through PIL
+    total_images: int = 0              # usable images over all shards
+    mode: str = "train"
+    sampler: Any = None                # train: the epoch sampler
+    source: Any = None                 # the file source
+
+    def set_epoch(self, epoch):
+        """Makes the next iterator yield epoch ``epoch``'s order (a fresh iterator does not advance the
+        sampler by itself; a resumed run starts at its first unfinished epoch)."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+
+    def record_reads(self, on=True):
+        """Starts (or stops) recording the path of every file the source reads (data-parallel checks)."""
+        self.source.read_log = [] if on else None
+
+    def pop_reads(self):
+        """The paths read since the last call (sorted), clearing the record."""
+        log = self.source.read_log or []
+        out = sorted(log)
+        log.clear()
+        return out
+
+
+def default_num_workers(group_size: int = 1) -> int:
+    """Cores this process may use, shared among the devices of one host (at most 8 per host), capped
+    at 16 (more threads per pipeline stop paying off and cost memory on 192-core hosts)."""
+    local = max(1, min(int(group_size or 1), 8))
+    return max(1, min(16, available_cpus() // local))
+
+
+def _check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter,
+                   auto_augment, re_prob, mixup_alpha, cutmix_alpha, mixup_prob):
+    if mode not in ("train", "eval"):
+        raise DatasetError(f"mode must be 'train' or 'eval', got {mode!r}")
+    if int(per_batch_size) <= 0:
+        raise DatasetError(f"per_batch_size must be positive, got {per_batch_size!r}")
+    if int(group_size) <= 0 or not 0 <= int(rank) < int(group_size):
+        raise DatasetError(f"rank {rank!r} is not in [0, group_size={group_size!r})")
+    if eval_resize not in EVAL_RESIZE_MODES:
+        raise DatasetError(f"eval_resize must be one of {EVAL_RESIZE_MODES}, got {eval_resize!r}")
+    if not 0.0 < float(crop_pct) <= 1.0:
+        raise DatasetError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
+    if float(color_jitter) < 0:
+        raise DatasetError(f"color_jitter must be >= 0, got {color_jitter!r}")
+    if str(auto_augment).lower() not in AUTO_AUGMENT_MODES:
+        raise DatasetError(f"auto_augment must be one of {AUTO_AUGMENT_MODES}, got {auto_augment!r}")
+    for name, v in (("re_prob", re_prob), ("mixup_prob", mixup_prob)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise DatasetError(f"{name} must be in [0, 1], got {v!r}")
+    for name, v in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+        if float(v) < 0:
+            raise DatasetError(f"{name} must be >= 0, got {v!r}")
+
+
+class _PathTable:
+    """Compact storage of many relative paths (one bytes blob + offsets, ~30 bytes a path)."""
+
+    def __init__(self, root: str, rel_paths: Sequence[str]):
+        self.root = root
+        enc = [p.encode("utf-8", "surrogateescape") for p in rel_paths]
+        self._offsets = np.zeros(len(enc) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in enc], out=self._offsets[1:])
+        self._blob = b"".join(enc)
+
+    def __len__(self):
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        rel = self._blob[self._offsets[i]:self._offsets[i + 1]].decode("utf-8", "surrogateescape")
+        return os.path.join(self.root, rel) if self.root else rel
+
+
+def _read_bytes(path: str) -> np.ndarray:
+    """The file's bytes as a writable uint8 array, read straight into it (one copy less than np.fromfile)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        buf = np.empty(size, dtype=np.uint8)
+        if os.readv(fd, [buf]) != size:  # short read (file changed?): fall back to a plain read
+            return np.fromfile(path, dtype=np.uint8)
+        return buf
+    finally:
+        os.close(fd)
+
+
+class _FileSource:
+    """Random-access source for GeneratorDataset: (encoded image bytes, int32 label)."""
+
+    def __init__(self, table: _PathTable, labels: np.ndarray, convert: np.ndarray):
+        self.table = table
+        self.labels = labels
+        self.convert = convert
+        self.read_log = None  # a list: every path read is appended (train.py dump_shard_files)
+
+    def __len__(self):
+        return len(self.table)
+
+    def __getitem__(self, i):
+        i = int(i)
+        path = self.table[i]
+        if self.read_log is not None:
+            self.read_log.append(path)
+        try:
+            data = pil_rgb_bytes(path) if self.convert[i] else _read_bytes(path)
+        except Exception as exc:  # vanished or changed since the scan: the engine skips the sample
+            logger.warning("cannot read %s (%s); the sample is skipped", path, exc)
+            data = np.zeros(0, dtype=np.uint8)
+        return data, np.array(self.labels[i], dtype=np.int32)
+
+
+def _report_skipped(where: str, skipped, total: int) -> None:
+    if not skipped:
+        return
+    listed = "; ".join(f"{p} ({r})" for p, r in skipped[:MAX_LISTED])
+    more = f"; ... and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+    logger.warning("skipped %d of %d image files under %s that cannot be read: %s%s",
+                   len(skipped), total, where, listed, more)
+
+
+def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0, group_size=1,
+                   data_list="", num_parallel_workers=0, shuffle=None, drop_remainder=None,
+                   eval_resize="squash", crop_pct=0.875, color_jitter=0.4, auto_augment="none",
+                   re_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, mixup_prob=1.0, num_classes=None,
+                   seed=0, class_to_idx=None, verify_files=True, crop_scale_min=0.08) -> DatasetBundle:
+    """Build the batched train or eval pipeline; see the module docstring for the bad-data policy.
+
+    Sharding: train shards are equal (``ceil(N / group_size)`` images each; ``EpochShardSampler`` reshuffles
+    the whole list every epoch from ``(seed, epoch)``, identically on every rank, pads it by wrapping around
+    and deals it out, so the shards of one epoch are disjoint up to the padding); eval shards are disjoint and
+    cover every image exactly once (sizes may differ by one). Seeds: the order uses ``seed``; the engine's random ops get
+    ``src.utils.seeding.set_augmentation_seed(seed, rank)`` so that ranks draw different crops and flips (a
+    trainer sets it again before each epoch's iterator).
+    ``verify_files=False`` skips the up-front check (the engine's SKIP mode remains the only guard).
+    """
+    import mindspore as ms
+    import mindspore.dataset as ds
+    import mindspore.dataset.transforms as T
+
+    mode = str(mode).lower()
+    auto_augment = str(auto_augment or "none").lower()
+    _check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter,
+                   auto_augment, re_prob, mixup_alpha, cutmix_alpha, mixup_prob)
+    image_hw = parse_image_size(image_size)
+    per_batch_size, rank, group_size = int(per_batch_size), int(rank), int(group_size)
+    train = mode == "train"
+    shuffle = train if shuffle is None else bool(shuffle)
+    drop_remainder = train if drop_remainder is None else bool(drop_remainder)
+    workers = int(num_parallel_workers or 0)
+    if workers <= 0:
+        workers = default_num_workers(group_size)
+    data_dir = os.fspath(data_dir) if data_dir else ""
+
+    # ---- list
+    if data_list:
+        rel_paths, labels = read_data_list(os.fspath(data_list), data_dir)
+        where = f"{data_list} (root {data_dir or '.'})"
+        if class_to_idx is None:
+            k = int(num_classes) if num_classes else max(labels) + 1
+            class_to_idx = {str(i): i for i in range(k)}
+        else:
+            class_to_idx = {str(a): int(b) for a, b in class_to_idx.items()}
+    else:
+        if not data_dir:
+            raise DatasetError("data_dir is empty: give an ImageFolder root (root/<class>/<image>)")
+        class_to_idx, rel_paths, labels = list_image_folder(data_dir, class_to_idx)
+        where = data_dir
+        if not rel_paths:
+            raise DatasetError(f"dataset folder has no image files: {data_dir} "
+                               f"(looked for {', '.join(IMAGE_EXTENSIONS[:6])}, ... in its class folders)")
+    n_classes = int(num_classes) if num_classes else (max(class_to_idx.values()) + 1 if class_to_idx else 0)
+    bad_label = next((lb for lb in labels if lb >= n_classes), None)
+    if bad_label is not None:
+        raise DatasetError(f"label {bad_label} in {where} is out of range for num_classes={n_classes}")
+    if num_classes and class_to_idx and max(class_to_idx.values()) >= int(num_classes):
+        raise DatasetError(f"{where} has {len(class_to_idx)} classes but num_classes={num_classes}")
+
+    # ---- check files
+    abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
+    if verify_files:
+        t0 = time.perf_counter()
+        results = scan_files(abs_paths)
+        logger.info("checked %d files under %s in %.1f s", len(abs_paths), where, time.perf_counter() - t0)
+    else:
+        results = [(OK, "")] * len(abs_paths)
+    skipped = [(p, r) for p, (s, r) in zip(abs_paths, results) if s == SKIP]
+    keep = [i for i, (s, _) in enumerate(results) if s != SKIP]
+    converted = [abs_paths[i] for i in keep if results[i][0] == CONVERT]
+    _report_skipped(where, skipped, len(abs_paths))
+    if converted:
+        logger.info("%d file(s) under %s are decoded through PIL (formats the engine cannot read), e.g. %s",
+                    len(converted), where, converted[0])
+    if not keep:
+        raise DatasetError(f"no usable image left in {where}: all {len(abs_paths)} files were skipped")
+    if not data_list:
+        used = {labels[i] for i in keep}
+        empty = [c for c, i in sorted(class_to_idx.items(), key=lambda kv: kv[1]) if i not in used]
+        if empty:
+            logger.warning("%d class folder(s) under %s have no usable image (their class index is kept): %s",
+                           len(empty), data_dir, ", ".join(empty[:MAX_LISTED]))
+
+    rel_keep = [rel_paths[i] for i in keep]
+    lab_keep = np.asarray([labels[i] for i in keep], dtype=np.int32)
+    conv_keep = np.asarray([results[i][0] == CONVERT for i in keep], dtype=bool)
+    total = len(keep)
+
+    # ---- shard
+    if train or group_size == 1:
+        shard_n = math.ceil(total / group_size)
+    else:  # eval: every image exactly once over all ranks
+        sel = np.arange(rank, total, group_size)
+        rel_keep = [rel_keep[i] for i in sel]
+        lab_keep, conv_keep = lab_keep[sel], conv_keep[sel]
+        shard_n = len(sel)
+        if shard_n == 0:
+            raise DatasetError(f"eval shard {rank} of {group_size} is empty: {where} has only {total} images")
+    steps = shard_n // per_batch_size if drop_remainder else math.ceil(shard_n / per_batch_size)
+    if steps == 0:
+        raise DatasetError(f"{where}: {shard_n} usable image(s) in this shard, fewer than per_batch_size="
+                           f"{per_batch_size}; lower per_batch_size or keep the last partial batch")
+
+    # ---- engine
+    # One seed for the order (the same on every rank, so the shards stay disjoint); the engine's random
+    # ops get a per-rank seed (otherwise every rank draws the same crops/flips/jitter position by position).
+    base_seed = int(seed)
+    set_augmentation_seed(base_seed, rank)
+    ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
+    watch_engine_dumps()
+    source = _FileSource(_PathTable(data_dir, rel_keep), lab_keep, conv_keep)
+    sampler = None
+    if train and (shuffle or group_size > 1):
+        sampler = epoch_shard_sampler(len(source), rank, group_size, shuffle=shuffle, seed=base_seed)
+        shuffle_arg = None
+    else:
+        shuffle_arg = shuffle
+    dataset = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=shuffle_arg, sampler=sampler,
+                                  num_parallel_workers=min(workers, 8), python_multiprocessing=False)
+    if train:
+        ops = train_transforms(image_hw, color_jitter, auto_augment, re_prob, crop_scale_min)
+    else:
+        ops = eval_transforms(image_hw, eval_resize, crop_pct)
+    dataset = dataset.map(operations=ops, input_columns="image", num_parallel_workers=workers)
+    mixing = train and (float(mixup_alpha) > 0 or float(cutmix_alpha) > 0)
+    if mixing:
+        dataset = dataset.map(operations=T.OneHot(n_classes), input_columns="label")
+    dataset = dataset.batch(per_batch_size, drop_remainder=drop_remainder,
+                            num_parallel_workers=min(workers, 4))
+    if mixing:
+        dataset = dataset.map(operations=mix_op(float(mixup_alpha), float(cutmix_alpha), float(mixup_prob)),
+                              input_columns=["image", "label"])
+        dataset = dataset.map(operations=T.TypeCast(ms.float32), input_columns="label")
+    return DatasetBundle(dataset=dataset, class_to_idx=dict(class_to_idx), num_images=shard_n,
+                         steps_per_epoch=steps, skipped=skipped, converted=converted, total_images=total,
+                         mode=mode, sampler=sampler, source=source)
+
+
+def create_dataset_from_config(cfg, mode, rank=0, group_size=1, data_dir=None, **overrides) -> DatasetBundle:
+    """``create_dataset`` with the options read from a config object (attributes of the same names;
+    ``image_size`` may be the config's "H,W" string). ``data_dir`` defaults to ``cfg.data_dir``."""
+    def get(name, default):
+        v = getattr(cfg, name, default)
+        return default if v is None else v
+
+    kwargs = dict(
+        mode=mode, rank=rank, group_size=group_size,
+        data_list=get("data_list", ""), num_parallel_workers=get("num_parallel_workers", 0),
+        eval_resize=get("eval_resize", "squash"), crop_pct=get("crop_pct", 0.875),
+        color_jitter=get("color_jitter", 0.4), auto_augment=get("auto_augment", "none"),
+        crop_scale_min=get("crop_scale_min", 0.08),
+        re_prob=get("re_prob", 0.0), mixup_alpha=get("mixup_alpha", 0.0), cutmix_alpha=get("cutmix_alpha", 0.0),
+        mixup_prob=get("mixup_prob", 1.0), num_classes=get("num_classes", None) or None,
+        seed=getattr(cfg, "seed", None), verify_files=get("verify_files", True),
+    )
+    kwargs.update(overrides)
+    return create_dataset(data_dir if data_dir is not None else get("data_dir", ""),
+                          get("image_size", "224,224"), get("per_batch_size", 64), **kwargs)

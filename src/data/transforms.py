@@ -1,0 +1,100 @@
+"""Train and eval transforms on the ``mindspore.dataset`` C++ engine, and image-size helpers.
+
+Train (the zoo's recipe): RandomCropDecodeResize (scale crop_scale_min-1, ratio 0.75-1.333),
+horizontal flip 0.5, colour jitter, ImageNet mean/std on 0-255 pixels, HWC2CHW; options
+RandAugment/AutoAugment (replacing the jitter, as timm), random erasing, mixup/CutMix on batches.
+Eval: Decode, resize (``squash`` as the zoo, or ``shorter`` as timm), centre crop, normalize, HWC2CHW.
+"""
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import numpy as np
+
+from src.archs import EVAL_RESIZE_MODES
+from src.data.errors import DatasetError
+
+IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+AUTO_AUGMENT_MODES = ("none", "randaugment", "autoaugment")
+
+
+def parse_image_size(image_size) -> Tuple[int, int]:
+    """int, [H, W], (H, W) or "H,W" -> (H, W)."""
+    try:
+        if isinstance(image_size, str):
+            parts = [int(p) for p in image_size.replace("x", ",").split(",") if p.strip()]
+        elif isinstance(image_size, (int, np.integer)):
+            parts = [int(image_size)]
+        else:
+            parts = [int(p) for p in image_size]
+    except (TypeError, ValueError):
+        raise DatasetError(f"image_size must be an int, [H, W] or 'H,W', got {image_size!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise DatasetError(f"image_size must be one or two positive ints, got {image_size!r}")
+    return parts[0], parts[1]
+
+
+def eval_resize_size(image_size, eval_resize: str = "squash", crop_pct: float = 0.875):
+    """The size given to ``vision.Resize`` in eval: squash -> (round(H/crop_pct), round(W/crop_pct))
+    (zoo: 224 -> 256x256, 32 -> 37x37); shorter -> floor(S/crop_pct) for the shorter side of a square
+    size, (floor(H/crop_pct), floor(W/crop_pct)) for a non-square one (timm's rule)."""
+    h, w = parse_image_size(image_size)
+    if eval_resize == "squash":
+        return (int(round(h / crop_pct)), int(round(w / crop_pct)))
+    if eval_resize == "shorter":
+        if h == w:
+            return int(math.floor(h / crop_pct))
+        return (int(math.floor(h / crop_pct)), int(math.floor(w / crop_pct)))
+    raise DatasetError(f"eval_resize must be one of {EVAL_RESIZE_MODES}, got {eval_resize!r}")
+
+
+def train_transforms(image_size, color_jitter=0.4, auto_augment="none", re_prob=0.0, crop_scale_min=0.08):
+    """Zoo recipe: RandomCropDecodeResize(scale 0.08-1, ratio 0.75-1.333), flip 0.5, colour jitter,
+    Normalize on 0-255, HWC2CHW. auto_augment replaces colour jitter (as in timm); random erasing
+    acts on the normalized CHW image (erased pixels = 0 = the mean colour)."""
+    import mindspore.dataset.vision as V
+    h, w = parse_image_size(image_size)
+    if not 0.0 < float(crop_scale_min) <= 1.0:
+        raise DatasetError(f"crop_scale_min must be in (0, 1], got {crop_scale_min!r}")
+    ops = [V.RandomCropDecodeResize((h, w), scale=(float(crop_scale_min), 1.0), ratio=(0.75, 1.333)),
+           V.RandomHorizontalFlip(prob=0.5)]
+    aa = str(auto_augment).lower()
+    fill = tuple(int(round(m)) for m in IMAGENET_MEAN)
+    if aa == "randaugment":
+        ops.append(V.RandAugment(num_ops=2, magnitude=9, interpolation=V.Inter.BILINEAR, fill_value=fill))
+    elif aa == "autoaugment":
+        ops.append(V.AutoAugment(policy=V.AutoAugmentPolicy.IMAGENET, interpolation=V.Inter.BILINEAR,
+                                 fill_value=fill))
+    elif color_jitter and float(color_jitter) > 0:
+        cj = float(color_jitter)
+        ops.append(V.RandomColorAdjust(brightness=cj, contrast=cj, saturation=cj))
+    ops += [V.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), V.HWC2CHW()]
+    if re_prob and float(re_prob) > 0:
+        ops.append(V.RandomErasing(prob=float(re_prob)))
+    return ops
+
+
+def eval_transforms(image_size, eval_resize="squash", crop_pct=0.875):
+    """Decode, Resize (see ``eval_resize_size``, bilinear), CenterCrop(image_size), Normalize, HWC2CHW."""
+    import mindspore.dataset.vision as V
+    h, w = parse_image_size(image_size)
+    return [V.Decode(), V.Resize(eval_resize_size((h, w), eval_resize, crop_pct), V.Inter.LINEAR),
+            V.CenterCrop((h, w)), V.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), V.HWC2CHW()]
+
+
+def mix_op(mixup_alpha, cutmix_alpha, mixup_prob):
+    import mindspore.dataset.transforms as T
+    import mindspore.dataset.vision as V
+    ops = []
+    if mixup_alpha > 0:
+        ops.append(V.MixUpBatch(alpha=float(mixup_alpha)))
+    if cutmix_alpha > 0:
+        ops.append(V.CutMixBatch(V.ImageBatchFormat.NCHW, alpha=float(cutmix_alpha), prob=1.0))
+    op = ops[0] if len(ops) == 1 else T.RandomChoice(ops)  # both on: one of the two per batch (timm)
+    if mixup_prob < 1.0:
+        op = T.RandomApply([op], prob=float(mixup_prob))
+    return op
