@@ -3,7 +3,8 @@
     python export.py --ckpt_file=CKPT [--file_format=MINDIR|ONNX|AIR] [--file_name=cspdarknet53]
                      [--export_batch_size=1] [--height=224] [--width=224] [--fp16_head=1]
 
-The input is ``[export_batch_size, 3, height, width]`` float32 (the model zoo had width before height).
+The input is ``[export_batch_size, 3, height, width]`` float32 (the model zoo had width before height);
+``height`` / ``width`` 0 take the checkpoint's training size, else the architecture's.
 Any checkpoint format ``src.checkpoint`` reads is accepted; its recorded ``arch`` / ``num_classes``
 are used unless given on the command line. ``fp16_head=1`` makes the graph emit float16 logits, as
 the model zoo's export did for its Ascend 310 flow. AIR needs an Ascend device.
@@ -19,18 +20,16 @@ import os
 import sys
 import time
 
-os.environ.setdefault("GLOG_v", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from model_utils.config import ConfigError, load_config  # noqa: E402
-from src.checkpoint import CheckpointError  # noqa: E402
-from src.export_utils import ExportError, export_path  # noqa: E402
-from src.utils.runtime import user_error_exit  # noqa: E402
+from model_utils.config import ConfigError
+from model_utils.entry import run_entry
+from src.checkpoint import CheckpointError
+from src.export_utils import ExportError, export_path
 
 
 def _checkpoint(cfg):
-    path = cfg.ckpt_file or cfg.pretrained
+    path = cfg.weights.ckpt_file or cfg.weights.pretrained
     if not path:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (a .ckpt, .safetensors or timm .pth file); "
                           "exporting untrained weights is refused")
@@ -45,20 +44,23 @@ def _check_request(cfg):
     """Validates everything that needs no device or weights, so a bad request fails before any work."""
     from src.utils.runtime import resolve_device_target
 
-    for key in ("export_batch_size", "height", "width"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"--{key}={getattr(cfg, key)}: must be a positive integer")
-    fmt = cfg.file_format.upper()
-    try:
-        target = resolve_device_target(cfg.device_target)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    fmt = cfg.export.file_format.upper()
+    target = resolve_device_target(cfg.device.device_target)
     if fmt == "AIR" and target != "Ascend":
         raise ConfigError(f"file_format=AIR needs an Ascend device (MindSpore writes AIR only with the Ascend "
                           f"backend) and this run's device is {target}; export MINDIR or ONNX instead")
     ckpt = _checkpoint(cfg)
-    out = export_path(cfg.file_name, fmt)
+    out = export_path(cfg.export.file_name, fmt)
     return fmt, target, ckpt, out
+
+
+def _input_shape(cfg, arch, info):
+    """``[batch, 3, height, width]``: height/width as given, else the checkpoint's training size, else the
+    architecture's input size."""
+    from src.archs import resolve_preprocess
+
+    h, w = (int(v) for v in resolve_preprocess(arch, recorded=info["preprocess"])["image_size"].split(","))
+    return [cfg.export.export_batch_size, 3, cfg.export.height or h, cfg.export.width or w]
 
 
 def _accurate_reference(build, x):
@@ -113,25 +115,28 @@ def _verify(fmt, path, net_logits, x, build_reference):
     return check.ok, lines
 
 
-def run(cfg):
+def export_job(cfg, run_log):
     import mindspore as ms
 
-    from src.evaluation import build_inference_model, inference_performance_settings
+    from src.archs import get_arch
+    from src.checkpoint import build_inference_model, checkpoint_model_info, resolve_model_info
     from src.export_utils import export_network
-    from src.utils.runtime import setup_device
+    from src.utils.runtime import start_context
 
     fmt, target, ckpt, out = _check_request(cfg)
-    setup_device(target)
-    inference_performance_settings(target, network=False)  # process settings only: the graph is exported as built
-    def build():
-        return build_inference_model(
-            ckpt, cfg.arch, cfg.num_classes, num_classes_explicit=cfg.is_explicit("num_classes"),
-            arch_explicit=cfg.is_explicit("arch"), use_ema=cfg.use_ema, fp16_head=cfg.fp16_head)
+    info = checkpoint_model_info(ckpt)
+    arch, num_classes = resolve_model_info(info, cfg.model.arch, cfg.model.num_classes, cfg.is_explicit("arch"),
+                                           cfg.is_explicit("num_classes"))
+    shape = _input_shape(cfg, arch, info)
+    start_context(cfg.device, "infer", network=False)  # process settings only: the graph is exported as built
 
-    net, report, info = build()
-    shape = [cfg.export_batch_size, 3, cfg.height, cfg.width]
+    def build():
+        return build_inference_model(ckpt, arch, num_classes, num_classes_explicit=True, arch_explicit=True,
+                                     use_ema=cfg.weights.use_ema, fp16_head=cfg.model.fp16_head, info=info)
+
+    net, report, _ = build()
     print(f"loaded {ckpt} ({report.layout} layout{', EMA weights' if report.used_ema else ''}) into "
-          f"{info['arch']} with {info['num_classes']} classes")
+          f"{arch} with {num_classes} classes")
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     net_logits = net(ms.Tensor(x)).asnumpy()
     start = time.perf_counter()
@@ -139,9 +144,7 @@ def run(cfg):
     size_mb = os.path.getsize(path) / 2 ** 20
     print(f"exported {path} ({fmt}, input {shape} float32 NCHW, output {list(net_logits.shape)} "
           f"{net_logits.dtype}, {size_mb:.1f} MiB, {time.perf_counter() - start:.1f} s)")
-    from src.archs import get_arch
-
-    has_mish = get_arch(info["arch"]).activation == "mish"
+    has_mish = get_arch(arch).activation == "mish"
     ok, lines = _verify(fmt, path, net_logits, x,
                         lambda: _accurate_reference(lambda: build()[0], x) if has_mish else None)
     for line in lines:
@@ -150,11 +153,7 @@ def run(cfg):
 
 
 def main(argv=None):
-    try:
-        cfg = load_config(argv)
-        return run(cfg)
-    except (ConfigError, CheckpointError, ExportError) as err:
-        return user_error_exit(err)
+    return run_entry(export_job, argv, log_name="export", uses_data=False, extra_errors=(ExportError,))
 
 
 if __name__ == "__main__":

@@ -1,46 +1,58 @@
-"""Configuration loading and validation.
+"""The configuration: one declaration per key, typed sections per concern, strict loading.
 
-The repository's ``default_config.yaml`` holds three YAML documents: the config, the help text of
-every key and the allowed values (choices) of keys with a closed set of values. ``load_config``
-merges, from lowest to highest precedence, that file, an optional user YAML (``--config_path``) and
-the command line, and validates the result strictly:
+Every key is declared once, below, as a field of the dataclass of its section, with its type (the
+annotation), help text, allowed values and range check (``key(...)``). ``default_config.yaml``
+holds the value of every key and nothing else (the model zoo's ImageNet recipe); profiles such as
+``configs/demo.yaml`` hold values for a subset. ``load_config`` merges, from lowest to highest
+precedence, ``default_config.yaml``, a profile (when a script applies one), a user YAML
+(``--config_path``) and the command line, and validates the result:
 
-* the type of every key is the type of its value in the repository's default file (an int is
-  accepted where a float is expected, a YAML ``null`` where a string is expected becomes ``""``);
-* unknown keys, values of the wrong type and values outside the choices raise ``ConfigError``
-  naming the key and the source, with a "did you mean" suggestion where one is close.
+* unknown keys, values of the wrong type (an int is accepted where a float is expected), values outside
+  the allowed set and values out of range raise ``ConfigError`` naming the key and where it came
+  from, with a "did you mean" suggestion where one is close; cross-key rules too (``validate``);
+* what is odd but legitimate (a warmup longer than the run, an interval longer than the run, a
+  milestone after the last epoch) is allowed and reported in ``Config.warnings``.
+
+The result is immutable: ``cfg.data.per_batch_size``. Runtime state (rank, device, run folder) lives in
+``src.utils.runtime.RunContext``, never on the config. Keys keep the model zoo's names and the zoo's
+command lines work (``--is_distributed=0``, ``--per_batch_size=64``; ``--key value`` or ``--key=value``),
+and a zoo-style YAML (one mapping of keys, optionally followed by help documents) loads as a user YAML.
 
 Importing this module has no side effects: nothing is parsed or printed until ``load_config`` runs.
 """
-
 import argparse
+import dataclasses
 import difflib
 import math
 import os
 import sys
 import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Tuple
 
 import yaml
 
-__all__ = [
-    "ConfigError",
-    "Config",
-    "DEFAULT_CONFIG_PATH",
-    "RUNTIME_KEY",
-    "load_config",
-    "save_config",
-    "parse_int_list",
-    "resolve_is_distributed",
-]
+from src.archs import EVAL_RESIZE_MODES, arch_names
 
-DEFAULT_CONFIG_PATH = os.path.normpath(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "default_config.yaml"))
+__all__ = ["ConfigError", "Config", "SECTIONS", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "load_config",
+           "save_config", "parse_int_list", "parse_number_list", "resolve_is_distributed", "key_help"]
 
-# Top-level key that save_config writes the runtime attributes under; load_config ignores it.
-RUNTIME_KEY = "runtime"
+REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+DEFAULT_CONFIG_PATH = os.path.join(REPO_ROOT, "default_config.yaml")
+PROFILES_DIR = os.path.join(REPO_ROOT, "configs")
 
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message names the key, file or value."""
+
+
+# --------------------------------------------------------------------------- value parsing
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _parse_bool(value):
@@ -58,8 +70,307 @@ def _parse_bool(value):
     return None
 
 
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; the message names the key, file or value."""
+def parse_int_list(value, key="value", length=None):
+    """Parse "224,224" (or an int, or a list of ints) into a list of ints; ``ConfigError`` names ``key``."""
+    if _is_int(value):
+        out = [value]
+    elif isinstance(value, (list, tuple)) and all(_is_int(x) for x in value):
+        out = list(value)
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        try:
+            if not value.strip() or any(p == "" for p in parts):
+                raise ValueError
+            out = [int(p, 10) for p in parts]
+        except ValueError:
+            raise ConfigError("%s: expected comma-separated integers such as '224,224', got %r"
+                              % (key, value)) from None
+    else:
+        raise ConfigError("%s: expected comma-separated integers such as '224,224', got %r" % (key, value))
+    if length is not None and len(out) != length:
+        raise ConfigError("%s: expected %d comma-separated integers, got %r" % (key, length, value))
+    return out
+
+
+def parse_number_list(value, key="value"):
+    """Parse "30,60,90" (or a number, or a list) into a list of floats; "" is the empty list."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)]
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+    else:
+        raise ConfigError("%s: expected comma-separated numbers such as '30,60,90', got %r" % (key, value))
+    try:
+        out = [float(p) for p in items]
+    except (TypeError, ValueError):
+        raise ConfigError("%s: expected comma-separated numbers such as '30,60,90', got %r" % (key, value)) from None
+    if not all(math.isfinite(v) for v in out):
+        raise ConfigError("%s: expected finite numbers, got %r" % (key, value))
+    return out
+
+
+# --------------------------------------------------------------------------- key declarations
+def key(help, choices=None, check=None):
+    """Declares a config key: its help text, allowed values and range check (``check(value)`` returns
+    None when the value is fine, else what it must be, e.g. ">= 1")."""
+    return field(metadata={"help": help, "choices": tuple(choices) if choices else None, "check": check})
+
+
+def _at_least(low):
+    return lambda v: None if v >= low else f">= {low}"
+
+
+def _between(low, high, low_open=False, high_open=False):
+    def check(v):
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        return None if ok else f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    return check
+
+
+def _image_size(v):
+    if v == "auto":
+        return None
+    try:
+        hw = parse_int_list(v, "image_size")
+    except ConfigError:
+        return "'auto' or 'height,width' (e.g. 224,224)"
+    return None if len(hw) in (1, 2) and min(hw) >= 1 else "'auto' or positive 'height,width' (e.g. 224,224)"
+
+
+def _numbers(v):
+    try:
+        values = parse_number_list(v)
+    except ConfigError:
+        return "comma-separated numbers such as 30,60,90"
+    return None if all(x > 0 for x in values) else "comma-separated epochs > 0 such as 30,60,90"
+
+
+def _crop_pct(v):
+    return None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]"
+
+
+_SEED_MAX = 2 ** 32 - 1
+
+
+@dataclass(frozen=True)
+class ModelArtsConfig:
+    enable_modelarts: bool = key("Run on Huawei ModelArts: sync data_url/checkpoint_url/train_url with OBS "
+                                 "through moxing (only available on ModelArts).")
+    data_url: str = key("ModelArts: OBS URL of the dataset, copied to data_path before the run.")
+    train_url: str = key("ModelArts: OBS URL for the outputs; output_path is copied there at the end.")
+    checkpoint_url: str = key("ModelArts: OBS URL of a checkpoint folder, copied to load_path before the run.")
+    data_path: str = key("ModelArts: local dataset cache, also the unzip target.")
+    output_path: str = key("ModelArts: local output folder; ckpt_path and log_path are placed under it.")
+    load_path: str = key("ModelArts: local folder for the checkpoint_url download.")
+    need_modelarts_dataset_unzip: bool = key("ModelArts: unzip <data_path>/<modelarts_dataset_unzip_name>.zip "
+                                             "once per server before the run.")
+    modelarts_dataset_unzip_name: str = key("ModelArts: base name of the dataset zip file and of the folder "
+                                            "it extracts to.")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device_target: str = key("Device to run on; auto picks Ascend if present, else GPU, else CPU.",
+                             choices=("auto", "Ascend", "GPU", "CPU"))
+    is_distributed: str = key("Data-parallel run; auto turns it on under msrun (MS_ROLE / MS_WORKER_NUM>1) or "
+                              "when RANK_SIZE>1.", choices=("auto", "0", "1"))
+    seed: int = key("Global random seed (weight init, data order, augmentation).", check=_between(0, _SEED_MAX))
+    amp_level: str = key("Mixed-precision level (O0 float32, O2 float16 except BatchNorm, O3 float16); auto "
+                         "picks O2 on Ascend/GPU and O0 on CPU.", choices=("auto", "O0", "O2", "O3"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = key("Network: " + ", ".join(arch_names()) + " (see src/archs.py).", choices=arch_names())
+    num_classes: int = key("Number of output classes of the classifier.", check=_at_least(1))
+    fp16_head: bool = key("Compute the classifier in float16 (model zoo behaviour); false: float32.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: str = key("Dataset root: an ImageFolder (one sub-folder per class); empty uses the embedded demo "
+                        "data (train.py, eval.py).")
+    data_list: str = key("Optional text file of 'relative/path label' lines (relative to data_dir), used "
+                         "instead of scanning data_dir.")
+    val_data_dir: str = key("Train: ImageFolder validated every val_interval epochs; empty: no validation.")
+    image_size: str = key("Train crop and eval input size as 'height,width'; auto: the architecture's.",
+                          check=_image_size)
+    per_batch_size: int = key("Batch size per device (the global batch is per_batch_size x devices).",
+                              check=_at_least(1))
+    num_parallel_workers: int = key("Data-loading workers per device; 0 uses the machine's cores (divided "
+                                    "among local devices).", check=_at_least(0))
+    eval_resize: str = key("Eval resize: squash (both sides to size/crop_pct, model zoo) or shorter (the "
+                           "shorter side, keeping the aspect ratio), then a centre crop; auto: the "
+                           "architecture's.", choices=("auto",) + EVAL_RESIZE_MODES)
+    crop_pct: float = key("Eval centre-crop fraction (0.875: 256 -> 224); 0: the architecture's.",
+                          check=_crop_pct)
+    auto_augment: str = key("Extra train augmentation: none, randaugment or autoaugment (ImageNet policy).",
+                            choices=("none", "randaugment", "autoaugment"))
+    re_prob: float = key("Random-erasing probability in training (0 disables).", check=_between(0, 1))
+    color_jitter: float = key("Train colour-jitter strength for brightness, contrast and saturation (0 "
+                              "disables).", check=_at_least(0))
+    crop_scale_min: float = key("Smallest area fraction of the train random-resized crop (the zoo's 0.08).",
+                                check=_between(0, 1, low_open=True))
+    mixup_alpha: float = key("Mixup Beta(alpha, alpha) parameter; 0 disables mixup.", check=_at_least(0))
+    cutmix_alpha: float = key("CutMix Beta(alpha, alpha) parameter; 0 disables CutMix.", check=_at_least(0))
+    mixup_prob: float = key("Probability of mixing a batch when mixup or CutMix is on.", check=_between(0, 1))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = key("Peak learning rate, reached at the end of the warmup; not scaled by the number of "
+                    "devices.", check=_at_least(0))
+    lr_scheduler: str = key("cosine_annealing (model zoo, per-epoch staircase), cosine_step (per-step cosine "
+                            "to eta_min) or exponential / multistep (decay by lr_gamma at lr_epochs; "
+                            "exponential is the zoo's name).",
+                            choices=("cosine_annealing", "cosine_step", "exponential", "multistep"))
+    lr_epochs: str = key("Milestone epochs of the exponential/multistep schedule, comma separated.",
+                         check=_numbers)
+    lr_gamma: float = key("Decay factor at each milestone of the exponential/multistep schedule.",
+                          check=_at_least(0))
+    eta_min: float = key("Floor of the cosine schedules.", check=_at_least(0))
+    T_max: int = key("Period of the cosine_annealing schedule in epochs; 0: max_epoch.", check=_at_least(0))
+    max_epoch: int = key("Number of training epochs.", check=_at_least(1))
+    warmup_epochs: float = key("Linear warmup length in epochs (may be fractional).", check=_at_least(0))
+    weight_decay: float = key("Weight decay (L2) of the conv and dense weights; biases and BatchNorm get none.",
+                              check=_at_least(0))
+    momentum: float = key("SGD momentum.", check=_between(0, 1, high_open=True))
+    is_dynamic_loss_scale: bool = key("Dynamic loss scaling (skips steps whose gradients overflow); false: "
+                                      "the fixed loss_scale.")
+    loss_scale: float = key("Fixed loss scale, or the initial one with is_dynamic_loss_scale.",
+                            check=_at_least(1))
+    label_smooth: bool = key("Label-smoothed cross entropy with label_smooth_factor; false: plain cross "
+                             "entropy.")
+    label_smooth_factor: float = key("Label-smoothing epsilon (the true class gets 1 - eps).",
+                                     check=_between(0, 1, high_open=True))
+    ema: bool = key("Keep an exponential moving average (EMA) of the weights with decay ema_decay.")
+    ema_decay: float = key("Decay of the weight EMA.", check=_between(0, 1))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    resume: str = key("Checkpoint file or run folder to resume training from; empty starts from scratch.")
+    ckpt_interval: int = key("Save a checkpoint every ckpt_interval epochs (and after the last).",
+                             check=_at_least(1))
+    ckpt_save_max: int = key("Number of epoch checkpoints to keep (best.ckpt is kept besides).",
+                             check=_at_least(1))
+    ckpt_path: str = key("Root of the training output folders (checkpoints, logs, metrics).")
+    is_save_on_master: bool = key("Only rank 0 saves checkpoints; false: every rank does.")
+    dump_shard_files: bool = key("For tests: each rank writes <run>/shard_rank<r>.txt, one 'epoch<TAB>path' "
+                                 "line per image file it read.")
+    log_interval: int = key("Log the loss and speed every log_interval steps.", check=_at_least(1))
+    val_interval: int = key("Validate on val_data_dir every val_interval epochs (and after the last).",
+                            check=_at_least(1))
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    pretrained: str = key("Checkpoint to load: train warm start; eval: the checkpoint file or folder to score.")
+    ckpt_file: str = key("Export/predict: the checkpoint file to load.")
+    use_ema: bool = key("Eval/export/predict: use the checkpoint's EMA weights.")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    log_path: str = key("Root of the eval output folders.")
+    result_file: str = key("Eval/predict: also write the result JSON here; empty writes none.")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    export_batch_size: int = key("Batch dimension of the exported model input.", check=_at_least(1))
+    file_name: str = key("Exported file name without extension.")
+    file_format: str = key("Export format (AIR needs an Ascend device).", choices=("MINDIR", "ONNX", "AIR"))
+    width: int = key("Exported input width in pixels; 0: from the checkpoint (or the architecture).",
+                     check=_at_least(0))
+    height: int = key("Exported input height in pixels; 0: from the checkpoint (or the architecture).",
+                      check=_at_least(0))
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    image_path: str = key("Image file or folder, or a comma separated list of them.")
+    topk: int = key("Number of top classes reported per image.", check=_at_least(1))
+    class_names_file: str = key("Class names: a names file (line i = class i) or a run's class_index.json; "
+                                "empty: the checkpoint's own, else ImageNet's or class_<i>.")
+
+
+SECTIONS = {"modelarts": ModelArtsConfig, "device": DeviceConfig, "model": ModelConfig, "data": DataConfig,
+            "optim": OptimConfig, "train": TrainConfig, "weights": WeightsConfig, "eval": EvalConfig,
+            "export": ExportConfig, "predict": PredictConfig}
+
+
+def _declared_keys():
+    out = {}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            out[f.name] = (section, f)
+    return out
+
+
+_KEYS = _declared_keys()  # key -> (section, dataclass field); built from the class bodies, no I/O
+
+
+def key_help(name):
+    """The help text of a key (with its choices), for command lines and docs."""
+    _, f = _KEYS[name]
+    text = f.metadata["help"]
+    if f.metadata["choices"]:
+        text += " Choices: %s." % ", ".join(f.metadata["choices"])
+    return text
+
+
+# --------------------------------------------------------------------------- the config object
+@dataclass(frozen=True)
+class Config:
+    """The merged, validated config. Sections are attributes (``cfg.optim.lr``); immutable."""
+
+    modelarts: ModelArtsConfig
+    device: DeviceConfig
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig
+    weights: WeightsConfig
+    eval: EvalConfig
+    export: ExportConfig
+    predict: PredictConfig
+    explicit: FrozenSet[str] = frozenset()   # keys the user set (command line, or a YAML value != default)
+    profile: str = ""                        # the profile applied, if any
+    config_path: str = ""                    # the user YAML, if any
+    warnings: Tuple[str, ...] = ()           # odd but legitimate settings, for the run's log
+
+    def flat(self):
+        """Every key and its value, in declaration order."""
+        return {k: getattr(getattr(self, section), k) for k, (section, _) in _KEYS.items()}
+
+    def is_explicit(self, name):
+        """True if ``name`` was given on the command line, or in a user YAML with a non-default value."""
+        return name in self.explicit
+
+    def replace(self, _mark_explicit=False, **values):
+        """A copy with the given keys changed (validated again); ``_mark_explicit`` marks them as set by
+        the user (for values a script derives from the user's, e.g. ModelArts paths)."""
+        flat = self.flat()
+        for k in values:
+            if k not in flat:
+                raise ConfigError("unknown key %r%s" % (k, _did_you_mean(_suggest_key(k, flat), "'%s'")))
+        flat.update(values)
+        explicit = self.explicit | set(values) if _mark_explicit else self.explicit
+        return _build(flat, explicit, {k: "%s (set by the program)" % k for k in values}, profile=self.profile,
+                      config_path=self.config_path)
+
+    def with_profile(self, name):
+        """``(config, changed)``: the profile's values for every key the user did not set explicitly."""
+        values = _read_values(_profile_path(name), "profile %r" % name, allow_extra_documents=False)
+        changed = {k: v for k, v in values.items() if not self.is_explicit(k)}
+        flat = self.flat()
+        flat.update(changed)
+        cfg = _build(flat, self.explicit, {k: "%s in %s" % (k, _profile_path(name)) for k in changed},
+                     profile=name, config_path=self.config_path)
+        return cfg, {k: getattr(getattr(cfg, _KEYS[k][0]), k) for k in changed}
 
 
 # --------------------------------------------------------------------------- YAML reading
@@ -71,23 +382,26 @@ def _construct_mapping(loader, node, deep=False):
     loader.flatten_mapping(node)
     seen = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, "duplicate key %r" % (key,), key_node.start_mark)
-        seen.add(key)
+        k = loader.construct_object(key_node, deep=deep)
+        if k in seen:
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key %r" % (k,), key_node.start_mark)
+        seen.add(k)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+# Keys that older saved configs or the zoo's file hold and that mean nothing now: accepted, ignored.
+_IGNORED_KEYS = ("runtime",)
 
-def _read_yaml_documents(path):
-    """Return the list of YAML documents in ``path`` (``None`` documents become ``{}``)."""
+
+def _read_values(path, what, allow_extra_documents=True):
+    """The key -> value mapping of a YAML file (its first document); a zoo-style file's further
+    documents (help, choices) are ignored when ``allow_extra_documents``."""
     if not os.path.exists(path):
-        raise ConfigError("config file not found: %s" % path)
+        raise ConfigError("%s: file not found: %s" % (what, path))
     if not os.path.isfile(path):
-        raise ConfigError("config path is not a file: %s" % path)
+        raise ConfigError("%s: not a file: %s" % (what, path))
     try:
         with open(path, "r", encoding="utf-8") as f:
             docs = list(yaml.load_all(f, Loader=_StrictLoader))
@@ -95,23 +409,34 @@ def _read_yaml_documents(path):
         raise ConfigError("cannot parse YAML file %s: %s" % (path, e)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("cannot read config file %s: %s" % (path, e)) from None
-    docs = [{} if d is None else d for d in docs]
-    if len(docs) > 3:
-        raise ConfigError("config file %s has %d YAML documents; expected at most 3 "
-                          "(config, help, choices)" % (path, len(docs)))
-    for i, d in enumerate(docs):
-        if not isinstance(d, dict):
-            raise ConfigError("YAML document %d of %s must be a mapping of key: value, got %s"
-                              % (i + 1, path, type(d).__name__))
-        for k in d:
-            if not isinstance(k, str):
-                raise ConfigError("key %r in %s is not a string" % (k, path))
-    while len(docs) < 3:
-        docs.append({})
-    return docs
+    docs = [{} if d is None else d for d in docs] or [{}]
+    if len(docs) > 1 and not allow_extra_documents:
+        raise ConfigError("%s has %d YAML documents; expected one mapping of key: value" % (path, len(docs)))
+    values = docs[0]
+    if not isinstance(values, dict):
+        raise ConfigError("%s must be a mapping of key: value, got %s" % (path, type(values).__name__))
+    out = {}
+    for k, v in values.items():
+        if k in _IGNORED_KEYS:
+            continue
+        if not isinstance(k, str) or k not in _KEYS:
+            raise ConfigError("unknown key %r in %s%s" % (k, path, _did_you_mean(_suggest_key(k, _KEYS), "'%s'")))
+        out[k] = v
+    return out
 
 
-# --------------------------------------------------------------------------- schema
+def _profile_path(name):
+    path = os.path.join(PROFILES_DIR, "%s.yaml" % name)
+    if not os.path.isfile(path):
+        available = sorted(os.path.splitext(n)[0] for n in os.listdir(PROFILES_DIR) if n.endswith(".yaml")) \
+            if os.path.isdir(PROFILES_DIR) else []
+        raise ConfigError("unknown profile %r (available: %s)%s" % (name, ", ".join(available) or "none",
+                                                                  _did_you_mean(_suggest(name, available, 0.6),
+                                                                                "'%s'")))
+    return path
+
+
+# --------------------------------------------------------------------------- suggestions
 def _suggest(word, candidates, cutoff, n=3):
     word_l = str(word).lower()
     by_lower = {}
@@ -120,10 +445,8 @@ def _suggest(word, candidates, cutoff, n=3):
     hits = difflib.get_close_matches(word_l, list(by_lower), n=n, cutoff=cutoff)
     if not hits:
         return []
-    # Keep only the matches about as close as the best one.
-    best = difflib.SequenceMatcher(None, word_l, hits[0]).ratio()
-    return [by_lower[h] for h in hits
-            if difflib.SequenceMatcher(None, word_l, h).ratio() >= best - 0.1]
+    best = difflib.SequenceMatcher(None, word_l, hits[0]).ratio()  # keep those about as close as the best
+    return [by_lower[h] for h in hits if difflib.SequenceMatcher(None, word_l, h).ratio() >= best - 0.1]
 
 
 # Names other tools use for some keys (timm, mindcv, ...): suggested before any spelling match.
@@ -139,7 +462,6 @@ _ALIASES = {
 
 
 def _suggest_key(name, keys):
-    """Suggestions for an unknown key ``name`` among ``keys``."""
     normalized = str(name).replace("-", "_")
     if normalized in keys:
         return [normalized]
@@ -150,250 +472,108 @@ def _suggest_key(name, keys):
 
 
 def _did_you_mean(hits, fmt="%s"):
-    if not hits:
-        return ""
-    return " (did you mean %s?)" % " or ".join(fmt % h for h in hits)
+    return " (did you mean %s?)" % " or ".join(fmt % h for h in hits) if hits else ""
 
 
+# --------------------------------------------------------------------------- coercion and checks
 def _type_name(tp):
-    return {bool: "a boolean (true/false)", int: "an integer", float: "a number",
-            str: "a string", list: "a list"}.get(tp, tp.__name__)
+    return {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-class _Schema:
-    """Keys, types, help and choices taken from the repository's default config file."""
-
-    def __init__(self, path):
-        self.path = path
-        config, helps, choices = _read_yaml_documents(path)
-        self.defaults = {}  # scalar (and list) keys -> default value
-        self.types = {}
-        self.profiles = {}  # mapping keys -> dict
-        for k, v in config.items():
-            if isinstance(v, dict):
-                self.profiles[k] = v
-            else:
-                self.defaults[k] = v
-                self.types[k] = type(v)
-        if RUNTIME_KEY in config:
-            raise ConfigError("%s: %r is reserved for saved runtime attributes" % (path, RUNTIME_KEY))
-        self.helps = {k: str(v) for k, v in helps.items()}
-        self.choices = {}
-        for k, v in choices.items():
-            if k not in self.defaults:
-                raise ConfigError("%s: choices given for unknown key %r" % (path, k))
-            if not isinstance(v, list) or not v:
-                raise ConfigError("%s: choices of %r must be a non-empty list" % (path, k))
-            self.choices[k] = list(v)
-        for k, v in self.defaults.items():
-            if k in self.choices and v not in self.choices[k]:
-                raise ConfigError("%s: default %r of %r is not one of its choices %s"
-                                  % (path, v, k, self.choices[k]))
-        # Profiles are validated against the schema (unknown keys, types, choices).
-        self.profiles = {name: self.validate_profile(name, prof, path)
-                         for name, prof in self.profiles.items()}
-
-    def all_keys(self):
-        return list(self.defaults) + list(self.profiles)
-
-    def validate_profile(self, name, mapping, source):
-        if not isinstance(mapping, dict):
-            raise ConfigError("profile %r in %s must be a mapping, got %r" % (name, source, mapping))
-        out = {}
-        for k, v in mapping.items():
-            if k not in self.defaults:
-                raise ConfigError("unknown key %r in profile %r of %s%s"
-                                  % (k, name, source,
-                                     _did_you_mean(_suggest_key(k, self.defaults), "'%s'")))
-            out[k] = self.coerce(k, v, "%s.%s in %s" % (name, k, source))
-        return out
-
-    # ----------------------------------------------------------------- value coercion
-    def coerce(self, key, value, where):
-        """Convert ``value`` (a YAML value or a command-line string) to the type of ``key``.
-
-        ``where`` names the source in error messages (e.g. ``--max_epoch`` or ``lr in x.yaml``).
-        """
-        if key in self.choices:
-            return self._coerce_choice(key, value, where)
-        tp = self.types[key]
-        bad = ConfigError("%s: expected %s, got %r" % (where, _type_name(tp), value))
-        if tp is bool:
-            parsed = _parse_bool(value)
-            if parsed is None:
-                raise bad
-            return parsed
-        if tp is int:
-            if _is_int(value):
-                return value
-            if isinstance(value, str):
-                try:
-                    return int(value.strip(), 10)
-                except ValueError:
-                    raise bad from None
-            raise bad
-        if tp is float:
-            if _is_int(value) or isinstance(value, float):
-                out = float(value)
-            elif isinstance(value, str):
-                # Also covers YAML 1.1 reading "1e-5" (no dot) as a string.
-                try:
-                    out = float(value.strip())
-                except ValueError:
-                    raise bad from None
-            else:
-                raise bad
-            if not math.isfinite(out):
-                raise ConfigError("%s: expected a finite number, got %r" % (where, value))
-            return out
-        if tp is str:
-            if isinstance(value, str):
-                return value
-            if value is None:
-                return ""
-            if _is_int(value) or isinstance(value, float):
-                return str(value)
-            raise bad
-        if tp is list:
-            if isinstance(value, list):
-                return value
-            raise bad
-        if value is None or isinstance(value, tp):
-            return value
+def _coerce(name, value, where):
+    """Converts a YAML value or a command-line string to the declared type of ``name``; checks choices
+    and range. ``where`` names the source in messages (``--max_epoch``, ``lr in x.yaml``)."""
+    _, f = _KEYS[name]
+    tp, choices, check = f.type, f.metadata["choices"], f.metadata["check"]
+    bad = ConfigError("%s: expected %s, got %r" % (where, _type_name(tp), value))
+    if isinstance(value, (dict, list)) and tp is not list:
         raise bad
+    if tp is bool:
+        out = _parse_bool(value)
+        if out is None:
+            raise bad
+    elif tp is int:
+        if _is_int(value):
+            out = value
+        elif isinstance(value, str):
+            try:
+                out = int(value.strip(), 10)
+            except ValueError:
+                raise bad from None
+        else:
+            raise bad
+    elif tp is float:
+        if _is_int(value) or isinstance(value, float):
+            out = float(value)
+        elif isinstance(value, str):  # also YAML 1.1 reading "1e-5" (no dot) as a string
+            try:
+                out = float(value.strip())
+            except ValueError:
+                raise bad from None
+        else:
+            raise bad
+        if not math.isfinite(out):
+            raise ConfigError("%s: expected a finite number, got %r" % (where, value))
+    else:  # str
+        if value is None:
+            out = ""
+        elif isinstance(value, bool) and choices:
+            out = str(int(value))           # is_distributed: true -> "1"
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            out = str(value)
+        else:
+            raise bad
+    if choices:
+        match = [c for c in choices if c.lower() == str(out).strip().lower()]
+        if not match:
+            hits = _suggest(out, choices, 0.75)
+            raise ConfigError("%s: invalid choice %r (choose from %s)%s"
+                              % (where, value, ", ".join(choices), _did_you_mean(hits, "'%s'")))
+        out = match[0]
+    if check is not None:
+        problem = check(out)
+        if problem:
+            raise ConfigError("%s: must be %s, got %r" % (where, problem, value))
+    return out
 
-    def _coerce_choice(self, key, value, where):
-        choices = self.choices[key]
-        for c in choices:
-            if type(c) is type(value) and c == value:
-                return c
-        int_choices = [c for c in choices if _is_int(c)]
-        if isinstance(value, bool) and int(value) in int_choices:
-            return int(value)
-        if _is_int(value) and value in (0, 1) and bool(value) in [c for c in choices if isinstance(c, bool)]:
-            return bool(value)
-        if isinstance(value, str) or _is_int(value) or isinstance(value, float):
-            s = str(value).strip()
-            for c in choices:
-                if str(c).lower() == s.lower():
-                    return c
-            if isinstance(value, str) and set(int_choices) >= {0, 1} and _parse_bool(value) is not None:
-                return int(_parse_bool(value))
-        shown = ", ".join(str(c) for c in choices)
-        hits = _suggest(value, [str(c) for c in choices], 0.75) if value is not None else []
-        raise ConfigError("%s: invalid choice %r (choose from %s)%s"
-                          % (where, value, shown, _did_you_mean(hits, "'%s'")))
+
+def validate(flat):
+    """Cross-key rules. Raises ``ConfigError`` for contradictions; returns warnings for what is odd but
+    legitimate."""
+    warnings = []
+    if flat["label_smooth"] and flat["label_smooth_factor"] > 0 and flat["num_classes"] < 2:
+        raise ConfigError("label_smooth needs num_classes >= 2 (got num_classes=%d); set --label_smooth=0 or "
+                          "--label_smooth_factor=0 for a single class" % flat["num_classes"])
+    max_epoch = flat["max_epoch"]
+    if flat["warmup_epochs"] > max_epoch:
+        warnings.append("warmup_epochs=%g is longer than max_epoch=%d: the learning rate never reaches lr=%g"
+                        % (flat["warmup_epochs"], max_epoch, flat["lr"]))
+    for k in ("ckpt_interval", "val_interval"):
+        if flat[k] > max_epoch:
+            warnings.append("%s=%d is longer than max_epoch=%d: only the last epoch gets one"
+                            % (k, flat[k], max_epoch))
+    if flat["lr_scheduler"] in ("exponential", "multistep"):
+        late = [m for m in parse_number_list(flat["lr_epochs"], "lr_epochs") if m >= max_epoch]
+        if late:
+            warnings.append("lr_epochs milestones %s are at or after max_epoch=%d and never take effect"
+                            % (", ".join("%g" % m for m in late), max_epoch))
+    if flat["T_max"] and flat["lr_scheduler"] == "cosine_annealing" and flat["T_max"] < max_epoch:
+        warnings.append("T_max=%d is shorter than max_epoch=%d: the cosine rises again after epoch %d"
+                        % (flat["T_max"], max_epoch, flat["T_max"]))
+    if flat["eta_min"] > flat["lr"]:
+        warnings.append("eta_min=%g is above lr=%g: the schedule rises instead of decaying"
+                        % (flat["eta_min"], flat["lr"]))
+    return tuple(warnings)
 
 
-_SCHEMA_CACHE = {}
-
-
-def _schema(path=DEFAULT_CONFIG_PATH):
-    path = os.path.abspath(path)
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        mtime = None
-    cached = _SCHEMA_CACHE.get(path)
-    if cached is None or cached[0] != mtime:
-        cached = (mtime, _Schema(path))
-        _SCHEMA_CACHE[path] = cached
-    return cached[1]
-
-
-# --------------------------------------------------------------------------- Config
-class Config:
-    """Attribute namespace over the merged config.
-
-    Config keys are plain attributes (``cfg.lr``); scripts may add runtime attributes
-    (``cfg.rank = 0``). Profiles are available through ``cfg.profiles`` (not as attributes).
-    """
-
-    def __init__(self, values, explicit=(), profiles=None, defaults=None):
-        object.__setattr__(self, "_explicit", frozenset(explicit))
-        object.__setattr__(self, "_profiles", dict(profiles or {}))
-        object.__setattr__(self, "_defaults", dict(defaults or {}))
-        object.__setattr__(self, "_config_keys", tuple(values))
-        object.__setattr__(self, "applied_profile", {})
-        object.__setattr__(self, "applied_profile_name", None)
-        for k, v in values.items():
-            object.__setattr__(self, k, v)
-
-    # mapping-style helpers
-    def __contains__(self, key):
-        return not key.startswith("_") and key in self.__dict__
-
-    def __getitem__(self, key):
-        if key not in self:
-            raise KeyError(key)
-        return self.__dict__[key]
-
-    def get(self, key, default=None):
-        return self.__dict__[key] if key in self else default
-
-    def __getattr__(self, name):
-        # Only called when normal lookup fails: give a helpful message for typos in code.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        keys = [k for k in self.__dict__ if not k.startswith("_")]
-        raise AttributeError("config has no key %r%s"
-                             % (name, _did_you_mean(_suggest_key(name, keys), "'%s'")))
-
-    def __repr__(self):
-        items = ", ".join("%s=%r" % kv for kv in self.to_dict().items())
-        return "Config(%s)" % items
-
-    def __eq__(self, other):
-        return isinstance(other, Config) and self.to_dict() == other.to_dict()
-
-    __hash__ = None
-
-    @property
-    def profiles(self):
-        """Profile name -> mapping of key -> value (validated)."""
-        return {k: dict(v) for k, v in self._profiles.items()}
-
-    def config_keys(self):
-        """The keys of the config file (not the runtime attributes), in file order."""
-        return list(self._config_keys)
-
-    def to_dict(self):
-        """All config keys plus runtime attributes, in insertion order."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")
-                and k not in ("applied_profile", "applied_profile_name")}
-
-    def is_explicit(self, key):
-        """True if ``key`` was given on the command line, or in a user YAML with a value that
-        differs from the repository default."""
-        return key in self._explicit
-
-    def explicit_keys(self):
-        return sorted(self._explicit)
-
-    def apply_profile(self, name):
-        """Set the values of profile ``name`` for every key that is not explicit.
-
-        Returns (and stores in ``self.applied_profile``) the mapping of the keys actually changed
-        to their new values; ``self.applied_profile_name`` records the profile name.
-        """
-        if name not in self._profiles:
-            raise ConfigError("unknown profile %r (available: %s)%s"
-                              % (name, ", ".join(sorted(self._profiles)) or "none",
-                                 _did_you_mean(_suggest(name, self._profiles, 0.6), "'%s'")))
-        changed = {}
-        for k, v in self._profiles[name].items():
-            if self.is_explicit(k):
-                continue
-            if self.__dict__.get(k) != v or type(self.__dict__.get(k)) is not type(v):
-                object.__setattr__(self, k, v)
-                changed[k] = v
-        object.__setattr__(self, "applied_profile", changed)
-        object.__setattr__(self, "applied_profile_name", name)
-        return dict(changed)
+def _build(flat, explicit, where, profile="", config_path=""):
+    """Coerces every value (``where[k]`` names its source), applies the cross-key rules and builds a Config."""
+    values = {k: _coerce(k, flat[k], where.get(k, k)) for k in _KEYS}
+    warnings = validate(values)
+    sections = {name: cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+                for name, cls in SECTIONS.items()}
+    return Config(**sections, explicit=frozenset(explicit), profile=profile, config_path=config_path,
+                  warnings=warnings)
 
 
 # --------------------------------------------------------------------------- command line
@@ -404,60 +584,26 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise ConfigError("command line: %s" % message)
 
 
-def _help_text(schema, key):
-    text = schema.helps.get(key, "See %s." % schema.path)
-    if key in schema.choices:
-        text += " Choices: %s." % ", ".join(str(c) for c in schema.choices[key])
-    text += " Default: %r." % (schema.defaults[key],)
-    return text.replace("%", "%%")
-
-
-def _build_parser(schema, prog=None):
+def _build_parser(prog=None):
     parser = _ArgumentParser(
-        prog=prog,
-        description="CSPDarkNet53. Every key of %s is a --key flag; precedence: command line > "
-                    "--config_path YAML > defaults." % os.path.basename(schema.path),
-        allow_abbrev=False,
-        argument_default=argparse.SUPPRESS,
-    )
-    parser.add_argument("--config_path", metavar="PATH",
-                        help="YAML file with config values overriding %s." % schema.path)
-    for key, default in schema.defaults.items():
-        if isinstance(default, list):
-            continue
-        kwargs = {"dest": key, "help": _help_text(schema, key), "metavar": key.upper()}
-        if key in schema.choices:
-            kwargs["metavar"] = "{%s}" % ",".join(str(c) for c in schema.choices[key])
-        if schema.types[key] is bool:
-            # `--flag` alone means true; `--flag=false` etc. also work.
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        parser.add_argument("--" + key, **kwargs)
+        prog=prog, allow_abbrev=False, argument_default=argparse.SUPPRESS,
+        description="CSPDarkNet53. Every key is a --key flag (--key value or --key=value); precedence: command "
+                    "line > --config_path YAML > profile > default_config.yaml.")
+    parser.add_argument("--config_path", metavar="PATH", help="YAML of key: value overriding the defaults.")
+    groups = {name: parser.add_argument_group(name) for name in SECTIONS}
+    for name, (section, f) in _KEYS.items():
+        kwargs = {"dest": name, "help": key_help(name).replace("%", "%%"), "metavar": f.type.__name__.upper()}
+        if f.metadata["choices"]:
+            kwargs["metavar"] = "{%s}" % ",".join(f.metadata["choices"])
+        if f.type is bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")  # `--flag` alone means true
+        groups[section].add_argument("--" + name, **kwargs)
     return parser
 
 
-def _split_config_path(argv):
-    """Return the value of --config_path in argv (last one wins), or None."""
-    value = None
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            break
-        if a == "--config_path":
-            if i + 1 >= len(argv):
-                raise ConfigError("command line: --config_path needs a file path")
-            value = argv[i + 1]
-            i += 2
-            continue
-        if a.startswith("--config_path="):
-            value = a.split("=", 1)[1]
-        i += 1
-    return value
-
-
-def _check_unknown_cli(schema, argv):
+def _check_unknown_cli(argv):
     """Raise ConfigError for the first unknown option in argv, with a suggestion."""
-    known = set(schema.defaults) | {"config_path", "help"}
+    known = set(_KEYS) | {"config_path", "help"}
     for a in argv:
         if a == "--":
             break
@@ -465,110 +611,57 @@ def _check_unknown_cli(schema, argv):
             name = a[2:].split("=", 1)[0]
             if name in known:
                 continue
-            if name in schema.profiles:
-                raise ConfigError("command line: --%s is a profile, not an option; scripts apply it "
-                                  "themselves" % name)
-            hits = _suggest_key(name, [k for k in known if k != "help"])
             raise ConfigError("command line: unknown option --%s%s"
-                              % (name, _did_you_mean(hits, "--%s")))
+                              % (name, _did_you_mean(_suggest_key(name, _KEYS), "--%s")))
 
 
 # --------------------------------------------------------------------------- loading
 def load_config(argv=None, config_path=None):
-    """Load the config: repository defaults < user YAML < command line.
+    """Load the config: ``default_config.yaml`` < user YAML < command line.
 
     argv: command-line arguments without the program name (None: ``sys.argv[1:]``).
-    config_path: user YAML; a ``--config_path`` in argv takes precedence. Passing the repository's
-    default file (or nothing) means no user YAML.
+    config_path: user YAML; a ``--config_path`` in argv takes precedence. The repository's default file
+    (or "") means no user YAML.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    schema = _schema(DEFAULT_CONFIG_PATH)
-    cli_config_path = _split_config_path(argv)
-    if cli_config_path is not None:
-        config_path = cli_config_path
-    if config_path is not None and str(config_path) == "":
-        config_path = None
-
-    _check_unknown_cli(schema, argv)
+    _check_unknown_cli(argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    parser = _build_parser(schema, prog=prog)
-    args, extra = parser.parse_known_args(argv)
+    args, extra = _build_parser(prog).parse_known_args(argv)
     if extra:
         raise ConfigError("command line: unexpected argument(s): %s" % " ".join(extra))
-    cli = {k: v for k, v in vars(args).items() if k != "config_path"}
+    cli = vars(args)
+    config_path = cli.pop("config_path", config_path) or None
 
-    values = dict(schema.defaults)
-    profiles = dict(schema.profiles)
+    defaults = _read_values(DEFAULT_CONFIG_PATH, "default config", allow_extra_documents=False)
+    missing = [k for k in _KEYS if k not in defaults]
+    if missing:
+        raise ConfigError("%s lacks a value for %s" % (DEFAULT_CONFIG_PATH, ", ".join(missing)))
+    flat = dict(defaults)
+    where = {k: "%s in %s" % (k, DEFAULT_CONFIG_PATH) for k in flat}
     explicit = set()
-
-    used_path = DEFAULT_CONFIG_PATH
+    used_path = ""
     if config_path is not None:
-        config_path = os.path.abspath(os.path.expanduser(str(config_path)))
-        used_path = config_path
-        same = (os.path.exists(config_path)
-                and os.path.samefile(config_path, DEFAULT_CONFIG_PATH))
-        if not same:
-            user = _read_yaml_documents(config_path)[0]
-            for k, v in user.items():
-                if k == RUNTIME_KEY and isinstance(v, dict):
-                    continue  # runtime attributes written by save_config: informational only
-                if k in schema.profiles:
-                    profiles[k] = schema.validate_profile(k, v, config_path)
-                    continue
-                if k not in schema.defaults:
-                    raise ConfigError("unknown key %r in %s%s"
-                                      % (k, config_path,
-                                         _did_you_mean(_suggest_key(k, schema.defaults), "'%s'")))
-                if isinstance(v, dict):
-                    raise ConfigError("%s in %s: expected %s, got a mapping"
-                                      % (k, config_path, _type_name(schema.types[k])))
-                coerced = schema.coerce(k, v, "%s in %s" % (k, config_path))
-                values[k] = coerced
-                if coerced != schema.defaults[k]:
+        path = os.path.abspath(os.path.expanduser(str(config_path)))
+        if not (os.path.exists(path) and os.path.samefile(path, DEFAULT_CONFIG_PATH)):
+            used_path = path
+            default_values = {k: _coerce(k, v, where[k]) for k, v in defaults.items()}
+            for k, v in _read_values(path, "config_path").items():
+                flat[k] = v
+                where[k] = "%s in %s" % (k, path)
+                if _coerce(k, v, where[k]) != default_values[k]:
                     explicit.add(k)
-
     for k, v in cli.items():
-        values[k] = schema.coerce(k, v, "--%s" % k)
+        flat[k] = v
+        where[k] = "--%s" % k
         explicit.add(k)
-
-    cfg = Config(values, explicit=explicit, profiles=profiles, defaults=schema.defaults)
-    cfg.config_path = used_path
-    return cfg
-
-
-# --------------------------------------------------------------------------- saving
-def _plain(v):
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return True
-    if isinstance(v, (list, tuple)):
-        return all(_plain(x) for x in v)
-    return False
+    return _build(flat, explicit, where, config_path=used_path)
 
 
 def save_config(cfg, path):
-    """Write the resolved config to ``path`` as YAML, atomically.
-
-    Config keys are written at the top level (so the file can be given back with --config_path);
-    runtime attributes that are plain scalars or lists are written under ``runtime:``, which
-    load_config ignores. Other runtime attributes (loggers, objects) are skipped.
-    """
-    data = cfg.to_dict()
-    keys = cfg.config_keys() if isinstance(cfg, Config) else list(data)
-    top = {k: data[k] for k in keys if k in data and _plain(data[k])}
-    for k in top:
-        if isinstance(top[k], tuple):
-            top[k] = list(top[k])
-    runtime = {}
-    for k, v in data.items():
-        if k in top or k in keys or not _plain(v):
-            continue
-        runtime[k] = list(v) if isinstance(v, tuple) else v
-    if isinstance(cfg, Config) and cfg.applied_profile_name:
-        runtime["applied_profile"] = cfg.applied_profile_name
-    if runtime:
-        top[RUNTIME_KEY] = runtime
-    text = yaml.safe_dump(top, sort_keys=False, default_flow_style=False, allow_unicode=True)
-
+    """Writes the config's values to ``path`` as one YAML mapping, atomically; it loads back with
+    ``--config_path`` to the same values."""
+    data = cfg.flat()
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -589,32 +682,6 @@ def save_config(cfg, path):
 
 
 # --------------------------------------------------------------------------- helpers
-def parse_int_list(value, key="value", length=None):
-    """Parse "224,224" (or an int, or a list of ints) into a list of ints.
-
-    Raises ConfigError naming ``key`` on bad input or when ``length`` is given and differs.
-    """
-    if _is_int(value):
-        out = [value]
-    elif isinstance(value, (list, tuple)) and all(_is_int(x) for x in value):
-        out = list(value)
-    elif isinstance(value, str):
-        parts = [p.strip() for p in value.split(",")]
-        try:
-            if not value.strip() or any(p == "" for p in parts):
-                raise ValueError
-            out = [int(p, 10) for p in parts]
-        except ValueError:
-            raise ConfigError("%s: expected comma-separated integers such as '224,224', got %r"
-                              % (key, value)) from None
-    else:
-        raise ConfigError("%s: expected comma-separated integers such as '224,224', got %r"
-                          % (key, value))
-    if length is not None and len(out) != length:
-        raise ConfigError("%s: expected %d comma-separated integers, got %r" % (key, length, value))
-    return out
-
-
 def _env_int(environ, name):
     raw = environ.get(name)
     if raw is None or str(raw).strip() == "":
@@ -626,22 +693,18 @@ def _env_int(environ, name):
 
 
 def resolve_is_distributed(value, environ=None):
-    """Resolve the ``is_distributed`` setting to a bool.
-
-    1/True -> True, 0/False -> False; "auto" -> True iff launched by msrun (MS_ROLE set, or
-    MS_WORKER_NUM > 1) or RANK_SIZE > 1 in ``environ`` (default: os.environ).
-    """
+    """``is_distributed`` as a bool: "1"/"0" (or 1/0/True/False) as given; "auto" -> True iff launched by
+    msrun (MS_ROLE set, or MS_WORKER_NUM > 1) or RANK_SIZE > 1 in ``environ`` (default: os.environ)."""
     parsed = _parse_bool(value)
     if parsed is not None:
         return parsed
-    if isinstance(value, str):
-        if value.strip().lower() == "auto":
-            env = os.environ if environ is None else environ
-            if str(env.get("MS_ROLE", "")).strip():
-                return True
-            workers = _env_int(env, "MS_WORKER_NUM")
-            if workers is not None and workers > 1:
-                return True
-            rank_size = _env_int(env, "RANK_SIZE")
-            return rank_size is not None and rank_size > 1
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        env = os.environ if environ is None else environ
+        if str(env.get("MS_ROLE", "")).strip():
+            return True
+        workers = _env_int(env, "MS_WORKER_NUM")
+        if workers is not None and workers > 1:
+            return True
+        rank_size = _env_int(env, "RANK_SIZE")
+        return rank_size is not None and rank_size > 1
     raise ConfigError("is_distributed: invalid value %r (choose from auto, 0, 1)" % (value,))

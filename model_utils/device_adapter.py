@@ -12,7 +12,7 @@ __all__ = ["get_adapter", "get_device_id", "get_device_num", "get_rank_id", "get
 
 def get_adapter(config=None):
     """The adapter module for ``config``: moxing_adapter on ModelArts, else local_adapter."""
-    if config is not None and getattr(config, "enable_modelarts", False):
+    if config is not None and config.modelarts.enable_modelarts:
         return moxing_adapter
     return local_adapter
 

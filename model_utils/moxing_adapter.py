@@ -10,7 +10,6 @@ Lock names include the job id and the paths, so a second job in the same contain
 the locks of the first.
 """
 
-import functools
 import hashlib
 import os
 import sys
@@ -25,7 +24,7 @@ from model_utils.local_adapter import get_device_id, get_device_num, get_rank_id
 __all__ = [
     "ModelArtsError", "get_device_id", "get_device_num", "get_rank_id", "get_job_id",
     "is_server_leader", "run_once_per_server", "sync_data", "modelarts_unzip",
-    "unzip_modelarts_dataset", "moxing_wrapper",
+    "unzip_modelarts_dataset", "localize_paths", "run_on_modelarts",
 ]
 
 LOCK_DIR = None          # directory of the lock files; None: tempfile.gettempdir()
@@ -186,59 +185,75 @@ def modelarts_unzip(zip_path, dest, extracted_name=None, device_id=None, device_
     return target
 
 
-def unzip_modelarts_dataset(config):
-    """Pre-process step: unzip <data_path>/<modelarts_dataset_unzip_name>.zip when
-    ``config.need_modelarts_dataset_unzip`` is true. Returns the extracted folder or None."""
-    if not getattr(config, "need_modelarts_dataset_unzip", False):
+def unzip_modelarts_dataset(modelarts):
+    """Unzip <data_path>/<modelarts_dataset_unzip_name>.zip when ``need_modelarts_dataset_unzip`` is true
+    (``modelarts``: the config's modelarts section). Returns the extracted folder or None."""
+    if not modelarts.need_modelarts_dataset_unzip:
         return None
-    name = config.modelarts_dataset_unzip_name
-    return modelarts_unzip(os.path.join(config.data_path, name + ".zip"), config.data_path,
+    name = modelarts.modelarts_dataset_unzip_name
+    return modelarts_unzip(os.path.join(modelarts.data_path, name + ".zip"), modelarts.data_path,
                            extracted_name=name)
 
 
-# --------------------------------------------------------------------------- decorator
-def moxing_wrapper(config, pre_process=None, post_process=None):
-    """Decorator: on ModelArts (``config.enable_modelarts``) download, run, upload.
+# Keys holding paths, by what they are relative to on ModelArts.
+DATA_KEYS = ("data_dir", "val_data_dir", "data_list")               # the downloaded (unzipped) dataset
+WEIGHT_KEYS = ("pretrained", "ckpt_file", "resume")                 # load_path (the checkpoint_url download)
+OUTPUT_KEYS = ("ckpt_path", "log_path", "result_file", "file_name")  # output_path (uploaded to train_url)
 
-    Before the call: data_url -> data_path, checkpoint_url -> load_path, train_url -> output_path
-    (each only when the URL is set), ``config.device_num`` / ``config.device_id`` set, output_path
-    created, ``pre_process()`` run. After: ``post_process()``, then output_path -> train_url (also
-    attempted, best effort, when the function raised). Without ModelArts the function simply runs.
+
+def localize_paths(cfg, dataset_root):
+    """The config with every relative path key placed in its ModelArts folder: data keys inside
+    ``dataset_root`` (an empty data_dir and data_list become ``dataset_root`` itself, when given), weight
+    keys inside load_path, output keys inside output_path. Absolute paths stay as they are."""
+    ma = cfg.modelarts
+    flat = cfg.flat()
+    changes = {}
+
+    def place(key, root):
+        if flat[key] and not os.path.isabs(flat[key]):
+            changes[key] = os.path.join(root, flat[key])
+
+    if dataset_root:
+        for k in DATA_KEYS:
+            place(k, dataset_root)
+        if not flat["data_dir"] and not flat["data_list"]:
+            changes["data_dir"] = dataset_root
+    for k in WEIGHT_KEYS:
+        place(k, ma.load_path)
+    for k in OUTPUT_KEYS:
+        place(k, ma.output_path)
+    return cfg.replace(_mark_explicit=True, **changes) if changes else cfg
+
+
+def run_on_modelarts(cfg, job, uses_data=True):
+    """Runs ``job(cfg)`` on ModelArts: download, localize the paths, run, upload.
+
+    Before the job: data_url -> data_path, checkpoint_url -> load_path, train_url -> output_path (each only
+    when the URL is set; once per server), output_path created, the dataset unzipped (``uses_data``) and the
+    config's paths localized (``localize_paths``). After: output_path -> train_url, also attempted (best
+    effort) when the job raised. The same wrapper serves train.py, eval.py, export.py and predict.py.
     """
-    def decorator(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            if not getattr(config, "enable_modelarts", False):
-                return fn(*args, **kwargs)
-            _import_moxing()
-            for url_key, path_key in (("data_url", "data_path"), ("checkpoint_url", "load_path"),
-                                      ("train_url", "output_path")):
-                url = getattr(config, url_key, "")
-                if url:
-                    local = getattr(config, path_key)
-                    sync_data(url, local)
-                    if os.path.isdir(local):
-                        _log("%s (%s): %s" % (path_key, local, sorted(os.listdir(local))[:20]))
-            config.device_num = get_device_num()
-            config.device_id = get_device_id()
-            os.makedirs(config.output_path, exist_ok=True)
-            ok = False
+    ma = cfg.modelarts
+    _import_moxing()
+    for url, local in ((ma.data_url, ma.data_path), (ma.checkpoint_url, ma.load_path),
+                       (ma.train_url, ma.output_path)):
+        if url:
+            sync_data(url, local)
+            if os.path.isdir(local):
+                _log("%s: %s" % (local, sorted(os.listdir(local))[:20]))
+    os.makedirs(ma.output_path, exist_ok=True)
+    ok = False
+    try:
+        dataset_root = (unzip_modelarts_dataset(ma) or ma.data_path) if uses_data else None
+        result = job(localize_paths(cfg, dataset_root))
+        ok = True
+        return result
+    finally:
+        if ma.train_url:
             try:
-                if pre_process is not None:
-                    pre_process()
-                result = fn(*args, **kwargs)
-                if post_process is not None:
-                    post_process()
-                ok = True
-                return result
-            finally:
-                if getattr(config, "train_url", ""):
-                    try:
-                        sync_data(config.output_path, config.train_url)
-                    except Exception as e:  # pylint: disable=broad-except
-                        if ok:
-                            raise
-                        print("moxing: uploading %s to %s after a failure also failed: %s"
-                              % (config.output_path, config.train_url, e), file=sys.stderr)
-        return wrapper
-    return decorator
+                sync_data(ma.output_path, ma.train_url)
+            except Exception as e:  # pylint: disable=broad-except
+                if ok:
+                    raise
+                print("moxing: uploading %s to %s after a failure also failed: %s"
+                      % (ma.output_path, ma.train_url, e), file=sys.stderr)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Tuple
 
 __all__ = ["CspArch", "Preprocess", "ArchSpec", "REGISTRY", "arch_names", "get_arch", "get_arch_spec",
-           "arch_for_layout", "EVAL_RESIZE_MODES"]
+           "arch_for_layout", "resolve_preprocess", "EVAL_RESIZE_MODES"]
 
 EVAL_RESIZE_MODES = ("squash", "shorter")
 
@@ -174,3 +174,37 @@ def arch_for_layout(layout):
     """The architecture whose numerics a foreign checkpoint layout holds (``zoo``, ``timm``); None if none."""
     owners = [spec.name for spec in _SPECS if layout in spec.checkpoint_layouts]
     return owners[0] if owners else None
+
+
+def resolve_preprocess(arch, image_size="auto", eval_resize="auto", crop_pct=0.0, recorded=None, given=()):
+    """The input size and eval preprocessing to use, as ``{"image_size": "H,W", "eval_resize", "crop_pct"}``.
+
+    Per item, first match wins: a value in ``given`` (the names the user set explicitly); the value
+    ``recorded`` with a checkpoint (its training run's, a dict of the same keys); a config value that is
+    not "auto" (``image_size`` "auto", ``eval_resize`` "auto", ``crop_pct`` 0); the architecture's.
+    """
+    pre = get_arch_spec(arch).preprocess
+    recorded = {k: v for k, v in (recorded or {}).items() if v not in (None, "")}
+    arch_values = {"image_size": "%d,%d" % pre.input_size, "eval_resize": pre.eval_resize,
+                   "crop_pct": pre.crop_pct}
+    config_values = {"image_size": image_size, "eval_resize": eval_resize, "crop_pct": crop_pct}
+    auto = {"image_size": "auto", "eval_resize": "auto", "crop_pct": 0}
+    out = {}
+    for k, value in config_values.items():
+        if k in given and value != auto[k]:
+            out[k] = value
+        elif k in recorded:
+            out[k] = recorded[k]
+        elif value != auto[k]:
+            out[k] = value
+        else:
+            out[k] = arch_values[k]
+    out["crop_pct"] = float(out["crop_pct"])
+    try:
+        hw = [int(v) for v in str(out["image_size"]).replace(" ", "").split(",")]
+    except ValueError:
+        raise ValueError(f"image_size={out['image_size']!r}: expected 'height,width'") from None
+    out["image_size"] = "%d,%d" % tuple((hw * 2)[:2] if len(hw) == 1 else hw)
+    if out["eval_resize"] not in EVAL_RESIZE_MODES:
+        raise ValueError(f"eval_resize={out['eval_resize']!r}: expected one of {EVAL_RESIZE_MODES}")
+    return out

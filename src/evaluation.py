@@ -199,3 +199,57 @@ def apply_eval_precision(net, device_target):
         from mindspore import amp
         return amp.auto_mixed_precision(net, "O2"), "float16 (BatchNorm float32, amp O2)"
     return net, "float32"
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring checkpoints (eval.py)
+# ----------------------------------------------------------------------------------------------
+
+def result_record(ckpt, info, result, report, precision, device, data_desc):
+    """One checkpoint's result as eval_result.json holds it."""
+    import os
+
+    rec = {"arch": info["arch"], "checkpoint": os.path.abspath(ckpt), "images": result.total,
+           "top1": round(result.top1, 6), "top5": round(result.top5, 6), "top1_correct": result.top1_correct,
+           "top5_correct": result.top5_correct, "images_per_sec": round(result.images_per_sec, 3),
+           "seconds": round(result.seconds, 3), "num_classes": info["num_classes"], "device_target": device,
+           "precision": precision, "use_ema": bool(report.used_ema), "checkpoint_layout": report.layout,
+           "group_size": result.group_size}
+    rec.update(data_desc)
+    return rec
+
+
+def score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites):
+    """Scores every checkpoint of ``ckpts`` (``infos``: ``checkpoint_model_info`` of each) on ``bundle`` and
+    returns ``[(ckpt, info, EvalResult, LoadReport, precision)]``.
+
+    On CPU without network rewrites one compiled graph serves every checkpoint of the same shape; a
+    folded network (fold_bn) cannot take other weights, so each checkpoint gets its own.
+    """
+    from src.checkpoint import build_inference_model, load_weights, resolve_model_info
+    from src.utils.runtime import important_info
+
+    reuse = ctx.device_target == "CPU" and not any(rewrites.values())
+    net, net_key, out = None, None, []
+    for ckpt in ckpts:
+        arch, nc = resolve_model_info(infos[ckpt], cfg.model.arch, cfg.model.num_classes,
+                                      cfg.is_explicit("arch"), cfg.is_explicit("num_classes"))
+        important_info(log, f"evaluating {ckpt}")
+        if reuse and net is not None and net_key == (arch, nc):
+            report = load_weights(net, ckpt, use_ema=cfg.weights.use_ema)
+        else:
+            net, report, _ = build_inference_model(ckpt, arch, nc, num_classes_explicit=True, arch_explicit=True,
+                                                   use_ema=cfg.weights.use_ema, info=infos[ckpt], prepare=rewrites)
+            net_key = (arch, nc)
+        log.info("loaded %s (%s layout%s): %s, %d classes", ckpt, report.layout,
+                 ", EMA weights" if report.used_ema else "", arch, nc)
+        run_net, precision = apply_eval_precision(net, ctx.device_target)
+        run_net.set_train(False)
+        result = evaluate(run_net, bundle, rank=ctx.rank, group_size=ctx.group_size)
+        for line in result.zoo_lines():
+            log.info(line)
+        log.info("scored %d images in %.1f s (%s)%s", result.total, result.seconds, precision,
+                 "" if result.extra.get("timed_images") else "; too few batches to time without graph "
+                 "compilation, so images/s includes it")
+        out.append((ckpt, {"arch": arch, "num_classes": nc}, result, report, precision))
+    return out

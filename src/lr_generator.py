@@ -99,23 +99,9 @@ def get_lr(lr_scheduler, lr, steps_per_epoch, max_epoch, warmup_epochs=0,
     return np.concatenate([head, tail]).astype(np.float32)
 
 
-def _cfg_get(cfg, key, default):
-    if isinstance(cfg, dict):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
-
-
-def get_lr_from_config(cfg, steps_per_epoch):
-    """``get_lr`` with the zoo config keys: lr_scheduler, lr, max_epoch, warmup_epochs, lr_epochs,
-    lr_gamma, eta_min, T_max (an attribute namespace or a dict; missing keys take the zoo defaults)."""
-    return get_lr(
-        lr_scheduler=_cfg_get(cfg, "lr_scheduler", "cosine_annealing"),
-        lr=_cfg_get(cfg, "lr", 0.1),
-        steps_per_epoch=steps_per_epoch,
-        max_epoch=_cfg_get(cfg, "max_epoch", 150),
-        warmup_epochs=_cfg_get(cfg, "warmup_epochs", 0) or 0,
-        lr_epochs=_cfg_get(cfg, "lr_epochs", (30, 60, 90, 120)),
-        lr_gamma=_cfg_get(cfg, "lr_gamma", 0.1),
-        eta_min=_cfg_get(cfg, "eta_min", 0.0) or 0.0,
-        T_max=_cfg_get(cfg, "T_max", None) or None,
-    )
+def get_lr_from_config(optim, steps_per_epoch):
+    """``get_lr`` with the config's optim section (``model_utils.config.OptimConfig``); ``T_max`` 0 means
+    ``max_epoch``, so a shortened run still decays to its end."""
+    return get_lr(lr_scheduler=optim.lr_scheduler, lr=optim.lr, steps_per_epoch=steps_per_epoch,
+                  max_epoch=optim.max_epoch, warmup_epochs=optim.warmup_epochs, lr_epochs=optim.lr_epochs,
+                  lr_gamma=optim.lr_gamma, eta_min=optim.eta_min, T_max=optim.T_max or optim.max_epoch)

@@ -80,13 +80,28 @@ class ProgressLogger:
 
 
 class MetricsWriter:
-    """Appends one row per epoch to ``metrics.csv`` (a resumed run continues the same file)."""
+    """Appends one row per epoch to ``metrics.csv``; a resumed run continues the same file.
 
-    def __init__(self, path):
+    ``keep_epochs_before``: the first epoch this run will write; rows of that epoch and later (written by a
+    run that was killed and is now redone) are dropped first, so the file holds one row per epoch after
+    any number of resumes.
+    """
+
+    def __init__(self, path, keep_epochs_before=None):
         self.path = path
         if not os.path.exists(path):
             with open(path, "w", newline="") as f:
                 csv.writer(f).writerow(METRICS_FIELDS)
+        elif keep_epochs_before is not None:
+            rows = self.read()
+            kept = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) < keep_epochs_before]
+            if len(kept) != len(rows):
+                tmp = path + ".tmp"
+                with open(tmp, "w", newline="") as f:
+                    writer = csv.writer(f)
+                    writer.writerow(METRICS_FIELDS)
+                    writer.writerows([[r.get(k, "") for k in METRICS_FIELDS] for r in kept])
+                os.replace(tmp, path)
 
     def write(self, **row):
         with open(self.path, "a", newline="") as f:

@@ -7,6 +7,7 @@ mismatches fatal; missing and unexpected keys pass silently, which is how the zo
 scoring random weights.) A head for another number of classes is dropped, with a warning, only
 when the caller asks to fine-tune.
 """
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -126,18 +127,52 @@ def network_metadata(net):
     return {"arch": net.arch.name, "num_classes": int(net.num_classes)}
 
 
-def checkpoint_model_info(path):
-    """What a checkpoint says about its network: ``{"arch": str or None, "num_classes": int or None}``.
+PREPROCESS_KEYS = ("image_size", "eval_resize", "crop_pct")
 
-    ``arch`` comes from the recorded metadata, else from the key layout (a foreign layout implies the
-    architecture the registry gives it), None for an own checkpoint without metadata.
-    ``num_classes`` comes from the recorded metadata, else from the classifier's weight shape.
-    Raises ``CheckpointError`` for an unreadable file.
+
+def _decode(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _run_folder_record(path):
+    """What the training run folder around ``path`` saved (config.yaml, class_index.json), for checkpoints
+    written before checkpoints carried it themselves: ``(preprocess dict, class names or None)``."""
+    from src.checkpoint.store import run_folder_of
+
+    run_dir = run_folder_of(path)
+    preprocess, names = {}, None
+    if not run_dir:
+        return preprocess, names
+    try:
+        import yaml
+        with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
+            saved = yaml.safe_load(f) or {}
+        preprocess = {k: saved[k] for k in PREPROCESS_KEYS if isinstance(saved, dict) and k in saved
+                      and saved[k] not in ("auto", 0, None)}
+    except (OSError, ValueError, ImportError):
+        pass
+    try:
+        from src.data.listing import load_class_index
+        index = load_class_index(os.path.join(run_dir, "class_index.json"))
+        names = [n for n, _ in sorted(index.items(), key=lambda kv: kv[1])]
+    except ValueError:
+        pass
+    return preprocess, names
+
+
+def checkpoint_model_info(path):
+    """What a checkpoint says about its network and its training data.
+
+    ``{"arch": str or None, "num_classes": int or None, "preprocess": {...}, "class_names": [...] or None}``:
+    ``arch`` from the recorded metadata, else from the key layout (a foreign layout implies the
+    architecture the registry gives it); ``num_classes`` from the metadata, else the classifier's shape;
+    ``preprocess`` (image_size, eval_resize, crop_pct it was trained with) and ``class_names`` (in index
+    order) from the metadata, else from the training run folder around the file. Raises
+    ``CheckpointError`` for an unreadable file.
     """
     arrays, meta = read_state_dict(path)
+    meta = {k: _decode(v) for k, v in meta.items()}
     arch = meta.get("arch")
-    if isinstance(arch, bytes):
-        arch = arch.decode("utf-8", "replace")
     if not arch:
         arch = arch_for_layout(detect_layout(strip_wrappers(name) for name in arrays))
     num_classes = meta.get("num_classes", arrays.get("num_classes"))
@@ -153,7 +188,20 @@ def checkpoint_model_info(path):
                     and getattr(arr, "ndim", 0) == 2:
                 num_classes = int(arr.shape[0])
                 break
-    return {"arch": arch or None, "num_classes": num_classes}
+    preprocess = {k: meta[k] for k in PREPROCESS_KEYS if meta.get(k)}
+    names = None
+    if meta.get("class_names"):
+        try:
+            names = json.loads(meta["class_names"])
+        except ValueError:
+            names = None
+    if not preprocess or names is None:
+        folder_pre, folder_names = _run_folder_record(path)
+        preprocess = preprocess or folder_pre
+        names = names if names is not None else folder_names
+    if names is not None and num_classes is not None and len(names) > num_classes:
+        names = None  # belongs to another model
+    return {"arch": arch or None, "num_classes": num_classes, "preprocess": preprocess, "class_names": names}
 
 
 def resolve_model_info(info, arch, num_classes, arch_explicit=False, num_classes_explicit=False):

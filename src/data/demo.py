@@ -140,3 +140,26 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return _paths(final)
+
+
+def with_demo_data(cfg, split="train"):
+    """The config for a run on the embedded slice (no data_dir given): the demo profile
+    (``configs/demo.yaml``) for every key the user did not set, and the slice's folders.
+
+    ``split`` "train": data_dir = the train slice and, unless given, val_data_dir = the val slice;
+    "val": data_dir = the val slice (eval). Returns ``(cfg, note)``, the note saying what was chosen.
+    """
+    from model_utils.config import ConfigError
+
+    demo = ensure_demo_dataset()
+    if cfg.is_explicit("num_classes") and cfg.model.num_classes != demo.num_classes:
+        raise ConfigError(f"no data_dir given, so the embedded demo data ({demo.num_classes} classes) is used, "
+                          f"but --num_classes={cfg.model.num_classes}; pass --data_dir")
+    cfg, changed = cfg.with_profile("demo")
+    paths = {"data_dir": demo.train if split == "train" else demo.val}
+    if split == "train" and not cfg.is_explicit("val_data_dir"):
+        paths["val_data_dir"] = demo.val
+    cfg = cfg.replace(**paths)
+    note = (f"no data_dir given: {'training on' if split == 'train' else 'evaluating'} the embedded Fashion-MNIST "
+            f"slice ({paths['data_dir']}) with the demo profile: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return cfg, note

@@ -296,23 +296,17 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
                          mode=mode, sampler=sampler, source=source)
 
 
-def create_dataset_from_config(cfg, mode, rank=0, group_size=1, data_dir=None, **overrides) -> DatasetBundle:
-    """``create_dataset`` with the options read from a config object (attributes of the same names;
-    ``image_size`` may be the config's "H,W" string). ``data_dir`` defaults to ``cfg.data_dir``."""
-    def get(name, default):
-        v = getattr(cfg, name, default)
-        return default if v is None else v
-
-    kwargs = dict(
-        mode=mode, rank=rank, group_size=group_size,
-        data_list=get("data_list", ""), num_parallel_workers=get("num_parallel_workers", 0),
-        eval_resize=get("eval_resize", "squash"), crop_pct=get("crop_pct", 0.875),
-        color_jitter=get("color_jitter", 0.4), auto_augment=get("auto_augment", "none"),
-        crop_scale_min=get("crop_scale_min", 0.08),
-        re_prob=get("re_prob", 0.0), mixup_alpha=get("mixup_alpha", 0.0), cutmix_alpha=get("cutmix_alpha", 0.0),
-        mixup_prob=get("mixup_prob", 1.0), num_classes=get("num_classes", None) or None,
-        seed=getattr(cfg, "seed", None), verify_files=get("verify_files", True),
-    )
+def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, rank=0,
+                               group_size=1, data_dir=None, class_to_idx=None, **overrides) -> DatasetBundle:
+    """``create_dataset`` with the options of the config's data section ``data`` (``model_utils.config.
+    DataConfig``). The preprocessing (``image_size``, ``eval_resize``, ``crop_pct``) comes resolved from
+    the caller (``src.archs.resolve_preprocess``); ``data_dir`` defaults to ``data.data_dir``."""
+    kwargs = dict(mode=mode, rank=rank, group_size=group_size, data_list=data.data_list,
+                  num_parallel_workers=data.num_parallel_workers, eval_resize=eval_resize, crop_pct=crop_pct,
+                  color_jitter=data.color_jitter, auto_augment=data.auto_augment,
+                  crop_scale_min=data.crop_scale_min, re_prob=data.re_prob, mixup_alpha=data.mixup_alpha,
+                  cutmix_alpha=data.cutmix_alpha, mixup_prob=data.mixup_prob, num_classes=num_classes,
+                  seed=seed, class_to_idx=class_to_idx)
     kwargs.update(overrides)
-    return create_dataset(data_dir if data_dir is not None else get("data_dir", ""),
-                          get("image_size", "224,224"), get("per_batch_size", 64), **kwargs)
+    return create_dataset(data.data_dir if data_dir is None else data_dir, image_size, data.per_batch_size,
+                          **kwargs)

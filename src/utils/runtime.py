@@ -1,16 +1,61 @@
-"""Run-time setup shared by the entry scripts: device, graph mode, distributed init, run folder, logging.
+"""Run-time setup shared by the entry scripts: device, graph mode, distributed init, run folder, logging,
+and the run context that holds this state (kept apart from the immutable config).
 
-Nothing happens at import; each entry script calls these in order:
-``setup_device`` -> ``init_distributed`` -> ``create_run_dir`` -> ``setup_logger``.
-Modern MindSpore 2.x APIs only (``mindspore.set_device``, ``mindspore.communication``).
+Nothing happens at import. Modern MindSpore 2.x APIs only (``mindspore.set_device``,
+``mindspore.communication``).
 """
 import datetime
+import json
 import logging
 import os
+import platform
 import sys
+from dataclasses import asdict, dataclass, field
+from typing import List
+
+__all__ = ["RunContext", "resolve_device_target", "setup_device", "init_distributed", "start_context",
+           "new_run_dir", "RunLog", "important_info", "user_error_exit", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"  # the zoo's log-file format
 DEVICE_PREFERENCE = ("Ascend", "GPU", "CPU")
+RUN_NAME_ENV = "CSPDARKNET53_RUN_NAME"
+PROJECT_LOGGER = "src"  # every library module logs under src.*: the run log gets their warnings too
+
+
+@dataclass
+class RunContext:
+    """What a run learns about itself at start-up: the device, its rank and the run folder."""
+
+    device_target: str
+    rank: int = 0
+    group_size: int = 1
+    run_dir: str = ""
+    settings: dict = field(default_factory=dict)   # performance settings applied (for the log)
+    notes: List[str] = field(default_factory=list)  # what the program decided for the user (demo data ...)
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    def save(self, path, cfg=None):
+        """Writes the context as JSON (``run.json``), with the versions and the command line."""
+        from src.utils.fileio import write_json_atomic
+
+        data = asdict(self)
+        data.update(python=platform.python_version(), argv=sys.argv, started=datetime.datetime.now().isoformat(
+            timespec="seconds"))
+        try:
+            import mindspore
+            data["mindspore"] = mindspore.__version__
+        except ImportError:  # pragma: no cover - MindSpore is a requirement
+            pass
+        if cfg is not None:
+            data.update(profile=cfg.profile, config_path=cfg.config_path, explicit_keys=sorted(cfg.explicit))
+        return write_json_atomic(data, path)
+
+
+class DeviceError(ValueError):
+    """The requested device is not usable here (a user error: the message says what is available)."""
 
 
 def resolve_device_target(value):
@@ -23,10 +68,10 @@ def resolve_device_target(value):
                 return target
         return "CPU"
     if value not in DEVICE_PREFERENCE:
-        raise ValueError(f"device_target={value!r}: expected auto, Ascend, GPU or CPU")
+        raise DeviceError(f"device_target={value!r}: expected auto, Ascend, GPU or CPU")
     if not ms.hal.is_available(value):
-        raise ValueError(f"device_target={value}: this MindSpore installation has no usable {value} backend "
-                         f"(available: {[t for t in DEVICE_PREFERENCE if ms.hal.is_available(t)]})")
+        raise DeviceError(f"device_target={value}: this MindSpore installation has no usable {value} backend "
+                          f"(available: {[t for t in DEVICE_PREFERENCE if ms.hal.is_available(t)]})")
     return value
 
 
@@ -45,6 +90,10 @@ def setup_device(device_target="auto", device_id=None, graph_mode=True):
     return target
 
 
+class DistributedInitError(RuntimeError):
+    """``init()`` failed: not launched by msrun / a rank table (a user error)."""
+
+
 def init_distributed(enabled):
     """Initialises collective communication for data parallelism; returns ``(rank, group_size)``.
 
@@ -60,46 +109,109 @@ def init_distributed(enabled):
     try:
         init()
     except RuntimeError as err:
-        raise RuntimeError("distributed init failed: launch with msrun (GPU/CPU) or scripts/run_distribute_train.sh "
-                           f"(Ascend rank table), or set is_distributed=0. MindSpore said: {err}") from None
+        raise DistributedInitError("distributed init failed: launch with msrun (GPU/CPU) or "
+                                   "scripts/run_distribute_train.sh (Ascend rank table), or set is_distributed=0. "
+                                   f"MindSpore said: {str(err).strip().splitlines()[0] if str(err).strip() else err}"
+                                   ) from None
     group_size = get_group_size()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=group_size)
     return get_rank(), group_size
 
 
-def create_run_dir(root, name=None):
-    """``<root>/<name>``; the name defaults to ``$CSPDARKNET53_RUN_NAME`` (set by the launch scripts so
-    every rank shares one folder) or the zoo's timestamp ``%Y-%m-%d_time_%H_%M_%S``."""
-    name = name or os.environ.get("CSPDARKNET53_RUN_NAME") or \
-        datetime.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
+def start_context(device_cfg, mode, network=True):
+    """Device, CPU performance settings (``mode``: "train" or "infer"), distributed init, in that order.
+
+    Returns ``(RunContext, network_rewrites)``; the rewrites go to ``src.utils.perf.prepare_network``.
+    """
+    from model_utils.config import resolve_is_distributed
+    from src.utils.perf import apply_recommended_settings
+
+    target = setup_device(device_cfg.device_target)
+    applied, rewrites = apply_recommended_settings(target, mode, network=network)
+    rank, group_size = init_distributed(resolve_is_distributed(device_cfg.is_distributed))
+    settings = {**applied, **{k: v for k, v in rewrites.items() if v}}
+    return RunContext(device_target=target, rank=rank, group_size=group_size, settings=settings), rewrites
+
+
+def new_run_dir(root, create=True):
+    """The folder of a new run: ``<root>/<name>``, the name ``$CSPDARKNET53_RUN_NAME`` (set by the launch
+    scripts so every rank shares one folder) or the zoo's timestamp ``%Y-%m-%d_time_%H_%M_%S``. A
+    timestamped folder that already exists is never reused: ``_1``, ``_2`` ... are appended."""
+    shared = os.environ.get(RUN_NAME_ENV)
+    name = shared or datetime.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
     path = os.path.abspath(os.path.join(root, name))
-    os.makedirs(path, exist_ok=True)
+    if not shared:
+        base, n = path, 0
+        while os.path.exists(path):
+            n += 1
+            path = f"{base}_{n}"
+    if create:
+        os.makedirs(path, exist_ok=True)
     return path
 
 
-def setup_logger(name, log_file=None, rank=0, to_stdout=True, level=logging.INFO):
-    """A logger writing the zoo's line format to ``log_file`` and, on rank 0, to stdout.
+class _BufferHandler(logging.Handler):
+    """Keeps records until the log file is known."""
 
-    Replaces handlers from an earlier call in the same process (tests run several jobs).
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+class RunLog:
+    """The run's logger: the zoo's line format to stdout (rank 0) and to a log file.
+
+    The file may be named later (``attach_file``), once the run is known to start: what was logged
+    before is written to it then, so nothing is lost and nothing is written for a run that is refused.
+    Handlers go on the ``src`` logger, so every library module's warnings (``src.data`` ...) reach the
+    log file too. Creating a RunLog replaces the handlers of an earlier one (tests run several jobs).
     """
-    log = logging.getLogger(name)
-    log.setLevel(level)
-    log.propagate = False
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-        handler.close()
-    formatter = logging.Formatter(LOG_FORMAT)
-    if to_stdout and rank == 0:
-        stream = logging.StreamHandler(sys.stdout)
-        stream.setFormatter(formatter)
-        log.addHandler(stream)
-    if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(formatter)
-        log.addHandler(file_handler)
-    return log
+
+    def __init__(self, name="run", rank=0, to_stdout=True, level=logging.INFO):
+        self.root = logging.getLogger(PROJECT_LOGGER)
+        self.root.setLevel(level)
+        self.root.propagate = False
+        for handler in list(self.root.handlers):
+            self.root.removeHandler(handler)
+            handler.close()
+        self.formatter = logging.Formatter(LOG_FORMAT)
+        self.stream = None
+        if to_stdout and rank == 0:
+            self.stream = logging.StreamHandler(sys.stdout)
+            self.stream.setFormatter(self.formatter)
+            self.root.addHandler(self.stream)
+        self.buffer = _BufferHandler()
+        self.root.addHandler(self.buffer)
+        self.path = None
+        self.file_handler = None
+        self.log = logging.getLogger(f"{PROJECT_LOGGER}.{name}")
+
+    def set_rank(self, rank):
+        """Only rank 0 writes to stdout (every rank has its own log file)."""
+        if rank != 0 and self.stream is not None:
+            self.root.removeHandler(self.stream)
+            self.stream = None
+
+    def attach_file(self, path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
+        handler.setFormatter(self.formatter)
+        for record in self.buffer.records:
+            handler.emit(record)
+        self.root.removeHandler(self.buffer)
+        self.buffer.records = []
+        self.root.addHandler(handler)
+        self.path, self.file_handler = path, handler
+        return path
+
+    def file_only(self, level, message):
+        """Writes one line to the log file alone (e.g. the error line that also goes to stderr)."""
+        if self.file_handler is not None:
+            self.file_handler.emit(self.log.makeRecord(self.log.name, level, "", 0, message, None, None))
 
 
 def important_info(log, msg):
@@ -108,11 +220,11 @@ def important_info(log, msg):
     log.info("\n".join([line, line, "**", "**", "**        " + msg, "**", "**", line, line]))
 
 
-def user_error_exit(err, log=None):
-    """Prints a user-facing error (no traceback) and returns exit status 2."""
+def user_error_exit(err, run_log=None):
+    """Prints a user-facing error line (no traceback) to stderr, and to the run's log file when there is
+    one; returns exit status 2."""
     message = f"error: {err}"
-    if log is not None and log.handlers:
-        log.error(message)
-    else:
-        print(message, file=sys.stderr)
+    print(message, file=sys.stderr, flush=True)
+    if run_log is not None:
+        run_log.file_only(logging.ERROR, message)
     return 2

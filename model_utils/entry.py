@@ -1,0 +1,48 @@
+"""The ``main()`` every entry script shares: load the config, run the job (on ModelArts inside the
+moxing sync), and turn every error the user can cause into one ``error:`` line with exit status 2.
+
+A job is ``job(cfg, run_log) -> exit status``; ``run_log`` (``src.utils.runtime.RunLog``) is the run's
+logger, whose file the job names once it knows where the run's outputs go.
+"""
+import os
+import sys
+
+os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings bury the one-line error; before its import
+
+__all__ = ["user_errors", "run_entry"]
+
+
+def user_errors():
+    """The exception types that mean "bad input": their message names the file, key or value."""
+    from model_utils.config import ConfigError
+    from model_utils.moxing_adapter import ModelArtsError
+    from src.checkpoint import CheckpointError
+    from src.data import DatasetError
+    from src.data.class_names import ClassNamesError
+    from src.utils.runtime import DeviceError, DistributedInitError
+
+    return (ConfigError, CheckpointError, DatasetError, ClassNamesError, DeviceError, DistributedInitError,
+            ModelArtsError)
+
+
+def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=()):
+    """Loads the config from ``argv`` (``sys.argv[1:]`` when None) and returns ``job(cfg, run_log)``'s
+    exit status; a user error gives exit status 2 and one ``error:`` line on stderr (and in the run's
+    log file, if it has one). ``uses_data``: on ModelArts, the dataset is downloaded and unzipped."""
+    from model_utils.config import load_config
+    from src.utils.runtime import RunLog, user_error_exit
+
+    run_log = RunLog(log_name)
+    errors = user_errors() + tuple(extra_errors)
+    try:
+        cfg = load_config(argv)
+        if cfg.modelarts.enable_modelarts:
+            from model_utils.moxing_adapter import run_on_modelarts
+            return run_on_modelarts(cfg, lambda c: job(c, run_log), uses_data=uses_data)
+        return job(cfg, run_log)
+    except errors as err:
+        return user_error_exit(err, run_log)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("model_utils/entry.py is a library; run train.py, eval.py, export.py or predict.py")
