@@ -148,7 +148,7 @@ def run_data_benchmark(args, model_rate):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args._worker is not None:
-        from src.benchmark_utils import worker_main
+        from benchmarks.runner import worker_main
         return worker_main(args._worker)
     if args.quick:
         args.img_size, args.steps, args.warmup = 32, 2, 0
@@ -177,7 +177,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from src import benchmark_utils as bu
+    from benchmarks import runner as bu
 
     info = bu.machine_info()
     machine = bu.describe_machine(info)

@@ -153,7 +153,7 @@ def export_job(cfg, run_log):
 
 
 def main(argv=None):
-    return run_entry(export_job, argv, log_name="export", uses_data=False, extra_errors=(ExportError,))
+    return run_entry(export_job, argv, log_name="export", uses_data=False, extra_errors=(ExportError,), quiet=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def resolve_class_names(cfg, info, num_classes):
         if num_classes == 1000 and names == load_imagenet_synsets():
             return load_class_names(None, 1000), IMAGENET_CLASSES_TSV  # readable names for synset folders
         names = list(names) + [f"class_{i}" for i in range(len(names), num_classes)]
-        return names, "the checkpoint's training classes"
+        return names, info.get("class_names_source") or "the checkpoint's training classes"
     if num_classes == 1000:
         return load_class_names(None, 1000), IMAGENET_CLASSES_TSV
     return [f"class_{i}" for i in range(num_classes)], "generic (class_<i>)"
@@ -164,7 +164,7 @@ def predict_job(cfg, run_log):
 
 
 def main(argv=None):
-    return run_entry(predict_job, argv, log_name="predict", uses_data=False)
+    return run_entry(predict_job, argv, log_name="predict", uses_data=False, quiet=True)
 
 
 if __name__ == "__main__":

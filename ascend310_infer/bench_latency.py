@@ -5,7 +5,7 @@ plus the preprocessing time of each side.
     python ascend310_infer/bench_latency.py --model=net.onnx --images=DIR [--app=ascend310_infer/out/main]
         [--threads=1] [--resize=256] [--crop=224] [--repeat=3]
 
-The Python side preprocesses with MindSpore's eval transforms (src/dataset.py when importable) and times
+The Python side preprocesses with MindSpore's eval transforms (src/data/transforms.py when importable) and times
 session.run; the C++ side's times are read from its per-image report. Each side runs the image list
 `repeat` times, the two sides alternating pass by pass, and the first pass is dropped as warm-up when
 repeat > 1. Note that the app's first image includes ONNX Runtime's lazy initialisation, which the
@@ -40,7 +40,7 @@ def list_images(folder):
 
 def eval_ops(resize, crop):
     try:
-        from src.dataset import eval_transforms
+        from src.data.transforms import eval_transforms
         return eval_transforms(crop, eval_resize="squash", crop_pct=crop / resize)
     except ImportError:
         import mindspore.dataset.vision as vision

@@ -25,14 +25,17 @@ def user_errors():
             ModelArtsError)
 
 
-def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=()):
+def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), quiet=False):
     """Loads the config from ``argv`` (``sys.argv[1:]`` when None) and returns ``job(cfg, run_log)``'s
     exit status; a user error gives exit status 2 and one ``error:`` line on stderr (and in the run's
-    log file, if it has one). ``uses_data``: on ModelArts, the dataset is downloaded and unzipped."""
+    log file, if it has one). ``uses_data``: on ModelArts, the dataset is downloaded and unzipped.
+    ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
+    import logging
+
     from model_utils.config import load_config
     from src.utils.runtime import RunLog, user_error_exit
 
-    run_log = RunLog(log_name)
+    run_log = RunLog(log_name, console_level=logging.WARNING if quiet else logging.INFO)
     errors = user_errors() + tuple(extra_errors)
     try:
         cfg = load_config(argv)

@@ -11,7 +11,7 @@ logits in NumPy, and measures throughput. Differences from the model zoo's eval 
   is in the figure (the zoo subtracted one batch of images but kept the first batch's compile time);
   with too few batches for that, it falls back to the whole loop's rate (``extra["timed_images"]`` 0);
 * with ``group_size > 1`` the counts of every rank are summed with an AllReduce. The shards must not
-  overlap: ``src.dataset``'s eval shards are disjoint; for a dataset sharded with MindSpore's own
+  overlap: ``src.data``'s eval shards are disjoint; for a dataset sharded with MindSpore's own
   distributed sampler (which repeats samples so every shard has the same length) pass
   ``limit=shard_sample_count(N, rank, group_size)`` so the repeats are not counted.
 
@@ -86,7 +86,7 @@ def _dataset_and_limit(dataset, limit):
     """Unwraps a DatasetBundle; the number of real samples to count (None: all).
 
     An eval ``DatasetBundle`` knows its shard's real image count (``num_images``; eval shards of
-    ``src.dataset`` are disjoint and unpadded), which caps the count as a guard against padding.
+    ``src.data`` are disjoint and unpadded), which caps the count as a guard against padding.
     """
     ds = getattr(dataset, "dataset", dataset)
     if limit is None and getattr(dataset, "mode", None) == "eval":

@@ -24,7 +24,7 @@ def _run(tmp_path, *extra, timeout=300):
 
 
 def _check_rows(rows, framework):
-    from src.benchmark_utils import CSV_COLUMNS
+    from benchmarks.runner import CSV_COLUMNS
 
     mine = [r for r in rows if r["framework"] == framework]
     assert sorted((r["mode"], r["batch_size"], r["img_size"]) for r in mine) == [

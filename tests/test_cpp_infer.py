@@ -173,9 +173,9 @@ def image_set(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------ reference
 def eval_preprocess(path, resize=RESIZE, crop=CROP):
     """The Python eval path: MindSpore's Decode -> Resize((resize, resize)) -> CenterCrop(crop) -> Normalize
-    -> HWC2CHW, as the zoo's eval transforms (src.dataset.eval_transforms when present). Float32 CHW."""
+    -> HWC2CHW, as the zoo's eval transforms (src.data.transforms.eval_transforms when present). Float32 CHW."""
     try:   # the project's own eval transforms (src/dataset.py), squash mode with resize = crop / crop_pct
-        from src.dataset import eval_transforms
+        from src.data.transforms import eval_transforms
         ops = eval_transforms(crop, eval_resize="squash", crop_pct=crop / resize)
     except ImportError:
         import mindspore.dataset.vision as vision

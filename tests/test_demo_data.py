@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-import src.demo_data as dd
-from src.dataset import DatasetError, create_dataset
-from src.demo_data import CLASS_FOLDERS, ensure_demo_dataset
+import src.data.demo as dd
+from src.data import DatasetError, create_dataset
+from src.data.demo import CLASS_FOLDERS, ensure_demo_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ def test_incomplete_tree_is_rebuilt(tmp_path):
 
 
 def test_concurrent_processes_see_a_complete_tree(tmp_path):
-    code = ("import sys, os; sys.path.insert(0, sys.argv[1]); from src.demo_data import ensure_demo_dataset;"
+    code = ("import sys, os; sys.path.insert(0, sys.argv[1]); from src.data.demo import ensure_demo_dataset;"
             "p = ensure_demo_dataset(sys.argv[2]);"
             "n = sum(len(os.listdir(os.path.join(p.train, c))) for c in os.listdir(p.train));"
             "m = sum(len(os.listdir(os.path.join(p.val, c))) for c in os.listdir(p.val)); print(p.train, n, m)")

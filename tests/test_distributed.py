@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.callbacks import list_checkpoints
+from src.checkpoint import training_checkpoints as list_checkpoints
 from src.checkpoint import read_state_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ import mindspore as ms
 from PIL import Image
 
 from src.checkpoint import load_weights, network_metadata, save_checkpoint_atomic
-from src.dataset import create_dataset
+from src.data import create_dataset
 from src.evaluation import EvalResult, evaluate, shard_sample_count, topk_correct
 from src.image_classification import create_model
 
@@ -103,9 +103,8 @@ def test_topk_correct_and_shard_counts():
                              "Inference Performance: 12.35 img/sec"]
 
 
-def test_list_checkpoints(tmp_path):
-    from src.checkpoint import CheckpointError
-    from src.evaluation import list_checkpoints
+def test_checkpoint_files(tmp_path):
+    from src.checkpoint import CheckpointError, checkpoint_files as list_checkpoints
     run = tmp_path / "run"
     (run / "ckpt_0").mkdir(parents=True)
     for name in ("b-2_4.ckpt", "a-1_4.ckpt", "w.safetensors", "cspdarknet53-graph.meta", ".hidden.ckpt"):
@@ -220,7 +219,7 @@ def test_eval_demo_data_when_no_data_dir(tmp_path):
                       "--num_parallel_workers=2"],
                      tmp_path, env={"CSPDARKNET53_CACHE": str(tmp_path / "cache")})
     assert code == 0, out
-    assert "embedded Fashion-MNIST val slice" in out and "num_classes=10" in out
+    assert "evaluating the embedded Fashion-MNIST slice" in out and "num_classes=10" in out
     top1, top5, total = _printed(out)
     assert total == 500 and 0 <= top1 <= top5 <= total
 

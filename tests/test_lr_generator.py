@@ -1,5 +1,4 @@
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -112,10 +111,16 @@ def test_bad_arguments(kwargs):
         get_lr(**args)
 
 
-def test_from_config():
-    cfg = SimpleNamespace(lr_scheduler="cosine_annealing", lr=0.1, max_epoch=150, warmup_epochs=5,
-                          lr_epochs="30,60,90,120", lr_gamma=0.1, eta_min=0, T_max=150)
-    np.testing.assert_array_equal(get_lr_from_config(cfg, 2502),
+def test_from_config_and_t_max_follows_max_epoch():
+    from model_utils.config import load_config
+
+    optim = load_config([]).optim  # the zoo recipe: T_max 0 means max_epoch (150)
+    np.testing.assert_array_equal(get_lr_from_config(optim, 2502),
                                   get_lr("cosine_annealing", 0.1, 2502, 150, 5, T_max=150))
-    d = dict(lr_scheduler="exponential", lr=0.2, max_epoch=4, warmup_epochs=0, lr_epochs=[2], lr_gamma=0.5)
+    short = load_config(["--max_epoch=8", "--warmup_epochs=1"]).optim  # a short run decays over its own length
+    lr = get_lr_from_config(short, 10)
+    np.testing.assert_array_equal(lr, get_lr("cosine_annealing", 0.1, 10, 8, 1, T_max=8))
+    assert lr[-1] < 0.05 * lr.max()  # the zoo staircase: the last epoch sits at (1 + cos(7 pi / 8)) / 2 of the peak
+    d = load_config(["--lr_scheduler=exponential", "--lr=0.2", "--max_epoch=4", "--warmup_epochs=0",
+                     "--lr_epochs=2", "--lr_gamma=0.5"]).optim
     np.testing.assert_allclose(get_lr_from_config(d, 1), [0.2, 0.2, 0.1, 0.1])

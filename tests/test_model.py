@@ -4,7 +4,8 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from src.cspdarknet53 import ARCHS, CspArch, ConvNormAct, get_arch
+from src.archs import REGISTRY, CspArch, get_arch
+from src.cspdarknet53 import ConvNormAct
 from src.image_classification import count_parameters, create_model
 
 
@@ -60,7 +61,7 @@ def test_features_only_defaults_to_zoo_detect_levels():
 def test_same_padding_is_tf_style_zero_top_left():
     """Stride-2 3x3 'same' conv pads 0 top/left and 1 bottom/right (the zoo); 'symmetric' pads 1/1."""
     x = np.random.RandomState(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    for arch, pads in ((ARCHS["cspdarknet53"], ((0, 1), (0, 1))), (ARCHS["cspdarknet53_timm"], ((1, 1), (1, 1)))):
+    for arch, pads in ((get_arch("cspdarknet53"), ((0, 1), (0, 1))), (get_arch("cspdarknet53_timm"), ((1, 1), (1, 1)))):
         unit = ConvNormAct(3, 4, 3, 2, arch)
         w = unit.conv.weight.asnumpy()
         got = unit.conv(ms.Tensor(x)).asnumpy()

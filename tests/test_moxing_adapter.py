@@ -12,7 +12,8 @@ import pytest
 
 from model_utils import device_adapter, local_adapter, moxing_adapter
 from model_utils.config import ConfigError, load_config
-from model_utils.moxing_adapter import ModelArtsError, modelarts_unzip, moxing_wrapper, sync_data
+from model_utils.moxing_adapter import (ModelArtsError, localize_paths, modelarts_unzip, run_on_modelarts,
+                                        sync_data)
 
 
 @pytest.fixture
@@ -52,55 +53,58 @@ def _modelarts_config(tmp_path, *extra):
         "--output_path=%s" % (tmp_path / "out"), *extra])
 
 
-# --------------------------------------------------------------------------- moxing_wrapper
-def test_wrapper_syncs_runs_and_uploads(env, fake_moxing):
-    cfg = _modelarts_config(env)
-    events = []
+# --------------------------------------------------------------------------- run_on_modelarts
+def test_wrapper_syncs_localizes_runs_and_uploads(env, fake_moxing):
+    cfg = _modelarts_config(env, "--need_modelarts_dataset_unzip=false", "--data_dir=train", "--pretrained=w.ckpt",
+                            "--ckpt_path=outputs/", "--file_name=/abs/model")
+    seen = []
 
-    @moxing_wrapper(cfg, pre_process=lambda: events.append(("pre", len(fake_moxing))),
-                    post_process=lambda: events.append(("post", len(fake_moxing))))
-    def run(x):
-        events.append(("run", len(fake_moxing)))
-        assert os.path.isdir(cfg.output_path)
-        return x * 2
+    def job(c):
+        seen.append((len(fake_moxing), c))
+        assert os.path.isdir(c.modelarts.output_path)
+        return 42
 
-    assert run(21) == 42
+    assert run_on_modelarts(cfg, job) == 42
     assert fake_moxing == [
         ("obs://bucket/data", str(env / "data")),
         ("obs://bucket/ckpt", str(env / "ckpt")),
         ("obs://bucket/out", str(env / "out")),
         (str(env / "out"), "obs://bucket/out"),
     ]
-    # the three downloads happen before pre_process/run/post_process, the upload after
-    assert events == [("pre", 3), ("run", 3), ("post", 3)]
-    assert cfg.device_num == 1 and cfg.device_id == 0
-    assert run.__name__ == "run"
+    (downloads, local), = seen
+    assert downloads == 3  # the three downloads before the job, the upload after
+    # one rule for every script: data keys in the dataset, weights in load_path, outputs in output_path
+    assert local.data.data_dir == str(env / "data" / "train")
+    assert local.weights.pretrained == str(env / "ckpt" / "w.ckpt")
+    assert local.train.ckpt_path == str(env / "out" / "outputs") + "/"
+    assert local.eval.log_path == str(env / "out" / "outputs") + "/"
+    assert local.export.file_name == "/abs/model"  # absolute paths stay
+    assert cfg.data.data_dir == "train"              # the caller's config is not changed
+
+
+def test_localize_paths_empty_data_dir_is_the_dataset_root(env):
+    cfg = _modelarts_config(env)
+    local = localize_paths(cfg, str(env / "data" / "ImageNet"))
+    assert local.data.data_dir == str(env / "data" / "ImageNet") and local.is_explicit("data_dir")
+    assert localize_paths(cfg, None).data.data_dir == ""  # export/predict: no dataset
 
 
 def test_wrapper_skips_unset_urls(env, fake_moxing):
-    cfg = load_config(["--enable_modelarts", "--data_url=obs://b/d",
+    cfg = load_config(["--enable_modelarts", "--data_url=obs://b/d", "--need_modelarts_dataset_unzip=false",
                        "--data_path=%s" % (env / "d"), "--output_path=%s" % (env / "o")])
-    moxing_wrapper(cfg)(lambda: None)()
+    run_on_modelarts(cfg, lambda c: None)
     assert fake_moxing == [("obs://b/d", str(env / "d"))]   # no train_url: nothing uploaded
 
 
 def test_wrapper_uploads_after_failure_and_reraises(env, fake_moxing):
-    cfg = _modelarts_config(env)
+    cfg = _modelarts_config(env, "--need_modelarts_dataset_unzip=false")
 
-    @moxing_wrapper(cfg)
-    def run():
+    def job(c):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        run()
+        run_on_modelarts(cfg, job)
     assert fake_moxing[-1] == (str(env / "out"), "obs://bucket/out")
-
-
-def test_wrapper_without_modelarts_just_runs(env, fake_moxing):
-    cfg = load_config([])
-    ran = []
-    assert moxing_wrapper(cfg, pre_process=lambda: ran.append("pre"))(lambda: ran.append("run") or 7)() == 7
-    assert ran == ["run"] and fake_moxing == []
 
 
 def test_wrapper_without_moxing_gives_clear_error(env, monkeypatch):
@@ -108,15 +112,10 @@ def test_wrapper_without_moxing_gives_clear_error(env, monkeypatch):
     cfg = _modelarts_config(env)
     ran = []
     with pytest.raises(ConfigError) as e:
-        moxing_wrapper(cfg)(lambda: ran.append(1))()
+        run_on_modelarts(cfg, lambda c: ran.append(1))
     assert "moxing" in str(e.value) and "ModelArts" in str(e.value)
     assert "enable_modelarts" in str(e.value)
     assert ran == []
-
-
-def test_without_modelarts_moxing_is_never_imported(env, monkeypatch):
-    monkeypatch.setitem(sys.modules, "moxing", None)
-    assert moxing_wrapper(load_config([]))(lambda: "ok")() == "ok"
 
 
 # --------------------------------------------------------------------------- sync_data
@@ -211,9 +210,9 @@ def test_bad_zip_is_a_clear_error(env):
 def test_unzip_modelarts_dataset_uses_config(env):
     _make_zip(env / "ImageNet.zip")
     cfg = load_config(["--data_path=%s" % env])
-    assert moxing_adapter.unzip_modelarts_dataset(cfg) == str(env / "ImageNet")
+    assert moxing_adapter.unzip_modelarts_dataset(cfg.modelarts) == str(env / "ImageNet")
     cfg2 = load_config(["--need_modelarts_dataset_unzip=false"])
-    assert moxing_adapter.unzip_modelarts_dataset(cfg2) is None
+    assert moxing_adapter.unzip_modelarts_dataset(cfg2.modelarts) is None
 
 
 # --------------------------------------------------------------------------- ids and adapters

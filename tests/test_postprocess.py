@@ -1,4 +1,4 @@
-"""postprocess.py, create_imagenet2012_label.py, the ImageNet class-name table and src/class_names.py."""
+"""postprocess.py, create_imagenet2012_label.py, the ImageNet class-name table and src/data/class_names.py."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 import create_imagenet2012_label as label_script
 import postprocess
-from src import class_names
+from src.data import class_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 10

@@ -12,7 +12,7 @@ import mindspore as ms
 from PIL import Image
 
 from src.checkpoint import load_weights, network_metadata, save_checkpoint_atomic
-from src.dataset import create_dataset
+from src.data import create_dataset
 from src.image_classification import create_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ def test_predict_real_photo_imagenet_names(tmp_path):
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
     probs = [r[1] for r in rows]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
-    from src.class_names import load_imagenet_class_names
+    from src.data.class_names import load_imagenet_class_names
     names = load_imagenet_class_names()
     assert all(name == names[c] for _, _, name, c in rows)  # names from the shipped ImageNet table
 
@@ -117,7 +117,7 @@ def test_predict_run_folder_class_index_and_preprocessing(tmp_path):
     code, out = _run([f"--pretrained={run / 'ckpt_0' / 'cspdarknet_tiny-1_2.ckpt'}", f"--image_path={photos}",
                       "--topk=5"], tmp_path)
     assert code == 0, out
-    assert "image_size=32,48" in out and "class_index.json" in out
+    assert "input 32,48 (squash resize" in out and "class names: " + str(run / "class_index.json") in out
     blocks = _blocks(out)
     assert set(blocks) == {str(photos / "a.jpg"), str(photos / "b.png"), str(photos / "broken.jpg")}
     for name in ("a.jpg", "b.png"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.callbacks import find_resume_checkpoint, list_checkpoints
+from src.checkpoint import find_resume_checkpoint, training_checkpoints as list_checkpoints
 from src.checkpoint import read_state_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

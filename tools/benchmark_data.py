@@ -4,7 +4,7 @@
     python tools/benchmark_data.py --data_dir /tmp/bench_jpegs --make_synthetic 300   # make test JPEGs first
     python tools/benchmark_data.py --data_dir DIR --model_rate 2.1    # also print pipeline / model ratio
 
-For each mode (train, eval) and worker count it builds the real pipeline with ``src.dataset.create_dataset``,
+For each mode (train, eval) and worker count it builds the real pipeline with ``src.data.create_dataset``,
 skips the first batch (start-up), times ``--batches`` batches (repeating epochs as needed), and prints the
 median over ``--repeats`` runs, in images per wall-clock second and per CPU second of the process (the
 second is the pipeline's cost, much less sensitive to other load on the machine). It also reports the cost of the up-front file check per 1000 files.
@@ -36,7 +36,7 @@ def _source_items(n):
         with gzip.open(FMNIST_TEST, "rb") as f:
             data = f.read()
         return np.frombuffer(data, np.uint8, offset=16).reshape(-1, 28, 28)[:n]
-    from src.demo_data import load_slice
+    from src.data.demo import load_slice
     xt, _, xv, _ = load_slice()
     return np.concatenate([xt, xv])[:n]
 
@@ -76,7 +76,7 @@ def _cpu_seconds():
 
 def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats):
     """Median (images per wall second, images per CPU second) over the repeats."""
-    from src.dataset import create_dataset
+    from src.data import create_dataset
     rates, cpu_rates = [], []
     for r in range(repeats):
         bundle = create_dataset(data_dir, image_size, batch, mode=mode, num_parallel_workers=workers,
@@ -104,14 +104,15 @@ def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats):
 
 def scan_cost(data_dir):
     """Milliseconds per 1000 files of the up-front check (listing + check_image_file), page cache warm."""
-    from src import dataset as sd
+    from src.data.checks import scan_files
+    from src.data.listing import list_image_folder
     t0 = time.perf_counter()
-    _, rel, _ = sd._list_folder(data_dir, None)
+    _, rel, _ = list_image_folder(data_dir, None)
     paths = [os.path.join(data_dir, p) for p in rel]
     t1 = time.perf_counter()
-    sd.scan_files(paths, workers=1)
+    scan_files(paths, workers=1)
     t2 = time.perf_counter()
-    sd.scan_files(paths)
+    scan_files(paths)
     t3 = time.perf_counter()
     n = max(1, len(paths))
     return len(paths), 1e6 * (t1 - t0) / n, 1e6 * (t2 - t1) / n, 1e6 * (t3 - t2) / n

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from src.demo_data import CLASS_NAMES, write_image_folder  # noqa: E402
+from src.data.demo import CLASS_NAMES, write_image_folder  # noqa: E402
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"
 FILES = {

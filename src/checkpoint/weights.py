@@ -142,7 +142,7 @@ def _run_folder_record(path):
     run_dir = run_folder_of(path)
     preprocess, names = {}, None
     if not run_dir:
-        return preprocess, names
+        return preprocess, names, None
     try:
         import yaml
         with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
@@ -151,19 +151,21 @@ def _run_folder_record(path):
                       and saved[k] not in ("auto", 0, None)}
     except (OSError, ValueError, ImportError):
         pass
+    index_path = os.path.join(run_dir, "class_index.json")
     try:
         from src.data.listing import load_class_index
-        index = load_class_index(os.path.join(run_dir, "class_index.json"))
+        index = load_class_index(index_path)
         names = [n for n, _ in sorted(index.items(), key=lambda kv: kv[1])]
     except ValueError:
-        pass
-    return preprocess, names
+        index_path = None
+    return preprocess, names, index_path
 
 
 def checkpoint_model_info(path):
     """What a checkpoint says about its network and its training data.
 
-    ``{"arch": str or None, "num_classes": int or None, "preprocess": {...}, "class_names": [...] or None}``:
+    ``{"arch": str or None, "num_classes": int or None, "preprocess": {...}, "class_names": [...] or None,
+    "class_names_source": where the names come from}``:
     ``arch`` from the recorded metadata, else from the key layout (a foreign layout implies the
     architecture the registry gives it); ``num_classes`` from the metadata, else the classifier's shape;
     ``preprocess`` (image_size, eval_resize, crop_pct it was trained with) and ``class_names`` (in index
@@ -189,19 +191,21 @@ def checkpoint_model_info(path):
                 num_classes = int(arr.shape[0])
                 break
     preprocess = {k: meta[k] for k in PREPROCESS_KEYS if meta.get(k)}
-    names = None
+    names, names_source = None, None
     if meta.get("class_names"):
         try:
-            names = json.loads(meta["class_names"])
+            names, names_source = json.loads(meta["class_names"]), f"recorded in {path}"
         except ValueError:
             names = None
     if not preprocess or names is None:
-        folder_pre, folder_names = _run_folder_record(path)
+        folder_pre, folder_names, index_path = _run_folder_record(path)
         preprocess = preprocess or folder_pre
-        names = names if names is not None else folder_names
+        if names is None and folder_names is not None:
+            names, names_source = folder_names, index_path
     if names is not None and num_classes is not None and len(names) > num_classes:
-        names = None  # belongs to another model
-    return {"arch": arch or None, "num_classes": num_classes, "preprocess": preprocess, "class_names": names}
+        names, names_source = None, None  # belongs to another model
+    return {"arch": arch or None, "num_classes": num_classes, "preprocess": preprocess, "class_names": names,
+            "class_names_source": names_source}
 
 
 def resolve_model_info(info, arch, num_classes, arch_explicit=False, num_classes_explicit=False):

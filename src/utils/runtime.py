@@ -171,7 +171,7 @@ class RunLog:
     log file too. Creating a RunLog replaces the handlers of an earlier one (tests run several jobs).
     """
 
-    def __init__(self, name="run", rank=0, to_stdout=True, level=logging.INFO):
+    def __init__(self, name="run", rank=0, to_stdout=True, level=logging.INFO, console_level=logging.INFO):
         self.root = logging.getLogger(PROJECT_LOGGER)
         self.root.setLevel(level)
         self.root.propagate = False
@@ -181,7 +181,9 @@ class RunLog:
         self.formatter = logging.Formatter(LOG_FORMAT)
         self.stream = None
         if to_stdout and rank == 0:
-            self.stream = logging.StreamHandler(sys.stdout)
+            # info lines to stdout; a program that prints its own results shows only warnings, on stderr
+            self.stream = logging.StreamHandler(sys.stdout if console_level <= logging.INFO else sys.stderr)
+            self.stream.setLevel(console_level)
             self.stream.setFormatter(self.formatter)
             self.root.addHandler(self.stream)
         self.buffer = _BufferHandler()
