@@ -1,4 +1,4 @@
-"""ModelArts end to end through train.py and eval.py, with a stand-in ``moxing`` package on PYTHONPATH.
+"""ModelArts end to end through train.py and eval.py (one wrapper for both), with a stand-in ``moxing`` package.
 
 Local folders act as OBS (``obs://bucket/...`` is mapped to a folder); the stand-in copies with
 shutil and records every ``moxing.file.copy_parallel`` call in a JSON file. The dataset is a real
@@ -137,3 +137,32 @@ def test_missing_moxing_is_one_clear_error(modelarts):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "'moxing' package cannot be imported" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_eval_on_modelarts_downloads_unzips_scores_uploads(modelarts, tmp_path):
+    """eval.py runs inside the same ModelArts wrapper: the checkpoint comes from checkpoint_url, the data
+    from the unzipped dataset, the results go to train_url."""
+    from src.checkpoint import network_metadata, save_checkpoint_atomic
+    from src.image_classification import create_model
+
+    ma = modelarts
+    net = create_model("cspdarknet_tiny", num_classes=2)
+    save_checkpoint_atomic(net, ma["obs"] / "pretrained" / "tiny.ckpt", metadata=network_metadata(net))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), *ma["flags"], "--data_dir=val",
+                           "--pretrained=tiny.ckpt", "--image_size=32,32", "--per_batch_size=2",
+                           "--num_parallel_workers=1", "--result_file=result.json"],
+                          cwd=ma["tmp"], env=ma["env"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cache = ma["cache"]
+    assert _calls(ma) == [("obs://bucket/data", str(cache / "data")),
+                          ("obs://bucket/pretrained", str(cache / "ckpt")),
+                          ("obs://bucket/out", str(cache / "train")),
+                          (str(cache / "train"), "obs://bucket/out")]
+    assert proc.stdout.count("unzip: extracting") == 1, proc.stdout
+    # the relative checkpoint was read from load_path, the relative data_dir inside the dataset
+    with open(ma["obs"] / "out" / "result.json") as f:
+        result = json.load(f)
+    assert result["checkpoint"] == str(cache / "ckpt" / "tiny.ckpt")
+    assert result["data_dir"] == str(cache / "data" / "ImageNet" / "val") and result["images"] == 4
+    (run,) = list((ma["obs"] / "out" / "outputs").iterdir())
+    assert (run / "eval_result.json").is_file() and (run / "eval_rank0.log").is_file()
