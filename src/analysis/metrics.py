@@ -297,6 +297,27 @@ class EvalAccumulator:
                 self._push((float(conf), -int(round(index)), int(round(true)), int(round(pred))))
         return self
 
+    def all_reduce(self, rank, group_size, reducer=None):
+        """Distributed eval: replaces this rank's counts and mistakes by those of all ranks (every rank must
+        call it; all hold the totals afterwards). One AllReduce of ``counts_vector`` + ``mistakes_vector``
+        through ``reducer`` (default ``src.evaluation._SumAcrossRanks``, float32: exact below 2**24 per
+        count and sample index, checked). No-op for ``group_size <= 1``. Returns self."""
+        if group_size <= 1:
+            return self
+        if reducer is None:
+            from src.evaluation import _SumAcrossRanks
+            reducer = _SumAcrossRanks()
+        counts = self.counts_vector(np.float64)
+        mistakes = self.mistakes_vector(slot=rank, slots=group_size, dtype=np.float64)
+        summed = np.asarray(reducer(np.concatenate([counts, mistakes])), dtype=np.float64)
+        if summed.size != counts.size + mistakes.size:
+            raise ValueError(f"the reducer returned {summed.size} values for {counts.size + mistakes.size}")
+        if np.max(summed[:counts.size], initial=0.0) >= 2 ** 24 or np.max(summed[counts.size:], initial=0.0) >= 2 ** 24:
+            raise ValueError("a count or sample index reached 2**24: a float32 AllReduce is no longer exact")
+        self.load_counts_vector(summed[:counts.size])
+        self.load_mistakes_vector(summed[counts.size:])
+        return self
+
     # -- results ---------------------------------------------------------------------------------
     @property
     def total(self):
