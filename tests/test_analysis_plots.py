@@ -112,25 +112,27 @@ def test_contact_sheet(tmp_path):
                          title="9 most confident mistakes")
     seconds = time.perf_counter() - start
     w, h = _png(path)
-    assert w == 3 * (128 + 12) and h > 3 * (128 + 12)
+    cell = 160 + 12  # caption_width 160 (wider than the 128 px thumbnail) + 6 px margins
+    assert w == 3 * cell and h > 3 * cell
     assert seconds < 5 and os.path.getsize(path) < 200 * 1024
     with Image.open(path) as im:
         sheet = np.asarray(im.convert("RGB"))
-    top = h - 3 * (128 + 6 + 2 * 15 + 6)  # title height
-    tile = sheet[top + 6:top + 6 + 128, 6:6 + 128]  # first thumbnail: 40 px enlarged to 128, red | blue
+    top = h - 3 * (128 + 6 + 2 * 14 + 6)  # title height (captions: 2 lines of font 10 + 4)
+    x = 6 + (160 - 128) // 2  # the thumbnail is centred in its cell
+    tile = sheet[top + 6:top + 6 + 128, x:x + 128]  # first thumbnail: 40 px enlarged to 128, red | blue
     assert tuple(tile[64, 5]) == (255, 0, 0) and tuple(tile[64, 122]) == (0, 0, 255)
-    clear = sheet[top + 6:top + 6 + 128, 2 * 140 + 6:2 * 140 + 6 + 128]  # third: transparent -> white
+    clear = sheet[top + 6:top + 6 + 128, 2 * cell + x:2 * cell + x + 128]  # third: transparent -> white
     assert np.all(clear[5:-5, 5:-5] == 255)
-    # Small thumbnails keep captions readable: cells stay caption_width (128) wide.
+    # Small thumbnails keep captions readable: cells stay caption_width wide.
     w_small, _ = _png(contact_sheet(items[:4], captions[:4], tmp_path / "small.png", thumb_size=48))
-    assert w_small == 4 * (128 + 12)
+    assert w_small == 4 * cell
     with pytest.raises(ValueError, match="captions"):
         contact_sheet(items, captions[:2], tmp_path / "x.png")
 
 
 def test_caption_keeps_probability():
     draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
-    font = plots._font(11)
+    font = plots._font(10)
     line = mistake_caption("a", "a very long predicted class name indeed", 0.93).split("\n")[1]
     fitted = plots._fit(draw, line, font, 120)
     assert fitted.endswith("\u2026 (p=0.93)") and draw.textlength(fitted, font=font) <= 120

@@ -290,8 +290,8 @@ def _thumbnail(img, size):
     return img.resize(new, Image.NEAREST if scale > 1 else Image.LANCZOS)
 
 
-def contact_sheet(images, captions, path, thumb_size=128, columns=None, title=None, font_size=11,
-                  background=(255, 255, 255), caption_width=128):
+def contact_sheet(images, captions, path, thumb_size=128, columns=None, title=None, font_size=10,
+                  background=(255, 255, 255), caption_width=160):
     """Thumbnails of ``images`` in a grid with ``captions`` (strings, lines split at ``\\n``) under each;
     writes a PNG to ``path`` and returns the absolute path. PIL only.
 
