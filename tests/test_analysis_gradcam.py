@@ -12,10 +12,10 @@ from PIL import Image
 
 from src.analysis.gradcam import (GradCAM, apply_colormap, denormalize, normalize_cam, overlay_cam,
                                   save_cam_overlay, upsample_bilinear)
-from src.cspdarknet53 import ARCHS
+from src.archs import get_arch
 from src.image_classification import create_model
 
-TIMM_TINY = dataclasses.replace(ARCHS["cspdarknet_tiny"], name="cspdarknet_tiny_timm", activation="leaky_relu",
+TIMM_TINY = dataclasses.replace(get_arch("cspdarknet_tiny"), name="cspdarknet_tiny_timm", activation="leaky_relu",
                                 padding="symmetric", split="merged", concat_order="cross_first")
 
 
@@ -149,7 +149,7 @@ def test_upsample_and_normalize():
 
 
 def test_denormalize_round_trip():
-    from src.dataset import IMAGENET_MEAN, IMAGENET_STD
+    from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     img = np.random.RandomState(0).randint(0, 256, (20, 30, 3)).astype(np.uint8)
     chw = ((img - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).transpose(2, 0, 1).astype(np.float32)

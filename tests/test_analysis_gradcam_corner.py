@@ -65,7 +65,7 @@ def experiment(arch, out_dir, seed=0, steps=STEPS, n_test=200):
     ms.set_context(mode=ms.GRAPH_MODE)
     settings = apply_cpu_performance_settings()
     from src.analysis.gradcam import GradCAM, denormalize, save_cam_overlay
-    from src.cspdarknet53 import ARCHS
+    from src.archs import get_arch
     from src.image_classification import create_model
     from src.loss import create_loss
     from src.train_step import TrainStep
@@ -73,7 +73,7 @@ def experiment(arch, out_dir, seed=0, steps=STEPS, n_test=200):
 
     if arch == "timm":
         import dataclasses
-        arch = dataclasses.replace(ARCHS["cspdarknet_tiny"], name="cspdarknet_tiny_timm", activation="leaky_relu",
+        arch = dataclasses.replace(get_arch("cspdarknet_tiny"), name="cspdarknet_tiny_timm", activation="leaky_relu",
                                    padding="symmetric", split="merged", concat_order="cross_first")
     start = time.perf_counter()
     rng = np.random.RandomState(seed)

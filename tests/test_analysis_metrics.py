@@ -126,7 +126,7 @@ def test_random_against_brute_force_and_topk_correct(seed):
 
 
 def test_merge_and_vectors_equal_one_process():
-    """Three 'ranks' holding src.dataset's interleaved eval shards (rank r: samples r, r+3, ...)."""
+    """Three 'ranks' holding src.data's interleaved eval shards (rank r: samples r, r+3, ...)."""
     rng = np.random.RandomState(3)
     K, n, G = 6, 250, 3
     logits = rng.randn(n, K).astype(np.float32)

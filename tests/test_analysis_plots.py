@@ -53,7 +53,7 @@ def test_confusion_matrix_10_classes(tmp_path):
 
 
 def test_confusion_matrix_1000_classes(tmp_path):
-    from src.class_names import load_imagenet_class_names
+    from src.data.class_names import load_imagenet_class_names
 
     names = load_imagenet_class_names()
     matrix = _matrix(1000, 50)

@@ -1,4 +1,4 @@
-"""src.analysis.report end to end on the project's own pipeline: an ImageFolder through src.dataset's eval
+"""src.analysis.report end to end on the project's own pipeline: an ImageFolder through src.data's eval
 pipeline and src.evaluation.evaluate, the accumulator fed batch by batch from the same logits, then every
 file eval.py will write. The counts agree with evaluate's, and each worst mistake's sample index maps to a
 file of its true class folder (the index <-> file contract eval.py relies on)."""
@@ -13,7 +13,7 @@ from PIL import Image
 
 from src.analysis.metrics import EvalAccumulator, read_confusion_matrix_csv
 from src.analysis.report import FILE_NAMES, write_eval_analysis
-from src.dataset import create_dataset
+from src.data import create_dataset
 from src.evaluation import evaluate
 from src.image_classification import create_model
 

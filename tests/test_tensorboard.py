@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("tensorboardX")
 
-from src.callbacks import MetricsWriter  # noqa: E402
+from src.reporting import MetricsWriter  # noqa: E402
 from src.utils.tensorboard import (EPOCH_TAGS, STEP_TAGS, TensorBoardLogger, TensorBoardUnavailable,  # noqa: E402
                                    create_tensorboard_logger, epoch_scalars, event_files, read_scalars,
                                    step_scalars)

@@ -204,7 +204,7 @@ def normalize_cam(cams):
 def denormalize(image, mean=None, std=None):
     """A network input (3, H, W), normalised with ImageNet mean/std on 0-255 pixels, as HWC uint8."""
     if mean is None or std is None:
-        from src.dataset import IMAGENET_MEAN, IMAGENET_STD
+        from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD
         mean = IMAGENET_MEAN if mean is None else mean
         std = IMAGENET_STD if std is None else std
     x = np.asarray(image, dtype=np.float64)

@@ -166,7 +166,7 @@ class EvalAccumulator:
     num_classes: K. topk: the k of top-k recall (5). worst_n: how many mistakes to keep (0: none).
     index_offset, index_stride: the sample index of the i-th image fed (when ``update`` gets no
     ``indices``) is ``index_offset + i * index_stride``; ``(rank, group_size)`` gives the global index
-    in the file list for ``src.dataset``'s eval shards (rank r holds images r, r+G, r+2G, ...).
+    in the file list for ``src.data.pipeline``'s eval shards (rank r holds images r, r+G, r+2G, ...).
     """
 
     def __init__(self, num_classes, topk=5, worst_n=0, index_offset=0, index_stride=1):

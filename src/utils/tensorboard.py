@@ -37,7 +37,7 @@ TENSORBOARDX_PIN = "tensorboardX==2.6.5"
 #: step_scalars() keyword -> tag
 STEP_TAGS = {"loss": "train/loss", "lr": "train/lr", "images_per_sec": "train/img_per_s",
              "loss_scale": "train/loss_scale"}
-#: metrics.csv column (src.callbacks.METRICS_FIELDS) -> tag
+#: metrics.csv column (src.reporting.METRICS_FIELDS) -> tag
 EPOCH_TAGS = {"epoch": "epoch/epoch", "train_loss": "epoch/train_loss", "lr": "epoch/lr", "val_top1": "val/top1",
               "val_top5": "val/top5", "epoch_time_s": "epoch/time_s", "images_per_sec": "epoch/img_per_s"}
 
