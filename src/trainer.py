@@ -106,7 +106,7 @@ def build_training(cfg, ctx, log, network_rewrites=None):
         val_data = create_dataset_from_config(cfg.data, "eval", data_dir=cfg.data.val_data_dir,
                                               class_to_idx=data.class_to_idx, **common)
 
-    net = create_model(cfg.model.arch, num_classes=cfg.model.num_classes, seed=cfg.device.seed)
+    net = create_model(cfg.model.arch, num_classes=cfg.model.num_classes, seed=cfg.device.seed, init=cfg.model.init)
     if network_rewrites:
         from src.utils.perf import prepare_network
         prepare_network(net, train=True, **network_rewrites)
@@ -225,8 +225,8 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
              cfg.data.per_batch_size, setup.preprocess["image_size"],
              f"; validation: {val_data.total_images or val_data.num_images} images" if val_data else "")
     optim = cfg.optim
-    log.info("arch %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
-             setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
+    log.info("arch %s, init %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
+             cfg.model.init, setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
              optim.lr_scheduler, optim.lr, f"on (decay {optim.ema_decay})" if setup.ema is not None else "off")
     _log_schedule(log, setup.lr, steps_per_epoch)
     if resume_path:
