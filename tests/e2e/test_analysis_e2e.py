@@ -14,7 +14,6 @@ import csv
 import glob
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
