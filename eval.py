@@ -16,6 +16,11 @@ counts are summed; rank 0 writes the results.
 Outputs: the model zoo's lines ``top1_correct=N, tot=M, acc=XX.XX%(TOP1)``, the TOP5 line and
 ``Inference Performance: X.XX img/sec``; ``<log_path>/<run>/eval_result.json`` (and ``result_file`` when
 given); the log ``<log_path>/<run>/eval_rank<R>.log``, the resolved ``config.yaml`` and ``run.json``.
+Beside the JSON (in ``<run>/<checkpoint stem>/`` when several checkpoints are scored), from the counts of
+all ranks (``src.analysis``): ``per_class.csv``, ``confusion_matrix.csv`` (rows = true class, columns =
+predicted, raw counts), ``confusion_matrix.png`` (needs matplotlib; without it the log says so) and
+``worst_mistakes.png`` (the ``worst_mistakes`` most confident wrong predictions); ``no_plots`` skips the
+PNGs. The JSON gains macro precision / recall / F1, the 10 most confused pairs and the worst mistakes' files.
 Exit status: 0 done, 2 bad input (the message names the file, key or value); a folder with unreadable
 checkpoints scores the others, writes their results and then exits 2 naming the unreadable ones.
 """
@@ -39,6 +44,34 @@ def _imagenet_class_index(data_dir, num_classes):
     if not folders or any(f not in index for f in folders) or len(folders) == 1000:
         return None  # all 1000 folders: sorted order is the ImageNet order already
     return {f: index[f] for f in folders}
+
+
+def _class_names(bundle, num_classes, imagenet_labels, data_list, info):
+    """Names of the ``num_classes`` rows of the confusion matrix: ImageNet's when the labels are ImageNet
+    indices (synset folders) or a 1000-class model reads a data_list; else the data's class folders (gaps
+    ``class_<i>``); with a data_list the checkpoint's recorded names when it has them."""
+    from src.data.class_names import load_class_names, load_imagenet_synsets
+
+    names = [f"class_{i}" for i in range(num_classes)]
+    if data_list:
+        recorded = info.get("class_names") or []
+        if num_classes == 1000 and (not recorded or recorded == load_imagenet_synsets()):
+            return load_class_names(None, 1000)
+        return list(recorded[:num_classes]) + names[len(recorded):] if recorded else names
+    folders = {i: name for name, i in bundle.class_to_idx.items() if 0 <= i < num_classes}
+    if num_classes == 1000 and (imagenet_labels is not None or
+                                all(n == s for (i, n), s in zip(sorted(folders.items()), load_imagenet_synsets()))):
+        return load_class_names(None, 1000)
+    return [folders.get(i, names[i]) for i in range(num_classes)]
+
+
+def _analysis_dirs(ckpts, run_dir):
+    """Where each checkpoint's analysis files go: the run folder for one, ``<run>/<checkpoint stem>/`` for several."""
+    if len(ckpts) == 1:
+        return {ckpts[0]: run_dir}
+    stems = [os.path.splitext(os.path.basename(c))[0] for c in ckpts]
+    return {c: os.path.join(run_dir, stem if stems.count(stem) == 1 else os.path.basename(c))
+            for c, stem in zip(ckpts, stems)}
 
 
 def _read_checkpoints(cfg):
@@ -71,6 +104,7 @@ def evaluate_job(cfg, run_log):
     from src.data import DatasetError
     from src.data.demo import with_demo_data
     from src.data.pipeline import create_dataset_from_config
+    from src.analysis.report import write_eval_analysis
     from src.evaluation import result_record, score_checkpoints
     from src.utils.fileio import write_json_atomic
     from src.utils.runtime import new_run_dir, start_context
@@ -126,7 +160,24 @@ def evaluate_job(cfg, run_log):
             **pre}
     if cfg.data.data_list:
         desc["data_list"] = os.path.abspath(cfg.data.data_list)
-    scored = score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites)
+    dirs = _analysis_dirs(ckpts, ctx.run_dir)
+
+    def analyze(ckpt, acc):  # every rank, after the counts of all ranks were summed; rank 0 writes
+        if not ctx.is_main:
+            return None
+        names = _class_names(bundle, acc.num_classes, class_to_idx, cfg.data.data_list, infos[ckpt])
+        out = write_eval_analysis(acc, dirs[ckpt], names, image_for_index=bundle.path_of,
+                                  plots=not cfg.eval.no_plots, log=log)
+        log.info("analysis: %s", ", ".join(out.files[k] for k in out.files))
+        fields = dict(out.json_fields)
+        fields["worst_mistakes"] = [{"image": os.path.abspath(bundle.path_of(m.index)), "true": m.true,
+                                     "true_name": names[m.true], "predicted": m.predicted,
+                                     "predicted_name": names[m.predicted], "confidence": round(m.confidence, 6)}
+                                    for m in acc.worst_mistakes()]
+        fields["analysis_dir"] = os.path.abspath(dirs[ckpt])
+        return fields
+
+    scored = score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=analyze)
     records = [result_record(ckpt, info, result, report, precision, ctx.device_target, desc)
                for ckpt, info, result, report, precision in scored]
     for rec in records:

@@ -45,6 +45,13 @@ class DatasetBundle:
     mode: str = "train"
     sampler: Any = None                # train: the epoch sampler
     source: Any = None                 # the file source
+    all_paths: Any = None              # every usable file of all shards, in global sample order
+
+    def path_of(self, index):
+        """The file of global sample ``index`` (an eval shard of rank r holds samples r, r + G, r + 2G, ...;
+        ``src.analysis.metrics.EvalAccumulator``'s sample indices), whichever rank scored it."""
+        table = self.all_paths if self.all_paths is not None else self.source.table
+        return table[int(index)]
 
     def set_epoch(self, epoch):
         """Makes the next iterator yield epoch ``epoch``'s order (a fresh iterator does not advance the
@@ -247,6 +254,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     total = len(keep)
 
     # ---- shard
+    all_paths = _PathTable(data_dir, rel_keep) if not train and group_size > 1 else None
     if train or group_size == 1:
         shard_n = math.ceil(total / group_size)
     else:  # eval: every image exactly once over all ranks
@@ -293,7 +301,8 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
         dataset = dataset.map(operations=T.TypeCast(ms.float32), input_columns="label")
     return DatasetBundle(dataset=dataset, class_to_idx=dict(class_to_idx), num_images=shard_n,
                          steps_per_epoch=steps, skipped=skipped, converted=converted, total_images=total,
-                         mode=mode, sampler=sampler, source=source)
+                         mode=mode, sampler=sampler, source=source,
+                         all_paths=all_paths if all_paths is not None else source.table)
 
 
 def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, rank=0,
