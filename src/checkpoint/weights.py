@@ -143,13 +143,14 @@ def _run_folder_record(path):
     preprocess, names = {}, None
     if not run_dir:
         return preprocess, names, None
+    import yaml  # a requirement (the config loader's)
+
     try:
-        import yaml
         with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}
         preprocess = {k: saved[k] for k in PREPROCESS_KEYS if isinstance(saved, dict) and k in saved
                       and saved[k] not in ("auto", 0, None)}
-    except (OSError, ValueError, ImportError):
+    except (OSError, ValueError, yaml.YAMLError):  # an unreadable record is no record (not UTF-8: ValueError)
         pass
     index_path = os.path.join(run_dir, "class_index.json")
     try:
