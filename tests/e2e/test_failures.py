@@ -212,6 +212,16 @@ def test_unwritable_export_and_predict_outputs(tmp_path, data, trained, where):
     assert line.startswith(f"error: result_file='{target}/p.json': cannot ")
 
 
+def test_export_to_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, trained):
+    ckpt = os.path.join(trained, "ckpt_0", "0-2_2.ckpt")
+    out = tmp_path / "exported"
+    proc = _run("export.py", [f"--ckpt_file={ckpt}", f"--file_name={out}/net"], tmp_path,
+                preexec_fn=_limit_file_size(200_000))
+    line = _error_line(proc)
+    assert line.startswith(f"error: cannot write {out / 'net.mindir'} (") and line.endswith("File too large")
+    assert not out.exists() or os.listdir(out) == []  # the temporary export folder is gone too
+
+
 # --------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("extra, message", [
     (["--arch", "cspdarknet53"], "was trained with arch 'cspdarknet_tiny', the config says 'cspdarknet53'"),
