@@ -70,7 +70,7 @@ parse_extra_flags() {
         has_value=0
       fi
     else
-      die_usage "extra arguments must be train.py/eval.py flags (--key value or --key=value), got '$arg'"
+      die_usage "extra arguments must be --key value or --key=value flags of train.py/eval.py, got '$arg'"
     fi
     if [ "$has_value" = 0 ]; then
       EXTRA_FLAGS+=("--$key")

@@ -43,11 +43,61 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
     (["--export_batch_size=0"], "--export_batch_size: must be >= 1"),
     (["--topk=0"], "--topk: must be >= 1"),
     (["--max_epoch"], "command line: argument --max_epoch: expected one argument"),
+    (["--lr", "abc"], "--lr: expected a number, got 'abc'"),
+    (["--lr=inf"], "--lr: expected a finite number, got 'inf'"),
+    (["--num_parallel_workers=-1"], "--num_parallel_workers: must be >= 0"),
+    (["--weight_decay=-1"], "--weight_decay: must be >= 0"),
+    (["--loss_scale=0"], "--loss_scale: must be >= 1"),
+    (["--ema_decay=2"], "--ema_decay: must be in [0, 1]"),
+    (["--re_prob=1.5"], "--re_prob: must be in [0, 1]"),
+    (["--crop_pct=2"], "--crop_pct: must be 0 (the architecture's) or in (0, 1]"),
+    (["--crop_scale_min=0"], "--crop_scale_min: must be in (0, 1]"),
+    (["--mixup_prob=-0.1"], "--mixup_prob: must be in [0, 1]"),
+    (["--T_max=-1"], "--T_max: must be >= 0"),
+    (["--eta_min=-1"], "--eta_min: must be >= 0"),
+    (["--lr_gamma=-1"], "--lr_gamma: must be >= 0"),
+    (["--width=-1"], "--width: must be >= 0"),
+    (["--image_size=abc"], "--image_size: must be 'auto' or 'height,width'"),
+    (["--image_size=32,32,32"], "--image_size: must be 'auto' or positive 'height,width'"),
+    (["--label_smooth=maybe"], "--label_smooth: expected a boolean (true/false), got 'maybe'"),
+    (["--ema=2"], "--ema: expected a boolean (true/false), got '2'"),
+    (["--arch=resnet50"], "--arch: invalid choice 'resnet50' (choose from cspdarknet53, cspdarknet53_timm, "
+                          "cspdarknet_tiny)"),
+    (["--arch=cspdarknet_tiy"], "(did you mean 'cspdarknet_tiny'?)"),
+    (["--lr_scheduler=cosine"], "--lr_scheduler: invalid choice 'cosine'"),
+    (["--amp_level=O1"], "--amp_level: invalid choice 'O1'"),
+    (["--file_format=PNG"], "--file_format: invalid choice 'PNG'"),
+    (["--epochs=5"], "command line: unknown option --epochs (did you mean --max_epoch?)"),
+    (["--max-epoch=5"], "command line: unknown option --max-epoch (did you mean --max_epoch?)"),
+    (["oops"], "command line: unexpected argument(s): oops"),
 ])
 def test_bad_values_are_refused_at_load_naming_the_key(argv, message):
     with pytest.raises(ConfigError) as err:
         load_config(argv)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "config_path: file not found: "),
+    ("folder", "config_path: not a file: "),
+    ("lr: [1\n", "cannot parse YAML file "),
+    ("learning_rate: 0.1\n", "unknown key 'learning_rate' in "),
+    ("lr: 0.1\nlr: 0.2\n", "duplicate key 'lr'"),
+    ("- lr\n- 0.1\n", "must be a mapping of key: value, got list"),
+    ("data_dir: /tmp/caf\xe9\n".encode("latin-1"), "cannot read config file "),
+    ("max_epoch: ten\n", "max_epoch in "),
+], ids=["missing", "folder", "syntax", "unknown-key", "duplicate-key", "list", "not-utf8", "wrong-type"])
+def test_bad_config_file_is_refused_naming_it(tmp_path, content, message):
+    path = tmp_path / "user.yaml"
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(["--config_path", str(path)])
+    assert message in str(err.value) and str(path) in str(err.value)
 
 
 def test_one_class_without_label_smoothing_is_fine():
