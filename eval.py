@@ -65,21 +65,23 @@ def _read_checkpoints(cfg):
 
 
 def _drop_unfitting(cfg, ckpts, infos, unreadable):
-    """Checkpoints whose recorded arch / num_classes contradict an explicit ``--arch`` / ``--num_classes``
-    cannot be loaded into that network: found here, before any device work or run folder, from the
-    metadata alone. A single checkpoint (or when none is left) is an error; else they join ``unreadable``."""
+    """Checkpoints that hold no CSPDarkNet53 weights, or whose recorded arch / num_classes contradict an
+    explicit ``--arch`` / ``--num_classes``, cannot be loaded: found here from what
+    ``checkpoint_model_info`` read, before any device work or run folder. A single checkpoint (or when
+    none is left) is an error; else they join ``unreadable``."""
     from src.checkpoint import CheckpointError
 
     fitting = []
     for ckpt in ckpts:
-        info, problem = infos[ckpt], None
-        if cfg.is_explicit("arch") and info.get("arch") and info["arch"] != cfg.model.arch:
+        info = infos[ckpt]
+        problem = info.get("problem")
+        if not problem and cfg.is_explicit("arch") and info.get("arch") and info["arch"] != cfg.model.arch:
             problem = f"holds weights for arch {info['arch']!r} but --arch={cfg.model.arch}"
-        elif cfg.is_explicit("num_classes") and info.get("num_classes") \
+        if not problem and cfg.is_explicit("num_classes") and info.get("num_classes") \
                 and int(info["num_classes"]) != cfg.model.num_classes:
             problem = (f"has a {int(info['num_classes'])}-class head but --num_classes={cfg.model.num_classes} "
                        "(leave num_classes out to use the checkpoint's)")
-        if problem is None:
+        if not problem:
             fitting.append(ckpt)
         elif len(ckpts) + len(unreadable) == 1:
             raise CheckpointError(f"{ckpt}: {problem}")

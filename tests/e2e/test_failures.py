@@ -331,9 +331,12 @@ def test_killed_saves_are_cleaned_up_and_metrics_hold_one_row_per_epoch_after_re
 
 # --------------------------------------------------------------------------- eval and predict
 def test_eval_folder_with_bad_checkpoints_keeps_the_results_of_the_others(tmp_path, data, trained):
-    """One truncated file and one whose tensors are not CSPDarkNet53's: the good one is scored and its result
-    written; then one error line names both, exit 2."""
+    """A truncated file, one whose tensors are not CSPDarkNet53's and one that lacks a tensor (it fails only
+    when loaded into the network, after others were scored): the good one is scored and its result
+    written; then one error line names the three, exit 2."""
     import mindspore as ms
+
+    from src.checkpoint import read_state_dict
 
     folder = tmp_path / "ckpts"
     folder.mkdir()
@@ -342,18 +345,34 @@ def test_eval_folder_with_bad_checkpoints_keeps_the_results_of_the_others(tmp_pa
     with open(good, "rb") as f:
         (folder / "c_truncated.ckpt").write_bytes(f.read()[:30000])
     ms.save_checkpoint([{"name": "foo", "data": ms.Tensor(np.ones(3, np.float32))}], str(folder / "a_foreign.ckpt"))
+    arrays, meta = read_state_dict(good)
+    dropped = next(n for n in arrays if n.endswith("bn.gamma") and not n.startswith(("moments.", "ema.")))
+    ms.save_checkpoint([{"name": n, "data": ms.Tensor(a)} for n, a in arrays.items() if n != dropped],
+                       str(folder / "d_incomplete.ckpt"), append_dict={"arch": meta["arch"]})
     proc = _run("eval.py", [f"--pretrained={folder}", f"--data_dir={data / 'val'}", "--per_batch_size=2",
                             f"--log_path={tmp_path / 'logs'}"], tmp_path)
     line = _error_line(proc)
-    assert "2 of 3 checkpoints could not be read or loaded and were not scored" in line
+    assert "3 of 4 checkpoints could not be read or loaded and were not scored" in line
     assert "a_foreign.ckpt: no CSPDarkNet53 weights found" in line and "c_truncated.ckpt: cannot be read" in line
+    assert "d_incomplete.ckpt (own layout) does not fit arch 'cspdarknet_tiny': 1 network parameters missing" in line
     (result,) = glob.glob(str(tmp_path / "logs" / "*" / "eval_result.json"))
     with open(result) as f:
         result = json.load(f)
     assert [r["checkpoint"] for r in result["results"]] == [str(folder / "b_good.ckpt")]
     assert result["results"][0]["images"] == 4
-    assert sorted(os.path.basename(u["checkpoint"]) for u in result["unreadable"]) == ["a_foreign.ckpt",
-                                                                                      "c_truncated.ckpt"]
+    assert sorted(os.path.basename(u["checkpoint"]) for u in result["unreadable"]) == [
+        "a_foreign.ckpt", "c_truncated.ckpt", "d_incomplete.ckpt"]
+
+
+def test_eval_of_a_checkpoint_without_cspdarknet53_weights_leaves_no_run_folder(tmp_path, data):
+    import mindspore as ms
+
+    ckpt = tmp_path / "foreign.ckpt"
+    ms.save_checkpoint([{"name": "foo", "data": ms.Tensor(np.ones(3, np.float32))}], str(ckpt))
+    line = _error_line(_run("eval.py", [f"--pretrained={ckpt}", f"--data_dir={data / 'val'}",
+                                        f"--log_path={tmp_path / 'logs'}"], tmp_path, timeout=120))
+    assert line.startswith(f"error: {ckpt}: no CSPDarkNet53 weights found (first keys: foo)")
+    assert not (tmp_path / "logs").exists()
 
 
 def test_eval_checkpoint_that_does_not_fit_the_asked_network_leaves_no_run_folder(tmp_path, data, trained):

@@ -107,7 +107,8 @@ def test_one_class_without_label_smoothing_is_fine():
 
 @pytest.mark.parametrize("argv, warning", [
     (["--max_epoch=1", "--warmup_epochs=5"], "warmup_epochs=5 is longer than max_epoch=1"),
-    (["--max_epoch=2", "--ckpt_interval=5"], "ckpt_interval=5 is longer than max_epoch=2: only the last epoch gets one"),
+    (["--max_epoch=2", "--ckpt_interval=5"],
+     "ckpt_interval=5 is longer than max_epoch=2: only the last epoch gets one"),
     (["--max_epoch=2", "--val_interval=3"], "val_interval=3 is longer than max_epoch=2"),
 ])
 def test_odd_but_legitimate_values_load_with_a_warning(argv, warning):
