@@ -13,6 +13,7 @@ Not a test: the cases that matter have tests (the "test" column of the table nam
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -368,96 +369,91 @@ U = "unit::"
 E = "e2e::"
 BV = E + "test_bad_train_value_is_one_error_line_and_creates_nothing"
 UV = U + "test_bad_values_are_refused_at_load_naming_the_key"
+UC = U + "test_bad_config_file_is_refused_naming_it"
 OC = "old::tests/test_config.py::test_out_of_range_values_are_errors_naming_the_key"
 WT = "old::tests/test_config.py::test_wrong_type_on_cli"
+TB = "old::tests/test_train.py::test_bad_input_is_a_clear_error"
+TS = "old::tests/test_scripts.py::"
+SO = "survey only"
 M = {
- "train/lr-neg": [BV, UV], "train/lr-text": [WT], "train/lr-nan": [UV, WT], "train/lr-inf": [WT + " (same check as nan)"],
- "train/max-epoch-0": [BV, UV], "train/max-epoch-float": [UV, WT], "train/warmup-neg": [BV, UV],
- "train/lr-epochs-text": [BV, UV], "train/lr-epochs-neg": [UV], "train/num-classes-0": [BV, UV],
- "train/seed-neg": [BV, UV], "train/seed-big": [UV], "train/one-class-smooth": [BV, UV],
- "train/ckpt-interval-0": [BV, UV], "train/val-interval-0": [BV, UV], "train/ckpt-save-max-0": [UV],
- "train/log-interval-0": [UV, OC], "train/batch-0": [UV, OC], "train/workers-neg": [OC + " (same range check)"],
- "train/momentum-1": [UV, OC], "train/wd-neg": [OC + " (same range check)"], "train/loss-scale-0": [OC + " (same range check)"],
- "train/smooth-1": [UV, OC], "train/ema-decay-2": [OC + " (same range check)"], "train/re-prob": [OC],
- "train/crop-pct": [OC], "train/crop-scale-0": [OC], "train/mixup-prob": [OC + " (same range check)"],
- "train/tmax-neg": [OC + " (same range check)"], "train/eta-min-neg": [OC + " (same range check)"],
- "train/gamma-neg": [OC + " (same range check)"], "train/image-size-0": [UV, OC], "train/image-size-text": [OC],
- "train/image-size-3": [OC + " (same check)"], "train/bool-bad": ["old::tests/test_config.py::test_wrong_type_on_cli"],
- "train/ema-2": ["old::tests/test_config.py::test_bool_parsing (same parser)"],
- "train/arch-unknown": ["old::tests/test_config.py::test_bad_choice_lists_choices_without_silly_suggestion"],
- "train/arch-typo": ["old::tests/test_config.py::test_bad_choice_suggests_near_match"],
- "train/sched-typo": ["old::tests/test_config.py::test_bad_choice_lists_choices_without_silly_suggestion (same check)"],
- "train/amp-bad": ["old::tests/test_config.py::test_choices_with_mixed_types_and_case (same check)"],
- "train/device-bad": [UV], "train/device-gpu": [E + "test_device_and_launcher_errors_fail_before_a_run_folder"],
- "train/dist-no-launcher": [E + "test_device_and_launcher_errors_fail_before_a_run_folder"], "train/dist-bad": [UV],
- "train/alias": ["old::tests/test_config.py::test_unknown_key_on_cli_suggests"],
- "train/dash": ["old::tests/test_config.py::test_unknown_key_on_cli_suggests"], "train/no-value": [UV],
- "train/positional": ["old::tests/test_config.py::test_no_abbreviations_and_no_stray_arguments"],
- "train/cfg-missing": ["old::tests/test_config.py::test_missing_config_file"],
- "train/cfg-folder": ["old::tests/test_config.py::test_missing_config_file"],
- "train/cfg-syntax": ["old::tests/test_config.py::test_unparsable_yaml"],
- "train/cfg-unknown": ["old::tests/test_config.py::test_unknown_key_in_yaml_suggests"],
- "train/cfg-dup": ["old::tests/test_config.py::test_duplicate_and_non_mapping_yaml"],
- "train/cfg-list": ["old::tests/test_config.py::test_duplicate_and_non_mapping_yaml"],
- "train/cfg-latin1": ["survey only"], "train/cfg-type": ["old::tests/test_config.py::test_wrong_type_in_yaml"],
- "train/modelarts": ["old::tests/test_modelarts_train.py"],
+ "train/lr-neg": [BV, UV, OC], "train/lr-text": [UV, WT], "train/lr-nan": [UV, WT], "train/lr-inf": [UV],
+ "train/max-epoch-0": [BV, UV, OC], "train/max-epoch-float": [UV, WT], "train/warmup-neg": [BV, UV, OC],
+ "train/lr-epochs-text": [BV, UV, OC], "train/lr-epochs-neg": [UV], "train/num-classes-0": [BV, UV, OC],
+ "train/seed-neg": [BV, UV, OC], "train/seed-big": [UV], "train/one-class-smooth": [BV, UV],
+ "train/ckpt-interval-0": [BV, UV, OC], "train/val-interval-0": [BV, UV, OC], "train/ckpt-save-max-0": [UV],
+ "train/log-interval-0": [UV, OC], "train/batch-0": [UV, OC], "train/workers-neg": [UV],
+ "train/momentum-1": [UV, OC], "train/wd-neg": [UV], "train/loss-scale-0": [UV], "train/smooth-1": [UV, OC],
+ "train/ema-decay-2": [UV], "train/re-prob": [UV, OC], "train/crop-pct": [UV, OC], "train/crop-scale-0": [UV, OC],
+ "train/mixup-prob": [UV], "train/tmax-neg": [UV], "train/eta-min-neg": [UV], "train/gamma-neg": [UV],
+ "train/image-size-0": [UV, OC], "train/image-size-text": [UV, OC], "train/image-size-3": [UV],
+ "train/bool-bad": [UV], "train/ema-2": [UV], "train/arch-unknown": [UV], "train/arch-typo": [UV],
+ "train/sched-typo": [UV], "train/amp-bad": [UV], "train/device-bad": [UV],
+ "train/device-gpu": [E + "test_device_and_launcher_errors_fail_before_a_run_folder[gpu-on-cpu-only]"],
+ "train/dist-no-launcher": [E + "test_device_and_launcher_errors_fail_before_a_run_folder[distributed-without-launcher]"],
+ "train/dist-bad": [UV], "train/alias": [UV], "train/dash": [UV], "train/no-value": [UV], "train/positional": [UV],
+ "train/cfg-missing": [UC + "[missing]"], "train/cfg-folder": [UC + "[folder]"], "train/cfg-syntax": [UC + "[syntax]"],
+ "train/cfg-unknown": [UC + "[unknown-key]"], "train/cfg-dup": [UC + "[duplicate-key]"], "train/cfg-list": [UC + "[list]"],
+ "train/cfg-latin1": [UC + "[not-utf8]"], "train/cfg-type": [UC + "[wrong-type]"],
+ "train/modelarts": ["old::tests/test_modelarts_train.py::test_missing_moxing_is_one_clear_error"],
  "train/ckpt-path-file": [E + "test_unwritable_ckpt_path[under_a_file]", U + "test_output_dir_under_a_regular_file"],
  "train/ckpt-path-ro": [E + "test_unwritable_ckpt_path[read_only]", U + "test_output_dir_on_a_location_not_even_root_can_write"],
  "train/ckpt-path-proc": [U + "test_output_dir_on_a_location_not_even_root_can_write"],
- "train/data-missing": ["old::tests/test_train.py::test_bad_input_is_a_clear_error"],
- "train/data-file": ["old::tests/test_dataset.py"], "train/data-noclass": ["old::tests/test_dataset.py"],
- "train/data-noimg": [E + "test_launcher_removes_the_run_folder_of_a_job_that_refused_its_input"],
- "train/data-corrupt": ["old::tests/test_dataset.py"],
- "train/data-3cls": ["old::tests/test_train.py::test_bad_input_is_a_clear_error"],
- "train/batch-big": ["old::tests/test_dataset.py"], "train/list-missing": ["old::tests/test_dataset.py"],
- "train/list-format": ["old::tests/test_dataset.py"], "train/list-label": ["old::tests/test_dataset.py"],
- "train/list-neg": ["old::tests/test_dataset.py"], "train/list-empty": ["old::tests/test_dataset.py"],
- "train/list-latin1": ["survey only"],
- "train/val-missing": ["old::tests/test_train.py::test_bad_input_is_a_clear_error (same check)"],
- "train/pretrained-missing": ["survey only"], "train/pretrained-folder": ["survey only"],
- "train/pretrained-corrupt": ["old::tests/test_checkpoint.py"], "train/pretrained-foreign": ["old::tests/test_checkpoint.py"],
- "train/pretrained-other-arch": ["old::tests/test_checkpoint.py"],
- "train/resume-missing": ["old::tests/test_train.py::test_bad_input_is_a_clear_error"], "train/resume-empty": ["survey only"],
- "train/resume-corrupt": ["survey only"], "train/resume-foreign": ["survey only"],
- "train/resume-file-nonrun": ["survey only"],
+ "train/data-missing": [TB], "train/data-file": [SO],
+ "train/data-noclass": ["old::tests/test_dataset.py::test_empty_root_raises"],
+ "train/data-noimg": [E + "test_launcher_removes_the_run_folder_of_a_job_that_refused_its_input",
+                      "old::tests/test_dataset.py::test_root_with_only_empty_class_folders_raises"],
+ "train/data-corrupt": ["old::tests/test_dataset.py::test_nothing_usable_raises"], "train/data-3cls": [TB],
+ "train/batch-big": ["old::tests/test_dataset.py::test_bad_options_raise_dataset_error"], "train/list-missing": [SO],
+ "train/list-format": ["old::tests/test_dataset.py::test_data_list_bad_line_names_file_and_line"],
+ "train/list-label": [SO], "train/list-neg": [SO], "train/list-empty": [SO], "train/list-latin1": [SO],
+ "train/val-missing": [SO], "train/pretrained-missing": [SO], "train/pretrained-folder": [SO],
+ "train/pretrained-corrupt": ["old::tests/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors"],
+ "train/pretrained-foreign": [SO], "train/pretrained-other-arch": ["old::tests/test_checkpoint.py::test_wrong_arch_is_an_error"],
+ "train/resume-missing": [TB], "train/resume-empty": [SO], "train/resume-corrupt": [SO], "train/resume-foreign": [SO],
+ "train/resume-file-nonrun": [SO],
  "train/resume-arch": [E + "test_rejected_resume_leaves_the_run_folder_byte_identical[other-arch]"],
  "train/resume-classes": [E + "test_rejected_resume_leaves_the_run_folder_byte_identical[other-num-classes]"],
  "train/warmup-long": [E + "test_odd_but_legitimate_values_run_with_warnings", U + "test_odd_but_legitimate_values_load_with_a_warning"],
  "train/interval-long": [E + "test_odd_but_legitimate_values_run_with_warnings", U + "test_odd_but_legitimate_values_load_with_a_warning"],
- "eval/no-ckpt": ["old::tests/test_eval.py"], "eval/ckpt-missing": ["old::tests/test_eval.py"],
- "eval/ckpt-empty": ["old::tests/test_checkpoint.py"], "eval/ckpt-random": ["old::tests/test_checkpoint.py"],
- "eval/ckpt-trunc": ["old::tests/test_checkpoint.py"], "eval/ckpt-ext": ["old::tests/test_checkpoint.py"],
- "eval/ckpt-pth": ["survey only"], "eval/ckpt-safetensors": ["old::tests/test_checkpoint.py"],
- "eval/ckpt-foreign": ["old::tests/test_checkpoint.py"], "eval/folder-empty": ["old::tests/test_eval.py"],
+ "eval/no-ckpt": ["old::tests/test_eval.py::test_eval_checkpoint_errors[none]"],
+ "eval/ckpt-missing": ["old::tests/test_eval.py::test_eval_checkpoint_errors[missing]"],
+ "eval/ckpt-empty": ["old::tests/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors[empty]"],
+ "eval/ckpt-random": ["old::tests/test_eval.py::test_eval_checkpoint_errors[garbage]"],
+ "eval/ckpt-trunc": [SO + " (as random bytes)"],
+ "eval/ckpt-ext": ["old::tests/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors[extension]"],
+ "eval/ckpt-pth": [SO], "eval/ckpt-safetensors": [SO],
+ "eval/ckpt-foreign": [E + "test_eval_of_a_checkpoint_without_cspdarknet53_weights_leaves_no_run_folder"],
+ "eval/folder-empty": ["old::tests/test_eval.py::test_eval_checkpoint_errors[empty_folder]"],
  "eval/folder-one-corrupt": [E + "test_eval_folder_with_bad_checkpoints_keeps_the_results_of_the_others"],
  "eval/folder-one-foreign": [E + "test_eval_folder_with_bad_checkpoints_keeps_the_results_of_the_others"],
- "eval/folder-all-bad": ["survey only"], "eval/data-missing": ["old::tests/test_eval.py"],
- "eval/data-3cls": ["old::tests/test_eval.py"],
+ "eval/folder-all-bad": [SO], "eval/data-missing": [SO], "eval/data-3cls": [SO],
  "eval/arch-explicit": [E + "test_eval_checkpoint_that_does_not_fit_the_asked_network_leaves_no_run_folder"],
- "eval/classes-explicit": ["survey only (same check as --arch)"],
+ "eval/classes-explicit": [SO + " (the check next to --arch's)"],
  "eval/log-path-file": [E + "test_unwritable_eval_outputs[under_a_file]"], "eval/log-path-ro": [E + "test_unwritable_eval_outputs[read_only]"],
  "eval/result-file": [E + "test_unwritable_eval_outputs[under_a_file]"], "eval/result-ro": [E + "test_unwritable_eval_outputs[read_only]"],
  "eval/result-dir": [U + "test_output_checks_create_nothing"],
- "eval/device-gpu": ["old::tests/test_eval.py"], "eval/dist": ["old::tests/test_eval.py"], "eval/batch-0": [UV + " (same check)"],
- "eval/run-config-corrupt": ["survey only"], "eval/list-latin1": ["survey only"],
- "export/no-ckpt": ["old::tests/test_export.py"], "export/ckpt-missing": ["old::tests/test_export.py"],
- "export/ckpt-folder": ["old::tests/test_export.py"], "export/ckpt-corrupt": ["old::tests/test_checkpoint.py (same reader)"],
- "export/ckpt-foreign": ["old::tests/test_checkpoint.py (same loader)"], "export/air-cpu": ["old::tests/test_export.py"],
- "export/format-bad": ["old::tests/test_config.py (choices)"], "export/name-empty": ["old::tests/test_export.py"],
+ "eval/device-gpu": [SO + " (train.py's: E test_device_and_launcher_errors_fail_before_a_run_folder)"],
+ "eval/dist": [SO + " (train.py's: E test_device_and_launcher_errors_fail_before_a_run_folder)"],
+ "eval/batch-0": [UV], "eval/run-config-corrupt": [SO], "eval/list-latin1": [SO],
+ "export/no-ckpt": ["old::tests/test_export.py::test_cli_checkpoint_errors"],
+ "export/ckpt-missing": ["old::tests/test_export.py::test_cli_checkpoint_errors"],
+ "export/ckpt-folder": [SO], "export/ckpt-corrupt": [SO], "export/ckpt-foreign": [SO],
+ "export/air-cpu": ["old::tests/test_export.py::test_cli_air_off_ascend_is_refused_before_any_work"],
+ "export/format-bad": [UV], "export/name-empty": [SO],
  "export/name-file": [E + "test_unwritable_export_and_predict_outputs[under_a_file]"],
  "export/name-ro": [E + "test_unwritable_export_and_predict_outputs[read_only]"],
- "export/name-proc": [U + "test_output_dir_on_a_location_not_even_root_can_write (same check)"],
- "export/name-dir": [U + "test_output_checks_create_nothing (same check)"],
- "export/width-neg": [UV + " (same range check)"], "export/batch-0": [UV],
- "export/arch-explicit": ["old::tests/test_export.py"], "export/device-gpu": ["survey only"],
- "predict/no-ckpt": ["old::tests/test_predict.py"], "predict/ckpt-missing": ["old::tests/test_predict.py"],
- "predict/ckpt-corrupt": ["old::tests/test_checkpoint.py (same reader)"], "predict/no-image": ["old::tests/test_predict.py"],
- "predict/image-missing": ["old::tests/test_predict.py"], "predict/image-folder-empty": ["old::tests/test_predict.py"],
+ "export/name-proc": [U + "test_output_dir_on_a_location_not_even_root_can_write"],
+ "export/name-dir": [U + "test_output_checks_create_nothing"],
+ "export/width-neg": [UV], "export/batch-0": [UV], "export/arch-explicit": [SO], "export/device-gpu": [SO],
+ "predict/no-ckpt": ["old::tests/test_predict.py::test_predict_user_errors"],
+ "predict/ckpt-missing": ["old::tests/test_predict.py::test_predict_user_errors"], "predict/ckpt-corrupt": [SO],
+ "predict/no-image": ["old::tests/test_predict.py::test_predict_user_errors"],
+ "predict/image-missing": ["old::tests/test_predict.py::test_predict_user_errors"], "predict/image-folder-empty": [SO],
  "predict/images-unusable": [E + "test_predict_with_only_unusable_images_names_the_users_files"],
- "predict/images-some-bad": ["old::tests/test_predict.py"], "predict/names-missing": ["old::tests/test_predict.py"],
- "predict/names-count": ["old::tests/test_postprocess.py (class_names)"], "predict/names-latin1": ["survey only"],
- "predict/names-json": ["old::tests/test_postprocess.py (class_names)"], "predict/names-empty": ["old::tests/test_postprocess.py (class_names)"],
- "predict/names-index-bad": ["old::tests/test_postprocess.py (class_names)"],
+ "predict/images-some-bad": ["old::tests/test_predict.py (the broken.jpg of its folder run)"],
+ "predict/names-missing": [SO], "predict/names-count": [SO], "predict/names-latin1": [SO],
+ "predict/names-json": [SO], "predict/names-empty": [SO],
+ "predict/names-index-bad": ["old::tests/test_postprocess.py::test_load_class_names_sources"],
  "predict/topk-0": [UV],
  "predict/result-file": [E + "test_unwritable_export_and_predict_outputs[under_a_file]"],
  "predict/result-ro": [E + "test_unwritable_export_and_predict_outputs[read_only]"],
@@ -467,33 +463,34 @@ for k, t in {"no-args": "no-args", "result-file": "result-is-file", "result-miss
              "label-latin1": "label-not-utf8", "label-list": "label-list", "dtype-bad": "dtype", "classes-neg": "classes-negative",
              "classes-text": "classes-text", "classes-wrong": "wrong-classes"}.items():
     M["postprocess/" + k] = [f"{PP}[{t}]"]
-for k in ("label-missing", "label-json", "label-neg", "label-str", "label-range", "label-twice", "no-match", "size-odd",
-          "size-mixed", "ambiguous"):
-    M["postprocess/" + k] = ["old::tests/test_postprocess.py"]
-M["postprocess/unknown-flag"] = [PP + "[classes-text] (same parser)"]
+for k in ("label-missing", "label-neg", "no-match", "size-odd", "unknown-flag"):
+    M["postprocess/" + k] = [SO]
+for k in ("label-range", "size-mixed", "label-json", "label-str", "label-twice"):
+    M["postprocess/" + k] = ["old::tests/test_postprocess.py::test_malformed_inputs_exit_2_naming_the_file"]
+M["postprocess/ambiguous"] = ["old::tests/test_postprocess.py::test_resolve_layout_rules"]
 LT = E + "test_label_tool_errors_are_one_line"
 for k, t in {"no-args": "no-args", "missing": "missing", "file": "file", "duplicate": "duplicate", "out-file": "output-under-file",
              "out-dir": "output-is-dir", "out-ro": "output-read-only", "unknown-flag": "unknown-flag"}.items():
     M["label/" + k] = [f"{LT}[{t}]"]
-M["label/no-classes"] = ["old::tests/test_postprocess.py"]
-M["label/empty-classes"] = ["old::tests/test_postprocess.py"]
+M["label/no-classes"] = ["old::tests/test_postprocess.py::test_label_script_errors"]
+M["label/empty-classes"] = ["old::tests/test_postprocess.py::test_label_script_errors"]
 M["label/non-utf8"] = [E + "test_label_tool_takes_file_names_that_are_not_utf8"]
 US = E + "test_launcher_usage_errors_exit_2"
 M.update({
- "scripts/train-few": [US], "scripts/train-device": ["old::tests/test_scripts.py::test_other_argument_errors"],
- "scripts/train-data": ["old::tests/test_scripts.py::test_missing_data_dir"],
- "scripts/train-ckpt": ["old::tests/test_scripts.py::test_other_argument_errors"],
- "scripts/train-stray": [E + "test_launchers_refuse_bad_flags_before_a_run_folder[stray-word]"],
+ "scripts/train-few": [US, TS + "test_too_few_arguments"], "scripts/train-device": [TS + "test_other_argument_errors"],
+ "scripts/train-data": [TS + "test_missing_data_dir"], "scripts/train-ckpt": [TS + "test_other_argument_errors"],
+ "scripts/train-stray": [E + "test_launchers_refuse_bad_flags_before_a_run_folder[stray-word]", TS + "test_other_argument_errors"],
  "scripts/train-space-flags": [E + "test_launchers_forward_both_flag_styles_and_values_with_spaces[standalone]"],
  "scripts/train-bad-value": [E + "test_launchers_refuse_bad_flags_before_a_run_folder[train-value]"],
  "scripts/msrun-space-flags": [E + "test_launchers_forward_both_flag_styles_and_values_with_spaces[msrun]"],
  "scripts/msrun-space-value": [E + "test_launchers_forward_both_flag_styles_and_values_with_spaces[msrun]"],
- "scripts/msrun-num": [US], "scripts/msrun-target": ["old::tests/test_scripts.py::test_other_argument_errors"],
- "scripts/eval-few": ["old::tests/test_scripts.py::test_too_few_arguments"], "scripts/eval-ckpt": [US],
+ "scripts/msrun-num": [US, TS + "test_other_argument_errors"], "scripts/msrun-target": [TS + "test_other_argument_errors"],
+ "scripts/eval-few": [TS + "test_too_few_arguments"], "scripts/eval-ckpt": [US, TS + "test_other_argument_errors"],
  "scripts/eval-space-flags": [E + "test_launchers_forward_both_flag_styles_and_values_with_spaces[eval]"],
- "scripts/ranktable-missing": [US], "scripts/ranktable-bad": ["old::tests/test_scripts.py::test_bad_rank_table"],
- "scripts/infer-few": [US], "scripts/infer-ext": ["old::tests/test_cpp_infer.py::test_run_infer_310_usage_and_engine_errors"],
- "scripts/infer-model": [US], "scripts/infer-data": ["survey only (same check)"],
+ "scripts/ranktable-missing": [US, TS + "test_bad_rank_table"], "scripts/ranktable-bad": [TS + "test_bad_rank_table"],
+ "scripts/infer-few": [US, "old::tests/test_cpp_infer.py::test_run_infer_310_usage_and_engine_errors"],
+ "scripts/infer-ext": ["old::tests/test_cpp_infer.py::test_run_infer_310_usage_and_engine_errors"],
+ "scripts/infer-model": [US], "scripts/infer-data": [SO],
 })
 
 
@@ -564,7 +561,7 @@ def run_cases(repo, work, only=()):
 
 # --------------------------------------------------------------------------- the table
 def _short(text, fx, n=170):
-    text = text.replace(fx, "FX").replace("|", "\\|")
+    text = re.sub(re.escape(os.path.dirname(fx)) + r"/case_\w+", "OUT", text.replace(fx, "FX")).replace("|", "\\|")
     return text if len(text) <= n else text[:n - 3] + "..."
 
 
@@ -580,6 +577,13 @@ def _now(r):
     return out
 
 
+def _noise(lines):
+    """What the lines before the error line were: MindSpore's log, or something else (a usage text)."""
+    if any("ME(" in ln or "Load dynamic library" in ln or "mindspore" in ln.lower() for ln in lines):
+        return "MindSpore log lines before it"
+    return "usage text before it"
+
+
 def _before(r):
     if r is None:
         return "(not run)"
@@ -589,18 +593,18 @@ def _before(r):
         parts.append("traceback" + (f" ({_short(exc[0].split(':')[0], r['fx'], 40)})" if exc else ""))
     elif r["rc"] == 0:
         parts.append("accepted (exit 0)")
-    elif r["error_line"].startswith("error:"):
-        parts.append(f"error line, exit {r['rc']}")
     elif r["error_line"]:
-        parts.append(f"`{_short(r['error_line'].split(':')[0] + ':', r['fx'], 40)}` line, exit {r['rc']}")
+        parts.append(f"exit {r['rc']}: `{_short(r['error_line'], r['fx'], 90)}`")
     else:
-        parts.append(f"no error line on stderr, exit {r['rc']}")
+        parts.append(f"exit {r['rc']}, no error line on stderr")
     if r["created"] and r["rc"] != 0:
         parts.append("output folder left")
     if r.get("run_unchanged") is False:
         parts.append("**run folder rewritten**")
-    if r["noise_before"] and r["rc"] != 0:
-        parts.append("MindSpore lines before it")
+    if r["noise_before"] and r["rc"] != 0 and not r["traceback"]:
+        parts.append(_noise(r["noise_before"]))
+    elif r["traceback"] and any("Load dynamic library" in ln or "ME(" in ln for ln in r["stderr"].splitlines()[:3]):
+        parts.append("MindSpore log lines before it")
     return "; ".join(parts)
 
 
