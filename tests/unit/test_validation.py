@@ -248,13 +248,28 @@ def test_metrics_rows_of_redone_epochs_are_dropped(tmp_path):
 
 
 # --------------------------------------------------------------------------- entry points
+@pytest.fixture
+def restore_src_logger():
+    """run_entry's RunLog takes over the ``src`` logger (handlers, no propagation): give it back after."""
+    import logging
+
+    logger = logging.getLogger("src")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    for handler in saved[0]:
+        logger.addHandler(handler)
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
 @pytest.mark.parametrize("err, message", [
     (OSError(errno.ENOSPC, "No space left on device", "/data/out/metrics.csv"),
      "error: cannot write /data/out/metrics.csv: No space left on device ("),
     (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/log.txt"), "error: /mnt/ro/log.txt: Read-only file system"),
     (PermissionError(errno.EACCES, "Permission denied", "/x/y"), "error: /x/y: Permission denied"),
 ])
-def test_storage_errors_in_a_job_are_one_error_line(capsys, err, message):
+def test_storage_errors_in_a_job_are_one_error_line(capsys, restore_src_logger, err, message):
     from model_utils.entry import run_entry
 
     def job(cfg, run_log):
@@ -265,7 +280,7 @@ def test_storage_errors_in_a_job_are_one_error_line(capsys, err, message):
     assert len(lines) == 1 and lines[0].startswith(message), lines
 
 
-def test_other_os_errors_are_not_hidden():
+def test_other_os_errors_are_not_hidden(restore_src_logger):
     from model_utils.entry import run_entry
 
     def job(cfg, run_log):
