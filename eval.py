@@ -97,6 +97,35 @@ def _read_checkpoints(cfg):
     return [c for c in ckpts if c in infos], infos, unreadable
 
 
+def _drop_unfitting(cfg, ckpts, infos, unreadable):
+    """Checkpoints that hold no CSPDarkNet53 weights, or whose recorded arch / num_classes contradict an
+    explicit ``--arch`` / ``--num_classes``, cannot be loaded: found here from what
+    ``checkpoint_model_info`` read, before any device work or run folder. A single checkpoint (or when
+    none is left) is an error; else they join ``unreadable``."""
+    from src.checkpoint import CheckpointError
+
+    fitting = []
+    for ckpt in ckpts:
+        info = infos[ckpt]
+        problem = info.get("problem")
+        if not problem and cfg.is_explicit("arch") and info.get("arch") and info["arch"] != cfg.model.arch:
+            problem = f"holds weights for arch {info['arch']!r} but --arch={cfg.model.arch}"
+        if not problem and cfg.is_explicit("num_classes") and info.get("num_classes") \
+                and int(info["num_classes"]) != cfg.model.num_classes:
+            problem = (f"has a {int(info['num_classes'])}-class head but --num_classes={cfg.model.num_classes} "
+                       "(leave num_classes out to use the checkpoint's)")
+        if not problem:
+            fitting.append(ckpt)
+        elif len(ckpts) + len(unreadable) == 1:
+            raise CheckpointError(f"{ckpt}: {problem}")
+        else:
+            unreadable.append((ckpt, f"{ckpt}: {problem}"))
+    if not fitting:
+        raise CheckpointError(f"no checkpoint in {cfg.weights.pretrained} fits the network asked for: " +
+                              "; ".join(e for _, e in unreadable))
+    return fitting
+
+
 def evaluate_job(cfg, run_log):
     from model_utils.config import save_config
     from src.archs import resolve_preprocess
@@ -106,18 +135,23 @@ def evaluate_job(cfg, run_log):
     from src.data.pipeline import create_dataset_from_config
     from src.analysis.report import write_eval_analysis
     from src.evaluation import result_record, score_checkpoints
-    from src.utils.fileio import write_json_atomic
+    from src.utils.fileio import check_output_dir, check_output_file, write_json_atomic
     from src.utils.runtime import new_run_dir, start_context
 
     log = run_log.log
     ckpts, infos, unreadable = _read_checkpoints(cfg)  # before any device work: a wrong path fails fast
+    ckpts = _drop_unfitting(cfg, ckpts, infos, unreadable)
+    check_output_dir(cfg.eval.log_path, "log_path")
+    if cfg.eval.result_file:
+        check_output_file(cfg.eval.result_file, "result_file")
     note = None
     if not cfg.data.data_dir and not cfg.data.data_list:
         cfg, note = with_demo_data(cfg, "val")
     elif cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise DatasetError(f"dataset folder not found: {cfg.data.data_dir} (data_dir: an ImageFolder root, "
                            "root/<class>/<image>; leave it empty to evaluate the embedded demo data)")
-    first = infos[ckpts[0]]
+    # the network and preprocessing come from the first checkpoint that records (or implies) its arch
+    first = next((infos[c] for c in ckpts if infos[c].get("arch")), infos[ckpts[0]])
     arch, num_classes = resolve_model_info(first, cfg.model.arch, cfg.model.num_classes, cfg.is_explicit("arch"),
                                            cfg.is_explicit("num_classes"))
     given = {k for k in ("image_size", "eval_resize", "crop_pct") if cfg.is_explicit(k)}
@@ -134,7 +168,7 @@ def evaluate_job(cfg, run_log):
                                         rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
                                         **pre)
     if num_classes < len(bundle.class_to_idx) and class_to_idx is None:
-        raise CheckpointError(f"{ckpts[0]}: the model has {num_classes} classes but {data_dir} has "
+        raise CheckpointError(f"{cfg.weights.pretrained}: the model has {num_classes} classes but {data_dir} has "
                               f"{len(bundle.class_to_idx)} class folders")
 
     ctx.run_dir = new_run_dir(cfg.eval.log_path)
@@ -177,7 +211,14 @@ def evaluate_job(cfg, run_log):
         fields["analysis_dir"] = os.path.abspath(dirs[ckpt])
         return fields
 
-    scored = score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=analyze)
+    not_loaded = []
+    scored = score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=analyze,
+                               failed=not_loaded if len(ckpts) + len(unreadable) > 1 else None)
+    unreadable += not_loaded
+    total_ckpts = len(ckpts) + len(unreadable) - len(not_loaded)
+    if not scored:
+        raise CheckpointError(f"none of the {total_ckpts} checkpoints in {cfg.weights.pretrained} could be "
+                              f"scored: " + "; ".join(e for _, e in unreadable))
     records = [result_record(ckpt, info, result, report, precision, ctx.device_target, desc)
                for ckpt, info, result, report, precision in scored]
     for rec in records:
@@ -200,8 +241,9 @@ def evaluate_job(cfg, run_log):
             paths.append(write_json_atomic(data, cfg.eval.result_file))
         log.info("results written to %s", ", ".join(paths))
     if unreadable:
-        raise CheckpointError(f"{len(unreadable)} of {len(ckpts) + len(unreadable)} checkpoints could not be read "
-                              f"and were not scored (the others were): " + "; ".join(e for _, e in unreadable))
+        raise CheckpointError(f"{len(unreadable)} of {total_ckpts} checkpoints could not be read or loaded "
+                              f"and were not scored (the others were; results in {ctx.run_dir}): "
+                              + "; ".join(e for _, e in unreadable))
     return 0
 
 

@@ -57,6 +57,19 @@ def list_images(image_path):
     return [os.path.abspath(f) for f in files]
 
 
+def check_usable(files, image_path):
+    """Raises ``DatasetError`` naming the user's files when none of them is an image that can be decoded
+    (before any device work); the unusable ones among usable ones are reported later and skipped."""
+    from src.data.checks import SKIP, scan_files
+
+    results = scan_files(files)
+    if all(status == SKIP for status, _ in results):
+        shown = "; ".join(f"{path} ({reason})" for path, (_, reason) in list(zip(files, results))[:5])
+        more = f"; ... and {len(files) - 5} more" if len(files) > 5 else ""
+        raise DatasetError(f"image_path={image_path!r}: none of its {len(files)} file(s) is a readable image: "
+                           f"{shown}{more}")
+
+
 def resolve_class_names(cfg, info, num_classes):
     """Returns ``(names, source)``; see the module doc for the order."""
     from src.data.class_names import IMAGENET_CLASSES_TSV, load_class_names, load_imagenet_synsets
@@ -100,7 +113,8 @@ def predict_files(net, files, cfg, num_classes, pre, on_batch=None):
                 f.write(f"{path} 0\n")
         bundle = create_dataset("", pre["image_size"], min(cfg.data.per_batch_size, len(files)), mode="eval",
                                 data_list=list_path, num_classes=num_classes, eval_resize=pre["eval_resize"],
-                                crop_pct=pre["crop_pct"], num_parallel_workers=cfg.data.num_parallel_workers)
+                                crop_pct=pre["crop_pct"], num_parallel_workers=cfg.data.num_parallel_workers,
+                                where=f"image_path={cfg.predict.image_path}")
         outputs = []
         bad = {p for p, _ in bundle.skipped}
         listed = [p for p in files if p not in bad]
@@ -168,7 +182,7 @@ def predict_job(cfg, run_log):
     from src.checkpoint import (CheckpointError, build_inference_model, checkpoint_model_info,
                                 resolve_model_info)
     from src.evaluation import apply_eval_precision
-    from src.utils.fileio import write_json_atomic
+    from src.utils.fileio import check_output_file, write_json_atomic
     from src.utils.runtime import start_context
 
     ckpt = cfg.weights.ckpt_file or cfg.weights.pretrained
@@ -178,6 +192,9 @@ def predict_job(cfg, run_log):
     if not os.path.exists(ckpt):
         raise CheckpointError(f"checkpoint file {ckpt!r} does not exist")
     files = list_images(cfg.predict.image_path)
+    check_usable(files, cfg.predict.image_path)
+    if cfg.eval.result_file:
+        check_output_file(cfg.eval.result_file, "result_file")
     info = checkpoint_model_info(ckpt)
     arch, num_classes = resolve_model_info(info, cfg.model.arch, cfg.model.num_classes, cfg.is_explicit("arch"),
                                            cfg.is_explicit("num_classes"))

@@ -223,9 +223,12 @@ def result_record(ckpt, info, result, report, precision, device, data_desc):
     return rec
 
 
-def score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=None):
+def score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=None, failed=None):
     """Scores every checkpoint of ``ckpts`` (``infos``: ``checkpoint_model_info`` of each) on ``bundle`` and
     returns ``[(ckpt, info, EvalResult, LoadReport, precision)]``.
+
+    ``failed``: a list; a checkpoint that cannot be loaded into its network (``CheckpointError``) is
+    appended to it as ``(ckpt, message)`` and the others are still scored. Without it, the error is raised.
 
     On CPU without network rewrites one compiled graph serves every checkpoint of the same shape; a
     folded network (fold_bn) cannot take other weights, so each checkpoint gets its own.
@@ -235,21 +238,30 @@ def score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=Non
     returns (a dict of result fields, or None) is kept in ``result.extra["analysis"]``.
     """
     from src.analysis.metrics import EvalAccumulator
-    from src.checkpoint import build_inference_model, load_weights, resolve_model_info
+    from src.checkpoint import CheckpointError, build_inference_model, load_weights, resolve_model_info
     from src.utils.runtime import important_info
 
     reuse = ctx.device_target == "CPU" and not any(rewrites.values())
     net, net_key, out = None, None, []
     for ckpt in ckpts:
-        arch, nc = resolve_model_info(infos[ckpt], cfg.model.arch, cfg.model.num_classes,
-                                      cfg.is_explicit("arch"), cfg.is_explicit("num_classes"))
-        important_info(log, f"evaluating {ckpt}")
-        if reuse and net is not None and net_key == (arch, nc):
-            report = load_weights(net, ckpt, use_ema=cfg.weights.use_ema)
-        else:
-            net, report, _ = build_inference_model(ckpt, arch, nc, num_classes_explicit=True, arch_explicit=True,
-                                                   use_ema=cfg.weights.use_ema, info=infos[ckpt], prepare=rewrites)
-            net_key = (arch, nc)
+        try:
+            arch, nc = resolve_model_info(infos[ckpt], cfg.model.arch, cfg.model.num_classes,
+                                          cfg.is_explicit("arch"), cfg.is_explicit("num_classes"))
+            important_info(log, f"evaluating {ckpt}")
+            if reuse and net is not None and net_key == (arch, nc):
+                report = load_weights(net, ckpt, use_ema=cfg.weights.use_ema)
+            else:
+                net, net_key = None, None
+                net, report, _ = build_inference_model(ckpt, arch, nc, num_classes_explicit=True,
+                                                       arch_explicit=True, use_ema=cfg.weights.use_ema,
+                                                       info=infos[ckpt], prepare=rewrites)
+                net_key = (arch, nc)
+        except CheckpointError as err:
+            if failed is None:
+                raise
+            log.warning("not scored: %s", err)
+            failed.append((ckpt, str(err)))
+            continue
         log.info("loaded %s (%s layout%s): %s, %d classes", ckpt, report.layout,
                  ", EMA weights" if report.used_ema else "", arch, nc)
         run_net, precision = apply_eval_precision(net, ctx.device_target)
