@@ -1,0 +1,162 @@
+"""File names that are not valid UTF-8 (PEP 383 surrogate escapes), for display, JSON and logs.
+
+On Linux a file name is bytes. ``os.listdir``/``os.scandir`` with str paths decode it with the file system
+encoding (UTF-8) and ``surrogateescape``, so a Latin-1 name ``caf\\xe9.jpg`` becomes the str ``'caf\\udce9.jpg'``.
+That str opens the right file (``open``, ``os.stat``, ``np.fromfile``, PIL) but fails wherever it is encoded
+strictly:
+
+* ``print`` to a stdout whose errors handler is ``strict`` (any UTF-8 locale but C/POSIX/C.UTF-8):
+  ``UnicodeEncodeError``;
+* a ``logging.FileHandler`` (encoding UTF-8, errors strict): the record is *lost* from log.txt and
+  "--- Logging error ---" goes to stderr;
+* ``json.dump(..., ensure_ascii=False)`` into a UTF-8 file: ``UnicodeEncodeError`` (with ``ensure_ascii=True``
+  it writes ``"\\udce9"``, which Python reads back losslessly but other tools show as U+FFFD);
+* C++ libraries given the str (MindSpore's ``ImageFolderDataset``/``MindDataset``/``FileWriter`` paths):
+  pybind11 encodes it as UTF-8 and raises ``UnicodeEncodeError``.
+
+Helpers:
+
+* ``display_name(p)``: printable, valid UTF-8, the undecodable bytes shown as ``\\xe9`` (for messages and
+  logs); ``is_utf8_name(p)``;
+* ``json_dumps(obj)`` / ``write_json_atomic_lossless``: JSON that is readable (non-ASCII names stay as they
+  are) *and* lossless: only the escaped bytes become ``\\udcXX`` escapes, which ``json.loads`` turns back into
+  the same str, hence the same bytes; ``path_fields(p)`` gives ``{"file": display}`` plus ``"file_bytes"``
+  (hex of the raw name) when the name is not UTF-8, for JSON read by other tools;
+* ``require_utf8(p, what)``: a clear error naming the file where a library needs a UTF-8 path;
+* ``harden_log_handlers(logger)``: make the logger's handlers write such names (backslash-escaped) instead
+  of dropping the record.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any, Dict, Iterable, Union
+
+PathLike = Union[str, bytes, "os.PathLike[str]"]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_utf8_name(p: PathLike) -> bool:
+    """True when the name is valid UTF-8 (no surrogate-escaped bytes)."""
+    p = os.fspath(p)
+    if isinstance(p, bytes):
+        try:
+            p.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+    return _SURROGATE.search(p) is None
+
+
+def display_name(p: PathLike) -> str:
+    """The name as valid, printable text: bytes that are not UTF-8 appear as ``\\xNN``."""
+    p = os.fspath(p)
+    raw = p if isinstance(p, bytes) else os.fsencode(p) if _SURROGATE.search(p) else None
+    if raw is None:
+        return p
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def require_utf8(p: PathLike, what: str = "this path") -> str:
+    """``p`` as str, or a ``ValueError`` naming the file when its name is not valid UTF-8."""
+    s = os.fsdecode(os.fspath(p))
+    if not is_utf8_name(s):
+        raise ValueError(f"{what} {display_name(s)!r} has a name that is not valid UTF-8, which "
+                         f"MindSpore cannot open; rename it (e.g. convmv -f latin1 -t utf8)")
+    return s
+
+
+def _escape_surrogates(text: str) -> str:
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+
+
+def json_dumps(obj: Any, **kwargs) -> str:
+    """``json.dumps(obj, ensure_ascii=False)`` that is valid UTF-8 and lossless for surrogate-escaped names."""
+    kwargs.setdefault("ensure_ascii", False)
+    return _escape_surrogates(json.dumps(obj, **kwargs))
+
+
+def write_json_atomic_lossless(data: Any, path: str, indent: int = 2) -> str:
+    """Like ``src.utils.fileio.write_json_atomic(..., ensure_ascii=False)``, but a name that is not UTF-8 (a
+    class folder, a file) cannot make it fail: such bytes are written as ``\\udcXX`` escapes."""
+    import tempfile
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json_dumps(data, indent=indent))
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def path_fields(p: PathLike, key: str = "file") -> Dict[str, str]:
+    """``{key: display_name(p)}``, plus ``{key + "_bytes": hex of the raw name}`` when it is not UTF-8."""
+    s = os.fsdecode(os.fspath(p))
+    out = {key: display_name(s)}
+    if not is_utf8_name(s):
+        out[key + "_bytes"] = os.fsencode(s).hex()
+    return out
+
+
+def path_from_fields(rec: Dict[str, str], key: str = "file") -> str:
+    """The inverse of ``path_fields``: the exact path (surrogate-escaped str)."""
+    if key + "_bytes" in rec:
+        return os.fsdecode(bytes.fromhex(rec[key + "_bytes"]))
+    return rec[key]
+
+
+class _SafeFormatter(logging.Formatter):
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record):
+        return display_name(self.inner.format(record))
+
+
+def harden_log_handlers(logger: logging.Logger) -> logging.Logger:
+    """Make each handler of ``logger`` write names that are not UTF-8 as ``\\xNN`` instead of losing the
+    record ("--- Logging error ---"). Idempotent."""
+    for h in logger.handlers:
+        fmt = h.formatter or logging.Formatter()
+        if not isinstance(fmt, _SafeFormatter):
+            h.setFormatter(_SafeFormatter(fmt))
+    return logger
+
+
+def share_handlers(run_logger: logging.Logger, names: Iterable[str] = ("src",),
+                   level: int = logging.INFO) -> None:
+    """Send the records of the project's module loggers (``src.dataset``, ``src.data.verify`` ...) to the run
+    logger's handlers (stdout and log.txt), so every data warning also lands in log.txt. Removes handlers an
+    earlier call added (tests run several jobs in one process)."""
+    harden_log_handlers(run_logger)
+    for name in names:
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if getattr(h, "_shared_from_run_logger", False):
+                lg.removeHandler(h)
+        for h in run_logger.handlers:
+            proxy = _Forward(h)
+            lg.addHandler(proxy)
+        lg.setLevel(level)
+        lg.propagate = False  # otherwise the root logger's last-resort handler prints warnings twice
+
+
+class _Forward(logging.Handler):
+    _shared_from_run_logger = True
+
+    def __init__(self, target: logging.Handler):
+        super().__init__(level=target.level)
+        self.target = target
+
+    def emit(self, record):
+        self.target.handle(record)

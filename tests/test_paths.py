@@ -1,0 +1,114 @@
+"""Tests for src/utils/paths.py with a real Latin-1-named file."""
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from src.utils.paths import (display_name, harden_log_handlers, is_utf8_name, json_dumps, path_fields,
+                             path_from_fields, require_utf8, share_handlers, write_json_atomic_lossless)
+
+LATIN = b"caf\xe9 cr\xe8me.jpg"
+
+
+@pytest.fixture
+def latin_file(tmp_path):
+    folder = os.path.join(os.fsencode(str(tmp_path)), b"cls")
+    os.makedirs(folder)
+    with open(os.path.join(folder, LATIN), "wb") as f:
+        f.write(b"\xff\xd8\xff")
+    name = os.listdir(os.path.join(str(tmp_path), "cls"))[0]   # str listing: surrogate escapes
+    return os.path.join(str(tmp_path), "cls", name)
+
+
+def test_listing_gives_surrogates_that_still_open_the_file(latin_file):
+    assert not is_utf8_name(latin_file) and "\udce9" in latin_file
+    assert np.fromfile(latin_file, np.uint8).tolist() == [0xFF, 0xD8, 0xFF]
+    assert is_utf8_name("plain-ü.jpg") and is_utf8_name(b"plain") and not is_utf8_name(LATIN)
+
+
+def test_display_name_is_valid_printable_text(latin_file):
+    d = display_name(latin_file)
+    assert d.endswith("caf\\xe9 cr\\xe8me.jpg")
+    d.encode("utf-8")
+    assert display_name("ünïcode.jpg") == "ünïcode.jpg"
+    assert display_name(LATIN) == "caf\\xe9 cr\\xe8me.jpg"
+
+
+def test_json_dumps_is_readable_utf8_and_lossless(latin_file, tmp_path):
+    obj = {"file": latin_file, "class": "ünï", "n": 1}
+    text = json_dumps(obj)
+    text.encode("utf-8")
+    assert "ünï" in text and "\\udce9" in text
+    assert json.loads(text) == obj
+    with pytest.raises(UnicodeEncodeError):   # what a plain ensure_ascii=False dump to a UTF-8 file does
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    out = write_json_atomic_lossless(obj, str(tmp_path / "o.json"))
+    with open(out, encoding="utf-8") as f:
+        back = json.load(f)
+    assert back == obj and os.path.exists(back["file"])
+
+
+def test_path_fields_roundtrip_for_other_tools(latin_file):
+    rec = path_fields(latin_file)
+    assert rec["file"] == display_name(latin_file) and rec["file_bytes"] == os.fsencode(latin_file).hex()
+    json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    assert path_from_fields(rec) == latin_file
+    assert path_fields("/a/b.jpg") == {"file": "/a/b.jpg"}
+    assert path_from_fields({"file": "/a/b.jpg"}) == "/a/b.jpg"
+
+
+def test_require_utf8_names_the_file(latin_file):
+    with pytest.raises(ValueError, match=r"caf\\\\xe9 cr\\\\xe8me.jpg.*not valid UTF-8"):
+        require_utf8(latin_file, "MindRecord file")
+    assert require_utf8("/ok/ü") == "/ok/ü"
+
+
+def test_log_file_keeps_records_with_such_names(latin_file, tmp_path):
+    log_path = tmp_path / "log.txt"
+    lg = logging.getLogger("test_paths.run")
+    lg.propagate = False
+    h = logging.FileHandler(str(log_path), encoding="utf-8")
+    lg.addHandler(h)
+    try:
+        harden_log_handlers(lg)
+        lg.warning("skipped %s", latin_file)
+        h.flush()
+        assert "skipped " + display_name(latin_file) in log_path.read_text("utf-8")
+    finally:
+        lg.removeHandler(h)
+        h.close()
+
+
+def test_share_handlers_sends_module_warnings_to_the_run_log(latin_file, tmp_path):
+    log_path = tmp_path / "log.txt"
+    run = logging.getLogger("test_paths.run2")
+    run.propagate = False
+    h = logging.FileHandler(str(log_path), encoding="utf-8")
+    run.addHandler(h)
+    try:
+        share_handlers(run, names=("test_paths_pkg",))
+        share_handlers(run, names=("test_paths_pkg",))  # twice: still one copy of each line
+        logging.getLogger("test_paths_pkg.data").warning("skipped 1 file: %s", latin_file)
+        h.flush()
+        text = log_path.read_text("utf-8")
+        assert text.count("skipped 1 file: " + display_name(latin_file)) == 1
+    finally:
+        run.removeHandler(h)
+        h.close()
+        for x in list(logging.getLogger("test_paths_pkg").handlers):
+            logging.getLogger("test_paths_pkg").removeHandler(x)
+
+
+def test_print_fails_under_a_strict_utf8_locale_but_display_name_does_not(latin_file):
+    """What breaks for a user in an en_US.UTF-8 terminal (stdout errors=strict)."""
+    code = ("import os,sys; sys.stdout.reconfigure(errors='strict'); p=os.fsdecode(bytes.fromhex(sys.argv[1])); "
+            "sys.path.insert(0, sys.argv[2]); from src.utils.paths import display_name; print(display_name(p)); "
+            "print(p)")
+    r = subprocess.run([sys.executable, "-c", code, os.fsencode(latin_file).hex(),
+                        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
+                       capture_output=True, text=True, errors="backslashreplace")
+    assert "caf\\xe9" in r.stdout and "UnicodeEncodeError" in r.stderr
