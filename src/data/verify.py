@@ -1,0 +1,745 @@
+"""Full decode check of image files, once, in isolated worker processes, cached in a manifest.
+
+    results = verify_images(paths, workers=2, manifest="DATA/.cspdarknet53_verified.jsonl", root="DATA")
+    # -> [VerifyResult(path, status, reason)], status "ok" | "convert" | "skip", in the order of ``paths``
+
+Why: the cheap up-front check (``check_image_file``: first bytes, end marker) passes a JPEG whose entropy
+data is corrupt, and MindSpore's C++ decoder can then crash the whole process (segfault, SIGFPE) or raise deep
+inside the pipeline. Here every file is decoded in full by the decoder the pipeline uses (MindSpore's
+``vision.Decode``; ``decoder="pil"`` uses PIL instead) in worker processes that may crash or hang without
+taking the caller with them:
+
+* each worker decodes one file at a time and answers over a pipe, so when a worker dies (signal, abort,
+  ``exit``) the file it was decoding is the culprit: it is reported as ``skip`` with the signal and the last
+  lines the decoder printed, the worker is restarted and the run carries on;
+* a file that takes longer than ``timeout_s`` (a hang, or a decompression bomb) gets its worker killed and is
+  reported the same way;
+* anything the decoder prints to stderr while decoding a file (libjpeg's "Corrupt JPEG data: ..." warnings)
+  is captured per file and kept in the reason of a file that still decodes (status stays ``ok``: the
+  engine decodes it the same way in training).
+
+Results are cached in a manifest (JSON lines: a header, then ``[key, size, mtime_ns, status, reason]`` per
+file, the key being the path relative to ``root``) so that a later run, or another rank, only re-checks files
+whose size or mtime changed. The manifest is written atomically (temporary file + ``os.replace``) and merged
+with what is on disk just before each write, and it is saved every ``flush_every_s`` seconds during a long
+check, so a killed check resumes where it stopped. Entries made by another decoder or check version are
+ignored.
+
+Several ranks (``rank``, ``group_size``): each rank checks its share of the files the manifest does not
+cover (the share is a hash of the key, so it does not depend on what each rank found in the manifest),
+writes it to ``<manifest>.rank<r>`` and waits until the manifest and the part files together cover every
+file; rank 0 then merges them into the manifest and removes the parts. Every rank therefore ends with the
+same results (the same list of usable files, which keeps the rank shards aligned), and the check uses the
+cores of every host. A rank that waits longer than ``wait_timeout_s`` (a peer died, or the part files are
+not on a shared file system) checks the rest itself.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import deque
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+CONVERT = "convert"
+SKIP = "skip"
+
+MANIFEST_FORMAT = "cspdarknet53-verify-manifest"
+MANIFEST_VERSION = 1
+#: bumped whenever the check itself changes, so that older manifest entries are checked again
+CHECK_VERSION = 1
+DEFAULT_MANIFEST_NAME = ".cspdarknet53_verified.jsonl"  # hidden: the folder listing ignores it
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_MAX_WARNING_CHARS = 300
+
+
+class VerifyError(RuntimeError):
+    """The check itself cannot run (the decoder worker does not start); names the decoder and its output."""
+
+
+class VerifyResult(NamedTuple):
+    path: str
+    status: str   # OK | CONVERT | SKIP
+    reason: str
+
+
+# ---------------------------------------------------------------------------------------------------
+# checks run inside a worker
+# ---------------------------------------------------------------------------------------------------
+def _cheap_check(path: str) -> Tuple[str, str]:
+    try:  # the lead's split moves check_image_file to src/data/checks.py
+        from src.data.checks import check_image_file
+    except ImportError:
+        from src.dataset import check_image_file
+    return check_image_file(path)
+
+
+_NOISE = re.compile(r"\[ ?(?:WARN|INFO|ERROR):[^\]]*\] global \S+ \S+ ")  # OpenCV's log prefix
+
+
+def _first_line(exc: BaseException) -> str:
+    """MindSpore's errors wrap the message in banners and a C++ call stack; keep the message."""
+    text = str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(("[ERROR]", "[Internal ERROR]")):
+            ln = ln.split("]", 1)[1].strip()
+            ln = ln.split(" Dump the abnormal image")[0].strip()
+            return ln[:_MAX_WARNING_CHARS]
+    return (lines[0] if lines else type(exc).__name__)[:_MAX_WARNING_CHARS]
+
+
+def _clean_said(text: str) -> str:
+    lines = [_NOISE.sub("", ln).strip() for ln in text.splitlines()]
+    return " | ".join(ln for ln in lines if ln)[:_MAX_WARNING_CHARS]
+
+
+def _make_mindspore_check() -> Callable[[str], Tuple[str, str]]:
+    import numpy as np
+    import mindspore.dataset.vision as V
+
+    decode = V.Decode()
+
+    def check(path):
+        status, reason = _cheap_check(path)
+        if status != OK:
+            return status, reason  # SKIP: cheap reason is enough; CONVERT: PIL decoded it in full already
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            return SKIP, f"cannot read: {exc}"
+        try:
+            img = decode(data)
+        except Exception as exc:  # RuntimeError from the C++ decoder
+            return SKIP, f"{reason}: the decoder fails: {_first_line(exc)}"
+        shape = getattr(img, "shape", ())
+        if len(shape) != 3 or shape[2] != 3 or shape[0] < 1 or shape[1] < 1:
+            return SKIP, f"{reason}: the decoder gives an image of shape {tuple(shape)}"
+        return OK, reason
+
+    return check
+
+
+def _make_pil_check() -> Callable[[str], Tuple[str, str]]:
+    from PIL import Image
+
+    def check(path):
+        status, reason = _cheap_check(path)
+        if status != OK:
+            return status, reason
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except Exception as exc:
+            return SKIP, f"{reason}: PIL cannot decode it: {type(exc).__name__}: {exc}"[:_MAX_WARNING_CHARS * 2]
+        return OK, reason
+
+    return check
+
+
+def _make_check(decoder: str) -> Callable[[str], Tuple[str, str]]:
+    if decoder == "mindspore":
+        return _make_mindspore_check()
+    if decoder == "pil":
+        return _make_pil_check()
+    if decoder == "cheap":
+        return _cheap_check
+    if ":" in decoder:  # "package.module:function" returning (status, reason) for a path (tests, experiments)
+        import importlib
+        mod, fn = decoder.split(":", 1)
+        return getattr(importlib.import_module(mod), fn)
+    raise ValueError(f"unknown decoder {decoder!r} (mindspore, pil, cheap or module:function)")
+
+
+def decoder_id(decoder: str) -> str:
+    """What the manifest records about the decoder; entries with another id are checked again."""
+    if decoder == "mindspore":
+        try:
+            from importlib.metadata import version
+            v = version("mindspore")
+        except Exception:
+            v = "?"
+        return f"mindspore-{v}/check{CHECK_VERSION}"
+    if decoder == "pil":
+        import PIL
+        return f"pil-{PIL.__version__}/check{CHECK_VERSION}"
+    return f"{decoder}/check{CHECK_VERSION}"
+
+
+def _worker_main(argv: Sequence[str]) -> None:
+    """Worker loop: ``argv = [_, decoder, stderr_file, parent pid]``; requests ``<id> <hex path>`` on stdin, answers
+    ``<id> <status> <json reason>`` on the original stdout. The decoder's own stdout and stderr output both go
+    to ``stderr_file``; what it wrote while decoding a file is attached to that file's reason."""
+    decoder, err_path = argv[1], argv[2]
+    try:  # die with the parent even when stuck in a decoder (Linux); the parent kills on timeouts itself
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if len(argv) > 3 and os.getppid() != int(argv[3]):
+            return  # the parent died before the call
+    except Exception:
+        pass
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="ascii")
+    os.dup2(2, 1)  # C-level prints of the decoder must not corrupt the protocol
+    check = _make_check(decoder)
+    err_reader = open(err_path, "rb")
+    proto.write("READY\n")
+    for line in sys.stdin.buffer:
+        ident, hexpath = line.split()
+        path = os.fsdecode(bytes.fromhex(hexpath.decode("ascii")))
+        sys.stderr.flush()
+        before = os.fstat(2).st_size
+        try:
+            status, reason = check(path)
+        except Exception as exc:  # a bug or an unexpected error: unusable, with the reason
+            status, reason = SKIP, f"check failed: {type(exc).__name__}: {exc}"
+        sys.stderr.flush()
+        after = os.fstat(2).st_size
+        if after > before:
+            err_reader.seek(before)
+            said = _clean_said(err_reader.read(min(after - before, 4096)).decode("utf-8", "backslashreplace"))
+            if said:
+                reason = f"{reason} (decoder said: {said})"
+        proto.write(f"{ident.decode('ascii')} {status} {json.dumps(reason, ensure_ascii=True)}\n")
+
+
+_BOOT = ("import sys; sys.path.insert(0, {root!r}); "
+         "from src.data.verify import _worker_main; _worker_main(sys.argv)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# worker pool (parent side)
+# ---------------------------------------------------------------------------------------------------
+def _signal_name(rc: int) -> str:
+    if rc is not None and rc < 0:
+        try:
+            return signal.Signals(-rc).name
+        except ValueError:
+            return f"signal {-rc}"
+    return f"exit status {rc}"
+
+
+class _Worker:
+    def __init__(self, decoder: str, workdir: str, serial: int, env: Dict[str, str]):
+        self.err_path = os.path.join(workdir, f"worker{serial}.err")
+        self._err = open(self.err_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT.format(root=_ROOT), decoder, self.err_path, str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, cwd=workdir, env=env,
+            bufsize=0, start_new_session=True)
+        self.fd = self.proc.stdout.fileno()
+        self.buf = b""
+        self.ready = False
+        self.busy: Optional[Tuple[int, float]] = None  # (index, start time)
+        self.err_mark = 0
+        self.started = time.monotonic()
+
+    def send(self, index: int, path: str) -> bool:
+        try:
+            self.err_mark = os.path.getsize(self.err_path)
+        except OSError:
+            self.err_mark = 0
+        try:
+            self.proc.stdin.write(b"%d %s\n" % (index, os.fsencode(path).hex().encode("ascii")))
+        except (BrokenPipeError, OSError):
+            return False
+        self.busy = (index, time.monotonic())
+        return True
+
+    def err_tail(self, chars: int = _MAX_WARNING_CHARS) -> str:
+        """What the worker printed since it was given its current file (or since it started)."""
+        try:
+            with open(self.err_path, "rb") as f:
+                f.seek(self.err_mark)
+                text = f.read(16384).decode("utf-8", "backslashreplace")
+        except OSError:
+            return ""
+        return _clean_said(text)[:chars]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self._err):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+def _worker_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GLOG_v", "3")          # MindSpore: errors only
+    env.setdefault("OMP_NUM_THREADS", "1")  # one file at a time per worker; parallelism is the worker count
+    env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, workers: int, timeout_s: float,
+                 on_result: Callable[[int, str, str], None], startup_timeout_s: float = 300.0) -> Dict[str, int]:
+    """Check ``paths[i]`` for i in ``indices`` in ``workers`` processes; ``on_result(i, status, reason)``."""
+    stats = {"crashed": 0, "timed_out": 0, "restarts": 0}
+    if not indices:
+        return stats
+    workdir = tempfile.mkdtemp(prefix="cspdarknet53_verify_")
+    env = _worker_env()
+    pending = deque(indices)
+    serial = 0
+    pool: List[_Worker] = []
+    sel = selectors.DefaultSelector()
+    failed_starts = 0
+
+    def start() -> _Worker:
+        nonlocal serial
+        serial += 1
+        w = _Worker(decoder, workdir, serial, env)
+        sel.register(w.fd, selectors.EVENT_READ, w)
+        pool.append(w)
+        return w
+
+    def retire(w: _Worker) -> None:
+        try:
+            sel.unregister(w.fd)
+        except (KeyError, ValueError):
+            pass
+        w.kill()
+        pool.remove(w)
+
+    def blame(w: _Worker, what: str) -> None:
+        if w.busy is None:
+            return
+        index = w.busy[0]
+        w.busy = None
+        said = w.err_tail()
+        on_result(index, SKIP, f"{what}" + (f" (decoder said: {said})" if said else ""))
+
+    try:
+        for _ in range(max(1, min(int(workers), len(indices)))):
+            start()
+        while pending or any(w.busy for w in pool):
+            for w in list(pool):
+                if w.ready and w.busy is None and pending:
+                    i = pending.popleft()
+                    if not w.send(i, paths[i]):
+                        pending.appendleft(i)
+            now = time.monotonic()
+            deadlines = [w.busy[1] + timeout_s for w in pool if w.busy] + \
+                        [w.started + startup_timeout_s for w in pool if not w.ready]
+            wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
+            for key, _ in sel.select(timeout=min(wait, 1.0)):
+                w = key.data
+                try:
+                    chunk = os.read(w.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:  # the worker died
+                    rc = w.proc.wait()
+                    if not w.ready:
+                        failed_starts += 1
+                        tail = w.err_tail(2000)
+                        retire(w)
+                        if failed_starts >= 3:
+                            raise VerifyError(f"the {decoder!r} decoder worker does not start "
+                                              f"({_signal_name(rc)}): {tail}")
+                    else:
+                        if w.busy:
+                            stats["crashed"] += 1
+                            blame(w, f"the decoder crashed on this file ({_signal_name(rc)})")
+                        retire(w)
+                    if pending and len(pool) < int(workers):
+                        stats["restarts"] += 1
+                        start()
+                    continue
+                w.buf += chunk
+                while b"\n" in w.buf:
+                    line, w.buf = w.buf.split(b"\n", 1)
+                    if line == b"READY":
+                        w.ready = True
+                        failed_starts = 0
+                        continue
+                    ident, status, reason = line.decode("ascii").split(" ", 2)
+                    index = int(ident)
+                    if w.busy and w.busy[0] == index:
+                        w.busy = None
+                    on_result(index, status, json.loads(reason))
+            now = time.monotonic()
+            for w in list(pool):
+                if w.busy and now - w.busy[1] > timeout_s:
+                    stats["timed_out"] += 1
+                    w.kill()  # before blaming, so that the error file is complete
+                    blame(w, f"the decoder did not finish this file within {timeout_s:g} s (killed)")
+                    retire(w)
+                    if pending:
+                        stats["restarts"] += 1
+                        start()
+                elif not w.ready and now - w.started > startup_timeout_s:
+                    tail = w.err_tail(2000)
+                    retire(w)
+                    raise VerifyError(f"the {decoder!r} decoder worker did not start within "
+                                      f"{startup_timeout_s:g} s: {tail}")
+            if pending and not pool:
+                start()
+    finally:
+        for w in list(pool):
+            try:
+                sel.unregister(w.fd)
+            except (KeyError, ValueError):
+                pass
+            w.close()
+        sel.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------------
+# manifest
+# ---------------------------------------------------------------------------------------------------
+Entry = Tuple[int, int, str, str]  # size, mtime_ns, status, reason
+
+
+def default_manifest_path(data_dir: str) -> str:
+    """``DATA/.cspdarknet53_verified.jsonl`` if the folder is writable, else a file in the user cache
+    named after the folder (``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``, ``verify/``)."""
+    data_dir = os.path.abspath(data_dir)
+    if os.access(data_dir, os.W_OK):
+        return os.path.join(data_dir, DEFAULT_MANIFEST_NAME)
+    cache = os.environ.get("CSPDARKNET53_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                   "cspdarknet53")
+    tag = "%08x" % (zlib.crc32(os.fsencode(data_dir)) & 0xFFFFFFFF)
+    name = os.path.basename(data_dir.rstrip(os.sep)) or "root"
+    return os.path.join(cache, "verify", f"{name}-{tag}.jsonl")
+
+
+class Manifest:
+    """Verification results keyed by path (relative to ``root``), size and mtime_ns."""
+
+    def __init__(self, path: str, root: Optional[str] = None, decoder: str = "mindspore"):
+        self.path = os.path.abspath(path)
+        self.root = os.path.abspath(root) if root else None
+        self.decoder_id = decoder_id(decoder)
+        self.entries: Dict[str, Entry] = {}
+        self._warned_write = False
+
+    def key(self, path: str) -> str:
+        ap = os.path.abspath(path)
+        if self.root:
+            rel = os.path.relpath(ap, self.root)
+            if not rel.startswith(os.pardir + os.sep) and rel != os.pardir:
+                return rel
+        return ap
+
+    def _read_file(self, path: str) -> Dict[str, Entry]:
+        """Entries of one manifest file; {} if absent, unreadable, or made by another decoder/check."""
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                header = f.readline()
+                try:
+                    head = json.loads(header)
+                except ValueError:
+                    logger.warning("ignoring verification manifest %s: not a manifest", path)
+                    return {}
+                if not isinstance(head, dict) or head.get("format") != MANIFEST_FORMAT:
+                    logger.warning("ignoring verification manifest %s: not a manifest", path)
+                    return {}
+                if head.get("decoder") != self.decoder_id:
+                    logger.info("verification manifest %s was made by %s, not %s: its files are checked again",
+                                path, head.get("decoder"), self.decoder_id)
+                    return {}
+                out: Dict[str, Entry] = {}
+                for line in f:
+                    try:
+                        k, size, mtime, status, reason = json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line (should not happen with atomic writes) or junk
+                    out[k] = (int(size), int(mtime), str(status), str(reason))
+                return out
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            logger.warning("cannot read verification manifest %s: %s", path, exc)
+            return {}
+
+    def load(self) -> "Manifest":
+        self.entries.update(self._read_file(self.path))
+        return self
+
+    def lookup(self, path: str, size: int, mtime_ns: int) -> Optional[Tuple[str, str]]:
+        e = self.entries.get(self.key(path))
+        if e is not None and e[0] == size and e[1] == mtime_ns:
+            return e[2], e[3]
+        return None
+
+    def put(self, path: str, size: int, mtime_ns: int, status: str, reason: str) -> None:
+        self.entries[self.key(path)] = (int(size), int(mtime_ns), status, reason)
+
+    def write(self, path: Optional[str] = None, merge: bool = True) -> bool:
+        """Atomically write the entries (merged with what the file holds now, ours winning) to ``path``
+        (default: the manifest). Returns False, with one warning, when the folder is not writable."""
+        path = os.path.abspath(path or self.path)
+        entries = self.entries
+        if merge:
+            on_disk = self._read_file(path)
+            if on_disk:
+                on_disk.update(entries)
+                entries = on_disk
+        folder = os.path.dirname(path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            if not self._warned_write:
+                logger.warning("cannot write the verification manifest %s (%s); files will be checked again "
+                               "next time", path, exc)
+                self._warned_write = True
+            return False
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+                                    "decoder": self.decoder_id, "root": self.root}, ensure_ascii=True) + "\n")
+                for k in sorted(entries):
+                    size, mtime, status, reason = entries[k]
+                    # ensure_ascii keeps names that are not valid UTF-8 (surrogate escapes) lossless
+                    f.write(json.dumps([k, size, mtime, status, reason], ensure_ascii=True) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
+        return True
+
+    def part_path(self, rank: int) -> str:
+        return f"{self.path}.rank{int(rank)}"
+
+    def part_paths(self) -> List[str]:
+        folder, base = os.path.split(self.path)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []
+        prefix = base + ".rank"
+        return [os.path.join(folder, n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit()]
+
+
+# ---------------------------------------------------------------------------------------------------
+# verify_images
+# ---------------------------------------------------------------------------------------------------
+def _stat(path: str):
+    """(size, mtime_ns) of a regular file, or (None, reason) when it cannot be used."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        try:
+            os.lstat(path)
+            return None, "broken symbolic link"
+        except OSError:
+            return None, "missing file"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "symbolic link loop"
+        return None, f"cannot read: {exc.strerror or exc}"
+    import stat as _st
+    if not _st.S_ISREG(st.st_mode):
+        return None, "not a regular file"
+    if st.st_size == 0:
+        return None, "empty file"
+    return (st.st_size, st.st_mtime_ns), None
+
+
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _share(key: str, group_size: int) -> int:
+    return zlib.crc32(key.encode("utf-8", "surrogateescape")) % group_size
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool, desc: str):
+        self.bar = None
+        self.enabled = enabled and total > 0
+        self.total, self.done, self.t0, self.last = total, 0, time.monotonic(), 0.0
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                self.bar = None
+
+    def update(self, k: int = 1) -> None:
+        self.done += k
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(k)
+            return
+        now = time.monotonic()
+        if now - self.last > 10 or self.done == self.total:
+            self.last = now
+            rate = self.done / max(1e-9, now - self.t0)
+            logger.info("verified %d/%d files (%.0f/s)", self.done, self.total, rate)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str] = None,
+                  timeout_s: float = 60.0, *, root: Optional[str] = None, decoder: str = "mindspore",
+                  rank: int = 0, group_size: int = 1, wait_timeout_s: Optional[float] = None,
+                  flush_every_s: float = 60.0, progress: bool = False,
+                  stats: Optional[dict] = None) -> List[VerifyResult]:
+    """Classify every file by decoding it in full: ``[VerifyResult(path, status, reason)]`` in input order.
+
+    ``workers``: decoder processes (0: the cores available, divided among ``group_size`` ranks when more than
+    one, at least 1). ``manifest``: cache file (None: no cache). ``root``: manifest keys are relative to it
+    (default: the manifest's folder). ``timeout_s``: per file. ``decoder``: "mindspore" (the pipeline's
+    ``vision.Decode``), "pil", "cheap" (``check_image_file`` only, no workers) or "module:function".
+    ``stats`` (a dict) receives counts: total, cached, checked, crashed, timed_out, seconds.
+    """
+    t0 = time.monotonic()
+    paths = [os.fspath(p) for p in paths]
+    n = len(paths)
+    results: List[Optional[VerifyResult]] = [None] * n
+    st = {"total": n, "cached": 0, "checked": 0, "crashed": 0, "timed_out": 0, "restarts": 0}
+    rank, group_size = int(rank), max(1, int(group_size))
+    man = None
+    if manifest:
+        man = Manifest(manifest, root or os.path.dirname(os.path.abspath(manifest)), decoder).load()
+    keys: Dict[int, Tuple[int, int]] = {}
+    todo: List[int] = []
+    for i, p in enumerate(paths):
+        sm, why = _stat(p)
+        if sm is None:
+            results[i] = VerifyResult(p, SKIP, why)
+            continue
+        keys[i] = sm
+        hit = man.lookup(p, *sm) if man else None
+        if hit is not None:
+            results[i] = VerifyResult(p, hit[0], hit[1])
+            st["cached"] += 1
+        else:
+            todo.append(i)
+
+    if workers <= 0:
+        workers = max(1, _available_cpus() // min(group_size, 8)) if group_size > 1 else _available_cpus()
+
+    def check(indices: List[int], flush_to: Optional[str]) -> None:
+        bar = _Progress(len(indices), progress, "verifying images")
+        last_flush = [time.monotonic()]
+
+        def on_result(i, status, reason):
+            results[i] = VerifyResult(paths[i], status, reason)
+            if man is not None:
+                man.put(paths[i], keys[i][0], keys[i][1], status, reason)
+            bar.update()
+            if man is not None and flush_to and time.monotonic() - last_flush[0] > flush_every_s:
+                man.write(flush_to, merge=flush_to == man.path)
+                last_flush[0] = time.monotonic()
+
+        try:
+            if decoder == "cheap":
+                for i in indices:
+                    s, r = _cheap_check(paths[i])
+                    on_result(i, s, r)
+            else:
+                got = _run_workers(paths, indices, decoder, workers, timeout_s, on_result)
+                for k in ("crashed", "timed_out", "restarts"):
+                    st[k] += got[k]
+        finally:
+            bar.close()
+        st["checked"] += len(indices)
+
+    if group_size == 1 or man is None:
+        check(todo, man.path if man else None)
+        if man is not None and todo:
+            man.write()
+    else:
+        mine = [i for i in todo if _share(man.key(paths[i]), group_size) == rank]
+        t_mine = time.monotonic()
+        check(mine, man.part_path(rank))
+        if mine:
+            man.write(man.part_path(rank), merge=False)
+        t_mine = time.monotonic() - t_mine
+        limit = wait_timeout_s if wait_timeout_s is not None else 2 * t_mine + 120.0
+        deadline = time.monotonic() + limit
+        while True:
+            missing = [i for i in todo if results[i] is None]
+            if not missing:
+                break
+            cover: Dict[str, Entry] = {}
+            for part in man.part_paths():        # the parts first, then the manifest: rank 0 replaces the
+                cover.update(man._read_file(part))   # manifest before it removes the parts it merged
+            cover.update(man._read_file(man.path))
+            for i in missing:
+                e = cover.get(man.key(paths[i]))
+                if e is not None and (e[0], e[1]) == keys[i]:
+                    results[i] = VerifyResult(paths[i], e[2], e[3])
+                    man.entries[man.key(paths[i])] = e
+            if all(results[i] is not None for i in missing):
+                break
+            if time.monotonic() > deadline:
+                rest = [i for i in missing if results[i] is None]
+                logger.warning("rank %d: %d file(s) were not verified by the other ranks within %.0f s "
+                               "(is %s on a shared file system?); checking them here", rank, len(rest), limit,
+                               man.path)
+                check(rest, None)
+                break
+            time.sleep(0.5)
+        if rank == 0 and todo:
+            if man.write():
+                for part in man.part_paths():
+                    try:
+                        os.remove(part)
+                    except OSError:
+                        pass
+    st["seconds"] = time.monotonic() - t0
+    if stats is not None:
+        stats.update(st)
+    out = [r for r in results if r is not None]
+    assert len(out) == n
+    if st["checked"]:
+        counts = {s: sum(1 for r in out if r.status == s) for s in (OK, CONVERT, SKIP)}
+        logger.info("verified %d file(s) in %.1f s (%d checked by %d %s worker(s), %d from the manifest): %d ok, "
+                    "%d convert, %d skip (%d crashed the decoder, %d timed out)", n, st["seconds"], st["checked"],
+                    workers, decoder, st["cached"], counts[OK], counts[CONVERT], counts[SKIP], st["crashed"],
+                    st["timed_out"])
+    return out
+
+
+def summarize(results: Iterable[VerifyResult]) -> Dict[str, int]:
+    out = {OK: 0, CONVERT: 0, SKIP: 0}
+    for r in results:
+        out[r.status] = out.get(r.status, 0) + 1
+    return out
