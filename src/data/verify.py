@@ -743,3 +743,24 @@ def summarize(results: Iterable[VerifyResult]) -> Dict[str, int]:
     for r in results:
         out[r.status] = out.get(r.status, 0) + 1
     return out
+
+
+def report_unusable(results: Sequence[VerifyResult], log: Optional[logging.Logger] = None, where: str = "",
+                    display: Optional[Callable[[str], str]] = None) -> List[Tuple[str, str]]:
+    """Log each unusable file once (one warning each: ``unusable image <path>: <reason>``) and a summary;
+    return ``[(path, reason)]``. ``display`` turns a path into printable text (default
+    ``src.utils.paths.display_name``: names that are not UTF-8 appear as ``\\xNN``)."""
+    log = log or logger
+    if display is None:
+        try:
+            from src.utils.paths import display_name as display
+        except ImportError:  # pragma: no cover
+            display = str
+    bad = [(r.path, r.reason) for r in results if r.status == SKIP]
+    for path, reason in bad:
+        log.warning("unusable image %s: %s", display(path), reason)
+    if bad:
+        crashed = sum(1 for _, r in bad if r.startswith(("the decoder crashed", "the decoder did not finish")))
+        log.warning("skipped %d of %d image files%s that cannot be used (%d of them crash or hang the decoder); "
+                    "each is named above", len(bad), len(results), f" under {where}" if where else "", crashed)
+    return bad
