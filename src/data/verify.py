@@ -527,6 +527,9 @@ class Manifest:
                     size, mtime, status, reason = entries[k]
                     # ensure_ascii keeps names that are not valid UTF-8 (surrogate escapes) lossless
                     f.write(json.dumps([k, size, mtime, status, reason], ensure_ascii=True) + "\n")
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600: other users' ranks must read it too
             os.replace(tmp, path)
         except BaseException:
             try:

@@ -90,6 +90,9 @@ def write_json_atomic_lossless(data: Any, path: str, indent: int = 2) -> str:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json_dumps(data, indent=indent))
             f.write("\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a result file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
