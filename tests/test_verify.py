@@ -111,6 +111,24 @@ def test_worker_deaths_blame_the_file(tmp_path, kind, expect):
     assert stats["crashed"] == 1
 
 
+def test_a_crash_caused_by_an_earlier_file_is_not_blamed_on_the_victim(tmp_path):
+    src = _png(str(tmp_path / "a.png"))
+    paths = []
+    for name in ("b_poison.png", "c_victim.png", "d.png", "e_segv.png", "f.png"):
+        (tmp_path / name).write_bytes(open(src, "rb").read())
+        paths.append(str(tmp_path / name))
+    stats = {}
+    res = verify_images(paths, workers=1, decoder=FAULTS, stats=stats)
+    assert [r.status for r in res] == [OK, OK, OK, SKIP, OK]   # the victim decodes fine in a fresh worker
+    assert "decoder said: Corrupt JPEG data" in res[0].reason
+    assert stats["collateral"] == 1 and stats["crashed"] == 1
+    assert "crashed on this file (SIGSEGV)" in res[3].reason     # a real crasher is confirmed and blamed
+    # after clean files only, a crash is blamed at once (one worker start-up per crash, not two)
+    stats = {}
+    res = verify_images([paths[2], paths[3], paths[4]], workers=1, decoder=FAULTS, stats=stats)
+    assert [r.status for r in res] == [OK, SKIP, OK] and stats["restarts"] == 1
+
+
 def test_a_hang_is_killed_after_the_timeout(tmp_path):
     paths = [_png(str(tmp_path / f"a{i}.png"), i) for i in range(3)]
     hang = tmp_path / "b_hang.png"

@@ -245,6 +245,8 @@ class _Worker:
         self.ready = False
         self.busy: Optional[Tuple[int, float]] = None  # (index, start time)
         self.err_mark = 0
+        self.done = 0  # files answered
+        self.dirty = False  # answered a file that failed or made the decoder print something
         self.started = time.monotonic()
 
     def send(self, index: int, path: str) -> bool:
@@ -304,17 +306,26 @@ def _worker_env() -> Dict[str, str]:
 
 def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, workers: int, timeout_s: float,
                  on_result: Callable[[int, str, str], None], startup_timeout_s: float = 300.0) -> Dict[str, int]:
-    """Check ``paths[i]`` for i in ``indices`` in ``workers`` processes; ``on_result(i, status, reason)``."""
-    stats = {"crashed": 0, "timed_out": 0, "restarts": 0}
+    """Check ``paths[i]`` for i in ``indices`` in ``workers`` processes; ``on_result(i, status, reason)``.
+
+    A file on which a worker dies or hangs after the worker met a bad file (one that failed, or made the
+    decoder print a warning) is not blamed at once: a decoder can leave its state corrupted after a bad file
+    (measured: after some corrupt JPEGs MindSpore's RandomCropDecodeResize segfaults on a later file that
+    decodes fine on its own). Such a file is checked again as the first file of a fresh worker, and only
+    blamed if it crashes or hangs there too."""
+    stats = {"crashed": 0, "timed_out": 0, "restarts": 0, "collateral": 0}
     if not indices:
         return stats
     workdir = tempfile.mkdtemp(prefix="cspdarknet53_verify_")
     env = _worker_env()
     pending = deque(indices)
+    confirm: deque = deque()          # (index, what happened the first time)
+    first_fault: Dict[int, str] = {}
     serial = 0
     pool: List[_Worker] = []
     sel = selectors.DefaultSelector()
     failed_starts = 0
+    workers = max(1, min(int(workers), len(indices)))
 
     def start() -> _Worker:
         nonlocal serial
@@ -330,25 +341,58 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
         except (KeyError, ValueError):
             pass
         w.kill()
-        pool.remove(w)
+        if w in pool:
+            pool.remove(w)
 
-    def blame(w: _Worker, what: str) -> None:
+    def fault(w: _Worker, what: str) -> None:
+        """The worker died or hung on its current file: confirm in a fresh worker, or blame."""
         if w.busy is None:
             return
-        index = w.busy[0]
+        # blame at once when everything this worker decoded before was clean (no error, no decoder message):
+        # then nothing can have corrupted its state; else confirm in a fresh worker first
+        index, fresh = w.busy[0], not w.dirty
         w.busy = None
         said = w.err_tail()
-        on_result(index, SKIP, f"{what}" + (f" (decoder said: {said})" if said else ""))
+        reason = what + (f" (decoder said: {said})" if said else "")
+        if fresh:
+            first_fault.pop(index, None)
+            if "crashed" in what:
+                stats["crashed"] += 1
+            else:
+                stats["timed_out"] += 1
+            on_result(index, SKIP, reason)
+        else:
+            first_fault[index] = reason
+            confirm.append(index)
+
+    def replace_if_needed() -> None:
+        want_fresh = len(confirm) > sum(1 for w in pool if w.done == 0 and w.busy is None)
+        if (pending or confirm) and len(pool) < workers:
+            stats["restarts"] += 1
+            start()
+        elif want_fresh:  # recycle an idle worker that has decoded files into a fresh one
+            idle = [w for w in pool if w.ready and w.busy is None and w.done > 0]
+            if idle:
+                retire(idle[0])
+                stats["restarts"] += 1
+                start()
 
     try:
-        for _ in range(max(1, min(int(workers), len(indices)))):
+        for _ in range(workers):
             start()
-        while pending or any(w.busy for w in pool):
+        while pending or confirm or any(w.busy for w in pool):
             for w in list(pool):
-                if w.ready and w.busy is None and pending:
+                if not w.ready or w.busy is not None:
+                    continue
+                if confirm and w.done == 0:
+                    i = confirm.popleft()
+                elif pending:
                     i = pending.popleft()
-                    if not w.send(i, paths[i]):
-                        pending.appendleft(i)
+                else:
+                    continue
+                if not w.send(i, paths[i]):
+                    (confirm if i in first_fault else pending).appendleft(i)
+            replace_if_needed()
             now = time.monotonic()
             deadlines = [w.busy[1] + timeout_s for w in pool if w.busy] + \
                         [w.started + startup_timeout_s for w in pool if not w.ready]
@@ -369,13 +413,9 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
                             raise VerifyError(f"the {decoder!r} decoder worker does not start "
                                               f"({_signal_name(rc)}): {tail}")
                     else:
-                        if w.busy:
-                            stats["crashed"] += 1
-                            blame(w, f"the decoder crashed on this file ({_signal_name(rc)})")
+                        fault(w, f"the decoder crashed on this file ({_signal_name(rc)})")
                         retire(w)
-                    if pending and len(pool) < int(workers):
-                        stats["restarts"] += 1
-                        start()
+                    replace_if_needed()
                     continue
                 w.buf += chunk
                 while b"\n" in w.buf:
@@ -388,23 +428,28 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
                     index = int(ident)
                     if w.busy and w.busy[0] == index:
                         w.busy = None
-                    on_result(index, status, json.loads(reason))
+                    w.done += 1
+                    reason_text = json.loads(reason)
+                    if status == SKIP or "(decoder said:" in reason_text:
+                        w.dirty = True
+                    if index in first_fault:
+                        stats["collateral"] += 1
+                        logger.debug("%s: fine in a fresh worker; the first worker died on it after other "
+                                     "files (%s)", paths[index], first_fault.pop(index))
+                    on_result(index, status, reason_text)
             now = time.monotonic()
             for w in list(pool):
                 if w.busy and now - w.busy[1] > timeout_s:
-                    stats["timed_out"] += 1
-                    w.kill()  # before blaming, so that the error file is complete
-                    blame(w, f"the decoder did not finish this file within {timeout_s:g} s (killed)")
+                    w.kill()  # before reading what it said, so that the error file is complete
+                    fault(w, f"the decoder did not finish this file within {timeout_s:g} s (killed)")
                     retire(w)
-                    if pending:
-                        stats["restarts"] += 1
-                        start()
+                    replace_if_needed()
                 elif not w.ready and now - w.started > startup_timeout_s:
                     tail = w.err_tail(2000)
                     retire(w)
                     raise VerifyError(f"the {decoder!r} decoder worker did not start within "
                                       f"{startup_timeout_s:g} s: {tail}")
-            if pending and not pool:
+            if (pending or confirm) and not pool:
                 start()
     finally:
         for w in list(pool):
@@ -635,7 +680,7 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
     paths = [os.fspath(p) for p in paths]
     n = len(paths)
     results: List[Optional[VerifyResult]] = [None] * n
-    st = {"total": n, "cached": 0, "checked": 0, "crashed": 0, "timed_out": 0, "restarts": 0}
+    st = {"total": n, "cached": 0, "checked": 0, "crashed": 0, "timed_out": 0, "restarts": 0, "collateral": 0}
     rank, group_size = int(rank), max(1, int(group_size))
     man = None
     if manifest:
@@ -678,7 +723,7 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
                     on_result(i, s, r)
             else:
                 got = _run_workers(paths, indices, decoder, workers, timeout_s, on_result)
-                for k in ("crashed", "timed_out", "restarts"):
+                for k in ("crashed", "timed_out", "restarts", "collateral"):
                     st[k] += got[k]
         finally:
             bar.close()
