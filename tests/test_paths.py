@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from src.utils.paths import (display_name, harden_log_handlers, is_utf8_name, json_dumps, path_fields,
-                             path_from_fields, require_utf8, share_handlers, write_json_atomic_lossless)
+                             path_from_fields, read_lines, require_utf8, share_handlers, write_json_atomic_lossless,
+                             write_lines)
 
 LATIN = b"caf\xe9 cr\xe8me.jpg"
 
@@ -112,3 +113,18 @@ def test_print_fails_under_a_strict_utf8_locale_but_display_name_does_not(latin_
                         os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
                        capture_output=True, text=True, errors="backslashreplace")
     assert "caf\\xe9" in r.stdout and "UnicodeEncodeError" in r.stderr
+
+
+def test_lists_with_such_names_roundtrip_and_latin1_lists_are_read(latin_file, tmp_path):
+    lst = str(tmp_path / "list.txt")
+    write_lines(lst, [f"{latin_file} 0", "plain.jpg 1"])
+    lines, bad = read_lines(lst)
+    assert lines == [f"{latin_file} 0", "plain.jpg 1"] and bad == 1
+    assert os.path.exists(lines[0].rsplit(None, 1)[0])      # the same file opens
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("ok.jpg 0\n".encode() + "café.jpg 1\n".encode("latin-1"))
+    lines, bad = read_lines(str(latin1))
+    assert bad == 2 and display_name(lines[1]) == "caf\\xe9.jpg 1"
+    utf8 = tmp_path / "utf8.txt"
+    utf8.write_bytes("\ufeffcafé.jpg 1\n".encode())
+    assert read_lines(str(utf8)) == (["café.jpg 1"], None)

@@ -11,8 +11,13 @@ strictly:
   "--- Logging error ---" goes to stderr;
 * ``json.dump(..., ensure_ascii=False)`` into a UTF-8 file: ``UnicodeEncodeError`` (with ``ensure_ascii=True``
   it writes ``"\\udce9"``, which Python reads back losslessly but other tools show as U+FFFD);
-* C++ libraries given the str (MindSpore's ``ImageFolderDataset``/``MindDataset``/``FileWriter`` paths):
-  pybind11 encodes it as UTF-8 and raises ``UnicodeEncodeError``.
+* writing it into a UTF-8 text file (predict.py writes its image list that way: ``UnicodeEncodeError``
+  before anything is predicted), and reading a text file that is not UTF-8 (``_read_data_list``:
+  ``UnicodeDecodeError`` traceback);
+* MindSpore's C++ side given such a str (measured on 2.10): ``MindDataset`` / ``FileWriter`` paths fail with
+  pybind11's ``TypeError: incompatible function arguments``, a MindRecord string field with ``RuntimeError:
+  Unable to cast``. (The folder pipeline reads the bytes in Python, so image files are not affected;
+  ``ImageFolderDataset`` also lists such files fine from C++.)
 
 Helpers:
 
@@ -23,6 +28,8 @@ Helpers:
   the same str, hence the same bytes; ``path_fields(p)`` gives ``{"file": display}`` plus ``"file_bytes"``
   (hex of the raw name) when the name is not UTF-8, for JSON read by other tools;
 * ``require_utf8(p, what)``: a clear error naming the file where a library needs a UTF-8 path;
+* ``read_lines(path)``: a text file's lines, names in it that are not UTF-8 kept as surrogate escapes (so they
+  open the same files), with the first line that is not UTF-8 for a warning; ``write_lines`` the inverse;
 * ``harden_log_handlers(logger)``: make the logger's handlers write such names (backslash-escaped) instead
   of dropping the record.
 """
@@ -66,6 +73,26 @@ def require_utf8(p: PathLike, what: str = "this path") -> str:
         raise ValueError(f"{what} {display_name(s)!r} has a name that is not valid UTF-8, which "
                          f"MindSpore cannot open; rename it (e.g. convmv -f latin1 -t utf8)")
     return s
+
+
+def read_lines(path: str):
+    """``(lines, first_bad_lineno)``: the file's lines without line ends, decoded as UTF-8 with
+    ``surrogateescape`` (bytes that are not UTF-8 stay as they are, as in a file name from ``os.listdir``);
+    ``first_bad_lineno`` is the 1-based number of the first line that is not valid UTF-8, or None."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.decode("utf-8", "surrogateescape").splitlines()
+    bad = next((i for i, ln in enumerate(lines, 1) if _SURROGATE.search(ln)), None)
+    return lines, bad
+
+
+def write_lines(path: str, lines: Iterable[str]) -> None:
+    """Lines written so that ``read_lines`` gives them back exactly (names that are not UTF-8 as raw bytes)."""
+    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+        for ln in lines:
+            f.write(ln + "\n")
 
 
 def _escape_surrogates(text: str) -> str:
