@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from src.utils.paths import (display_name, harden_log_handlers, is_utf8_name, json_dumps, path_fields,
-                             path_from_fields, read_lines, require_utf8, share_handlers, write_json_atomic_lossless,
+                             path_from_fields, read_lines, entry_is_file, require_utf8, share_handlers, write_json_atomic_lossless,
                              write_lines)
 
 LATIN = b"caf\xe9 cr\xe8me.jpg"
@@ -128,3 +128,15 @@ def test_lists_with_such_names_roundtrip_and_latin1_lists_are_read(latin_file, t
     utf8 = tmp_path / "utf8.txt"
     utf8.write_bytes("\ufeffcafé.jpg 1\n".encode())
     assert read_lines(str(utf8)) == (["café.jpg 1"], None)
+
+
+def test_entry_is_file_survives_a_symlink_loop(tmp_path):
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    os.symlink("b.jpg", str(tmp_path / "a.jpg"))
+    os.symlink("a.jpg", str(tmp_path / "b.jpg"))
+    os.symlink("nowhere.jpg", str(tmp_path / "dangling.jpg"))
+    (tmp_path / "sub.jpg").mkdir()
+    got = {e.name: entry_is_file(e) for e in os.scandir(str(tmp_path))}
+    assert got == {"ok.jpg": True, "a.jpg": True, "b.jpg": True, "dangling.jpg": False, "sub.jpg": False}
+    with pytest.raises(OSError):
+        [e.is_file() for e in os.scandir(str(tmp_path))]

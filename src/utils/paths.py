@@ -30,6 +30,7 @@ Helpers:
 * ``require_utf8(p, what)``: a clear error naming the file where a library needs a UTF-8 path;
 * ``read_lines(path)``: a text file's lines, names in it that are not UTF-8 kept as surrogate escapes (so they
   open the same files), with the first line that is not UTF-8 for a warning; ``write_lines`` the inverse;
+* ``entry_is_file(entry)``: ``DirEntry.is_file`` that does not raise on a symbolic link loop;
 * ``harden_log_handlers(logger)``: make the logger's handlers write such names (backslash-escaped) instead
   of dropping the record.
 """
@@ -93,6 +94,17 @@ def write_lines(path: str, lines: Iterable[str]) -> None:
     with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
         for ln in lines:
             f.write(ln + "\n")
+
+
+def entry_is_file(entry: "os.DirEntry") -> bool:
+    """``entry.is_file()`` for a listing that must not end in a traceback: a symbolic link loop (``ELOOP``:
+    ``DirEntry.is_file`` raises it; measured, ``src.dataset._list_folder`` dies on it) or an entry that
+    cannot be stat'ed counts as a file, so that it is listed and then named by the file check ("symbolic
+    link loop", "cannot read"); a dangling link or a folder does not."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 def _escape_surrogates(text: str) -> str:
