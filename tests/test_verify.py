@@ -286,6 +286,22 @@ def test_ranks_split_the_work_and_end_with_the_same_results(tmp_path):
     s = {}
     verify_images(paths, manifest=man, root=str(d), decoder="cheap", stats=s)
     assert s["cached"] == 25
+    # new files later: the part files hold only the new results, not a copy of the manifest
+    extra = [_png(str(d / f"new{i}.png"), 100 + i) for i in range(6)]
+    parts = {}
+    orig = Manifest.write
+
+    def spy(self, path=None, merge=True, only_new=False):
+        if path and ".rank" in str(path):
+            parts[path] = len(self.new_keys) if only_new else len(self.entries)
+        return orig(self, path, merge, only_new)
+
+    Manifest.write = spy
+    try:
+        out, stats = _ranks(paths + extra, man, str(d), 2)
+    finally:
+        Manifest.write = orig
+    assert out[0] == out[1] and sum(s["checked"] for s in stats) == 6 and sum(parts.values()) == 6
 
 
 def test_a_rank_whose_peers_never_report_checks_the_rest_itself(tmp_path, caplog):

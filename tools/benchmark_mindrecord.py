@@ -8,6 +8,7 @@ existing one), then for each reader, mode and worker count builds the real pipel
 or ``src.data.mindrecord.create_mindrecord_dataset``: the same transforms), skips the first batch, times
 ``--batches`` batches and prints the median over ``--repeats`` runs in images per wall second and per CPU second
 of the process. Readers alternate run by run so that a change in the machine's load hits both alike.
+``--cold`` evicts the files each reader reads from the page cache before each of its runs (posix_fadvise).
 """
 import argparse
 import math
@@ -61,6 +62,8 @@ def main(argv=None):
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--modes", nargs="+", default=["train", "eval"], choices=["train", "eval"])
+    p.add_argument("--cold", action="store_true",
+                   help="evict the image files / shard files from the page cache before each run")
     args = p.parse_args(argv)
     import logging
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -75,6 +78,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         info = convert_to_mindrecord(args.data_dir, prefix, args.shards, verify=False, progress=False)
         print(f"converted {info.num_rows} images into {args.shards} shard(s) in {time.perf_counter() - t0:.1f} s")
+    from src.data.mindrecord import read_meta
+    from tools.verify_dataset import list_files
+    image_files = list_files(args.data_dir)[0]
     load = os.getloadavg()
     print(f"cpus available: {len(os.sched_getaffinity(0))}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
           f"image_size {args.image_size}, batch {args.batch}, {args.batches} timed batches, median of {args.repeats}")
@@ -85,6 +91,10 @@ def main(argv=None):
                 res = {"folder": [], "mindrecord": []}
                 for r in range(args.repeats):
                     for reader in ("folder", "mindrecord"):
+                        if args.cold:
+                            from tools.benchmark_verify import evict
+                            evict(image_files if reader == "folder" else
+                                  [q for f in read_meta(prefix).files for q in (f, f + ".db")])
                         if reader == "folder":
                             b = create_dataset(args.data_dir, args.image_size, args.batch, mode=mode,
                                                num_parallel_workers=w, seed=r, drop_remainder=True,

@@ -490,6 +490,7 @@ class Manifest:
         self.root = os.path.abspath(root) if root else None
         self.decoder_id = decoder_id(decoder)
         self.entries: Dict[str, Entry] = {}
+        self.new_keys = set()  # keys put by this run
         self._warned_write = False
 
     def key(self, path: str) -> str:
@@ -542,13 +543,16 @@ class Manifest:
         return None
 
     def put(self, path: str, size: int, mtime_ns: int, status: str, reason: str) -> None:
-        self.entries[self.key(path)] = (int(size), int(mtime_ns), status, reason)
+        k = self.key(path)
+        self.entries[k] = (int(size), int(mtime_ns), status, reason)
+        self.new_keys.add(k)
 
-    def write(self, path: Optional[str] = None, merge: bool = True) -> bool:
+    def write(self, path: Optional[str] = None, merge: bool = True, only_new: bool = False) -> bool:
         """Atomically write the entries (merged with what the file holds now, ours winning) to ``path``
-        (default: the manifest). Returns False, with one warning, when the folder is not writable."""
+        (default: the manifest); ``only_new``: just the entries ``put`` this run (a rank's part file).
+        Returns False, with one warning, when the folder is not writable."""
         path = os.path.abspath(path or self.path)
-        entries = self.entries
+        entries = {k: self.entries[k] for k in self.new_keys} if only_new else self.entries
         if merge:
             on_disk = self._read_file(path)
             if on_disk:
@@ -715,7 +719,8 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
             bar.update()
             if man is not None and flush_to and time.monotonic() - last_flush[0] > flush_every[0]:
                 t_write = time.monotonic()
-                man.write(flush_to, merge=flush_to == man.path)
+                part = flush_to != man.path
+                man.write(flush_to, merge=not part, only_new=part)
                 last_flush[0] = time.monotonic()
                 # a 1.28 M-entry manifest takes ~7 s to write: keep the saves under ~5 % of the time
                 flush_every[0] = max(flush_every_s, 20 * (last_flush[0] - t_write))
@@ -742,7 +747,7 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
         t_mine = time.monotonic()
         check(mine, man.part_path(rank))
         if mine:
-            man.write(man.part_path(rank), merge=False)
+            man.write(man.part_path(rank), merge=False, only_new=True)
         t_mine = time.monotonic() - t_mine
         limit = wait_timeout_s if wait_timeout_s is not None else 2 * t_mine + 120.0
         deadline = time.monotonic() + limit
