@@ -723,7 +723,8 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
                 man.write(flush_to, merge=not part, only_new=part)
                 last_flush[0] = time.monotonic()
                 # a 1.28 M-entry manifest takes ~7 s to write: keep the saves under ~5 % of the time
-                flush_every[0] = max(flush_every_s, 20 * (last_flush[0] - t_write))
+                took = last_flush[0] - t_write
+                flush_every[0] = flush_every_s if took < 0.5 else max(flush_every_s, 20 * took)
 
         try:
             if decoder == "cheap":
