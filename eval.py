@@ -41,6 +41,58 @@ def _imagenet_class_index(data_dir, num_classes):
     return {f: index[f] for f in folders}
 
 
+def _label_check(cfg, ckpts, infos, num_classes, data_dir, log):
+    """The labels to score with: ``(class_to_idx or None, record for the result JSON)``.
+
+    The class index the model was trained with (``checkpoint_model_info``: recorded in the checkpoint, else
+    the run folder's ``class_index.json``) is compared with the data's class folders (a MindRecord dataset's
+    stored classes): a folder that is no trained class is an error naming it (``ClassIndexError``, exit 2)
+    unless ``class_map`` maps it; a subset of the classes is fine and logged; the labels are then the
+    trained indices. Without recorded class names: ImageNet synset folders get their ImageNet indices for a
+    1000-class model, anything else is scored in sorted folder order with a warning that it is unchecked."""
+    from src.checkpoint import CheckpointError
+    from src.data.class_check import compare_class_index, load_class_mapping, trained_class_index
+
+    if cfg.data.data_list:
+        log.info("labels come from %s as class indices: the class-name check does not apply", cfg.data.data_list)
+        return None, {"kind": "not checked (data_list)"}
+    if cfg.data.dataset_format == "mindrecord":
+        from src.data.mindrecord import read_meta
+        stored = read_meta(data_dir).class_to_idx
+        folders = [n for n, _ in sorted(stored.items(), key=lambda kv: kv[1])]
+    else:
+        from src.data.listing import list_class_folders
+        folders = list_class_folders(data_dir)
+    named = [c for c in ckpts if infos[c].get("class_names")]
+    names = infos[named[0]]["class_names"] if named else None
+    other = [c for c in named if infos[c]["class_names"] != names]
+    if other:
+        raise CheckpointError(f"{other[0]} was trained on other classes than {named[0]} "
+                              f"({infos[other[0]]['class_names_source']} vs {infos[named[0]]['class_names_source']});"
+                              " score them separately")
+    mapping = load_class_mapping(cfg.eval.class_map) if cfg.eval.class_map else None
+    if names is None and mapping is None:
+        synsets = _imagenet_class_index(data_dir, num_classes) if cfg.data.dataset_format == "folder" else None
+        if synsets is not None:
+            log.info("%s holds %d ImageNet synset folders: labels are their ImageNet-1k indices", data_dir,
+                     len(synsets))
+            return synsets, {"kind": "imagenet synsets"}
+        log.warning("%s records no class names and has no class_index.json beside it: the labels are the sorted "
+                    "order of the %d class folders of %s, unchecked (give class_map to map them explicitly)",
+                    ckpts[0], len(folders), data_dir)
+        return None, {"kind": "not checked (no class names in the checkpoint)"}
+    if names is None:  # a mapping onto class indices only
+        names, source = [str(i) for i in range(num_classes)], "class indices (the checkpoint records no names)"
+    else:
+        source = infos[named[0]]["class_names_source"]
+    res = compare_class_index(trained_class_index(names), folders, mapping, where=data_dir, source=source)
+    if not res.ok:
+        raise res.error()
+    log.info("class check: %s", res.message)
+    return res.class_to_idx, {"kind": res.kind, "message": res.message, "trained_classes": len(names),
+                              "missing_classes": len(res.missing)}
+
+
 def _read_checkpoints(cfg):
     """Every checkpoint to score and what each records; unreadable ones are returned apart."""
     from model_utils.config import ConfigError
@@ -80,6 +132,9 @@ def evaluate_job(cfg, run_log):
     note = None
     if not cfg.data.data_dir and not cfg.data.data_list:
         cfg, note = with_demo_data(cfg, "val")
+    elif cfg.data.dataset_format == "mindrecord":
+        from src.data.mindrecord import read_meta
+        read_meta(cfg.data.data_dir)  # a DatasetError naming what is missing
     elif cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise DatasetError(f"dataset folder not found: {cfg.data.data_dir} (data_dir: an ImageFolder root, "
                            "root/<class>/<image>; leave it empty to evaluate the embedded demo data)")
@@ -95,7 +150,7 @@ def evaluate_job(cfg, run_log):
     if note:
         log.info(note)
     data_dir = cfg.data.data_dir
-    class_to_idx = _imagenet_class_index(data_dir, num_classes)
+    class_to_idx, class_check = _label_check(cfg, ckpts, infos, num_classes, data_dir, log)
     bundle = create_dataset_from_config(cfg.data, "eval", seed=cfg.device.seed, num_classes=num_classes,
                                         rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
                                         **pre)
@@ -112,9 +167,6 @@ def evaluate_job(cfg, run_log):
              ctx.group_size, ctx.device_target, len(ckpts))
     if ctx.settings:
         log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in ctx.settings.items()))
-    if class_to_idx is not None:
-        log.info("%s holds %d ImageNet synset folders: labels are their ImageNet-1k indices", data_dir,
-                 len(class_to_idx))
     images_total = bundle.total_images or bundle.num_images
     log.info("eval data: %s, %d images in %d classes (%d on this rank, %d batches of up to %d), %s px, %s resize, "
              "crop_pct %g%s", f"{cfg.data.data_list} (root {data_dir or '.'})" if cfg.data.data_list else data_dir,
@@ -123,7 +175,7 @@ def evaluate_job(cfg, run_log):
              f"; {len(bundle.skipped)} unreadable file(s) skipped" if bundle.skipped else "")
 
     desc = {"data_dir": os.path.abspath(data_dir) if data_dir else "", "per_batch_size": cfg.data.per_batch_size,
-            **pre}
+            **pre, "class_check": class_check}
     if cfg.data.data_list:
         desc["data_list"] = os.path.abspath(cfg.data.data_list)
     scored = score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites)

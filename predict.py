@@ -72,6 +72,23 @@ def resolve_class_names(cfg, info, num_classes):
     return [f"class_{i}" for i in range(num_classes)], "generic (class_<i>)"
 
 
+def _compare_names(names, source, info, log):
+    """A class-names file that disagrees with the classes the checkpoint was trained on is said (a warning
+    naming the classes that differ): the names shown would be wrong."""
+    from src.utils.paths import display_name
+
+    trained = info.get("class_names")
+    if not trained or source == info.get("class_names_source") or names[:len(trained)] == list(trained):
+        return
+    differ = [(i, t, n) for i, (t, n) in enumerate(zip(trained, names)) if t != n]
+    if not differ:
+        return
+    shown = ", ".join(f"{i}: {display_name(t)!r} vs {display_name(n)!r}" for i, t, n in differ[:5])
+    log.warning("class names from %s differ from the classes the checkpoint was trained on (%s) at %d of %d "
+                "indices (%s%s); the names from %s are shown", source, info.get("class_names_source"),
+                len(differ), len(trained), shown, ", ..." if len(differ) > 5 else "", source)
+
+
 def _softmax(logits):
     x = np.asarray(logits, dtype=np.float64)
     x = x - x.max(axis=1, keepdims=True)
@@ -87,14 +104,17 @@ def predict_files(net, files, cfg, num_classes, pre):
 
     from src.data import create_dataset
 
+    from src.utils.paths import write_lines
+
     fd, list_path = tempfile.mkstemp(prefix="predict_list.", suffix=".txt")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for path in files:
-                f.write(f"{path} 0\n")
+        os.close(fd)
+        write_lines(list_path, [f"{path} 0" for path in files])  # names that are not UTF-8 kept as bytes
+        # every file is decoded once in an isolated worker first (no manifest: a few files, anywhere)
         bundle = create_dataset("", pre["image_size"], min(cfg.data.per_batch_size, len(files)), mode="eval",
                                 data_list=list_path, num_classes=num_classes, eval_resize=pre["eval_resize"],
-                                crop_pct=pre["crop_pct"], num_parallel_workers=cfg.data.num_parallel_workers)
+                                crop_pct=pre["crop_pct"], num_parallel_workers=cfg.data.num_parallel_workers,
+                                verify_files=cfg.data.verify_files, verify_manifest="none")
         outputs = []
         for images, _ in bundle.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
             logits = net(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy()
@@ -110,12 +130,24 @@ def predict_files(net, files, cfg, num_classes, pre):
     return probs, kept, skipped
 
 
+def _image_fields(path):
+    """``{"image": path}`` (a name that is not UTF-8 is written as lossless ``\\udcXX`` escapes), plus
+    ``"image_bytes"``, the raw name in hex, for other tools when the name is not UTF-8."""
+    from src.utils.paths import is_utf8_name
+
+    out = {"image": path}
+    if not is_utf8_name(path):
+        out["image_bytes"] = os.fsencode(path).hex()
+    return out
+
+
 def predict_job(cfg, run_log):
     from src.archs import resolve_preprocess
     from src.checkpoint import (CheckpointError, build_inference_model, checkpoint_model_info,
                                 resolve_model_info)
     from src.evaluation import apply_eval_precision
     from src.utils.fileio import write_json_atomic
+    from src.utils.paths import display_name
     from src.utils.runtime import start_context
 
     ckpt = cfg.weights.ckpt_file or cfg.weights.pretrained
@@ -132,15 +164,16 @@ def predict_job(cfg, run_log):
     pre = resolve_preprocess(arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct,
                              recorded=info["preprocess"], given=given)
     names, names_source = resolve_class_names(cfg, info, num_classes)
+    _compare_names(names, names_source, info, run_log.log)
     ctx, rewrites = start_context(cfg.device, "infer")
     net, report, info = build_inference_model(ckpt, arch, num_classes, num_classes_explicit=True, arch_explicit=True,
                                               use_ema=cfg.weights.use_ema, info=info, prepare=rewrites)
     net, precision = apply_eval_precision(net, ctx.device_target)
     net.set_train(False)
-    print(f"model: {arch}, {num_classes} classes, from {ckpt} ({report.layout} layout"
+    print(display_name(f"model: {arch}, {num_classes} classes, from {ckpt} ({report.layout} layout"
           f"{', EMA weights' if report.used_ema else ''}); {precision} on {ctx.device_target}; input "
           f"{pre['image_size']} ({pre['eval_resize']} resize, crop_pct {pre['crop_pct']}); class names: "
-          f"{names_source}")
+          f"{names_source}"))
 
     probs, kept, skipped = predict_files(net, files, cfg, num_classes, pre)
     k = max(1, min(cfg.predict.topk, num_classes))
@@ -148,18 +181,18 @@ def predict_job(cfg, run_log):
     for path, p in zip(kept, probs):
         order = np.argsort(-p, kind="stable")[:k]
         top = [{"class": int(c), "name": names[c], "probability": float(p[c])} for c in order]
-        records.append({"image": path, "topk": top})
-        print(f"\n{path}")
+        records.append({**_image_fields(path), "topk": top})
+        print(f"\n{display_name(path)}")
         for rank, t in enumerate(top, 1):
-            print(f"  {rank}. {t['probability']:.4f}  {t['name']}  ({t['class']})")
+            print(f"  {rank}. {t['probability']:.4f}  {display_name(t['name'])}  ({t['class']})")
     for path, reason in skipped:
-        print(f"\n{path}\n  skipped: {reason}")
-        records.append({"image": os.path.abspath(path), "error": reason})
+        print(f"\n{display_name(path)}\n  skipped: {reason}")
+        records.append({**_image_fields(os.path.abspath(path)), "error": reason})
     if cfg.eval.result_file:
         out = write_json_atomic({"checkpoint": os.path.abspath(ckpt), "arch": arch, "num_classes": num_classes,
                                  "class_names": names_source, "image_size": pre["image_size"],
                                  "predictions": records}, cfg.eval.result_file, ensure_ascii=False)
-        print(f"\npredictions written to {out}")
+        print(f"\npredictions written to {display_name(out)}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Convert an ImageFolder tree (or a data_list) into a MindRecord dataset, atomically.
 
     python tools/convert_to_mindrecord.py --data_dir /data/imagenet/train --output /fast/mr/train.mindrecord --shards 8
-    python train.py --dataset_format mindrecord --data_dir /fast/mr/train.mindrecord      # (once wired in)
+    python train.py --dataset_format mindrecord --data_dir /fast/mr/train.mindrecord
+    python eval.py --dataset_format mindrecord --data_dir /fast/mr/val.mindrecord --pretrained CKPT
 
 Writes ``PREFIX0 .. PREFIX{N-1}`` (+ ``.db`` index files; ``PREFIX`` alone for one shard),
 ``PREFIX.class_index.json`` and, last, ``PREFIX.meta.json`` (see ``src/data/mindrecord.py``). Every file is first
@@ -45,7 +46,7 @@ def main(argv=None):
 
     from src.data.mindrecord import convert_to_mindrecord
     from src.data.verify import VerifyError
-    from src.dataset import DatasetError, load_class_index
+    from src.data import DatasetError, load_class_index
     try:
         class_to_idx = load_class_index(args.class_index) if args.class_index else None
         manifest = None if args.manifest.lower() == "none" else args.manifest

@@ -10,7 +10,7 @@ this process survives). Decoders, none with the cheap up-front check in front:
 * ``ms_decode``: ``mindspore.dataset.vision.Decode()`` eager on the bytes (what ``verify_images`` uses);
 * ``ms_rcdr``: ``RandomCropDecodeResize(224)`` eager (train's first op; partial decode of a crop);
 * ``ms_train_pipe`` / ``ms_eval_pipe``: a one-file GeneratorDataset with the real train / eval transforms of
-  ``src.dataset``, in ErrorSamplesMode.SKIP (a raise drops the sample: counted as ``raise``);
+  ``src.data.transforms``, in ErrorSamplesMode.SKIP (a raise drops the sample: counted as ``raise``);
 * ``pil``: ``PIL.Image.open(path).load()`` then ``convert("RGB")``;
 * ``cheap``: ``check_image_file`` alone (``skip`` counted as ``raise``).
 
@@ -69,7 +69,7 @@ def check_ms_rcdr(path):
 def _pipe(path, train):
     import numpy as np
     import mindspore.dataset as ds
-    from src.dataset import eval_transforms, train_transforms
+    from src.data.transforms import eval_transforms, train_transforms
     ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
     data = _bytes(path)
 
@@ -102,7 +102,7 @@ def check_pil(path):
 
 
 def check_cheap(path):
-    from src.dataset import check_image_file
+    from src.data.checks import check_image_file
     s, r = check_image_file(path)
     return ("skip" if s == "skip" else "ok"), r
 

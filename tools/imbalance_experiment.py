@@ -2,21 +2,18 @@
 
     python tools/imbalance_experiment.py --rare_class 6 --rare_n 10 --epochs 15 --seeds 0 1
 
-Builds a deliberately imbalanced split of the Fashion-MNIST demo slice (``src.demo_data``: 100 training images per
+Builds a deliberately imbalanced split of the Fashion-MNIST demo slice (``src.data.demo``: 100 training images per
 class): class ``--rare_class`` keeps only ``--rare_n`` images, the others keep 100. Trains the small
-``cspdarknet_tiny`` at 32 px with the project's pipeline (``src.dataset.create_dataset``, zoo augmentation),
+``cspdarknet_tiny`` at 32 px with the project's pipeline (``src.data.create_dataset``, zoo augmentation),
 loss (``CrossEntropySmooth``, label smoothing 0.1), optimizer and train step, three ways:
 
 * ``none``: plain training;
 * ``weights``: ``class_weights="balanced"`` (inverse frequency, mean 1) in the loss;
-* ``sampler``: the class-balanced sampler (``src.data.balance.class_balanced_sampler``) instead of the epoch
-  shuffle (epoch length unchanged);
+* ``sampler``: the class-balanced sampler (``create_dataset(sampler="class_balanced")``, train.py's
+  ``--sampler=class_balanced``) instead of the epoch shuffle (epoch length unchanged);
 
 and scores each on the full, balanced validation slice (50 per class): recall of the rare class, mean recall of
 the others, top-1. Prints a table (mean over ``--seeds``) and writes ``--json``.
-
-(The sampler is put into ``create_dataset`` by replacing its ``epoch_shard_sampler`` for the run: the wiring of a
-``sampler`` option into the pipeline is left to the pipeline's owner.)
 """
 import argparse
 import json
@@ -48,28 +45,23 @@ def imbalanced_tree(train_dir, out_dir, rare_class, rare_n):
 
 def run(variant, train_dir, val_dir, epochs, seed, batch=32, lr_peak=0.04, log=print):
     import mindspore as ms
-    import mindspore.dataset as ds
-    import src.dataset as sd
-    from src.data.balance import class_balanced_sampler, class_weights
+    from src.data import create_dataset
+    from src.data.balance import class_weights_from_counts
     from src.image_classification import create_model
     from src.loss import CrossEntropySmooth
     from src.lr_generator import get_lr
     from src.train_step import TrainStep
     from src.utils.optimizers_init import create_optimizer
 
-    ms.set_seed(seed)
-    orig = sd.epoch_shard_sampler
-    if variant == "sampler":
-        _, _, labels = sd._list_folder(train_dir, None)
-        sd.epoch_shard_sampler = lambda n, rank, group, shuffle, seed: class_balanced_sampler(labels, rank, group, seed)
-    try:
-        bundle = sd.create_dataset(train_dir, 32, batch, mode="train", seed=seed, crop_scale_min=0.35,
-                                   num_parallel_workers=2)
-    finally:
-        sd.epoch_shard_sampler = orig
-    labels = np.asarray(bundle.source.labels)
+    from src.utils.seeding import seed_everything, set_augmentation_seed
+
+    seed_everything(seed)
+    # the options train.py takes: sampler=class_balanced, class_weights=balanced
+    bundle = create_dataset(train_dir, 32, batch, mode="train", seed=seed, crop_scale_min=0.35,
+                            num_parallel_workers=2, sampler="class_balanced" if variant == "sampler" else "epoch_shard")
     k = len(bundle.class_to_idx)
-    weights = class_weights(labels, k, "balanced") if variant == "weights" else None
+    counts = bundle.class_counts
+    weights = class_weights_from_counts(counts, k, "balanced" if variant == "weights" else "none")
     net = create_model("cspdarknet_tiny", num_classes=k, seed=seed)
     steps = bundle.steps_per_epoch
     lr = get_lr("cosine_step", lr_peak, steps, epochs, warmup_epochs=1.0, T_max=epochs)
@@ -78,21 +70,19 @@ def run(variant, train_dir, val_dir, epochs, seed, batch=32, lr_peak=0.04, log=p
     step.set_train(True)
     t0 = time.perf_counter()
     for epoch in range(epochs):
-        ds.config.set_seed(seed + epoch)
-        if bundle.sampler is not None:
-            bundle.sampler.set_epoch(epoch)
+        set_augmentation_seed(seed, 0, epoch)
+        bundle.set_epoch(epoch)
         losses = [float(step(x, y)[0].asnumpy()) for x, y in bundle.dataset.create_tuple_iterator(num_epochs=1)]
         log(f"  {variant} seed {seed} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.3f} "
             f"({time.perf_counter() - t0:.0f} s)")
     net.set_train(False)
-    val = sd.create_dataset(val_dir, 32, 100, mode="eval", class_to_idx=bundle.class_to_idx)
+    val = create_dataset(val_dir, 32, 100, mode="eval", class_to_idx=bundle.class_to_idx)
     preds, ys = [], []
     for x, y in val.dataset.create_tuple_iterator(num_epochs=1):
         preds.append(net(x).asnumpy().argmax(-1))
         ys.append(y.asnumpy())
     preds, ys = np.concatenate(preds), np.concatenate(ys)
     recall = [float((preds[ys == c] == c).mean()) for c in range(k)]
-    counts = np.bincount(labels, minlength=k)
     return {"variant": variant, "seed": seed, "recall": recall, "top1": float((preds == ys).mean()),
             "train_counts": counts.tolist(), "seconds": time.perf_counter() - t0,
             "predicted_as_rare": None}
@@ -110,7 +100,7 @@ def main(argv=None):
     import mindspore as ms
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
-    from src.demo_data import ensure_demo_dataset
+    from src.data.demo import ensure_demo_dataset
     demo = ensure_demo_dataset()
     tmp = tempfile.mkdtemp(prefix="imbalance_")
     try:

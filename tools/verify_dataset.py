@@ -29,15 +29,13 @@ if ROOT not in sys.path:
 
 def list_files(data_dir, data_list=""):
     """(absolute paths, where) with the pipeline's own listing rules."""
-    try:
-        from src.data.listing import _list_folder, _read_data_list  # after the lead's split
-    except ImportError:
-        from src.dataset import _list_folder, _read_data_list
+    from src.data.listing import list_image_folder, read_data_list
+
     if data_list:
-        rel, _ = _read_data_list(data_list, data_dir)
+        rel, _ = read_data_list(data_list, data_dir)
         where = f"{data_list} (root {data_dir or '.'})"
     else:
-        _, rel, _ = _list_folder(data_dir, None)
+        _, rel, _ = list_image_folder(data_dir, None)
         where = data_dir
     return [os.path.join(data_dir, p) if data_dir else p for p in rel], where
 
@@ -58,11 +56,9 @@ def main(argv=None):
     log = logging.getLogger("verify_dataset")
 
     from src.data.verify import VerifyError, default_manifest_path, report_unusable, summarize, verify_images
-    from src.utils.paths import display_name, write_json_atomic_lossless
-    try:
-        from src.dataset import DatasetError
-    except ImportError:  # pragma: no cover
-        DatasetError = ValueError
+    from src.data.errors import DatasetError
+    from src.utils.fileio import write_json_atomic
+    from src.utils.paths import display_name
 
     try:
         paths, where = list_files(args.data_dir, args.data_list)
@@ -95,10 +91,10 @@ def main(argv=None):
     if manifest:
         print(f"manifest: {display_name(manifest)}")
     if args.json:
-        write_json_atomic_lossless({"data_dir": args.data_dir, "data_list": args.data_list, "decoder": args.decoder,
-                                    "counts": counts, "stats": stats,
-                                    "files": [{"path": r.path, "status": r.status, "reason": r.reason}
-                                              for r in results]}, args.json, indent=1)
+        write_json_atomic({"data_dir": args.data_dir, "data_list": args.data_list, "decoder": args.decoder,
+                           "counts": counts, "stats": stats,
+                           "files": [{"path": r.path, "status": r.status, "reason": r.reason}
+                                     for r in results]}, args.json, indent=1, ensure_ascii=False)
     return 1 if args.fail_on_unusable and counts["skip"] else 0
 
 

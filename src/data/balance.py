@@ -13,7 +13,7 @@
   ``{"class name": weight}`` (needs ``class_to_idx``; classes left out get 1).
 
 ``ClassBalancedOrder`` (and its ``mindspore.dataset.Sampler`` form from ``class_balanced_sampler``) has the
-contract of ``src.dataset``'s ``EpochShardSampler``: epoch ``e``'s order is drawn from ``(seed, e)`` alone, the
+contract of ``src.data.sampler``'s ``EpochShardSampler``: epoch ``e``'s order is drawn from ``(seed, e)`` alone, the
 same on every rank; the epoch has ``ceil(N / group_size) * group_size`` positions (the epoch length does not
 change) and rank ``r`` takes positions ``r, r + G, ...``; ``set_epoch(e)`` sets the next epoch (resume). Each
 class gets an equal share of the epoch (``power=0``; ``power=1`` is the natural frequency, 0.5 square-root
@@ -32,13 +32,10 @@ import numpy as np
 
 WEIGHT_MODES = ("none", "balanced")
 
-try:
-    from src.dataset import DatasetError as _Base
-except ImportError:  # pragma: no cover
-    _Base = ValueError
+from src.data.errors import DatasetError
 
 
-class BalanceError(_Base):
+class BalanceError(DatasetError):
     """A bad class_weights option or weights file; the message names it."""
 
 
@@ -116,10 +113,24 @@ def class_weights(labels: Sequence[int], num_classes: int, mode: str = "none",
                   class_to_idx: Optional[Mapping[str, int]] = None) -> Optional[np.ndarray]:
     """Per-class loss weights (float32 [K]) for ``mode`` none | balanced | a file path; None for none."""
     mode = str(mode or "none").strip()
+    counts = class_counts(labels, num_classes) if mode.lower() == "balanced" else None
+    return class_weights_from_counts(counts, num_classes, mode, class_to_idx)
+
+
+def class_weights_from_counts(counts: Optional[Sequence[int]], num_classes: int, mode: str = "none",
+                              class_to_idx: Optional[Mapping[str, int]] = None) -> Optional[np.ndarray]:
+    """``class_weights`` from per-class image counts (``DatasetBundle.class_counts``: over all rank shards, so
+    every rank gets the same weights)."""
+    mode = str(mode or "none").strip()
     if mode.lower() == "none":
         return None
     if mode.lower() == "balanced":
-        return balanced_weights(class_counts(labels, num_classes))
+        if counts is None:
+            raise BalanceError("class_weights=balanced needs the class counts of the training data")
+        c = np.zeros(num_classes, np.int64)
+        given = np.asarray(counts, np.int64)[:num_classes]
+        c[:given.size] = given
+        return balanced_weights(c)
     if os.path.isfile(mode):
         return load_weights_file(mode, num_classes, class_to_idx)
     raise BalanceError(f"class_weights must be none, balanced or a weights file; {mode!r} is neither and no "
@@ -213,7 +224,12 @@ def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int
 def describe(labels: Sequence[int], num_classes: int, class_names: Optional[Dict[int, str]] = None,
              limit: int = 5) -> str:
     """One line for the log: the imbalance ratio and the rarest classes."""
-    counts = class_counts(labels, num_classes)
+    return describe_counts(class_counts(labels, num_classes), class_names, limit)
+
+
+def describe_counts(counts: Sequence[int], class_names: Optional[Dict[int, str]] = None, limit: int = 5) -> str:
+    """``describe`` from per-class counts."""
+    counts = np.asarray(counts, np.int64)
     present = counts[counts > 0]
     if present.size == 0:
         return "no labels"

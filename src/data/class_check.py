@@ -1,7 +1,8 @@
 """End-to-end label check: the class index a model was trained with against the class folders of new data.
 
-    trained = find_trained_class_index(ckpt_path, metadata)       # (dict name -> idx, where) or None
-    res = compare_class_index(trained[0], data_folders, mapping=load_class_mapping(path) if path else None)
+    info = checkpoint_model_info(ckpt)       # class_names: recorded in the checkpoint, else <run>/class_index.json
+    res = compare_class_index(trained_class_index(info["class_names"]), data_folders,
+                              mapping=load_class_mapping(path) if path else None)
     if not res.ok:
         raise res.error()            # ClassIndexError (a DatasetError): the entry script exits with status 2
     logger.info(res.message)         # "identical" / "subset: 3 of 10 trained classes have no folder: ..."
@@ -17,32 +18,27 @@ Outcomes (``ClassCheck.kind``):
 * ``mismatch``: some folders are not trained classes (and not mapped). The error names them, with the
   nearest trained names (same name up to case / Unicode normalisation / separators, else difflib's closest).
 
-Checkpoints carry their class names too (``class_index_metadata`` gives the ``append_dict`` entry for
-``save_checkpoint``), so a checkpoint copied away from its run folder still knows them.
+Where the trained class names come from is ``src.checkpoint.checkpoint_model_info``'s business: train.py
+records them in every checkpoint's metadata (``class_names``, see ``src.trainer.checkpoint_metadata``), so a
+checkpoint copied elsewhere still knows them; older checkpoints fall back to the run folder's
+``class_index.json`` (or one beside the checkpoint file).
 """
 from __future__ import annotations
 
 import difflib
 import json
-import os
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-try:  # the project's user-error exception (entry scripts turn it into exit status 2)
-    from src.dataset import DatasetError as _Base
-except ImportError:  # pragma: no cover - after the split
-    _Base = ValueError
+from src.data.errors import DatasetError  # entry scripts turn it into exit status 2
 
-#: checkpoint entry (``save_checkpoint(..., append_dict=...)``) that holds the class index as JSON
-CHECKPOINT_KEY = "class_index_json"
-CLASS_INDEX_FILE = "class_index.json"
 _LISTED = 10
 
 Target = Union[str, int, None]
 
 
-class ClassIndexError(_Base):
+class ClassIndexError(DatasetError):
     """The data's classes do not match the model's; the message names the folders that differ."""
 
 
@@ -67,11 +63,8 @@ class ClassCheck:
 
 
 def _display(name: str) -> str:
-    try:
-        from src.utils.paths import display_name
-        return display_name(name)
-    except ImportError:  # pragma: no cover
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    from src.utils.paths import display_name
+    return display_name(name)
 
 
 def _listing(names: Sequence[str], limit: int = _LISTED) -> str:
@@ -231,60 +224,7 @@ def load_class_mapping(path: str) -> Dict[str, Target]:
     return out
 
 
-def class_index_metadata(class_to_idx: Mapping[str, int]) -> Dict[str, str]:
-    """The ``append_dict`` entry that stores the class index inside a checkpoint (JSON, ASCII-only, so names
-    that are not UTF-8 survive as ``\\udcXX`` escapes)."""
-    items = sorted(((str(k), int(v)) for k, v in class_to_idx.items()), key=lambda kv: kv[1])
-    return {CHECKPOINT_KEY: json.dumps(dict(items), ensure_ascii=True, separators=(",", ":"))}
-
-
-def class_index_from_metadata(metadata: Mapping[str, object]) -> Optional[Dict[str, int]]:
-    raw = metadata.get(CHECKPOINT_KEY) if metadata else None
-    if raw is None:
-        return None
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    try:
-        data = json.loads(str(raw))
-        return {str(k): int(v) for k, v in data.items()}
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def _read_index_file(path: str) -> Dict[str, int]:
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ClassIndexError(f"cannot read class index {path}: {exc}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
-        raise ClassIndexError(f"class index {path} must be a JSON object of class name -> integer index")
-    return {str(k): int(v) for k, v in data.items()}
-
-
-def class_index_beside(ckpt_path: str) -> Optional[str]:
-    """``<run>/class_index.json`` for ``<run>/ckpt_<rank>/x.ckpt``, else ``class_index.json`` in the
-    checkpoint's own folder; None if neither exists."""
-    parent = os.path.dirname(os.path.abspath(ckpt_path))
-    candidates = []
-    if os.path.basename(parent).startswith("ckpt_"):
-        candidates.append(os.path.join(os.path.dirname(parent), CLASS_INDEX_FILE))
-    candidates.append(os.path.join(parent, CLASS_INDEX_FILE))
-    return next((c for c in candidates if os.path.isfile(c)), None)
-
-
-def find_trained_class_index(ckpt_path: str, metadata: Optional[Mapping[str, object]] = None,
-                             explicit: Optional[str] = None) -> Optional[Tuple[Dict[str, int], str]]:
-    """The class index the checkpoint was trained with and where it came from: ``explicit`` (a file the user
-    names) first, then the copy stored inside the checkpoint (``metadata`` from ``read_state_dict``), then a
-    ``class_index.json`` beside it. When both the stored and the beside copy exist and differ, the stored one
-    wins (it cannot be separated from the weights). None when there is none."""
-    if explicit:
-        return _read_index_file(explicit), explicit
-    stored = class_index_from_metadata(metadata or {})
-    if stored is not None:
-        return stored, f"stored in {ckpt_path}"
-    beside = class_index_beside(ckpt_path)
-    if beside:
-        return _read_index_file(beside), beside
-    return None
+def trained_class_index(names: Sequence[str]) -> Dict[str, int]:
+    """The ``name -> index`` map of class names in index order (what ``checkpoint_model_info`` returns as
+    ``class_names``: recorded in the checkpoint, or read from the run folder's ``class_index.json``)."""
+    return {str(n): i for i, n in enumerate(names)}

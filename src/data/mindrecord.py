@@ -44,10 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-try:
-    from src.dataset import DatasetError
-except ImportError:  # pragma: no cover
-    DatasetError = ValueError
+from src.data.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -149,16 +146,14 @@ def read_meta(prefix: str) -> MindRecordInfo:
 # writing
 # ---------------------------------------------------------------------------------------------------
 def _list(data_dir: str, data_list: str, class_to_idx):
-    try:
-        from src.data.listing import _list_folder, _read_data_list  # after the lead's split
-    except ImportError:
-        from src.dataset import _list_folder, _read_data_list
+    from src.data.listing import list_image_folder, read_data_list
+
     if data_list:
-        rel, labels = _read_data_list(data_list, data_dir)
+        rel, labels = read_data_list(data_list, data_dir)
         if class_to_idx is None:
             class_to_idx = {str(i): i for i in range(max(labels) + 1)}
     else:
-        class_to_idx, rel, labels = _list_folder(data_dir, class_to_idx)
+        class_to_idx, rel, labels = list_image_folder(data_dir, class_to_idx)
         if not rel:
             raise DatasetError(f"dataset folder has no image files: {data_dir}")
     return class_to_idx, rel, labels
@@ -329,9 +324,9 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
             stem = name[:-3] if name.endswith(".db") else name
             if stem not in keep_names:
                 os.remove(os.path.join(folder, name))
-        from src.utils.paths import write_json_atomic_lossless
-        items = sorted(class_to_idx.items(), key=lambda kv: kv[1])
-        write_json_atomic_lossless(dict(items), prefix + CLASS_INDEX_SUFFIX, indent=1)
+        from src.data.listing import save_class_index
+        from src.utils.fileio import write_json_atomic
+        save_class_index(class_to_idx, prefix + CLASS_INDEX_SUFFIX)
         import mindspore
         meta = {"format": FORMAT, "version": VERSION, "num_rows": written, "num_classes": len(class_to_idx),
                 "class_counts": counts, "schema": SCHEMA,
@@ -340,7 +335,7 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
                 "source": os.path.abspath(data_list or data_dir), "data_list": bool(data_list),
                 "skipped": skipped, "verified": bool(verify), "mindspore": mindspore.__version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - t0, 3)}
-        write_json_atomic_lossless(meta, prefix + META_SUFFIX, indent=1)
+        write_json_atomic(meta, prefix + META_SUFFIX, indent=1, ensure_ascii=False)
     finally:
         if bar is not None:
             bar.close()
@@ -428,27 +423,39 @@ def read_rows(prefix: str) -> List[Tuple[str, bytes, int]]:
 def create_mindrecord_dataset(prefix, image_size, per_batch_size, *, mode="train", rank=0, group_size=1,
                               num_parallel_workers=0, shuffle=None, drop_remainder=None, eval_resize="squash",
                               crop_pct=0.875, color_jitter=0.4, auto_augment="none", re_prob=0.0, mixup_alpha=0.0,
-                              cutmix_alpha=0.0, mixup_prob=1.0, num_classes=None, seed=None, class_to_idx=None,
-                              crop_scale_min=0.08, **ignored):
-    """``src.dataset.create_dataset`` for a MindRecord prefix: the same transforms, batching, mixing and
-    ``DatasetBundle``; ``bundle.sampler.set_epoch(e)`` as for folders. ``class_to_idx`` (e.g. the trained index
-    as ``compare_class_index`` gives it) relabels the stored classes by name; a stored class missing from it
-    is a ``DatasetError``."""
+                              cutmix_alpha=0.0, mixup_prob=1.0, num_classes=None, seed=0, class_to_idx=None,
+                              crop_scale_min=0.08, data_list="", sampler="epoch_shard", **ignored):
+    """``src.data.pipeline.create_dataset`` for a MindRecord prefix (``dataset_format: mindrecord``): the same
+    transforms, batching, mixing, seeds and ``DatasetBundle``; ``bundle.set_epoch(e)`` as for folders. The
+    file checks (``verify_files`` ...) are ignored: the conversion checked every file. ``class_to_idx`` (e.g.
+    the trained index as ``compare_class_index`` gives it) relabels the stored classes by name; a stored
+    class missing from it is a ``DatasetError``. ``sampler="class_balanced"`` needs the folder reader
+    (``MindDataset`` takes no Python sampler)."""
     import mindspore as ms
     import mindspore.dataset as ds
     import mindspore.dataset.transforms as T
-    import src.dataset as sd
+
+    from src.data.checks import watch_engine_dumps
+    from src.data.pipeline import DatasetBundle, check_options, default_num_workers
+    from src.data.transforms import eval_transforms, mix_op, parse_image_size, train_transforms
+    from src.utils.seeding import set_augmentation_seed
 
     mode = str(mode).lower()
     auto_augment = str(auto_augment or "none").lower()
-    sd._check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter, auto_augment,
-                      re_prob, mixup_alpha, cutmix_alpha, mixup_prob)
-    image_hw = sd.parse_image_size(image_size)
+    check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter, auto_augment,
+                  re_prob, mixup_alpha, cutmix_alpha, mixup_prob)
+    if data_list:
+        raise DatasetError(f"data_list ({data_list}) does not apply to a MindRecord dataset: convert the list with "
+                           "tools/convert_to_mindrecord.py --data_list instead")
+    if mode == "train" and str(sampler) == "class_balanced":
+        raise DatasetError("sampler=class_balanced needs dataset_format=folder (MindRecord's reader takes only "
+                           "MindSpore's built-in samplers); use class_weights=balanced instead")
+    image_hw = parse_image_size(image_size)
     per_batch_size, rank, group_size = int(per_batch_size), int(rank), int(group_size)
     train = mode == "train"
     drop_remainder = train if drop_remainder is None else bool(drop_remainder)
-    workers = int(num_parallel_workers or 0) or sd.default_num_workers(group_size)
-    base_seed = int(seed) if seed is not None else int(ds.config.get_seed())
+    workers = int(num_parallel_workers or 0) or default_num_workers(group_size)
+    base_seed = int(seed or 0)
     rows = mindrecord_rows(prefix, mode, rank, group_size, base_seed, shuffle, min(workers, 8))
     info = rows.info
     remap = None
@@ -472,26 +479,30 @@ def create_mindrecord_dataset(prefix, image_size, per_batch_size, *, mode="train
     steps = rows.num_rows // per_batch_size if drop_remainder else math.ceil(rows.num_rows / per_batch_size)
     if steps == 0:
         raise DatasetError(f"{info.prefix}: {rows.num_rows} image(s) in this shard, fewer than per_batch_size="
-                           f"{per_batch_size}")
-    op_seed = (base_seed + rank) % (2 ** 32)
-    ds.config.set_seed(op_seed)
+                           f"{per_batch_size}; lower per_batch_size or keep the last partial batch")
+    counts = np.zeros(n_classes, np.int64)
+    for name, c in info.class_counts.items():
+        if name in out_index:
+            counts[out_index[name]] += int(c)
+    set_augmentation_seed(base_seed, rank)
     ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
-    sd._watch_engine_dumps()
+    watch_engine_dumps()
     dataset = rows.dataset
     if remap is not None:
         table = remap
         dataset = dataset.map(operations=lambda y: table[y].astype(np.int32), input_columns="label")
-    ops = (sd.train_transforms(image_hw, color_jitter, auto_augment, re_prob, crop_scale_min) if train
-           else sd.eval_transforms(image_hw, eval_resize, crop_pct))
+    ops = (train_transforms(image_hw, color_jitter, auto_augment, re_prob, crop_scale_min) if train
+           else eval_transforms(image_hw, eval_resize, crop_pct))
     dataset = dataset.map(operations=ops, input_columns="image", num_parallel_workers=workers)
     mixing = train and (float(mixup_alpha) > 0 or float(cutmix_alpha) > 0)
     if mixing:
         dataset = dataset.map(operations=T.OneHot(n_classes), input_columns="label")
     dataset = dataset.batch(per_batch_size, drop_remainder=drop_remainder, num_parallel_workers=min(workers, 4))
     if mixing:
-        dataset = dataset.map(operations=sd._mix_op(float(mixup_alpha), float(cutmix_alpha), float(mixup_prob)),
+        dataset = dataset.map(operations=mix_op(float(mixup_alpha), float(cutmix_alpha), float(mixup_prob)),
                               input_columns=["image", "label"])
         dataset = dataset.map(operations=T.TypeCast(ms.float32), input_columns="label")
-    return sd.DatasetBundle(dataset=dataset, class_to_idx=out_index, num_images=rows.num_rows,
-                            steps_per_epoch=steps, skipped=list(info.skipped), converted=[],
-                            total_images=info.num_rows, mode=mode, sampler=rows.sampler, source=None)
+    return DatasetBundle(dataset=dataset, class_to_idx=out_index, num_images=rows.num_rows,
+                         steps_per_epoch=steps, skipped=list(info.skipped), converted=[],
+                         total_images=info.num_rows, mode=mode, sampler=rows.sampler, source=None,
+                         class_counts=counts, format="mindrecord")

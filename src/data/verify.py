@@ -35,9 +35,11 @@ not on a shared file system) checks the rest itself.
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import json
 import logging
+import math
 import os
 import re
 import selectors
@@ -46,6 +48,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections import deque
@@ -62,6 +65,11 @@ MANIFEST_VERSION = 1
 #: bumped whenever the check itself changes, so that older manifest entries are checked again
 CHECK_VERSION = 1
 DEFAULT_MANIFEST_NAME = ".cspdarknet53_verified.jsonl"  # hidden: the folder listing ignores it
+
+#: with ``workers=0``, one more decoder process per this many files to check (a start costs ~1.3 CPU-s, the
+#: decoding of ~600 files)
+FILES_PER_WORKER = 500
+AUTO_PROGRESS_FILES = 2000
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _MAX_WARNING_CHARS = 300
@@ -81,10 +89,7 @@ class VerifyResult(NamedTuple):
 # checks run inside a worker
 # ---------------------------------------------------------------------------------------------------
 def _cheap_check(path: str) -> Tuple[str, str]:
-    try:  # the lead's split moves check_image_file to src/data/checks.py
-        from src.data.checks import check_image_file
-    except ImportError:
-        from src.dataset import check_image_file
+    from src.data.checks import check_image_file
     return check_image_file(path)
 
 
@@ -234,6 +239,8 @@ def _signal_name(rc: int) -> str:
 
 class _Worker:
     def __init__(self, decoder: str, workdir: str, serial: int, env: Dict[str, str]):
+        self.decoder = decoder
+        self.idle_since = 0.0
         self.err_path = os.path.join(workdir, f"worker{serial}.err")
         self._err = open(self.err_path, "ab")
         self.proc = subprocess.Popen(
@@ -304,6 +311,91 @@ def _worker_env() -> Dict[str, str]:
     return env
 
 
+# Workers outlive one ``verify_images`` call: a clean, idle worker (it decoded only files that gave no error
+# and no decoder message) is kept for IDLE_KEEP_S seconds, so that the train and validation sets of one run,
+# or the many small datasets of a test session, pay the worker start-up (a MindSpore import, ~1.3 CPU-s)
+# once. ``shutdown_workers`` (also at exit) ends them; each also dies with its parent (PR_SET_PDEATHSIG).
+IDLE_KEEP_S = 60.0
+_pool_lock = threading.Lock()
+_idle: List[_Worker] = []
+_pool_state = {"dir": None, "serial": 0, "timer": None}
+
+
+def _pool_dir() -> str:
+    with _pool_lock:
+        d = _pool_state["dir"]
+        if d is None or not os.path.isdir(d):
+            d = _pool_state["dir"] = tempfile.mkdtemp(prefix="cspdarknet53_verify_")
+        return d
+
+
+def _next_serial() -> int:
+    with _pool_lock:
+        _pool_state["serial"] += 1
+        return _pool_state["serial"]
+
+
+def _take_idle(decoder: str, k: int) -> List[_Worker]:
+    out = []
+    with _pool_lock:
+        for w in list(_idle):
+            if len(out) >= k:
+                break
+            if w.decoder == decoder:
+                _idle.remove(w)
+                if w.proc.poll() is None:
+                    out.append(w)
+                else:
+                    w.kill()
+    return out
+
+
+def _reap_idle() -> None:
+    now = time.monotonic()
+    with _pool_lock:
+        old = [w for w in _idle if now - w.idle_since >= IDLE_KEEP_S or w.proc.poll() is not None]
+        for w in old:
+            _idle.remove(w)
+        _pool_state["timer"] = None
+        if _idle:
+            _schedule_reaper_locked()
+    for w in old:
+        w.kill()
+
+
+def _schedule_reaper_locked() -> None:
+    if _pool_state["timer"] is None:
+        t = threading.Timer(IDLE_KEEP_S / 2, _reap_idle)
+        t.daemon = True
+        _pool_state["timer"] = t
+        t.start()
+
+
+def _give_back(w: _Worker) -> None:
+    w.idle_since = time.monotonic()
+    with _pool_lock:
+        _idle.append(w)
+        _schedule_reaper_locked()
+
+
+def shutdown_workers() -> None:
+    """Ends the idle decoder workers kept for later calls (at exit too)."""
+    with _pool_lock:
+        ws = list(_idle)
+        _idle.clear()
+        t, _pool_state["timer"] = _pool_state["timer"], None
+        d, _pool_state["dir"] = _pool_state["dir"], None
+    if t is not None:
+        t.cancel()
+    for w in ws:
+        w.close()
+    if d:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(shutdown_workers)
+
+
 def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, workers: int, timeout_s: float,
                  on_result: Callable[[int, str, str], None], startup_timeout_s: float = 300.0) -> Dict[str, int]:
     """Check ``paths[i]`` for i in ``indices`` in ``workers`` processes; ``on_result(i, status, reason)``.
@@ -316,24 +408,25 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
     stats = {"crashed": 0, "timed_out": 0, "restarts": 0, "collateral": 0}
     if not indices:
         return stats
-    workdir = tempfile.mkdtemp(prefix="cspdarknet53_verify_")
+    workdir = _pool_dir()
     env = _worker_env()
     pending = deque(indices)
     confirm: deque = deque()          # (index, what happened the first time)
     first_fault: Dict[int, str] = {}
-    serial = 0
     pool: List[_Worker] = []
     sel = selectors.DefaultSelector()
     failed_starts = 0
     workers = max(1, min(int(workers), len(indices)))
 
     def start() -> _Worker:
-        nonlocal serial
-        serial += 1
-        w = _Worker(decoder, workdir, serial, env)
+        w = _Worker(decoder, workdir, _next_serial(), env)
         sel.register(w.fd, selectors.EVENT_READ, w)
         pool.append(w)
         return w
+
+    def adopt(w: _Worker) -> None:
+        sel.register(w.fd, selectors.EVENT_READ, w)
+        pool.append(w)
 
     def retire(w: _Worker) -> None:
         try:
@@ -378,7 +471,9 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
                 start()
 
     try:
-        for _ in range(workers):
+        for w in _take_idle(decoder, workers):
+            adopt(w)
+        while len(pool) < workers:
             start()
         while pending or confirm or any(w.busy for w in pool):
             for w in list(pool):
@@ -457,9 +552,11 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
                 sel.unregister(w.fd)
             except (KeyError, ValueError):
                 pass
-            w.close()
+            if w.ready and w.busy is None and not w.dirty and not w.buf and w.proc.poll() is None:
+                _give_back(w)   # clean: kept for the next call
+            else:
+                w.close()
         sel.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     return stats
 
 
@@ -638,11 +735,15 @@ def _share(key: str, group_size: int) -> int:
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool, desc: str):
+    """A tqdm bar on a terminal; otherwise (a log file, a batch job) one log line every 30 s."""
+
+    def __init__(self, total: int, enabled: Optional[bool], desc: str):
         self.bar = None
-        self.enabled = enabled and total > 0
-        self.total, self.done, self.t0, self.last = total, 0, time.monotonic(), 0.0
-        if self.enabled:
+        if enabled is None:  # auto: a check long enough to wonder about (> ~5 s of decoding)
+            enabled = total >= AUTO_PROGRESS_FILES
+        self.enabled = bool(enabled) and total > 0
+        self.total, self.done, self.t0, self.last = total, 0, time.monotonic(), time.monotonic()
+        if self.enabled and getattr(sys.stderr, "isatty", lambda: False)():
             try:
                 from tqdm import tqdm
                 self.bar = tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
@@ -657,10 +758,11 @@ class _Progress:
             self.bar.update(k)
             return
         now = time.monotonic()
-        if now - self.last > 10 or self.done == self.total:
+        if now - self.last > 30 or self.done == self.total:
             self.last = now
             rate = self.done / max(1e-9, now - self.t0)
-            logger.info("verified %d/%d files (%.0f/s)", self.done, self.total, rate)
+            left = (self.total - self.done) / rate if rate > 0 else 0.0
+            logger.info("verified %d/%d files (%.0f/s, ~%.0f s left)", self.done, self.total, rate, left)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -670,12 +772,13 @@ class _Progress:
 def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str] = None,
                   timeout_s: float = 60.0, *, root: Optional[str] = None, decoder: str = "mindspore",
                   rank: int = 0, group_size: int = 1, wait_timeout_s: Optional[float] = None,
-                  flush_every_s: float = 60.0, progress: bool = False,
+                  flush_every_s: float = 60.0, progress: Optional[bool] = False,
                   stats: Optional[dict] = None) -> List[VerifyResult]:
     """Classify every file by decoding it in full: ``[VerifyResult(path, status, reason)]`` in input order.
 
     ``workers``: decoder processes (0: the cores available, divided among ``group_size`` ranks when more than
-    one, at least 1). ``manifest``: cache file (None: no cache). ``root``: manifest keys are relative to it
+    one, but at most one per ``FILES_PER_WORKER`` files to check; at least 1). ``progress``: a bar or log
+    lines (None: only for ``AUTO_PROGRESS_FILES`` files or more). ``manifest``: cache file (None: no cache). ``root``: manifest keys are relative to it
     (default: the manifest's folder). ``timeout_s``: per file. ``decoder``: "mindspore" (the pipeline's
     ``vision.Decode``), "pil", "cheap" (``check_image_file`` only, no workers) or "module:function".
     ``stats`` (a dict) receives counts: total, cached, checked, crashed, timed_out, seconds.
@@ -704,11 +807,15 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
         else:
             todo.append(i)
 
-    if workers <= 0:
-        workers = max(1, _available_cpus() // min(group_size, 8)) if group_size > 1 else _available_cpus()
+    if workers <= 0:  # the cores (shared among the ranks of a host), but no more than the work pays for
+        cores = max(1, _available_cpus() // min(group_size, 8)) if group_size > 1 else _available_cpus()
+        workers = max(1, min(cores, math.ceil(len(todo) / group_size / FILES_PER_WORKER)))
 
     def check(indices: List[int], flush_to: Optional[str]) -> None:
         bar = _Progress(len(indices), progress, "verifying images")
+        if len(indices) >= AUTO_PROGRESS_FILES and decoder != "cheap":
+            logger.info("decoding %d image file(s) once to check them (%d %s worker process(es)%s)", len(indices),
+                        workers, decoder, f"; the results are kept in {man.path}" if man is not None else "")
         last_flush = [time.monotonic()]
         flush_every = [flush_every_s]
 

@@ -12,8 +12,8 @@ strictly:
 * ``json.dump(..., ensure_ascii=False)`` into a UTF-8 file: ``UnicodeEncodeError`` (with ``ensure_ascii=True``
   it writes ``"\\udce9"``, which Python reads back losslessly but other tools show as U+FFFD);
 * writing it into a UTF-8 text file (predict.py writes its image list that way: ``UnicodeEncodeError``
-  before anything is predicted), and reading a text file that is not UTF-8 (``_read_data_list``:
-  ``UnicodeDecodeError`` traceback);
+  before anything is predicted), and reading a text file that is not UTF-8 (``read_data_list`` read it
+  strictly: ``UnicodeDecodeError`` traceback);
 * MindSpore's C++ side given such a str (measured on 2.10): ``MindDataset`` / ``FileWriter`` paths fail with
   pybind11's ``TypeError: incompatible function arguments``, a MindRecord string field with ``RuntimeError:
   Unable to cast``. (The folder pipeline reads the bytes in Python, so image files are not affected;
@@ -23,16 +23,16 @@ Helpers:
 
 * ``display_name(p)``: printable, valid UTF-8, the undecodable bytes shown as ``\\xe9`` (for messages and
   logs); ``is_utf8_name(p)``;
-* ``json_dumps(obj)`` / ``write_json_atomic_lossless``: JSON that is readable (non-ASCII names stay as they
-  are) *and* lossless: only the escaped bytes become ``\\udcXX`` escapes, which ``json.loads`` turns back into
+* ``json_dumps(obj)`` (and ``src.utils.fileio.write_json_atomic``, which uses the same escaping): JSON that
+  is readable (non-ASCII names stay as they are) *and* lossless: only the escaped bytes become ``\\udcXX`` escapes, which ``json.loads`` turns back into
   the same str, hence the same bytes; ``path_fields(p)`` gives ``{"file": display}`` plus ``"file_bytes"``
   (hex of the raw name) when the name is not UTF-8, for JSON read by other tools;
 * ``require_utf8(p, what)``: a clear error naming the file where a library needs a UTF-8 path;
 * ``read_lines(path)``: a text file's lines, names in it that are not UTF-8 kept as surrogate escapes (so they
   open the same files), with the first line that is not UTF-8 for a warning; ``write_lines`` the inverse;
 * ``entry_is_file(entry)``: ``DirEntry.is_file`` that does not raise on a symbolic link loop;
-* ``harden_log_handlers(logger)``: make the logger's handlers write such names (backslash-escaped) instead
-  of dropping the record.
+* ``harden_log_handlers(logger)`` / ``SafeFormatter``: log handlers that write such names (backslash-escaped)
+  instead of dropping the record (``src.utils.runtime.RunLog`` uses it; tools call ``harden_log_handlers``).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def write_lines(path: str, lines: Iterable[str]) -> None:
 
 def entry_is_file(entry: "os.DirEntry") -> bool:
     """``entry.is_file()`` for a listing that must not end in a traceback: a symbolic link loop (``ELOOP``:
-    ``DirEntry.is_file`` raises it; measured, ``src.dataset._list_folder`` dies on it) or an entry that
+    ``DirEntry.is_file`` raises it; measured, the folder listing died on it) or an entry that
     cannot be stat'ed counts as a file, so that it is listed and then named by the file check ("symbolic
     link loop", "cannot read"); a dangling link or a folder does not."""
     try:
@@ -117,29 +117,6 @@ def json_dumps(obj: Any, **kwargs) -> str:
     return _escape_surrogates(json.dumps(obj, **kwargs))
 
 
-def write_json_atomic_lossless(data: Any, path: str, indent: int = 2) -> str:
-    """Like ``src.utils.fileio.write_json_atomic(..., ensure_ascii=False)``, but a name that is not UTF-8 (a
-    class folder, a file) cannot make it fail: such bytes are written as ``\\udcXX`` escapes."""
-    import tempfile
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json_dumps(data, indent=indent))
-            f.write("\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a result file is as readable as any other
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def path_fields(p: PathLike, key: str = "file") -> Dict[str, str]:
     """``{key: display_name(p)}``, plus ``{key + "_bytes": hex of the raw name}`` when it is not UTF-8."""
     s = os.fsdecode(os.fspath(p))
@@ -156,10 +133,12 @@ def path_from_fields(rec: Dict[str, str], key: str = "file") -> str:
     return rec[key]
 
 
-class _SafeFormatter(logging.Formatter):
-    def __init__(self, inner: logging.Formatter):
-        super().__init__()
-        self.inner = inner
+class SafeFormatter(logging.Formatter):
+    """Formats with ``inner`` (or ``fmt``), then makes the text valid UTF-8 (``display_name``)."""
+
+    def __init__(self, inner: logging.Formatter = None, fmt: str = None):
+        super().__init__(fmt)
+        self.inner = inner or logging.Formatter(fmt)
 
     def format(self, record):
         return display_name(self.inner.format(record))
@@ -170,35 +149,6 @@ def harden_log_handlers(logger: logging.Logger) -> logging.Logger:
     record ("--- Logging error ---"). Idempotent."""
     for h in logger.handlers:
         fmt = h.formatter or logging.Formatter()
-        if not isinstance(fmt, _SafeFormatter):
-            h.setFormatter(_SafeFormatter(fmt))
+        if not isinstance(fmt, SafeFormatter):
+            h.setFormatter(SafeFormatter(fmt))
     return logger
-
-
-def share_handlers(run_logger: logging.Logger, names: Iterable[str] = ("src",),
-                   level: int = logging.INFO) -> None:
-    """Send the records of the project's module loggers (``src.dataset``, ``src.data.verify`` ...) to the run
-    logger's handlers (stdout and log.txt), so every data warning also lands in log.txt. Removes handlers an
-    earlier call added (tests run several jobs in one process)."""
-    harden_log_handlers(run_logger)
-    for name in names:
-        lg = logging.getLogger(name)
-        for h in list(lg.handlers):
-            if getattr(h, "_shared_from_run_logger", False):
-                lg.removeHandler(h)
-        for h in run_logger.handlers:
-            proxy = _Forward(h)
-            lg.addHandler(proxy)
-        lg.setLevel(level)
-        lg.propagate = False  # otherwise the root logger's last-resort handler prints warnings twice
-
-
-class _Forward(logging.Handler):
-    _shared_from_run_logger = True
-
-    def __init__(self, target: logging.Handler):
-        super().__init__(level=target.level)
-        self.target = target
-
-    def emit(self, record):
-        self.target.handle(record)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from src.utils.paths import (display_name, harden_log_handlers, is_utf8_name, json_dumps, path_fields,
-                             path_from_fields, read_lines, entry_is_file, require_utf8, share_handlers, write_json_atomic_lossless,
+                             path_from_fields, read_lines, entry_is_file, require_utf8,
                              write_lines)
 
 LATIN = b"caf\xe9 cr\xe8me.jpg"
@@ -47,7 +47,8 @@ def test_json_dumps_is_readable_utf8_and_lossless(latin_file, tmp_path):
     assert json.loads(text) == obj
     with pytest.raises(UnicodeEncodeError):   # what a plain ensure_ascii=False dump to a UTF-8 file does
         json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    out = write_json_atomic_lossless(obj, str(tmp_path / "o.json"))
+    from src.utils.fileio import write_json_atomic
+    out = write_json_atomic(obj, str(tmp_path / "o.json"), ensure_ascii=False)
     with open(out, encoding="utf-8") as f:
         back = json.load(f)
     assert back == obj and os.path.exists(back["file"])
@@ -84,24 +85,21 @@ def test_log_file_keeps_records_with_such_names(latin_file, tmp_path):
         h.close()
 
 
-def test_share_handlers_sends_module_warnings_to_the_run_log(latin_file, tmp_path):
-    log_path = tmp_path / "log.txt"
-    run = logging.getLogger("test_paths.run2")
-    run.propagate = False
-    h = logging.FileHandler(str(log_path), encoding="utf-8")
-    run.addHandler(h)
+def test_run_log_keeps_module_warnings_with_such_names(latin_file, tmp_path):
+    """RunLog's handlers sit on the ``src`` logger: a data module's warning naming a Latin-1 file reaches
+    log.txt, and stdout, readable."""
+    from src.utils.runtime import RunLog
+    run = RunLog("t")
     try:
-        share_handlers(run, names=("test_paths_pkg",))
-        share_handlers(run, names=("test_paths_pkg",))  # twice: still one copy of each line
-        logging.getLogger("test_paths_pkg.data").warning("skipped 1 file: %s", latin_file)
-        h.flush()
-        text = log_path.read_text("utf-8")
-        assert text.count("skipped 1 file: " + display_name(latin_file)) == 1
+        path = run.attach_file(str(tmp_path / "log.txt"))
+        logging.getLogger("src.data.pipeline").warning("unusable image %s: test", latin_file)
+        run.file_handler.flush()
+        with open(path, encoding="utf-8") as f:
+            assert f.read().count("unusable image " + display_name(latin_file)) == 1
     finally:
-        run.removeHandler(h)
-        h.close()
-        for x in list(logging.getLogger("test_paths_pkg").handlers):
-            logging.getLogger("test_paths_pkg").removeHandler(x)
+        for h in list(run.root.handlers):
+            run.root.removeHandler(h)
+            h.close()
 
 
 def test_print_fails_under_a_strict_utf8_locale_but_display_name_does_not(latin_file):
@@ -110,7 +108,7 @@ def test_print_fails_under_a_strict_utf8_locale_but_display_name_does_not(latin_
             "sys.path.insert(0, sys.argv[2]); from src.utils.paths import display_name; print(display_name(p)); "
             "print(p)")
     r = subprocess.run([sys.executable, "-c", code, os.fsencode(latin_file).hex(),
-                        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
+                        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))],
                        capture_output=True, text=True, errors="backslashreplace")
     assert "caf\\xe9" in r.stdout and "UnicodeEncodeError" in r.stderr
 

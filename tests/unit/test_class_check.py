@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from src.data.class_check import (CHECKPOINT_KEY, ClassIndexError, class_index_beside, class_index_from_metadata,
-                                  class_index_metadata, compare_class_index, find_trained_class_index,
+from src.data.class_check import (ClassIndexError, compare_class_index, trained_class_index,
                                   load_class_mapping, nearest_names)
 
 TRAINED = {"cat": 0, "dog": 1, "eel": 2, "fox": 3}
@@ -40,7 +39,7 @@ def test_mismatch_names_the_folders_and_nearest_trained_names():
 
 
 def test_mismatch_is_a_dataset_error():
-    from src.dataset import DatasetError
+    from src.data import DatasetError
     assert issubclass(ClassIndexError, DatasetError)
 
 
@@ -102,51 +101,55 @@ def test_non_utf8_folder_names_are_compared_and_displayed():
     r.message.encode("utf-8")  # printable
 
 
-def test_checkpoint_metadata_roundtrip_including_non_utf8():
-    latin = os.fsdecode(b"caf\xe9")
-    meta = class_index_metadata({latin: 1, "tea": 0})
-    assert list(meta) == [CHECKPOINT_KEY]
-    meta[CHECKPOINT_KEY].encode("ascii")
-    assert class_index_from_metadata(meta) == {latin: 1, "tea": 0}
-    assert class_index_from_metadata({}) is None
-    assert class_index_from_metadata({CHECKPOINT_KEY: "not json"}) is None
+def _train_checkpoint(path, class_to_idx):
+    """A checkpoint as train.py writes it: its metadata from src.trainer.checkpoint_metadata."""
+    from types import SimpleNamespace
 
-
-def test_class_index_stored_in_a_real_checkpoint(tmp_path):
-    import mindspore as ms
-    from mindspore import Parameter, Tensor
     import numpy as np
-    from src.checkpoint import read_state_dict
+    import mindspore as ms
+    from src.checkpoint import save_checkpoint_atomic
+    from src.trainer import checkpoint_metadata
+    net = SimpleNamespace(arch=SimpleNamespace(name="cspdarknet_tiny"), num_classes=len(class_to_idx))
+    pre = {"image_size": "32,32", "eval_resize": "squash", "crop_pct": 0.875}
+    params = [{"name": "w", "data": ms.Parameter(ms.Tensor(np.ones(2, np.float32)), name="w")}]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_checkpoint_atomic(params, path, metadata=checkpoint_metadata(net, pre, class_to_idx))
+    return path
+
+
+def test_class_names_recorded_in_a_real_checkpoint_including_non_utf8(tmp_path):
+    """train.py's checkpoints carry their class names (one key, class_names), so a copy anywhere knows them."""
+    from src.checkpoint import checkpoint_model_info, read_state_dict
     latin = os.fsdecode(b"caf\xe9")
-    path = str(tmp_path / "ckpt_0" / "m.ckpt")
-    os.makedirs(os.path.dirname(path))
-    ms.save_checkpoint([{"name": "w", "data": Parameter(Tensor(np.ones(2, np.float32)), name="w")}], path,
-                       append_dict=class_index_metadata({latin: 0, "tea": 1}))
-    arrays, meta = read_state_dict(path)
-    assert "w" in arrays
-    found = find_trained_class_index(path, meta)
-    assert found == ({latin: 0, "tea": 1}, f"stored in {path}")
+    path = _train_checkpoint(str(tmp_path / "copied" / "m.ckpt"), {"tea": 0, latin: 1})
+    _, meta = read_state_dict(path)
+    meta["class_names"].encode("ascii")            # stored as ASCII escapes: MindSpore's C++ side takes them
+    info = checkpoint_model_info(path)
+    assert info["class_names"] == ["tea", latin] and info["class_names_source"] == f"recorded in {path}"
+    assert trained_class_index(info["class_names"]) == {"tea": 0, latin: 1}
+    r = compare_class_index(trained_class_index(info["class_names"]), [latin])
+    assert r.ok and r.kind == "subset" and r.class_to_idx == {latin: 1}
 
 
-def test_find_trained_class_index_beside_and_explicit(tmp_path):
+def test_class_index_beside_a_checkpoint_without_names(tmp_path):
+    """Older checkpoints: <run>/class_index.json for <run>/ckpt_0/x.ckpt, or one in the checkpoint's folder."""
+    import numpy as np
+    import mindspore as ms
+    from src.checkpoint import checkpoint_model_info, save_checkpoint_atomic
+    params = [{"name": "w", "data": ms.Parameter(ms.Tensor(np.ones(2, np.float32)), name="w")}]
     run = tmp_path / "run"
     (run / "ckpt_0").mkdir(parents=True)
-    ckpt = run / "ckpt_0" / "x.ckpt"
-    ckpt.write_bytes(b"")
-    assert find_trained_class_index(str(ckpt), {}) is None
-    (run / "class_index.json").write_text(json.dumps({"a": 0, "b": 1}))
-    assert class_index_beside(str(ckpt)) == str(run / "class_index.json")
-    assert find_trained_class_index(str(ckpt), {}) == ({"a": 0, "b": 1}, str(run / "class_index.json"))
-    # stored copy wins over the file beside it
-    meta = class_index_metadata({"z": 0})
-    assert find_trained_class_index(str(ckpt), meta)[0] == {"z": 0}
-    other = tmp_path / "ci.json"
-    other.write_text(json.dumps({"q": 0}))
-    assert find_trained_class_index(str(ckpt), meta, explicit=str(other)) == ({"q": 0}, str(other))
-    bad = tmp_path / "bad.json"
-    bad.write_text("[1, 2]")
-    with pytest.raises(ClassIndexError, match="JSON object"):
-        find_trained_class_index(str(ckpt), {}, explicit=str(bad))
+    ckpt = str(run / "ckpt_0" / "x.ckpt")
+    save_checkpoint_atomic(params, ckpt)
+    assert checkpoint_model_info(ckpt)["class_names"] is None
+    (run / "class_index.json").write_text(json.dumps({"b": 1, "a": 0}))
+    info = checkpoint_model_info(ckpt)
+    assert info["class_names"] == ["a", "b"] and info["class_names_source"] == str(run / "class_index.json")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    save_checkpoint_atomic(params, str(loose / "y.ckpt"))
+    (loose / "class_index.json").write_text(json.dumps({"q": 0, "p": 1}))
+    assert checkpoint_model_info(str(loose / "y.ckpt"))["class_names"] == ["q", "p"]
 
 
 def test_nearest_names():

@@ -229,7 +229,7 @@ def test_killed_check_resumes_from_the_periodic_manifest(tmp_path):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from src.data.verify import verify_images; "
             "verify_images(sys.argv[3:], workers=1, manifest=sys.argv[2], decoder='tests.verify_faults:check', "
             "timeout_s=600, flush_every_s=0)")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen([sys.executable, "-c", code, root, man] + paths)
     try:
         deadline = time.monotonic() + 60

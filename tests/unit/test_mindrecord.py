@@ -11,10 +11,10 @@ from PIL import Image
 
 from src.data.mindrecord import (CLASS_INDEX_SUFFIX, META_SUFFIX, convert_to_mindrecord, create_mindrecord_dataset,
                                  mindrecord_rows, read_meta, read_rows, shard_files)
-from src.dataset import DatasetError
+from src.data import DatasetError
 from tests.fuzz_images import known_crashers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LATIN = b"caf\xe9.jpg"
 
 
@@ -227,7 +227,7 @@ def test_eval_shards_cover_each_row_once(prefix20):
 
 def test_create_mindrecord_dataset_matches_the_folder_pipeline_in_eval(tmp_path):
     """Same transforms: eval output of the MindRecord reader equals the folder reader's, image by image."""
-    from src.dataset import create_dataset
+    from src.data import create_dataset
     root = _tree(tmp_path / "d", per_class=(3, 3))
     prefix = str(tmp_path / "e.mindrecord")
     convert_to_mindrecord(root, prefix, verify=False, progress=False)

@@ -81,7 +81,7 @@ def test_second_run_reuses_the_manifest(corpus, verified):
 _PIPELINE = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, sys.argv[1])
-    from src.dataset import create_dataset
+    from src.data import create_dataset
     list_path, mode = sys.argv[2], sys.argv[3]
     b = create_dataset("", 32, 4, mode=mode, data_list=list_path, num_parallel_workers=2, verify_files=False,
                        shuffle=False, drop_remainder=False, num_classes=2)
@@ -96,7 +96,7 @@ def test_every_kept_file_goes_through_the_real_pipeline(corpus, verified, tmp_pa
     kept = [r.path for r in res if r.status != SKIP]
     lst = tmp_path / "kept.txt"
     lst.write_text("".join(f"{p} {i % 2}\n" for i, p in enumerate(kept)), encoding="utf-8")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = subprocess.run([sys.executable, "-c", _PIPELINE, root, str(lst), mode], capture_output=True, text=True,
                        cwd=str(tmp_path), env=dict(os.environ, GLOG_v="3"), timeout=300)
     assert r.returncode == 0, f"pipeline exit {r.returncode}: {r.stderr[-2000:]}"
