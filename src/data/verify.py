@@ -30,7 +30,10 @@ cover (the share is a hash of the key, so it does not depend on what each rank f
 writes it to ``<manifest>.rank<r>`` and waits until the manifest and the part files together cover every
 file; rank 0 then merges them into the manifest and removes the parts. Every rank therefore ends with the
 same results (the same list of usable files, which keeps the rank shards aligned), and the check uses the
-cores of every host. A rank that waits longer than ``wait_timeout_s`` (a peer died, or the part files are
+cores of every host. Each rank announces itself (``<manifest>.live<r>``) before it checks; the share of a
+rank that has not announced itself a few seconds after this rank finished its own is checked here (one
+process that builds every rank's dataset in turn waits seconds, not minutes). A rank that waits longer than
+``wait_timeout_s`` (a peer died, or the part files are
 not on a shared file system) checks the rest itself.
 """
 from __future__ import annotations
@@ -69,6 +72,10 @@ DEFAULT_MANIFEST_NAME = ".cspdarknet53_verified.jsonl"  # hidden: the folder lis
 #: with ``workers=0``, one more decoder process per this many files to check (a start costs ~1.3 CPU-s, the
 #: decoding of ~600 files)
 FILES_PER_WORKER = 500
+#: ranks: how long (plus this rank's own check time) a rank waits for its peers to announce themselves, and
+#: how old an announcement may be (from before this rank started) to count
+ANNOUNCE_GRACE_S = 5.0
+ANNOUNCE_FRESH_S = 600.0
 AUTO_PROGRESS_FILES = 2000
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -688,6 +695,38 @@ class Manifest:
     def part_path(self, rank: int) -> str:
         return f"{self.path}.rank{int(rank)}"
 
+    def announce_path(self, rank: int) -> str:
+        return f"{self.path}.live{int(rank)}"
+
+    def announce(self, rank: int) -> None:
+        """Tells the other ranks that this one is checking its share (a file whose mtime is the time)."""
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(self.announce_path(rank), "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError:
+            pass
+
+    def announce_paths(self) -> List[str]:
+        folder, base = os.path.split(self.path)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []
+        prefix = base + ".live"
+        return [os.path.join(folder, n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit()]
+
+    def announced(self, since: float) -> set:
+        """Ranks that announced themselves at ``since`` (a time.time()) or later."""
+        out = set()
+        for p in self.announce_paths():
+            try:
+                if os.path.getmtime(p) >= since:
+                    out.add(int(p.rsplit(".live", 1)[1]))
+            except (OSError, ValueError):
+                pass
+        return out
+
     def part_paths(self) -> List[str]:
         folder, base = os.path.split(self.path)
         try:
@@ -851,7 +890,11 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
         if man is not None and todo:
             man.write()
     else:
-        mine = [i for i in todo if _share(man.key(paths[i]), group_size) == rank]
+        share_of = {i: _share(man.key(paths[i]), group_size) for i in todo}
+        mine = [i for i in todo if share_of[i] == rank]
+        started = time.time()
+        if todo:
+            man.announce(rank)
         t_mine = time.monotonic()
         check(mine, man.part_path(rank))
         if mine:
@@ -859,6 +902,10 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
         t_mine = time.monotonic() - t_mine
         limit = wait_timeout_s if wait_timeout_s is not None else 2 * t_mine + 120.0
         deadline = time.monotonic() + limit
+        # A rank that has not said it is checking (``announce``) within a short grace is not waited for: its
+        # share is checked here (one process building every rank's dataset in turn, a rank that never came)
+        grace = time.monotonic() + min(limit, ANNOUNCE_GRACE_S + t_mine)
+        stolen = False
         while True:
             missing = [i for i in todo if results[i] is None]
             if not missing:
@@ -874,6 +921,16 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
                     man.entries[man.key(paths[i])] = e
             if all(results[i] is not None for i in missing):
                 break
+            if not stolen and time.monotonic() > grace:
+                stolen = True
+                live = man.announced(started - ANNOUNCE_FRESH_S)
+                absent = [i for i in missing if results[i] is None and share_of[i] not in live]
+                if absent:
+                    logger.warning("rank %d: %d file(s) were not verified by the other ranks (rank(s) %s did not "
+                                   "start checking their share); checking them here", rank, len(absent),
+                                   ", ".join(str(r) for r in sorted({share_of[i] for i in absent})))
+                    check(absent, None)
+                continue
             if time.monotonic() > deadline:
                 rest = [i for i in missing if results[i] is None]
                 logger.warning("rank %d: %d file(s) were not verified by the other ranks within %.0f s "
@@ -884,7 +941,7 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
             time.sleep(0.5)
         if rank == 0 and todo:
             if man.write():
-                for part in man.part_paths():
+                for part in man.part_paths() + man.announce_paths():
                     try:
                         os.remove(part)
                     except OSError:
