@@ -9,6 +9,10 @@ inside the pipeline. Here every file is decoded in full by the decoder the pipel
 ``vision.Decode``; ``decoder="pil"`` uses PIL instead) in worker processes that may crash or hang without
 taking the caller with them:
 
+* workers are forked from a zygote process that imported the decoder once and never decodes anything
+  itself, so a replacement after a crash starts in milliseconds with a fresh decoder state (a zygote that
+  fails makes the rest start as new processes); idle clean workers serve the next call of the process for
+  ``IDLE_KEEP_S`` seconds;
 * each worker decodes one file at a time and answers over a pipe, so when a worker dies (signal, abort,
   ``exit``) the file it was decoding is the culprit: it is reported as ``skip`` with the signal and the last
   lines the decoder printed, the worker is restarted and the run carries on;
@@ -72,6 +76,12 @@ DEFAULT_MANIFEST_NAME = ".cspdarknet53_verified.jsonl"  # hidden: the folder lis
 #: with ``workers=0``, one more decoder process per this many files to check (a start costs ~1.3 CPU-s, the
 #: decoding of ~600 files)
 FILES_PER_WORKER = 500
+#: workers are forked from a zygote process that imported the decoder once (a restart after a crash costs
+#: milliseconds instead of a MindSpore import); False, or a zygote that fails, starts each worker as a new
+#: process
+USE_ZYGOTE = True
+ZYGOTE_START_TIMEOUT_S = 300.0
+FORK_READY_TIMEOUT_S = 30.0
 #: ranks: how long (plus this rank's own check time) a rank waits for its peers to announce themselves, and
 #: how old an announcement may be (from before this rank started) to count
 ANNOUNCE_GRACE_S = 5.0
@@ -207,6 +217,10 @@ def _worker_main(argv: Sequence[str]) -> None:
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="ascii")
     os.dup2(2, 1)  # C-level prints of the decoder must not corrupt the protocol
     check = _make_check(decoder)
+    if len(argv) > 4 and argv[4]:  # a known-good file must decode before the worker says it is ready
+        status, reason = check(argv[4])
+        if status != OK:
+            raise VerifyError(f"the decoder fails on a known-good image: {reason}")
     err_reader = open(err_path, "rb")
     proto.write("READY\n")
     for line in sys.stdin.buffer:
@@ -230,6 +244,77 @@ def _worker_main(argv: Sequence[str]) -> None:
 
 _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
          "from src.data.verify import _worker_main; _worker_main(sys.argv)")
+_ZYGOTE_BOOT = ("import sys; sys.path.insert(0, {root!r}); "
+                "from src.data.verify import _zygote_main; _zygote_main(sys.argv)")
+
+
+def _preload(decoder: str) -> None:
+    """What a zygote imports once, so that the workers it forks start in milliseconds."""
+    import numpy  # noqa: F401
+    if decoder == "mindspore":
+        import mindspore.dataset.vision  # noqa: F401
+    elif decoder == "pil":
+        import PIL.Image  # noqa: F401
+    elif ":" in decoder:
+        import importlib
+        importlib.import_module(decoder.split(":", 1)[0])
+    import src.data.checks  # noqa: F401
+
+
+def _zygote_main(argv: Sequence[str]) -> None:
+    """A process that has imported the decoder once and forks fresh workers on request (``argv = [_, decoder,
+    socket fd, parent pid]``). Requests on the socket: ``F <hex err path> <hex self-test path>`` with the
+    worker's stdin, stdout and stderr as passed file descriptors -> ``P <pid>``; ``W <pid> <0|1>`` (1: do
+    not block) -> ``S <status>`` (a Popen-style return code) or ``S R`` while it runs. Each worker is a
+    child of the zygote, started by ``fork`` from a process that never decoded anything (a fresh decoder
+    state, as a new process has)."""
+    import socket
+
+    decoder, fd, parent = argv[1], int(argv[2]), int(argv[3])
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the caller
+        if os.getppid() != parent:
+            return
+    except Exception:
+        pass
+    sock = socket.socket(fileno=fd)
+    _preload(decoder)
+    sock.sendall(b"READY\n")
+    while True:
+        msg, fds, _, _ = socket.recv_fds(sock, 4096, 3)
+        if not msg:
+            return
+        parts = msg.decode("ascii").split()
+        if parts[0] == "F":
+            pid = os.fork()
+            if pid == 0:  # the worker
+                try:
+                    sock.close()
+                    for target, f in zip((0, 1, 2), fds):
+                        os.dup2(f, target)
+                    for f in fds:
+                        os.close(f)
+                    os.setsid()
+                    err = os.fsdecode(bytes.fromhex(parts[1]))
+                    selftest = os.fsdecode(bytes.fromhex(parts[2])) if len(parts) > 2 else ""
+                    _worker_main(["worker", decoder, err, str(os.getppid()), selftest])
+                finally:
+                    os._exit(0)
+            for f in fds:
+                os.close(f)
+            sock.sendall(b"P %d\n" % pid)
+        elif parts[0] == "W":
+            pid, nohang = int(parts[1]), parts[2] == "1"
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG if nohang else 0)
+            except ChildProcessError:
+                got, status = pid, 0
+            if got == 0:
+                sock.sendall(b"S R\n")
+            else:
+                rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                sock.sendall(b"S %d\n" % rc)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -244,16 +329,136 @@ def _signal_name(rc: int) -> str:
     return f"exit status {rc}"
 
 
+class _Zygote:
+    """The parent's end of a zygote process (see ``_zygote_main``); ``broken`` once it fails (then workers are
+    started as new processes, the slow way)."""
+
+    def __init__(self, decoder: str, workdir: str, env: Dict[str, str]):
+        import socket
+
+        self.decoder, self.broken = decoder, False
+        self.lock = threading.Lock()
+        ours, theirs = socket.socketpair()
+        self.sock = ours
+        self.err = open(os.path.join(workdir, f"zygote-{os.getpid()}.err"), "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE_BOOT.format(root=_ROOT), decoder, str(theirs.fileno()), str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=self.err, stderr=self.err, cwd=workdir, env=env,
+            pass_fds=(theirs.fileno(),), start_new_session=True)
+        theirs.close()
+        self.sock.settimeout(ZYGOTE_START_TIMEOUT_S)
+        try:
+            self.broken = self._line() != "READY"
+        except OSError:
+            self.broken = True
+        self.sock.settimeout(30.0)
+
+    def _line(self) -> str:
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = self.sock.recv(256)
+            if not chunk:
+                raise OSError("the zygote closed its socket")
+            buf += chunk
+        return buf.decode("ascii").strip()
+
+    def alive(self) -> bool:
+        return not self.broken and self.proc.poll() is None
+
+    def fork(self, stdin_r: int, stdout_w: int, stderr_w: int, err_path: str, selftest: str) -> int:
+        import socket
+
+        with self.lock:
+            msg = b"F %s %s" % (os.fsencode(err_path).hex().encode(), os.fsencode(selftest).hex().encode())
+            socket.send_fds(self.sock, [msg], [stdin_r, stdout_w, stderr_w])
+            reply = self._line()
+        if not reply.startswith("P "):
+            raise OSError(f"unexpected zygote reply {reply!r}")
+        return int(reply[2:])
+
+    def status(self, pid: int, block: bool) -> Optional[int]:
+        with self.lock:
+            self.sock.sendall(b"W %d %d" % (pid, 0 if block else 1))
+            reply = self._line()
+        return None if reply == "S R" else int(reply[2:])
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+
+
+class _ForkedProc:
+    """The few ``Popen`` methods ``_Worker`` uses, for a worker forked by a zygote."""
+
+    def __init__(self, zygote: _Zygote, pid: int, stdin, stdout):
+        self.zygote, self.pid, self.stdin, self.stdout = zygote, pid, stdin, stdout
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            try:
+                self.returncode = self.zygote.status(self.pid, block=False)
+            except OSError:
+                self.returncode = -signal.SIGKILL  # the zygote is gone, and its workers with it
+        return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            if deadline is None:
+                try:
+                    self.returncode = self.zygote.status(self.pid, block=True)
+                except OSError:
+                    self.returncode = -signal.SIGKILL
+            elif self.poll() is None:
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired("worker", timeout)
+                time.sleep(0.01)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 class _Worker:
-    def __init__(self, decoder: str, workdir: str, serial: int, env: Dict[str, str]):
+    def __init__(self, decoder: str, workdir: str, serial: int, env: Dict[str, str],
+                 zygote: Optional[_Zygote] = None):
         self.decoder = decoder
         self.idle_since = 0.0
         self.err_path = os.path.join(workdir, f"worker{serial}.err")
         self._err = open(self.err_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT.format(root=_ROOT), decoder, self.err_path, str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, cwd=workdir, env=env,
-            bufsize=0, start_new_session=True)
+        self.zygote = None
+        selftest = _selftest_image(workdir) if decoder == "mindspore" else ""
+        if zygote is not None and zygote.alive():
+            stdin_r, stdin_w = os.pipe()
+            stdout_r, stdout_w = os.pipe()
+            try:
+                pid = zygote.fork(stdin_r, stdout_w, self._err.fileno(), self.err_path, selftest)
+            except OSError:
+                zygote.broken = True
+                for f in (stdin_r, stdin_w, stdout_r, stdout_w):
+                    os.close(f)
+            else:
+                os.close(stdin_r)
+                os.close(stdout_w)
+                self.zygote = zygote
+                self.proc = _ForkedProc(zygote, pid, os.fdopen(stdin_w, "wb", 0), os.fdopen(stdout_r, "rb", 0))
+        if self.zygote is None:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT.format(root=_ROOT), decoder, self.err_path, str(os.getpid()),
+                 selftest], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, cwd=workdir,
+                env=env, bufsize=0, start_new_session=True)
         self.fd = self.proc.stdout.fileno()
         self.buf = b""
         self.ready = False
@@ -310,6 +515,22 @@ class _Worker:
         self.kill()
 
 
+def _selftest_image(workdir: str) -> str:
+    """A tiny good JPEG in ``workdir`` that every MindSpore worker decodes before it says it is ready."""
+    path = os.path.join(workdir, "selftest.jpg")
+    if not os.path.exists(path):
+        import io
+
+        from PIL import Image
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), (90, 140, 200)).save(buf, format="JPEG", quality=90)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    return path
+
+
 def _worker_env() -> Dict[str, str]:
     env = dict(os.environ)
     env.setdefault("GLOG_v", "3")          # MindSpore: errors only
@@ -340,6 +561,23 @@ def _next_serial() -> int:
     with _pool_lock:
         _pool_state["serial"] += 1
         return _pool_state["serial"]
+
+
+_zygotes: Dict[str, "_Zygote"] = {}
+
+
+def _get_zygote(decoder: str, workdir: str, env: Dict[str, str]) -> Optional["_Zygote"]:
+    """The zygote of ``decoder`` (started once per process), or None when it cannot be used."""
+    with _pool_lock:
+        z = _zygotes.get(decoder)
+        if z is not None and z.alive():
+            return z
+        if z is not None:
+            if z.broken:
+                return None  # failed before: the slow way for the rest of this process
+            z.close()
+        z = _zygotes[decoder] = _Zygote(decoder, workdir, env)
+        return z if z.alive() else None
 
 
 def _take_idle(decoder: str, k: int) -> List[_Worker]:
@@ -390,12 +628,16 @@ def shutdown_workers() -> None:
     with _pool_lock:
         ws = list(_idle)
         _idle.clear()
+        zs = list(_zygotes.values())
+        _zygotes.clear()
         t, _pool_state["timer"] = _pool_state["timer"], None
         d, _pool_state["dir"] = _pool_state["dir"], None
     if t is not None:
         t.cancel()
     for w in ws:
         w.close()
+    for z in zs:
+        z.close()
     if d:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -425,8 +667,10 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
     failed_starts = 0
     workers = max(1, min(int(workers), len(indices)))
 
+    zygote = _get_zygote(decoder, workdir, env) if USE_ZYGOTE else None
+
     def start() -> _Worker:
-        w = _Worker(decoder, workdir, _next_serial(), env)
+        w = _Worker(decoder, workdir, _next_serial(), env, zygote)
         sel.register(w.fd, selectors.EVENT_READ, w)
         pool.append(w)
         return w
@@ -507,6 +751,16 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
                     chunk = b""
                 if not chunk:  # the worker died
                     rc = w.proc.wait()
+                    if w.zygote is not None and (not w.ready or not w.zygote.alive()):
+                        # a forked worker that did not start, or died with its zygote: not the file's doing;
+                        # start workers the slow way from now on, and check the file again
+                        w.zygote.broken = True
+                        if w.busy is not None:
+                            pending.appendleft(w.busy[0])
+                            w.busy = None
+                        retire(w)
+                        replace_if_needed()
+                        continue
                     if not w.ready:
                         failed_starts += 1
                         tail = w.err_tail(2000)
@@ -544,6 +798,10 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
                 if w.busy and now - w.busy[1] > timeout_s:
                     w.kill()  # before reading what it said, so that the error file is complete
                     fault(w, f"the decoder did not finish this file within {timeout_s:g} s (killed)")
+                    retire(w)
+                    replace_if_needed()
+                elif not w.ready and w.zygote is not None and now - w.started > FORK_READY_TIMEOUT_S:
+                    w.zygote.broken = True   # a forked worker should be ready in milliseconds
                     retire(w)
                     replace_if_needed()
                 elif not w.ready and now - w.started > startup_timeout_s:
