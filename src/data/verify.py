@@ -546,7 +546,7 @@ def _worker_env() -> Dict[str, str]:
 IDLE_KEEP_S = 60.0
 _pool_lock = threading.Lock()
 _idle: List[_Worker] = []
-_pool_state = {"dir": None, "serial": 0, "timer": None}
+_pool_state = {"dir": None, "serial": 0, "timer": None, "active": 0, "last_used": 0.0}
 
 
 def _pool_dir() -> str:
@@ -596,16 +596,23 @@ def _take_idle(decoder: str, k: int) -> List[_Worker]:
 
 
 def _reap_idle() -> None:
+    """Ends idle workers older than IDLE_KEEP_S, and the zygotes once nothing used them for as long."""
     now = time.monotonic()
+    zs = []
     with _pool_lock:
         old = [w for w in _idle if now - w.idle_since >= IDLE_KEEP_S or w.proc.poll() is not None]
         for w in old:
             _idle.remove(w)
+        if not _idle and _pool_state["active"] == 0 and now - _pool_state["last_used"] >= IDLE_KEEP_S:
+            zs = list(_zygotes.values())  # ~600 MB of address space each (MindSpore imported): not kept
+            _zygotes.clear()
         _pool_state["timer"] = None
-        if _idle:
+        if _idle or _zygotes:
             _schedule_reaper_locked()
     for w in old:
         w.kill()
+    for z in zs:
+        z.close()
 
 
 def _schedule_reaper_locked() -> None:
@@ -667,7 +674,13 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
     failed_starts = 0
     workers = max(1, min(int(workers), len(indices)))
 
-    zygote = _get_zygote(decoder, workdir, env) if USE_ZYGOTE else None
+    with _pool_lock:
+        _pool_state["active"] += 1
+    try:
+        zygote = _get_zygote(decoder, workdir, env) if USE_ZYGOTE else None
+    except Exception as exc:  # e.g. no socketpair / send_fds here: the slow way
+        logger.debug("no zygote for the %s decoder: %s", decoder, exc)
+        zygote = None
 
     def start() -> _Worker:
         w = _Worker(decoder, workdir, _next_serial(), env, zygote)
@@ -822,6 +835,10 @@ def _run_workers(paths: Sequence[str], indices: Sequence[int], decoder: str, wor
             else:
                 w.close()
         sel.close()
+        with _pool_lock:
+            _pool_state["active"] -= 1
+            _pool_state["last_used"] = time.monotonic()
+            _schedule_reaper_locked()
     return stats
 
 

@@ -86,11 +86,12 @@ def test_a_dead_zygote_is_replaced_and_no_file_is_blamed(tmp_path):
     assert verify._zygotes[FAULTS] is not zygote and verify._zygotes[FAULTS].alive()
 
 
-def test_idle_workers_end_after_the_keep_time(tmp_path, monkeypatch):
+def test_idle_workers_and_the_zygote_end_after_the_keep_time(tmp_path, monkeypatch):
     monkeypatch.setattr(verify, "IDLE_KEEP_S", 0.4)
     verify_images([_png(tmp_path / "a.png")], workers=1, decoder=FAULTS)
-    assert len(verify._idle) == 1
+    assert len(verify._idle) == 1 and FAULTS in verify._zygotes
+    zygote = verify._zygotes[FAULTS]
     deadline = time.monotonic() + 10
-    while verify._idle and time.monotonic() < deadline:
+    while (verify._idle or verify._zygotes or zygote.proc.poll() is None) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert verify._idle == []
+    assert verify._idle == [] and verify._zygotes == {} and zygote.proc.poll() is not None
