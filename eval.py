@@ -145,12 +145,12 @@ def evaluate_job(cfg, run_log):
     pre = resolve_preprocess(arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct,
                              recorded=first["preprocess"], given=given)
 
+    data_dir = cfg.data.data_dir
+    class_to_idx, class_check = _label_check(cfg, ckpts, infos, num_classes, data_dir, log)  # before device work
     ctx, rewrites = start_context(cfg.device, "infer")
     run_log.set_rank(ctx.rank)
     if note:
         log.info(note)
-    data_dir = cfg.data.data_dir
-    class_to_idx, class_check = _label_check(cfg, ckpts, infos, num_classes, data_dir, log)
     bundle = create_dataset_from_config(cfg.data, "eval", seed=cfg.device.seed, num_classes=num_classes,
                                         rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
                                         **pre)

@@ -74,3 +74,10 @@ def write_class_images(folder, n, value, seed=0, size=(40, 40), ext="jpg"):
 @pytest.fixture
 def make_images():
     return write_class_images
+
+
+@pytest.fixture(scope="session")
+def e2e():
+    """The helpers above for module-scoped fixtures: ``e2e.Scripts(cwd, cache)``, ``e2e.write_class_images``."""
+    from types import SimpleNamespace
+    return SimpleNamespace(Scripts=Scripts, write_class_images=write_class_images)
