@@ -4,6 +4,14 @@
     python eval.py --pretrained=outputs/<run>/ckpt_0/          # every checkpoint in a folder, best first
     python eval.py --pretrained=CKPT --data_dir=ROOT --data_list=val.txt   # "relative/path label" lines
     python eval.py --pretrained=CKPT                           # no data_dir: the embedded demo val slice
+    python eval.py --pretrained=CKPT --data_dir=val2 --class_map=map.json    # folders named otherwise
+    python eval.py --pretrained=CKPT --dataset_format=mindrecord --data_dir=/fast/val.mindrecord
+
+Labels are checked first: the class folders of ``data_dir`` (a MindRecord dataset's stored classes) against the
+classes the checkpoint was trained on (recorded in it by train.py, else the run folder's ``class_index.json``); a
+folder that is not a trained class is an error naming it unless ``class_map`` maps it, a subset is said, and
+the labels are the trained indices. Every file is decoded once in an isolated worker before scoring
+(``verify_files``; cached in the manifest), unusable ones named and skipped.
 
 ``pretrained`` is required: a checkpoint file in any format ``src.checkpoint`` reads, or a folder of
 ``*.ckpt`` / ``*.safetensors`` files. A checkpoint that records its ``arch`` / ``num_classes`` and its

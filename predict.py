@@ -5,11 +5,14 @@
     python predict.py --ckpt_file=CKPT --image_path=photos --result_file=predictions.json
 
 ``image_path``: image files and/or folders (searched recursively), comma separated. Preprocessing is
-eval's exactly (``src.dataset``'s eval pipeline: decode, resize, center crop, normalize). Unreadable
-files are reported and skipped.
+eval's exactly (``src.data``'s eval pipeline: decode, resize, center crop, normalize). Every file is first
+decoded once in an isolated worker process (``src.data.verify``; no manifest), so a file that would crash the
+decoder is reported and skipped like any unreadable one. File names that are not UTF-8 are printed as
+``\\xNN`` and written to the JSON exactly (plus ``image_bytes``, the raw name in hex).
 
 Class names, first match wins: ``class_names_file`` (a TSV/TXT list or a class index JSON, see
-``src.data.class_names``); the names the checkpoint records (its training run's classes; for older
+``src.data.class_names``; a warning says when it disagrees with the checkpoint's classes); the names the
+checkpoint records (its training run's classes; for older
 checkpoints the run folder's ``class_index.json``); the shipped ImageNet-1k names for a 1000-class
 model; else ``class_<i>``. Images are preprocessed at the checkpoint's training ``image_size`` /
 ``eval_resize`` / ``crop_pct`` unless they are given (then the architecture's defaults fill the rest).
