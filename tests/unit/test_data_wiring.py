@@ -139,3 +139,20 @@ def test_write_json_atomic_non_utf8_and_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
+
+
+def test_trainer_class_weights_from_a_file_and_balanced(tmp_path):
+    """What train.py's build_training hands create_loss for class_weights (counts over all rank shards)."""
+    from types import SimpleNamespace
+    from src.trainer import _class_weights
+    log = logging.getLogger("src.test")
+    data = SimpleNamespace(class_counts=np.array([24, 4]), class_to_idx={"common": 0, "rare": 1})
+    assert _class_weights("none", data, 2, log) is None
+    w = _class_weights("balanced", data, 2, log)
+    np.testing.assert_allclose(w, [2 / 7, 12 / 7], rtol=1e-6)
+    f = tmp_path / "w.txt"
+    f.write_text("# common, rare\n1\n2.5\n")
+    np.testing.assert_allclose(_class_weights(str(f), data, 2, log), [1, 2.5])
+    named = tmp_path / "w.json"
+    named.write_text(json.dumps({"rare": 3}))
+    np.testing.assert_allclose(_class_weights(str(named), data, 2, log), [1, 3])
