@@ -4,6 +4,14 @@
     python eval.py --pretrained=outputs/<run>/ckpt_0/          # every checkpoint in a folder, best first
     python eval.py --pretrained=CKPT --data_dir=ROOT --data_list=val.txt   # "relative/path label" lines
     python eval.py --pretrained=CKPT                           # no data_dir: the embedded demo val slice
+    python eval.py --pretrained=CKPT --data_dir=val2 --class_map=map.json    # folders named otherwise
+    python eval.py --pretrained=CKPT --dataset_format=mindrecord --data_dir=/fast/val.mindrecord
+
+Labels are checked first: the class folders of ``data_dir`` (a MindRecord dataset's stored classes) against the
+classes the checkpoint was trained on (recorded in it by train.py, else the run folder's ``class_index.json``); a
+folder that is not a trained class is an error naming it unless ``class_map`` maps it, a subset is said, and
+the labels are the trained indices. Every file is decoded once in an isolated worker before scoring
+(``verify_files``; cached in the manifest), unusable ones named and skipped.
 
 ``pretrained`` is required: a checkpoint file in any format ``src.checkpoint`` reads, or a folder of
 ``*.ckpt`` / ``*.safetensors`` files. A checkpoint that records its ``arch`` / ``num_classes`` and its
@@ -46,23 +54,26 @@ def _imagenet_class_index(data_dir, num_classes):
     return {f: index[f] for f in folders}
 
 
-def _class_names(bundle, num_classes, imagenet_labels, data_list, info):
-    """Names of the ``num_classes`` rows of the confusion matrix: ImageNet's when the labels are ImageNet
-    indices (synset folders) or a 1000-class model reads a data_list; else the data's class folders (gaps
-    ``class_<i>``); with a data_list the checkpoint's recorded names when it has them."""
+def _class_names(bundle, num_classes, imagenet_labels, info):
+    """Names of the ``num_classes`` rows of the confusion matrix (the labels scored): ImageNet's when the labels
+    are ImageNet indices (``imagenet_labels``: synset folders, or a 1000-class model without recorded names
+    whose classes are ImageNet's); else the names the checkpoint records; else the data's class folders;
+    gaps ``class_<i>``."""
     from src.data.class_names import load_class_names, load_imagenet_synsets
 
-    names = [f"class_{i}" for i in range(num_classes)]
-    if data_list:
-        recorded = info.get("class_names") or []
-        if num_classes == 1000 and (not recorded or recorded == load_imagenet_synsets()):
-            return load_class_names(None, 1000)
-        return list(recorded[:num_classes]) + names[len(recorded):] if recorded else names
+    generic = [f"class_{i}" for i in range(num_classes)]
+    recorded = info.get("class_names") or []
     folders = {i: name for name, i in bundle.class_to_idx.items() if 0 <= i < num_classes}
-    if num_classes == 1000 and (imagenet_labels is not None or
-                                all(n == s for (i, n), s in zip(sorted(folders.items()), load_imagenet_synsets()))):
+    if num_classes == 1000 and (imagenet_labels or recorded == load_imagenet_synsets() or (
+            not recorded and [folders.get(i) for i in range(1000)] == load_imagenet_synsets())):
         return load_class_names(None, 1000)
-    return [folders.get(i, names[i]) for i in range(num_classes)]
+    if recorded:
+        return list(recorded[:num_classes]) + generic[len(recorded):]
+    return [folders.get(i, generic[i]) for i in range(num_classes)]
+
+
+def _abs_or_none(path):
+    return os.path.abspath(path) if path else None
 
 
 def _analysis_dirs(ckpts, run_dir):
@@ -72,6 +83,58 @@ def _analysis_dirs(ckpts, run_dir):
     stems = [os.path.splitext(os.path.basename(c))[0] for c in ckpts]
     return {c: os.path.join(run_dir, stem if stems.count(stem) == 1 else os.path.basename(c))
             for c, stem in zip(ckpts, stems)}
+
+
+def _label_check(cfg, ckpts, infos, num_classes, data_dir, log):
+    """The labels to score with: ``(class_to_idx or None, record for the result JSON)``.
+
+    The class index the model was trained with (``checkpoint_model_info``: recorded in the checkpoint, else
+    the run folder's ``class_index.json``) is compared with the data's class folders (a MindRecord dataset's
+    stored classes): a folder that is no trained class is an error naming it (``ClassIndexError``, exit 2)
+    unless ``class_map`` maps it; a subset of the classes is fine and logged; the labels are then the
+    trained indices. Without recorded class names: ImageNet synset folders get their ImageNet indices for a
+    1000-class model, anything else is scored in sorted folder order with a warning that it is unchecked."""
+    from src.checkpoint import CheckpointError
+    from src.data.class_check import compare_class_index, load_class_mapping, trained_class_index
+
+    if cfg.data.data_list:
+        log.info("labels come from %s as class indices: the class-name check does not apply", cfg.data.data_list)
+        return None, {"kind": "not checked (data_list)"}
+    if cfg.data.dataset_format == "mindrecord":
+        from src.data.mindrecord import read_meta
+        stored = read_meta(data_dir).class_to_idx
+        folders = [n for n, _ in sorted(stored.items(), key=lambda kv: kv[1])]
+    else:
+        from src.data.listing import list_class_folders
+        folders = list_class_folders(data_dir)
+    named = [c for c in ckpts if infos[c].get("class_names")]
+    names = infos[named[0]]["class_names"] if named else None
+    other = [c for c in named if infos[c]["class_names"] != names]
+    if other:
+        raise CheckpointError(f"{other[0]} was trained on other classes than {named[0]} "
+                              f"({infos[other[0]]['class_names_source']} vs {infos[named[0]]['class_names_source']});"
+                              " score them separately")
+    mapping = load_class_mapping(cfg.eval.class_map) if cfg.eval.class_map else None
+    if names is None and mapping is None:
+        synsets = _imagenet_class_index(data_dir, num_classes) if cfg.data.dataset_format == "folder" else None
+        if synsets is not None:
+            log.info("%s holds %d ImageNet synset folders: labels are their ImageNet-1k indices", data_dir,
+                     len(synsets))
+            return synsets, {"kind": "imagenet synsets"}
+        log.warning("%s records no class names and has no class_index.json beside it: the labels are the sorted "
+                    "order of the %d class folders of %s, unchecked (give class_map to map them explicitly)",
+                    ckpts[0], len(folders), data_dir)
+        return None, {"kind": "not checked (no class names in the checkpoint)"}
+    if names is None:  # a mapping onto class indices only
+        names, source = [str(i) for i in range(num_classes)], "class indices (the checkpoint records no names)"
+    else:
+        source = infos[named[0]]["class_names_source"]
+    res = compare_class_index(trained_class_index(names), folders, mapping, where=data_dir, source=source)
+    if not res.ok:
+        raise res.error()
+    log.info("class check: %s", res.message)
+    return res.class_to_idx, {"kind": res.kind, "message": res.message, "trained_classes": len(names),
+                              "missing_classes": len(res.missing)}
 
 
 def _read_checkpoints(cfg):
@@ -147,6 +210,9 @@ def evaluate_job(cfg, run_log):
     note = None
     if not cfg.data.data_dir and not cfg.data.data_list:
         cfg, note = with_demo_data(cfg, "val")
+    elif cfg.data.dataset_format == "mindrecord":
+        from src.data.mindrecord import read_meta
+        read_meta(cfg.data.data_dir)  # a DatasetError naming what is missing
     elif cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise DatasetError(f"dataset folder not found: {cfg.data.data_dir} (data_dir: an ImageFolder root, "
                            "root/<class>/<image>; leave it empty to evaluate the embedded demo data)")
@@ -158,12 +224,12 @@ def evaluate_job(cfg, run_log):
     pre = resolve_preprocess(arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct,
                              recorded=first["preprocess"], given=given)
 
+    data_dir = cfg.data.data_dir
+    class_to_idx, class_check = _label_check(cfg, ckpts, infos, num_classes, data_dir, log)  # before device work
     ctx, rewrites = start_context(cfg.device, "infer")
     run_log.set_rank(ctx.rank)
     if note:
         log.info(note)
-    data_dir = cfg.data.data_dir
-    class_to_idx = _imagenet_class_index(data_dir, num_classes)
     bundle = create_dataset_from_config(cfg.data, "eval", seed=cfg.device.seed, num_classes=num_classes,
                                         rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
                                         **pre)
@@ -180,9 +246,6 @@ def evaluate_job(cfg, run_log):
              ctx.group_size, ctx.device_target, len(ckpts))
     if ctx.settings:
         log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in ctx.settings.items()))
-    if class_to_idx is not None:
-        log.info("%s holds %d ImageNet synset folders: labels are their ImageNet-1k indices", data_dir,
-                 len(class_to_idx))
     images_total = bundle.total_images or bundle.num_images
     log.info("eval data: %s, %d images in %d classes (%d on this rank, %d batches of up to %d), %s px, %s resize, "
              "crop_pct %g%s", f"{cfg.data.data_list} (root {data_dir or '.'})" if cfg.data.data_list else data_dir,
@@ -191,7 +254,7 @@ def evaluate_job(cfg, run_log):
              f"; {len(bundle.skipped)} unreadable file(s) skipped" if bundle.skipped else "")
 
     desc = {"data_dir": os.path.abspath(data_dir) if data_dir else "", "per_batch_size": cfg.data.per_batch_size,
-            **pre}
+            **pre, "class_check": class_check}
     if cfg.data.data_list:
         desc["data_list"] = os.path.abspath(cfg.data.data_list)
     dirs = _analysis_dirs(ckpts, ctx.run_dir)
@@ -199,12 +262,12 @@ def evaluate_job(cfg, run_log):
     def analyze(ckpt, acc):  # every rank, after the counts of all ranks were summed; rank 0 writes
         if not ctx.is_main:
             return None
-        names = _class_names(bundle, acc.num_classes, class_to_idx, cfg.data.data_list, infos[ckpt])
+        names = _class_names(bundle, acc.num_classes, class_check.get("kind") == "imagenet synsets", infos[ckpt])
         out = write_eval_analysis(acc, dirs[ckpt], names, image_for_index=bundle.path_of,
                                   plots=not cfg.eval.no_plots, log=log)
         log.info("analysis: %s", ", ".join(out.files[k] for k in out.files))
         fields = dict(out.json_fields)
-        fields["worst_mistakes"] = [{"image": os.path.abspath(bundle.path_of(m.index)), "true": m.true,
+        fields["worst_mistakes"] = [{"image": _abs_or_none(bundle.path_of(m.index)), "true": m.true,
                                      "true_name": names[m.true], "predicted": m.predicted,
                                      "predicted_name": names[m.predicted], "confidence": round(m.confidence, 6)}
                                     for m in acc.worst_mistakes()]

@@ -5,11 +5,14 @@
     python predict.py --ckpt_file=CKPT --image_path=photos --result_file=predictions.json
 
 ``image_path``: image files and/or folders (searched recursively), comma separated. Preprocessing is
-eval's exactly (``src.dataset``'s eval pipeline: decode, resize, center crop, normalize). Unreadable
-files are reported and skipped.
+eval's exactly (``src.data``'s eval pipeline: decode, resize, center crop, normalize). Every file is first
+decoded once in an isolated worker process (``src.data.verify``; no manifest), so a file that would crash the
+decoder is reported and skipped like any unreadable one. File names that are not UTF-8 are printed as
+``\\xNN`` and written to the JSON exactly (plus ``image_bytes``, the raw name in hex).
 
 Class names, first match wins: ``class_names_file`` (a TSV/TXT list or a class index JSON, see
-``src.data.class_names``); the names the checkpoint records (its training run's classes; for older
+``src.data.class_names``; a warning says when it disagrees with the checkpoint's classes); the names the
+checkpoint records (its training run's classes; for older
 checkpoints the run folder's ``class_index.json``); the shipped ImageNet-1k names for a 1000-class
 model; else ``class_<i>``. Images are preprocessed at the checkpoint's training ``image_size`` /
 ``eval_resize`` / ``crop_pct`` unless they are given (then the architecture's defaults fill the rest).
@@ -89,6 +92,23 @@ def resolve_class_names(cfg, info, num_classes):
     return [f"class_{i}" for i in range(num_classes)], "generic (class_<i>)"
 
 
+def _compare_names(names, source, info, log):
+    """A class-names file that disagrees with the classes the checkpoint was trained on is said (a warning
+    naming the classes that differ): the names shown would be wrong."""
+    from src.utils.paths import display_name
+
+    trained = info.get("class_names")
+    if not trained or source == info.get("class_names_source") or names[:len(trained)] == list(trained):
+        return
+    differ = [(i, t, n) for i, (t, n) in enumerate(zip(trained, names)) if t != n]
+    if not differ:
+        return
+    shown = ", ".join(f"{i}: {display_name(t)!r} vs {display_name(n)!r}" for i, t, n in differ[:5])
+    log.warning("class names from %s differ from the classes the checkpoint was trained on (%s) at %d of %d "
+                "indices (%s%s); the names from %s are shown", source, info.get("class_names_source"),
+                len(differ), len(trained), shown, ", ..." if len(differ) > 5 else "", source)
+
+
 def _softmax(logits):
     x = np.asarray(logits, dtype=np.float64)
     x = x - x.max(axis=1, keepdims=True)
@@ -106,15 +126,18 @@ def predict_files(net, files, cfg, num_classes, pre, on_batch=None):
 
     from src.data import create_dataset
 
+    from src.utils.paths import write_lines
+
     fd, list_path = tempfile.mkstemp(prefix="predict_list.", suffix=".txt")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for path in files:
-                f.write(f"{path} 0\n")
+        os.close(fd)
+        write_lines(list_path, [f"{path} 0" for path in files])  # names that are not UTF-8 kept as bytes
+        # every file is decoded once in an isolated worker first (no manifest: a few files, anywhere)
         bundle = create_dataset("", pre["image_size"], min(cfg.data.per_batch_size, len(files)), mode="eval",
                                 data_list=list_path, num_classes=num_classes, eval_resize=pre["eval_resize"],
                                 crop_pct=pre["crop_pct"], num_parallel_workers=cfg.data.num_parallel_workers,
-                                where=f"image_path={cfg.predict.image_path}")
+                                where=f"image_path={cfg.predict.image_path}",
+                                verify_files=cfg.data.verify_files, verify_manifest="none")
         outputs = []
         bad = {p for p, _ in bundle.skipped}
         listed = [p for p in files if p not in bad]
@@ -177,12 +200,24 @@ def _cam_writer(net, cfg, names, saved):
     return on_batch
 
 
+def _image_fields(path):
+    """``{"image": path}`` (a name that is not UTF-8 is written as lossless ``\\udcXX`` escapes), plus
+    ``"image_bytes"``, the raw name in hex, for other tools when the name is not UTF-8."""
+    from src.utils.paths import is_utf8_name
+
+    out = {"image": path}
+    if not is_utf8_name(path):
+        out["image_bytes"] = os.fsencode(path).hex()
+    return out
+
+
 def predict_job(cfg, run_log):
     from src.archs import resolve_preprocess
     from src.checkpoint import (CheckpointError, build_inference_model, checkpoint_model_info,
                                 resolve_model_info)
     from src.evaluation import apply_eval_precision
     from src.utils.fileio import check_output_file, write_json_atomic
+    from src.utils.paths import display_name
     from src.utils.runtime import start_context
 
     ckpt = cfg.weights.ckpt_file or cfg.weights.pretrained
@@ -205,16 +240,17 @@ def predict_job(cfg, run_log):
     if cfg.predict.cam and cfg.predict.cam_class >= num_classes:
         raise ConfigError(f"cam_class={cfg.predict.cam_class} is outside the model's classes 0..{num_classes - 1} "
                           "(-1: each image's predicted class)")
+    _compare_names(names, names_source, info, run_log.log)
     ctx, rewrites = start_context(cfg.device, "infer")
     net, report, info = build_inference_model(ckpt, arch, num_classes, num_classes_explicit=True, arch_explicit=True,
                                               use_ema=cfg.weights.use_ema, info=info, prepare=rewrites)
     cam_net = net  # the classifier itself (forward_features / forward_head), before any precision wrapper
     net, precision = apply_eval_precision(net, ctx.device_target)
     net.set_train(False)
-    print(f"model: {arch}, {num_classes} classes, from {ckpt} ({report.layout} layout"
+    print(display_name(f"model: {arch}, {num_classes} classes, from {ckpt} ({report.layout} layout"
           f"{', EMA weights' if report.used_ema else ''}); {precision} on {ctx.device_target}; input "
           f"{pre['image_size']} ({pre['eval_resize']} resize, crop_pct {pre['crop_pct']}); class names: "
-          f"{names_source}")
+          f"{names_source}"))
 
     cams = {}
     on_batch = _cam_writer(cam_net, cfg, names, cams) if cfg.predict.cam else None
@@ -224,21 +260,21 @@ def predict_job(cfg, run_log):
     for i, (path, p) in enumerate(zip(kept, probs)):
         order = np.argsort(-p, kind="stable")[:k]
         top = [{"class": int(c), "name": names[c], "probability": float(p[c])} for c in order]
-        records.append({"image": path, "topk": top})
-        print(f"\n{path}")
+        records.append({**_image_fields(path), "topk": top})
+        print(f"\n{display_name(path)}")
         for rank, t in enumerate(top, 1):
-            print(f"  {rank}. {t['probability']:.4f}  {t['name']}  ({t['class']})")
+            print(f"  {rank}. {t['probability']:.4f}  {display_name(t['name'])}  ({t['class']})")
         if i in cams:
             records[-1].update(cams[i])
             print(f"  Grad-CAM ({cams[i]['cam_class_name']}): {cams[i]['cam']}")
     for path, reason in skipped:
-        print(f"\n{path}\n  skipped: {reason}")
-        records.append({"image": os.path.abspath(path), "error": reason})
+        print(f"\n{display_name(path)}\n  skipped: {reason}")
+        records.append({**_image_fields(os.path.abspath(path)), "error": reason})
     if cfg.eval.result_file:
         out = write_json_atomic({"checkpoint": os.path.abspath(ckpt), "arch": arch, "num_classes": num_classes,
                                  "class_names": names_source, "image_size": pre["image_size"],
                                  "predictions": records}, cfg.eval.result_file, ensure_ascii=False)
-        print(f"\npredictions written to {out}")
+        print(f"\npredictions written to {display_name(out)}")
     return 0
 
 

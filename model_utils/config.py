@@ -151,6 +151,12 @@ def _crop_pct(v):
     return None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]"
 
 
+def _class_weights(v):
+    if str(v).strip().lower() in ("none", "balanced") or os.path.isfile(str(v)):
+        return None
+    return "none, balanced or an existing weights file"
+
+
 _SEED_MAX = 2 ** 32 - 1
 
 
@@ -198,6 +204,19 @@ class DataConfig:
                         "data (train.py, eval.py).")
     data_list: str = key("Optional text file of 'relative/path label' lines (relative to data_dir), used "
                          "instead of scanning data_dir.")
+    dataset_format: str = key("How data_dir / val_data_dir are stored: folder (an ImageFolder tree) or mindrecord "
+                              "(the PREFIX given to tools/convert_to_mindrecord.py --output).",
+                              choices=("folder", "mindrecord"))
+    verify_files: bool = key("Decode every file once in full, in worker processes that may crash without ending "
+                             "the run, and skip (and name) the unusable ones; false: only the first and last "
+                             "bytes are checked, and a corrupt file can crash the run inside the decoder.")
+    verify_manifest: str = key("Where the results of the full decode check are kept (keyed by path, size and "
+                               "mtime, so later runs and other ranks only stat each file): empty = "
+                               "<data_dir>/.cspdarknet53_verified.jsonl, or the user cache when data_dir is not "
+                               "writable; none = nowhere (check every file in every run); else that file.")
+    sampler: str = key("Train order: epoch_shard (every image once per epoch, reshuffled from seed and epoch) or "
+                       "class_balanced (each class an equal share of every epoch; rare images repeat; "
+                       "folder format only).", choices=("epoch_shard", "class_balanced"))
     val_data_dir: str = key("Train: ImageFolder validated every val_interval epochs; empty: no validation.")
     image_size: str = key("Train crop and eval input size as 'height,width'; auto: the architecture's.",
                           check=_image_size)
@@ -245,6 +264,9 @@ class OptimConfig:
                                       "the fixed loss_scale.")
     loss_scale: float = key("Fixed loss scale, or the initial one with is_dynamic_loss_scale.",
                             check=_at_least(1))
+    class_weights: str = key("Per-class loss weights: none; balanced (inverse class frequency of the training "
+                             "data, mean 1); or a file: one weight per line in class-index order, a JSON list, or "
+                             "a JSON object {class name: weight} (others 1).", check=lambda v: _class_weights(v))
     label_smooth: bool = key("Label-smoothed cross entropy with label_smooth_factor; false: plain cross "
                              "entropy.")
     label_smooth_factor: float = key("Label-smoothing epsilon (the true class gets 1 - eps).",
@@ -286,6 +308,9 @@ class EvalConfig:
     no_plots: bool = key("Eval: skip confusion_matrix.png and worst_mistakes.png; the CSVs are always written.")
     worst_mistakes: int = key("Eval: how many of the most confident wrong predictions worst_mistakes.png shows "
                               "(0: none).", check=_at_least(0))
+    class_map: str = key("Eval: a file mapping the data's class folders to the model's classes (JSON {\"folder\": "
+                         "\"trained class name or index\" or null} or 'folder target' lines); needed when the "
+                         "folder names differ from the training run's class index, which is an error otherwise.")
 
 
 @dataclass(frozen=True)
@@ -558,6 +583,13 @@ def validate(flat):
     if flat["label_smooth"] and flat["label_smooth_factor"] > 0 and flat["num_classes"] < 2:
         raise ConfigError("label_smooth needs num_classes >= 2 (got num_classes=%d); set --label_smooth=0 or "
                           "--label_smooth_factor=0 for a single class" % flat["num_classes"])
+    if flat["dataset_format"] == "mindrecord":
+        if flat["data_list"]:
+            raise ConfigError("data_list does not apply to dataset_format=mindrecord (convert the list with "
+                              "tools/convert_to_mindrecord.py --data_list)")
+        if flat["sampler"] == "class_balanced":
+            raise ConfigError("sampler=class_balanced needs dataset_format=folder (MindRecord's reader takes only "
+                              "MindSpore's built-in samplers); use class_weights=balanced instead")
     max_epoch = flat["max_epoch"]
     if flat["warmup_epochs"] > max_epoch:
         warnings.append("warmup_epochs=%g is longer than max_epoch=%d: the learning rate never reaches lr=%g"

@@ -32,6 +32,7 @@ from model_utils.config import save_config
 from src.checkpoint import (CheckpointError, CheckpointManager, find_resume_checkpoint, restore_training_state,
                             run_folder_of, training_state_entries)
 from src.data import DatasetError, save_class_index
+from src.utils.paths import json_dumps
 from src.utils.seeding import seed_everything, set_augmentation_seed
 
 __all__ = ["NonFiniteLoss", "TrainingSetup", "build_training", "train_one_epoch", "validate", "fit",
@@ -80,7 +81,7 @@ def checkpoint_metadata(net, preprocess, class_to_idx):
     names = [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
     return {"arch": net.arch.name, "num_classes": int(net.num_classes), "image_size": preprocess["image_size"],
             "eval_resize": preprocess["eval_resize"], "crop_pct": str(preprocess["crop_pct"]),
-            "class_names": json.dumps(names, ensure_ascii=False)}
+            "class_names": json_dumps(names)}  # names that are not UTF-8 as \udcXX escapes (lossless)
 
 
 def build_training(cfg, ctx, log, network_rewrites=None):
@@ -124,12 +125,29 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     dynamic = optim.is_dynamic_loss_scale
     optimizer = create_optimizer(net, ms.Tensor(lr), momentum=optim.momentum, weight_decay=optim.weight_decay,
                                  loss_scale=1.0 if dynamic else optim.loss_scale)
-    loss_fn = create_loss(optim.label_smooth, optim.label_smooth_factor, cfg.model.num_classes)
+    loss_fn = create_loss(optim.label_smooth, optim.label_smooth_factor, cfg.model.num_classes,
+                          class_weights=_class_weights(optim.class_weights, data, cfg.model.num_classes, log))
     train_net = apply_amp(net, amp_level)
     step = TrainStep(train_net, loss_fn, optimizer, loss_scale=optim.loss_scale, dynamic=dynamic)
     ema = WeightEMA(net, optim.ema_decay) if optim.ema else None
     return TrainingSetup(data=data, val_data=val_data, net=net, train_net=train_net, step=step, optimizer=optimizer,
                          ema=ema, lr=lr, amp_level=amp_level, preprocess=preprocess)
+
+
+def _class_weights(mode, data, num_classes, log):
+    """The loss's per-class weights for ``class_weights`` (None for none), logged with the class balance."""
+    from src.data.balance import class_weights_from_counts, describe_counts
+
+    counts = data.class_counts
+    if counts is not None:
+        names = {i: n for n, i in data.class_to_idx.items()}
+        log.info("class balance of the training data: %s", describe_counts(counts[:num_classes], names))
+    weights = class_weights_from_counts(counts, num_classes, mode, data.class_to_idx)
+    if weights is not None:
+        shown = ", ".join(f"{w:.3g}" for w in weights[:10]) + (", ..." if len(weights) > 10 else "")
+        log.info("class_weights=%s: loss weights per class %s (min %.3g, max %.3g)", mode, shown,
+                 float(weights.min()), float(weights.max()))
+    return weights
 
 
 def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
@@ -273,6 +291,9 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
     metadata = checkpoint_metadata(setup.net, setup.preprocess, data.class_to_idx)
     last_saved = resume_path
     shard_file = os.path.join(run_dir, f"shard_rank{ctx.rank}.txt") if cfg.train.dump_shard_files else None
+    if shard_file and not data.can_record_reads:
+        log.warning("dump_shard_files is ignored: a %s dataset has no file source to record", data.format)
+        shard_file = None
     if shard_file:
         data.record_reads()
     tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank,
@@ -333,7 +354,10 @@ def check_data_paths(cfg):
     ``tensorboard_dir`` is set and tensorboardX cannot be imported (a ``ConfigError``)."""
     for k in ("data_dir", "val_data_dir", "data_list"):
         path = getattr(cfg.data, k)
-        if path and not os.path.exists(path):
+        if k != "data_list" and path and cfg.data.dataset_format == "mindrecord":
+            from src.data.mindrecord import read_meta
+            read_meta(path)  # a DatasetError naming what is missing (the shards of PREFIX are PREFIX0, ...)
+        elif path and not os.path.exists(path):
             raise DatasetError(f"{k}: {path} does not exist")
     if cfg.train.tensorboard_dir:
         from model_utils.config import ConfigError

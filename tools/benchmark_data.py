@@ -1,13 +1,21 @@
-"""Images per second of the data pipelines alone (no model), on an ImageFolder tree.
+"""Images per second of the data pipelines alone (no model), on an ImageFolder tree; the folder reader against
+the MindRecord reader on the same images; the cost of the file checks.
 
     python tools/benchmark_data.py --data_dir /path/to/imagenet/train --workers 1 2 --image_size 224
     python tools/benchmark_data.py --data_dir /tmp/bench_jpegs --make_synthetic 300   # make test JPEGs first
     python tools/benchmark_data.py --data_dir DIR --model_rate 2.1    # also print pipeline / model ratio
+    python tools/benchmark_data.py --data_dir DIR --readers folder mindrecord [--mindrecord PREFIX] [--cold]
 
-For each mode (train, eval) and worker count it builds the real pipeline with ``src.data.create_dataset``,
-skips the first batch (start-up), times ``--batches`` batches (repeating epochs as needed), and prints the
-median over ``--repeats`` runs, in images per wall-clock second and per CPU second of the process (the
-second is the pipeline's cost, much less sensitive to other load on the machine). It also reports the cost of the up-front file check per 1000 files.
+For each mode (train, eval), reader and worker count it builds the real pipeline (``src.data.create_dataset``;
+``src.data.mindrecord.create_mindrecord_dataset`` for ``mindrecord``: the same transforms; without
+``--mindrecord`` the folder is converted first, into a temporary folder), skips the first batch (start-up),
+times ``--batches`` batches (repeating epochs as needed), and prints the median over ``--repeats`` runs, in
+images per wall-clock second and per CPU second of the process (the second is the pipeline's cost, much
+less sensitive to other load on the machine). ``--cold`` evicts the image (or shard) files from the page
+cache before each run. It also reports the cost of the file checks per 1000 files: the cheap head/tail
+check, and the full decode check of ``src.data.verify`` (wall and CPU seconds with its worker processes; a
+second run that finds every file in the manifest). ``tools/benchmark_verify.py`` measures the latter in
+more detail (cold page cache, several worker counts, extrapolation to ImageNet).
 ``--make_synthetic N`` writes N photo-like 500x375 JPEGs (Fashion-MNIST items, upscaled and coloured, on a
 textured background, ~75 KB each, like ImageNet's) into ``--data_dir`` in 10 class folders.
 """
@@ -74,13 +82,21 @@ def _cpu_seconds():
     return t.user + t.system
 
 
-def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats):
+def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats, reader="folder", prefix="",
+                  cold=False):
     """Median (images per wall second, images per CPU second) over the repeats."""
     from src.data import create_dataset
     rates, cpu_rates = [], []
     for r in range(repeats):
-        bundle = create_dataset(data_dir, image_size, batch, mode=mode, num_parallel_workers=workers,
-                                seed=r, drop_remainder=True)
+        if cold:
+            _evict(data_dir, reader, prefix)
+        if reader == "mindrecord":
+            from src.data.mindrecord import create_mindrecord_dataset
+            bundle = create_mindrecord_dataset(prefix, image_size, batch, mode=mode, num_parallel_workers=workers,
+                                               seed=r, drop_remainder=True)
+        else:
+            bundle = create_dataset(data_dir, image_size, batch, mode=mode, num_parallel_workers=workers,
+                                    seed=r, drop_remainder=True)
         epochs = math.ceil((batches + 1) / bundle.steps_per_epoch)
         it = bundle.dataset.create_tuple_iterator(output_numpy=True, num_epochs=epochs)
         done, images, t0 = -1, 0, None
@@ -100,6 +116,46 @@ def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats):
         cpu_rates.append(images / max(1e-9, _cpu_seconds() - c0))
         it.stop()
     return statistics.median(rates), statistics.median(cpu_rates)
+
+
+def _evict(data_dir, reader, prefix):
+    from tools.benchmark_verify import evict
+    if reader == "mindrecord":
+        from src.data.mindrecord import read_meta
+        evict([q for f in read_meta(prefix).files for q in (f, f + ".db")])
+    else:
+        from src.data.listing import list_image_folder
+        evict([os.path.join(data_dir, p) for p in list_image_folder(data_dir, None)[1]])
+
+
+def _cpu_with_children():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def verify_cost(data_dir):
+    """Seconds per 1000 files of the full decode check (``verify_images``, no manifest; worker start-up
+    included), its CPU seconds (workers included), and of a run that finds every file in a manifest."""
+    import shutil
+    import tempfile
+    from src.data.listing import list_image_folder
+    from src.data.verify import shutdown_workers, verify_images
+    _, rel, _ = list_image_folder(data_dir, None)
+    paths = [os.path.join(data_dir, p) for p in rel]
+    n = max(1, len(paths))
+    tmp = tempfile.mkdtemp(prefix="bench_verify_")
+    try:
+        man = os.path.join(tmp, "m.jsonl")
+        shutdown_workers()  # a cold start: the worker start-up is part of the cost
+        t0, c0 = time.perf_counter(), _cpu_with_children()
+        verify_images(paths, manifest=man, root=data_dir)
+        shutdown_workers()  # waits for the workers, so that their CPU time is counted
+        t1, c1 = time.perf_counter(), _cpu_with_children()
+        verify_images(paths, manifest=man, root=data_dir)
+        t2 = time.perf_counter()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1e3 * (t1 - t0) / n, 1e3 * (c1 - c0) / n, 1e3 * (t2 - t1) / n
 
 
 def scan_cost(data_dir):
@@ -127,6 +183,12 @@ def main(argv=None):
     p.add_argument("--batches", type=int, default=20, help="timed batches per run")
     p.add_argument("--repeats", type=int, default=3, help="runs per setting; the median is printed")
     p.add_argument("--modes", nargs="+", default=["train", "eval"], choices=["train", "eval"])
+    p.add_argument("--readers", nargs="+", default=["folder"], choices=["folder", "mindrecord"],
+                   help="folder (ImageFolder files) and/or mindrecord (the same images converted)")
+    p.add_argument("--mindrecord", default="", help="an existing conversion of --data_dir (default: convert now)")
+    p.add_argument("--shards", type=int, default=2, help="MindRecord shards of the conversion")
+    p.add_argument("--cold", action="store_true", help="evict the files from the page cache before each run")
+    p.add_argument("--no_verify_cost", action="store_true", help="skip timing the full decode check")
     p.add_argument("--model_rate", type=float, default=None,
                    help="images/s the model consumes (e.g. from a training log) to print the ratio")
     p.add_argument("--make_synthetic", type=int, default=0, metavar="N",
@@ -142,26 +204,47 @@ def main(argv=None):
               f"in {time.perf_counter() - t0:.1f} s")
 
     n, list_ms, scan1_ms, scan_ms = scan_cost(args.data_dir)
-    print(f"up-front check of {n} files: listing {list_ms:.2f} ms + check {scan1_ms:.2f} ms (1 thread) / "
-          f"{scan_ms:.2f} ms (thread pool) per 1000 files, page cache warm")
+    print(f"cheap check (head/tail bytes, verify_files=false) of {n} files: listing {list_ms:.2f} ms + check "
+          f"{scan1_ms:.2f} ms (1 thread) / {scan_ms:.2f} ms (thread pool) per 1000 files, page cache warm")
+    if not args.no_verify_cost:
+        wall, cpu, hit = verify_cost(args.data_dir)
+        print(f"full decode check (verify_files=true) of {n} files: {wall:.2f} s wall, {cpu:.2f} CPU-s per 1000 "
+              f"files (worker start-up included); manifest hit {1000 * hit:.1f} ms per 1000 files")
+    prefix, tmp = args.mindrecord, None
+    if "mindrecord" in args.readers and not prefix:
+        import tempfile
+        from src.data.mindrecord import convert_to_mindrecord
+        tmp = tempfile.mkdtemp(prefix="bench_mr_")
+        prefix = os.path.join(tmp, "bench.mindrecord")
+        t0 = time.perf_counter()
+        info = convert_to_mindrecord(args.data_dir, prefix, args.shards, manifest=None, progress=False)
+        print(f"converted {info.num_rows} images into {args.shards} MindRecord shard(s) in "
+              f"{time.perf_counter() - t0:.1f} s (full decode check included)")
     try:
         load = "%.1f" % os.getloadavg()[0]
     except OSError:
         load = "?"
     print(f"cpus available: {len(os.sched_getaffinity(0))}, load average {load}; image_size {args.image_size}, "
           f"batch {args.batch}, {args.batches} timed batches, median of {args.repeats}")
-    header = f"{'pipeline':<8} {'workers':>7} {'images/s':>9} {'ms/batch':>9} {'img/CPU-s':>9}"
+    header = f"{'pipeline':<8} {'reader':<10} {'workers':>7} {'images/s':>9} {'ms/batch':>9} {'img/CPU-s':>9}"
     if args.model_rate:
         header += f" {'x model':>8}"
     print(header)
-    for mode in args.modes:
-        for w in args.workers:
-            rate, cpu_rate = time_pipeline(args.data_dir, mode, w, args.image_size, args.batch, args.batches,
-                                           args.repeats)
-            line = f"{mode:<8} {w:>7} {rate:>9.1f} {1000 * args.batch / rate:>9.1f} {cpu_rate:>9.1f}"
-            if args.model_rate:
-                line += f" {rate / args.model_rate:>8.1f}"
-            print(line, flush=True)
+    try:
+        for mode in args.modes:
+            for w in args.workers:
+                for reader in args.readers:
+                    rate, cpu_rate = time_pipeline(args.data_dir, mode, w, args.image_size, args.batch,
+                                                   args.batches, args.repeats, reader, prefix, args.cold)
+                    line = (f"{mode:<8} {reader:<10} {w:>7} {rate:>9.1f} {1000 * args.batch / rate:>9.1f} "
+                            f"{cpu_rate:>9.1f}")
+                    if args.model_rate:
+                        line += f" {rate / args.model_rate:>8.1f}"
+                    print(line, flush=True)
+    finally:
+        if tmp:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

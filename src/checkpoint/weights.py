@@ -136,12 +136,21 @@ def _decode(value):
 
 def _run_folder_record(path):
     """What the training run folder around ``path`` saved (config.yaml, class_index.json), for checkpoints
-    written before checkpoints carried it themselves: ``(preprocess dict, class names or None)``."""
+    written before checkpoints carried it themselves (outside a run folder: a ``class_index.json`` in the
+    checkpoint's own folder): ``(preprocess dict, class names or None, the index file or None)``."""
     from src.checkpoint.store import run_folder_of
 
     run_dir = run_folder_of(path)
     preprocess, names = {}, None
-    if not run_dir:
+    if not run_dir:  # a checkpoint copied out of its run folder: a class_index.json beside it still counts
+        index_path = os.path.join(os.path.dirname(os.path.abspath(path)), "class_index.json")
+        if os.path.isfile(index_path):
+            try:
+                from src.data.listing import load_class_index
+                index = load_class_index(index_path)
+                return preprocess, [n for n, _ in sorted(index.items(), key=lambda kv: kv[1])], index_path
+            except ValueError:
+                pass
         return preprocess, names, None
     import yaml  # a requirement (the config loader's)
 

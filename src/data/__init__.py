@@ -1,6 +1,8 @@
-"""The data package: listing (``listing``), file checks (``checks``), transforms (``transforms``), the train
-sampler (``sampler``), the pipeline (``pipeline.create_dataset``), the embedded demo data (``demo``) and
-class names (``class_names``). Importing it imports no MindSpore.
+"""The data package: listing (``listing``), file checks (``checks``: the cheap one; ``verify``: the full decode
+check in isolated workers, with its manifest), transforms (``transforms``), the train samplers (``sampler``,
+``balance``), the pipeline (``pipeline.create_dataset``), MindRecord datasets (``mindrecord``), the label check
+(``class_check``), the embedded demo data (``demo``) and class names (``class_names``). Importing it imports no
+MindSpore.
 """
 from src.data.errors import DatasetError
 from src.data.listing import IMAGE_EXTENSIONS, load_class_index, save_class_index

@@ -11,6 +11,7 @@ import os
 from typing import Dict, List, Optional
 
 from src.data.errors import DatasetError
+from src.utils.paths import display_name, entry_is_file, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +23,28 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".
 MAX_LISTED = 10  # names listed in a one-off warning
 
 
+def _entry_is_dir(entry) -> bool:
+    """``DirEntry.is_dir`` that takes a symbolic link loop (ELOOP) or an unreadable entry for no folder."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        logger.warning("ignoring %s: %s", display_name(entry.path), "cannot be read (a symbolic link loop?)")
+        return False
+
+
+def list_class_folders(root: str) -> List[str]:
+    """The class folder names of an ImageFolder root, sorted (hidden entries ignored)."""
+    with os.scandir(root) as it:
+        return sorted(e.name for e in it if not e.name.startswith(".") and _entry_is_dir(e))
+
+
 def list_image_folder(root: str, class_to_idx: Optional[Dict[str, int]]):
     """Return (class_to_idx, rel_paths, labels, per_class_counts). Hidden entries are ignored."""
     if not os.path.exists(root):
         raise DatasetError(f"dataset folder not found: {root}")
     if not os.path.isdir(root):
         raise DatasetError(f"dataset path is not a folder: {root}")
-    with os.scandir(root) as it:
-        class_dirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    class_dirs = list_class_folders(root)
     if not class_dirs:
         raise DatasetError(f"dataset folder has no class sub-folders: {root} "
                            "(expected root/<class>/<image> files)")
@@ -53,7 +68,7 @@ def list_image_folder(root: str, class_to_idx: Optional[Dict[str, int]]):
             for e in it:
                 if e.name.startswith("."):
                     continue
-                if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
+                if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and entry_is_file(e):
                     names.append(e.name)
                 else:
                     ignored += 1
@@ -66,32 +81,49 @@ def list_image_folder(root: str, class_to_idx: Optional[Dict[str, int]]):
 
 
 def read_data_list(list_path: str, data_dir: str):
-    """Lines ``relative/path label`` (the label is the last field; paths may contain spaces)."""
+    """Lines ``relative/path label`` (the label is the last field; paths may contain spaces).
+
+    The file is read as UTF-8; bytes that are not UTF-8 are kept as they are (surrogate escapes), so a line
+    naming a file whose name is not UTF-8 (a Latin-1 name written by a Latin-1 tool) finds that file, and a
+    warning names the first such line. A line that is not UTF-8 and names no file (the list was saved in
+    another encoding than the file names) is an error naming the line."""
     if not os.path.isfile(list_path):
         raise DatasetError(f"data_list file not found: {list_path}")
-    rel_paths: List[str] = []
-    labels: List[int] = []
-    # surrogateescape: a path that is not UTF-8 is kept as the bytes it names (the file table keeps them too)
-    with open(list_path, "r", encoding="utf-8", errors="surrogateescape") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise DatasetError(f"{list_path}:{lineno}: expected 'relative_path label', got {line!r}")
-            try:
-                label = int(parts[1])
-            except ValueError:
-                raise DatasetError(f"{list_path}:{lineno}: label {parts[1]!r} is not an integer") from None
-            if label < 0:
-                raise DatasetError(f"{list_path}:{lineno}: negative label {label}")
-            rel_paths.append(parts[0])
-            labels.append(label)
-    if not rel_paths:
-        raise DatasetError(f"data_list file lists no images: {list_path}")
     if data_dir and not os.path.isdir(data_dir):
         raise DatasetError(f"dataset folder not found: {data_dir} (the root of the paths in {list_path})")
+    try:
+        lines, first_bad = read_lines(list_path)
+    except OSError as exc:
+        raise DatasetError(f"cannot read data_list {list_path}: {exc.strerror or exc}") from None
+    rel_paths: List[str] = []
+    labels: List[int] = []
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        shown = display_name(line)
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise DatasetError(f"{list_path}:{lineno}: expected 'relative_path label', got {shown!r}")
+        try:
+            label = int(parts[1])
+        except ValueError:
+            raise DatasetError(f"{list_path}:{lineno}: label {display_name(parts[1])!r} is not an integer") from None
+        if label < 0:
+            raise DatasetError(f"{list_path}:{lineno}: negative label {label}")
+        if first_bad is not None and lineno >= first_bad and display_name(parts[0]) != parts[0]:
+            full = os.path.join(data_dir, parts[0]) if data_dir else parts[0]
+            if not os.path.lexists(full):
+                raise DatasetError(f"{list_path}:{lineno}: this line is not valid UTF-8 and the file it names "
+                                   f"({display_name(full)}) does not exist: save {list_path} as UTF-8 (e.g. iconv "
+                                   "-f latin1 -t utf-8), or name the files with the bytes the list holds")
+        rel_paths.append(parts[0])
+        labels.append(label)
+    if not rel_paths:
+        raise DatasetError(f"data_list file lists no images: {list_path}")
+    if first_bad is not None:
+        logger.warning("%s:%d is not valid UTF-8; its bytes are used as the file name's bytes (those files exist)",
+                       list_path, first_bad)
     return rel_paths, labels
 
 

@@ -1,9 +1,13 @@
-"""The batched train / eval pipeline: ``create_dataset``.
+"""The batched train / eval pipeline: ``create_dataset`` (and ``create_dataset_from_config``, which also
+reads MindRecord datasets through ``src.data.mindrecord``).
 
-It lists an ImageFolder tree or a ``data_list`` (``src.data.listing``), checks every file cheaply up
-front (``src.data.checks``; bad files are skipped and reported once), and builds a batched pipeline: a
+It lists an ImageFolder tree or a ``data_list`` (``src.data.listing``), decodes every file once in full in
+isolated worker processes (``src.data.verify``: a file that crashes or hangs MindSpore's decoder kills only
+a worker; results are cached in a manifest keyed by path, size and mtime, so later runs and other ranks only
+stat the files; each unusable file is named once in the log), and builds a batched pipeline: a
 random-access file source that yields the encoded bytes, then the engine's own decode and transforms
-(``src.data.transforms``), sharded by rank (``src.data.sampler`` for train).
+(``src.data.transforms``), sharded by rank (``src.data.sampler`` for train, or the class-balanced sampler of
+``src.data.balance``).
 
 A missing or empty root, a ``data_list`` that names nothing usable, or no usable image left raises
 ``DatasetError`` naming the path. A class folder without usable images keeps its class index (indices
@@ -20,7 +24,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from src.data.checks import CONVERT, OK, SKIP, available_cpus, pil_rgb_bytes, scan_files, watch_engine_dumps
+from src.data.checks import CONVERT, SKIP, available_cpus, pil_rgb_bytes, scan_files, watch_engine_dumps
 from src.data.errors import DatasetError
 from src.data.listing import IMAGE_EXTENSIONS, MAX_LISTED, list_image_folder, read_data_list
 from src.data.sampler import epoch_shard_sampler
@@ -31,7 +35,13 @@ from src.utils.seeding import set_augmentation_seed
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+SAMPLERS = ("epoch_shard", "class_balanced")
+DATASET_FORMATS = ("folder", "mindrecord")
+#: ``verify_manifest`` values: "" = the default place (``src.data.verify.default_manifest_path``), "none" = no
+#: manifest (every file is decoded again in every run), anything else = that file
+NO_MANIFEST = "none"
+
+
 @dataclass
 class DatasetBundle:
     """What ``create_dataset`` returns."""
@@ -44,14 +54,17 @@ class DatasetBundle:
     total_images: int = 0              # usable images over all shards
     mode: str = "train"
     sampler: Any = None                # train: the epoch sampler
-    source: Any = None                 # the file source
+    source: Any = None                 # the file source (None for a MindRecord dataset)
+    class_counts: Any = None           # np.int64 [num_classes]: usable images per label over all shards
+    format: str = "folder"             # folder | mindrecord
     all_paths: Any = None              # every usable file of all shards, in global sample order
 
     def path_of(self, index):
         """The file of global sample ``index`` (an eval shard of rank r holds samples r, r + G, r + 2G, ...;
-        ``src.analysis.metrics.EvalAccumulator``'s sample indices), whichever rank scored it."""
-        table = self.all_paths if self.all_paths is not None else self.source.table
-        return table[int(index)]
+        ``src.analysis.metrics.EvalAccumulator``'s sample indices), whichever rank scored it; None for a
+        MindRecord dataset (no files)."""
+        table = self.all_paths if self.all_paths is not None else getattr(self.source, "table", None)
+        return None if table is None else table[int(index)]
 
     def set_epoch(self, epoch):
         """Makes the next iterator yield epoch ``epoch``'s order (a fresh iterator does not advance the
@@ -59,8 +72,19 @@ class DatasetBundle:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
 
+    @property
+    def can_record_reads(self):
+        """Whether ``record_reads`` works (the folder reader; a MindRecord dataset has no file source)."""
+        return self.source is not None
+
+    def file_of(self, index):
+        """The file of sample ``index`` of this shard (the folder reader), else None."""
+        return self.source.table[int(index)] if self.source is not None else None
+
     def record_reads(self, on=True):
         """Starts (or stops) recording the path of every file the source reads (data-parallel checks)."""
+        if self.source is None:
+            raise DatasetError("recording the files read needs the folder reader (dataset_format=folder)")
         self.source.read_log = [] if on else None
 
     def pop_reads(self):
@@ -78,7 +102,7 @@ def default_num_workers(group_size: int = 1) -> int:
     return max(1, min(16, available_cpus() // local))
 
 
-def _check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter,
+def check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter,
                    auto_augment, re_prob, mixup_alpha, cutmix_alpha, mixup_prob):
     if mode not in ("train", "eval"):
         raise DatasetError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -100,6 +124,9 @@ def _check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct
     for name, v in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
         if float(v) < 0:
             raise DatasetError(f"{name} must be >= 0, got {v!r}")
+
+
+_check_options = check_options  # the old name
 
 
 class _PathTable:
@@ -158,21 +185,12 @@ class _FileSource:
         return data, np.array(self.labels[i], dtype=np.int32)
 
 
-def _report_skipped(where: str, skipped, total: int) -> None:
-    if not skipped:
-        return
-    listed = "; ".join(f"{p} ({r})" for p, r in skipped[:MAX_LISTED])
-    more = f"; ... and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
-    logger.warning("skipped %d of %d image files under %s that cannot be read: %s%s",
-                   len(skipped), total, where, listed, more)
-
-
 def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0, group_size=1,
                    data_list="", num_parallel_workers=0, shuffle=None, drop_remainder=None,
                    eval_resize="squash", crop_pct=0.875, color_jitter=0.4, auto_augment="none",
                    re_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, mixup_prob=1.0, num_classes=None,
-                   seed=0, class_to_idx=None, verify_files=True, crop_scale_min=0.08,
-                   where=None) -> DatasetBundle:
+                   seed=0, class_to_idx=None, verify_files=True, crop_scale_min=0.08, verify_manifest="",
+                   sampler="epoch_shard", verify_workers=0, where=None) -> DatasetBundle:
     """Build the batched train or eval pipeline; see the module docstring for the bad-data policy.
 
     Sharding: train shards are equal (``ceil(N / group_size)`` images each; ``EpochShardSampler`` reshuffles
@@ -181,7 +199,14 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     cover every image exactly once (sizes may differ by one). Seeds: the order uses ``seed``; the engine's random ops get
     ``src.utils.seeding.set_augmentation_seed(seed, rank)`` so that ranks draw different crops and flips (a
     trainer sets it again before each epoch's iterator).
-    ``verify_files=False`` skips the up-front check (the engine's SKIP mode remains the only guard).
+    File check (``verify_files``, on by default): every file is decoded once by ``src.data.verify`` in
+    worker processes (``verify_workers``; 0 = the cores), results cached in ``verify_manifest`` ("" = beside
+    the data, or in the user cache when the data folder is read-only; "none" = no cache). Unusable files are
+    skipped, each named once in a warning. ``verify_files=False`` only looks at each file's first and last
+    bytes (``src.data.checks``): a file whose header and end marker are intact but whose content is corrupt
+    can then crash the process inside the decoder.
+    ``sampler`` (train): ``epoch_shard`` (the default above) or ``class_balanced`` (``src.data.balance``:
+    each class an equal share of every epoch, same (seed, epoch) and rank-shard contract).
     ``where``: how messages name the data (default: ``data_dir``, or ``data_list`` and its root).
     """
     import mindspore as ms
@@ -190,8 +215,11 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
 
     mode = str(mode).lower()
     auto_augment = str(auto_augment or "none").lower()
-    _check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter,
-                   auto_augment, re_prob, mixup_alpha, cutmix_alpha, mixup_prob)
+    check_options(mode, per_batch_size, rank, group_size, eval_resize, crop_pct, color_jitter,
+                  auto_augment, re_prob, mixup_alpha, cutmix_alpha, mixup_prob)
+    sampler_kind = str(sampler or "epoch_shard")
+    if sampler_kind not in SAMPLERS:
+        raise DatasetError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     image_hw = parse_image_size(image_size)
     per_batch_size, rank, group_size = int(per_batch_size), int(rank), int(group_size)
     train = mode == "train"
@@ -228,16 +256,12 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
 
     # ---- check files
     abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
-    if verify_files:
-        t0 = time.perf_counter()
-        results = scan_files(abs_paths)
-        logger.info("checked %d files under %s in %.1f s", len(abs_paths), where, time.perf_counter() - t0)
-    else:
-        results = [(OK, "")] * len(abs_paths)
+    results = _check_files(abs_paths, data_dir, verify_files, verify_manifest, verify_workers, rank, group_size)
     skipped = [(p, r) for p, (s, r) in zip(abs_paths, results) if s == SKIP]
     keep = [i for i, (s, _) in enumerate(results) if s != SKIP]
     converted = [abs_paths[i] for i in keep if results[i][0] == CONVERT]
-    _report_skipped(where, skipped, len(abs_paths))
+    from src.data.verify import VerifyResult, report_unusable
+    report_unusable([VerifyResult(p, s, r) for p, (s, r) in zip(abs_paths, results)], logger, where)
     if converted:
         logger.info("%d file(s) under %s are decoded through PIL (formats the engine cannot read), e.g. %s",
                     len(converted), where, converted[0])
@@ -252,6 +276,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
 
     rel_keep = [rel_paths[i] for i in keep]
     lab_keep = np.asarray([labels[i] for i in keep], dtype=np.int32)
+    class_counts = np.bincount(lab_keep, minlength=max(n_classes, 1)).astype(np.int64)
     conv_keep = np.asarray([results[i][0] == CONVERT for i in keep], dtype=bool)
     total = len(keep)
 
@@ -280,7 +305,11 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     watch_engine_dumps()
     source = _FileSource(_PathTable(data_dir, rel_keep), lab_keep, conv_keep)
     sampler = None
-    if train and (shuffle or group_size > 1):
+    if train and sampler_kind == "class_balanced":
+        from src.data.balance import class_balanced_sampler
+        sampler = class_balanced_sampler(lab_keep, rank, group_size, seed=base_seed)
+        shuffle_arg = None
+    elif train and (shuffle or group_size > 1):
         sampler = epoch_shard_sampler(len(source), rank, group_size, shuffle=shuffle, seed=base_seed)
         shuffle_arg = None
     else:
@@ -303,21 +332,50 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
         dataset = dataset.map(operations=T.TypeCast(ms.float32), input_columns="label")
     return DatasetBundle(dataset=dataset, class_to_idx=dict(class_to_idx), num_images=shard_n,
                          steps_per_epoch=steps, skipped=skipped, converted=converted, total_images=total,
-                         mode=mode, sampler=sampler, source=source,
+                         mode=mode, sampler=sampler, source=source, class_counts=class_counts,
                          all_paths=all_paths if all_paths is not None else source.table)
+
+
+def _check_files(abs_paths, data_dir, verify_files, verify_manifest, verify_workers, rank, group_size):
+    """``[(status, reason)]`` for every file: the full decode check (``src.data.verify``) or the cheap one."""
+    from src.data.verify import default_manifest_path, verify_images
+
+    t0 = time.perf_counter()
+    if not verify_files:
+        results = scan_files(abs_paths)
+        logger.info("checked %d files (first and last bytes only: verify_files is off) in %.1f s", len(abs_paths),
+                    time.perf_counter() - t0)
+        return results
+    manifest = str(verify_manifest or "")
+    if manifest.lower() == NO_MANIFEST:
+        manifest = None
+    elif not manifest:
+        manifest = default_manifest_path(data_dir) if data_dir else None
+    stats = {}
+    results = verify_images(abs_paths, workers=int(verify_workers or 0), manifest=manifest,
+                            root=data_dir or None, rank=rank, group_size=group_size, progress=None, stats=stats)
+    logger.info("verified %d files in %.1f s (%d decoded now, %d known from %s)", len(abs_paths),
+                time.perf_counter() - t0, stats.get("checked", 0), stats.get("cached", 0),
+                manifest or "no manifest")
+    return [(r.status, r.reason) for r in results]
 
 
 def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, rank=0,
                                group_size=1, data_dir=None, class_to_idx=None, **overrides) -> DatasetBundle:
     """``create_dataset`` with the options of the config's data section ``data`` (``model_utils.config.
-    DataConfig``). The preprocessing (``image_size``, ``eval_resize``, ``crop_pct``) comes resolved from
+    DataConfig``); with ``dataset_format: mindrecord``, ``src.data.mindrecord.create_mindrecord_dataset`` with
+    the same arguments (``data_dir`` is then the MindRecord prefix). The preprocessing (``image_size``, ``eval_resize``, ``crop_pct``) comes resolved from
     the caller (``src.archs.resolve_preprocess``); ``data_dir`` defaults to ``data.data_dir``."""
     kwargs = dict(mode=mode, rank=rank, group_size=group_size, data_list=data.data_list,
+                  verify_files=data.verify_files, verify_manifest=data.verify_manifest, sampler=data.sampler,
                   num_parallel_workers=data.num_parallel_workers, eval_resize=eval_resize, crop_pct=crop_pct,
                   color_jitter=data.color_jitter, auto_augment=data.auto_augment,
                   crop_scale_min=data.crop_scale_min, re_prob=data.re_prob, mixup_alpha=data.mixup_alpha,
                   cutmix_alpha=data.cutmix_alpha, mixup_prob=data.mixup_prob, num_classes=num_classes,
                   seed=seed, class_to_idx=class_to_idx)
     kwargs.update(overrides)
-    return create_dataset(data.data_dir if data_dir is None else data_dir, image_size, data.per_batch_size,
-                          **kwargs)
+    root = data.data_dir if data_dir is None else data_dir
+    if data.dataset_format == "mindrecord":
+        from src.data.mindrecord import create_mindrecord_dataset
+        return create_mindrecord_dataset(root, image_size, data.per_batch_size, **kwargs)
+    return create_dataset(root, image_size, data.per_batch_size, **kwargs)

@@ -177,7 +177,8 @@ class RunLog:
         for handler in list(self.root.handlers):
             self.root.removeHandler(handler)
             handler.close()
-        self.formatter = logging.Formatter(LOG_FORMAT)
+        from src.utils.paths import SafeFormatter
+        self.formatter = SafeFormatter(fmt=LOG_FORMAT)  # a file name that is not UTF-8 never loses a line
         self.stream = None
         if to_stdout and rank == 0:
             # info lines to stdout; a program that prints its own results shows only warnings, on stderr

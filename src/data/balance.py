@@ -1,0 +1,240 @@
+"""Class imbalance: per-class loss weights and a class-balanced epoch sampler.
+
+    w = class_weights(labels, num_classes, "balanced")          # np.float32 [K] or None ("none")
+    loss = CrossEntropySmooth(..., class_weights=w)
+    sampler = class_balanced_sampler(labels, rank, group_size, seed=seed)   # a mindspore.dataset.Sampler
+
+``class_weights`` modes:
+
+* ``none``: no weights (the loss is exactly the unweighted one);
+* ``balanced``: inverse class frequency ``1 / n_c``, normalised so that the mean over the classes present in
+  the data is 1 (a class without any image gets 1, it never occurs as a label);
+* a file: one weight per line (``#`` comments allowed), a JSON list of K numbers, or a JSON object
+  ``{"class name": weight}`` (needs ``class_to_idx``; classes left out get 1).
+
+``ClassBalancedOrder`` (and its ``mindspore.dataset.Sampler`` form from ``class_balanced_sampler``) has the
+contract of ``src.data.sampler``'s ``EpochShardSampler``: epoch ``e``'s order is drawn from ``(seed, e)`` alone, the
+same on every rank; the epoch has ``ceil(N / group_size) * group_size`` positions (the epoch length does not
+change) and rank ``r`` takes positions ``r, r + G, ...``; ``set_epoch(e)`` sets the next epoch (resume). Each
+class gets an equal share of the epoch (``power=0``; ``power=1`` is the natural frequency, 0.5 square-root
+sampling), split exactly by largest remainders. Within a class the images are drawn without replacement
+from a fresh permutation, repeated as often as the share needs, so a rare class's images are each seen
+``floor(q / n_c)`` or ``ceil(q / n_c)`` times and a frequent class's images at most once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+WEIGHT_MODES = ("none", "balanced")
+
+from src.data.errors import DatasetError
+
+
+class BalanceError(DatasetError):
+    """A bad class_weights option or weights file; the message names it."""
+
+
+def class_counts(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise BalanceError(f"labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    return np.bincount(labels, minlength=num_classes).astype(np.int64)
+
+
+def balanced_weights(counts: Sequence[int]) -> np.ndarray:
+    """1 / n_c normalised to mean 1 over the classes with n_c > 0; 1 for empty classes."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    if not present.any():
+        raise BalanceError("no class has any image: cannot compute balanced class weights")
+    w = np.ones_like(counts)
+    inv = 1.0 / counts[present]
+    w[present] = inv / inv.mean()
+    return w.astype(np.float32)
+
+
+def load_weights_file(path: str, num_classes: int,
+                      class_to_idx: Optional[Mapping[str, int]] = None) -> np.ndarray:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise BalanceError(f"class_weights file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BalanceError(f"class_weights file {path} is not UTF-8 text") from None
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            raise BalanceError(f"class_weights file {path} is not valid JSON: {exc}") from None
+        if isinstance(data, dict):
+            if class_to_idx is None:
+                raise BalanceError(f"class_weights file {path} maps class names, but no class index is known")
+            w = np.ones(num_classes, np.float64)
+            unknown = [k for k in data if k not in class_to_idx]
+            if unknown:
+                raise BalanceError(f"class_weights file {path} names classes that are not in the data: "
+                                   f"{', '.join(map(str, unknown[:10]))}")
+            for k, v in data.items():
+                w[int(class_to_idx[k])] = _number(v, path, k)
+        else:
+            w = np.array([_number(v, path, i) for i, v in enumerate(data)], np.float64)
+    else:
+        vals = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                vals.append(_number(line, path, f"line {lineno}"))
+        w = np.array(vals, np.float64)
+    if w.shape != (num_classes,):
+        raise BalanceError(f"class_weights file {path} has {w.size} weights, expected one per class "
+                           f"({num_classes})")
+    if not np.all(np.isfinite(w)) or (w < 0).any() or not (w > 0).any():
+        raise BalanceError(f"class_weights file {path}: weights must be finite, >= 0 and not all 0")
+    return w.astype(np.float32)
+
+
+def _number(v, path, where) -> float:
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        return float(v)
+    except (TypeError, ValueError):
+        raise BalanceError(f"class_weights file {path}: {where}: {v!r} is not a number") from None
+
+
+def class_weights(labels: Sequence[int], num_classes: int, mode: str = "none",
+                  class_to_idx: Optional[Mapping[str, int]] = None) -> Optional[np.ndarray]:
+    """Per-class loss weights (float32 [K]) for ``mode`` none | balanced | a file path; None for none."""
+    mode = str(mode or "none").strip()
+    counts = class_counts(labels, num_classes) if mode.lower() == "balanced" else None
+    return class_weights_from_counts(counts, num_classes, mode, class_to_idx)
+
+
+def class_weights_from_counts(counts: Optional[Sequence[int]], num_classes: int, mode: str = "none",
+                              class_to_idx: Optional[Mapping[str, int]] = None) -> Optional[np.ndarray]:
+    """``class_weights`` from per-class image counts (``DatasetBundle.class_counts``: over all rank shards, so
+    every rank gets the same weights)."""
+    mode = str(mode or "none").strip()
+    if mode.lower() == "none":
+        return None
+    if mode.lower() == "balanced":
+        if counts is None:
+            raise BalanceError("class_weights=balanced needs the class counts of the training data")
+        c = np.zeros(num_classes, np.int64)
+        given = np.asarray(counts, np.int64)[:num_classes]
+        c[:given.size] = given
+        return balanced_weights(c)
+    if os.path.isfile(mode):
+        return load_weights_file(mode, num_classes, class_to_idx)
+    raise BalanceError(f"class_weights must be none, balanced or a weights file; {mode!r} is neither and no "
+                       f"such file exists")
+
+
+# ---------------------------------------------------------------------------------------------------
+# sampler
+# ---------------------------------------------------------------------------------------------------
+def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
+    raw = shares / shares.sum() * total
+    q = np.floor(raw).astype(np.int64)
+    rest = total - int(q.sum())
+    if rest > 0:
+        order = np.argsort(-(raw - q), kind="stable")  # ties: the lower class index first
+        q[order[:rest]] += 1
+    return q
+
+
+class ClassBalancedOrder:
+    """Epoch orders that give each class an equal share (see the module doc). Pure NumPy."""
+
+    def __init__(self, labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0,
+                 power: float = 0.0, num_samples: Optional[int] = None):
+        self._setup(labels, rank, group_size, seed, power, num_samples)
+
+    def _setup(self, labels, rank, group_size, seed, power, num_samples):
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.ndim != 1 or labels.size == 0:
+            raise BalanceError("the class-balanced sampler needs a non-empty 1-D list of labels")
+        if not 0 <= int(rank) < int(group_size):
+            raise BalanceError(f"rank {rank} is not in [0, group_size={group_size})")
+        self.n = int(num_samples) if num_samples else int(labels.size)
+        self.rank, self.group_size = int(rank), int(group_size)
+        self.seed, self.power, self.epoch = int(seed), float(power), 0
+        self.per_shard = math.ceil(self.n / self.group_size)
+        self.classes = np.unique(labels)
+        self.members = [np.flatnonzero(labels == c) for c in self.classes]
+        counts = np.array([m.size for m in self.members], np.float64)
+        self.shares = counts ** self.power  # power 0: equal shares
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """All ``per_shard * group_size`` positions of one epoch (every rank computes the same)."""
+        rng = np.random.default_rng([self.seed % (2 ** 32), int(epoch), 0xBA1A])
+        total = self.per_shard * self.group_size
+        quota = _largest_remainder(self.shares, total)
+        parts = []
+        for members, q in zip(self.members, quota):
+            if q == 0:
+                continue
+            reps = math.ceil(q / members.size)
+            drawn = np.concatenate([rng.permutation(members) for _ in range(reps)])[:q]
+            parts.append(drawn)
+        order = np.concatenate(parts)
+        return order[rng.permutation(order.size)]
+
+    def indices(self, epoch: int) -> np.ndarray:
+        return self.epoch_indices(epoch)[self.rank::self.group_size]
+
+    def __iter__(self):
+        idx = self.indices(self.epoch)
+        self.epoch += 1
+        return iter(idx.tolist())
+
+    def __len__(self):
+        return self.per_shard
+
+
+_sampler_cls = None
+
+
+def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0,
+                           power: float = 0.0, num_samples: Optional[int] = None):
+    """``ClassBalancedOrder`` as a ``mindspore.dataset.Sampler`` (for ``GeneratorDataset(sampler=...)``)."""
+    global _sampler_cls
+    if _sampler_cls is None:
+        import mindspore.dataset as ds
+
+        class ClassBalancedSampler(ClassBalancedOrder, ds.Sampler):
+            def __init__(self, labels, rank, group_size, seed, power, num_samples):
+                self._setup(labels, rank, group_size, seed, power, num_samples)
+                ds.Sampler.__init__(self)
+
+        _sampler_cls = ClassBalancedSampler
+    return _sampler_cls(labels, rank, group_size, seed, power, num_samples)
+
+
+def describe(labels: Sequence[int], num_classes: int, class_names: Optional[Dict[int, str]] = None,
+             limit: int = 5) -> str:
+    """One line for the log: the imbalance ratio and the rarest classes."""
+    return describe_counts(class_counts(labels, num_classes), class_names, limit)
+
+
+def describe_counts(counts: Sequence[int], class_names: Optional[Dict[int, str]] = None, limit: int = 5) -> str:
+    """``describe`` from per-class counts."""
+    counts = np.asarray(counts, np.int64)
+    present = counts[counts > 0]
+    if present.size == 0:
+        return "no labels"
+    order = np.argsort(counts, kind="stable")
+    rare = [i for i in order if counts[i] > 0][:limit]
+    names = ", ".join(f"{class_names.get(i, i) if class_names else i}: {counts[i]}" for i in rare)
+    return (f"{present.size} classes, {int(present.min())}..{int(present.max())} images per class "
+            f"(ratio {present.max() / present.min():.1f}); rarest: {names}")

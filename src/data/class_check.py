@@ -1,0 +1,230 @@
+"""End-to-end label check: the class index a model was trained with against the class folders of new data.
+
+    info = checkpoint_model_info(ckpt)       # class_names: recorded in the checkpoint, else <run>/class_index.json
+    res = compare_class_index(trained_class_index(info["class_names"]), data_folders,
+                              mapping=load_class_mapping(path) if path else None)
+    if not res.ok:
+        raise res.error()            # ClassIndexError (a DatasetError): the entry script exits with status 2
+    logger.info(res.message)         # "identical" / "subset: 3 of 10 trained classes have no folder: ..."
+    create_dataset(..., class_to_idx=res.class_to_idx)           # folder -> *trained* label index
+
+Outcomes (``ClassCheck.kind``):
+
+* ``identical``: the folders are exactly the trained classes (labels are taken from the trained index, so
+  also right when the trained order is not the sorted folder order);
+* ``subset``: every folder is a trained class, some trained classes have no folder (fine for eval; said);
+* ``mapped``: as one of the two above after applying an explicit mapping (data folder -> trained class name
+  or index; a folder mapped to ``null`` / ``-`` is left out);
+* ``mismatch``: some folders are not trained classes (and not mapped). The error names them, with the
+  nearest trained names (same name up to case / Unicode normalisation / separators, else difflib's closest).
+
+Where the trained class names come from is ``src.checkpoint.checkpoint_model_info``'s business: train.py
+records them in every checkpoint's metadata (``class_names``, see ``src.trainer.checkpoint_metadata``), so a
+checkpoint copied elsewhere still knows them; older checkpoints fall back to the run folder's
+``class_index.json`` (or one beside the checkpoint file).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+from src.data.errors import DatasetError  # entry scripts turn it into exit status 2
+
+_LISTED = 10
+
+Target = Union[str, int, None]
+
+
+class ClassIndexError(DatasetError):
+    """The data's classes do not match the model's; the message names the folders that differ."""
+
+
+@dataclass
+class ClassCheck:
+    kind: str                                   # identical | subset | mapped | mismatch
+    class_to_idx: Dict[str, int]                # data folder -> trained label index (the folders usable)
+    missing: List[str] = field(default_factory=list)      # trained classes without a data folder
+    unknown: List[str] = field(default_factory=list)      # data folders that are not trained classes
+    suggestions: Dict[str, List[str]] = field(default_factory=dict)   # unknown folder -> nearest trained names
+    ignored: List[str] = field(default_factory=list)      # folders mapped to null (left out)
+    mapping_unused: List[str] = field(default_factory=list)  # mapping keys that are no data folder
+    merged: Dict[int, List[str]] = field(default_factory=dict)  # trained index -> several folders mapped onto it
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind != "mismatch"
+
+    def error(self) -> ClassIndexError:
+        return ClassIndexError(self.message)
+
+
+def _display(name: str) -> str:
+    from src.utils.paths import display_name
+    return display_name(name)
+
+
+def _listing(names: Sequence[str], limit: int = _LISTED) -> str:
+    shown = ", ".join(_display(n) for n in names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _norm(name: str) -> str:
+    s = unicodedata.normalize("NFKC", name).casefold()
+    for ch in " -_.":
+        s = s.replace(ch, "")
+    return s
+
+
+def nearest_names(name: str, candidates: Sequence[str], n: int = 3) -> List[str]:
+    """Trained names that ``name`` is probably meant to be."""
+    key = _norm(name)
+    same = [c for c in candidates if _norm(c) == key]
+    if same:
+        return same[:n]
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+
+
+def _resolve_target(folder: str, target: Target, trained: Mapping[str, int],
+                    by_index: Mapping[int, str]) -> Optional[int]:
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise ClassIndexError(f"class mapping: {_display(folder)} -> {target!r} is not a class name or index")
+    if isinstance(target, int):
+        if target not in by_index:
+            raise ClassIndexError(f"class mapping: {_display(folder)} -> {target} is not an index of the trained "
+                                  f"classes (0..{max(by_index) if by_index else -1})")
+        return target
+    target = str(target)
+    if target in trained:
+        return trained[target]
+    if target.lstrip("-").isdigit() and int(target) in by_index:
+        return int(target)
+    near = nearest_names(target, list(trained))
+    hint = f" (nearest: {_listing(near, 3)})" if near else ""
+    raise ClassIndexError(f"class mapping: {_display(folder)} -> {_display(target)!r} is not a trained class{hint}")
+
+
+def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
+                        mapping: Optional[Mapping[str, Target]] = None, *, where: str = "the data",
+                        source: str = "the trained class index") -> ClassCheck:
+    """Compare the trained ``name -> index`` map with the data's class folder names (see the module doc)."""
+    trained = {str(k): int(v) for k, v in trained.items()}
+    by_index = {v: k for k, v in trained.items()}
+    folders = list(dict.fromkeys(str(c) for c in data_classes))  # keep order, drop duplicates
+    mapping = dict(mapping or {})
+    class_to_idx: Dict[str, int] = {}
+    unknown: List[str] = []
+    ignored: List[str] = []
+    for f in folders:
+        if f in mapping:
+            idx = _resolve_target(f, mapping[f], trained, by_index)
+            if idx is None:
+                ignored.append(f)
+            else:
+                class_to_idx[f] = idx
+        elif f in trained:
+            class_to_idx[f] = trained[f]
+        else:
+            unknown.append(f)
+    used = set(class_to_idx.values())
+    missing = [by_index[i] for i in sorted(by_index) if i not in used]
+    mapping_unused = [k for k in mapping if k not in folders]
+    merged: Dict[int, List[str]] = {}
+    for f, i in class_to_idx.items():
+        merged.setdefault(i, []).append(f)
+    merged = {i: fs for i, fs in merged.items() if len(fs) > 1}
+    res = ClassCheck(kind="", class_to_idx=class_to_idx, missing=missing, unknown=unknown, ignored=ignored,
+                     mapping_unused=mapping_unused, merged=merged)
+    notes = []
+    if ignored:
+        notes.append(f"{len(ignored)} folder(s) mapped to nothing are left out: {_listing(ignored)}")
+    if mapping_unused:
+        notes.append(f"{len(mapping_unused)} mapping entr(y/ies) name no folder of {where}: "
+                     f"{_listing(mapping_unused)}")
+    if merged:
+        notes.append("several folders map to one class: " + "; ".join(
+            f"{_display(by_index[i])} <- {_listing(fs, 4)}" for i, fs in list(merged.items())[:_LISTED]))
+    if unknown:
+        res.kind = "mismatch"
+        res.suggestions = {f: nearest_names(f, list(trained)) for f in unknown}
+        shown = []
+        for f in unknown[:_LISTED]:
+            near = res.suggestions[f]
+            shown.append(_display(f) + (f" (nearest trained: {_listing(near, 3)})" if near else ""))
+        more = f", ... ({len(unknown) - _LISTED} more)" if len(unknown) > _LISTED else ""
+        res.message = (f"{len(unknown)} of {len(folders)} class folder(s) of {where} are not classes of the model "
+                       f"({source}, {len(trained)} classes): {', '.join(shown)}{more}. The labels would be wrong; "
+                       f"rename the folders, or map them explicitly with a class mapping file "
+                       f"(JSON {{\"folder\": \"trained class name or index\"}}, or 'folder target' lines)")
+        if notes:
+            res.message += ". Also: " + "; ".join(notes)
+        return res
+    if not class_to_idx:
+        res.kind = "mismatch"
+        res.message = f"no class folder of {where} is left to evaluate after the mapping"
+        return res
+    if missing:
+        base = (f"subset: {len(class_to_idx)} class folder(s) of {where} are classes of the model; "
+                f"{len(missing)} of its {len(trained)} classes have no folder: {_listing(missing)}")
+    else:
+        base = f"identical: the {len(folders)} class folder(s) of {where} are the model's classes ({source})"
+    res.kind = "mapped" if mapping and any(f in mapping for f in folders) else ("subset" if missing else "identical")
+    if res.kind == "mapped":
+        base = "mapped: " + base.split(": ", 1)[1] + f" (mapping applied to {sum(f in mapping for f in folders)} " \
+                                                     f"folder(s))"
+    res.message = base + (". " + "; ".join(notes) if notes else "")
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------------
+def load_class_mapping(path: str) -> Dict[str, Target]:
+    """A mapping file: JSON object ``{"folder": "trained name" | index | null}``, or text lines
+    ``folder<TAB>target`` / ``folder target`` (the target is the last field; ``-`` leaves the folder out;
+    ``#`` starts a comment). Names that are not valid UTF-8 may be written as JSON ``\\udcXX`` escapes."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ClassIndexError(f"cannot read class mapping file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClassIndexError(f"class mapping file {path} is not UTF-8 (byte {exc.start}); save it as UTF-8") \
+            from None
+    stripped = text.lstrip("\ufeff").strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            raise ClassIndexError(f"class mapping file {path} is not valid JSON: {exc}") from None
+        out: Dict[str, Target] = {}
+        for k, v in data.items():
+            if v is not None and not isinstance(v, (str, int)) or isinstance(v, bool):
+                raise ClassIndexError(f"class mapping file {path}: {k!r} -> {v!r} must be a class name, an index "
+                                      f"or null")
+            out[str(k)] = v
+        return out
+    out = {}
+    for lineno, line in enumerate(stripped.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("\t") if "\t" in line else line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise ClassIndexError(f"{path}:{lineno}: expected 'folder target', got {line!r}")
+        folder, target = parts[0].strip(), parts[1].strip()
+        out[folder] = None if target == "-" else (int(target) if target.isdigit() else target)
+    return out
+
+
+def trained_class_index(names: Sequence[str]) -> Dict[str, int]:
+    """The ``name -> index`` map of class names in index order (what ``checkpoint_model_info`` returns as
+    ``class_names``: recorded in the checkpoint, or read from the run folder's ``class_index.json``)."""
+    return {str(n): i for i, n in enumerate(names)}
