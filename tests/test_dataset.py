@@ -372,10 +372,10 @@ def test_data_list_label_out_of_range(tmp_path):
 
 
 # ------------------------------------------------------------------------------ bad data, one by one
-def _bundle_with_extra(tmp_path, write_extra, mode="eval"):
+def _bundle_with_extra(tmp_path, write_extra, mode="eval", **kwargs):
     root = make_tree(tmp_path / "d", (2, 2))
     extra = write_extra(os.path.join(root, "class_1"))
-    return create_dataset(root, 32, 1, mode=mode, num_parallel_workers=1), extra
+    return create_dataset(root, 32, 1, mode=mode, num_parallel_workers=1, **kwargs), extra
 
 
 def test_missing_root_raises(tmp_path):
@@ -517,16 +517,26 @@ def test_nothing_usable_raises(tmp_path):
         create_dataset(str(tmp_path / "d"), 32, 1)
 
 
-def test_engine_skips_corrupt_file_that_passes_the_check_and_leaves_no_dump(tmp_path):
-    # Starts like a JPEG and ends with the EOI marker, garbage between: passes the cheap check, the
-    # engine's Decode fails on it, SKIP mode drops it and its ./abnormal_image.jpg dump is moved away.
-    def extra(d):
-        p = os.path.join(d, "garbage.jpg")
-        body = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
-        with open(p, "wb") as f:
-            f.write(b"\xff\xd8\xff" + body + b"\xff\xd9")
-        return p
-    b, _ = _bundle_with_extra(tmp_path, extra, "eval")
+def _garbage_jpeg(d):
+    """Starts like a JPEG and ends with the EOI marker, garbage between: passes the cheap head/tail check."""
+    p = os.path.join(d, "garbage.jpg")
+    body = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    with open(p, "wb") as f:
+        f.write(b"\xff\xd8\xff" + body + b"\xff\xd9")
+    return p
+
+
+def test_full_check_skips_a_corrupt_file_that_passes_the_cheap_check(tmp_path):
+    b, bad = _bundle_with_extra(tmp_path, _garbage_jpeg, "eval", verify_manifest="none")
+    assert [p for p, _ in b.skipped] == [bad] and "decode" in b.skipped[0][1]
+    assert b.num_images == 4 and len(rows(b)) == 4
+    assert checks.collect_engine_dumps() == []  # the engine never saw it
+
+
+def test_engine_skips_corrupt_file_when_the_full_check_is_off_and_leaves_no_dump(tmp_path):
+    # verify_files=False: the cheap check lets it through, the engine's Decode fails on it, SKIP mode drops
+    # it and its ./abnormal_image.jpg dump is moved away
+    b, _ = _bundle_with_extra(tmp_path, _garbage_jpeg, "eval", verify_files=False)
     assert b.skipped == [] and b.num_images == 5
     assert len(rows(b)) == 4
     moved = checks.collect_engine_dumps()
