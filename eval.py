@@ -54,18 +54,18 @@ def _imagenet_class_index(data_dir, num_classes):
     return {f: index[f] for f in folders}
 
 
-def _class_names(bundle, num_classes, imagenet_labels, info):
+def _class_names(bundle, num_classes, imagenet_labels, data_list, info):
     """Names of the ``num_classes`` rows of the confusion matrix (the labels scored): ImageNet's when the labels
     are ImageNet indices (``imagenet_labels``: synset folders, or a 1000-class model without recorded names
-    whose classes are ImageNet's); else the names the checkpoint records; else the data's class folders;
-    gaps ``class_<i>``."""
+    whose classes are ImageNet's or that reads a ``data_list``); else the names the checkpoint records; else
+    the data's class folders (not with a ``data_list``: its labels are indices, not names); gaps ``class_<i>``."""
     from src.data.class_names import load_class_names, load_imagenet_synsets
 
     generic = [f"class_{i}" for i in range(num_classes)]
     recorded = info.get("class_names") or []
-    folders = {i: name for name, i in bundle.class_to_idx.items() if 0 <= i < num_classes}
-    if num_classes == 1000 and (imagenet_labels or recorded == load_imagenet_synsets() or (
-            not recorded and [folders.get(i) for i in range(1000)] == load_imagenet_synsets())):
+    folders = {} if data_list else {i: name for name, i in bundle.class_to_idx.items() if 0 <= i < num_classes}
+    if num_classes == 1000 and (imagenet_labels or recorded == load_imagenet_synsets() or (not recorded and (
+            data_list or [folders.get(i) for i in range(1000)] == load_imagenet_synsets()))):
         return load_class_names(None, 1000)
     if recorded:
         return list(recorded[:num_classes]) + generic[len(recorded):]
@@ -262,7 +262,8 @@ def evaluate_job(cfg, run_log):
     def analyze(ckpt, acc):  # every rank, after the counts of all ranks were summed; rank 0 writes
         if not ctx.is_main:
             return None
-        names = _class_names(bundle, acc.num_classes, class_check.get("kind") == "imagenet synsets", infos[ckpt])
+        names = _class_names(bundle, acc.num_classes, class_check.get("kind") == "imagenet synsets", cfg.data.data_list,
+                             infos[ckpt])
         out = write_eval_analysis(acc, dirs[ckpt], names, image_for_index=bundle.path_of,
                                   plots=not cfg.eval.no_plots, log=log)
         log.info("analysis: %s", ", ".join(out.files[k] for k in out.files))

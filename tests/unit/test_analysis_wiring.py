@@ -81,6 +81,8 @@ def test_eval_class_names_and_analysis_folders():
     assert eval_script._class_names(listed, 3, None, "val.txt", {"class_names": ["a", "b"]}) == ["a", "b", "class_2"]
     assert eval_script._class_names(listed, 3, None, "val.txt", {}) == ["class_0", "class_1", "class_2"]
     assert eval_script._class_names(listed, 1000, None, "val.txt", {}) == imagenet
+    # folders scored as the trained indices: the recorded names win over the folder names
+    assert eval_script._class_names(bundle, 3, None, "", {"class_names": ["a", "b", "c"]}) == ["a", "b", "c"]
 
     assert eval_script._analysis_dirs(["/c/a.ckpt"], "/run") == {"/c/a.ckpt": "/run"}
     dirs = eval_script._analysis_dirs(["/c/a.ckpt", "/c/a.safetensors", "/c/b.ckpt"], "/run")
