@@ -28,7 +28,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "ascend310_infer"
 CACHE = Path(os.environ.get("CSPDARKNET53_CXX_CACHE", str(Path.home() / ".cache" / "cspdarknet53-cxx")))
 ORT_ROOT = Path(os.environ.get("ORT_ROOT", str(CACHE / "onnxruntime")))

@@ -17,7 +17,7 @@ from src.data import create_dataset
 from src.evaluation import EvalResult, evaluate, shard_sample_count, topk_correct
 from src.image_classification import create_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SIZE = "32,32"
 BATCH = 4
 NUM_CLASSES = 10  # more outputs than the 3 class folders, so that top-5 is not trivially 100%

@@ -14,7 +14,7 @@ from src.checkpoint import network_metadata, save_checkpoint_atomic
 from src.export_utils import compare_logits, export_network, export_path, run_mindir, run_onnx
 from src.image_classification import create_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _run(script, args, cwd, timeout=600):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 FAKE_MOXING = '''"""Stand-in for ModelArts' moxing: obs://bucket/<path> is $FAKE_OBS_ROOT/<path>; calls are recorded."""
 import json

@@ -11,7 +11,7 @@ import create_imagenet2012_label as label_script
 import postprocess
 from src.data import class_names
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 K = 10
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 from src.checkpoint import training_checkpoints as list_checkpoints
 from src.checkpoint import read_state_dict
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(REPO, "scripts", "run_distribute_train_msrun.sh")
 N_IMAGES = 16  # 2 classes x 8; 8 per rank, batch 4: 2 steps per epoch
 TRAIN_FLAGS = ["--arch=cspdarknet_tiny", "--num_classes=2", "--image_size=32,32", "--per_batch_size=4",

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(ROOT, "benchmark.py")
 POSITIVE = ("params_m", "first_step_s", "ms_per_step", "images_per_s", "peak_rss_mb", "rss_after_build_mb")
 

@@ -15,7 +15,7 @@ from src.checkpoint import load_weights, network_metadata, save_checkpoint_atomi
 from src.data import create_dataset
 from src.image_classification import create_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LINE = re.compile(r"^\s+(\d)\. ([01]\.\d{4})  (.+)  \((\d+)\)$")
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from src.checkpoint import find_resume_checkpoint, training_checkpoints as list_checkpoints
 from src.checkpoint import read_state_dict
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 @pytest.fixture(scope="module")

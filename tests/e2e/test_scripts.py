@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPTS = os.path.join(REPO, "scripts")
 STANDALONE = os.path.join(SCRIPTS, "run_standalone_train.sh")
 EVAL = os.path.join(SCRIPTS, "run_eval.sh")
