@@ -9,9 +9,10 @@ in pytest.ini); a test module anywhere else is a usage error.
 Fixtures (``pytest --fixtures tests`` lists them with these docstrings):
     graph_mode       GRAPH mode for one test, the previous (PYNATIVE) mode restored after it
     make_tiny_data   tiny ImageFolder trees of brightness-coded classes, written once per session
-    eval_data        the 7-image eval folder and the reference top-1/top-5 counter for it
+    eval_data        the 7-image eval folder, the reference top-1/top-5 counter, randomised tiny nets
     randomize        non-trivial BN statistics / affine / head weights, so a mis-mapped tensor shows
     calibrate        "trained-like" weights with BN statistics measured on a calibration batch
+    timm_model       timm's cspdarknet53 (PyTorch) with random BN, the timm-parity reference
     run_script       runs an entry script (train.py, eval.py, ...) in a subprocess with the test env
     job_processes    live processes of a launcher job, found by CSPDARKNET53_RUN_NAME in their env
 """
@@ -106,6 +107,12 @@ class EvalData:
     def __init__(self, root):
         self.root = root
 
+    def net(self, seed, num_classes=NUM_CLASSES):
+        """A cspdarknet_tiny classifier (init seed ``seed``) with randomised BN and head (see ``randomize``)."""
+        from src.image_classification import create_model
+        return _randomize(create_model("cspdarknet_tiny", num_classes=num_classes, seed=seed), seed + 100,
+                          shift=0.3, head=0.5)
+
     def counts(self, net):
         """(top1_correct, top5_correct, images) counted here from the network's logits on eval's
         preprocessing: the reference that src/evaluation.py and eval.py are checked against."""
@@ -126,7 +133,8 @@ class EvalData:
 
 @pytest.fixture(scope="session")
 def eval_data(tmp_path_factory):
-    """The eval tests' image folder (``.root``) and reference counter (``.counts(net)``), see EvalData."""
+    """The eval tests' image folder (``.root``), reference counter (``.counts(net)``) and randomised networks
+    (``.net(seed)``), see EvalData."""
     from PIL import Image
     root = tmp_path_factory.mktemp("evaldata") / "val"
     rng = np.random.RandomState(0)
@@ -204,6 +212,27 @@ def calibrate():
     return _calibrate
 
 
+@pytest.fixture(scope="session")
+def timm_model():
+    """timm's cspdarknet53 (PyTorch, eval mode; torch.manual_seed(0) init) with random BN affine parameters and
+    statistics (RandomState(7)): the reference of the timm-parity tests. Read-only; skipped without torch/timm."""
+    torch = pytest.importorskip("torch", reason="reference test needs torch (requirements-test.txt)")
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("cspdarknet53", pretrained=False)
+    rng = np.random.RandomState(7)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                # timm zero-inits each block's last gamma; moderate gammas keep every weight visible
+                module.weight.copy_(torch.from_numpy(rng.uniform(0.4, 0.8, c).astype(np.float32)))
+                module.bias.copy_(torch.from_numpy(rng.uniform(-0.2, 0.2, c).astype(np.float32)))
+                module.running_mean.copy_(torch.from_numpy(rng.uniform(-0.2, 0.2, c).astype(np.float32)))
+                module.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c).astype(np.float32)))
+    return model.eval()
+
+
 # ------------------------------------------------------------------------------------------------ processes
 class ScriptRun(subprocess.CompletedProcess):
     @property
@@ -221,19 +250,33 @@ def script_env(env=None):
     return full
 
 
-def _run_script(script, args=(), cwd=None, env=None, timeout=600):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *[str(a) for a in args]],
-                          cwd=None if cwd is None else str(cwd), env=script_env(env), capture_output=True,
-                          text=True, timeout=timeout)
-    return ScriptRun(proc.args, proc.returncode, proc.stdout, proc.stderr)
+class ScriptRunner:
+    """Runs the repository's entry scripts with this interpreter and ``script_env(env)``."""
+
+    env = staticmethod(script_env)
+
+    def command(self, script, args=()):
+        return [sys.executable, os.path.join(ROOT, script), *[str(a) for a in args]]
+
+    def __call__(self, script, args=(), cwd=None, env=None, timeout=600):
+        proc = subprocess.run(self.command(script, args), cwd=None if cwd is None else str(cwd), env=script_env(env),
+                              capture_output=True, text=True, timeout=timeout)
+        return ScriptRun(proc.args, proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, script, args=(), cwd=None, env=None, **kwargs):
+        """The script started in the background (``subprocess.Popen(..., **kwargs)``); the caller waits."""
+        return subprocess.Popen(self.command(script, args), cwd=None if cwd is None else str(cwd),
+                                env=script_env(env), **kwargs)
 
 
 @pytest.fixture(scope="session")
 def run_script():
     """``run_script(script, args=(), cwd=None, env=None, timeout=600) -> ScriptRun``: runs
-    ``<this Python> <repo>/<script> args`` in ``cwd`` with ``script_env(env)``, captures text output
-    (``.stdout``, ``.stderr``, ``.output`` = both) and kills the script after ``timeout`` seconds."""
-    return _run_script
+    ``<this Python> <repo>/<script> args`` in ``cwd`` with ``script_env(env)`` (GLOG_v=3, the repository
+    first on PYTHONPATH, no launcher job variables), captures text output (``.stdout``, ``.stderr``,
+    ``.output`` = both) and kills the script after ``timeout`` seconds. ``run_script.popen(...)`` starts it
+    in the background instead; ``run_script.env(env)`` is that environment."""
+    return ScriptRunner()
 
 
 def _live_job_processes(run_name):

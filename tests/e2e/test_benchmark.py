@@ -1,22 +1,16 @@
 """benchmark.py in its CI form (--quick: 32 px, batch 2, 2 steps). Checks structure, never speed."""
 import csv
 import importlib.util
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SCRIPT = os.path.join(ROOT, "benchmark.py")
 POSITIVE = ("params_m", "first_step_s", "ms_per_step", "images_per_s", "peak_rss_mb", "rss_after_build_mb")
 
 
-def _run(tmp_path, *extra, timeout=300):
+def _run(run_script, tmp_path, *extra, timeout=300):
     csv_path, md_path = tmp_path / "bench.csv", tmp_path / "bench.md"
-    env = dict(os.environ, GLOG_v="3")
-    proc = subprocess.run([sys.executable, SCRIPT, "--quick", "--csv", str(csv_path), "--md", str(md_path), *extra],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = run_script("benchmark.py", ["--quick", "--csv", csv_path, "--md", md_path, *extra], cwd=tmp_path,
+                      timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -39,8 +33,8 @@ def _check_rows(rows, framework):
         assert row["steps"] == "2"
 
 
-def test_quick_ours(tmp_path):
-    rows, md, out = _run(tmp_path)
+def test_quick_ours(tmp_path, run_script):
+    rows, md, out = _run(run_script, tmp_path)
     assert len(rows) == 2
     _check_rows(rows, "mindspore")
     assert "| model name |" in md and "graph compile" in md and "img/s" in md
@@ -50,8 +44,8 @@ def test_quick_ours(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("timm") is None or importlib.util.find_spec("torch") is None,
                     reason="timm/torch not installed")
-def test_quick_compare_timm(tmp_path):
-    rows, md, out = _run(tmp_path, "--compare", "timm")
+def test_quick_compare_timm(tmp_path, run_script):
+    rows, md, out = _run(run_script, tmp_path, "--compare", "timm")
     assert len(rows) == 4
     _check_rows(rows, "mindspore")
     _check_rows(rows, "torch")
@@ -63,110 +57,7 @@ def test_quick_compare_timm(tmp_path):
 
 @pytest.mark.parametrize("args, message", [(["--steps", "0"], "--steps"), (["--arch", "resnet50"], "cspdarknet53"),
                                            (["--set", "no_such_knob=1"], "unknown performance settings")])
-def test_bad_arguments_exit_2(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+def test_bad_arguments_exit_2(tmp_path, run_script, args, message):
+    proc = run_script("benchmark.py", args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr
-
-
-# ---- src/utils/perf.py: the settings benchmark.py, train and eval share ----------------------------
-
-@pytest.fixture
-def graph_mode():
-    import mindspore as ms
-
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
-def test_recommended_and_split_settings():
-    from src.utils import perf
-
-    train, infer = perf.recommended_settings("train"), perf.recommended_settings("infer")
-    assert train["onednn_isa"] == infer["onednn_isa"] == "auto"
-    assert train.get("recompute_act") and not train.get("fold_bn")
-    assert infer.get("fold_bn") and not infer.get("recompute_act")
-    assert not train.get("fused_mish") and not infer.get("fused_mish")  # MindSpore's Mish kernel: NaN > 44
-    process, network = perf.split_settings(dict(infer, jit_level="O0"))
-    assert process == {"onednn_isa": "auto", "jit_level": "O0"} and network == {"fold_bn": True}
-    with pytest.raises(ValueError, match="unknown performance settings"):
-        perf.split_settings({"fold_bn": True, "no_such_knob": 1})
-    with pytest.raises(ValueError):
-        perf.recommended_settings("eval")
-
-
-def test_onednn_isa_auto_caps_only_avx512(monkeypatch):
-    from src.utils import perf
-
-    monkeypatch.setattr(perf, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
-    assert perf._resolve_onednn_isa("auto") == "AVX2"
-    monkeypatch.setattr(perf, "cpu_flags", lambda: {"avx2", "fma"})
-    assert perf._resolve_onednn_isa("auto") is None
-    assert perf._resolve_onednn_isa(None) is None
-    assert perf._resolve_onednn_isa("avx512_core") == "AVX512_CORE"
-
-
-def _tiny_net_with_bn_stats():
-    import numpy as np
-    from mindspore import Tensor
-
-    from src.image_classification import create_model
-
-    rng = np.random.default_rng(1)
-    net = create_model("cspdarknet_tiny", num_classes=10)
-    for p in net.get_parameters():
-        if p.name.endswith(("moving_mean", "beta")):
-            p.set_data(Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
-        elif p.name.endswith(("moving_variance", "gamma")):
-            p.set_data(Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
-    net.set_train(False)
-    return net
-
-
-def test_fold_batchnorm_keeps_the_logits(graph_mode):
-    import numpy as np
-    from mindspore import Tensor, nn
-
-    from src.utils.perf import prepare_network
-
-    x = Tensor(np.random.default_rng(2).standard_normal((2, 3, 32, 32)).astype(np.float32))
-    reference = _tiny_net_with_bn_stats()(x).asnumpy()
-    net = prepare_network(_tiny_net_with_bn_stats(), train=False, fold_bn=True)
-    assert not any(isinstance(c, nn.BatchNorm2d) for _, c in net.cells_and_names())
-    names = [p.name for p in net.get_parameters()]
-    assert len(names) == len(set(names))
-    np.testing.assert_allclose(net(x).asnumpy(), reference, rtol=1e-5, atol=1e-6)
-
-
-def test_prepare_network_train_options():
-    from mindspore import nn
-
-    from src.image_classification import create_model
-    from src.utils.perf import prepare_network
-
-    net = prepare_network(create_model("cspdarknet_tiny", num_classes=10), train=True, fold_bn=True,
-                          recompute_act=True)
-    # fold_bn is ignored for training; every Mish is marked for recompute
-    assert sum(isinstance(c, nn.BatchNorm2d) for _, c in net.cells_and_names()) == 36
-    from src.utils.custom_op import Mish
-    mish = [c for _, c in net.cells_and_names() if isinstance(c, Mish)]
-    assert len(mish) == 36
-    assert all(getattr(c, "_has_config_recompute", False) for c in mish)  # set by Cell.recompute() (2.10)
-
-
-def test_make_specs_same_threads_both_sides():
-    sys.path.insert(0, ROOT)
-    import benchmark
-
-    args = benchmark.build_parser().parse_args(["--compare", "timm", "--threads", "2", "--infer_batch_sizes", "1",
-                                                "--train_batch_sizes", "8"])
-    specs = benchmark.make_specs(args)
-    assert [(s["framework"], s["mode"], s["batch_size"]) for s in specs] == [
-        ("mindspore", "infer", 1), ("torch", "infer", 1), ("mindspore", "train", 8), ("torch", "train", 8)]
-    assert {s["threads"] for s in specs} == {2}
-    assert specs[0]["settings"]["fold_bn"] and specs[2]["settings"]["recompute_act"]
-    before = benchmark.make_specs(benchmark.build_parser().parse_args(["--no_perf", "--infer_batch_sizes", "1",
-                                                                       "--train_batch_sizes", ""]))
-    assert before[0]["settings"] == {"onednn_isa": None} and before[0]["threads"] == 0
