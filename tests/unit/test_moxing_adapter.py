@@ -201,7 +201,8 @@ def test_waiters_wait_for_the_leader(env, monkeypatch):
         try:
             results[device_id] = modelarts_unzip(zip_path, dest, device_id=device_id, device_num=8, timeout=120,
                                                  log=lambda m: None)
-            results[f"{device_id} saw the files"] = os.path.isfile(dest / "ImageNet" / "train" / "class_1" / "img_1.txt")
+            files = dest / "ImageNet" / "train" / "class_1" / "img_1.txt"
+            results[f"{device_id} saw the files"] = os.path.isfile(files)
         except Exception as e:  # pylint: disable=broad-except
             results[device_id] = e
         events.append(f"device {device_id} returned")
