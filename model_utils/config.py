@@ -184,6 +184,10 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = key("Network: " + ", ".join(arch_names()) + " (see src/archs.py).", choices=arch_names())
+    init: str = key("Weight initialisation: timm (timm's cspnet scheme: conv Kaiming-normal fan_out, dense "
+                    "Normal(0, 0.01), the last BatchNorm gamma of each residual block 0; trains well from scratch, "
+                    "docs/convergence.md) or zoo (the model zoo's exact Kaiming-uniform a=sqrt(5), every gamma 1).",
+                    choices=("timm", "zoo"))
     num_classes: int = key("Number of output classes of the classifier.", check=_at_least(1))
     fp16_head: bool = key("Compute the classifier in float16 (model zoo behaviour); false: float32.")
 

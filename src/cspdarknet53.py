@@ -20,7 +20,8 @@ Module names follow timm (``stem.conv1``, ``stages.{i}.conv_down`` ... ``conv_tr
 """
 from collections import OrderedDict
 
-from mindspore import nn, ops
+import numpy as np
+from mindspore import Tensor, nn, ops
 
 from src.archs import get_arch
 from src.utils.custom_op import create_activation
@@ -53,6 +54,11 @@ class DarkBlock(nn.Cell):
         super().__init__()
         self.conv1 = ConvNormAct(channels, hidden_channels, 1, 1, arch)
         self.conv2 = ConvNormAct(hidden_channels, channels, 3, 1, arch)
+
+    def zero_init_last(self):
+        """Zeroes the last BatchNorm's gamma, so the block starts as the identity (timm's zero_init_last)."""
+        gamma = self.conv2.bn.gamma
+        gamma.set_data(Tensor(np.zeros(gamma.shape, np.float32)))
 
     def construct(self, x):
         return self.conv2(self.conv1(x)) + x

@@ -9,12 +9,13 @@ from mindspore import nn
 from src.archs import get_arch
 from src.cspdarknet53 import CspDarkNet53
 from src.head import CommonHead
-from src.utils.var_init import default_recursive_init
+from src.utils.var_init import DEFAULT_INIT, init_weights
 
 
 class ImageClassificationNetwork(nn.Cell):
-    def __init__(self, backbone, head, activation="None"):
+    def __init__(self, backbone, head, activation="None", init=DEFAULT_INIT):
         super().__init__()
+        self.init_scheme = init
         self.backbone = backbone
         self.head = head
         self.arch = backbone.arch
@@ -56,7 +57,7 @@ class ImageClassificationNetwork(nn.Cell):
         if fp16 is None:
             fp16 = self.head.fc.to_float_flag if hasattr(self.head.fc, "to_float_flag") else False
         head = CommonHead(self.num_features, num_classes, fp16=fp16)
-        default_recursive_init(head, seed=seed + 1)
+        init_weights(head, self.init_scheme, seed=seed + 1)
         self.head = head
         self.num_classes = num_classes
         # Parameter names are assigned relative to the root cell when it is attached.
@@ -84,11 +85,13 @@ class FeatureExtractor(nn.Cell):
 
 
 def create_model(arch="cspdarknet53", num_classes=1000, fp16_head=False, features_only=False, out_indices=None,
-                 activation="None", seed=0):
+                 activation="None", seed=0, init=DEFAULT_INIT):
     """Builds a classifier (or, with ``features_only``, a multi-scale feature extractor).
 
-    Weights get the zoo initialisation from a private RNG seeded with ``seed``, so every rank
-    builds identical weights. ``out_indices`` defaults to the zoo's detection levels (3, 4, 5).
+    Weights get the initialisation scheme ``init`` ("timm", the default: Kaiming-normal fan_out convs,
+    each residual block's last BN gamma 0; "zoo": the model zoo's Kaiming-uniform a=sqrt(5), see
+    ``src/utils/var_init.py``) from a private RNG seeded with ``seed``, so every rank builds identical
+    weights. ``out_indices`` defaults to the zoo's detection levels (3, 4, 5).
     """
     arch = get_arch(arch)
     if not isinstance(num_classes, int) or num_classes < 1:
@@ -98,8 +101,8 @@ def create_model(arch="cspdarknet53", num_classes=1000, fp16_head=False, feature
         net = FeatureExtractor(backbone, arch.detect_levels if out_indices is None else out_indices)
     else:
         net = ImageClassificationNetwork(backbone, CommonHead(arch.num_features, num_classes, fp16=fp16_head),
-                                         activation)
-    default_recursive_init(net, seed=seed)
+                                         activation, init=init)
+    init_weights(net, init, seed=seed)
     return net
 
 

@@ -106,7 +106,7 @@ def build_training(cfg, ctx, log, network_rewrites=None):
         val_data = create_dataset_from_config(cfg.data, "eval", data_dir=cfg.data.val_data_dir,
                                               class_to_idx=data.class_to_idx, **common)
 
-    net = create_model(cfg.model.arch, num_classes=cfg.model.num_classes, seed=cfg.device.seed)
+    net = create_model(cfg.model.arch, num_classes=cfg.model.num_classes, seed=cfg.device.seed, init=cfg.model.init)
     if network_rewrites:
         from src.utils.perf import prepare_network
         prepare_network(net, train=True, **network_rewrites)
@@ -178,6 +178,19 @@ def validate(setup, ctx):
     return result
 
 
+def warn_if_not_learning(log, epoch, mean_loss, num_classes, warmup_epochs):
+    """Warns when an epoch after the warmup ends with a mean loss at or above chance: ln(num_classes) is the
+    cross entropy of a uniform prediction (with or without label smoothing), so a network that learns
+    anything stays below it. Returns whether it warned."""
+    chance = math.log(num_classes)
+    if num_classes < 2 or epoch + 1 <= max(1, math.ceil(warmup_epochs)) or not mean_loss >= chance:
+        return False
+    log.warning("epoch %d: mean train loss %.4f is not below chance level ln(%d) = %.4f after the warmup: the "
+                "network is not learning (check lr, the data and its labels, or init)", epoch + 1, mean_loss,
+                num_classes, chance)
+    return True
+
+
 def _log_schedule(log, lr, steps_per_epoch):
     """The LR at the start, middle and end of the schedule (what each step really uses)."""
     n = len(lr)
@@ -225,8 +238,8 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
              cfg.data.per_batch_size, setup.preprocess["image_size"],
              f"; validation: {val_data.total_images or val_data.num_images} images" if val_data else "")
     optim = cfg.optim
-    log.info("arch %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
-             setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
+    log.info("arch %s, init %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
+             cfg.model.init, setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
              optim.lr_scheduler, optim.lr, f"on (decay {optim.ema_decay})" if setup.ema is not None else "off")
     _log_schedule(log, setup.lr, steps_per_epoch)
     if resume_path:
@@ -259,6 +272,7 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
             with open(shard_file, "a", encoding="utf-8", errors="surrogateescape") as f:
                 f.writelines(f"{epoch + 1}\t{path}\n" for path in data.pop_reads())
         epoch_time, fps = progress.epoch_end(epoch + 1, mean_loss)
+        warn_if_not_learning(log, epoch, mean_loss, cfg.model.num_classes, optim.warmup_epochs)
 
         top1 = top5 = None
         last = epoch + 1 == optim.max_epoch

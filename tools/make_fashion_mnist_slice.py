@@ -13,7 +13,6 @@ always gives the same slice.
 """
 import argparse
 import gzip
-import hashlib
 import os
 import sys
 
@@ -23,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from src.data.demo import CLASS_NAMES, write_image_folder  # noqa: E402
+from src.data.demo import CLASS_NAMES, sha256, write_image_folder  # noqa: E402
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"
 FILES = {
@@ -68,14 +67,6 @@ def first_per_class(y: np.ndarray, per_class: int) -> np.ndarray:
             raise SystemExit(f"class {c} has only {len(found)} images, {per_class} requested")
         idx.append(found)
     return np.sort(np.concatenate(idx))
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_slice(source: str, out: str, train_per_class: int, val_per_class: int) -> None:

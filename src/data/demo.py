@@ -64,7 +64,8 @@ def write_image_folder(out_dir: str, images: np.ndarray, labels: np.ndarray, qua
     return len(images)
 
 
-def _sha256(path: str) -> str:
+def sha256(path: str) -> str:
+    """The hex SHA-256 of a file (the slice's identity in the cache marker)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -103,7 +104,7 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
     cache_dir = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
     if not os.path.isfile(slice_path):
         load_slice(slice_path)  # raises DatasetError naming the path
-    digest = _sha256(slice_path)
+    digest = sha256(slice_path)
     final = os.path.join(cache_dir, f"fashion_mnist_{digest[:16]}")
     if _marker_ok(final, digest):
         return _paths(final)

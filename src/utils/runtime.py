@@ -174,7 +174,6 @@ class RunLog:
     def __init__(self, name="run", rank=0, to_stdout=True, level=logging.INFO, console_level=logging.INFO):
         self.root = logging.getLogger(PROJECT_LOGGER)
         self.root.setLevel(level)
-        self.root.propagate = False
         for handler in list(self.root.handlers):
             self.root.removeHandler(handler)
             handler.close()

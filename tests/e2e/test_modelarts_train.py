@@ -82,6 +82,15 @@ def _calls(ma):
         return [tuple(c[:2]) for c in json.load(f)]
 
 
+def _assert_downloads_then_upload(ma):
+    """Downloads first (data, checkpoint folder, previous outputs), the upload last."""
+    cache = ma["cache"]
+    assert _calls(ma) == [("obs://bucket/data", str(cache / "data")),
+                          ("obs://bucket/pretrained", str(cache / "ckpt")),
+                          ("obs://bucket/out", str(cache / "train")),
+                          (str(cache / "train"), "obs://bucket/out")]
+
+
 def test_train_on_modelarts_downloads_unzips_trains_uploads(modelarts, run_script):
     ma = modelarts
     proc = run_script("train.py", [*ma["flags"], "--data_dir=train", "--val_data_dir=val", "--arch=cspdarknet_tiny",
@@ -90,11 +99,7 @@ def test_train_on_modelarts_downloads_unzips_trains_uploads(modelarts, run_scrip
                       cwd=ma["tmp"], env=ma["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cache = ma["cache"]
-    # downloads first (data, checkpoint folder, previous outputs), the upload last
-    assert _calls(ma) == [("obs://bucket/data", str(cache / "data")),
-                          ("obs://bucket/pretrained", str(cache / "ckpt")),
-                          ("obs://bucket/out", str(cache / "train")),
-                          (str(cache / "train"), "obs://bucket/out")]
+    _assert_downloads_then_upload(ma)
     assert (cache / "ckpt" / "README.txt").is_file()
     # the zip was extracted once, and the relative data_dir/val_data_dir point into it
     assert proc.stdout.count("unzip: extracting") == 1, proc.stdout
@@ -147,10 +152,7 @@ def test_eval_on_modelarts_downloads_unzips_scores_uploads(modelarts, tmp_path, 
                       cwd=ma["tmp"], env=ma["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cache = ma["cache"]
-    assert _calls(ma) == [("obs://bucket/data", str(cache / "data")),
-                          ("obs://bucket/pretrained", str(cache / "ckpt")),
-                          ("obs://bucket/out", str(cache / "train")),
-                          (str(cache / "train"), "obs://bucket/out")]
+    _assert_downloads_then_upload(ma)
     assert proc.stdout.count("unzip: extracting") == 1, proc.stdout
     # the relative checkpoint was read from load_path, the relative data_dir inside the dataset
     with open(ma["obs"] / "out" / "result.json") as f:

@@ -82,9 +82,9 @@ def test_same_padding_is_tf_style_zero_top_left():
 
 
 def test_init_is_seeded_and_identical_across_builds():
-    a = create_model("cspdarknet_tiny", num_classes=10)
-    b = create_model("cspdarknet_tiny", num_classes=10)
-    c = create_model("cspdarknet_tiny", num_classes=10, seed=1)
+    a = create_model("cspdarknet_tiny", num_classes=10, init="zoo")
+    b = create_model("cspdarknet_tiny", num_classes=10, init="zoo")
+    c = create_model("cspdarknet_tiny", num_classes=10, seed=1, init="zoo")
     pa, pb, pc = a.parameters_dict(), b.parameters_dict(), c.parameters_dict()
     for name in pa:
         np.testing.assert_array_equal(pa[name].asnumpy(), pb[name].asnumpy())

@@ -1,0 +1,287 @@
+"""Grad-CAM (Selvaraju et al., ICCV 2017) for the project's classifiers, and heatmap overlays.
+
+For an input batch ``x`` (N, 3, H, W) and a class ``c`` per image (the predicted one by default):
+
+* ``A = net.forward_features(x)``: the last stage's feature map (N, C, h, w), stride 32
+  (``h = ceil(H / 32)`` for both architectures' padding);
+* ``score = net.forward_head(A)[:, c]``: the logit of ``c`` (before any output activation);
+* ``alpha_k = mean_ij d score / d A_k(i, j)``; ``cam = ReLU(sum_k alpha_k A_k)``;
+* ``cam`` is upsampled to (H, W) bilinearly (half-pixel centres, as PIL / OpenCV / PyTorch's
+  ``align_corners=False``) and normalised per image to [0, 1] (``(cam - min) / (max - min)``, all zeros
+  when it is constant, e.g. when no location speaks for the class).
+
+The gradient is taken in a graph-compiled Cell (``ops.GradOperation`` over a Cell whose construct is the
+head's class score, ``sum_n onehot_n . forward_head(A)_n``, with respect to its feature-map input), so
+it runs in GRAPH mode like the rest of the project; each image is independent because the network is
+in eval mode (BatchNorm uses its moving statistics). Works for ``cspdarknet53`` (Mish, TF-SAME padding),
+``cspdarknet53_timm`` (LeakyReLU, symmetric padding), their variants and any input size; with the
+project's head (mean pool + Dense) ``alpha_k = W[c, k] / (h * w)``.
+
+Overlays (``overlay_cam`` / ``save_cam_overlay``) blend a colour map onto the image with PIL and NumPy:
+matplotlib's colormap when matplotlib is installed, else a built-in jet. ``denormalize`` turns a network
+input (ImageNet mean/std on 0-255 pixels, CHW) back into the picture the network saw.
+"""
+import os
+
+import numpy as np
+
+__all__ = ["GradCAM", "GradCAMResult", "grad_cam", "upsample_bilinear", "normalize_cam", "denormalize",
+           "apply_colormap", "overlay_cam", "save_cam_overlay"]
+
+
+def _cells(net):
+    """The graph-mode Cells of Grad-CAM for ``net`` (built on first use: mindspore is imported lazily)."""
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    class _Features(nn.Cell):
+        def __init__(self, model):
+            super().__init__(auto_prefix=False)
+            self.model = model
+
+        def construct(self, x):
+            return self.model.forward_features(x)
+
+    class _Logits(nn.Cell):
+        def __init__(self, model):
+            super().__init__(auto_prefix=False)
+            self.model = model
+
+        def construct(self, features):
+            return ops.cast(self.model.forward_head(features), ms.float32)
+
+    class _ClassScore(nn.Cell):
+        """sum_n onehot_n . logits_n: its gradient w.r.t. the features is every image's own d score_c / d A."""
+
+        def __init__(self, logits):
+            super().__init__(auto_prefix=False)
+            self.logits = logits
+
+        def construct(self, features, onehot):
+            return ops.sum(self.logits(features) * onehot)
+
+    class _ScoreGrad(nn.Cell):
+        def __init__(self, score):
+            super().__init__(auto_prefix=False)
+            self.score = score
+            self.grad = ops.GradOperation()  # w.r.t. the first input: the feature map
+
+        def construct(self, features, onehot):
+            return self.grad(self.score)(features, onehot)
+
+    logits = _Logits(net)
+    return _Features(net), logits, _ScoreGrad(_ClassScore(logits))
+
+
+class GradCAMResult:
+    """``cams`` (N, H, W) float32 in [0, 1]; ``classes`` (N,) the explained classes; ``logits`` (N, K);
+    ``raw`` (N, h, w) the unnormalised ReLU map at feature resolution; ``weights`` (N, C) the alphas."""
+
+    def __init__(self, cams, classes, logits, raw, weights):
+        self.cams, self.classes, self.logits, self.raw, self.weights = cams, classes, logits, raw, weights
+
+    @property
+    def probabilities(self):
+        x = self.logits.astype(np.float64)
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def peaks(self):
+        """``(row, col)`` of each heatmap's maximum (the first one in row-major order)."""
+        flat = self.cams.reshape(self.cams.shape[0], -1).argmax(axis=1)
+        return np.stack(np.unravel_index(flat, self.cams.shape[1:]), axis=1)
+
+
+class GradCAM:
+    """Grad-CAM for a classifier with ``forward_features`` / ``forward_head`` (``src.image_classification``).
+
+    ``cam = GradCAM(net); result = cam(images, class_index=None)``. The network is switched to eval mode.
+    Call it in GRAPH mode (``src.utils.runtime.setup_device``); PyNative works too, only slower.
+    """
+
+    def __init__(self, net):
+        if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
+            raise TypeError(f"{type(net).__name__} has no forward_features/forward_head: Grad-CAM needs the "
+                            "project's ImageClassificationNetwork (src.image_classification.create_model)")
+        net.set_train(False)
+        self.net = net
+        self.num_classes = int(net.num_classes)
+        self._features, self._logits, self._grad = _cells(net)
+
+    def features(self, images):
+        import mindspore as ms
+        return self._features(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32)))
+
+    def _classes(self, class_index, logits):
+        n = logits.shape[0]
+        if class_index is None:
+            return np.argsort(-logits, axis=1, kind="stable")[:, 0]  # ties to the lower index, as topk_correct
+        classes = np.asarray(class_index, dtype=np.int64).reshape(-1)
+        if classes.size == 1:
+            classes = np.full(n, classes[0], dtype=np.int64)
+        if classes.shape != (n,):
+            raise ValueError(f"class_index: {np.size(class_index)} classes for {n} images")
+        if classes.min() < 0 or classes.max() >= self.num_classes:
+            raise ValueError(f"class_index {classes[(classes < 0) | (classes >= self.num_classes)][0]} is outside "
+                             f"0..{self.num_classes - 1}")
+        return classes
+
+    def gradients(self, features, classes):
+        """d logit_c / d A for feature maps ``features`` (a Tensor or array) and classes ``classes``."""
+        import mindspore as ms
+        if not isinstance(features, ms.Tensor):
+            features = ms.Tensor(np.ascontiguousarray(features, dtype=np.float32))
+        onehot = np.zeros((features.shape[0], self.num_classes), dtype=np.float32)
+        onehot[np.arange(features.shape[0]), np.asarray(classes)] = 1.0
+        return self._grad(features, ms.Tensor(onehot)).asnumpy().astype(np.float32)
+
+    def __call__(self, images, class_index=None, output_size=None):
+        """images: (N, 3, H, W) network inputs (preprocessed as eval). class_index: None (the predicted
+        class), one class for all images, or one per image. output_size: (H, W) of the heatmaps (default
+        the input's)."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4:
+            raise ValueError(f"images must be (N, 3, H, W), got shape {images.shape}")
+        features = self.features(images)
+        logits = self._logits(features).asnumpy().astype(np.float32)
+        classes = self._classes(class_index, logits)
+        grads = self.gradients(features, classes)
+        fmap = features.asnumpy().astype(np.float32)
+        weights = grads.mean(axis=(2, 3))                              # (N, C)
+        raw = np.maximum(np.einsum("nc,nchw->nhw", weights, fmap), 0)  # (N, h, w)
+        size = tuple(output_size) if output_size is not None else images.shape[2:]
+        cams = normalize_cam(upsample_bilinear(raw, size))
+        return GradCAMResult(cams=cams, classes=classes, logits=logits, raw=raw, weights=weights)
+
+
+def grad_cam(net, images, class_index=None, output_size=None):
+    """One-shot ``GradCAM(net)(images, class_index, output_size)``."""
+    return GradCAM(net)(images, class_index, output_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# maps
+# ----------------------------------------------------------------------------------------------
+
+def _interp_matrix(n_out, n_in):
+    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, edges clamped."""
+    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    src = np.clip(src, 0.0, n_in - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, lo), 1.0 - frac)
+    np.add.at(m, (rows, hi), frac)
+    return m
+
+
+def upsample_bilinear(maps, size):
+    """Bilinear resize of (h, w) or (N, h, w) maps to ``size`` (H, W); float32."""
+    maps = np.asarray(maps, dtype=np.float64)
+    single = maps.ndim == 2
+    if single:
+        maps = maps[None]
+    height, width = int(size[0]), int(size[1])
+    ry = _interp_matrix(height, maps.shape[1])
+    rx = _interp_matrix(width, maps.shape[2])
+    out = np.einsum("Hh,nhw,Ww->nHW", ry, maps, rx).astype(np.float32)
+    return out[0] if single else out
+
+
+def normalize_cam(cams):
+    """Per map ``(cam - min) / (max - min)``; a constant map becomes zeros."""
+    cams = np.asarray(cams, dtype=np.float32)
+    single = cams.ndim == 2
+    c = cams[None] if single else cams
+    lo = c.min(axis=(1, 2), keepdims=True)
+    span = c.max(axis=(1, 2), keepdims=True) - lo
+    out = np.divide(c - lo, span, out=np.zeros_like(c), where=span > 0)
+    return out[0] if single else out
+
+
+def denormalize(image, mean=None, std=None):
+    """A network input (3, H, W), normalised with ImageNet mean/std on 0-255 pixels, as HWC uint8."""
+    if mean is None or std is None:
+        from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+        mean = IMAGENET_MEAN if mean is None else mean
+        std = IMAGENET_STD if std is None else std
+    x = np.asarray(image, dtype=np.float64)
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) image, got {x.shape}")
+    x = x * np.asarray(std, dtype=np.float64)[:, None, None] + np.asarray(mean, dtype=np.float64)[:, None, None]
+    return np.clip(x, 0, 255).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def _builtin_jet(x):
+    """matplotlib's ``jet`` in closed form (blue -> cyan -> yellow -> red)."""
+    r = np.clip(1.5 - np.abs(4.0 * x - 3.0), 0, 1)
+    g = np.clip(1.5 - np.abs(4.0 * x - 2.0), 0, 1)
+    b = np.clip(1.5 - np.abs(4.0 * x - 1.0), 0, 1)
+    return np.stack([r, g, b], axis=-1)
+
+
+def apply_colormap(cam, colormap="jet"):
+    """(H, W) values in [0, 1] -> (H, W, 3) uint8 colours: matplotlib's ``colormap`` when importable
+    (and known), else the built-in jet."""
+    x = np.clip(np.nan_to_num(np.asarray(cam, dtype=np.float64)), 0.0, 1.0)
+    rgb = None
+    try:
+        import matplotlib
+        rgb = matplotlib.colormaps[colormap](x)[..., :3]
+    except (ImportError, KeyError, AttributeError):
+        pass
+    if rgb is None:
+        rgb = _builtin_jet(x)
+    return (rgb * 255.0).round().astype(np.uint8)
+
+
+def overlay_cam(image, cam, alpha=0.5, colormap="jet"):
+    """The heatmap ``cam`` (h, w in [0, 1], resized to the image) blended onto ``image`` (a path, a PIL
+    image or an HWC/HW array): ``(1 - alpha) * image + alpha * colour``. Returns an RGB ``PIL.Image``."""
+    from PIL import Image
+
+    from src.analysis.plots import load_rgb
+
+    base = np.asarray(load_rgb(image), dtype=np.float64)
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.shape != base.shape[:2]:
+        cam = upsample_bilinear(cam, base.shape[:2])
+    heat = apply_colormap(cam, colormap).astype(np.float64)
+    out = (1.0 - alpha) * base + alpha * heat
+    return Image.fromarray(np.clip(out, 0, 255).round().astype(np.uint8))
+
+
+def save_cam_overlay(image, cam, path, alpha=0.5, colormap="jet", caption=None, side_by_side=False,
+                     min_size=160):
+    """Writes the overlay as PNG to ``path`` (atomically) and returns the absolute path.
+
+    side_by_side: the image on the left, the overlay on the right. caption: a text line under it (e.g.
+    ``"pred: tabby cat (p=0.81)"``). Images smaller than ``min_size`` pixels on their longer side are
+    enlarged pixel by pixel (32 px inputs stay readable).
+    """
+    from PIL import Image, ImageDraw
+
+    from src.analysis.plots import _fit, _font, _save_png, load_rgb
+
+    base = load_rgb(image)
+    over = overlay_cam(base, cam, alpha, colormap)
+    scale = max(1, int(np.ceil(min_size / max(base.size))))
+    if scale > 1:
+        base = base.resize((base.width * scale, base.height * scale), Image.NEAREST)
+        over = over.resize((over.width * scale, over.height * scale), Image.NEAREST)
+    panels = [base, over] if side_by_side else [over]
+    gap = 4 if side_by_side else 0
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    strip = 18 if caption else 0
+    canvas = Image.new("RGB", (width, over.height + strip), (255, 255, 255))
+    x = 0
+    for p in panels:
+        canvas.paste(p, (x, 0))
+        x += p.width + gap
+    if caption:
+        draw = ImageDraw.Draw(canvas)
+        font = _font(11)
+        draw.text((3, over.height + 2), _fit(draw, str(caption), font, width - 6), fill=(0, 0, 0), font=font)
+    return _save_png(canvas, os.fspath(path))

@@ -1,0 +1,510 @@
+"""Per-class metrics, the confusion matrix and the most confident mistakes of a classifier, batch by batch.
+
+``EvalAccumulator`` is fed one batch at a time (logits, or top-k indices with optional confidences) and
+keeps only what the reports need, whatever the dataset size:
+
+* the confusion matrix, int64 ``K x K``, rows = true class, columns = top-1 predicted class
+  (8 MB for 1000 classes);
+* the per-class top-k hits, int64 ``K`` (top-5 recall);
+* a bounded min-heap of the ``worst_n`` most confident wrong predictions
+  ``(confidence, true, predicted, sample index)``; confidence is the softmax probability of the
+  predicted class.
+
+Top-k follows ``src.evaluation.topk_correct`` exactly (stable sort of the negated logits: ties go to the
+lower class index), so ``trace(matrix)`` and ``topk_hits.sum()`` equal ``evaluate``'s top-1 / top-5
+counts on the same logits. With fewer than ``k`` classes every label is within the top-k.
+
+Distributed eval: every rank feeds its own shard, then ``counts_vector()`` (a flat ``K*K + K`` vector)
+is summed across ranks (``src.evaluation._SumAcrossRanks``) and ``load_counts_vector(summed)`` puts the
+totals back; ``mistakes_vector(slot=rank, slots=group_size)`` / ``load_mistakes_vector(summed)`` do the
+same for the mistake heaps (each rank fills only its own slot, so a sum is a gather). The vectors are
+exact through a float32 AllReduce while every count is below 2**24 (16.7 million) and every sample
+index too. ``merge(other)`` does the same in one process.
+
+Definitions (the 0/0 cases, explicitly):
+
+* ``images`` (support) = row sum; ``top1_correct`` = diagonal; ``predicted`` = column sum.
+* recall = top1_correct / images and top5_recall = top-k hits / images; **undefined (NaN)** when the
+  class has no image.
+* precision = top1_correct / predicted; when the class was never predicted it is **0.0** if the class
+  has images (scikit-learn's ``zero_division=0``) and **NaN** if it has none.
+* F1 = 2PR / (P + R); 0.0 when P + R = 0; NaN when recall is NaN.
+* Macro averages (precision, recall, F1, top-5 recall) are plain means over the classes **with at least
+  one image** (a 1000-class model scored on a 100-class subset averages over those 100), so they are
+  always defined when any image was scored; macro F1 is the mean of the per-class F1 values
+  (scikit-learn's), not the F1 of macro P and R.
+* Confused pairs: off-diagonal cells with a non-zero count, largest count first (ties: lower true
+  index, then lower predicted index); ``fraction`` = count / images of the true class.
+
+CSV files are UTF-8, written atomically, with the csv module's quoting (ImageNet names hold commas);
+names go through ``display_name`` (undecodable bytes and control characters become visible escapes),
+NaN is an empty cell.
+"""
+import csv
+import heapq
+import io
+import math
+import os
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PER_CLASS_FIELDS", "Mistake", "EvalAccumulator", "analyze", "confusion_matrix", "topk_indices",
+           "softmax_confidence", "per_class_metrics", "macro_averages", "top_confused_pairs", "display_name",
+           "default_class_names", "write_per_class_csv", "write_confusion_matrix_csv", "read_per_class_csv",
+           "read_confusion_matrix_csv"]
+
+PER_CLASS_FIELDS = ("class_index", "class_name", "images", "top1_correct", "precision", "recall", "f1",
+                    "top5_recall")
+_NO_MISTAKE = -1.0  # confidence marking an empty row of a mistakes vector
+
+
+# ----------------------------------------------------------------------------------------------
+# names
+# ----------------------------------------------------------------------------------------------
+
+def display_name(name):
+    """A class name that any UTF-8 file, terminal or plot can show.
+
+    ``bytes`` are decoded as UTF-8 with undecodable bytes as ``\\xNN``; a ``str`` holding surrogate
+    escapes (what ``os.listdir`` returns for a folder name that is not valid UTF-8) gets its original
+    bytes back the same way; control characters (newline, tab, ...) become ``\\n``, ``\\t``, ``\\xNN``.
+    Anything else goes through ``str``.
+    """
+    if isinstance(name, (bytes, bytearray)):
+        text = bytes(name).decode("utf-8", "backslashreplace")
+    else:
+        text = str(name)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:  # lone surrogates outside the escape range
+                text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        text = "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" else c
+                       for c in text)
+    return text
+
+
+def default_class_names(num_classes):
+    return [f"class_{i}" for i in range(int(num_classes))]
+
+
+def _names(class_names, num_classes):
+    if class_names is None:
+        return default_class_names(num_classes)
+    names = [display_name(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names given for {num_classes} classes")
+    return names
+
+
+# ----------------------------------------------------------------------------------------------
+# batch helpers
+# ----------------------------------------------------------------------------------------------
+
+def topk_indices(logits, k=5):
+    """The ``k`` best classes per row, best first; ties towards the lower index (as ``topk_correct``)."""
+    logits = np.asarray(logits)
+    return np.argsort(-logits.astype(np.float32), axis=1, kind="stable")[:, :k]
+
+
+def softmax_confidence(logits, classes):
+    """Softmax probability of ``classes[i]`` in row ``i`` of ``logits`` (float64, stable)."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(x).sum(axis=1))
+    return np.exp(x[np.arange(x.shape[0]), np.asarray(classes)] - log_z)
+
+
+def _labels(labels, num_classes):
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be class indices of shape [B] (got shape {arr.shape}; soft labels "
+                         "cannot fill a confusion matrix)")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError("labels must be integer class indices")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+        bad = arr[(arr < 0) | (arr >= num_classes)][0]
+        raise ValueError(f"label {bad} is outside 0..{num_classes - 1}")
+    return arr
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """int64 ``K x K`` counts, rows = true class, columns = predicted class."""
+    labels = _labels(labels, num_classes)
+    predictions = _labels(predictions, num_classes)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} do not match")
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).astype(
+        np.int64).reshape(num_classes, num_classes)
+
+
+# ----------------------------------------------------------------------------------------------
+# the accumulator
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mistake:
+    confidence: float  # softmax probability of the predicted class
+    true: int
+    predicted: int
+    index: int         # sample index (see EvalAccumulator's index_offset / index_stride)
+
+
+class EvalAccumulator:
+    """Confusion matrix, per-class top-k hits and the ``worst_n`` most confident mistakes, fed batch by batch.
+
+    num_classes: K. topk: the k of top-k recall (5). worst_n: how many mistakes to keep (0: none).
+    index_offset, index_stride: the sample index of the i-th image fed (when ``update`` gets no
+    ``indices``) is ``index_offset + i * index_stride``; ``(rank, group_size)`` gives the global index
+    in the file list for ``src.data.pipeline``'s eval shards (rank r holds images r, r+G, r+2G, ...).
+    """
+
+    def __init__(self, num_classes, topk=5, worst_n=0, index_offset=0, index_stride=1):
+        self.num_classes = int(num_classes)
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+        self.topk = int(topk)
+        self.worst_n = max(int(worst_n), 0)
+        self.index_offset = int(index_offset)
+        self.index_stride = int(index_stride)
+        self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+        self.topk_hits = np.zeros(self.num_classes, dtype=np.int64)
+        self.seen = 0  # images fed to this accumulator (not counting merged / loaded ones)
+        self._heap = []  # min-heap of (confidence, -index, true, predicted)
+
+    # -- feeding ---------------------------------------------------------------------------------
+    def _indices(self, n, indices):
+        if indices is None:
+            local = np.arange(self.seen, self.seen + n, dtype=np.int64)
+            return self.index_offset + local * self.index_stride
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.shape[0] != n:
+            raise ValueError(f"{indices.shape[0]} sample indices for {n} images")
+        return indices
+
+    def update(self, logits, labels, indices=None):
+        """One batch of logits ``[B, K]`` and integer labels ``[B]``; ``indices`` the samples' indices."""
+        logits = np.asarray(logits)
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits must be [B, {self.num_classes}], got {logits.shape}")
+        top = topk_indices(logits, self.topk)
+        confidences = None
+        if self.worst_n:
+            confidences = softmax_confidence(logits, top[:, 0])
+        self.update_topk(labels, top, confidences, indices)
+
+    def update_topk(self, labels, topk, confidences=None, indices=None):
+        """One batch of top-k predicted indices ``[B, k]`` (best first; ``[B]`` is top-1 only, and then
+        no top-k hit is counted beyond it). ``confidences`` ``[B]`` (the top-1's probability) feeds the
+        mistakes heap; without it no mistake is kept."""
+        labels = _labels(labels, self.num_classes)
+        topk = np.asarray(topk)
+        if topk.ndim == 1:
+            topk = topk[:, None]
+        if topk.ndim != 2 or topk.shape[0] != labels.shape[0]:
+            raise ValueError(f"top-k indices {topk.shape} and labels {labels.shape} do not match")
+        topk = topk[:, :self.topk].astype(np.int64)
+        if topk.size and (topk.min() < 0 or topk.max() >= self.num_classes):
+            raise ValueError(f"predicted class outside 0..{self.num_classes - 1}")
+        n = labels.shape[0]
+        indices = self._indices(n, indices)
+        pred = topk[:, 0]
+        np.add.at(self.matrix, (labels, pred), 1)
+        hit = np.any(topk == labels[:, None], axis=1)
+        np.add.at(self.topk_hits, labels[hit], 1)
+        self.seen += n
+        if self.worst_n and confidences is not None and n:
+            self._push_mistakes(np.asarray(confidences, dtype=np.float64).reshape(-1), labels, pred, indices)
+
+    def _push_mistakes(self, conf, labels, pred, indices):
+        wrong = np.flatnonzero(pred != labels)
+        if not wrong.size:
+            return
+        if wrong.size > self.worst_n:  # only this batch's best candidates can enter the heap
+            order = np.lexsort((indices[wrong], -conf[wrong]))[:self.worst_n]
+            wrong = wrong[order]
+        for i in wrong:
+            self._push((float(conf[i]), -int(indices[i]), int(labels[i]), int(pred[i])))
+
+    def _push(self, item):
+        if len(self._heap) < self.worst_n:
+            heapq.heappush(self._heap, item)
+        elif item > self._heap[0]:  # more confident, or as confident with a lower index
+            heapq.heapreplace(self._heap, item)
+
+    # -- combining -------------------------------------------------------------------------------
+    def merge(self, other):
+        """Adds ``other``'s counts and mistakes to this one (same ``num_classes``); returns self."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")
+        self.matrix += other.matrix
+        self.topk_hits += other.topk_hits
+        for item in other._heap:
+            self._push(item)
+        return self
+
+    @staticmethod
+    def counts_vector_size(num_classes):
+        return int(num_classes) * int(num_classes) + int(num_classes)
+
+    def counts_vector(self, dtype=np.float64):
+        """``[matrix.ravel(), topk_hits]`` as one flat vector (``K*K + K``) to sum across ranks."""
+        return np.concatenate([self.matrix.ravel(), self.topk_hits]).astype(dtype)
+
+    def load_counts_vector(self, vector):
+        """Replaces the counts with a (summed) ``counts_vector``; the values must be whole numbers >= 0."""
+        vec = np.asarray(vector, dtype=np.float64).reshape(-1)
+        k = self.num_classes
+        if vec.size != self.counts_vector_size(k):
+            raise ValueError(f"counts vector of {vec.size} values, expected {self.counts_vector_size(k)} "
+                             f"for {k} classes")
+        rounded = np.rint(vec)
+        if np.any(rounded < 0) or np.max(np.abs(vec - rounded), initial=0.0) > 1e-3:
+            raise ValueError("counts vector holds negative or fractional counts")
+        rounded = rounded.astype(np.int64)
+        self.matrix = rounded[:k * k].reshape(k, k).copy()
+        self.topk_hits = rounded[k * k:].copy()
+        return self
+
+    def mistakes_vector(self, slot=0, slots=1, dtype=np.float64):
+        """The kept mistakes as a flat ``slots * worst_n * 4`` vector ``(confidence, true, predicted, index)``
+        filled only in ``slot`` (rank ``slot`` of ``slots``), zeros elsewhere: summed across ranks it holds
+        every rank's mistakes. Empty rows of the own slot have confidence -1."""
+        if not 0 <= slot < slots:
+            raise ValueError(f"slot {slot} outside 0..{slots - 1}")
+        out = np.zeros((slots, self.worst_n, 4), dtype=np.float64)
+        out[slot, :, 0] = _NO_MISTAKE
+        for row, m in enumerate(self.worst_mistakes()):
+            out[slot, row] = (m.confidence, m.true, m.predicted, m.index)
+        return out.reshape(-1).astype(dtype)
+
+    def load_mistakes_vector(self, vector):
+        """Replaces the kept mistakes with the ``worst_n`` best of a (summed) ``mistakes_vector``."""
+        rows = np.asarray(vector, dtype=np.float64).reshape(-1, 4)
+        self._heap = []
+        for conf, true, pred, index in rows:
+            if conf >= 0:
+                self._push((float(conf), -int(round(index)), int(round(true)), int(round(pred))))
+        return self
+
+    def all_reduce(self, rank, group_size, reducer=None):
+        """Distributed eval: replaces this rank's counts and mistakes by those of all ranks (every rank must
+        call it; all hold the totals afterwards). One AllReduce of ``counts_vector`` + ``mistakes_vector``
+        through ``reducer`` (default ``src.evaluation._SumAcrossRanks``, float32: exact below 2**24 per
+        count and sample index, checked). No-op for ``group_size <= 1``. Returns self."""
+        if group_size <= 1:
+            return self
+        if reducer is None:
+            from src.evaluation import _SumAcrossRanks
+            reducer = _SumAcrossRanks()
+        counts = self.counts_vector(np.float64)
+        mistakes = self.mistakes_vector(slot=rank, slots=group_size, dtype=np.float64)
+        summed = np.asarray(reducer(np.concatenate([counts, mistakes])), dtype=np.float64)
+        if summed.size != counts.size + mistakes.size:
+            raise ValueError(f"the reducer returned {summed.size} values for {counts.size + mistakes.size}")
+        if np.max(summed[:counts.size], initial=0.0) >= 2 ** 24 or np.max(summed[counts.size:], initial=0.0) >= 2 ** 24:
+            raise ValueError("a count or sample index reached 2**24: a float32 AllReduce is no longer exact")
+        self.load_counts_vector(summed[:counts.size])
+        self.load_mistakes_vector(summed[counts.size:])
+        return self
+
+    # -- results ---------------------------------------------------------------------------------
+    @property
+    def total(self):
+        return int(self.matrix.sum())
+
+    @property
+    def top1_correct(self):
+        return int(np.trace(self.matrix))
+
+    @property
+    def topk_correct(self):
+        return int(self.topk_hits.sum())
+
+    def worst_mistakes(self):
+        """The kept mistakes, most confident first (ties: lower sample index first)."""
+        return [Mistake(confidence=c, true=t, predicted=p, index=-neg)
+                for c, neg, t, p in sorted(self._heap, reverse=True)]
+
+    def per_class(self, class_names=None):
+        return per_class_metrics(self.matrix, self.topk_hits, class_names)
+
+    def summary(self, class_names=None, top_pairs=10):
+        """For eval_result.json: counts, macro P/R/F1/top-k recall and the ``top_pairs`` most confused pairs."""
+        names = _names(class_names, self.num_classes)
+        macro = macro_averages(self.per_class(names))
+        return {
+            "images": self.total,
+            "top1_correct": self.top1_correct,
+            f"top{self.topk}_correct": self.topk_correct,
+            "classes_with_images": macro["classes"],
+            "macro_precision": macro["precision"],
+            "macro_recall": macro["recall"],
+            "macro_f1": macro["f1"],
+            f"macro_top{self.topk}_recall": macro["top5_recall"],
+            "top_confused_pairs": top_confused_pairs(self.matrix, top_pairs, names),
+        }
+
+
+def analyze(labels, logits=None, topk=None, num_classes=None, confidences=None, k=5, worst_n=0):
+    """One-shot: an ``EvalAccumulator`` fed with all of ``labels`` and either ``logits`` ``[N, K]`` or
+    top-k indices ``topk`` ``[N, k]`` (then ``num_classes`` is required)."""
+    if (logits is None) == (topk is None):
+        raise ValueError("pass exactly one of logits and topk")
+    if logits is not None:
+        logits = np.asarray(logits)
+        num_classes = logits.shape[1] if num_classes is None else num_classes
+    elif num_classes is None:
+        raise ValueError("num_classes is required with top-k indices")
+    acc = EvalAccumulator(num_classes, topk=k, worst_n=worst_n)
+    if logits is not None:
+        acc.update(logits, labels)
+    else:
+        acc.update_topk(labels, topk, confidences)
+    return acc
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics from counts
+# ----------------------------------------------------------------------------------------------
+
+def per_class_metrics(matrix, topk_hits=None, class_names=None):
+    """One dict per class with ``PER_CLASS_FIELDS`` (plus ``predicted``), NaN where undefined (module doc)."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    k = matrix.shape[0]
+    if matrix.shape != (k, k):
+        raise ValueError(f"confusion matrix must be square, got {matrix.shape}")
+    names = _names(class_names, k)
+    images = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    correct = np.diag(matrix)
+    hits = np.full(k, -1, dtype=np.int64) if topk_hits is None else np.asarray(topk_hits, dtype=np.int64)
+    rows = []
+    for i in range(k):
+        n, p, c = int(images[i]), int(predicted[i]), int(correct[i])
+        recall = c / n if n else math.nan
+        if p:
+            precision = c / p
+        else:
+            precision = 0.0 if n else math.nan
+        if math.isnan(recall) or math.isnan(precision):
+            f1 = math.nan
+        elif precision + recall == 0:
+            f1 = 0.0
+        else:
+            f1 = 2 * precision * recall / (precision + recall)
+        top5 = hits[i] / n if n and hits[i] >= 0 else math.nan
+        rows.append({"class_index": i, "class_name": names[i], "images": n, "top1_correct": c,
+                     "predicted": p, "precision": precision, "recall": recall, "f1": f1,
+                     "top5_recall": float(top5)})
+    return rows
+
+
+def macro_averages(rows):
+    """Means of precision, recall, F1 and top-5 recall over the classes with images; None when there are none."""
+    present = [r for r in rows if r["images"] > 0]
+    out = {"classes": len(present)}
+    for key in ("precision", "recall", "f1", "top5_recall"):
+        values = [r[key] for r in present if not math.isnan(r[key])]
+        out[key] = float(np.mean(values)) if values else None
+    return out
+
+
+def top_confused_pairs(matrix, n=10, class_names=None):
+    """The ``n`` largest off-diagonal cells: ``[{true, true_name, predicted, predicted_name, count, fraction}]``."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    k = matrix.shape[0]
+    names = _names(class_names, k)
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    t, p = np.nonzero(off)
+    if not t.size or n <= 0:
+        return []
+    counts = off[t, p]
+    order = np.lexsort((p, t, -counts))[:n]
+    images = matrix.sum(axis=1)
+    return [{"true": int(t[i]), "true_name": names[t[i]], "predicted": int(p[i]), "predicted_name": names[p[i]],
+             "count": int(counts[i]), "fraction": round(float(counts[i] / images[t[i]]), 6)} for i in order]
+
+
+# ----------------------------------------------------------------------------------------------
+# files
+# ----------------------------------------------------------------------------------------------
+
+def _write_text_atomic(text, path):
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _fmt(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return value
+
+
+def write_per_class_csv(rows, path):
+    """``per_class.csv``: a header of ``PER_CLASS_FIELDS`` and one row per class; returns the absolute path."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(PER_CLASS_FIELDS)
+    for r in rows:
+        writer.writerow([_fmt(display_name(r[k]) if k == "class_name" else r[k]) for k in PER_CLASS_FIELDS])
+    return _write_text_atomic(buf.getvalue(), path)
+
+
+def write_confusion_matrix_csv(matrix, class_names, path):
+    """``confusion_matrix.csv``: header ``true_index,true_name,<predicted name 0>,...``, then one row per true
+    class ``i,name_i,count_i0,...`` (raw counts). Returns the absolute path."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    names = _names(class_names, matrix.shape[0])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["true_index", "true_name"] + names)
+    for i, name in enumerate(names):
+        writer.writerow([i, name] + matrix[i].tolist())
+    return _write_text_atomic(buf.getvalue(), path)
+
+
+def read_per_class_csv(path):
+    """Rows of ``per_class.csv`` with numbers parsed (empty cells -> NaN)."""
+    out = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f):
+            row = {"class_index": int(r["class_index"]), "class_name": r["class_name"],
+                   "images": int(r["images"]), "top1_correct": int(r["top1_correct"])}
+            for key in ("precision", "recall", "f1", "top5_recall"):
+                row[key] = float(r[key]) if r[key] != "" else math.nan
+            out.append(row)
+    return out
+
+
+def read_confusion_matrix_csv(path):
+    """``(matrix int64 K x K, names)`` from ``confusion_matrix.csv``."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    names = [r[1] for r in rows[1:]]
+    matrix = np.asarray([[int(v) for v in r[2:]] for r in rows[1:]], dtype=np.int64).reshape(len(names), -1)
+    return matrix, names

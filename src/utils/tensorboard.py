@@ -1,0 +1,229 @@
+"""TensorBoard scalars for training runs, through tensorboardX (no TensorFlow, no PyTorch needed).
+
+    tb = create_tensorboard_logger(cfg.tensorboard_dir, run_dir, rank)        # None when off or rank != 0
+    tb.add_scalars(global_step, step_scalars(loss=..., lr=..., images_per_sec=..., loss_scale=...))
+    tb.add_scalars(global_step, epoch_scalars(row))   # row: the dict written to metrics.csv
+    tb.close()
+
+* One folder per run: ``<tensorboard_dir>/<run name>/`` (the run folder's name, e.g.
+  ``2026-11-26_time_10_00_00``), so ``tensorboard --logdir <tensorboard_dir>`` compares runs. A resumed run
+  writes a new event file in the same folder; pass ``purge_step`` (the global step it resumes from) and
+  TensorBoard hides what the interrupted run had logged from that step on.
+* Every scalar is logged against the **global step** (epoch-level values at the global step of the epoch's
+  end, with ``epoch/epoch`` holding the epoch number), so step and epoch curves share one axis and
+  ``purge_step`` applies to all of them.
+* ``add_scalars`` calls tensorboardX's ``add_scalar`` once per tag. (tensorboardX's own ``add_scalars``
+  would write one sub-folder per tag and keep every value in memory.)
+* tensorboardX is imported lazily, only when a logger is created; without it ``TensorBoardUnavailable``
+  (an ImportError) names the package and the pin to install. tensorboardX's writer module imports PyTorch
+  when PyTorch is installed, only to recognise torch tensors; that import (1.4 s, ~GB of libraries in a
+  MindSpore process) is blocked while tensorboardX loads, unless torch is already imported.
+* Which rank logs is the caller's choice (``create_tensorboard_logger`` returns None off rank 0).
+
+``read_scalars(path)`` reads event files back (tfrecord framing with CRC checks, tensorboardX's protobuf
+classes): ``{tag: [(step, value), ...]}``, for tests and tools without TensorBoard installed.
+"""
+import contextlib
+import glob
+import os
+import struct
+import sys
+
+__all__ = ["TENSORBOARDX_PIN", "TensorBoardUnavailable", "TensorBoardLogger", "create_tensorboard_logger",
+           "step_scalars", "epoch_scalars", "STEP_TAGS", "EPOCH_TAGS", "read_scalars", "event_files"]
+
+TENSORBOARDX_PIN = "tensorboardX==2.6.5"
+
+#: step_scalars() keyword -> tag
+STEP_TAGS = {"loss": "train/loss", "lr": "train/lr", "images_per_sec": "train/img_per_s",
+             "loss_scale": "train/loss_scale"}
+#: metrics.csv column (src.reporting.METRICS_FIELDS) -> tag
+EPOCH_TAGS = {"epoch": "epoch/epoch", "train_loss": "epoch/train_loss", "lr": "epoch/lr", "val_top1": "val/top1",
+              "val_top5": "val/top5", "epoch_time_s": "epoch/time_s", "images_per_sec": "epoch/img_per_s"}
+
+
+_writers_opened = 0
+
+
+class TensorBoardUnavailable(ImportError):
+    """tensorboard_dir is set but tensorboardX cannot be imported."""
+
+
+@contextlib.contextmanager
+def _without_torch():
+    """Makes ``import torch`` fail while tensorboardX loads (unless torch is already imported)."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+
+
+def _tensorboardx():
+    try:
+        with _without_torch():
+            import tensorboardX
+            from tensorboardX import SummaryWriter  # noqa: F401  (the writer module)
+            from tensorboardX.proto import event_pb2  # noqa: F401
+    except ImportError as err:
+        raise TensorBoardUnavailable(
+            f"tensorboard_dir is set but tensorboardX is not installed ({err}); pip install {TENSORBOARDX_PIN} "
+            "(it needs neither TensorFlow nor PyTorch), or leave tensorboard_dir empty") from None
+    return tensorboardX
+
+
+def _number(value):
+    """A float for TensorBoard, or None for a missing value ("" or None in metrics.csv)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if hasattr(value, "asnumpy"):  # a MindSpore tensor
+        value = value.asnumpy()
+    if hasattr(value, "item"):
+        value = value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"not a number: {value!r}") from None
+
+
+def step_scalars(loss=None, lr=None, images_per_sec=None, loss_scale=None):
+    """The per-step scalars as ``{tag: value}`` (None values left out)."""
+    values = {"loss": loss, "lr": lr, "images_per_sec": images_per_sec, "loss_scale": loss_scale}
+    return {STEP_TAGS[k]: v for k, v in values.items() if _number(v) is not None}
+
+
+def epoch_scalars(row):
+    """A metrics.csv row (``MetricsWriter.write`` keywords or a ``MetricsWriter.read`` row) as ``{tag: value}``;
+    empty cells (no validation this epoch) are left out, unknown columns ignored."""
+    return {tag: row[key] for key, tag in EPOCH_TAGS.items() if key in row and _number(row[key]) is not None}
+
+
+class TensorBoardLogger:
+    """A tensorboardX ``SummaryWriter`` on ``<tensorboard_dir>/<run_name>/`` that logs plain scalars."""
+
+    def __init__(self, tensorboard_dir, run_name=None, purge_step=None, flush_secs=30, max_queue=100):
+        tbx = _tensorboardx()
+        if not tensorboard_dir:
+            raise ValueError("tensorboard_dir is empty")
+        if run_name is None:
+            import datetime
+            run_name = datetime.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
+        self.log_dir = os.path.abspath(os.path.join(os.fspath(tensorboard_dir), str(run_name)))
+        os.makedirs(self.log_dir, exist_ok=True)
+        # tensorboardX names event files by the second and opens them with "wb": a second writer in the
+        # same second (a quick resume, tests) would overwrite the first file without a unique suffix.
+        global _writers_opened
+        _writers_opened += 1
+        suffix = f".{os.getpid()}.{_writers_opened:04d}"
+        with _without_torch():
+            self._writer = tbx.SummaryWriter(logdir=self.log_dir, purge_step=purge_step, flush_secs=int(flush_secs),
+                                             max_queue=int(max_queue), filename_suffix=suffix)
+        self.closed = False
+
+    def add_scalars(self, step, scalars):
+        """Logs every ``{tag: value}`` at global step ``step``; None / "" values are skipped. Returns the count."""
+        if self.closed:
+            raise RuntimeError(f"TensorBoard logger for {self.log_dir} is closed")
+        step = int(step)
+        n = 0
+        for tag, value in scalars.items():
+            number = _number(value)
+            if number is None:
+                continue
+            self._writer.add_scalar(str(tag), number, global_step=step)
+            n += 1
+        return n
+
+    def flush(self):
+        if not self.closed:
+            self._writer.flush()
+
+    def close(self):
+        if not self.closed:
+            self._writer.close()
+            self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def create_tensorboard_logger(tensorboard_dir, run_dir=None, rank=0, purge_step=None, **kwargs):
+    """The trainer's entry point: None when ``tensorboard_dir`` is empty or ``rank != 0``; else a
+    ``TensorBoardLogger`` whose run folder is named after ``run_dir`` (the training run folder).
+    Raises ``TensorBoardUnavailable`` when tensorboardX is missing (only then: with the option off,
+    nothing is imported)."""
+    if not tensorboard_dir or int(rank) != 0:
+        return None
+    name = os.path.basename(os.path.normpath(os.fspath(run_dir))) if run_dir else None
+    return TensorBoardLogger(tensorboard_dir, run_name=name, purge_step=purge_step, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------
+
+def event_files(path):
+    """The event files of ``path`` (a file, or a folder searched recursively), sorted."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return [path]
+    return sorted(glob.glob(os.path.join(path, "**", "events.out.tfevents.*"), recursive=True))
+
+
+def _records(path):
+    """The payloads of a TFRecord file: u64 length, u32 masked CRC-32C of it, data, u32 masked CRC of the data."""
+    with _without_torch():
+        from tensorboardX.record_writer import masked_crc32c
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(12)
+            if not header:
+                return
+            if len(header) < 12:
+                raise ValueError(f"{path}: truncated record header")
+            length, length_crc = struct.unpack("<QI", header)
+            if masked_crc32c(header[:8]) != length_crc:
+                raise ValueError(f"{path}: bad length CRC")
+            data = f.read(length)
+            footer = f.read(4)
+            if len(data) < length or len(footer) < 4:
+                raise ValueError(f"{path}: truncated record")
+            if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+                raise ValueError(f"{path}: bad data CRC")
+            yield data
+
+
+def read_scalars(path):
+    """``{tag: [(step, value), ...]}`` from the event files of ``path``, in file then write order, with
+    TensorBoard's purge rule applied (a session START at step s drops earlier values with step >= s)."""
+    _tensorboardx()
+    with _without_torch():
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+    out = {}
+    for name in event_files(path):
+        for data in _records(name):
+            event = Event()
+            event.ParseFromString(data)
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                for tag in out:
+                    out[tag] = [(s, v) for s, v in out[tag] if s < event.step]
+            if not event.HasField("summary"):
+                continue
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    number = value.simple_value
+                elif value.HasField("tensor") and value.tensor.float_val:
+                    number = value.tensor.float_val[0]
+                else:
+                    continue
+                out.setdefault(value.tag, []).append((int(event.step), float(number)))
+    return out
+
