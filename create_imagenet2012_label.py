@@ -7,14 +7,16 @@ folder is mapped by its basename to the class index, e.g. {"ILSVRC2012_val_00000
 as the model zoo's script did. Files directly in img_path are ignored (reported).
 
 Usage: python create_imagenet2012_label.py --img_path=/path/to/val [--output=./imagenet_label.json]
-Exit status: 0 written, 2 bad input (missing or empty folder, duplicate file names).
+Exit status: 0 written, 2 bad input (missing or empty folder, duplicate file names, an output that cannot
+be written, a bad command line): one ``error:`` line on stderr.
 """
 import argparse
 import json
 import os
 import sys
+import tempfile
 
-__all__ = ["LabelError", "build_labels", "write_labels", "main"]
+__all__ = ["LabelError", "build_labels", "check_output", "write_labels", "main"]
 
 
 class LabelError(ValueError):
@@ -68,45 +70,86 @@ def build_labels(img_path):
     return labels, classes, stats
 
 
+def check_output(output):
+    """Raises LabelError when the label JSON cannot be written at ``output`` (before the folder is scanned)."""
+    full = os.path.abspath(output)
+    if os.path.isdir(full):
+        raise LabelError(f"--output {output} is a folder; expected a file name such as {output}/imagenet_label.json")
+    base = os.path.dirname(full)
+    while not os.path.lexists(base) and os.path.dirname(base) != base:
+        base = os.path.dirname(base)
+    if not os.path.isdir(base):
+        raise LabelError(f"--output {output}: cannot create its folder: {base} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write_probe.", dir=base)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise LabelError(f"--output {output}: cannot write in {base}: {err.strerror or err}") from None
+
+
 def write_labels(labels, output):
-    """Write the label JSON atomically (temporary file, then rename)."""
+    """Write the label JSON atomically (temporary file, then rename); LabelError when it cannot be written."""
     folder = os.path.dirname(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    tmp = output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(labels, f)
-    os.replace(tmp, output)
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(output) + ".", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(labels, f)
+        os.replace(tmp, output)
+    except OSError as err:
+        if tmp and os.path.exists(tmp):
+            os.remove(tmp)
+        raise LabelError(f"cannot write --output {output}: {err.strerror or err}") from None
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Bad command lines raise LabelError (one ``error:`` line, exit 2) instead of printing the usage."""
+
+    def error(self, message):
+        raise LabelError(f"{message} (see --help)")
+
+
+def _printable(name):
+    """A file name as it can be printed whatever its bytes (non-UTF-8 names are shown with escapes)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(name, str) else str(name)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Create the image-name -> class-index JSON for postprocess.py")
-    parser.add_argument("--img_path", required=True, help="ImageFolder root: <img_path>/<class>/<image>")
-    parser.add_argument("--output", default="./imagenet_label.json", help="JSON to write (default: %(default)s)")
-    args = parser.parse_args(argv)
-    print("[WARNING] Create imagenet label. Currently only use for Imagenet2012!")
     try:
+        parser = _ArgumentParser(description="Create the image-name -> class-index JSON for postprocess.py")
+        parser.add_argument("--img_path", required=True, help="ImageFolder root: <img_path>/<class>/<image>")
+        parser.add_argument("--output", default="./imagenet_label.json",
+                            help="JSON to write (default: %(default)s)")
+        args = parser.parse_args(argv)
+        print("[WARNING] Create imagenet label. Currently only use for Imagenet2012!")
+        check_output(args.output)
         labels, classes, stats = build_labels(args.img_path)
         write_labels(labels, args.output)
     except LabelError as err:
-        print(f"[ERROR] {err}", file=sys.stderr)
+        print(f"error: {_printable(str(err))}", file=sys.stderr)
         return 2
-    except OSError as err:
-        print(f"[ERROR] {err}", file=sys.stderr)
+    except OSError as err:  # a folder that cannot be listed
+        print(f"error: {_printable(str(err.filename or ''))}{': ' if err.filename else ''}{err.strerror or err}",
+              file=sys.stderr)
         return 2
     if stats["stray_files"]:
         print(f"[WARNING] {len(stats['stray_files'])} files directly in {args.img_path} ignored "
-              f"(not in a class folder): {', '.join(stats['stray_files'][:10])}", file=sys.stderr)
+              f"(not in a class folder): {', '.join(map(_printable, stats['stray_files'][:10]))}", file=sys.stderr)
     if stats["empty_classes"]:
         print(f"[WARNING] {len(stats['empty_classes'])} class folders hold no file: "
-              f"{', '.join(stats['empty_classes'][:10])}", file=sys.stderr)
+              f"{', '.join(map(_printable, stats['empty_classes'][:10]))}", file=sys.stderr)
     if stats["stem_clashes"]:
         a, b = stats["stem_clashes"][0]
         print(f"[WARNING] {len(stats['stem_clashes'])} file names differ only in their extension "
-              f"(e.g. {a} and {b}); the C++ app cannot write a result file for each", file=sys.stderr)
+              f"(e.g. {_printable(a)} and {_printable(b)}); the C++ app cannot write a result file for each",
+              file=sys.stderr)
     elif stats["first_dot_clashes"]:
         a, b = stats["first_dot_clashes"][0]
         print(f"[WARNING] {len(stats['first_dot_clashes'])} file names share the part before the first '.' "
-              f"(e.g. {a} and {b}); the zoo's C++ app would write both to one result file", file=sys.stderr)
+              f"(e.g. {_printable(a)} and {_printable(b)}); the zoo's C++ app would write both to one result file",
+              file=sys.stderr)
     print(f"[INFO] {len(classes)} classes, label file {args.output}")
     print(f"[INFO] Completed! Total {len(labels)} data.")
     return 0

@@ -16,6 +16,11 @@ counts are summed; rank 0 writes the results.
 Outputs: the model zoo's lines ``top1_correct=N, tot=M, acc=XX.XX%(TOP1)``, the TOP5 line and
 ``Inference Performance: X.XX img/sec``; ``<log_path>/<run>/eval_result.json`` (and ``result_file`` when
 given); the log ``<log_path>/<run>/eval_rank<R>.log``, the resolved ``config.yaml`` and ``run.json``.
+Beside the JSON (in ``<run>/<checkpoint stem>/`` when several checkpoints are scored), from the counts of
+all ranks (``src.analysis``): ``per_class.csv``, ``confusion_matrix.csv`` (rows = true class, columns =
+predicted, raw counts), ``confusion_matrix.png`` (needs matplotlib; without it the log says so) and
+``worst_mistakes.png`` (the ``worst_mistakes`` most confident wrong predictions); ``no_plots`` skips the
+PNGs. The JSON gains macro precision / recall / F1, the 10 most confused pairs and the worst mistakes' files.
 Exit status: 0 done, 2 bad input (the message names the file, key or value); a folder with unreadable
 checkpoints scores the others, writes their results and then exits 2 naming the unreadable ones.
 """
@@ -41,6 +46,34 @@ def _imagenet_class_index(data_dir, num_classes):
     return {f: index[f] for f in folders}
 
 
+def _class_names(bundle, num_classes, imagenet_labels, data_list, info):
+    """Names of the ``num_classes`` rows of the confusion matrix: ImageNet's when the labels are ImageNet
+    indices (synset folders) or a 1000-class model reads a data_list; else the data's class folders (gaps
+    ``class_<i>``); with a data_list the checkpoint's recorded names when it has them."""
+    from src.data.class_names import load_class_names, load_imagenet_synsets
+
+    names = [f"class_{i}" for i in range(num_classes)]
+    if data_list:
+        recorded = info.get("class_names") or []
+        if num_classes == 1000 and (not recorded or recorded == load_imagenet_synsets()):
+            return load_class_names(None, 1000)
+        return list(recorded[:num_classes]) + names[len(recorded):] if recorded else names
+    folders = {i: name for name, i in bundle.class_to_idx.items() if 0 <= i < num_classes}
+    if num_classes == 1000 and (imagenet_labels is not None or
+                                all(n == s for (i, n), s in zip(sorted(folders.items()), load_imagenet_synsets()))):
+        return load_class_names(None, 1000)
+    return [folders.get(i, names[i]) for i in range(num_classes)]
+
+
+def _analysis_dirs(ckpts, run_dir):
+    """Where each checkpoint's analysis files go: the run folder for one, ``<run>/<checkpoint stem>/`` for several."""
+    if len(ckpts) == 1:
+        return {ckpts[0]: run_dir}
+    stems = [os.path.splitext(os.path.basename(c))[0] for c in ckpts]
+    return {c: os.path.join(run_dir, stem if stems.count(stem) == 1 else os.path.basename(c))
+            for c, stem in zip(ckpts, stems)}
+
+
 def _read_checkpoints(cfg):
     """Every checkpoint to score and what each records; unreadable ones are returned apart."""
     from model_utils.config import ConfigError
@@ -64,6 +97,35 @@ def _read_checkpoints(cfg):
     return [c for c in ckpts if c in infos], infos, unreadable
 
 
+def _drop_unfitting(cfg, ckpts, infos, unreadable):
+    """Checkpoints that hold no CSPDarkNet53 weights, or whose recorded arch / num_classes contradict an
+    explicit ``--arch`` / ``--num_classes``, cannot be loaded: found here from what
+    ``checkpoint_model_info`` read, before any device work or run folder. A single checkpoint (or when
+    none is left) is an error; else they join ``unreadable``."""
+    from src.checkpoint import CheckpointError
+
+    fitting = []
+    for ckpt in ckpts:
+        info = infos[ckpt]
+        problem = info.get("problem")
+        if not problem and cfg.is_explicit("arch") and info.get("arch") and info["arch"] != cfg.model.arch:
+            problem = f"holds weights for arch {info['arch']!r} but --arch={cfg.model.arch}"
+        if not problem and cfg.is_explicit("num_classes") and info.get("num_classes") \
+                and int(info["num_classes"]) != cfg.model.num_classes:
+            problem = (f"has a {int(info['num_classes'])}-class head but --num_classes={cfg.model.num_classes} "
+                       "(leave num_classes out to use the checkpoint's)")
+        if not problem:
+            fitting.append(ckpt)
+        elif len(ckpts) + len(unreadable) == 1:
+            raise CheckpointError(f"{ckpt}: {problem}")
+        else:
+            unreadable.append((ckpt, f"{ckpt}: {problem}"))
+    if not fitting:
+        raise CheckpointError(f"no checkpoint in {cfg.weights.pretrained} fits the network asked for: " +
+                              "; ".join(e for _, e in unreadable))
+    return fitting
+
+
 def evaluate_job(cfg, run_log):
     from model_utils.config import save_config
     from src.archs import resolve_preprocess
@@ -71,19 +133,25 @@ def evaluate_job(cfg, run_log):
     from src.data import DatasetError
     from src.data.demo import with_demo_data
     from src.data.pipeline import create_dataset_from_config
+    from src.analysis.report import write_eval_analysis
     from src.evaluation import result_record, score_checkpoints
-    from src.utils.fileio import write_json_atomic
+    from src.utils.fileio import check_output_dir, check_output_file, write_json_atomic
     from src.utils.runtime import new_run_dir, start_context
 
     log = run_log.log
     ckpts, infos, unreadable = _read_checkpoints(cfg)  # before any device work: a wrong path fails fast
+    ckpts = _drop_unfitting(cfg, ckpts, infos, unreadable)
+    check_output_dir(cfg.eval.log_path, "log_path")
+    if cfg.eval.result_file:
+        check_output_file(cfg.eval.result_file, "result_file")
     note = None
     if not cfg.data.data_dir and not cfg.data.data_list:
         cfg, note = with_demo_data(cfg, "val")
     elif cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise DatasetError(f"dataset folder not found: {cfg.data.data_dir} (data_dir: an ImageFolder root, "
                            "root/<class>/<image>; leave it empty to evaluate the embedded demo data)")
-    first = infos[ckpts[0]]
+    # the network and preprocessing come from the first checkpoint that records (or implies) its arch
+    first = next((infos[c] for c in ckpts if infos[c].get("arch")), infos[ckpts[0]])
     arch, num_classes = resolve_model_info(first, cfg.model.arch, cfg.model.num_classes, cfg.is_explicit("arch"),
                                            cfg.is_explicit("num_classes"))
     given = {k for k in ("image_size", "eval_resize", "crop_pct") if cfg.is_explicit(k)}
@@ -100,7 +168,7 @@ def evaluate_job(cfg, run_log):
                                         rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
                                         **pre)
     if num_classes < len(bundle.class_to_idx) and class_to_idx is None:
-        raise CheckpointError(f"{ckpts[0]}: the model has {num_classes} classes but {data_dir} has "
+        raise CheckpointError(f"{cfg.weights.pretrained}: the model has {num_classes} classes but {data_dir} has "
                               f"{len(bundle.class_to_idx)} class folders")
 
     ctx.run_dir = new_run_dir(cfg.eval.log_path)
@@ -126,7 +194,31 @@ def evaluate_job(cfg, run_log):
             **pre}
     if cfg.data.data_list:
         desc["data_list"] = os.path.abspath(cfg.data.data_list)
-    scored = score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites)
+    dirs = _analysis_dirs(ckpts, ctx.run_dir)
+
+    def analyze(ckpt, acc):  # every rank, after the counts of all ranks were summed; rank 0 writes
+        if not ctx.is_main:
+            return None
+        names = _class_names(bundle, acc.num_classes, class_to_idx, cfg.data.data_list, infos[ckpt])
+        out = write_eval_analysis(acc, dirs[ckpt], names, image_for_index=bundle.path_of,
+                                  plots=not cfg.eval.no_plots, log=log)
+        log.info("analysis: %s", ", ".join(out.files[k] for k in out.files))
+        fields = dict(out.json_fields)
+        fields["worst_mistakes"] = [{"image": os.path.abspath(bundle.path_of(m.index)), "true": m.true,
+                                     "true_name": names[m.true], "predicted": m.predicted,
+                                     "predicted_name": names[m.predicted], "confidence": round(m.confidence, 6)}
+                                    for m in acc.worst_mistakes()]
+        fields["analysis_dir"] = os.path.abspath(dirs[ckpt])
+        return fields
+
+    not_loaded = []
+    scored = score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=analyze,
+                               failed=not_loaded if len(ckpts) + len(unreadable) > 1 else None)
+    unreadable += not_loaded
+    total_ckpts = len(ckpts) + len(unreadable) - len(not_loaded)
+    if not scored:
+        raise CheckpointError(f"none of the {total_ckpts} checkpoints in {cfg.weights.pretrained} could be "
+                              f"scored: " + "; ".join(e for _, e in unreadable))
     records = [result_record(ckpt, info, result, report, precision, ctx.device_target, desc)
                for ckpt, info, result, report, precision in scored]
     for rec in records:
@@ -149,8 +241,9 @@ def evaluate_job(cfg, run_log):
             paths.append(write_json_atomic(data, cfg.eval.result_file))
         log.info("results written to %s", ", ".join(paths))
     if unreadable:
-        raise CheckpointError(f"{len(unreadable)} of {len(ckpts) + len(unreadable)} checkpoints could not be read "
-                              f"and were not scored (the others were): " + "; ".join(e for _, e in unreadable))
+        raise CheckpointError(f"{len(unreadable)} of {total_ckpts} checkpoints could not be read or loaded "
+                              f"and were not scored (the others were; results in {ctx.run_dir}): "
+                              + "; ".join(e for _, e in unreadable))
     return 0
 
 

@@ -42,6 +42,7 @@ def _checkpoint(cfg):
 
 def _check_request(cfg):
     """Validates everything that needs no device or weights, so a bad request fails before any work."""
+    from src.utils.fileio import check_output_file
     from src.utils.runtime import resolve_device_target
 
     fmt = cfg.export.file_format.upper()
@@ -50,7 +51,7 @@ def _check_request(cfg):
         raise ConfigError(f"file_format=AIR needs an Ascend device (MindSpore writes AIR only with the Ascend "
                           f"backend) and this run's device is {target}; export MINDIR or ONNX instead")
     ckpt = _checkpoint(cfg)
-    out = export_path(cfg.export.file_name, fmt)
+    out = check_output_file(export_path(cfg.export.file_name, fmt), "file_name")
     return fmt, target, ckpt, out
 
 

@@ -27,7 +27,7 @@ number of labels given for it; this must be the same for every file. Then:
 Output: ``Total data: N, top1 accuracy: X, top5 accuracy: Y`` on stdout (N = images scored, X and Y
 plain fractions). Result files without a label and labels without a result file are counted and
 listed on stderr. Exit status: 0 done; 1 with --strict when such unmatched entries exist; 2 malformed
-input (the message names the file).
+input or command line (one ``error:`` line on stderr naming the file or flag).
 """
 import argparse
 import json
@@ -73,8 +73,10 @@ class PostprocessResult:
 
 def collect_result_files(result_path):
     """Return ({name: path} for every regular ``<name>_0.bin`` file, [other file names])."""
-    if not os.path.isdir(result_path):
+    if not os.path.exists(result_path):
         raise PostprocessError(f"result folder not found: {result_path}")
+    if not os.path.isdir(result_path):
+        raise PostprocessError(f"--result_path {result_path} is a file; expected the folder of <name>_0.bin files")
     results, ignored = {}, []
     for fname in sorted(os.listdir(result_path)):
         path = os.path.join(result_path, fname)
@@ -94,7 +96,9 @@ def load_labels(label_path):
             data = json.load(f)
     except FileNotFoundError:
         raise PostprocessError(f"label file not found: {label_path}") from None
-    except (OSError, ValueError) as err:
+    except IsADirectoryError:
+        raise PostprocessError(f"--label_path {label_path} is a folder; expected the label JSON file") from None
+    except (OSError, ValueError) as err:  # ValueError: bad JSON, or not UTF-8 (UnicodeDecodeError)
         raise PostprocessError(f"cannot read label file {label_path}: {err}") from None
     if not isinstance(data, dict):
         raise PostprocessError(f"label file {label_path}: expected a JSON object {{image name: class index}}")
@@ -239,8 +243,26 @@ def _report(items, what, stream):
     print(f"[WARNING] {len(items)} {what}: {shown}{more}", file=stream)
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Bad command lines raise PostprocessError (one ``error:`` line, exit 2) instead of printing the usage."""
+
+    def error(self, message):
+        raise PostprocessError(f"{message} (see --help)")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Top-1/top-5 accuracy of C++ inference result files")
+    try:
+        return _main(argv)
+    except PostprocessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file that vanished or cannot be read while scoring
+        print(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+def _main(argv):
+    parser = _ArgumentParser(description="Top-1/top-5 accuracy of C++ inference result files")
     parser.add_argument("--result_path", required=True, help="folder of <name>_0.bin result files")
     parser.add_argument("--label_path", required=True, help="label JSON from create_imagenet2012_label.py")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float16", "float32"),
@@ -250,15 +272,8 @@ def main(argv=None):
                         help="exit 1 when a result has no label or a label has no result")
     args = parser.parse_args(argv)
     if args.num_classes < 0:
-        parser.error("--num_classes must be >= 0")
-    try:
-        result = evaluate(args.result_path, args.label_path, args.dtype, args.num_classes)
-    except PostprocessError as err:
-        print(f"[ERROR] {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"[ERROR] {err}", file=sys.stderr)
-        return 2
+        parser.error(f"--num_classes must be >= 0, got {args.num_classes}")
+    result = evaluate(args.result_path, args.label_path, args.dtype, args.num_classes)
     print(f"[INFO] {result.dtype} logits, {result.num_classes} classes", file=sys.stderr)
     _report(result.results_without_label, "result files have no label", sys.stderr)
     _report(result.labels_without_result, "labels have no result file", sys.stderr)

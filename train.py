@@ -14,6 +14,23 @@ import sys
 from model_utils.entry import run_entry
 
 
+def check_outputs(cfg):
+    """Fails fast (before any device work, nothing created) when the run's folder cannot be written, or
+    a checkpoint to start from does not exist: the run folder of ``resume``, else ``ckpt_path``."""
+    import os
+
+    from src.checkpoint import CheckpointError, find_resume_checkpoint, run_folder_of
+    from src.utils.fileio import check_output_dir
+
+    if cfg.weights.pretrained and not os.path.exists(cfg.weights.pretrained):
+        raise CheckpointError(f"pretrained={cfg.weights.pretrained!r}: no such checkpoint file")
+    run_dir = run_folder_of(find_resume_checkpoint(cfg.train.resume)) if cfg.train.resume else None
+    if run_dir:
+        check_output_dir(run_dir, "resume")
+    else:
+        check_output_dir(cfg.train.ckpt_path, "ckpt_path")
+
+
 def train(cfg, run_log):
     from src.data.demo import with_demo_data
     from src.trainer import NonFiniteLoss, check_data_paths, fit
@@ -22,7 +39,8 @@ def train(cfg, run_log):
     note = None
     if not cfg.data.data_dir and not cfg.data.data_list:
         cfg, note = with_demo_data(cfg, "train")
-    check_data_paths(cfg)  # before any device work
+    check_outputs(cfg)  # before any device work
+    check_data_paths(cfg)
     ctx, rewrites = start_context(cfg.device, "train")
     run_log.set_rank(ctx.rank)
     if note:

@@ -267,6 +267,9 @@ class TrainConfig:
     log_interval: int = key("Log the loss and speed every log_interval steps.", check=_at_least(1))
     val_interval: int = key("Validate on val_data_dir every val_interval epochs (and after the last).",
                             check=_at_least(1))
+    tensorboard_dir: str = key("TensorBoard scalars (loss, lr, img/s, loss scale per step; val top-1/top-5 per "
+                               "epoch) to <tensorboard_dir>/<run name>/, rank 0 only; empty: off. Needs "
+                               "tensorboardX (pip install tensorboardX==2.6.5).")
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,9 @@ class WeightsConfig:
 class EvalConfig:
     log_path: str = key("Root of the eval output folders.")
     result_file: str = key("Eval/predict: also write the result JSON here; empty writes none.")
+    no_plots: bool = key("Eval: skip confusion_matrix.png and worst_mistakes.png; the CSVs are always written.")
+    worst_mistakes: int = key("Eval: how many of the most confident wrong predictions worst_mistakes.png shows "
+                              "(0: none).", check=_at_least(0))
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,10 @@ class PredictConfig:
     topk: int = key("Number of top classes reported per image.", check=_at_least(1))
     class_names_file: str = key("Class names: a names file (line i = class i) or a run's class_index.json; "
                                 "empty: the checkpoint's own, else ImageNet's or class_<i>.")
+    cam: bool = key("Predict: also save a Grad-CAM heatmap overlay per image (<index>_<name>_cam.png).")
+    cam_class: int = key("Predict: the class the Grad-CAM heatmap explains; -1: each image's predicted class.",
+                         check=_at_least(-1))
+    cam_dir: str = key("Predict: folder of the Grad-CAM PNGs; empty: beside result_file, else ./cam.")
 
 
 SECTIONS = {"modelarts": ModelArtsConfig, "device": DeviceConfig, "model": ModelConfig, "data": DataConfig,

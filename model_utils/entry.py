@@ -4,12 +4,13 @@ moxing sync), and turn every error the user can cause into one ``error:`` line w
 A job is ``job(cfg, run_log) -> exit status``; ``run_log`` (``src.utils.runtime.RunLog``) is the run's
 logger, whose file the job names once it knows where the run's outputs go.
 """
+import errno
 import os
 import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings bury the one-line error; before its import
 
-__all__ = ["user_errors", "run_entry"]
+__all__ = ["user_errors", "run_entry", "STORAGE_ERRNOS", "storage_error_message"]
 
 
 def user_errors():
@@ -45,6 +46,30 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
         return job(cfg, run_log)
     except errors as err:
         return user_error_exit(err, run_log)
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        return user_error_exit(storage_error_message(err), run_log)
+
+
+#: What a full disk, a quota, a file size limit or a read-only/forbidden location raise: the environment's
+#: fault, not the program's, so one ``error:`` line (the file and the reason) instead of a traceback.
+STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES",
+                                                              "EPERM", "ENOTDIR", "EISDIR")
+                           if hasattr(errno, name))
+
+
+def storage_error_message(err):
+    """One line for a storage ``OSError``: ``cannot write PATH: No space left on device (N MiB free there)``
+    for a full disk or a size limit, ``PATH: Read-only file system`` (the path and the OS reason) else."""
+    from src.utils.fileio import free_space
+
+    path = err.filename or ""
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG):
+        folder = os.path.dirname(os.path.abspath(path)) if path else "."
+        return f"cannot write {path or 'a file'}: {reason} ({free_space(folder)})"
+    return f"{path}: {reason}" if path else reason
 
 
 if __name__ == "__main__":  # pragma: no cover

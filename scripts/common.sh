@@ -12,11 +12,12 @@
 # shellcheck disable=SC2034  # used by the scripts that source this file
 CSPD_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# error + usage on stderr, exit 1
+# A wrong command line (the user's to fix): the error, then the usage, on stderr; exit 2 (the status
+# train.py / eval.py give bad input)
 die_usage() {
   echo "error: $*" >&2
   usage >&2
-  exit 1
+  exit 2
 }
 
 # error without usage (a problem found after the arguments were accepted), exit 1
@@ -40,18 +41,41 @@ resolve_python() {
   PYTHON_BIN="$(realpath -m -s -- "$PYTHON_BIN")"  # -s: a venv's python is a symlink; keep the venv
 }
 
-# Extra arguments must be --key=value flags; paths among them (known path keys) are made absolute,
-# because the job runs in its run folder. Result in EXTRA_FLAGS; --ckpt_path/--log_path also set
-# FLAG_OUTPUT_ROOT.
-CSPD_PATH_KEYS=" pretrained resume data_dir data_list val_data_dir config_path ckpt_path log_path "
+# Extra arguments are train.py/eval.py flags, written as either `--key=value` or `--key value` (a bare
+# `--flag` followed by another flag, or last, is a boolean switch). Values are passed on as one word
+# each, spaces and all. Paths among them (known path keys) are made absolute, because the job runs in
+# its run folder. Result in EXTRA_FLAGS (every flag as `--key=value`, or a bare `--flag`);
+# --ckpt_path/--log_path also set FLAG_OUTPUT_ROOT.
+CSPD_PATH_KEYS=" pretrained resume data_dir data_list val_data_dir config_path ckpt_path log_path ckpt_file "
+CSPD_PATH_KEYS+="image_path class_names_file result_file file_name "
 parse_extra_flags() {
   EXTRA_FLAGS=()
   FLAG_OUTPUT_ROOT=""
-  local arg key value
-  for arg in "$@"; do
-    [[ "$arg" =~ ^--([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || die_usage "extra arguments must be --key=value flags of train.py/eval.py, got '$arg'"
-    key="${BASH_REMATCH[1]}"
-    value="${BASH_REMATCH[2]}"
+  local arg key value has_value
+  while [ $# -gt 0 ]; do
+    arg="$1"
+    shift
+    if [[ "$arg" =~ ^--([A-Za-z_][A-Za-z0-9_-]*)=(.*)$ ]]; then
+      key="${BASH_REMATCH[1]}"
+      value="${BASH_REMATCH[2]}"
+      has_value=1
+    elif [[ "$arg" =~ ^--([A-Za-z_][A-Za-z0-9_-]*)$ ]]; then
+      key="${BASH_REMATCH[1]}"
+      if [ $# -gt 0 ] && [[ "$1" != --* ]]; then
+        value="$1"
+        shift
+        has_value=1
+      else
+        value=""
+        has_value=0
+      fi
+    else
+      die_usage "extra arguments must be --key value or --key=value flags of train.py/eval.py, got '$arg'"
+    fi
+    if [ "$has_value" = 0 ]; then
+      EXTRA_FLAGS+=("--$key")
+      continue
+    fi
     if [[ "$CSPD_PATH_KEYS" == *" $key "* ]] && [ -n "$value" ] && [[ "$value" != *://* ]]; then
       value="$(abs_path "$value")"
     fi
@@ -60,6 +84,32 @@ parse_extra_flags() {
     fi
     EXTRA_FLAGS+=("--$key=$value")
   done
+}
+
+# Checks the job's command line as train.py/eval.py would load it (the config loader alone: no MindSpore,
+# nothing written), so that a bad flag or value is reported before a run folder exists:
+#   check_job_flags --key=value ...      (after resolve_python)
+# On a bad one: its error: line on stderr, exit 2.
+check_job_flags() {
+  local out status=0
+  out="$("$PYTHON_BIN" - "$CSPD_REPO" "$@" 2>&1 <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+from model_utils.config import ConfigError, load_config
+try:
+    load_config(sys.argv[2:])
+except ConfigError as err:
+    print(f"error: {err}")
+    sys.exit(2)
+PYEOF
+)" || status=$?
+  if [ "$status" -ne 0 ]; then
+    if [ "$status" -eq 2 ] && [[ "$out" == error:* ]]; then
+      echo "$out" >&2
+      exit 2
+    fi
+    die "cannot check the flags with $PYTHON_BIN (status $status): $out"
+  fi
 }
 
 # RUN_DIR / RUN_NAME: a fresh run folder under OUTPUT_ROOT (or the --ckpt_path/--log_path flag);
@@ -149,9 +199,18 @@ run_single_job() {
   echo "run folder: $RUN_DIR"
   cd "$RUN_DIR"
   env > env.log
-  local status=0
+  local status=0 line left
   "$@" 2>&1 | tee "$log_name" || status=$?
   if [ "$status" -ne 0 ]; then
+    # exit 2 is the job refusing its input: when it wrote nothing, nothing of the run is kept
+    line="$(grep -m 1 '^error: ' "$log_name" 2>/dev/null || true)"
+    left="$(ls -A "$RUN_DIR" | grep -v -x -e env.log -e "$log_name" || true)"
+    if [ "$status" -eq 2 ] && [ -n "$line" ] && [ -z "$left" ]; then
+      cd /
+      rm -rf -- "$RUN_DIR"
+      echo "$line" >&2
+      exit 2
+    fi
     echo "error: $script $(describe_status "$status"); see $RUN_DIR/$log_name" >&2
     exit "$status"
   fi

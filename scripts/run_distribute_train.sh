@@ -7,11 +7,11 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash scripts/run_distribute_train.sh [RANK_TABLE_FILE] [DATA_DIR] (option)[PATH_CHECKPOINT] (option)[--key=value ...]
+Usage: bash scripts/run_distribute_train.sh [RANK_TABLE_FILE] [DATA_DIR] (option)[PATH_CHECKPOINT] (option)[--key value | --key=value ...]
   RANK_TABLE_FILE  HCCL rank table JSON (version 1.0 "server_list", or the older "group_list" form)
   DATA_DIR         training ImageFolder root (DATA_DIR/<class>/<image>)
   PATH_CHECKPOINT  warm-start checkpoint (train.py --pretrained)
-  --key=value      further train.py flags
+  --key value      further train.py flags (also --key=value)
 Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME (set the same name on
 every server of a multi-server job), SERVER_ID (this server's server_id in the table; default: the
 only server, or the one whose id is a local IP address), BIND_CORES=0 (no taskset),
@@ -41,6 +41,7 @@ if [ -n "$PATH_CHECKPOINT" ]; then
 fi
 parse_extra_flags "$@"
 resolve_python
+check_job_flags ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
 
 # ---- rank table: "RANK_SIZE <n>" then "<rank_id> <device_id>" per device of this server
 LOCAL_IPS="$(hostname -I 2>/dev/null || true)"

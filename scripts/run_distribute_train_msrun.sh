@@ -13,11 +13,11 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash scripts/run_distribute_train_msrun.sh [DEVICE_NUM] [DATA_DIR] [DEVICE_TARGET] (option)[--key=value ...]
+Usage: bash scripts/run_distribute_train_msrun.sh [DEVICE_NUM] [DATA_DIR] [DEVICE_TARGET] (option)[--key value | --key=value ...]
   DEVICE_NUM     processes (devices) on this node
   DATA_DIR       training ImageFolder root (DATA_DIR/<class>/<image>)
   DEVICE_TARGET  GPU | CPU | Ascend
-  --key=value    further train.py flags, e.g. --pretrained=x.ckpt --per_batch_size=32
+  --key value    further train.py flags (also --key=value), e.g. --pretrained x.ckpt --per_batch_size=32
 Environment:
   NODE_NUM (1), NODE_RANK (0)      multi-node: run the script on every node with its NODE_RANK;
                                    global ranks are NODE_RANK*DEVICE_NUM + 0..DEVICE_NUM-1
@@ -61,6 +61,7 @@ is_uint "$CLUSTER_TIME_OUT" || die_usage "CLUSTER_TIME_OUT must be a number of s
 is_uint "$EXIT_GRACE_S" || die_usage "EXIT_GRACE_S must be a number of seconds, got '$EXIT_GRACE_S'"
 parse_extra_flags "$@"
 resolve_python
+check_job_flags ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
 if [ -z "${MASTER_PORT:-}" ]; then
   MASTER_PORT="$("$PYTHON_BIN" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 fi

@@ -4,11 +4,11 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash scripts/run_eval.sh [DEVICE_ID] [DATA_DIR] [PATH_CHECKPOINT] (option)[--key=value ...]
+Usage: bash scripts/run_eval.sh [DEVICE_ID] [DATA_DIR] [PATH_CHECKPOINT] (option)[--key value | --key=value ...]
   DEVICE_ID        device to use (Ascend/GPU; ignored on CPU)
   DATA_DIR         validation ImageFolder root (DATA_DIR/<class>/<image>)
   PATH_CHECKPOINT  checkpoint file, or a folder of checkpoints (eval.py --pretrained)
-  --key=value      further eval.py flags, e.g. --per_batch_size=32 --arch=cspdarknet_tiny
+  --key value      further eval.py flags (also --key=value), e.g. --per_batch_size 32 --arch=cspdarknet_tiny
 Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1.
 The run folder <OUTPUT_ROOT>/eval_<timestamp> gets eval.py's outputs (eval_result.json,
 eval_rank0.log, config.yaml) and log.txt (everything the process printed, with the result lines).
@@ -30,6 +30,7 @@ DATA_DIR="$(abs_path "$DATA_DIR")"
 PATH_CHECKPOINT="$(abs_path "$PATH_CHECKPOINT")"
 parse_extra_flags "$@"
 resolve_python
+check_job_flags ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
 make_run_dir "eval_"
 
 export DEVICE_ID RANK_ID=0 RANK_SIZE=1

@@ -15,10 +15,11 @@ usage() {
   echo "  DATA_PATH   image folder with one sub-folder per class (ImageNet val layout)"
   echo "  DEVICE_ID   Ascend device id, optional (default 0; ignored on CPU)"
 }
-if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage >&2; exit 1; fi
-case "$1" in -h|--help) usage; exit 0 ;; esac
-
-die() { echo "run_infer_310.sh: ERROR: $*" >&2; exit 1; }
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+# a wrong command line: the error and the usage, exit 2; a failed build or run: the error, exit 1
+die_usage() { echo "error: $*" >&2; usage >&2; exit 2; }
+die() { echo "error: $*" >&2; exit 1; }
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then die_usage "expected 2 or 3 arguments, got $#"; fi
 abspath() { realpath -m -s -- "$1"; }   # absolute, links kept (the extension picks the engine)
 
 MODEL_PATH="$(abspath "$1")"
@@ -29,15 +30,15 @@ ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 WORK_DIR="$(pwd)"
 
-[ -f "$MODEL_PATH" ] || die "model file not found: $MODEL_PATH"
-[ -d "$DATA_PATH" ] || die "data folder not found: $DATA_PATH"
-[[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || die "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
+[ -f "$MODEL_PATH" ] || die_usage "model file not found: $MODEL_PATH"
+[ -d "$DATA_PATH" ] || die_usage "data folder not found: $DATA_PATH"
+[[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || die_usage "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
 case "${MODEL_PATH,,}" in
   *.mindir) ENGINE=ASCEND310 ;;
   *.onnx) ENGINE=ORT_CPU ;;
-  *) die "cannot tell the engine from '$MODEL_PATH': use a .mindir (Ascend 310) or .onnx (CPU) file" ;;
+  *) die_usage "cannot tell the engine from '$MODEL_PATH': use a .mindir (Ascend 310) or .onnx (CPU) file" ;;
 esac
-command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set PYTHON=/path/to/python)"
+command -v "$PYTHON" >/dev/null 2>&1 || die_usage "$PYTHON not found (set PYTHON=/path/to/python)"
 for f in create_imagenet2012_label.py postprocess.py; do
   [ -f "$ROOT/$f" ] || die "$ROOT/$f is missing"
 done

@@ -4,11 +4,11 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash scripts/run_standalone_train.sh [DEVICE_ID] [DATA_DIR] (option)[PATH_CHECKPOINT] (option)[--key=value ...]
+Usage: bash scripts/run_standalone_train.sh [DEVICE_ID] [DATA_DIR] (option)[PATH_CHECKPOINT] (option)[--key value | --key=value ...]
   DEVICE_ID        device to use (Ascend/GPU; ignored on CPU)
   DATA_DIR         training ImageFolder root (DATA_DIR/<class>/<image>)
   PATH_CHECKPOINT  warm-start checkpoint (train.py --pretrained)
-  --key=value      further train.py flags, e.g. --arch=cspdarknet_tiny --max_epoch=1
+  --key value      further train.py flags (also --key=value), e.g. --arch cspdarknet_tiny --max_epoch=1
 Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1.
 The run folder <OUTPUT_ROOT>/<run> gets train.py's outputs (log.txt, config.yaml, metrics.csv,
 ckpt_0/) and console.log (everything the process printed).
@@ -36,6 +36,7 @@ if [ -n "$PATH_CHECKPOINT" ]; then
 fi
 parse_extra_flags "$@"
 resolve_python
+check_job_flags ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
 make_run_dir ""
 
 export DEVICE_ID RANK_ID=0 RANK_SIZE=1

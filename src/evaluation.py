@@ -117,7 +117,7 @@ class _SumAcrossRanks:
 
 
 def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True, log=None, log_interval=0,
-             collect_logits=False):
+             collect_logits=False, on_batch=None):
     """Scores ``net`` on every image of ``dataset`` and returns an ``EvalResult``.
 
     dataset: a ``DatasetBundle`` (its ``.dataset``) or a MindSpore dataset whose rows are
@@ -127,7 +127,8 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True
     limit: count only the first ``limit`` samples (a shard's real samples, for a sharded dataset whose
     sampler pads; an eval bundle's ``num_images`` by default, see ``shard_sample_count`` for MindSpore's
     padding sampler). ``collect_logits`` keeps this rank's float32 logits and labels in
-    ``result.extra`` (tests, analysis).
+    ``result.extra`` (tests, analysis). ``on_batch(logits, labels)`` is called with every batch's float32
+    logits and labels as counted (padding trimmed), e.g. ``src.analysis.metrics.EvalAccumulator.update``.
     The network must already be in eval mode (``set_train(False)``) and at the wanted precision.
     """
     import mindspore as ms
@@ -155,6 +156,8 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True
             timed_images += n
             timed_seconds += batch_seconds
         seen_shapes.add(shape)
+        if on_batch is not None:
+            on_batch(logits, labels)
         c1, c5 = topk_correct(logits, labels, topk)
         top1 += c1
         top5 += c5
@@ -215,41 +218,70 @@ def result_record(ckpt, info, result, report, precision, device, data_desc):
            "seconds": round(result.seconds, 3), "num_classes": info["num_classes"], "device_target": device,
            "precision": precision, "use_ema": bool(report.used_ema), "checkpoint_layout": report.layout,
            "group_size": result.group_size}
+    rec.update(result.extra.get("analysis") or {})
     rec.update(data_desc)
     return rec
 
 
-def score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites):
+def score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=None, failed=None):
     """Scores every checkpoint of ``ckpts`` (``infos``: ``checkpoint_model_info`` of each) on ``bundle`` and
     returns ``[(ckpt, info, EvalResult, LoadReport, precision)]``.
 
+    ``failed``: a list; a checkpoint that cannot be loaded into its network (``CheckpointError``) is
+    appended to it as ``(ckpt, message)`` and the others are still scored. Without it, the error is raised.
+
     On CPU without network rewrites one compiled graph serves every checkpoint of the same shape; a
     folded network (fold_bn) cannot take other weights, so each checkpoint gets its own.
+    Each checkpoint's confusion matrix, per-class top-5 hits and ``cfg.eval.worst_mistakes`` most confident
+    mistakes are accumulated (``src.analysis.metrics.EvalAccumulator``, sample indices global across ranks)
+    and summed across ranks; ``analyze(ckpt, accumulator)`` is then called on every rank and what it
+    returns (a dict of result fields, or None) is kept in ``result.extra["analysis"]``.
     """
-    from src.checkpoint import build_inference_model, load_weights, resolve_model_info
+    from src.analysis.metrics import EvalAccumulator
+    from src.checkpoint import CheckpointError, build_inference_model, load_weights, resolve_model_info
     from src.utils.runtime import important_info
 
     reuse = ctx.device_target == "CPU" and not any(rewrites.values())
     net, net_key, out = None, None, []
     for ckpt in ckpts:
-        arch, nc = resolve_model_info(infos[ckpt], cfg.model.arch, cfg.model.num_classes,
-                                      cfg.is_explicit("arch"), cfg.is_explicit("num_classes"))
-        important_info(log, f"evaluating {ckpt}")
-        if reuse and net is not None and net_key == (arch, nc):
-            report = load_weights(net, ckpt, use_ema=cfg.weights.use_ema)
-        else:
-            net, report, _ = build_inference_model(ckpt, arch, nc, num_classes_explicit=True, arch_explicit=True,
-                                                   use_ema=cfg.weights.use_ema, info=infos[ckpt], prepare=rewrites)
-            net_key = (arch, nc)
+        try:
+            arch, nc = resolve_model_info(infos[ckpt], cfg.model.arch, cfg.model.num_classes,
+                                          cfg.is_explicit("arch"), cfg.is_explicit("num_classes"))
+            important_info(log, f"evaluating {ckpt}")
+            if reuse and net is not None and net_key == (arch, nc):
+                report = load_weights(net, ckpt, use_ema=cfg.weights.use_ema)
+            else:
+                net, net_key = None, None
+                net, report, _ = build_inference_model(ckpt, arch, nc, num_classes_explicit=True,
+                                                       arch_explicit=True, use_ema=cfg.weights.use_ema,
+                                                       info=infos[ckpt], prepare=rewrites)
+                net_key = (arch, nc)
+        except CheckpointError as err:
+            if failed is None:
+                raise
+            log.warning("not scored: %s", err)
+            failed.append((ckpt, str(err)))
+            continue
         log.info("loaded %s (%s layout%s): %s, %d classes", ckpt, report.layout,
                  ", EMA weights" if report.used_ema else "", arch, nc)
         run_net, precision = apply_eval_precision(net, ctx.device_target)
         run_net.set_train(False)
-        result = evaluate(run_net, bundle, rank=ctx.rank, group_size=ctx.group_size)
+        acc = None
+        if max(bundle.class_to_idx.values(), default=-1) < nc:  # every label fits this model's matrix
+            acc = EvalAccumulator(nc, worst_n=cfg.eval.worst_mistakes, index_offset=ctx.rank,
+                                  index_stride=ctx.group_size)
+        else:
+            log.warning("%s has %d classes, fewer than the data's labels: no per-class analysis for it", ckpt, nc)
+        result = evaluate(run_net, bundle, rank=ctx.rank, group_size=ctx.group_size,
+                          on_batch=None if acc is None else acc.update)
+        if acc is not None:
+            acc.all_reduce(ctx.rank, ctx.group_size)  # every rank: the totals of all shards
         for line in result.zoo_lines():
             log.info(line)
         log.info("scored %d images in %.1f s (%s)%s", result.total, result.seconds, precision,
                  "" if result.extra.get("timed_images") else "; too few batches to time without graph "
                  "compilation, so images/s includes it")
+        if analyze is not None and acc is not None:
+            result.extra["analysis"] = analyze(ckpt, acc)
         out.append((ckpt, {"arch": arch, "num_classes": nc}, result, report, precision))
     return out

@@ -78,7 +78,11 @@ def export_network(net, inputs, file_name, file_format="MINDIR"):
     tmp_dir = tempfile.mkdtemp(prefix=f".{base}.", suffix=".export", dir=parent)
     try:
         stem = os.path.join(tmp_dir, base[:-len(FORMAT_EXTENSIONS[fmt])])
-        ms.export(net, inputs, file_name=stem, file_format=fmt)
+        try:
+            ms.export(net, inputs, file_name=stem, file_format=fmt)
+        except OSError as err:  # disk full, a file size limit: the temporary folder goes in `finally`
+            from src.utils.fileio import free_space
+            raise ExportError(f"cannot write {dest} ({free_space(parent)}): {err.strerror or err}") from None
         produced = os.path.join(tmp_dir, base)
         if not os.path.isfile(produced):
             raise ExportError(f"MindSpore did not write {base} (found: {sorted(os.listdir(tmp_dir))})")

@@ -49,6 +49,7 @@ class ProgressLogger:
         return per_step * (total - self.steps_done)
 
     def step_end(self, epoch, step_in_epoch, loss, lr):
+        """Counts a step; on the steps it logs, returns the images/s since the last logged step (else None)."""
         self.steps_done += 1
         self.window_steps += 1
         now = time.time()
@@ -67,6 +68,8 @@ class ProgressLogger:
                           f"lr: {lr:.6g}, imgs/sec: {fps:.2f}, elapsed: {_format_duration(now - self.run_start)}, "
                           f"ETA: {'?' if math.isnan(eta) else _format_duration(eta)}")
             self.window_start, self.window_steps = now, 0
+            return fps
+        return None
 
     def epoch_end(self, epoch, loss):
         """Logs the zoo's epoch line; returns ``(epoch_time_s, images_per_sec)``."""

@@ -11,12 +11,15 @@
 4. epochs: ``train_one_epoch`` (each epoch's data order and augmentation seed derive from the epoch, so a
    resumed run reproduces an uninterrupted one), ``validate`` every ``val_interval`` epochs (with the EMA
    weights when EMA is on), ``metrics.csv``, checkpoints every ``ckpt_interval`` epochs and ``best.ckpt``;
+   with ``tensorboard_dir`` set, rank 0 also logs the step and epoch scalars to
+   ``<tensorboard_dir>/<run name>/`` (``src.utils.tensorboard``);
 5. ``curves.png``.
 
 Deviations from the model zoo's ``train.py`` (which ran ``Model.train`` with sink mode and callbacks):
 a Python loop over a compiled train step, so that validation, EMA, exact resume and per-step progress
 work the same on every device.
 """
+import atexit
 import json
 import math
 import os
@@ -129,12 +132,15 @@ def build_training(cfg, ctx, log, network_rewrites=None):
                          ema=ema, lr=lr, amp_level=amp_level, preprocess=preprocess)
 
 
-def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None):
+def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
     """Runs epoch ``epoch`` (0-based) and returns its mean loss over the steps that updated the weights.
 
     Raises ``NonFiniteLoss`` when the loss stops being finite (with a fixed loss scale; a dynamic scale
-    skips such steps and logs them).
+    skips such steps and logs them). ``tb``: a ``src.utils.tensorboard.TensorBoardLogger`` that gets the
+    step's loss, lr, loss scale and (on progress-log steps) images/s at global step ``global_step + 1``.
     """
+    from src.utils.tensorboard import step_scalars
+
     # A fresh iterator per epoch, its order and augmentation seed derived from the epoch: the data of an
     # epoch is the same whether the run was resumed or not.
     set_augmentation_seed(seed, ctx.rank, epoch, ctx.group_size)
@@ -158,7 +164,10 @@ def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None):
                                 "is_dynamic_loss_scale=1 when training in float16.")
         else:
             losses.append(loss_value)
-        progress.step_end(epoch + 1, i, loss_value, float(setup.lr[global_step]))
+        fps = progress.step_end(epoch + 1, i, loss_value, float(setup.lr[global_step]))
+        if tb is not None:
+            tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=float(setup.lr[global_step]),
+                                                         loss_scale=float(scale.asnumpy()), images_per_sec=fps))
     return float(np.mean(losses)) if losses else float("nan")
 
 
@@ -203,6 +212,7 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
     """Trains ``cfg`` on ``ctx`` (see the module docstring); returns the exit status (0)."""
     from src.reporting import MetricsWriter, ProgressLogger, plot_curves
     from src.utils.runtime import important_info, new_run_dir
+    from src.utils.tensorboard import create_tensorboard_logger, epoch_scalars
 
     log = run_log.log
     resume_path = find_resume_checkpoint(cfg.train.resume) if cfg.train.resume else None
@@ -265,9 +275,14 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
     shard_file = os.path.join(run_dir, f"shard_rank{ctx.rank}.txt") if cfg.train.dump_shard_files else None
     if shard_file:
         data.record_reads()
+    tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank,
+                                   purge_step=start_epoch * steps_per_epoch + 1 if resume_path else None)
+    if tb is not None:
+        atexit.register(tb.close)  # flushed even when the run stops with an error
+        log.info("TensorBoard scalars: %s (tensorboard --logdir %s)", tb.log_dir, cfg.train.tensorboard_dir)
     important_info(log, "start training")
     for epoch in range(start_epoch, optim.max_epoch):
-        mean_loss = train_one_epoch(setup, epoch, cfg.device.seed, ctx, progress, log, last_saved)
+        mean_loss = train_one_epoch(setup, epoch, cfg.device.seed, ctx, progress, log, last_saved, tb)
         if shard_file:
             with open(shard_file, "a", encoding="utf-8", errors="surrogateescape") as f:
                 f.writelines(f"{epoch + 1}\t{path}\n" for path in data.pop_reads())
@@ -284,12 +299,16 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
         is_best = top1 is not None and top1 > best_top1
         if is_best:
             best_top1 = top1
+        row = dict(epoch=epoch + 1, train_loss=f"{mean_loss:.6f}",
+                   lr=f"{setup.lr[(epoch + 1) * steps_per_epoch - 1]:.6g}",
+                   val_top1=None if top1 is None else f"{top1:.4f}",
+                   val_top5=None if top5 is None else f"{top5:.4f}", epoch_time_s=f"{epoch_time:.3f}",
+                   images_per_sec=f"{fps:.3f}")
         if metrics is not None:
-            metrics.write(epoch=epoch + 1, train_loss=f"{mean_loss:.6f}",
-                          lr=f"{setup.lr[(epoch + 1) * steps_per_epoch - 1]:.6g}",
-                          val_top1=None if top1 is None else f"{top1:.4f}",
-                          val_top5=None if top5 is None else f"{top5:.4f}", epoch_time_s=f"{epoch_time:.3f}",
-                          images_per_sec=f"{fps:.3f}")
+            metrics.write(**row)
+        if tb is not None:
+            tb.add_scalars((epoch + 1) * steps_per_epoch, epoch_scalars(row))
+            tb.flush()
         if ckpts is not None:
             entries = training_state_entries(setup.step, setup.ema, epoch + 1, best_top1)
             if (epoch + 1) % cfg.train.ckpt_interval == 0 or last:
@@ -298,6 +317,8 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
             if is_best:
                 log.info("new best top1 %.2f%%: saved %s", top1, ckpts.save_best(entries, metadata))
 
+    if tb is not None:
+        tb.close()
     if metrics is not None:
         png = plot_curves(metrics.path, os.path.join(run_dir, "curves.png"))
         if png:
@@ -308,8 +329,16 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
 
 
 def check_data_paths(cfg):
-    """Fails fast (before any device work) when a data path the config names does not exist."""
+    """Fails fast (before any device work) when a data path the config names does not exist, or when
+    ``tensorboard_dir`` is set and tensorboardX cannot be imported (a ``ConfigError``)."""
     for k in ("data_dir", "val_data_dir", "data_list"):
         path = getattr(cfg.data, k)
         if path and not os.path.exists(path):
             raise DatasetError(f"{k}: {path} does not exist")
+    if cfg.train.tensorboard_dir:
+        from model_utils.config import ConfigError
+        from src.utils.tensorboard import TensorBoardUnavailable, _tensorboardx
+        try:
+            _tensorboardx()
+        except TensorBoardUnavailable as err:
+            raise ConfigError(str(err)) from None

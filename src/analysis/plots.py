@@ -179,7 +179,7 @@ def plot_confusion_matrix(matrix, names, path, top_pairs=None, max_pairs=20, nam
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Glyph .* missing.*")
         buf = io.BytesIO()
-        fig.savefig(buf, dpi=dpi, format="png")
+        fig.savefig(buf, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.15)  # nothing cut off
     return _save_png(_quantized(buf), path)
 
 

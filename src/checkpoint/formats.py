@@ -5,11 +5,15 @@ PyTorch ``.pth``/``.pt``/``.bin`` (needs torch); atomic saves.
 string entries (``arch``, ``class_names`` ...) a checkpoint of this project records beside its weights.
 Nothing here knows about networks or key layouts (``src.checkpoint.layouts``).
 """
+import contextlib
 import json
+import logging
 import os
 import struct
 
 import numpy as np
+
+from src.utils.fileio import free_space
 
 
 class CheckpointError(ValueError):
@@ -120,12 +124,22 @@ class CheckpointSaveError(CheckpointError):
     """A checkpoint could not be written (disk full, permissions); the message names the path and free space."""
 
 
-def _free_space(folder):
+@contextlib.contextmanager
+def _mindspore_log_silenced():
+    """MindSpore logs a CRITICAL line naming the temporary file when its writer fails; the
+    ``CheckpointSaveError`` says it better (the real path, the free space), so that line is held back."""
     try:
-        st = os.statvfs(folder)
-        return f"{st.f_bavail * st.f_frsize / 2 ** 20:.0f} MiB free there"
-    except OSError:
-        return "free space unknown"
+        from mindspore import log as ms_log
+        logger = ms_log._get_logger()  # pylint: disable=protected-access
+    except Exception:  # pragma: no cover - another MindSpore version: its line stays
+        yield
+        return
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def is_partial_file(name):
@@ -169,7 +183,8 @@ def save_checkpoint_atomic(params, path, metadata=None):
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial.ckpt")
     try:
         os.makedirs(folder, exist_ok=True)
-        ms.save_checkpoint(params, tmp, append_dict=dict(metadata or {}))
+        with _mindspore_log_silenced():
+            ms.save_checkpoint(params, tmp, append_dict=dict(metadata or {}))
         os.replace(tmp, path)
     except (OSError, RuntimeError, ValueError) as err:  # MindSpore wraps write errors in RuntimeError
         for leftover in (tmp, tmp[:-len(".ckpt")] + ".tmp"):
@@ -177,7 +192,7 @@ def save_checkpoint_atomic(params, path, metadata=None):
                 os.remove(leftover)
             except OSError:
                 pass
-        raise CheckpointSaveError(f"cannot write checkpoint {path} ({_free_space(folder)}): "
+        raise CheckpointSaveError(f"cannot write checkpoint {path} ({free_space(folder)}): "
                                   f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") \
             from None
     return path

@@ -44,15 +44,29 @@ def restore_training_state(path, train_step, ema, arch_name, log):
     targets = {p.name: p for p in train_step.get_parameters()}
     if ema is not None:
         targets.update({e["name"]: e["data"] for e in ema.checkpoint_entries()})
+    head = next((p for n, p in targets.items() if n.endswith("head.fc.weight") and not n.startswith(
+        ("ema.", "moments.", "accum."))), None)
+    recorded = meta.get("num_classes", arrays.get("num_classes"))  # a string or an int scalar tensor
+    try:
+        recorded = int(np.asarray(recorded).reshape(-1)[0]) if recorded is not None else None
+    except (TypeError, ValueError, IndexError):
+        recorded = None
+    if head is not None and recorded is not None and recorded != int(head.shape[0]):
+        raise CheckpointError(f"{path}: was trained with num_classes={recorded}, the config says "
+                              f"num_classes={int(head.shape[0])}")
     wanted = {n for n in targets if n != "learning_rate"}  # the LR array is rebuilt from the config
     if ema is not None and not any(n.startswith("ema.") for n in arrays):
         log.warning("%s has no EMA weights: the EMA starts from the restored weights", path)
         wanted -= {n for n in wanted if n.startswith("ema")}
     missing = sorted(n for n in wanted if n not in arrays)
-    shape_errors = [n for n in wanted if n in arrays and tuple(arrays[n].shape) != tuple(targets[n].shape)]
+    shape_errors = sorted(n for n in wanted if n in arrays and tuple(arrays[n].shape) != tuple(targets[n].shape))
     if missing or shape_errors:
-        raise CheckpointError(f"{path}: cannot resume this config from it: missing {missing[:8]}"
-                              f"{' ...' if len(missing) > 8 else ''}; shape mismatches {shape_errors[:8]}")
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if shape_errors:
+            parts.append(f"other shapes for {', '.join(shape_errors[:8])}{' ...' if len(shape_errors) > 8 else ''}")
+        raise CheckpointError(f"{path}: does not fit this config's network ({'; '.join(parts)})")
     for name in wanted:
         param = targets[name]
         param.set_data(ms.Tensor(arrays[name].astype(ms.dtype_to_nptype(param.dtype)), param.dtype))

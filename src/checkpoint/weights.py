@@ -143,13 +143,14 @@ def _run_folder_record(path):
     preprocess, names = {}, None
     if not run_dir:
         return preprocess, names, None
+    import yaml  # a requirement (the config loader's)
+
     try:
-        import yaml
         with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}
         preprocess = {k: saved[k] for k in PREPROCESS_KEYS if isinstance(saved, dict) and k in saved
                       and saved[k] not in ("auto", 0, None)}
-    except (OSError, ValueError, ImportError):
+    except (OSError, ValueError, yaml.YAMLError):  # an unreadable record is no record (not UTF-8: ValueError)
         pass
     index_path = os.path.join(run_dir, "class_index.json")
     try:
@@ -169,14 +170,14 @@ def checkpoint_model_info(path):
     ``arch`` from the recorded metadata, else from the key layout (a foreign layout implies the
     architecture the registry gives it); ``num_classes`` from the metadata, else the classifier's shape;
     ``preprocess`` (image_size, eval_resize, crop_pct it was trained with) and ``class_names`` (in index
-    order) from the metadata, else from the training run folder around the file. Raises
-    ``CheckpointError`` for an unreadable file.
+    order) from the metadata, else from the training run folder around the file; ``layout`` (own, zoo,
+    timm, unknown) and ``problem``: why no network can load it (no CSPDarkNet53 weights), else None.
+    Raises ``CheckpointError`` for an unreadable file.
     """
     arrays, meta = read_state_dict(path)
     meta = {k: _decode(v) for k, v in meta.items()}
-    arch = meta.get("arch")
-    if not arch:
-        arch = arch_for_layout(detect_layout(strip_wrappers(name) for name in arrays))
+    layout = detect_layout(strip_wrappers(name) for name in arrays)
+    arch = meta.get("arch") or arch_for_layout(layout)
     num_classes = meta.get("num_classes", arrays.get("num_classes"))
     if num_classes is not None:
         try:
@@ -205,7 +206,10 @@ def checkpoint_model_info(path):
     if names is not None and num_classes is not None and len(names) > num_classes:
         names, names_source = None, None  # belongs to another model
     return {"arch": arch or None, "num_classes": num_classes, "preprocess": preprocess, "class_names": names,
-            "class_names_source": names_source}
+            "class_names_source": names_source, "layout": layout,
+            "problem": None if layout != "unknown" else
+            f"no CSPDarkNet53 weights found (first keys: {format_list(list(arrays), 5)}); expected this project's, "
+            "the MindSpore model zoo's or timm's key names"}
 
 
 def resolve_model_info(info, arch, num_classes, arch_explicit=False, num_classes_explicit=False):

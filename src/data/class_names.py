@@ -39,8 +39,9 @@ def _read_table(path):
                     rows.append((key.strip(), name.strip()))
                 else:
                     rows.append((None, line.strip()))
-    except OSError as err:
-        raise ClassNamesError(f"cannot read class names file {path}: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:  # not UTF-8: a names file saved in a legacy code page
+        raise ClassNamesError(f"cannot read class names file {path}: {err}"
+                              f"{' (save it as UTF-8)' if isinstance(err, UnicodeDecodeError) else ''}") from None
     if not rows:
         raise ClassNamesError(f"class names file {path} is empty")
     return rows

@@ -71,7 +71,8 @@ def read_data_list(list_path: str, data_dir: str):
         raise DatasetError(f"data_list file not found: {list_path}")
     rel_paths: List[str] = []
     labels: List[int] = []
-    with open(list_path, "r", encoding="utf-8") as f:
+    # surrogateescape: a path that is not UTF-8 is kept as the bytes it names (the file table keeps them too)
+    with open(list_path, "r", encoding="utf-8", errors="surrogateescape") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("#"):

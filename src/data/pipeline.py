@@ -45,6 +45,13 @@ class DatasetBundle:
     mode: str = "train"
     sampler: Any = None                # train: the epoch sampler
     source: Any = None                 # the file source
+    all_paths: Any = None              # every usable file of all shards, in global sample order
+
+    def path_of(self, index):
+        """The file of global sample ``index`` (an eval shard of rank r holds samples r, r + G, r + 2G, ...;
+        ``src.analysis.metrics.EvalAccumulator``'s sample indices), whichever rank scored it."""
+        table = self.all_paths if self.all_paths is not None else self.source.table
+        return table[int(index)]
 
     def set_epoch(self, epoch):
         """Makes the next iterator yield epoch ``epoch``'s order (a fresh iterator does not advance the
@@ -164,7 +171,8 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
                    data_list="", num_parallel_workers=0, shuffle=None, drop_remainder=None,
                    eval_resize="squash", crop_pct=0.875, color_jitter=0.4, auto_augment="none",
                    re_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, mixup_prob=1.0, num_classes=None,
-                   seed=0, class_to_idx=None, verify_files=True, crop_scale_min=0.08) -> DatasetBundle:
+                   seed=0, class_to_idx=None, verify_files=True, crop_scale_min=0.08,
+                   where=None) -> DatasetBundle:
     """Build the batched train or eval pipeline; see the module docstring for the bad-data policy.
 
     Sharding: train shards are equal (``ceil(N / group_size)`` images each; ``EpochShardSampler`` reshuffles
@@ -174,6 +182,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     ``src.utils.seeding.set_augmentation_seed(seed, rank)`` so that ranks draw different crops and flips (a
     trainer sets it again before each epoch's iterator).
     ``verify_files=False`` skips the up-front check (the engine's SKIP mode remains the only guard).
+    ``where``: how messages name the data (default: ``data_dir``, or ``data_list`` and its root).
     """
     import mindspore as ms
     import mindspore.dataset as ds
@@ -196,7 +205,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     # ---- list
     if data_list:
         rel_paths, labels = read_data_list(os.fspath(data_list), data_dir)
-        where = f"{data_list} (root {data_dir or '.'})"
+        where = where or f"{data_list} (root {data_dir or '.'})"
         if class_to_idx is None:
             k = int(num_classes) if num_classes else max(labels) + 1
             class_to_idx = {str(i): i for i in range(k)}
@@ -206,7 +215,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
         if not data_dir:
             raise DatasetError("data_dir is empty: give an ImageFolder root (root/<class>/<image>)")
         class_to_idx, rel_paths, labels = list_image_folder(data_dir, class_to_idx)
-        where = data_dir
+        where = where or data_dir
         if not rel_paths:
             raise DatasetError(f"dataset folder has no image files: {data_dir} "
                                f"(looked for {', '.join(IMAGE_EXTENSIONS[:6])}, ... in its class folders)")
@@ -247,6 +256,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     total = len(keep)
 
     # ---- shard
+    all_paths = _PathTable(data_dir, rel_keep) if not train and group_size > 1 else None
     if train or group_size == 1:
         shard_n = math.ceil(total / group_size)
     else:  # eval: every image exactly once over all ranks
@@ -293,7 +303,8 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
         dataset = dataset.map(operations=T.TypeCast(ms.float32), input_columns="label")
     return DatasetBundle(dataset=dataset, class_to_idx=dict(class_to_idx), num_images=shard_n,
                          steps_per_epoch=steps, skipped=skipped, converted=converted, total_images=total,
-                         mode=mode, sampler=sampler, source=source)
+                         mode=mode, sampler=sampler, source=source,
+                         all_paths=all_paths if all_paths is not None else source.table)
 
 
 def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, rank=0,

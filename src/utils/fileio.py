@@ -1,7 +1,10 @@
-"""Small file helpers shared by the entry scripts and src/ modules."""
+"""Small file helpers shared by the entry scripts and src/ modules: atomic JSON writes, and the up-front
+checks that an output location can be written (so a run fails before any device work, not at its end)."""
 import json
 import os
 import tempfile
+
+__all__ = ["write_json_atomic", "check_output_dir", "check_output_file", "free_space"]
 
 
 def write_json_atomic(data, path, indent=2, ensure_ascii=True):
@@ -21,3 +24,60 @@ def write_json_atomic(data, path, indent=2, ensure_ascii=True):
             os.remove(tmp)
         raise
     return path
+
+
+def free_space(folder):
+    """``"N MiB free there"`` for the file system holding ``folder`` (or its nearest existing parent)."""
+    try:
+        st = os.statvfs(_nearest_existing(os.path.abspath(folder)))
+        return f"{st.f_bavail * st.f_frsize / 2 ** 20:.0f} MiB free there"
+    except OSError:
+        return "free space unknown"
+
+
+def _nearest_existing(path):
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _error(key, value, reason):
+    from model_utils.config import ConfigError
+
+    return ConfigError(f"{key}={value!r}: {reason}")
+
+
+def check_output_dir(path, key, value=None):
+    """Raises ``ConfigError`` naming ``key`` when the folder ``path`` cannot be created or written.
+
+    Nothing is left behind: the folder is not created (the first existing folder on the way is probed
+    with a temporary file, removed at once). Root ignores permission bits, so the probe is a real write:
+    it catches read-only file systems, a regular file on the way, and missing permissions alike.
+    ``value``: what the message quotes as the key's value (default ``path``).
+    """
+    value = path if value is None else value
+    full = os.path.abspath(os.path.expanduser(os.fspath(path) or "."))
+    base = _nearest_existing(full)
+    if not os.path.isdir(base):
+        what = "is a file" if os.path.exists(base) else "is a broken link"
+        raise _error(key, value, f"cannot create a folder there: {base} {what}, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write_probe.", dir=base)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise _error(key, value, f"cannot write in {base}: {err.strerror or err}") from None
+    return full
+
+
+def check_output_file(path, key):
+    """Raises ``ConfigError`` naming ``key`` when the file ``path`` cannot be written (its folder cannot be
+    created or written, or ``path`` is a folder)."""
+    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.isdir(full):
+        raise _error(key, path, "is a folder; expected a file name")
+    check_output_dir(os.path.dirname(full), key, value=path)
+    return full

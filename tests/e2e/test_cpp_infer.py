@@ -555,11 +555,11 @@ def test_run_infer_310_flow(app_build, exported_onnx, image_set, tmp_path, case_
 def test_run_infer_310_usage_and_engine_errors(tmp_path):
     script = ROOT / "scripts" / "run_infer_310.sh"
     result = _run(["bash", script], cwd=tmp_path)
-    assert result.returncode == 1 and "Usage:" in result.stderr
+    assert result.returncode == 2 and "Usage:" in result.stderr
     model = tmp_path / "net.pb"
     model.write_bytes(b"x")
     result = _run(["bash", script, model, tmp_path], cwd=tmp_path)
-    assert result.returncode == 1 and "use a .mindir (Ascend 310) or .onnx (CPU) file" in result.stderr
+    assert result.returncode == 2 and "use a .mindir (Ascend 310) or .onnx (CPU) file" in result.stderr
     # a missing library gives one message that says what to install
     onnx_model = tmp_path / "net.onnx"
     onnx_model.write_bytes(b"x")

@@ -49,7 +49,7 @@ def tiny_data(make_tiny_data):
 
 # --------------------------------------------------------------------------- argument errors
 def _assert_usage_error(proc, *fragments):
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Usage: bash scripts/" in proc.stderr, proc.stderr
     for fragment in fragments:
         assert fragment in proc.stderr, proc.stderr
