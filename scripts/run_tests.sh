@@ -15,16 +15,17 @@
 #   PYTHON_BIN         the interpreter that creates it (default: python3; MindSpore 2.10 wants 3.9-3.11)
 #   SKIP_CXX_DEPS=1    skip step 2 (tests/e2e/test_cpp_infer.py then fails, or skips with SKIP_CXX_INFER=1)
 # Exit status: pytest's (0 passed, 1 tests failed, 2 interrupted, 3 internal error, 4 usage error,
-# 5 no tests collected: reported as an error); 4 also for a bad test path caught before the set-up.
+# 5 no tests collected: reported as an error); 2 for a bad argument caught before the set-up (as the
+# other scripts: the error line, then this usage).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CSPDARKNET53_VENV:-$REPO/.venv}"
 PYTHON_BIN="${PYTHON_BIN:-python3}"
 
-usage() { sed -n '9,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "run_tests.sh: error: $*" >&2; exit 1; }
-die_usage() { echo "run_tests.sh: $*" >&2; usage >&2; exit 4; }
+die_usage() { echo "run_tests.sh: error: $*" >&2; usage >&2; exit 2; }  # as scripts/common.sh
 
 # Arguments go to pytest. Catch the common mistakes before minutes of set-up: help, and a test path
 # (tests/..., *.py, node ids with ::) that does not exist.
