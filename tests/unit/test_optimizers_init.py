@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import mindspore as ms
 from mindspore import nn, Tensor
 
 from src.utils.optimizers_init import create_optimizer, get_param_groups
@@ -18,13 +17,7 @@ class Small(nn.Cell):
         return self.fc(self.flatten(self.bn(self.conv(x))))
 
 
-@pytest.fixture(autouse=True)
-def _graph_mode():
-    """GRAPH mode as in training; the previous mode is restored for other test modules."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("graph_mode")  # GRAPH mode as in training (tests/conftest.py)
 
 
 def _names(group):

@@ -5,32 +5,18 @@ import glob
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from src.checkpoint import find_resume_checkpoint, training_checkpoints as list_checkpoints
 from src.checkpoint import read_state_dict
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """Three classes told apart by brightness: learnable in a few steps."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.RandomState(0)
-    for split, n in (("train", 12), ("val", 4)):
-        for c in range(3):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = (rng.rand(40, 40, 3) * 60 + c * 90).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=90)
-    return root
+def tiny_data(make_tiny_data):
+    """Three classes told apart by brightness (learnable in a few steps): train/ 3 x 12, val/ 3 x 4, 40 px."""
+    return make_tiny_data(classes=3, per_class={"train": 12, "val": 4}, size=40, ext="JPEG")
 
 
 def _args(data, out, **over):
@@ -41,10 +27,10 @@ def _args(data, out, **over):
     return [f"--{k}={v}" for k, v in args.items()]
 
 
-def _train(cwd, args, timeout=300):
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, os.path.join(REPO, "train.py")] + args, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture
+def train(run_script):
+    """train(cwd, args, timeout=300): train.py in a subprocess (tests/conftest.py run_script)."""
+    return lambda cwd, args, timeout=300: run_script("train.py", args, cwd=cwd, timeout=timeout)
 
 
 def _run_dir(out):
@@ -53,9 +39,9 @@ def _run_dir(out):
     return runs[0]
 
 
-def test_short_run_writes_outputs_and_loss_falls(tmp_path, tiny_data):
+def test_short_run_writes_outputs_and_loss_falls(tmp_path, tiny_data, train):
     out = tmp_path / "out"
-    proc = _train(tmp_path, _args(tiny_data, out, max_epoch=4, val_data_dir=tiny_data / "val", lr=0.1))
+    proc = train(tmp_path, _args(tiny_data, out, max_epoch=4, val_data_dir=tiny_data / "val", lr=0.1))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = _run_dir(out)
     for name in ("log.txt", "config.yaml", "class_index.json", "metrics.csv", "curves.png"):
@@ -79,18 +65,18 @@ def test_short_run_writes_outputs_and_loss_falls(tmp_path, tiny_data):
     assert any(k.startswith("moments.") for k in arrays)
 
 
-def test_resume_continues_exactly(tmp_path, tiny_data):
+def test_resume_continues_exactly(tmp_path, tiny_data, train):
     """Stopping after epoch 1 and resuming gives the very state of an uninterrupted run: weights,
     optimizer moments, EMA, global step, epoch and the LR schedule all continue."""
     args = _args(tiny_data, tmp_path / "straight", ema=1)
-    proc = _train(tmp_path, args)
+    proc = train(tmp_path, args)
     assert proc.returncode == 0, proc.stderr
     straight = os.path.join(_run_dir(tmp_path / "straight"), "ckpt_0")
     resumed = tmp_path / "resumed"
     (resumed / "ckpt_0").mkdir(parents=True)
     epoch1 = os.path.join(straight, "0-1_4.ckpt")
     os.link(epoch1, resumed / "ckpt_0" / "0-1_4.ckpt")
-    proc = _train(tmp_path, _args(tiny_data, tmp_path / "unused", ema=1, resume=resumed))
+    proc = train(tmp_path, _args(tiny_data, tmp_path / "unused", ema=1, resume=resumed))
     assert proc.returncode == 0, proc.stderr
     assert "resumed from" in proc.stdout and "1 epochs done, global step 4" in proc.stdout
     a, _ = read_state_dict(os.path.join(straight, "0-2_4.ckpt"))
@@ -106,53 +92,48 @@ def test_resume_continues_exactly(tmp_path, tiny_data):
     assert not os.path.exists(tmp_path / "unused")  # resume writes into the checkpoint's own run folder
 
 
-def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(tmp_path, tiny_data):
+@pytest.mark.timeout(method="signal")  # a hang fails in Python, so that `finally` kills train.py
+def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(tmp_path, tiny_data, train, run_script):
     out = tmp_path / "out"
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO)
     args = _args(tiny_data, out, max_epoch=40)
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py")] + args, cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = run_script.popen("train.py", args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            found = glob.glob(str(out / "*" / "ckpt_0" / "0-2_4.ckpt"))
-            if found:
-                break
+        # until epoch 2's checkpoint exists; 40 epochs are far more than train.py can finish meanwhile
+        while not glob.glob(str(out / "*" / "ckpt_0" / "0-2_4.ckpt")):
             assert proc.poll() is None, "training ended before it could be killed"
             time.sleep(0.05)
-        else:
-            pytest.fail("no checkpoint appeared")
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     run = _run_dir(out)
     newest = find_resume_checkpoint(run)
     arrays, _ = read_state_dict(newest)  # complete and readable, whatever the kill interrupted
     done = int(arrays["epoch"])
     assert done >= 2
-    proc = _train(tmp_path, _args(tiny_data, out, max_epoch=done + 1, resume=run))
+    proc = train(tmp_path, _args(tiny_data, out, max_epoch=done + 1, resume=run))
     assert proc.returncode == 0, proc.stderr
     assert f"{done} epochs done, global step {4 * done}" in proc.stdout
     final, _ = read_state_dict(os.path.join(run, "ckpt_0", f"0-{done + 1}_4.ckpt"))
     assert int(final["epoch"]) == done + 1 and int(final["global_step"].reshape(-1)[0]) == 4 * (done + 1)
 
 
-def test_dynamic_loss_scale_and_pretrained_fine_tune(tmp_path, tiny_data):
-    first = _train(tmp_path, _args(tiny_data, tmp_path / "a", max_epoch=1))
+def test_dynamic_loss_scale_and_pretrained_fine_tune(tmp_path, tiny_data, train):
+    first = train(tmp_path, _args(tiny_data, tmp_path / "a", max_epoch=1))
     assert first.returncode == 0, first.stderr
     ckpt = os.path.join(_run_dir(tmp_path / "a"), "ckpt_0", "0-1_4.ckpt")
     # the same weights as a warm start for a 5-class head, with dynamic loss scaling
-    proc = _train(tmp_path, _args(tiny_data, tmp_path / "b", max_epoch=1, num_classes=5, pretrained=ckpt,
+    proc = train(tmp_path, _args(tiny_data, tmp_path / "b", max_epoch=1, num_classes=5, pretrained=ckpt,
                                   is_dynamic_loss_scale=1, loss_scale=65536))
     assert proc.returncode == 0, proc.stderr
     assert "re-initialised for 5 classes" in proc.stdout
     assert "dynamic loss scale" in proc.stdout
 
 
-def test_non_finite_loss_stops_with_clear_message(tmp_path, tiny_data):
-    proc = _train(tmp_path, _args(tiny_data, tmp_path / "out", max_epoch=3, lr=1e30, ckpt_interval=1))
+def test_non_finite_loss_stops_with_clear_message(tmp_path, tiny_data, train):
+    proc = train(tmp_path, _args(tiny_data, tmp_path / "out", max_epoch=3, lr=1e30, ckpt_interval=1))
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "loss became" in proc.stderr and "last good checkpoint" in proc.stderr
     run = _run_dir(tmp_path / "out")
@@ -167,8 +148,8 @@ def test_non_finite_loss_stops_with_clear_message(tmp_path, tiny_data):
     (dict(resume="/no/such/run"), "/no/such/run"),
     (dict(num_classes=2), "out of range for num_classes=2"),
 ])
-def test_bad_input_is_a_clear_error(tmp_path, tiny_data, over, message):
-    proc = _train(tmp_path, _args(tiny_data, tmp_path / "out", **over), timeout=120)
+def test_bad_input_is_a_clear_error(tmp_path, tiny_data, train, over, message):
+    proc = train(tmp_path, _args(tiny_data, tmp_path / "out", **over), timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr

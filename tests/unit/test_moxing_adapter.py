@@ -172,24 +172,60 @@ def test_unzip_skips_existing_folder(env):
     assert any("already exists" in m for m in logs)
 
 
-def test_waiters_wait_for_the_leader(env):
+def test_waiters_wait_for_the_leader(env, monkeypatch):
+    """The leader's extraction is held on an Event the test releases. The waiter (device 1) must look at the
+    lock file again and again and keep waiting while the leader is held, and return only after the
+    leader's extraction finished, with the files in place."""
     zip_path = _make_zip(env / "ImageNet.zip")
     dest = env / "data"
-    errors = []
+    extracting, release = threading.Event(), threading.Event()
+    events, results = [], {}
+    polls = []  # one entry per poll of a waiting process (moxing_adapter sleeps between two looks)
+    real_extract = moxing_adapter._extract
 
-    def leader():
-        time.sleep(0.2)
+    def held_extract(*args):
+        extracting.set()
+        assert release.wait(60), "the test never released the leader"
+        real_extract(*args)
+        events.append("leader extracted")
+
+    def counting_sleep(seconds):
+        polls.append(threading.current_thread().name)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(moxing_adapter, "_extract", held_extract)
+    monkeypatch.setattr(moxing_adapter, "time", types.SimpleNamespace(
+        monotonic=time.monotonic, time=time.time, sleep=counting_sleep))
+
+    def device(device_id):
         try:
-            modelarts_unzip(zip_path, dest, device_id=0, device_num=8, log=lambda m: None)
+            results[device_id] = modelarts_unzip(zip_path, dest, device_id=device_id, device_num=8, timeout=120,
+                                                 log=lambda m: None)
+            files = dest / "ImageNet" / "train" / "class_1" / "img_1.txt"
+            results[f"{device_id} saw the files"] = os.path.isfile(files)
         except Exception as e:  # pylint: disable=broad-except
-            errors.append(e)
+            results[device_id] = e
+        events.append(f"device {device_id} returned")
 
-    t = threading.Thread(target=leader)
-    t.start()
-    target = modelarts_unzip(zip_path, dest, device_id=1, device_num=8, timeout=30)
-    t.join()
-    assert not errors
-    assert os.path.isdir(target)   # the waiter returned only after the leader finished
+    leader = threading.Thread(target=device, args=(0,), name="leader")
+    waiter = threading.Thread(target=device, args=(1,), name="waiter")
+    leader.start()
+    try:
+        assert extracting.wait(60), "the leader never started extracting"
+        waiter.start()
+        while polls.count("waiter") < 5:      # five looks at the lock file, the leader still held
+            assert waiter.is_alive(), f"the waiter returned while the leader was still extracting: {results}"
+            time.sleep(0.01)
+        assert waiter.is_alive() and events == []
+    finally:
+        release.set()
+        leader.join(60)
+        waiter.join(60)
+    assert not leader.is_alive() and not waiter.is_alive()
+    assert results[0] == results[1] == str(dest / "ImageNet"), results
+    assert events == ["leader extracted", "device 0 returned", "device 1 returned"] or \
+        events == ["leader extracted", "device 1 returned", "device 0 returned"], events
+    assert results["1 saw the files"]
 
 
 def test_leader_failure_reaches_waiters(env):

@@ -31,10 +31,9 @@ def test_logits_shape(size):
     assert np.isfinite(out.asnumpy()).all()
 
 
-def test_feature_maps_and_forward_features():
-    net = create_model("cspdarknet53")
-    net.set_train(False)
+def test_feature_maps_and_forward_features(calibrate):
     x = _input(2, 64, 48)
+    net = calibrate(create_model("cspdarknet53"), 0, x.asnumpy())  # feature maps that vary over space
     feats = net.feature_maps(x)
     shapes = [tuple(f.shape) for f in feats]
     assert shapes == [(2, 32, 64, 48), (2, 64, 32, 24), (2, 128, 16, 12), (2, 256, 8, 6), (2, 512, 4, 3),
@@ -43,7 +42,15 @@ def test_feature_maps_and_forward_features():
     np.testing.assert_array_equal(last, feats[-1].asnumpy())
     pooled = net.forward_head(net.forward_features(x), pre_logits=True)
     assert pooled.shape == (2, net.num_features) == (2, 1024)
-    np.testing.assert_allclose(net.forward_head(net.forward_features(x)).asnumpy(), net(x).asnumpy(), rtol=1e-6)
+    # the head, written out: global average pool of the last feature map, then fc (weight and bias)
+    assert np.ptp(last, axis=(2, 3)).max() > 0.1  # else mean and max pooling would look the same
+    expected_pooled = last.astype(np.float64).mean(axis=(2, 3))
+    np.testing.assert_allclose(pooled.asnumpy(), expected_pooled, rtol=1e-5, atol=1e-6)
+    w, b = net.head.fc.weight.asnumpy().astype(np.float64), net.head.fc.bias.asnumpy().astype(np.float64)
+    assert np.abs(b).max() > 0.1
+    logits = net(x).asnumpy()
+    np.testing.assert_allclose(logits, expected_pooled @ w.T + b, rtol=1e-4, atol=1e-5 * np.abs(logits).max())
+    np.testing.assert_array_equal(net.forward_head(net.forward_features(x)).asnumpy(), logits)
 
 
 def test_features_only_defaults_to_zoo_detect_levels():
@@ -120,20 +127,16 @@ def test_bad_arch_and_arch_validation():
         create_model("cspdarknet_tiny", num_classes=0)
 
 
-def test_graph_mode_train_step_runs():
+def test_graph_mode_train_step_runs(graph_mode):
     """The network compiles in GRAPH mode inside a train step (what train.py does)."""
-    ms.set_context(mode=ms.GRAPH_MODE)
-    try:
-        net = create_model("cspdarknet_tiny", num_classes=4)
-        loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-        step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), nn.Momentum(net.trainable_params(), 0.01, 0.9))
-        step.set_train()
-        x = _input(4, 32, 32)
-        y = ms.Tensor(np.array([0, 1, 2, 3], np.int32))
-        losses = [float(step(x, y).asnumpy()) for _ in range(3)]
-        assert all(np.isfinite(losses)) and losses[-1] < losses[0]
-    finally:
-        ms.set_context(mode=ms.PYNATIVE_MODE)
+    net = create_model("cspdarknet_tiny", num_classes=4)
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), nn.Momentum(net.trainable_params(), 0.01, 0.9))
+    step.set_train()
+    x = _input(4, 32, 32)
+    y = ms.Tensor(np.array([0, 1, 2, 3], np.int32))
+    losses = [float(step(x, y).asnumpy()) for _ in range(3)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
 def test_hub_entry_returns_eval_ready_classifier(tmp_path):

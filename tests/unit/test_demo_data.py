@@ -11,7 +11,7 @@ import src.data.demo as dd
 from src.data import DatasetError, create_dataset
 from src.data.demo import CLASS_FOLDERS, ensure_demo_dataset
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def count(folder):

@@ -6,13 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import uuid
 
-import numpy as np
 import pytest
-from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPTS = os.path.join(REPO, "scripts")
 STANDALONE = os.path.join(SCRIPTS, "run_standalone_train.sh")
 EVAL = os.path.join(SCRIPTS, "run_eval.sh")
@@ -45,15 +43,8 @@ def _rank_table(path, servers, **top):
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("script_data")
-    rng = np.random.RandomState(1)
-    for c in range(2):
-        (root / f"class{c}").mkdir()
-        for i in range(4):
-            pixels = (rng.rand(36, 36, 3) * 60 + c * 90).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"class{c}" / f"img{i}.jpg", quality=90)
-    return root
+def tiny_data(make_tiny_data):
+    return make_tiny_data(classes=2, per_class=4, size=36, seed=1)
 
 
 # --------------------------------------------------------------------------- argument errors
@@ -182,25 +173,31 @@ if [ "$1" = - ]; then exec {python} "$@"; fi
 echo "fake train.py rank $RANK_ID device $DEVICE_ID of $RANK_SIZE in $PWD"
 if [ "$RANK_ID" = "{fail_rank}" ]; then sleep 1; echo "Traceback: rank $RANK_ID fails" >&2; exit 3; fi
 sleep 60
+echo "fake train.py rank $RANK_ID ran to the end"
 """
 
 
-def test_rank_table_failed_rank_stops_the_others(tmp_path, tiny_data):
+def test_rank_table_failed_rank_stops_the_others(tmp_path, tiny_data, job_processes):
     table = _rank_table(tmp_path / "rt.json", [("10.0.0.1", [(d, d) for d in range(4)])])
     fake = tmp_path / "fake_python"
     fake.write_text(FAKE_PYTHON.format(python=sys.executable, fail_rank=2))
     fake.chmod(0o755)
-    start = time.monotonic()
+    run_name = "rt_" + uuid.uuid4().hex[:8]
     proc = _run([RANK_TABLE, str(table), str(tiny_data)], tmp_path, timeout=50, PYTHON=fake,
-                OUTPUT_ROOT=tmp_path / "out", CSPDARKNET53_RUN_NAME="rt", STOP_GRACE_S=5)
-    assert time.monotonic() - start < 30  # not the 60 s the other ranks would run
+                OUTPUT_ROOT=tmp_path / "out", CSPDARKNET53_RUN_NAME=run_name, STOP_GRACE_S=5)
     assert proc.returncode == 1
     assert "error: rank 2 (device 2, pid" in proc.stderr and "exited with status 3" in proc.stderr, proc.stderr
+    assert "stopping the other ranks" in proc.stderr
     assert "Traceback: rank 2 fails" in proc.stderr  # the tail of its log
-    run = tmp_path / "out" / "rt"
+    # the other ranks were stopped, not waited for: none of their processes (the fake ranks and their
+    # `sleep 60`) is left, and none ran to the end
+    left = job_processes(run_name, settle=5)
+    assert not left, f"processes of the job left behind: {left}"
+    run = tmp_path / "out" / run_name
     for rank in range(4):
         log = (run / f"rank{rank}" / "console.log").read_text()
         assert f"fake train.py rank {rank} device {rank} of 4 in {run}/rank{rank}" in log
+        assert "ran to the end" not in log, log
         assert "RANK_TABLE_FILE=" in (run / f"rank{rank}" / "env.log").read_text()
 
 

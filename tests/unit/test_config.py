@@ -14,7 +14,7 @@ from model_utils.config import (DEFAULT_CONFIG_PATH, PROFILES_DIR, SECTIONS, Con
                                 parse_int_list, parse_number_list, resolve_is_distributed, save_config)
 from src.archs import arch_names
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _write(tmp_path, text, name="user.yaml"):

@@ -20,14 +20,6 @@ from src.image_classification import create_model
 CLASSES = ["circle, round", "square", "stripe"]  # a comma: quoted in the CSV files
 
 
-@pytest.fixture
-def graph_mode():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 def _folder(root, per_class=7):
     rng = np.random.RandomState(0)
     for c, name in enumerate(CLASSES):

@@ -1,10 +1,7 @@
-"""predict.py: top-5 with ImageNet names on a real photo, a training run's class index and preprocessing,
-the same pixels as eval, JSON output, and user errors."""
+"""predict.py end to end: top-5 with ImageNet names on a real photo, a training run's class index and
+preprocessing, the same pixels as eval, JSON output. (Its user errors: tests/unit/test_entry_errors.py.)"""
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,15 +12,12 @@ from src.checkpoint import load_weights, network_metadata, save_checkpoint_atomi
 from src.data import create_dataset
 from src.image_classification import create_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r"^\s+(\d)\. ([01]\.\d{4})  (.+)  \((\d+)\)$")
 
 
-def _run(args, cwd, timeout=600):
-    env = dict(os.environ, GLOG_v="3")
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "predict.py")] + list(args), cwd=str(cwd), env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
+def _run(run_script, args, cwd, timeout=600):
+    proc = run_script("predict.py", args, cwd=cwd, timeout=timeout)
+    return proc.returncode, proc.output
 
 
 def _photo(path):
@@ -51,23 +45,13 @@ def _blocks(out):
     return blocks
 
 
-def _randomize(net, seed):
-    rng = np.random.RandomState(seed)
-    for name, p in net.parameters_dict().items():
-        if name.endswith("head.fc.weight"):
-            p.set_data(ms.Tensor(rng.uniform(-1, 1, p.shape).astype(np.float32)))
-        elif name.endswith("gamma"):
-            p.set_data(ms.Tensor(rng.uniform(0.4, 0.8, p.shape).astype(np.float32)))
-    return net
-
-
-def test_predict_real_photo_imagenet_names(tmp_path):
-    net = _randomize(create_model("cspdarknet_tiny", num_classes=1000), seed=0)
+def test_predict_real_photo_imagenet_names(tmp_path, randomize, run_script):
+    net = randomize(create_model("cspdarknet_tiny", num_classes=1000), seed=0, shift=None, variance=None, head=1.0)
     ckpt = tmp_path / "tiny1000.ckpt"
     save_checkpoint_atomic(net, ckpt, metadata=network_metadata(net))
     photo = _photo(tmp_path / "chelsea.jpg")
-    code, out = _run([f"--ckpt_file={ckpt}", f"--image_path={photo}", "--image_size=64,64",
-                      "--result_file=pred.json"], tmp_path)
+    code, out = _run(run_script, [f"--ckpt_file={ckpt}", f"--image_path={photo}", "--image_size=64,64",
+                                  "--result_file=pred.json"], tmp_path)
     assert code == 0, out
     rows = _blocks(out)[str(photo)]
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
@@ -102,10 +86,10 @@ def _list(folder, files):
     return str(path)
 
 
-def test_predict_run_folder_class_index_and_preprocessing(tmp_path):
+def test_predict_run_folder_class_index_and_preprocessing(tmp_path, randomize, run_script):
     """A checkpoint at <run>/ckpt_0/: class names from <run>/class_index.json, image_size from config.yaml."""
     run = tmp_path / "outputs" / "run1"
-    net = _randomize(create_model("cspdarknet_tiny", num_classes=3), seed=1)
+    net = randomize(create_model("cspdarknet_tiny", num_classes=3), seed=1, shift=None, variance=None, head=1.0)
     save_checkpoint_atomic(net, run / "ckpt_0" / "cspdarknet_tiny-1_2.ckpt", metadata=network_metadata(net))
     (run / "class_index.json").write_text(json.dumps({"daisy": 0, "rose": 1, "tulip": 2}))
     (run / "config.yaml").write_text("image_size: 32,48\neval_resize: squash\ncrop_pct: 0.875\n")
@@ -114,8 +98,8 @@ def test_predict_run_folder_class_index_and_preprocessing(tmp_path):
     _photo(photos / "a.jpg")
     Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(photos / "b.png")
     (photos / "broken.jpg").write_bytes(b"not an image")
-    code, out = _run([f"--pretrained={run / 'ckpt_0' / 'cspdarknet_tiny-1_2.ckpt'}", f"--image_path={photos}",
-                      "--topk=5"], tmp_path)
+    code, out = _run(run_script, [f"--pretrained={run / 'ckpt_0' / 'cspdarknet_tiny-1_2.ckpt'}",
+                                  f"--image_path={photos}", "--topk=5"], tmp_path)
     assert code == 0, out
     assert "input 32,48 (squash resize" in out and "class names: " + str(run / "class_index.json") in out
     blocks = _blocks(out)
@@ -126,20 +110,3 @@ def test_predict_run_folder_class_index_and_preprocessing(tmp_path):
         assert {r[2] for r in rows} == {"daisy", "rose", "tulip"}
         assert sum(r[1] for r in rows) == pytest.approx(1.0, abs=2e-4)
     assert "skipped:" in out.split(str(photos / "broken.jpg"))[1]
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--image_path=x.jpg"], "no checkpoint given"),
-    (["--ckpt_file=nope.ckpt", "--image_path=x.jpg"], "nope.ckpt"),
-    (["--ckpt_file=CKPT", "--image_path=missing.jpg"], "missing.jpg"),
-    (["--ckpt_file=CKPT"], "no image given"),
-])
-def test_predict_user_errors(tmp_path, monkeypatch, capsys, args, message):
-    import predict
-    ckpt = tmp_path / "m.ckpt"
-    save_checkpoint_atomic(create_model("cspdarknet_tiny", num_classes=3), ckpt)
-    monkeypatch.chdir(tmp_path)
-    code = predict.main([a.replace("CKPT", str(ckpt)) for a in args])
-    captured = capsys.readouterr()
-    assert code == 2
-    assert message in captured.err and "Traceback" not in captured.err

@@ -595,7 +595,7 @@ def test_default_workers():
 
 def test_benchmark_tool_runs(tmp_path, capsys):
     import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+    sys.path.insert(0, os.path.join(os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")), "tools"))
     import benchmark_data as bd
     assert bd.make_synthetic(str(tmp_path / "b"), 6, width=64, height=48) > 0
     bd.main(["--data_dir", str(tmp_path / "b"), "--workers", "1", "--image_size", "32", "--batch", "2",

@@ -7,8 +7,6 @@ train_url at the end.
 """
 import json
 import os
-import subprocess
-import sys
 import uuid
 import zipfile
 
@@ -16,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 FAKE_MOXING = '''"""Stand-in for ModelArts' moxing: obs://bucket/<path> is $FAKE_OBS_ROOT/<path>; calls are recorded."""
 import json
@@ -52,30 +50,27 @@ file = _File()
 
 
 @pytest.fixture
-def modelarts(tmp_path):
-    """OBS with a zipped dataset and a checkpoint folder, an empty local cache, the stand-in moxing."""
+def modelarts(tmp_path, make_tiny_data):
+    """OBS with a zipped dataset and a checkpoint folder, an empty local cache, the stand-in moxing; ``env``:
+    what the scripts' environment adds (for tests/conftest.py run_script)."""
     obs = tmp_path / "obs"
     (obs / "data").mkdir(parents=True)
     (obs / "pretrained").mkdir()
     (obs / "pretrained" / "README.txt").write_text("checkpoint folder on OBS\n")
-    rng = np.random.RandomState(2)
+    splits = {"train": 4, "val": 2}
+    images = make_tiny_data(classes=2, per_class=splits, size=36, seed=2)
     with zipfile.ZipFile(obs / "data" / "ImageNet.zip", "w") as zf:
-        for split, n in (("train", 4), ("val", 2)):
+        for split, n in splits.items():
             for c in range(2):
                 for i in range(n):
-                    img = Image.fromarray((rng.rand(36, 36, 3) * 60 + c * 90).astype(np.uint8))
-                    path = tmp_path / "img.jpg"
-                    img.save(path, quality=90)
-                    zf.write(path, f"ImageNet/{split}/class{c}/img{i}.jpg")
+                    zf.write(images / split / f"class{c}" / f"img{i}.jpg", f"ImageNet/{split}/class{c}/img{i}.jpg")
     fake = tmp_path / "fake_site"
     (fake / "moxing").mkdir(parents=True)
     (fake / "moxing" / "__init__.py").write_text(FAKE_MOXING)
     cache = tmp_path / "cache"
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=os.pathsep.join([str(fake), REPO]), FAKE_OBS_ROOT=str(obs),
+    env = dict(PYTHONPATH=os.pathsep.join([str(fake), REPO]), FAKE_OBS_ROOT=str(obs),
                FAKE_MOXING_LOG=str(tmp_path / "moxing_calls.json"), JOB_ID="job" + uuid.uuid4().hex[:8],
                TMPDIR=str(tmp_path), DEVICE_ID="0", RANK_ID="0", RANK_SIZE="1")
-    for key in ("CSPDARKNET53_RUN_NAME", "MS_ROLE"):
-        env.pop(key, None)
     flags = ["--enable_modelarts=True", "--data_url=obs://bucket/data", "--train_url=obs://bucket/out",
              "--checkpoint_url=obs://bucket/pretrained", f"--data_path={cache / 'data'}",
              f"--output_path={cache / 'train'}", f"--load_path={cache / 'ckpt'}"]
@@ -96,12 +91,12 @@ def _assert_downloads_then_upload(ma):
                           (str(cache / "train"), "obs://bucket/out")]
 
 
-def test_train_on_modelarts_downloads_unzips_trains_uploads(modelarts):
+def test_train_on_modelarts_downloads_unzips_trains_uploads(modelarts, run_script):
     ma = modelarts
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *ma["flags"], "--data_dir=train",
-                           "--val_data_dir=val", "--arch=cspdarknet_tiny", "--num_classes=2", "--image_size=32,32",
-                           "--per_batch_size=4", "--max_epoch=1", "--warmup_epochs=0", "--num_parallel_workers=1"],
-                          cwd=ma["tmp"], env=ma["env"], capture_output=True, text=True, timeout=300)
+    proc = run_script("train.py", [*ma["flags"], "--data_dir=train", "--val_data_dir=val", "--arch=cspdarknet_tiny",
+                                   "--num_classes=2", "--image_size=32,32", "--per_batch_size=4", "--max_epoch=1",
+                                   "--warmup_epochs=0", "--num_parallel_workers=1"],
+                      cwd=ma["tmp"], env=ma["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cache = ma["cache"]
     _assert_downloads_then_upload(ma)
@@ -117,7 +112,7 @@ def test_train_on_modelarts_downloads_unzips_trains_uploads(modelarts):
     assert list((run / "ckpt_0").glob("0-1_2.ckpt")) and (run / "metrics.csv").is_file()
 
 
-def test_second_job_on_the_same_server_does_not_unzip_again(modelarts):
+def test_second_job_on_the_same_server_does_not_unzip_again(modelarts, run_script):
     """The extracted folder is reused (the lock of a finished unzip or the folder itself)."""
     ma = modelarts
     extracted = ma["cache"] / "data" / "ImageNet"
@@ -125,26 +120,25 @@ def test_second_job_on_the_same_server_does_not_unzip_again(modelarts):
     Image.fromarray(np.full((36, 36, 3), 10, np.uint8)).save(extracted / "train" / "class0" / "a.jpg")
     (extracted / "train" / "class1").mkdir()
     Image.fromarray(np.full((36, 36, 3), 200, np.uint8)).save(extracted / "train" / "class1" / "b.jpg")
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *ma["flags"], "--data_dir=train",
-                           "--arch=cspdarknet_tiny", "--num_classes=2", "--image_size=32,32", "--per_batch_size=2",
-                           "--max_epoch=1", "--warmup_epochs=0", "--num_parallel_workers=1"],
-                          cwd=ma["tmp"], env=ma["env"], capture_output=True, text=True, timeout=300)
+    proc = run_script("train.py", [*ma["flags"], "--data_dir=train", "--arch=cspdarknet_tiny", "--num_classes=2",
+                                   "--image_size=32,32", "--per_batch_size=2", "--max_epoch=1", "--warmup_epochs=0",
+                                   "--num_parallel_workers=1"],
+                      cwd=ma["tmp"], env=ma["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "unzip: extracting" not in proc.stdout and "already exists" in proc.stdout, proc.stdout
     (run,) = list((ma["obs"] / "out" / "outputs").iterdir())
     assert "train: 2 images, 2 classes" in (run / "log.txt").read_text()
 
 
-def test_missing_moxing_is_one_clear_error(modelarts):
+def test_missing_moxing_is_one_clear_error(modelarts, run_script):
     ma = modelarts
     env = dict(ma["env"], PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *ma["flags"]], cwd=ma["tmp"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_script("train.py", ma["flags"], cwd=ma["tmp"], env=env, timeout=120)
     assert proc.returncode == 2
     assert "'moxing' package cannot be imported" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_eval_on_modelarts_downloads_unzips_scores_uploads(modelarts, tmp_path):
+def test_eval_on_modelarts_downloads_unzips_scores_uploads(modelarts, tmp_path, run_script):
     """eval.py runs inside the same ModelArts wrapper: the checkpoint comes from checkpoint_url, the data
     from the unzipped dataset, the results go to train_url."""
     from src.checkpoint import network_metadata, save_checkpoint_atomic
@@ -153,10 +147,9 @@ def test_eval_on_modelarts_downloads_unzips_scores_uploads(modelarts, tmp_path):
     ma = modelarts
     net = create_model("cspdarknet_tiny", num_classes=2)
     save_checkpoint_atomic(net, ma["obs"] / "pretrained" / "tiny.ckpt", metadata=network_metadata(net))
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), *ma["flags"], "--data_dir=val",
-                           "--pretrained=tiny.ckpt", "--image_size=32,32", "--per_batch_size=2",
-                           "--num_parallel_workers=1", "--result_file=result.json"],
-                          cwd=ma["tmp"], env=ma["env"], capture_output=True, text=True, timeout=300)
+    proc = run_script("eval.py", [*ma["flags"], "--data_dir=val", "--pretrained=tiny.ckpt", "--image_size=32,32",
+                                  "--per_batch_size=2", "--num_parallel_workers=1", "--result_file=result.json"],
+                      cwd=ma["tmp"], env=ma["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cache = ma["cache"]
     _assert_downloads_then_upload(ma)

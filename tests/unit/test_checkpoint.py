@@ -16,20 +16,6 @@ def _input(n, h, w, seed=0):
     return np.random.RandomState(seed).standard_normal((n, 3, h, w)).astype(np.float32)
 
 
-def _randomize_bn(net, seed=0):
-    """Non-trivial BN statistics so that a mis-mapped tensor changes the logits."""
-    rng = np.random.RandomState(seed)
-    for name, p in net.parameters_dict().items():
-        shape = p.shape
-        if name.endswith("moving_mean") or name.endswith("beta"):
-            p.set_data(ms.Tensor(rng.uniform(-0.2, 0.2, shape).astype(np.float32)))
-        elif name.endswith("moving_variance"):
-            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, shape).astype(np.float32)))
-        elif name.endswith("gamma"):
-            p.set_data(ms.Tensor(rng.uniform(0.4, 0.8, shape).astype(np.float32)))
-    return net
-
-
 def _logits(net, x):
     net.set_train(False)
     return net(ms.Tensor(x)).asnumpy()
@@ -39,8 +25,8 @@ def _logits(net, x):
 # Own checkpoints
 # ------------------------------------------------------------------------------------------------
 
-def test_own_checkpoint_round_trip_with_training_state(tmp_path):
-    src = _randomize_bn(create_model("cspdarknet_tiny", num_classes=10), seed=1)
+def test_own_checkpoint_round_trip_with_training_state(tmp_path, randomize):
+    src = randomize(create_model("cspdarknet_tiny", num_classes=10), seed=1)
     entries = [{"name": n, "data": p} for n, p in src.parameters_dict().items()]
     # what a training checkpoint adds: optimizer moments, scalars, EMA copies
     entries += [{"name": "moments." + n, "data": ms.Tensor(np.zeros(p.shape, np.float32))}
@@ -224,24 +210,7 @@ def test_zoo_layout_checkpoint_loads_every_tensor_in_place(tmp_path):
 # timm: parity of cspdarknet53_timm with timm's cspdarknet53 (PyTorch), through safetensors and .pth
 # ------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def timm_model():
-    torch = pytest.importorskip("torch", reason="reference test needs torch (requirements-test.txt)")
-    timm = pytest.importorskip("timm")
-    torch.manual_seed(0)
-    model = timm.create_model("cspdarknet53", pretrained=False)
-    rng = np.random.RandomState(7)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                # timm zero-inits each block's last gamma; moderate gammas keep every weight visible
-                module.weight.copy_(torch.from_numpy(rng.uniform(0.4, 0.8, c).astype(np.float32)))
-                module.bias.copy_(torch.from_numpy(rng.uniform(-0.2, 0.2, c).astype(np.float32)))
-                module.running_mean.copy_(torch.from_numpy(rng.uniform(-0.2, 0.2, c).astype(np.float32)))
-                module.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c).astype(np.float32)))
-    return model.eval()
-
+# timm_model: tests/conftest.py
 
 def _timm_logits(model, x):
     import torch

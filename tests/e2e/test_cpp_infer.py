@@ -28,7 +28,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "ascend310_infer"
 CACHE = Path(os.environ.get("CSPDARKNET53_CXX_CACHE", str(Path.home() / ".cache" / "cspdarknet53-cxx")))
 ORT_ROOT = Path(os.environ.get("ORT_ROOT", str(CACHE / "onnxruntime")))
@@ -281,47 +281,9 @@ class _exact_tanh_mish:
         return False
 
 
-def _randomize_weights(net, seed, calibration):
-    """Gives the net random 'trained-like' weights: He-normal convs, random BN affine parameters, and BN
-    moving statistics measured on the calibration images (each BN gets the mean/variance of its own input, in
-    one forward pass), so activations stay normalised and the logits depend on the image. The zoo
-    initialisation alone gives the tiny net logits that differ by ~1e-8 between images, which would make any
-    comparison pass."""
-    import mindspore as ms
-    from mindspore import nn
-    rng = np.random.default_rng(seed)
-    for name, param in net.parameters_and_names():
-        shape = tuple(param.shape)
-        if name.endswith("gamma"):
-            value = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith("beta") or name.endswith("bias"):
-            value = rng.normal(0.0, 0.2, shape)
-        elif name.endswith("moving_mean"):
-            value = np.zeros(shape)
-        elif name.endswith("moving_variance"):
-            value = np.ones(shape)
-        else:   # conv / fc weights
-            value = rng.normal(0.0, np.sqrt(2.0 / int(np.prod(shape[1:]))), shape)
-        param.set_data(ms.Tensor(value.astype(np.float32), param.dtype))
-    net.set_train(False)
-
-    def set_statistics(cell, inputs):
-        x = inputs[0].asnumpy().astype(np.float64)
-        cell.moving_mean.set_data(ms.Tensor(x.mean(axis=(0, 2, 3)).astype(np.float32)))
-        cell.moving_variance.set_data(ms.Tensor(x.var(axis=(0, 2, 3)).astype(np.float32)))
-    handles = [cell.register_forward_pre_hook(set_statistics)
-               for _, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
-    assert handles, "no BatchNorm2d in the project network?"
-    try:
-        net(ms.Tensor(np.stack(calibration)))
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _project_model_cases(folder: Path, calibration) -> List[OnnxCase]:
-    """The project's own network (tiny CSPDarkNet53 variant, random BN-calibrated weights, see
-    _randomize_weights) with a float32 and a float16 head, saved as checkpoints and exported to ONNX by
+def _project_model_cases(folder: Path, calibration, calibrate) -> List[OnnxCase]:
+    """The project's own network (tiny CSPDarkNet53 variant, random BN-calibrated weights, see the calibrate
+    fixture in tests/conftest.py) with a float32 and a float16 head, saved as checkpoints and exported to ONNX by
     export.py (both exports run side by side), or by mindspore.onnx.export where export.py does not exist.
     Reference: MindSpore's own eval logits for the same weights."""
     import mindspore as ms
@@ -330,7 +292,7 @@ def _project_model_cases(folder: Path, calibration) -> List[OnnxCase]:
     for fp16_head in (False, True):
         tag = "fp16" if fp16_head else "fp32"
         net = create_model("cspdarknet_tiny", num_classes=NUM_CLASSES, fp16_head=fp16_head, seed=3)
-        _randomize_weights(net, seed=3, calibration=calibration)
+        calibrate(net, 3, np.stack(calibration))
         nets[tag] = (net, folder / f"cspdarknet_tiny_{tag}.onnx", fp16_head)
         if (ROOT / "export.py").exists():
             ckpt = folder / f"cspdarknet_tiny_{tag}.ckpt"
@@ -375,7 +337,7 @@ def _project_model_cases(folder: Path, calibration) -> List[OnnxCase]:
 
 
 @pytest.fixture(scope="session")
-def exported_onnx(tmp_path_factory, image_set) -> Dict[str, OnnxCase]:
+def exported_onnx(tmp_path_factory, image_set, calibrate) -> Dict[str, OnnxCase]:
     """HOOK: the ONNX models the app is checked on, each with the reference its logits must match.
 
     * onnx_fp32 / onnx_fp16: small nets built with onnx.helper, reference = onnxruntime from Python on the
@@ -395,7 +357,7 @@ def exported_onnx(tmp_path_factory, image_set) -> Dict[str, OnnxCase]:
                                         [Reference("onnxruntime (Python)", _ort_reference(path))])
     if (ROOT / "src" / "image_classification.py").exists():
         calibration = [eval_preprocess(p) for p in image_set[1].values()]
-        for case in _project_model_cases(folder, calibration):
+        for case in _project_model_cases(folder, calibration, calibrate):
             cases[case.name] = case
     return cases
 

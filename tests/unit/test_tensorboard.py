@@ -15,7 +15,7 @@ from src.utils.tensorboard import (EPOCH_TAGS, STEP_TAGS, TensorBoardLogger, Ten
                                    create_tensorboard_logger, epoch_scalars, event_files, read_scalars,
                                    step_scalars)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STEPS_PER_EPOCH = 4
 
 

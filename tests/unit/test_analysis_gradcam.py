@@ -1,6 +1,6 @@
 """src.analysis.gradcam: the gradient against finite differences and the head's closed form, Grad-CAM against
 an independent NumPy computation, both architectures at odd input sizes, class choice, upsampling and the
-overlays (with and without matplotlib). The trained-net corner test is tests/test_analysis_gradcam_corner.py."""
+overlays (with and without matplotlib). The trained-net corner test is tests/e2e/test_analysis_gradcam_corner.py."""
 import dataclasses
 import os
 import sys
@@ -17,14 +17,6 @@ from src.image_classification import create_model
 
 TIMM_TINY = dataclasses.replace(get_arch("cspdarknet_tiny"), name="cspdarknet_tiny_timm", activation="leaky_relu",
                                 padding="symmetric", split="merged", concat_order="cross_first")
-
-
-@pytest.fixture
-def graph_mode():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
 
 
 def _net(arch, num_classes=3, seed=0):

@@ -14,7 +14,7 @@ Design (measured while writing this test):
   the right corner 1.00 / 0.98 / 0.94 / 0.91 (seed 0 is the test's). lr 0.02 left seed 2 untrained
   (accuracy 0.48). The LeakyReLU variant (cspdarknet53_timm's numerics) classifies as well but localises
   less reliably in this setting (0.75 / 0.75 / 0.92 for seeds 0-2), so only the Mish one is asserted here;
-  both are checked against the reference computation in tests/test_analysis_gradcam.py.
+  both are checked against the reference computation in tests/unit/test_analysis_gradcam.py.
 
 The experiment runs in a child process so that the project's CPU settings (oneDNN ISA cap, threads;
 ``src.utils.perf``) apply before the first kernel runs, whatever ran earlier in the pytest process.
@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 HERE = os.path.abspath(__file__)
-REPO = os.path.dirname(os.path.dirname(HERE))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 SIZE, SQUARE, STEPS, BATCH, LR = 48, 12, 300, 32, 0.01
 COLOURS = np.array([[230, 40, 40], [40, 210, 40], [50, 70, 240], [230, 220, 40]], np.float32)
 NONE_CLASS = len(COLOURS)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 HERE = os.path.abspath(__file__)
-REPO = os.path.dirname(os.path.dirname(HERE))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 CASES = ((10, 203, 8), (1000, 450, 16))  # (classes, images, worst_n)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("bash") is None,
