@@ -135,6 +135,8 @@ def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=No
     if threads:
         ms.device_context.cpu.op_tuning.threads_num(int(threads))
         applied["threads"] = int(threads)
+        from src.utils.fused_mish import set_kernel_threads
+        set_kernel_threads(int(threads))  # the fused Mish kernel (if used) runs on as many threads
     if jit_level is not None:
         if jit_level not in JIT_LEVELS:
             raise ValueError(f"jit_level={jit_level!r}: expected one of {JIT_LEVELS}")
@@ -162,19 +164,40 @@ def _replace_children(net, predicate, make):
     return count
 
 
-def use_fused_mish(net):
-    """Swaps the three-primitive Mish (``src.utils.custom_op.Mish``) for MindSpore's ``nn.Mish`` kernel.
+FUSED_MISH_KINDS = ("aot", "nn")
 
-    NOT recommended: MindSpore 2.10's CPU ``Mish`` kernel returns NaN for inputs of 45 and above (float32
-    overflow inside the kernel; ``nn.Mish()(Tensor([45.]))`` -> nan, the three-primitive form gives 45),
-    which turned a training loss into NaN on the second step of the 32 px smoke run. Where activations
-    stay small it computes the same function, 15 % less CPU time for inference and ~3 % for training.
-    Kept for measurements (``benchmark.py --set fused_mish=true``). Returns the number of cells swapped.
+
+def _fused_mish_kind(value):
+    """``fused_mish`` setting -> None (off), "aot" (the project's custom kernel) or "nn" (MindSpore's)."""
+    if value in (None, False, 0, "", "false", "off", "none", "0"):
+        return None
+    if value in (True, 1, "true", "on", "1"):
+        return "aot"
+    if value in FUSED_MISH_KINDS:
+        return value
+    raise ValueError(f"fused_mish={value!r}: expected false, true (= aot), aot or nn")
+
+
+def use_fused_mish(net, kind="aot"):
+    """Swaps the three-primitive Mish (``src.utils.custom_op.Mish``) for a one-kernel Mish; returns the count.
+
+    ``kind="aot"``: the project's custom CPU operator (``src.utils.fused_mish.FusedMish``: one kernel
+    forward, one backward, keeps only the input for backward, max 4 ulp from float64, finite everywhere;
+    compiled with g++ at first use). ``kind="nn"``: MindSpore's ``nn.Mish`` kernel, NOT recommended: on CPU
+    it returns NaN for inputs of 45 and above (float32 overflow inside the kernel;
+    ``nn.Mish()(Tensor([45.]))`` -> nan), which turned a training loss into NaN on the second step of the
+    32 px smoke run; kept for measurements (``benchmark.py --set fused_mish=nn``).
     """
     from mindspore import nn
 
     from src.utils.custom_op import Mish
 
+    kind = _fused_mish_kind(kind)
+    if kind is None:
+        return 0
+    if kind == "aot":
+        from src.utils.fused_mish import FusedMish
+        return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
     return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: nn.Mish())
 
 
@@ -236,8 +259,8 @@ def prepare_network(net, train, fused_mish=False, fold_bn=False, recompute_act=F
     when not ``train``; with ``train`` it is ignored, since training needs the batch statistics).
     ``recompute_act``: :func:`recompute_activations` (only when ``train``).
     """
-    if fused_mish:
-        use_fused_mish(net)
+    if _fused_mish_kind(fused_mish):
+        use_fused_mish(net, fused_mish)
     if fold_bn and not train:
         fold_batchnorm(net)
     if recompute_act and train:
