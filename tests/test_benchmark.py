@@ -161,7 +161,7 @@ def test_make_specs_same_threads_both_sides():
     import benchmark
 
     args = benchmark.build_parser().parse_args(["--compare", "timm", "--threads", "2", "--infer_batch_sizes", "1",
-                                                "--train_batch_sizes", "8"])
+                                                "--train_batch_sizes", "8", "--arch", "cspdarknet53"])
     specs = benchmark.make_specs(args)
     assert [(s["framework"], s["mode"], s["batch_size"]) for s in specs] == [
         ("mindspore", "infer", 1), ("torch", "infer", 1), ("mindspore", "train", 8), ("torch", "train", 8)]
