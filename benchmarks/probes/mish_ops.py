@@ -3,7 +3,9 @@
     python benchmarks/probes/mish_ops.py [--shape 8,64,112,112] [--threads 1] [--reps 10]
 
 Variants: ``prim3`` (the project's Softplus-Tanh-Mul), ``nn`` (MindSpore's nn.Mish kernel: NaN above 44),
-``aot`` (src.utils.fused_mish: the custom kernel). Modes: forward only, and forward + backward
+``aot`` (src.utils.fused_ops.FusedMish: the custom kernel); ``leaky`` (nn.LeakyReLU = Maximum(a * x, x)),
+``prelu`` (ops.PReLU with a constant slope), ``leaky_aot`` (src.utils.fused_ops.FusedLeakyReLU),
+``identity`` (the baseline: graph and copies only). Modes: forward only, and forward + backward
 (``ms.grad`` with respect to the input, sens = ones). Prints one line per (variant, mode): median wall ms,
 median CPU ms (all threads of the process), and the process's peak RSS.
 """
@@ -34,8 +36,23 @@ def child(variant, mode, shape, threads, reps):
         act = Mish()
     elif variant == "nn":
         act = nn.Mish()
+    elif variant == "leaky":
+        act = nn.LeakyReLU(alpha=0.01)     # ops.leaky_relu: Maximum(alpha * x, x)
+    elif variant == "prelu":
+        w = ms.Tensor(np.full((shape[1],), 0.01, np.float32))
+        prelu = ms.ops.PReLU()
+
+        class _P(nn.Cell):
+            def construct(self, x):
+                return prelu(x, w)
+        act = _P()
+    elif variant == "identity":
+        act = ms.nn.Identity()
+    elif variant == "leaky_aot":
+        from src.utils.fused_ops import FusedLeakyReLU
+        act = FusedLeakyReLU(0.01)
     else:
-        from src.utils.fused_mish import FusedMish
+        from src.utils.fused_ops import FusedMish
         act = FusedMish()
     x = ms.Tensor(np.random.default_rng(0).standard_normal(shape, dtype=np.float32) * 3)
 

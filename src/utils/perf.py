@@ -26,12 +26,12 @@ Measurements behind each default: ``docs/performance.md``.
 import os
 
 __all__ = ["default_threads", "cpu_flags", "recommended_settings", "split_settings", "apply_recommended_settings",
-           "apply_cpu_performance_settings", "prepare_network", "use_fused_mish", "fold_batchnorm",
-           "recompute_activations"]
+           "apply_cpu_performance_settings", "prepare_network", "use_fused_activations", "use_fused_mish",
+           "fold_batchnorm", "recompute_activations"]
 
 JIT_LEVELS = ("O0", "O1", "O2")
 PROCESS_SETTINGS = ("onednn_isa", "jit_level", "dispatch_threads", "compile_cache_dir")
-NETWORK_SETTINGS = ("fused_mish", "fold_bn", "recompute_act")
+NETWORK_SETTINGS = ("fused_act", "fused_mish", "fold_bn", "recompute_act")
 
 
 def default_threads():
@@ -135,7 +135,7 @@ def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=No
     if threads:
         ms.device_context.cpu.op_tuning.threads_num(int(threads))
         applied["threads"] = int(threads)
-        from src.utils.fused_mish import set_kernel_threads
+        from src.utils.fused_ops import set_kernel_threads
         set_kernel_threads(int(threads))  # the fused Mish kernel (if used) runs on as many threads
     if jit_level is not None:
         if jit_level not in JIT_LEVELS:
@@ -196,9 +196,27 @@ def use_fused_mish(net, kind="aot"):
     if kind is None:
         return 0
     if kind == "aot":
-        from src.utils.fused_mish import FusedMish
+        from src.utils.fused_ops import FusedMish
         return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
     return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: nn.Mish())
+
+
+def use_fused_activations(net):
+    """Swaps every activation for the project's one-kernel custom CPU operators (``src.utils.fused_ops``):
+    the three-primitive Mish for ``FusedMish`` and ``nn.LeakyReLU`` (MindSpore: ``Maximum(a * x, x)``) for
+    ``FusedLeakyReLU`` with the same slope. Same function (LeakyReLU bit-identical; Mish within 4 ulp of
+    float64, where the three-primitive form is up to 5e-4 off near |x| = 5 because MindSpore's CPU Tanh
+    saturates), one kernel forward and one backward, and only the input kept for backward. Training and
+    evaluation on CPU; export keeps the built network. Returns the number of cells swapped.
+    """
+    from mindspore import nn
+
+    from src.utils.custom_op import Mish
+    from src.utils.fused_ops import FusedLeakyReLU, FusedMish
+
+    count = _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
+    count += _replace_children(net, lambda c: isinstance(c, nn.LeakyReLU), lambda c: FusedLeakyReLU(float(c.alpha)))
+    return count
 
 
 def fold_batchnorm(net):
@@ -252,13 +270,18 @@ def recompute_activations(net):
     return count
 
 
-def prepare_network(net, train, fused_mish=False, fold_bn=False, recompute_act=False):
+def prepare_network(net, train, fused_act=False, fused_mish=False, fold_bn=False, recompute_act=False):
     """Applies the optional network rewrites in place, before the network's first call; returns ``net``.
+
+    ``fused_act``: :func:`use_fused_activations` (the custom Mish and LeakyReLU kernels; activations that
+    are fused are not recomputed: their backward needs only the input, kept anyway).
 
     ``fused_mish``: :func:`use_fused_mish` (unsafe, see there). ``fold_bn``: :func:`fold_batchnorm` (only
     when not ``train``; with ``train`` it is ignored, since training needs the batch statistics).
     ``recompute_act``: :func:`recompute_activations` (only when ``train``).
     """
+    if fused_act:
+        use_fused_activations(net)
     if _fused_mish_kind(fused_mish):
         use_fused_mish(net, fused_mish)
     if fold_bn and not train:

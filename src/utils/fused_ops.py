@@ -1,6 +1,7 @@
-"""Fused Mish as a MindSpore custom CPU operator (``ops.Custom``, ``func_type="aot"``), forward and backward.
+"""Fused activations as MindSpore custom CPU operators (``ops.Custom``, ``func_type="aot"``): Mish and
+LeakyReLU, each a one-pass forward and a one-pass backward kernel that needs only the input.
 
-``kernels/mish.cc`` computes ``mish(x) = x * tanh(softplus(x))`` and its derivative in one pass each
+``kernels/activations.cc`` computes ``mish(x) = x * tanh(softplus(x))`` and its derivative in one pass each
 from ``e = exp(x)`` (see the source for the stable form), AVX2+FMA where the CPU has it, on
 ``threads`` std::threads. Compared with the three-primitive ``src.utils.custom_op.Mish``:
 
@@ -27,18 +28,19 @@ import subprocess
 import tempfile
 import threading
 
+import mindspore as ms
 from mindspore import nn, ops
 
 __all__ = ["KernelBuildError", "kernel_source", "build_kernel", "kernel_library", "set_kernel_threads",
-           "FusedMish", "fused_mish_available"]
+           "FusedMish", "FusedLeakyReLU", "fused_ops_available"]
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "mish.cc")
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "activations.cc")
 CACHE_ENV = "CSPDARKNET_KERNEL_CACHE"
 # -ffp-contract=off: the vector and scalar paths round alike (only the explicit FMAs are fused).
 CXXFLAGS = ("-std=c++17", "-O3", "-ffp-contract=off", "-fPIC", "-shared", "-pthread")
 
 _lock = threading.Lock()
-_state = {"path": None, "lib": None, "threads": None, "ops": None}
+_state = {"path": None, "lib": None, "threads": None, "ops": None, "leaky_ops": None}
 
 
 class KernelBuildError(RuntimeError):
@@ -56,11 +58,12 @@ def _cache_dir():
 
 
 def build_kernel(cxx=None, cache_dir=None):
-    """Compiles ``kernels/mish.cc`` (once per source/compiler/flags) and returns the ``.so`` path."""
+    """Compiles ``kernels/activations.cc`` (once per source/compiler/flags) and returns the ``.so`` path."""
     cxx = cxx or os.environ.get("CXX") or "g++"
     exe = shutil.which(cxx)
     if exe is None:
-        raise KernelBuildError(f"fused Mish needs a C++ compiler: {cxx!r} not found (set CXX, or use fused_mish=false)")
+        raise KernelBuildError(f"the fused activation kernels need a C++ compiler: {cxx!r} not found (set CXX, or "
+                               "turn fused_act / fused_mish off)")
     with open(SOURCE, "rb") as f:
         source = f.read()
     try:
@@ -69,7 +72,7 @@ def build_kernel(cxx=None, cache_dir=None):
         raise KernelBuildError(f"{exe} --version failed: {err}") from None
     digest = hashlib.sha256(source + repr((version, CXXFLAGS)).encode()).hexdigest()[:16]
     cache_dir = cache_dir or _cache_dir()
-    path = os.path.join(cache_dir, f"mish_{digest}.so")
+    path = os.path.join(cache_dir, f"activations_{digest}.so")
     if os.path.isfile(path):
         return path
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir)
@@ -113,7 +116,7 @@ def set_kernel_threads(threads):
             _state["lib"].mish_set_threads(_state["threads"])
 
 
-def fused_mish_available():
+def fused_ops_available():
     """``(True, "")`` when the kernel builds and loads here, else ``(False, why)``."""
     try:
         kernel_library()
@@ -125,10 +128,7 @@ def fused_mish_available():
 def _ops():
     """The two ``ops.Custom`` primitives (one pair per process: every cell shares them)."""
     if _state["ops"] is None:
-        path, _ = kernel_library()
-        if _state["threads"] is None:
-            from src.utils.perf import default_threads
-            set_kernel_threads(default_threads())
+        path, _ = _ops_path()
 
         def same(x, *_):
             return x
@@ -141,6 +141,46 @@ def _ops():
         forward = ops.Custom(f"{path}:mish_fwd", out_shape=same, out_dtype=same, func_type="aot", bprop=bprop)
         _state["ops"] = (forward, backward)
     return _state["ops"]
+
+
+def _leaky_ops():
+    if _state["leaky_ops"] is None:
+        path, _ = _ops_path()
+
+        def same(x, *_):
+            return x
+
+        backward = ops.Custom(f"{path}:leaky_bwd", out_shape=same, out_dtype=same, func_type="aot")
+
+        def bprop(x, alpha, out, dout):
+            return backward(x, alpha, dout), ops.zeros_like(alpha)
+
+        forward = ops.Custom(f"{path}:leaky_fwd", out_shape=same, out_dtype=same, func_type="aot", bprop=bprop)
+        _state["leaky_ops"] = (forward, backward)
+    return _state["leaky_ops"]
+
+
+def _ops_path():
+    path, lib = kernel_library()
+    if _state["threads"] is None:
+        from src.utils.perf import default_threads
+        set_kernel_threads(default_threads())
+    return path, lib
+
+
+class FusedLeakyReLU(nn.Cell):
+    """LeakyReLU(x) = max(x, alpha x) (0 <= alpha <= 1) in one custom CPU kernel (float32), one-kernel backward."""
+
+    def __init__(self, alpha=0.01):
+        super().__init__()
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"FusedLeakyReLU: alpha={alpha} outside [0, 1]")
+        self.alpha_value = float(alpha)
+        self.alpha = ms.Tensor([float(alpha)], ms.float32)
+        self.leaky = _leaky_ops()[0]
+
+    def construct(self, x):
+        return self.leaky(x, self.alpha)
 
 
 class FusedMish(nn.Cell):

@@ -1,4 +1,10 @@
-// Fused Mish forward and backward for MindSpore's ops.Custom(func_type="aot") on CPU.
+// Fused activations for MindSpore's ops.Custom(func_type="aot") on CPU: Mish and LeakyReLU, forward and
+// backward, one pass each.
+//
+// LeakyReLU: y = x > 0 ? x : a x, dx = x > 0 ? dy : a dy (a: the slope, a 1-element float32 input). MindSpore
+// 2.10 builds nn.LeakyReLU as Maximum(a * x, x), whose backward (MaximumGrad's two full-size outputs, the
+// gradient of the broadcast slope, AddN) costs more CPU than Mish's and keeps ~2 activation-sized
+// buffers per layer outside the memory pool (benchmarks/probes; docs/performance.md).
 //
 //   mish(x)   = x * tanh(softplus(x))
 //   mish'(x)  = tanh(sp) + x * sigmoid(x) * (1 - tanh(sp)^2)
@@ -179,6 +185,28 @@ __attribute__((target("avx2,fma"))) void mish_bwd_avx2(const float* x, const flo
   for (; i < n; ++i) dx[i] = mish_grad_scalar(x[i], dy[i]);
 }
 
+__attribute__((target("avx2,fma"))) void leaky_fwd_avx2(const float* x, float a, float* y, int64_t n) {
+  const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(y + i, _mm256_blendv_ps(_mm256_mul_ps(v, va), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
+  }
+  for (; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
+}
+
+__attribute__((target("avx2,fma"))) void leaky_bwd_avx2(const float* x, float a, const float* dy, float* dx,
+                                                         int64_t n) {
+  const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 g = _mm256_loadu_ps(dy + i);
+    _mm256_storeu_ps(dx + i, _mm256_blendv_ps(_mm256_mul_ps(g, va), g, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
+  }
+  for (; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
+}
+
 bool has_avx2_fma() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok;
@@ -190,6 +218,26 @@ void fwd_range(const float* x, float* y, int64_t n) {
   if (has_avx2_fma()) return mish_fwd_avx2(x, y, n);
 #endif
   for (int64_t i = 0; i < n; ++i) y[i] = mish_scalar(x[i]);
+}
+
+// Branch-free scalar LeakyReLU (random signs would mispredict a branch half of the time).
+inline float leaky_scalar(float x, float a) {
+  float m = x > 0.0f ? 1.0f : a;
+  return x * m;
+}
+
+void leaky_fwd_range(const float* x, float a, float* y, int64_t n) {
+#ifdef MISH_X86
+  if (has_avx2_fma()) return leaky_fwd_avx2(x, a, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] = leaky_scalar(x[i], a);
+}
+
+void leaky_bwd_range(const float* x, float a, const float* dy, float* dx, int64_t n) {
+#ifdef MISH_X86
+  if (has_avx2_fma()) return leaky_bwd_avx2(x, a, dy, dx, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
 }
 
 void bwd_range(const float* x, const float* dy, float* dx, int64_t n) {
@@ -254,6 +302,35 @@ int mish_bwd(int nparam, void** params, int* ndims, int64_t** shapes, const char
   float* dx = static_cast<float*>(params[2]);
   int64_t n = numel(ndims[0], shapes[0]);
   parallel_for(n, [=](int64_t b, int64_t c) { bwd_range(x + b, dy + b, dx + b, c); });
+  return 0;
+}
+
+// params = [x, alpha (1 element), y]
+int leaky_fwd(int nparam, void** params, int* ndims, int64_t** shapes, const char** dtypes, void* stream,
+              void* extra) {
+  (void)stream;
+  (void)extra;
+  if (nparam != 3 || !is_f32(dtypes[0]) || !is_f32(dtypes[1]) || !is_f32(dtypes[2])) return 1;
+  const float* x = static_cast<const float*>(params[0]);
+  const float a = *static_cast<const float*>(params[1]);
+  float* y = static_cast<float*>(params[2]);
+  int64_t n = numel(ndims[0], shapes[0]);
+  parallel_for(n, [=](int64_t b, int64_t c) { leaky_fwd_range(x + b, a, y + b, c); });
+  return 0;
+}
+
+// params = [x, alpha, dy, dx]
+int leaky_bwd(int nparam, void** params, int* ndims, int64_t** shapes, const char** dtypes, void* stream,
+              void* extra) {
+  (void)stream;
+  (void)extra;
+  if (nparam != 4 || !is_f32(dtypes[0]) || !is_f32(dtypes[1]) || !is_f32(dtypes[2]) || !is_f32(dtypes[3])) return 1;
+  const float* x = static_cast<const float*>(params[0]);
+  const float a = *static_cast<const float*>(params[1]);
+  const float* dy = static_cast<const float*>(params[2]);
+  float* dx = static_cast<float*>(params[3]);
+  int64_t n = numel(ndims[0], shapes[0]);
+  parallel_for(n, [=](int64_t b, int64_t c) { leaky_bwd_range(x + b, a, dy + b, dx + b, c); });
   return 0;
 }
 
