@@ -108,10 +108,14 @@ def kernel_library():
         return _state["path"], _state["lib"]
 
 
+THREADS_ENV = "CSPDARKNET_FUSED_THREADS"
+
+
 def set_kernel_threads(threads):
-    """Threads of the fused kernels (MindSpore's kernel thread count, set by ``apply_cpu_performance_settings``)."""
+    """Threads of the fused kernels (MindSpore's kernel thread count, set by ``apply_cpu_performance_settings``;
+    ``$CSPDARKNET_FUSED_THREADS`` overrides it)."""
     with _lock:
-        _state["threads"] = max(1, int(threads))
+        _state["threads"] = max(1, int(os.environ.get(THREADS_ENV) or threads))
         if _state["lib"] is not None:
             _state["lib"].mish_set_threads(_state["threads"])
 
@@ -152,8 +156,10 @@ def _leaky_ops():
 
         backward = ops.Custom(f"{path}:leaky_bwd", out_shape=same, out_dtype=same, func_type="aot")
 
+        # The backward reads the OUTPUT (y > 0 exactly where x > 0, for 0 <= alpha <= 1), which the next conv
+        # keeps for its weight gradient anyway; the input (the BN output) is then not kept for backward.
         def bprop(x, alpha, out, dout):
-            return backward(x, alpha, dout), ops.zeros_like(alpha)
+            return backward(out, alpha, dout), ops.zeros_like(alpha)
 
         forward = ops.Custom(f"{path}:leaky_fwd", out_shape=same, out_dtype=same, func_type="aot", bprop=bprop)
         _state["leaky_ops"] = (forward, backward)

@@ -1,7 +1,8 @@
 // Fused activations for MindSpore's ops.Custom(func_type="aot") on CPU: Mish and LeakyReLU, forward and
 // backward, one pass each.
 //
-// LeakyReLU: y = x > 0 ? x : a x, dx = x > 0 ? dy : a dy (a: the slope, a 1-element float32 input). MindSpore
+// LeakyReLU: y = x > 0 ? x : a x, dx = y > 0 ? dy : a dy (a: the slope, a 1-element float32 input; the
+// backward reads the output, so the input need not be kept). MindSpore
 // 2.10 builds nn.LeakyReLU as Maximum(a * x, x), whose backward (MaximumGrad's two full-size outputs, the
 // gradient of the broadcast slope, AddN) costs more CPU than Mish's and keeps ~2 activation-sized
 // buffers per layer outside the memory pool (benchmarks/probes; docs/performance.md).
@@ -40,7 +41,7 @@
 namespace {
 
 int g_threads = 1;
-constexpr int64_t kMinPerThread = 1 << 16;
+constexpr int64_t kMinPerThread = 1 << 18;  // 1 MiB of floats per thread: smaller ops stay on the caller
 
 constexpr float kHi = 20.0f;      // above: mish(x) = x
 constexpr float kLo = -20.0f;     // below: tanh(softplus(x)) = e
@@ -319,7 +320,7 @@ int leaky_fwd(int nparam, void** params, int* ndims, int64_t** shapes, const cha
   return 0;
 }
 
-// params = [x, alpha, dy, dx]
+// params = [y or x, alpha, dy, dx]: the sign test works on the output as well (y > 0 iff x > 0, 0 <= a <= 1)
 int leaky_bwd(int nparam, void** params, int* ndims, int64_t** shapes, const char** dtypes, void* stream,
               void* extra) {
   (void)stream;
