@@ -17,7 +17,7 @@ and the compile command, written atomically (concurrent first uses are safe). Mi
 library outside ``MS_CUSTOM_AOT_WHITE_LIST`` when that variable is set: then put the cache under it.
 
 The cell is for training and evaluation on CPU only. Export (MINDIR/ONNX) keeps the exportable
-three-primitive form: ``src.utils.perf.prepare_network(fused_mish=...)`` swaps it in on the network
+three-primitive form: ``src.utils.perf.prepare_network(fused_act=True)`` swaps them in on the network
 being run, never on the one being exported.
 """
 import ctypes
