@@ -109,7 +109,8 @@ def build_parser():
     p.add_argument("--md", default=None, help="write the markdown tables and machine line to this file")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per row before the child is killed")
     p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: 32 px, batch 2 for inference and training, 2 steps, no warmup")
+                   help="CI smoke run: 32 px, batch 2 for inference and training, 2 steps, no warmup, cspdarknet53 "
+                        "only (unless --arch)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -194,7 +195,7 @@ def main(argv=None):
         from benchmarks.runner import worker_main
         return worker_main(args._worker)
     if args.quick:
-        args.img_size, args.steps, args.warmup = 32, 2, 0
+        args.img_size, args.steps, args.warmup, args.min_time = 32, 2, 0, 0.0
         args.infer_batch_sizes, args.train_batch_sizes = [2], [2]
     if args.steps < 1 or args.warmup < 0 or args.img_size < 32:
         print("error: --steps must be >= 1, --warmup >= 0 and --img_size >= 32", file=sys.stderr)
