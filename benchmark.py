@@ -1,18 +1,27 @@
 """Speed and memory benchmark of CSPDarkNet53 on MindSpore, optionally side by side with timm/PyTorch.
 
-Measures, for this project's model at one resolution and precision:
+Measures, for each of this project's architectures in ``--arch`` at one resolution and precision:
   * inference images/s for each batch size in ``--infer_batch_sizes`` (default 1, 8, 32);
   * training images/s for each batch size in ``--train_batch_sizes`` (default 8, 32) with the
     project's train step: ``nn.TrainOneStepCell(nn.WithLossCell(net, CrossEntropySmooth(0.1)),
     Momentum(0.9, wd 1e-4 on conv/dense weights only))`` in GRAPH mode;
-  * first-step graph compile time and the peak resident memory of the measuring process.
-Every row runs in a fresh process; its peak memory is that process's ``ru_maxrss``.
-``--compare timm`` runs the same rows for ``timm.create_model("cspdarknet53")`` on PyTorch (eager,
-or ``--torch_compile``) right after each of ours, with the same thread count, and prints ours/timm.
+  * first-step graph compile time and the peak resident memory of the measuring process;
+  * CPU-seconds per image (all threads of the process: what other jobs on the machine disturb least),
+    the load average at each row's start and end and the CPU the rest of the machine used meanwhile
+    ("other cores"); a row whose load average exceeded its thread count is marked (!) and warned about;
+  * the machine's fp32 sgemm peak at the same thread count (a fresh process, NumPy and torch.mm of
+    2048x2048 matrices) and each row's fraction of it (network FLOPs from ``benchmarks.flops``:
+    convs + classifier, training = 3x forward), by wall time and per CPU-second.
+Every row runs in a fresh process; its peak memory is that process's ``ru_maxrss``. Rows run until at
+least ``--steps`` steps and ``--min_time`` seconds of timed steps (batch-1 rows get tens of steps).
+``--compare timm`` runs, right after each of ours, its like-for-like timm network from the registry
+(``src.archs``: cspdarknet53 -> ``timm cspdarknet53(act_layer="mish")``, cspdarknet53_timm -> timm's
+LeakyReLU ``cspdarknet53``) on PyTorch (eager, or ``--torch_compile``) with the same thread count, and
+prints ours/timm.
 
 Examples:
-  python benchmark.py --quick                         # CI smoke run, 32 px, batch 2, 2 steps
-  python benchmark.py --compare timm --csv outputs/bench.csv --md outputs/bench.md
+  python benchmark.py --quick                         # CI smoke run, 32 px, batch 2, 2 steps, cspdarknet53
+  python benchmark.py --compare timm --csv outputs/bench.csv --md outputs/bench.md   # both archs vs their twins
   python benchmark.py --arch cspdarknet53_timm --img_size 256 --train_batch_sizes 32 --infer_batch_sizes ""
 """
 import argparse
@@ -20,6 +29,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCHS = ("cspdarknet53", "cspdarknet53_timm")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")
@@ -59,14 +69,19 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[
                                     __doc__.index("Examples:"):])
-    p.add_argument("--arch", default="cspdarknet53",
-                   help="project architecture (cspdarknet53 | cspdarknet53_timm | cspdarknet_tiny)")
+    p.add_argument("--arch", default=None,
+                   help="comma-separated project architectures (cspdarknet53, cspdarknet53_timm, cspdarknet_tiny); "
+                        "default: cspdarknet53,cspdarknet53_timm (--quick: cspdarknet53)")
     p.add_argument("--img_size", type=int, default=224)
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
                    help="fp16: AMP O2 on MindSpore, autocast float16 on PyTorch (slower on CPU)")
     p.add_argument("--infer_batch_sizes", type=_int_list, default=[1, 8, 32])
     p.add_argument("--train_batch_sizes", type=_int_list, default=[8, 32])
-    p.add_argument("--steps", type=int, default=5, help="timed steps per row (median reported)")
+    p.add_argument("--steps", type=int, default=5, help="least timed steps per row (median reported)")
+    p.add_argument("--min_time", type=float, default=10.0,
+                   help="more timed steps until this many seconds of them (batch-1 rows), at most --max_steps")
+    p.add_argument("--max_steps", type=int, default=200)
+    p.add_argument("--no_sgemm", action="store_true", help="skip the sgemm peak (no FLOP-limit fractions)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after the first (compile) step")
     p.add_argument("--num_classes", type=int, default=1000)
     p.add_argument("--threads", type=int, default=None,
@@ -79,8 +94,10 @@ def build_parser():
     p.add_argument("--no_perf", action="store_true",
                    help="MindSpore's defaults (oneDNN's own ISA choice, 25 kernel threads, three-primitive Mish, "
                         "no BN folding): the 'before' baseline. Very slow on AVX-512 CPUs")
-    p.add_argument("--compare", choices=("timm",), default=None, help="also measure timm's cspdarknet53")
-    p.add_argument("--timm_model", default="cspdarknet53")
+    p.add_argument("--compare", choices=("timm",), default=None,
+                   help="also measure each arch's like-for-like timm network (src.archs: timm_model, timm_kwargs)")
+    p.add_argument("--timm_model", default="",
+                   help="override the timm network of every arch (default: each arch's registry twin)")
     p.add_argument("--torch_compile", action="store_true", help="reference rows use torch.compile")
     p.add_argument("--channels_last", action="store_true", help="reference rows use channels_last tensors")
     p.add_argument("--data_dir", default=None,
@@ -92,13 +109,36 @@ def build_parser():
     p.add_argument("--md", default=None, help="write the markdown tables and machine line to this file")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per row before the child is killed")
     p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: 32 px, batch 2 for inference and training, 2 steps, no warmup")
+                   help="CI smoke run: 32 px, batch 2 for inference and training, 2 steps, no warmup, cspdarknet53 "
+                        "only (unless --arch)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
 
 
+def arch_list(args):
+    if args.arch:
+        return [a.strip() for a in args.arch.split(",") if a.strip()]
+    return ["cspdarknet53"] if args.quick else list(DEFAULT_ARCHS)
+
+
+def timm_twin(arch, override=""):
+    """(timm model name, kwargs dict) of ``arch``'s like-for-like timm network (None if it has none)."""
+    from src.archs import get_arch_spec
+
+    spec = get_arch_spec(arch)
+    if override:
+        return override, {}
+    if not spec.timm_model:
+        return None, {}
+    return spec.timm_model, dict(spec.timm_kwargs)
+
+
+def _timm_label(model, kwargs):
+    return f"timm {model}" + (f" ({', '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))})" if kwargs else "")
+
+
 def make_specs(args):
-    """One spec per row: ours (and timm's, with --compare) for each inference and training batch size."""
+    """One spec per row: for each arch, ours (and its timm twin's, with --compare) for each batch size."""
     from src.utils.perf import default_threads, recommended_settings, split_settings
 
     extra = _settings(args.settings)
@@ -110,18 +150,22 @@ def make_specs(args):
         ours_threads = ref_threads
     specs = []
     rows = [("infer", b) for b in args.infer_batch_sizes] + [("train", b) for b in args.train_batch_sizes]
-    for mode, batch in rows:
-        common = dict(mode=mode, batch_size=batch, img_size=args.img_size, precision=args.precision,
-                      steps=args.steps, warmup=args.warmup, num_classes=args.num_classes)
-        settings = {"onednn_isa": None} if args.no_perf else recommended_settings(mode)
-        settings.update(extra)
-        if args.only != "timm":
-            specs.append(dict(common, framework="mindspore", model=args.arch, arch=args.arch, threads=ours_threads,
-                              jit_level=args.jit_level, settings=settings))
-        if args.compare == "timm" and args.only != "ours":
-            specs.append(dict(common, framework="torch", model=f"timm {args.timm_model}", arch=args.timm_model,
-                              timm_model=args.timm_model, threads=ref_threads, torch_compile=args.torch_compile,
-                              channels_last=args.channels_last, settings={}))
+    for arch in arch_list(args):
+        timm_model, timm_kwargs = timm_twin(arch, args.timm_model)
+        for mode, batch in rows:
+            common = dict(mode=mode, batch_size=batch, img_size=args.img_size, precision=args.precision,
+                          steps=args.steps, warmup=args.warmup, num_classes=args.num_classes,
+                          min_time=args.min_time, max_steps=args.max_steps)
+            settings = {"onednn_isa": None} if args.no_perf else recommended_settings(mode)
+            settings.update(extra)
+            if args.only != "timm":
+                specs.append(dict(common, framework="mindspore", model=arch, arch=arch, threads=ours_threads,
+                                  jit_level=args.jit_level, settings=settings))
+            if args.compare == "timm" and args.only != "ours" and timm_model:
+                specs.append(dict(common, framework="torch", model=_timm_label(timm_model, timm_kwargs),
+                                  arch=timm_model, timm_model=timm_model, timm_kwargs=sorted(timm_kwargs.items()),
+                                  pair_arch=arch, flops_arch=arch, threads=ref_threads,
+                                  torch_compile=args.torch_compile, channels_last=args.channels_last, settings={}))
     return specs
 
 
@@ -151,7 +195,7 @@ def main(argv=None):
         from benchmarks.runner import worker_main
         return worker_main(args._worker)
     if args.quick:
-        args.img_size, args.steps, args.warmup = 32, 2, 0
+        args.img_size, args.steps, args.warmup, args.min_time = 32, 2, 0, 0.0
         args.infer_batch_sizes, args.train_batch_sizes = [2], [2]
     if args.steps < 1 or args.warmup < 0 or args.img_size < 32:
         print("error: --steps must be >= 1, --warmup >= 0 and --img_size >= 32", file=sys.stderr)
@@ -167,8 +211,10 @@ def main(argv=None):
 
     from src.archs import arch_names  # the registry imports no MindSpore: the parent stays small
 
-    if args.arch not in arch_names():
-        print(f"error: --arch {args.arch!r}: expected one of {list(arch_names())}", file=sys.stderr)
+    unknown = [a for a in arch_list(args) if a not in arch_names()]
+    if unknown or not arch_list(args):
+        print(f"error: --arch {args.arch!r}: expected a comma-separated list of {list(arch_names())}",
+              file=sys.stderr)
         return 2
 
     try:
@@ -182,23 +228,45 @@ def main(argv=None):
     info = bu.machine_info()
     machine = bu.describe_machine(info)
     print(f"machine: {machine}; load average {info['load_avg']}", flush=True)
+    threads = args.threads or info["cores"]
+    sgemm = None
+    if not args.no_sgemm:
+        sgemm = bu.measure_sgemm(os.path.abspath(__file__), threads, n=1024 if args.quick else 2048,
+                                 reps=3 if args.quick else 5, timeout_s=args.timeout)
+        print(bu.describe_sgemm(sgemm, threads), flush=True)
     rows = []
     for spec in specs:
         row = bu.run_spec(spec, os.path.abspath(__file__), timeout_s=args.timeout)
+        bu.annotate([row], sgemm)
         rows.append(row)
         if row["status"] == "ok":
-            print(f"{row['framework']:9s} {row['mode']:5s} bs={row['batch_size']:<3d} {row['img_size']}px: "
-                  f"{row['ms_per_step']:9.1f} ms/step {row['images_per_s']:8.2f} img/s  first step "
-                  f"{row['first_step_s']:.1f}s  peak {row['peak_rss_mb'] / 1024:.2f} GB  "
+            frac = row.get("flop_limit_frac")
+            print(f"{row['model'][:34]:34s} {row['mode']:5s} bs={row['batch_size']:<3d} {row['img_size']}px: "
+                  f"{row['ms_per_step']:9.1f} ms/step {row['images_per_s']:8.2f} img/s "
+                  f"{row['cpu_s_per_image']:7.3f} CPU s/img"
+                  + (f" {100 * frac:4.0f}% of FLOP limit" if frac is not None else "")
+                  + f"  first step {row['first_step_s']:.1f}s  peak {row['peak_rss_mb'] / 1024:.2f} GB  "
                   f"load {row['load_avg_start']}-{row['load_avg_end']}", flush=True)
         else:
-            print(f"{row['framework']:9s} {row['mode']:5s} bs={row['batch_size']:<3d}: {row['status']}: "
+            print(f"{row['model'][:34]:34s} {row['mode']:5s} bs={row['batch_size']:<3d}: {row['status']}: "
                   f"{row.get('error')}", flush=True)
+        if row.get("loaded"):
+            print(f"WARNING: load average {row['load_avg_start']}-{row['load_avg_end']} exceeded the row's "
+                  f"{row.get('threads') or threads} threads: its wall-clock figures are not a quiet machine's "
+                  "(marked (!); compare CPU s/img)", flush=True)
     table = bu.markdown_table(rows)
     ours = [r for r in rows if r["framework"] == "mindspore"]
     notes = sorted({bu.describe_settings(r) for r in ours})
-    parts = [f"Machine: {machine}. Load average {info['load_avg']} at start, "
-             f"{os.getloadavg()[0]:.2f} at end (other jobs shared the cores: compare rows of one run only).", ""]
+    load_end = os.getloadavg()[0]
+    loaded = bu.loaded_rows(rows)
+    parts = [f"Machine: {machine}. Load average {info['load_avg']} at start, {load_end:.2f} at end."]
+    if loaded or max(info["load_avg"], load_end) > threads:
+        parts.append(f"**WARNING: the load average exceeded the {threads} threads during {len(loaded)} of "
+                     f"{len(rows)} rows (marked (!)): other jobs shared the cores, so wall-clock figures are not a "
+                     "quiet machine's; compare rows of one run only, or CPU s/img.**")
+    if sgemm is not None:
+        parts.append(bu.describe_sgemm(sgemm, threads) + ".")
+    parts.append("")
     parts += [f"Ours: {n}." for n in notes]
     parts += ["", table]
     ratios = bu.ratio_rows(rows)

@@ -26,9 +26,10 @@ BASE_LR, WARMUP_STEPS = 0.1, 1000  # training rows run the first steps of a warm
 
 CSV_COLUMNS = (
     "framework", "impl", "model", "arch", "mode", "batch_size", "img_size", "precision", "threads", "jit_level",
-    "settings", "params_m", "first_step_s", "compile_s", "ms_per_step", "ms_per_step_min", "cpu_ms_per_step", "images_per_s",
-    "peak_rss_mb", "rss_after_build_mb", "last_loss", "steps", "load_avg_start", "load_avg_end", "wall_s", "status",
-    "error",
+    "settings", "params_m", "first_step_s", "first_step_cpu_s", "compile_s", "ms_per_step", "ms_per_step_min",
+    "ms_per_step_iqr", "cpu_ms_per_step", "cpu_s_per_image", "images_per_s", "gflop_per_step", "gflops",
+    "flop_limit_frac", "flop_limit_frac_cpu", "peak_rss_mb", "rss_after_build_mb", "last_loss", "steps",
+    "load_avg_start", "load_avg_end", "loaded", "other_cores", "steal_cores", "wall_s", "status", "error",
 )
 
 
@@ -98,6 +99,15 @@ def describe_machine(info):
             f"{info['ram_gib']} GiB RAM, {info['os']}, Python {info['python']}; {versions}")
 
 
+def cpu_jiffies():
+    """(busy, steal) jiffies of all CPUs from /proc/stat (None off Linux)."""
+    line = _read("/proc/stat").split("\n", 1)[0].split()
+    if not line or line[0] != "cpu":
+        return None
+    v = [int(x) for x in line[1:9]]  # user nice system idle iowait irq softirq steal
+    return (v[0] + v[1] + v[2] + v[5] + v[6], v[7])
+
+
 # --------------------------------------------------------------------------------------------------
 # parent side: one fresh process per spec
 
@@ -117,9 +127,12 @@ def run_spec(spec, script, timeout_s=1800, cwd=None, extra_env=None):
     env["PYTHONUNBUFFERED"] = "1"
     if extra_env:
         env.update(extra_env)
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = threads
     cmd = [sys.executable, script, "--_worker", json.dumps(spec)]
     start = time.time()
     load_start = os.getloadavg()[0]
+    stat_start = cpu_jiffies()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=env)
         status, rusage, timed_out = None, None, False
@@ -146,7 +159,16 @@ def run_spec(spec, script, timeout_s=1800, cwd=None, extra_env=None):
     if result is not None:
         row.update(result)
     row["peak_rss_mb"] = round(rusage.ru_maxrss / 1024.0, 1)  # Linux: kilobytes
-    row["wall_s"] = round(time.time() - start, 1)
+    wall = time.time() - start
+    row["wall_s"] = round(wall, 1)
+    stat_end = cpu_jiffies()
+    if stat_start and stat_end and wall > 0:
+        # CPU time the rest of the machine used while this row ran, in cores: /proc/stat's busy time minus
+        # this child's own (its rusage). Direct evidence of contention, unlike the load average.
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = (stat_end[0] - stat_start[0]) / hz
+        row["other_cores"] = round(max(0.0, busy - rusage.ru_utime - rusage.ru_stime) / wall, 2)
+        row["steal_cores"] = round((stat_end[1] - stat_start[1]) / hz / wall, 2)
     row.setdefault("load_avg_start", round(load_start, 2))
     row.setdefault("load_avg_end", round(os.getloadavg()[0], 2))
     if timed_out:
@@ -170,31 +192,42 @@ def _vm_kb(field):
     return 0
 
 
-def _timed_loop(step, first_sync, warmup, steps):
-    t0 = time.perf_counter()
+def _timed_loop(step, first_sync, warmup, steps, min_time=0.0, max_steps=None):
+    """Times the first step, runs ``warmup`` untimed steps, then at least ``steps`` timed steps and, with
+    ``min_time``, more until that many seconds of timed steps have passed (at most ``max_steps``): short
+    steps (batch-1 inference) get enough samples for a stable median. Returns (first wall s, first CPU s,
+    wall times, CPU times)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     first_sync(step())
-    first = time.perf_counter() - t0
+    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
     for _ in range(warmup):
         first_sync(step())
     times, cpu = [], []
-    for _ in range(steps):
+    max_steps = max(steps, max_steps or steps)
+    while len(times) < steps or (sum(times) < min_time and len(times) < max_steps):
         t0, c0 = time.perf_counter(), time.process_time()
         first_sync(step())
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return first, times, cpu
+    return first, first_cpu, times, cpu
 
 
-def _summary(spec, first, times, cpu, extra):
+def _summary(spec, timing, extra):
+    first, first_cpu, times, cpu = timing
     median = statistics.median(times)
+    cpu_median = statistics.median(cpu)
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [median, median, median]
     out = {
         # CPU seconds (all threads of the process) per step: less sensitive than wall time to other
         # jobs on a shared machine, but it counts spin-waiting threads too.
-        "cpu_ms_per_step": round(1000 * statistics.median(cpu), 2),
+        "cpu_ms_per_step": round(1000 * cpu_median, 2),
+        "cpu_s_per_image": round(cpu_median / spec["batch_size"], 4),
         "first_step_s": round(first, 3),
+        "first_step_cpu_s": round(first_cpu, 3),
         "compile_s": round(max(0.0, first - median), 3),
         "ms_per_step": round(1000 * median, 2),
         "ms_per_step_min": round(1000 * min(times), 2),
+        "ms_per_step_iqr": round(1000 * (q[2] - q[0]), 2),
         "images_per_s": round(spec["batch_size"] / median, 3),
         "steps": len(times),
         "self_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
@@ -262,13 +295,13 @@ def _ms_worker(spec):
             losses.append(float(value))
 
     rss_build = _vm_kb("VmRSS")
-    first, times, cpu = _timed_loop(step, sync, spec["warmup"], spec["steps"])
+    timing = _timed_loop(step, sync, spec["warmup"], spec["steps"], spec.get("min_time", 0.0), spec.get("max_steps"))
     # fp32 losses must stay finite (a sanity check of the train step). fp16 on CPU is measured for speed
     # only: at 32 px / batch 2 (a 1x1 last stage) its loss turns NaN from step 2, with or without loss
     # scale (64 px / batch 4 stays finite); the NaN is then visible in the row's last_loss.
     if train and spec["precision"] == "fp32" and not all(np.isfinite(losses)):
         raise RuntimeError(f"non-finite training loss: {losses}")
-    return _summary(spec, first, times, cpu, {
+    return _summary(spec, timing, {
         "params_m": round(params / 1e6, 3), "rss_after_build_mb": round(rss_build / 1024.0, 1),
         "impl": f"MindSpore {ms.__version__} GRAPH", "applied": applied,
         "jit_level": applied.get("jit_level", spec.get("jit_level") or "default"),
@@ -285,7 +318,7 @@ def _torch_worker(spec):
         torch.set_num_threads(int(threads))
     torch.manual_seed(0)
     model = timm.create_model(spec.get("timm_model", "cspdarknet53"), pretrained=False,
-                              num_classes=spec["num_classes"])
+                              num_classes=spec["num_classes"], **dict(spec.get("timm_kwargs") or {}))
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if spec.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
@@ -333,11 +366,63 @@ def _torch_worker(spec):
             out.sum().item()
 
     rss_build = _vm_kb("VmRSS")
-    first, times, cpu = _timed_loop(step, sync, spec["warmup"], spec["steps"])
-    return _summary(spec, first, times, cpu, {
+    timing = _timed_loop(step, sync, spec["warmup"], spec["steps"], spec.get("min_time", 0.0), spec.get("max_steps"))
+    return _summary(spec, timing, {
         "params_m": round(params / 1e6, 3), "rss_after_build_mb": round(rss_build / 1024.0, 1), "impl": impl,
         "jit_level": "compile" if spec.get("torch_compile") else "eager",
         "last_loss": losses[-1] if losses else None})
+
+
+def _sgemm_worker(spec):
+    """Peak fp32 matrix-multiply rate at the spec's thread count: n x n x n sgemm with NumPy (its BLAS) and,
+    if installed, torch.mm (MKL / oneDNN); the best median wall rate of the two is the machine's FLOP limit."""
+    import numpy as np
+
+    n, reps, threads = int(spec.get("n", 2048)), int(spec.get("reps", 5)), spec.get("threads")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    backends = [("numpy", lambda: np.matmul(a, b))]
+    try:
+        import torch
+        if threads:
+            torch.set_num_threads(int(threads))
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        backends.append((f"torch {torch.__version__.split('+')[0]}", lambda: torch.mm(ta, tb)))
+    except ImportError:
+        pass
+    flops = 2.0 * n ** 3
+    out = {"n": n, "backends": {}}
+    for name, mm in backends:
+        mm()
+        walls, cpus = [], []
+        for _ in range(reps):
+            t, c = time.perf_counter(), time.process_time()
+            mm()
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        out["backends"][name] = {"gflops": round(flops / statistics.median(walls) / 1e9, 2),
+                                 "gflops_per_cpu_s": round(flops / statistics.median(cpus) / 1e9, 2)}
+    best = max(out["backends"], key=lambda k: out["backends"][k]["gflops"])
+    out.update(best=best, gflops=out["backends"][best]["gflops"],
+               gflops_per_cpu_s=max(v["gflops_per_cpu_s"] for v in out["backends"].values()), status="ok")
+    return out
+
+
+def measure_sgemm(script, threads, n=2048, reps=5, timeout_s=600):
+    """Runs :func:`_sgemm_worker` in a fresh process (same env as the rows); returns its result dict."""
+    spec = {"framework": "sgemm", "threads": threads, "n": n, "reps": reps}
+    return run_spec(spec, script, timeout_s=timeout_s)
+
+
+def describe_sgemm(sgemm, threads):
+    """One line: the measured sgemm peak (the FLOP limit of the rows' fractions)."""
+    if not sgemm or sgemm.get("status") != "ok":
+        return f"sgemm peak not measured ({(sgemm or {}).get('error', 'skipped')})"
+    others = ", ".join(f"{k} {v['gflops']:.1f}" for k, v in sgemm["backends"].items() if k != sgemm["best"])
+    return (f"FLOP limit: fp32 sgemm peak at {threads} thread(s) {sgemm['gflops']:.1f} GFLOP/s ({sgemm['best']}, "
+            f"{sgemm['n']}^3" + (f"; {others}" if others else "") + f"), {sgemm['gflops_per_cpu_s']:.1f} GFLOP per "
+            f"CPU-second; load {sgemm.get('load_avg_start')}-{sgemm.get('load_avg_end')}")
 
 
 def worker_main(spec_json):
@@ -351,6 +436,8 @@ def worker_main(spec_json):
         result = _ms_worker(spec)
     elif spec["framework"] == "torch":
         result = _torch_worker(spec)
+    elif spec["framework"] == "sgemm":
+        result = _sgemm_worker(spec)
     else:
         raise ValueError(f"unknown framework {spec['framework']!r}")
     result["load_avg_start"] = round(load_start, 2)
@@ -401,10 +488,55 @@ def _fmt(value, digits=2):
     return str(value)
 
 
+def annotate(rows, sgemm=None):
+    """Adds each row's FLOP count and rate, its fraction of the machine's sgemm limit and the load flag.
+
+    ``gflops``: the row's network FLOPs per step (``benchmarks.flops``, training = 3x forward) over its
+    median wall time; ``flop_limit_frac``: that over the sgemm peak measured at the same thread count (wall
+    rates: both suffer from other load alike); ``flop_limit_frac_cpu``: FLOPs per CPU-second of the row over
+    sgemm FLOPs per CPU-second (per-core efficiency, robust to other load; PyTorch's spinning OpenMP threads
+    count against it). ``loaded``: the load average at the row's start or end exceeded its thread count.
+    """
+    from benchmarks.flops import step_flops
+
+    peak = (sgemm or {}).get("gflops") if (sgemm or {}).get("status") == "ok" else None
+    peak_cpu = (sgemm or {}).get("gflops_per_cpu_s") if peak else None
+    for r in rows:
+        threads = r.get("threads") or (r.get("applied") or {}).get("threads") or 0
+        loads = [v for v in (r.get("load_avg_start"), r.get("load_avg_end")) if isinstance(v, (int, float))]
+        r["loaded"] = bool(threads and loads and max(loads) > threads)
+        if r.get("status") != "ok":
+            continue
+        flops_arch = r.get("flops_arch") or r.get("arch")
+        try:
+            gflop = step_flops(flops_arch, r["mode"], r["batch_size"], r["img_size"], r["num_classes"]) / 1e9
+        except ValueError:  # not a registered architecture
+            continue
+        r["gflop_per_step"] = round(gflop, 2)
+        r["gflops"] = round(gflop / (r["ms_per_step"] / 1000.0), 2)
+        if peak:
+            r["flop_limit_frac"] = round(r["gflops"] / peak, 3)
+        if peak_cpu and r.get("cpu_ms_per_step"):
+            r["flop_limit_frac_cpu"] = round(gflop / (r["cpu_ms_per_step"] / 1000.0) / peak_cpu, 3)
+    return rows
+
+
+def loaded_rows(rows):
+    return [r for r in rows if r.get("loaded")]
+
+
+def _pct(value):
+    return "-" if value in (None, "") else f"{100 * value:.0f}%"
+
+
 def markdown_table(rows):
-    """The mindcv model-table layout, plus peak memory and load average columns."""
+    """The mindcv model-table layout, plus CPU time, FLOP-limit fraction, peak memory and load columns.
+
+    A row measured while the load average exceeded its thread count is marked ``(!)`` in the load column.
+    """
     head = ("| model name | framework | mode | params(M) | cards | batch size | resolution | precision | jit level "
-            "| graph compile | ms/step | img/s | peak mem (GB) | load avg |")
+            "| graph compile | ms/step | img/s | CPU s/img | FLOP limit (wall / CPU) | peak mem (GB) | load avg "
+            "| other cores |")
     lines = [head, "|" + "|".join([" :---: "] * (head.count("|") - 1)) + "|"]
     for r in rows:
         ok = r.get("status") == "ok"
@@ -414,44 +546,58 @@ def markdown_table(rows):
             r["precision"], _fmt(r.get("jit_level")),
             f"{r['compile_s']:.1f}s" if ok else r.get("status", "?"),
             _fmt(r.get("ms_per_step"), 1) if ok else "-", _fmt(r.get("images_per_s"), 2) if ok else "-",
+            _fmt(r.get("cpu_s_per_image"), 3) if ok else "-",
+            f"{_pct(r.get('flop_limit_frac'))} / {_pct(r.get('flop_limit_frac_cpu'))}" if ok else "-",
             _fmt((r.get("peak_rss_mb") or 0) / 1024.0, 2),
-            f"{_fmt(r.get('load_avg_start'))}-{_fmt(r.get('load_avg_end'))}",
+            f"{_fmt(r.get('load_avg_start'))}-{_fmt(r.get('load_avg_end'))}" + (" (!)" if r.get("loaded") else ""),
+            _fmt(r.get("other_cores")),
         ]) + " |")
     return "\n".join(lines)
 
 
+def _pair_key(r):
+    arch = r.get("pair_arch") or r.get("arch")
+    return (arch, r["mode"], r["batch_size"], r["img_size"], r["precision"])
+
+
 def ratio_rows(rows):
-    """Pairs (ours, reference) rows by (mode, batch, resolution, precision) and computes ours/reference."""
-    ours = {(r["mode"], r["batch_size"], r["img_size"], r["precision"]): r for r in rows
-            if r["framework"] == "mindspore" and r.get("status") == "ok"}
+    """Pairs each of our rows with its like-for-like timm row (same arch pair, mode, batch, resolution,
+    precision) and computes ours/timm."""
+    ours = {_pair_key(r): r for r in rows if r["framework"] == "mindspore" and r.get("status") == "ok"}
     out = []
     for r in rows:
         if r["framework"] != "torch" or r.get("status") != "ok":
             continue
-        key = (r["mode"], r["batch_size"], r["img_size"], r["precision"])
-        o = ours.get(key)
+        o = ours.get(_pair_key(r))
         if o is None:
             continue
+        cpu_ratio = (r["cpu_s_per_image"] / o["cpu_s_per_image"]) if o.get("cpu_s_per_image") else None
         out.append({
-            "mode": r["mode"], "batch_size": r["batch_size"], "img_size": r["img_size"],
-            "ours_ips": o["images_per_s"], "ref_ips": r["images_per_s"],
+            "arch": o["arch"], "ref_model": r.get("model"), "mode": r["mode"], "batch_size": r["batch_size"],
+            "img_size": r["img_size"], "ours_ips": o["images_per_s"], "ref_ips": r["images_per_s"],
             "speed_ratio": o["images_per_s"] / r["images_per_s"],
+            "ours_cpu_s": o.get("cpu_s_per_image"), "ref_cpu_s": r.get("cpu_s_per_image"), "cpu_ratio": cpu_ratio,
             "ours_mem_mb": o["peak_rss_mb"], "ref_mem_mb": r["peak_rss_mb"],
             "mem_ratio": o["peak_rss_mb"] / r["peak_rss_mb"],
             "ours_compile_s": o["compile_s"], "ref_compile_s": r["compile_s"],
-            "ref_impl": r.get("impl"),
+            "ours_flop_frac": o.get("flop_limit_frac"), "ref_flop_frac": r.get("flop_limit_frac"),
+            "ref_impl": r.get("impl"), "loaded": bool(o.get("loaded") or r.get("loaded")),
         })
     return out
 
 
 def ratio_table(ratios):
-    head = ("| mode | batch size | resolution | ours img/s | timm img/s | speed ours/timm | ours peak (GB) "
-            "| timm peak (GB) | memory ours/timm | ours compile | timm first-step overhead |")
+    head = ("| mode | batch size | resolution | ours | timm | ours img/s | timm img/s | speed ours/timm "
+            "| CPU s/img ours / timm | speed per CPU-s ours/timm | FLOP limit ours / timm | ours peak (GB) "
+            "| timm peak (GB) | memory ours/timm | ours compile | timm first-step overhead | load > threads |")
     lines = [head, "|" + "|".join([" :---: "] * (head.count("|") - 1)) + "|"]
     for q in ratios:
         lines.append("| " + " | ".join([
-            q["mode"], str(q["batch_size"]), f"{q['img_size']}x{q['img_size']}", f"{q['ours_ips']:.2f}",
-            f"{q['ref_ips']:.2f}", f"{q['speed_ratio']:.2f}x", f"{q['ours_mem_mb'] / 1024:.2f}",
-            f"{q['ref_mem_mb'] / 1024:.2f}", f"{q['mem_ratio']:.2f}x", f"{q['ours_compile_s']:.1f}s",
-            f"{q['ref_compile_s']:.1f}s"]) + " |")
+            q["mode"], str(q["batch_size"]), f"{q['img_size']}x{q['img_size']}", q["arch"], str(q["ref_model"]),
+            f"{q['ours_ips']:.2f}", f"{q['ref_ips']:.2f}", f"{q['speed_ratio']:.2f}x",
+            f"{_fmt(q['ours_cpu_s'], 3)} / {_fmt(q['ref_cpu_s'], 3)}",
+            "-" if q["cpu_ratio"] is None else f"{q['cpu_ratio']:.2f}x",
+            f"{_pct(q['ours_flop_frac'])} / {_pct(q['ref_flop_frac'])}",
+            f"{q['ours_mem_mb'] / 1024:.2f}", f"{q['ref_mem_mb'] / 1024:.2f}", f"{q['mem_ratio']:.2f}x",
+            f"{q['ours_compile_s']:.1f}s", f"{q['ref_compile_s']:.1f}s", "yes (!)" if q["loaded"] else "no"]) + " |")
     return "\n".join(lines)

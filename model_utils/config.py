@@ -292,6 +292,14 @@ class TrainConfig:
     tensorboard_dir: str = key("TensorBoard scalars (loss, lr, img/s, loss scale per step; val top-1/top-5 per "
                                "epoch) to <tensorboard_dir>/<run name>/, rank 0 only; empty: off. Needs "
                                "tensorboardX (pip install tensorboardX==2.6.5).")
+    dataset_sink_mode: str = key("Sink mode: run sink_size steps per host call (train step, EMA update and a "
+                                 "record of each step's loss in one compiled step; the host reads the losses "
+                                 "once per sink); auto: on for Ascend/GPU (data fed from the device queue), off "
+                                 "on CPU (1 on CPU feeds from the host, same numerics as 0).",
+                                 choices=("auto", "0", "1"))
+    sink_size: int = key("Steps per sink in sink mode; 0: a whole epoch. Rounded down to a divisor of the steps "
+                         "per epoch (an epoch ends on a sink boundary); progress lines come once per sink.",
+                         check=_at_least(0))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ Mixed precision (``amp_level``): ``auto`` is O2 on Ascend and GPU (the zoo's set
 CPU, where float16 kernels measured about 2x slower with about 3x the memory. The loss always
 runs in float32 (``CrossEntropySmooth`` casts its inputs).
 """
+import numpy as np
+
 import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
@@ -158,3 +160,57 @@ class WeightEMA(nn.Cell):
             live = param.asnumpy().copy()
             param.set_data(ms.Tensor(shadow.asnumpy().astype(live.dtype), param.dtype))
             shadow.set_data(ms.Tensor(live.astype("float32"), mstype.float32))
+
+
+class SinkStep(nn.Cell):
+    """The train step as sink mode runs it: optimisation step, EMA update and a record of every step.
+
+    One call is one step, as ``TrainStep``; around it, inside the same compiled graph:
+
+    * the EMA update (``WeightEMA``), after the optimizer's update of the same parameters (MindSpore
+      orders the parameter reads after the writes: side effects keep program order);
+    * the step's loss, overflow flag and loss scale written to slot ``index`` of ``sink_size``-long
+      buffers, and ``index`` advanced; the host reads the buffers once per sink (``read_records``)
+      instead of synchronising on the loss every step.
+
+    Parameters of the buffers are not part of any checkpoint (``training_state_entries`` saves the
+    ``TrainStep``'s and the EMA's); the wrapped cells keep their parameter names (no prefix).
+    """
+
+    def __init__(self, step, ema, sink_size):
+        super().__init__(auto_prefix=False)
+        self.step = step
+        self.ema = ema
+        self.use_ema = ema is not None
+        self.sink_size = int(sink_size)
+        zeros = ms.Tensor(np.zeros(self.sink_size, np.float32))
+        self.loss_record = ms.Parameter(zeros.copy(), name="sink_loss_record", requires_grad=False)
+        self.overflow_record = ms.Parameter(zeros.copy(), name="sink_overflow_record", requires_grad=False)
+        self.scale_record = ms.Parameter(zeros.copy(), name="sink_scale_record", requires_grad=False)
+        self.index = ms.Parameter(ms.Tensor(0, mstype.int32), name="sink_index", requires_grad=False)
+        self.slots = ms.Tensor(np.arange(self.sink_size, dtype=np.int32))
+
+    def _record(self, buffer, mask, value):
+        return ops.assign(buffer, buffer * (1.0 - mask) + mask * ops.cast(value, mstype.float32))
+
+    def construct(self, images, labels):
+        loss, overflow, scale = self.step(images, labels)
+        if self.use_ema:
+            loss = ops.depend(loss, self.ema())
+        index = self.index
+        mask = ops.cast(ops.equal(self.slots, index), mstype.float32)
+        loss = ops.depend(loss, self._record(self.loss_record, mask, loss))
+        loss = ops.depend(loss, self._record(self.overflow_record, mask, overflow))
+        loss = ops.depend(loss, self._record(self.scale_record, mask, scale))
+        loss = ops.depend(loss, ops.assign(self.index, index + 1))
+        return loss, overflow, scale
+
+    def reset_records(self):
+        """Starts a new sink: the next step writes slot 0."""
+        self.index.set_data(ms.Tensor(0, mstype.int32))
+
+    def read_records(self, count):
+        """``(losses, overflows, scales)`` of the first ``count`` steps since :meth:`reset_records` (NumPy);
+        this is the host's one synchronisation per sink."""
+        return (self.loss_record.asnumpy()[:count].astype(np.float64),
+                self.overflow_record.asnumpy()[:count] > 0.5, self.scale_record.asnumpy()[:count])

@@ -56,6 +56,7 @@ class TrainingSetup:
     lr: np.ndarray             # per-step learning rates
     amp_level: str
     preprocess: dict           # image_size, eval_resize, crop_pct used
+    sink: Optional[Any] = None  # src.sink.SinkRunner in sink mode (dataset_sink_mode), else None
 
     @property
     def steps_per_epoch(self):
@@ -130,8 +131,12 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     train_net = apply_amp(net, amp_level)
     step = TrainStep(train_net, loss_fn, optimizer, loss_scale=optim.loss_scale, dynamic=dynamic)
     ema = WeightEMA(net, optim.ema_decay) if optim.ema else None
+    sink = None
+    from src.sink import build_sink, resolve_sink_mode
+    if resolve_sink_mode(cfg.train.dataset_sink_mode, ctx.device_target):
+        sink = build_sink(step, ema, data, ctx.device_target, cfg.train.sink_size)
     return TrainingSetup(data=data, val_data=val_data, net=net, train_net=train_net, step=step, optimizer=optimizer,
-                         ema=ema, lr=lr, amp_level=amp_level, preprocess=preprocess)
+                         ema=ema, lr=lr, amp_level=amp_level, preprocess=preprocess, sink=sink)
 
 
 def _class_weights(mode, data, num_classes, log):
@@ -270,6 +275,9 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
              cfg.model.init, setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
              optim.lr_scheduler, optim.lr, f"on (decay {optim.ema_decay})" if setup.ema is not None else "off")
     _log_schedule(log, setup.lr, steps_per_epoch)
+    if setup.sink is not None:
+        log.info("sink mode: %d steps per sink (%s feed), one host synchronisation per sink", setup.sink.sink_size,
+                 setup.sink.kind)
     if resume_path:
         log.info("resumed from %s: %d epochs done, global step %d, next lr %.6g", resume_path, start_epoch,
                  setup.global_step, setup.lr[min(start_epoch * steps_per_epoch, len(setup.lr) - 1)])
@@ -302,8 +310,10 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
         atexit.register(tb.close)  # flushed even when the run stops with an error
         log.info("TensorBoard scalars: %s (tensorboard --logdir %s)", tb.log_dir, cfg.train.tensorboard_dir)
     important_info(log, "start training")
+    from src.sink import train_one_epoch_sink
+    run_epoch = train_one_epoch if setup.sink is None else train_one_epoch_sink
     for epoch in range(start_epoch, optim.max_epoch):
-        mean_loss = train_one_epoch(setup, epoch, cfg.device.seed, ctx, progress, log, last_saved, tb)
+        mean_loss = run_epoch(setup, epoch, cfg.device.seed, ctx, progress, log, last_saved, tb)
         if shard_file:
             with open(shard_file, "a", encoding="utf-8", errors="surrogateescape") as f:
                 f.writelines(f"{epoch + 1}\t{path}\n" for path in data.pop_reads())

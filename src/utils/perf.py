@@ -26,12 +26,12 @@ Measurements behind each default: ``docs/performance.md``.
 import os
 
 __all__ = ["default_threads", "cpu_flags", "recommended_settings", "split_settings", "apply_recommended_settings",
-           "apply_cpu_performance_settings", "prepare_network", "use_fused_mish", "fold_batchnorm",
-           "recompute_activations"]
+           "apply_cpu_performance_settings", "prepare_network", "use_fused_activations", "use_fused_mish",
+           "fold_batchnorm", "recompute_activations"]
 
 JIT_LEVELS = ("O0", "O1", "O2")
 PROCESS_SETTINGS = ("onednn_isa", "jit_level", "dispatch_threads", "compile_cache_dir")
-NETWORK_SETTINGS = ("fused_mish", "fold_bn", "recompute_act")
+NETWORK_SETTINGS = ("fused_act", "fused_mish", "fold_bn", "recompute_act")
 
 
 def default_threads():
@@ -57,15 +57,19 @@ def cpu_flags():
 def recommended_settings(mode="train"):
     """The settings measured to help on CPU, as one dict (see :func:`split_settings`).
 
-    ``mode``: "train" or "infer" (evaluation, prediction, inference benchmarks). Training recomputes the
-    activations in the backward pass (peak 8.6 -> 6.6 GB at batch 32, 224 px, same speed within noise,
-    bit-identical losses); inference folds BatchNorm into the convs.
+    ``mode``: "train" or "infer" (evaluation, prediction, inference benchmarks). Both swap the activations
+    for the fused custom kernels (``fused_act``); training recomputes what activations remain unfused
+    (peak 8.6 -> 6.6 GB at batch 32, 224 px, same speed within noise, bit-identical losses); inference
+    folds BatchNorm into the convs.
     Jit level and dispatch threads are left at MindSpore's defaults: O1/O2 and other thread
     counts made no difference beyond noise here.
     """
     if mode not in ("train", "infer"):
         raise ValueError(f"mode={mode!r}: expected 'train' or 'infer'")
-    settings = {"onednn_isa": "auto"}
+    # fused_act: the project's one-kernel Mish / LeakyReLU custom CPU operators (src.utils.fused_ops), both
+    # modes: LeakyReLU training -25 % CPU and -22 % peak RSS at bs 8 / 128 px, activation kernels -75 % CPU,
+    # first step -2.5 s CPU (docs/performance.md, section 8). Without a C++ compiler it falls back (warning).
+    settings = {"onednn_isa": "auto", "fused_act": True}
     if mode == "infer":
         settings["fold_bn"] = True
     else:
@@ -135,6 +139,8 @@ def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=No
     if threads:
         ms.device_context.cpu.op_tuning.threads_num(int(threads))
         applied["threads"] = int(threads)
+        from src.utils.fused_ops import set_kernel_threads
+        set_kernel_threads(int(threads))  # the fused Mish kernel (if used) runs on as many threads
     if jit_level is not None:
         if jit_level not in JIT_LEVELS:
             raise ValueError(f"jit_level={jit_level!r}: expected one of {JIT_LEVELS}")
@@ -162,20 +168,65 @@ def _replace_children(net, predicate, make):
     return count
 
 
-def use_fused_mish(net):
-    """Swaps the three-primitive Mish (``src.utils.custom_op.Mish``) for MindSpore's ``nn.Mish`` kernel.
+FUSED_MISH_KINDS = ("aot", "nn")
 
-    NOT recommended: MindSpore 2.10's CPU ``Mish`` kernel returns NaN for inputs of 45 and above (float32
-    overflow inside the kernel; ``nn.Mish()(Tensor([45.]))`` -> nan, the three-primitive form gives 45),
-    which turned a training loss into NaN on the second step of the 32 px smoke run. Where activations
-    stay small it computes the same function, 15 % less CPU time for inference and ~3 % for training.
-    Kept for measurements (``benchmark.py --set fused_mish=true``). Returns the number of cells swapped.
+
+def _fused_mish_kind(value):
+    """``fused_mish`` setting -> None (off), "aot" (the project's custom kernel) or "nn" (MindSpore's)."""
+    if value in (None, False, 0, "", "false", "off", "none", "0"):
+        return None
+    if value in (True, 1, "true", "on", "1"):
+        return "aot"
+    if value in FUSED_MISH_KINDS:
+        return value
+    raise ValueError(f"fused_mish={value!r}: expected false, true (= aot), aot or nn")
+
+
+def use_fused_mish(net, kind="aot"):
+    """Swaps the three-primitive Mish (``src.utils.custom_op.Mish``) for a one-kernel Mish; returns the count.
+
+    ``kind="aot"``: the project's custom CPU operator (``src.utils.fused_mish.FusedMish``: one kernel
+    forward, one backward, keeps only the input for backward, max 4 ulp from float64, finite everywhere;
+    compiled with g++ at first use). ``kind="nn"``: MindSpore's ``nn.Mish`` kernel, NOT recommended: on CPU
+    it returns NaN for inputs of 45 and above (float32 overflow inside the kernel;
+    ``nn.Mish()(Tensor([45.]))`` -> nan), which turned a training loss into NaN on the second step of the
+    32 px smoke run; kept for measurements (``benchmark.py --set fused_mish=nn``).
     """
     from mindspore import nn
 
     from src.utils.custom_op import Mish
 
+    kind = _fused_mish_kind(kind)
+    if kind is None:
+        return 0
+    if kind == "aot":
+        from src.utils.fused_ops import FusedMish
+        return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
     return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: nn.Mish())
+
+
+def use_fused_activations(net):
+    """Swaps every activation for the project's one-kernel custom CPU operators (``src.utils.fused_ops``):
+    the three-primitive Mish for ``FusedMish`` and ``nn.LeakyReLU`` (MindSpore: ``Maximum(a * x, x)``) for
+    ``FusedLeakyReLU`` with the same slope. Same function (LeakyReLU bit-identical; Mish within 4 ulp of
+    float64, where the three-primitive form is up to 5e-4 off near |x| = 5 because MindSpore's CPU Tanh
+    saturates), one kernel forward and one backward, and only the input kept for backward. Training and
+    evaluation on CPU; export keeps the built network. Returns the number of cells swapped.
+    """
+    from mindspore import nn
+
+    from src.utils.custom_op import Mish
+    from src.utils.fused_ops import FusedLeakyReLU, FusedMish, fused_ops_available
+
+    ok, why = fused_ops_available()
+    if not ok:
+        import logging
+        logging.getLogger(__name__).warning("fused activation kernels unavailable, keeping MindSpore's "
+                                            "activations: %s", why.splitlines()[0] if why else "?")
+        return 0
+    count = _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
+    count += _replace_children(net, lambda c: isinstance(c, nn.LeakyReLU), lambda c: FusedLeakyReLU(float(c.alpha)))
+    return count
 
 
 def fold_batchnorm(net):
@@ -229,15 +280,20 @@ def recompute_activations(net):
     return count
 
 
-def prepare_network(net, train, fused_mish=False, fold_bn=False, recompute_act=False):
+def prepare_network(net, train, fused_act=False, fused_mish=False, fold_bn=False, recompute_act=False):
     """Applies the optional network rewrites in place, before the network's first call; returns ``net``.
+
+    ``fused_act``: :func:`use_fused_activations` (the custom Mish and LeakyReLU kernels; activations that
+    are fused are not recomputed: their backward needs only the input, kept anyway).
 
     ``fused_mish``: :func:`use_fused_mish` (unsafe, see there). ``fold_bn``: :func:`fold_batchnorm` (only
     when not ``train``; with ``train`` it is ignored, since training needs the batch statistics).
     ``recompute_act``: :func:`recompute_activations` (only when ``train``).
     """
-    if fused_mish:
-        use_fused_mish(net)
+    if fused_act:
+        use_fused_activations(net)
+    if _fused_mish_kind(fused_mish):
+        use_fused_mish(net, fused_mish)
     if fold_bn and not train:
         fold_batchnorm(net)
     if recompute_act and train:

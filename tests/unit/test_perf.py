@@ -12,7 +12,7 @@ def test_recommended_and_split_settings():
     assert infer.get("fold_bn") and not infer.get("recompute_act")
     assert not train.get("fused_mish") and not infer.get("fused_mish")  # MindSpore's Mish kernel: NaN > 44
     process, network = perf.split_settings(dict(infer, jit_level="O0"))
-    assert process == {"onednn_isa": "auto", "jit_level": "O0"} and network == {"fold_bn": True}
+    assert process == {"onednn_isa": "auto", "jit_level": "O0"} and network == {"fold_bn": True, "fused_act": True}
     with pytest.raises(ValueError, match="unknown performance settings"):
         perf.split_settings({"fold_bn": True, "no_such_knob": 1})
     with pytest.raises(ValueError):
@@ -82,7 +82,7 @@ def test_make_specs_same_threads_both_sides():
     import benchmark
 
     args = benchmark.build_parser().parse_args(["--compare", "timm", "--threads", "2", "--infer_batch_sizes", "1",
-                                                "--train_batch_sizes", "8"])
+                                                "--train_batch_sizes", "8", "--arch", "cspdarknet53"])
     specs = benchmark.make_specs(args)
     assert [(s["framework"], s["mode"], s["batch_size"]) for s in specs] == [
         ("mindspore", "infer", 1), ("torch", "infer", 1), ("mindspore", "train", 8), ("torch", "train", 8)]

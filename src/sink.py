@@ -1,0 +1,176 @@
+"""Sink-mode training: many steps per host call, one host synchronisation per sink.
+
+The Python loop of ``src.trainer.train_one_epoch`` synchronises on the loss after every step (and runs
+the EMA update as a second graph call). In sink mode (``dataset_sink_mode``; ``auto``: on for Ascend and
+GPU, off on CPU) one compiled ``src.train_step.SinkStep`` runs step + EMA update + a record of the
+step's loss, overflow flag and loss scale; the host runs ``sink_size`` steps, then reads the records once
+and does what the loop does per step (non-finite check, overflow warnings, progress lines: per sink,
+with every step's loss), so validation, checkpoints, ``metrics.csv`` and resume are unchanged (they happen
+between epochs, and an epoch is a whole number of sinks: ``sink_size`` is rounded down to a divisor of the
+steps per epoch).
+
+Who feeds the steps:
+
+* ``DeviceFeeder`` (Ascend, GPU): ``mindspore.data_sink`` -- the dataset goes to the device queue and
+  one host call runs ``sink_size`` steps on the device. MindSpore 2.10 refuses ``data_sink`` on CPU
+  ("Data sinking supports ascend or gpu device target") and ``Model.train(dataset_sink_mode=True)``
+  silently falls back to the host loop there, so this path is not exercised by the CPU tests.
+  The data pipeline is launched once for the run (at the first epoch of this process, with that
+  epoch's sampler position and augmentation seed) and runs on through the epochs: every epoch's image
+  ORDER is the one of ``src.data.sampler`` for that epoch, as in the loop, but the random augmentation
+  draws of epochs after the first continue one stream: a resumed sink run restarts that stream at its
+  resume epoch, so its augmentations (not its data order, weights or schedule) differ from the
+  uninterrupted run's.
+* ``HostFeeder`` (any device; what ``dataset_sink_mode=1`` uses on CPU): a fresh iterator per epoch
+  exactly as the loop (same order, same augmentation seed per epoch), ``sink_size`` calls of the
+  compiled ``SinkStep`` without reading anything back in between. Same numerics as the loop path
+  (tests/e2e/test_sink_mode.py), one synchronisation per sink.
+"""
+import math
+
+import numpy as np
+
+from src.utils.seeding import set_augmentation_seed
+
+__all__ = ["resolve_sink_mode", "sink_chunk_size", "SinkRunner", "build_sink", "train_one_epoch_sink"]
+
+
+def resolve_sink_mode(value, device_target):
+    """``dataset_sink_mode`` ("auto" | "0" | "1", or a bool) -> bool; auto: on for Ascend/GPU, off on CPU."""
+    text = str(value).strip().lower()
+    if isinstance(value, bool):
+        return value
+    if text in ("1", "true"):
+        return True
+    if text in ("0", "false", ""):
+        return False
+    if text == "auto":
+        return device_target in ("Ascend", "GPU")
+    raise ValueError(f"dataset_sink_mode={value!r}: expected auto, 0 or 1")
+
+
+def sink_chunk_size(steps_per_epoch, requested=0):
+    """Steps per sink: ``requested`` (0 = a whole epoch) rounded down to a divisor of ``steps_per_epoch``
+    (a device sink has a fixed size, and an epoch must end on a sink boundary)."""
+    steps = int(steps_per_epoch)
+    requested = int(requested or 0)
+    if requested <= 0 or requested >= steps:
+        return steps
+    return max(d for d in range(1, requested + 1) if steps % d == 0)
+
+
+class HostFeeder:
+    """Feeds the sink step from a host iterator (a fresh one per epoch, as the loop path)."""
+
+    kind = "host"
+
+    def __init__(self, sink_step, data):
+        self.sink_step, self.data, self.iterator = sink_step, data, None
+
+    def begin_epoch(self, epoch, seed, rank, group_size):
+        set_augmentation_seed(seed, rank, epoch, group_size)
+        self.data.set_epoch(epoch)
+        self.iterator = self.data.dataset.create_tuple_iterator(num_epochs=1)
+
+    def run(self, count):
+        for _ in range(count):
+            images, labels = next(self.iterator)
+            self.sink_step(images, labels)
+
+    def end_epoch(self):
+        self.iterator = None
+
+
+class DeviceFeeder:
+    """Feeds the sink step from the device queue with ``mindspore.data_sink`` (Ascend/GPU only)."""
+
+    kind = "device"
+
+    def __init__(self, sink_step, data, sink_size):
+        self.sink_step, self.data, self.sink_size, self.run_fn = sink_step, data, int(sink_size), None
+
+    def begin_epoch(self, epoch, seed, rank, group_size):
+        if self.run_fn is None:  # the pipeline starts here and runs on through the epochs (module docstring)
+            import mindspore as ms
+
+            set_augmentation_seed(seed, rank, epoch, group_size)
+            self.data.set_epoch(epoch)
+            self.run_fn = ms.data_sink(self.sink_step, self.data.dataset, sink_size=self.sink_size,
+                                       jit_config=ms.JitConfig())
+
+    def run(self, count):
+        if count != self.sink_size:
+            raise ValueError(f"a device sink runs {self.sink_size} steps, asked for {count}")
+        self.run_fn()
+
+    def end_epoch(self):
+        pass
+
+
+class SinkRunner:
+    """The sink step and its feeder."""
+
+    def __init__(self, sink_step, feeder, sink_size):
+        self.step, self.feeder, self.sink_size = sink_step, feeder, int(sink_size)
+
+    @property
+    def kind(self):
+        return self.feeder.kind
+
+
+def build_sink(setup_step, ema, data, device_target, sink_size=0, feeder=None):
+    """The ``SinkRunner`` of a run: ``feeder`` "device" (default on Ascend/GPU) or "host" (default on CPU)."""
+    from src.train_step import SinkStep
+
+    size = sink_chunk_size(data.steps_per_epoch, sink_size)
+    sink_step = SinkStep(setup_step, ema, size)
+    sink_step.set_train(True)
+    feeder = feeder or ("device" if device_target in ("Ascend", "GPU") else "host")
+    if feeder == "device":
+        feed = DeviceFeeder(sink_step, data, size)
+    elif feeder == "host":
+        feed = HostFeeder(sink_step, data)
+    else:
+        raise ValueError(f"feeder={feeder!r}: expected device or host")
+    return SinkRunner(sink_step, feed, size)
+
+
+def train_one_epoch_sink(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
+    """Sink-mode twin of ``src.trainer.train_one_epoch``: the same return value (mean loss of the steps that
+    updated the weights), checks, progress lines and TensorBoard scalars, read back once per sink."""
+    from src.trainer import NonFiniteLoss
+    from src.utils.tensorboard import step_scalars
+
+    runner = setup.sink
+    steps_per_epoch = setup.steps_per_epoch
+    size = runner.sink_size
+    runner.feeder.begin_epoch(epoch, seed, ctx.rank, ctx.group_size)
+    progress.epoch_begin()
+    losses = []
+    try:
+        for first in range(0, steps_per_epoch, size):
+            runner.step.reset_records()
+            runner.feeder.run(size)
+            values, overflows, scales = runner.step.read_records(size)
+            for j in range(size):
+                i = first + j + 1                      # 1-based step in the epoch, as the loop
+                global_step = epoch * steps_per_epoch + i - 1
+                loss_value = float(values[j])
+                if overflows[j]:
+                    log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1,
+                                i, float(scales[j]))
+                elif not math.isfinite(loss_value):
+                    raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr "
+                                        f"{setup.lr[global_step]:.6g}; sink mode: the sink of steps {first + 1}-"
+                                        f"{first + size} ran to its end); stopping. The last good checkpoint is "
+                                        f"{last_saved or 'none (none was saved yet)'}. Lower lr, or set "
+                                        "is_dynamic_loss_scale=1 when training in float16.")
+                else:
+                    losses.append(loss_value)
+                fps = progress.step_end(epoch + 1, i, loss_value, float(setup.lr[global_step]))
+                if tb is not None:
+                    tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=float(setup.lr[global_step]),
+                                                                 loss_scale=float(scales[j]), images_per_sec=fps))
+    finally:
+        runner.feeder.end_epoch()
+    return float(np.mean(losses)) if losses else float("nan")
