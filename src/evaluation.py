@@ -264,6 +264,9 @@ def score_checkpoints(ckpts, infos, bundle, cfg, ctx, log, rewrites, analyze=Non
             continue
         log.info("loaded %s (%s layout%s): %s, %d classes", ckpt, report.layout,
                  ", EMA weights" if report.used_ema else "", arch, nc)
+        if report.has_ema and not report.used_ema:  # train.py validated (and picked best.ckpt) with them
+            log.info("%s also holds EMA weights (training validated with them when ema was on); these are the "
+                     "raw weights: use_ema=1 scores the EMA ones", ckpt)
         run_net, precision = apply_eval_precision(net, ctx.device_target)
         run_net.set_train(False)
         acc = None

@@ -370,10 +370,10 @@ E = "e2e::"
 BV = E + "test_bad_train_value_is_one_error_line_and_creates_nothing"
 UV = U + "test_bad_values_are_refused_at_load_naming_the_key"
 UC = U + "test_bad_config_file_is_refused_naming_it"
-OC = "old::tests/test_config.py::test_out_of_range_values_are_errors_naming_the_key"
-WT = "old::tests/test_config.py::test_wrong_type_on_cli"
-TB = "old::tests/test_train.py::test_bad_input_is_a_clear_error"
-TS = "old::tests/test_scripts.py::"
+OC = "old::tests/unit/test_config.py::test_out_of_range_values_are_errors_naming_the_key"
+WT = "old::tests/unit/test_config.py::test_wrong_type_on_cli"
+TB = "old::tests/e2e/test_train.py::test_bad_input_is_a_clear_error"
+TS = "old::tests/e2e/test_scripts.py::"
 SO = "survey only"
 M = {
  "train/lr-neg": [BV, UV, OC], "train/lr-text": [UV, WT], "train/lr-nan": [UV, WT], "train/lr-inf": [UV],
@@ -394,36 +394,36 @@ M = {
  "train/cfg-missing": [UC + "[missing]"], "train/cfg-folder": [UC + "[folder]"], "train/cfg-syntax": [UC + "[syntax]"],
  "train/cfg-unknown": [UC + "[unknown-key]"], "train/cfg-dup": [UC + "[duplicate-key]"], "train/cfg-list": [UC + "[list]"],
  "train/cfg-latin1": [UC + "[not-utf8]"], "train/cfg-type": [UC + "[wrong-type]"],
- "train/modelarts": ["old::tests/test_modelarts_train.py::test_missing_moxing_is_one_clear_error"],
+ "train/modelarts": ["old::tests/e2e/test_modelarts_train.py::test_missing_moxing_is_one_clear_error"],
  "train/ckpt-path-file": [E + "test_unwritable_ckpt_path[under_a_file]", U + "test_output_dir_under_a_regular_file"],
  "train/ckpt-path-ro": [E + "test_unwritable_ckpt_path[read_only]", U + "test_output_dir_on_a_location_not_even_root_can_write"],
  "train/ckpt-path-proc": [U + "test_output_dir_on_a_location_not_even_root_can_write"],
  "train/data-missing": [TB], "train/data-file": [SO],
- "train/data-noclass": ["old::tests/test_dataset.py::test_empty_root_raises"],
+ "train/data-noclass": ["old::tests/unit/test_dataset.py::test_empty_root_raises"],
  "train/data-noimg": [E + "test_launcher_removes_the_run_folder_of_a_job_that_refused_its_input",
-                      "old::tests/test_dataset.py::test_root_with_only_empty_class_folders_raises"],
- "train/data-corrupt": ["old::tests/test_dataset.py::test_nothing_usable_raises"], "train/data-3cls": [TB],
- "train/batch-big": ["old::tests/test_dataset.py::test_bad_options_raise_dataset_error"], "train/list-missing": [SO],
- "train/list-format": ["old::tests/test_dataset.py::test_data_list_bad_line_names_file_and_line"],
+                      "old::tests/unit/test_dataset.py::test_root_with_only_empty_class_folders_raises"],
+ "train/data-corrupt": ["old::tests/unit/test_dataset.py::test_nothing_usable_raises"], "train/data-3cls": [TB],
+ "train/batch-big": ["old::tests/unit/test_dataset.py::test_bad_options_raise_dataset_error"], "train/list-missing": [SO],
+ "train/list-format": ["old::tests/unit/test_dataset.py::test_data_list_bad_line_names_file_and_line"],
  "train/list-label": [SO], "train/list-neg": [SO], "train/list-empty": [SO], "train/list-latin1": [SO],
  "train/val-missing": [SO], "train/pretrained-missing": [SO], "train/pretrained-folder": [SO],
- "train/pretrained-corrupt": ["old::tests/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors"],
- "train/pretrained-foreign": [SO], "train/pretrained-other-arch": ["old::tests/test_checkpoint.py::test_wrong_arch_is_an_error"],
+ "train/pretrained-corrupt": ["old::tests/unit/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors"],
+ "train/pretrained-foreign": [SO], "train/pretrained-other-arch": ["old::tests/unit/test_checkpoint.py::test_wrong_arch_is_an_error"],
  "train/resume-missing": [TB], "train/resume-empty": [SO], "train/resume-corrupt": [SO], "train/resume-foreign": [SO],
  "train/resume-file-nonrun": [SO],
  "train/resume-arch": [E + "test_rejected_resume_leaves_the_run_folder_byte_identical[other-arch]"],
  "train/resume-classes": [E + "test_rejected_resume_leaves_the_run_folder_byte_identical[other-num-classes]"],
  "train/warmup-long": [E + "test_odd_but_legitimate_values_run_with_warnings", U + "test_odd_but_legitimate_values_load_with_a_warning"],
  "train/interval-long": [E + "test_odd_but_legitimate_values_run_with_warnings", U + "test_odd_but_legitimate_values_load_with_a_warning"],
- "eval/no-ckpt": ["old::tests/test_eval.py::test_eval_checkpoint_errors[none]"],
- "eval/ckpt-missing": ["old::tests/test_eval.py::test_eval_checkpoint_errors[missing]"],
- "eval/ckpt-empty": ["old::tests/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors[empty]"],
- "eval/ckpt-random": ["old::tests/test_eval.py::test_eval_checkpoint_errors[garbage]"],
+ "eval/no-ckpt": ["old::tests/unit/test_entry_errors.py::test_eval_checkpoint_errors[none]"],
+ "eval/ckpt-missing": ["old::tests/unit/test_entry_errors.py::test_eval_checkpoint_errors[missing]"],
+ "eval/ckpt-empty": ["old::tests/unit/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors[empty]"],
+ "eval/ckpt-random": ["old::tests/unit/test_entry_errors.py::test_eval_checkpoint_errors[garbage]"],
  "eval/ckpt-trunc": [SO + " (as random bytes)"],
- "eval/ckpt-ext": ["old::tests/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors[extension]"],
+ "eval/ckpt-ext": ["old::tests/unit/test_checkpoint.py::test_unreadable_checkpoints_raise_clear_errors[extension]"],
  "eval/ckpt-pth": [SO], "eval/ckpt-safetensors": [SO],
  "eval/ckpt-foreign": [E + "test_eval_of_a_checkpoint_without_cspdarknet53_weights_leaves_no_run_folder"],
- "eval/folder-empty": ["old::tests/test_eval.py::test_eval_checkpoint_errors[empty_folder]"],
+ "eval/folder-empty": ["old::tests/unit/test_entry_errors.py::test_eval_checkpoint_errors[empty_folder]"],
  "eval/folder-one-corrupt": [E + "test_eval_folder_with_bad_checkpoints_keeps_the_results_of_the_others"],
  "eval/folder-one-foreign": [E + "test_eval_folder_with_bad_checkpoints_keeps_the_results_of_the_others"],
  "eval/folder-all-bad": [SO], "eval/data-missing": [SO], "eval/data-3cls": [SO],
@@ -435,25 +435,25 @@ M = {
  "eval/device-gpu": [SO + " (train.py's: E test_device_and_launcher_errors_fail_before_a_run_folder)"],
  "eval/dist": [SO + " (train.py's: E test_device_and_launcher_errors_fail_before_a_run_folder)"],
  "eval/batch-0": [UV], "eval/run-config-corrupt": [SO], "eval/list-latin1": [SO],
- "export/no-ckpt": ["old::tests/test_export.py::test_cli_checkpoint_errors"],
- "export/ckpt-missing": ["old::tests/test_export.py::test_cli_checkpoint_errors"],
+ "export/no-ckpt": ["old::tests/e2e/test_export.py::test_cli_checkpoint_errors"],
+ "export/ckpt-missing": ["old::tests/e2e/test_export.py::test_cli_checkpoint_errors"],
  "export/ckpt-folder": [SO], "export/ckpt-corrupt": [SO], "export/ckpt-foreign": [SO],
- "export/air-cpu": ["old::tests/test_export.py::test_cli_air_off_ascend_is_refused_before_any_work"],
+ "export/air-cpu": ["old::tests/e2e/test_export.py::test_cli_air_off_ascend_is_refused_before_any_work"],
  "export/format-bad": [UV], "export/name-empty": [SO],
  "export/name-file": [E + "test_unwritable_export_and_predict_outputs[under_a_file]"],
  "export/name-ro": [E + "test_unwritable_export_and_predict_outputs[read_only]"],
  "export/name-proc": [U + "test_output_dir_on_a_location_not_even_root_can_write"],
  "export/name-dir": [U + "test_output_checks_create_nothing"],
  "export/width-neg": [UV], "export/batch-0": [UV], "export/arch-explicit": [SO], "export/device-gpu": [SO],
- "predict/no-ckpt": ["old::tests/test_predict.py::test_predict_user_errors"],
- "predict/ckpt-missing": ["old::tests/test_predict.py::test_predict_user_errors"], "predict/ckpt-corrupt": [SO],
- "predict/no-image": ["old::tests/test_predict.py::test_predict_user_errors"],
- "predict/image-missing": ["old::tests/test_predict.py::test_predict_user_errors"], "predict/image-folder-empty": [SO],
+ "predict/no-ckpt": ["old::tests/unit/test_entry_errors.py::test_predict_user_errors"],
+ "predict/ckpt-missing": ["old::tests/unit/test_entry_errors.py::test_predict_user_errors"], "predict/ckpt-corrupt": [SO],
+ "predict/no-image": ["old::tests/unit/test_entry_errors.py::test_predict_user_errors"],
+ "predict/image-missing": ["old::tests/unit/test_entry_errors.py::test_predict_user_errors"], "predict/image-folder-empty": [SO],
  "predict/images-unusable": [E + "test_predict_with_only_unusable_images_names_the_users_files"],
- "predict/images-some-bad": ["old::tests/test_predict.py (the broken.jpg of its folder run)"],
+ "predict/images-some-bad": ["old::tests/e2e/test_predict.py (the broken.jpg of its folder run)"],
  "predict/names-missing": [SO], "predict/names-count": [SO], "predict/names-latin1": [SO],
  "predict/names-json": [SO], "predict/names-empty": [SO],
- "predict/names-index-bad": ["old::tests/test_postprocess.py::test_load_class_names_sources"],
+ "predict/names-index-bad": ["old::tests/unit/test_postprocess.py::test_load_class_names_sources"],
  "predict/topk-0": [UV],
  "predict/result-file": [E + "test_unwritable_export_and_predict_outputs[under_a_file]"],
  "predict/result-ro": [E + "test_unwritable_export_and_predict_outputs[read_only]"],
@@ -466,14 +466,14 @@ for k, t in {"no-args": "no-args", "result-file": "result-is-file", "result-miss
 for k in ("label-missing", "label-neg", "no-match", "size-odd", "unknown-flag"):
     M["postprocess/" + k] = [SO]
 for k in ("label-range", "size-mixed", "label-json", "label-str", "label-twice"):
-    M["postprocess/" + k] = ["old::tests/test_postprocess.py::test_malformed_inputs_exit_2_naming_the_file"]
-M["postprocess/ambiguous"] = ["old::tests/test_postprocess.py::test_resolve_layout_rules"]
+    M["postprocess/" + k] = ["old::tests/unit/test_postprocess.py::test_malformed_inputs_exit_2_naming_the_file"]
+M["postprocess/ambiguous"] = ["old::tests/unit/test_postprocess.py::test_resolve_layout_rules"]
 LT = E + "test_label_tool_errors_are_one_line"
 for k, t in {"no-args": "no-args", "missing": "missing", "file": "file", "duplicate": "duplicate", "out-file": "output-under-file",
              "out-dir": "output-is-dir", "out-ro": "output-read-only", "unknown-flag": "unknown-flag"}.items():
     M["label/" + k] = [f"{LT}[{t}]"]
-M["label/no-classes"] = ["old::tests/test_postprocess.py::test_label_script_errors"]
-M["label/empty-classes"] = ["old::tests/test_postprocess.py::test_label_script_errors"]
+M["label/no-classes"] = ["old::tests/unit/test_postprocess.py::test_label_script_errors"]
+M["label/empty-classes"] = ["old::tests/unit/test_postprocess.py::test_label_script_errors"]
 M["label/non-utf8"] = [E + "test_label_tool_takes_file_names_that_are_not_utf8"]
 US = E + "test_launcher_usage_errors_exit_2"
 M.update({
@@ -488,8 +488,8 @@ M.update({
  "scripts/eval-few": [TS + "test_too_few_arguments"], "scripts/eval-ckpt": [US, TS + "test_other_argument_errors"],
  "scripts/eval-space-flags": [E + "test_launchers_forward_both_flag_styles_and_values_with_spaces[eval]"],
  "scripts/ranktable-missing": [US, TS + "test_bad_rank_table"], "scripts/ranktable-bad": [TS + "test_bad_rank_table"],
- "scripts/infer-few": [US, "old::tests/test_cpp_infer.py::test_run_infer_310_usage_and_engine_errors"],
- "scripts/infer-ext": ["old::tests/test_cpp_infer.py::test_run_infer_310_usage_and_engine_errors"],
+ "scripts/infer-few": [US, "old::tests/e2e/test_cpp_infer.py::test_run_infer_310_usage_and_engine_errors"],
+ "scripts/infer-ext": ["old::tests/e2e/test_cpp_infer.py::test_run_infer_310_usage_and_engine_errors"],
  "scripts/infer-model": [US], "scripts/infer-data": [SO],
 })
 

@@ -31,6 +31,7 @@ class LoadReport:
     head_reinitialized: bool
     used_ema: bool
     metadata: dict
+    has_ema: bool = False  # the checkpoint holds EMA weights (ema.*), used or not
 
 
 def load_weights(net, path, fine_tune=False, use_ema=False):
@@ -57,6 +58,7 @@ def load_weights(net, path, fine_tune=False, use_ema=False):
                               f"{arch_name!r}; build it with arch={ckpt_arch}")
 
     used_ema = False
+    has_ema = any(n.startswith("ema.") for n in arrays)
     if use_ema:
         ema = {n[len("ema."):]: a for n, a in arrays.items() if n.startswith("ema.")}
         if not ema and layout == "own":
@@ -119,7 +121,8 @@ def load_weights(net, path, fine_tune=False, use_ema=False):
         raise CheckpointError(f"{path}: MindSpore did not load {format_list(not_loaded)}")
     logger.info("loaded %s (%s layout, %d tensors%s)", path, layout, len(to_load), ", EMA" if used_ema else "")
     return LoadReport(path=path, layout=layout, num_loaded=len(to_load), skipped_non_weights=len(skipped),
-                      head_reinitialized=head_reinitialized, used_ema=used_ema, metadata=meta)
+                      head_reinitialized=head_reinitialized, used_ema=used_ema, metadata=meta,
+                      has_ema=has_ema)
 
 
 def network_metadata(net):
