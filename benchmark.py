@@ -8,7 +8,9 @@ Measures, for each of this project's architectures in ``--arch`` at one resoluti
   * first-step graph compile time and the peak resident memory of the measuring process;
   * CPU-seconds per image (all threads of the process: what other jobs on the machine disturb least),
     the load average at each row's start and end and the CPU the rest of the machine used meanwhile
-    ("other cores"); a row whose load average exceeded its thread count is marked (!) and warned about;
+    ("other cores"); a row during which other processes used a quarter of a core or more, or whose load
+    average exceeded its thread count by more than half a core (its own threads count in it), is marked
+    (!) and warned about;
   * the machine's fp32 sgemm peak at the same thread count (a fresh process, NumPy and torch.mm of
     2048x2048 matrices) and each row's fraction of it (network FLOPs from ``benchmarks.flops``:
     convs + classifier, training = 3x forward), by wall time and per CPU-second.
@@ -251,17 +253,18 @@ def main(argv=None):
             print(f"{row['model'][:34]:34s} {row['mode']:5s} bs={row['batch_size']:<3d}: {row['status']}: "
                   f"{row.get('error')}", flush=True)
         if row.get("loaded"):
-            print(f"WARNING: load average {row['load_avg_start']}-{row['load_avg_end']} exceeded the row's "
-                  f"{row.get('threads') or threads} threads: its wall-clock figures are not a quiet machine's "
-                  "(marked (!); compare CPU s/img)", flush=True)
+            print(f"WARNING: other jobs shared the cores during this row (other processes used "
+                  f"{row.get('other_cores', '?')} cores; load average {row['load_avg_start']}-{row['load_avg_end']} "
+                  f"for its {row.get('threads') or threads} threads): its wall-clock figures are not a quiet "
+                  "machine's (marked (!); compare CPU s/img)", flush=True)
     table = bu.markdown_table(rows)
     ours = [r for r in rows if r["framework"] == "mindspore"]
     notes = sorted({bu.describe_settings(r) for r in ours})
     load_end = os.getloadavg()[0]
     loaded = bu.loaded_rows(rows)
     parts = [f"Machine: {machine}. Load average {info['load_avg']} at start, {load_end:.2f} at end."]
-    if loaded or max(info["load_avg"], load_end) > threads:
-        parts.append(f"**WARNING: the load average exceeded the {threads} threads during {len(loaded)} of "
+    if loaded or max(info["load_avg"], load_end) > threads + bu.LOAD_MARGIN:
+        parts.append(f"**WARNING: other jobs shared the {threads} cores during {len(loaded)} of "
                      f"{len(rows)} rows (marked (!)): other jobs shared the cores, so wall-clock figures are not a "
                      "quiet machine's; compare rows of one run only, or CPU s/img.**")
     if sgemm is not None:

@@ -469,11 +469,15 @@ def describe_settings(row):
     settings = row.get("settings") or {}
     parts = [f"{row['mode']}: {applied.get('threads', 'default (25)')} kernel threads",
              f"oneDNN ISA {applied.get('onednn_isa', 'default')}",
-             "fused Mish kernel" if settings.get("fused_mish") else "Mish as Softplus-Tanh-Mul"]
+             "fused Mish kernel (src.utils.fused_ops), LeakyReLU as Maximum(a*x, x)"
+             if str(settings.get("fused_act")) == "mish" else
+             "fused Mish and LeakyReLU kernels (src.utils.fused_ops)" if settings.get("fused_act") else
+             f"one-kernel Mish (fused_mish={settings['fused_mish']})" if settings.get("fused_mish") else
+             "Mish as Softplus-Tanh-Mul, LeakyReLU as Maximum(a*x, x)"]
     if row["mode"] == "infer":
         parts.append("BN folded" if settings.get("fold_bn") else "BN not folded")
     else:
-        parts.append("activations recomputed in backward" if settings.get("recompute_act") else
+        parts.append("unfused activations recomputed in backward" if settings.get("recompute_act") else
                      "activations kept for backward")
     if applied.get("jit_level"):
         parts.append(f"jit {applied['jit_level']}")
@@ -488,6 +492,12 @@ def _fmt(value, digits=2):
     return str(value)
 
 
+#: a row is marked loaded (``annotate``) when other processes used this many cores during it ...
+OTHER_CORES_LIMIT = 0.25
+#: ... or when the load average exceeded the row's threads by more than this
+LOAD_MARGIN = 0.5
+
+
 def annotate(rows, sgemm=None):
     """Adds each row's FLOP count and rate, its fraction of the machine's sgemm limit and the load flag.
 
@@ -495,7 +505,11 @@ def annotate(rows, sgemm=None):
     median wall time; ``flop_limit_frac``: that over the sgemm peak measured at the same thread count (wall
     rates: both suffer from other load alike); ``flop_limit_frac_cpu``: FLOPs per CPU-second of the row over
     sgemm FLOPs per CPU-second (per-core efficiency, robust to other load; PyTorch's spinning OpenMP threads
-    count against it). ``loaded``: the load average at the row's start or end exceeded its thread count.
+    count against it). ``loaded``: other jobs shared the cores during the row: the rest of the machine used
+    ``OTHER_CORES_LIMIT`` cores or more meanwhile (``other_cores``, from /proc/stat), or the load average at
+    the row's start or end exceeded its thread count by more than ``LOAD_MARGIN``. The margin is there
+    because the benchmark's own threads (this row's, and the previous row's in the 1-minute average) count
+    in the load average: on a quiet machine a 2-thread row reads about 2.0, sometimes 2.05.
     """
     from benchmarks.flops import step_flops
 
@@ -504,7 +518,9 @@ def annotate(rows, sgemm=None):
     for r in rows:
         threads = r.get("threads") or (r.get("applied") or {}).get("threads") or 0
         loads = [v for v in (r.get("load_avg_start"), r.get("load_avg_end")) if isinstance(v, (int, float))]
-        r["loaded"] = bool(threads and loads and max(loads) > threads)
+        other = r.get("other_cores")
+        r["loaded"] = bool((threads and loads and max(loads) > threads + LOAD_MARGIN) or
+                           (isinstance(other, (int, float)) and other >= OTHER_CORES_LIMIT))
         if r.get("status") != "ok":
             continue
         flops_arch = r.get("flops_arch") or r.get("arch")

@@ -26,8 +26,6 @@ Who feeds the steps:
   compiled ``SinkStep`` without reading anything back in between. Same numerics as the loop path
   (tests/e2e/test_sink_mode.py), one synchronisation per sink.
 """
-import math
-
 import numpy as np
 
 from src.utils.seeding import set_augmentation_seed
@@ -138,8 +136,7 @@ def build_sink(setup_step, ema, data, device_target, sink_size=0, feeder=None):
 def train_one_epoch_sink(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
     """Sink-mode twin of ``src.trainer.train_one_epoch``: the same return value (mean loss of the steps that
     updated the weights), checks, progress lines and TensorBoard scalars, read back once per sink."""
-    from src.trainer import NonFiniteLoss
-    from src.utils.tensorboard import step_scalars
+    from src.trainer import record_step
 
     runner = setup.sink
     steps_per_epoch = setup.steps_per_epoch
@@ -153,24 +150,9 @@ def train_one_epoch_sink(setup, epoch, seed, ctx, progress, log, last_saved=None
             runner.feeder.run(size)
             values, overflows, scales = runner.step.read_records(size)
             for j in range(size):
-                i = first + j + 1                      # 1-based step in the epoch, as the loop
-                global_step = epoch * steps_per_epoch + i - 1
-                loss_value = float(values[j])
-                if overflows[j]:
-                    log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1,
-                                i, float(scales[j]))
-                elif not math.isfinite(loss_value):
-                    raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr "
-                                        f"{setup.lr[global_step]:.6g}; sink mode: the sink of steps {first + 1}-"
-                                        f"{first + size} ran to its end); stopping. The last good checkpoint is "
-                                        f"{last_saved or 'none (none was saved yet)'}. Lower lr, or set "
-                                        "is_dynamic_loss_scale=1 when training in float16.")
-                else:
-                    losses.append(loss_value)
-                fps = progress.step_end(epoch + 1, i, loss_value, float(setup.lr[global_step]))
-                if tb is not None:
-                    tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=float(setup.lr[global_step]),
-                                                                 loss_scale=float(scales[j]), images_per_sec=fps))
+                record_step(setup, epoch, first + j + 1, float(values[j]), bool(overflows[j]), float(scales[j]),
+                            losses, progress, log, last_saved, tb,
+                            where=f"; sink mode: the sink of steps {first + 1}-{first + size} ran to its end")
     finally:
         runner.feeder.end_epoch()
     return float(np.mean(losses)) if losses else float("nan")

@@ -155,6 +155,29 @@ def _class_weights(mode, data, num_classes, log):
     return weights
 
 
+def record_step(setup, epoch, i, loss_value, overflow, scale, losses, progress, log, last_saved=None, tb=None,
+                where=""):
+    """What happens after step ``i`` (1-based) of epoch ``epoch`` (0-based), in the loop and in sink mode
+    (``src.sink``, which reads a sink's records back first): an overflow is logged (the update was
+    skipped), a non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint, any other loss
+    joins ``losses``; then the progress line and the TensorBoard scalars. ``where``: said in the error."""
+    from src.utils.tensorboard import step_scalars
+
+    global_step = epoch * setup.steps_per_epoch + i - 1
+    lr = float(setup.lr[global_step])
+    if overflow:
+        log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1, i, scale)
+    elif not math.isfinite(loss_value):
+        raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr {lr:.6g}{where}); "
+                            f"stopping. The last good checkpoint is {last_saved or 'none (none was saved yet)'}. "
+                            "Lower lr, or set is_dynamic_loss_scale=1 when training in float16.")
+    else:
+        losses.append(loss_value)
+    fps = progress.step_end(epoch + 1, i, loss_value, lr)
+    if tb is not None:
+        tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=lr, loss_scale=scale, images_per_sec=fps))
+
+
 def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
     """Runs epoch ``epoch`` (0-based) and returns its mean loss over the steps that updated the weights.
 
@@ -162,35 +185,18 @@ def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=
     skips such steps and logs them). ``tb``: a ``src.utils.tensorboard.TensorBoardLogger`` that gets the
     step's loss, lr, loss scale and (on progress-log steps) images/s at global step ``global_step + 1``.
     """
-    from src.utils.tensorboard import step_scalars
-
     # A fresh iterator per epoch, its order and augmentation seed derived from the epoch: the data of an
     # epoch is the same whether the run was resumed or not.
     set_augmentation_seed(seed, ctx.rank, epoch, ctx.group_size)
     setup.data.set_epoch(epoch)
-    steps_per_epoch = setup.steps_per_epoch
     progress.epoch_begin()
     losses = []
     for i, (images, labels) in enumerate(setup.data.dataset.create_tuple_iterator(num_epochs=1), 1):
-        global_step = epoch * steps_per_epoch + i - 1
         loss, overflow, scale = setup.step(images, labels)
         if setup.ema is not None:
             setup.ema()
-        loss_value = float(loss.asnumpy())
-        if bool(overflow.asnumpy()):
-            log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1, i,
-                        float(scale.asnumpy()))
-        elif not math.isfinite(loss_value):
-            raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr "
-                                f"{setup.lr[global_step]:.6g}); stopping. The last good checkpoint is "
-                                f"{last_saved or 'none (none was saved yet)'}. Lower lr, or set "
-                                "is_dynamic_loss_scale=1 when training in float16.")
-        else:
-            losses.append(loss_value)
-        fps = progress.step_end(epoch + 1, i, loss_value, float(setup.lr[global_step]))
-        if tb is not None:
-            tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=float(setup.lr[global_step]),
-                                                         loss_scale=float(scale.asnumpy()), images_per_sec=fps))
+        record_step(setup, epoch, i, float(loss.asnumpy()), bool(overflow.asnumpy()), float(scale.asnumpy()),
+                    losses, progress, log, last_saved, tb)
     return float(np.mean(losses)) if losses else float("nan")
 
 

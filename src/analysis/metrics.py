@@ -45,7 +45,6 @@ import heapq
 import io
 import math
 import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 
@@ -442,19 +441,9 @@ def top_confused_pairs(matrix, n=10, class_names=None):
 # ----------------------------------------------------------------------------------------------
 
 def _write_text_atomic(text, path):
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    from src.utils.fileio import write_text_atomic
+
+    return write_text_atomic(text, path, newline="")
 
 
 def _fmt(value):

@@ -4,7 +4,30 @@ import json
 import os
 import tempfile
 
-__all__ = ["write_json_atomic", "check_output_dir", "check_output_file", "free_space"]
+__all__ = ["write_text_atomic", "write_json_atomic", "check_output_dir", "check_output_file", "free_space"]
+
+
+def write_text_atomic(text, path, newline=None):
+    """Writes the str ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and a rename, so a
+    reader never sees a half-written file; the temporary file is removed on any error. Creates the folder;
+    returns the absolute path. ``newline``: as ``open``'s ("" for CSV text that has its own line ends). The
+    file gets the permissions of any new file (umask), not ``mkstemp``'s 0600."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+            f.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def write_json_atomic(data, path, indent=2, ensure_ascii=True):
@@ -17,24 +40,7 @@ def write_json_atomic(data, path, indent=2, ensure_ascii=True):
     permissions of any new file (umask), not ``mkstemp``'s 0600."""
     from src.utils.paths import json_dumps
 
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    text = json_dumps(data, indent=indent, ensure_ascii=ensure_ascii)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.write("\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return write_text_atomic(json_dumps(data, indent=indent, ensure_ascii=ensure_ascii) + "\n", path)
 
 
 def free_space(folder):

@@ -57,20 +57,22 @@ def cpu_flags():
 def recommended_settings(mode="train"):
     """The settings measured to help on CPU, as one dict (see :func:`split_settings`).
 
-    ``mode``: "train" or "infer" (evaluation, prediction, inference benchmarks). Both swap the activations
-    for the fused custom kernels (``fused_act``); training recomputes what activations remain unfused
+    ``mode``: "train" or "infer" (evaluation, prediction, inference benchmarks). Training swaps Mish and
+    LeakyReLU for the fused custom kernels (``fused_act``) and recomputes what activations remain unfused
     (peak 8.6 -> 6.6 GB at batch 32, 224 px, same speed within noise, bit-identical losses); inference
-    folds BatchNorm into the convs.
+    swaps Mish only (``fused_act="mish"``) and folds BatchNorm into the convs.
     Jit level and dispatch threads are left at MindSpore's defaults: O1/O2 and other thread
     counts made no difference beyond noise here.
     """
     if mode not in ("train", "infer"):
         raise ValueError(f"mode={mode!r}: expected 'train' or 'infer'")
-    # fused_act: the project's one-kernel Mish / LeakyReLU custom CPU operators (src.utils.fused_ops), both
-    # modes: LeakyReLU training -25 % CPU and -22 % peak RSS at bs 8 / 128 px, activation kernels -75 % CPU,
-    # first step -2.5 s CPU (docs/performance.md, section 8). Without a C++ compiler it falls back (warning).
+    # fused_act: the project's one-kernel Mish / LeakyReLU custom CPU operators (src.utils.fused_ops). In
+    # training both pay (LeakyReLU network at bs 32 / 224 px: 1.65x img/s, peak 13.7 -> 5.5 GB, first step
+    # 28 -> 5 s); in inference only Mish does: the fused LeakyReLU was 10 % slower at batch 1 and equal at 32
+    # (docs/performance.md, section 8). Without a C++ compiler they fall back (warning).
     settings = {"onednn_isa": "auto", "fused_act": True}
     if mode == "infer":
+        settings["fused_act"] = "mish"
         settings["fold_bn"] = True
     else:
         settings["recompute_act"] = True
@@ -205,10 +207,24 @@ def use_fused_mish(net, kind="aot"):
     return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: nn.Mish())
 
 
-def use_fused_activations(net):
-    """Swaps every activation for the project's one-kernel custom CPU operators (``src.utils.fused_ops``):
-    the three-primitive Mish for ``FusedMish`` and ``nn.LeakyReLU`` (MindSpore: ``Maximum(a * x, x)``) for
-    ``FusedLeakyReLU`` with the same slope. Same function (LeakyReLU bit-identical; Mish within 4 ulp of
+FUSED_ACT_KINDS = ("all", "mish")
+
+
+def _fused_act_kind(value):
+    """``fused_act`` setting -> None (off), "all" (Mish and LeakyReLU) or "mish" (Mish only)."""
+    if value in (None, False, 0, "", "false", "off", "none", "0"):
+        return None
+    if value in (True, 1, "true", "on", "1"):
+        return "all"
+    if value in FUSED_ACT_KINDS:
+        return value
+    raise ValueError(f"fused_act={value!r}: expected false, true (= all), all or mish")
+
+
+def use_fused_activations(net, kind="all"):
+    """Swaps the activations for the project's one-kernel custom CPU operators (``src.utils.fused_ops``):
+    the three-primitive Mish for ``FusedMish`` and, with ``kind="all"``, ``nn.LeakyReLU`` (MindSpore:
+    ``Maximum(a * x, x)``) for ``FusedLeakyReLU`` with the same slope; ``kind="mish"``: Mish only. Same function (LeakyReLU bit-identical; Mish within 4 ulp of
     float64, where the three-primitive form is up to 5e-4 off near |x| = 5 because MindSpore's CPU Tanh
     saturates), one kernel forward and one backward, and only the input kept for backward. Training and
     evaluation on CPU; export keeps the built network. Returns the number of cells swapped.
@@ -218,6 +234,9 @@ def use_fused_activations(net):
     from src.utils.custom_op import Mish
     from src.utils.fused_ops import FusedLeakyReLU, FusedMish, fused_ops_available
 
+    kind = _fused_act_kind(kind)
+    if kind is None:
+        return 0
     ok, why = fused_ops_available()
     if not ok:
         import logging
@@ -225,7 +244,9 @@ def use_fused_activations(net):
                                             "activations: %s", why.splitlines()[0] if why else "?")
         return 0
     count = _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
-    count += _replace_children(net, lambda c: isinstance(c, nn.LeakyReLU), lambda c: FusedLeakyReLU(float(c.alpha)))
+    if kind == "all":
+        count += _replace_children(net, lambda c: isinstance(c, nn.LeakyReLU),
+                                   lambda c: FusedLeakyReLU(float(c.alpha)))
     return count
 
 
@@ -283,15 +304,15 @@ def recompute_activations(net):
 def prepare_network(net, train, fused_act=False, fused_mish=False, fold_bn=False, recompute_act=False):
     """Applies the optional network rewrites in place, before the network's first call; returns ``net``.
 
-    ``fused_act``: :func:`use_fused_activations` (the custom Mish and LeakyReLU kernels; activations that
-    are fused are not recomputed: their backward needs only the input, kept anyway).
+    ``fused_act``: :func:`use_fused_activations` (true / "all": the custom Mish and LeakyReLU kernels;
+    "mish": Mish only; activations that are fused are not recomputed: their backward needs only the input, kept anyway).
 
     ``fused_mish``: :func:`use_fused_mish` (unsafe, see there). ``fold_bn``: :func:`fold_batchnorm` (only
     when not ``train``; with ``train`` it is ignored, since training needs the batch statistics).
     ``recompute_act``: :func:`recompute_activations` (only when ``train``).
     """
-    if fused_act:
-        use_fused_activations(net)
+    if _fused_act_kind(fused_act):
+        use_fused_activations(net, fused_act)
     if _fused_mish_kind(fused_mish):
         use_fused_mish(net, fused_mish)
     if fold_bn and not train:

@@ -67,14 +67,17 @@ def _train(cwd, data, out, **over):
     return proc, run
 
 
-def _eval(cwd, data, pretrained, **over):
-    """eval.py on ``pretrained`` (a file or a folder); returns {checkpoint file name: result record}."""
+def _eval(cwd, data, pretrained, output=None, **over):
+    """eval.py on ``pretrained`` (a file or a folder); returns {checkpoint file name: result record}.
+    ``output``: a list that gets the run's stdout + stderr."""
     result = os.path.join(str(cwd), f"eval_{len(os.listdir(cwd))}.json")
     args = dict(pretrained=pretrained, data_dir=data / "val", per_batch_size=8, num_parallel_workers=1,
                 log_path=os.path.join(str(cwd), "eval_logs"), result_file=result, no_plots=1)
     args.update(over)
     proc = _script("eval.py", cwd, args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if output is not None:
+        output.append(proc.stdout + proc.stderr)
     with open(result) as f:
         doc = json.load(f)
     return {os.path.basename(r["checkpoint"]): r for r in doc.get("results", [doc])}
@@ -102,9 +105,12 @@ def test_ema_validation_scores_the_ema_weights_and_best_ckpt_holds_them(tmp_path
     logged = {int(r["epoch"]): float(r["val_top1"]) for r in rows}
     assert sorted(logged) == list(range(1, epochs + 1))
     folder = os.path.join(run, "ckpt_0")
-    ema_scores = _eval(tmp_path, data, folder, use_ema=1)
-    raw_scores = _eval(tmp_path, data, folder, use_ema=0)
+    ema_out, raw_out = [], []
+    ema_scores = _eval(tmp_path, data, folder, ema_out, use_ema=1)
+    raw_scores = _eval(tmp_path, data, folder, raw_out, use_ema=0)
     assert all(r["use_ema"] for r in ema_scores.values()) and not any(r["use_ema"] for r in raw_scores.values())
+    # scoring the raw weights of an EMA run says so, once per checkpoint (they are not what training validated)
+    assert raw_out[0].count("also holds EMA weights") == len(raw_scores) and "also holds EMA" not in ema_out[0]
 
     # 1. each epoch's logged validation is the EMA weights' score (eval.py, float32, other batching)
     for epoch, top1 in logged.items():

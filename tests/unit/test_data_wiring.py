@@ -141,6 +141,16 @@ def test_write_json_atomic_non_utf8_and_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
 
 
+def test_write_text_atomic_keeps_the_old_file_and_no_temporary_on_error(tmp_path):
+    from src.utils.fileio import write_text_atomic
+    path = tmp_path / "sub" / "t.csv"
+    assert write_text_atomic("a,b\r\n", path, newline="") == str(path)
+    assert path.read_bytes() == b"a,b\r\n"  # newline="": the text's own line ends, untranslated
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic("\udce9 is not encodable", path)
+    assert path.read_bytes() == b"a,b\r\n" and os.listdir(path.parent) == ["t.csv"]
+
+
 def test_trainer_class_weights_from_a_file_and_balanced(tmp_path):
     """What train.py's build_training hands create_loss for class_weights (counts over all rank shards)."""
     from types import SimpleNamespace

@@ -12,7 +12,7 @@ def test_recommended_and_split_settings():
     assert infer.get("fold_bn") and not infer.get("recompute_act")
     assert not train.get("fused_mish") and not infer.get("fused_mish")  # MindSpore's Mish kernel: NaN > 44
     process, network = perf.split_settings(dict(infer, jit_level="O0"))
-    assert process == {"onednn_isa": "auto", "jit_level": "O0"} and network == {"fold_bn": True, "fused_act": True}
+    assert process == {"onednn_isa": "auto", "jit_level": "O0"} and network == {"fold_bn": True, "fused_act": "mish"}
     with pytest.raises(ValueError, match="unknown performance settings"):
         perf.split_settings({"fold_bn": True, "no_such_knob": 1})
     with pytest.raises(ValueError):
