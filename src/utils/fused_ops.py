@@ -175,7 +175,8 @@ def _ops_path():
 
 
 class FusedLeakyReLU(nn.Cell):
-    """LeakyReLU(x) = max(x, alpha x) (0 <= alpha <= 1) in one custom CPU kernel (float32), one-kernel backward."""
+    """LeakyReLU(x) = max(x, alpha x) (0 <= alpha <= 1) in one custom CPU kernel (float32; other dtypes are cast to
+    float32 and back), one-kernel backward."""
 
     def __init__(self, alpha=0.01):
         super().__init__()
@@ -186,11 +187,15 @@ class FusedLeakyReLU(nn.Cell):
         self.leaky = _leaky_ops()[0]
 
     def construct(self, x):
-        return self.leaky(x, self.alpha)
+        if x.dtype == ms.float32:
+            return self.leaky(x, self.alpha)
+        # the kernel is float32 only: AMP (O2/O3) hands it float16, which it would refuse with an error code
+        return ops.cast(self.leaky(ops.cast(x, ms.float32), self.alpha), x.dtype)
 
 
 class FusedMish(nn.Cell):
-    """Mish(x) = x * tanh(softplus(x)) in one custom CPU kernel (float32), with a one-kernel backward.
+    """Mish(x) = x * tanh(softplus(x)) in one custom CPU kernel (float32; other dtypes are cast to float32 and
+    back), with a one-kernel backward.
 
     Builds the kernel on first use (``KernelBuildError`` if it cannot)."""
 
@@ -199,4 +204,6 @@ class FusedMish(nn.Cell):
         self.mish = _ops()[0]
 
     def construct(self, x):
-        return self.mish(x)
+        if x.dtype == ms.float32:
+            return self.mish(x)
+        return ops.cast(self.mish(ops.cast(x, ms.float32)), x.dtype)  # float32 kernel (see FusedLeakyReLU)
