@@ -171,17 +171,29 @@ def _replace_children(net, predicate, make):
 
 
 FUSED_MISH_KINDS = ("aot", "nn")
+FUSED_ACT_KINDS = ("all", "mish")
+
+
+def _setting_kind(name, value, kinds):
+    """A rewrite setting -> None (off: false, 0, "", "off", "none"), ``kinds[0]`` (true, 1, "on") or one of
+    ``kinds``; anything else is a ValueError naming the setting."""
+    if value in (None, False, 0, "", "false", "off", "none", "0"):
+        return None
+    if value in (True, 1, "true", "on", "1"):
+        return kinds[0]
+    if value in kinds:
+        return value
+    raise ValueError(f"{name}={value!r}: expected false, true (= {kinds[0]}), " + " or ".join(kinds))
 
 
 def _fused_mish_kind(value):
     """``fused_mish`` setting -> None (off), "aot" (the project's custom kernel) or "nn" (MindSpore's)."""
-    if value in (None, False, 0, "", "false", "off", "none", "0"):
-        return None
-    if value in (True, 1, "true", "on", "1"):
-        return "aot"
-    if value in FUSED_MISH_KINDS:
-        return value
-    raise ValueError(f"fused_mish={value!r}: expected false, true (= aot), aot or nn")
+    return _setting_kind("fused_mish", value, FUSED_MISH_KINDS)
+
+
+def _fused_act_kind(value):
+    """``fused_act`` setting -> None (off), "all" (Mish and LeakyReLU) or "mish" (Mish only)."""
+    return _setting_kind("fused_act", value, FUSED_ACT_KINDS)
 
 
 def use_fused_mish(net, kind="aot"):
@@ -205,20 +217,6 @@ def use_fused_mish(net, kind="aot"):
         from src.utils.fused_ops import FusedMish
         return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
     return _replace_children(net, lambda c: isinstance(c, Mish), lambda c: nn.Mish())
-
-
-FUSED_ACT_KINDS = ("all", "mish")
-
-
-def _fused_act_kind(value):
-    """``fused_act`` setting -> None (off), "all" (Mish and LeakyReLU) or "mish" (Mish only)."""
-    if value in (None, False, 0, "", "false", "off", "none", "0"):
-        return None
-    if value in (True, 1, "true", "on", "1"):
-        return "all"
-    if value in FUSED_ACT_KINDS:
-        return value
-    raise ValueError(f"fused_act={value!r}: expected false, true (= all), all or mish")
 
 
 def use_fused_activations(net, kind="all"):
