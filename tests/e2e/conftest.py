@@ -57,6 +57,24 @@ def scripts(tmp_path):
     return Scripts(tmp_path, tmp_path / "cache")
 
 
+@pytest.fixture
+def eval_in_process(capsys):
+    """``eval_in_process(args) -> (exit status, stdout + stderr)``: eval.py's ``main`` in this process (faster
+    than a child for a label check), the MindSpore mode restored after it."""
+    def run(args):
+        import mindspore as ms
+
+        import eval as eval_script
+        previous = ms.get_context("mode")
+        try:
+            code = eval_script.main([str(a) for a in args])
+        finally:
+            ms.set_context(mode=previous)
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+    return run
+
+
 def write_class_images(folder, n, value, seed=0, size=(40, 40), ext="jpg"):
     """``n`` images of one class: noise around a grey level ``value`` (brightness tells the classes apart)."""
     from PIL import Image

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 
-import mindspore as ms
 import pytest
 
 CLASSES = {"cat": 30, "dog": 130, "eel": 220}   # grey levels: learnable in a few steps
@@ -43,18 +42,7 @@ def _top1(out):
     return int(m.group(1)), int(m.group(2))
 
 
-def _eval_in_process(args, capsys):
-    import eval as eval_script
-    previous = ms.get_context("mode")
-    try:
-        code = eval_script.main([str(a) for a in args])
-    finally:
-        ms.set_context(mode=previous)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
-def test_right_names_renamed_folders_subset_and_mapping(tmp_path, trained, scripts, capsys):
+def test_right_names_renamed_folders_subset_and_mapping(tmp_path, trained, scripts, eval_in_process):
     _, val, ckpt = trained
     common = dict(pretrained=ckpt, per_batch_size=5, num_parallel_workers=1)
 
@@ -69,7 +57,7 @@ def test_right_names_renamed_folders_subset_and_mapping(tmp_path, trained, scrip
 
     # renamed folders (what scored 0% silently before: the sorted order differs): exit 2 naming them
     renamed = _copy_val(val, tmp_path / "renamed", rename={"cat": "felis", "dog": "Dog"})
-    code, out = _eval_in_process([f"--pretrained={ckpt}", f"--data_dir={renamed}", "--log_path=e2"], capsys)
+    code, out = eval_in_process([f"--pretrained={ckpt}", f"--data_dir={renamed}", "--log_path=e2"])
     assert code == 2, out[-3000:]
     assert "2 of 3 class folder(s) of " + renamed + " are not classes of the model" in out
     assert "Dog (nearest trained: dog)" in out and "felis" in out and "class mapping file" in out
@@ -90,11 +78,11 @@ def test_right_names_renamed_folders_subset_and_mapping(tmp_path, trained, scrip
     assert "class check: mapped:" in out and _top1(out) == right
 
 
-def test_a_copied_checkpoint_still_knows_its_classes(tmp_path, trained, capsys):
+def test_a_copied_checkpoint_still_knows_its_classes(tmp_path, trained, eval_in_process):
     _, val, ckpt = trained
     copy = tmp_path / "elsewhere" / "model.ckpt"   # no run folder, no class_index.json beside it
     copy.parent.mkdir()
     shutil.copy(ckpt, copy)
     renamed = _copy_val(val, tmp_path / "renamed", rename={"eel": "anguilla"})
-    code, out = _eval_in_process([f"--pretrained={copy}", f"--data_dir={renamed}", "--log_path=e"], capsys)
+    code, out = eval_in_process([f"--pretrained={copy}", f"--data_dir={renamed}", "--log_path=e"])
     assert code == 2 and "anguilla" in out and f"recorded in {copy}" in out, out[-3000:]

@@ -6,7 +6,6 @@ the file or the line."""
 import json
 import os
 
-import mindspore as ms
 
 from tests.fuzz_images import known_crashers
 
@@ -81,18 +80,7 @@ def test_non_utf8_names_symlink_loop_and_crasher_through_train_eval_predict(tmp_
     assert bytes.fromhex(pred[0]["image_bytes"]) == os.fsencode(one)            # and the raw bytes for others
 
 
-def _eval_in_process(args, capsys):
-    import eval as eval_script
-    previous = ms.get_context("mode")
-    try:
-        code = eval_script.main([str(a) for a in args])
-    finally:
-        ms.set_context(mode=previous)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
-def test_data_lists_that_are_not_utf8(tmp_path, scripts, make_images, capsys):
+def test_data_lists_that_are_not_utf8(tmp_path, scripts, make_images, eval_in_process):
     """A Latin-1 list naming files whose names are Latin-1 bytes works; a Latin-1 list naming files whose names
     are UTF-8 (the list was saved in another encoding) is an error naming the line."""
     from src.checkpoint import network_metadata, save_checkpoint_atomic
@@ -115,7 +103,7 @@ def test_data_lists_that_are_not_utf8(tmp_path, scripts, make_images, capsys):
     assert os.path.exists(utf8_named)
     bad = tmp_path / "saved_as_latin1.txt"
     bad.write_bytes(b"imgs/img001.jpg 1\n" + "café/img000.jpg 0\n".encode("latin-1"))   # ... listed in Latin-1
-    code, out = _eval_in_process([f"--pretrained={ckpt}", f"--data_dir={root}", f"--data_list={bad}",
-                                  "--image_size=32,32", "--log_path=e2"], capsys)
+    code, out = eval_in_process([f"--pretrained={ckpt}", f"--data_dir={root}", f"--data_list={bad}",
+                                  "--image_size=32,32", "--log_path=e2"])
     assert code == 2, out[-3000:]
     assert f"{bad}:2: this line is not valid UTF-8" in out and "save" in out and "Traceback" not in out

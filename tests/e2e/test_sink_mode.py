@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if REPO not in sys.path:
@@ -17,18 +16,9 @@ if REPO not in sys.path:
 
 
 @pytest.fixture(scope="module")
-def sink_data(tmp_path_factory):
-    """Three classes told apart by brightness, 32 px."""
-    root = tmp_path_factory.mktemp("sinkdata")
-    rng = np.random.RandomState(0)
-    for split, n in (("train", 12), ("val", 4)):
-        for c in range(3):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = (rng.rand(40, 40, 3) * 60 + c * 90).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=90)
-    return root
+def sink_data(make_tiny_data):
+    """Three classes told apart by brightness (12 train / 4 val images per class, 40 px JPEGs)."""
+    return make_tiny_data(3, {"train": 12, "val": 4}, 40, ext="JPEG")
 
 
 def _train(tmp_path, data, out, **over):

@@ -25,7 +25,6 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from src.checkpoint import read_state_dict
 
@@ -35,18 +34,9 @@ OVERFLOW = re.compile(r"epoch (\d+) step (\d+): gradient overflow, update skippe
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Three classes told apart by brightness."""
-    root = tmp_path_factory.mktemp("guard_data")
-    rng = np.random.RandomState(0)
-    for split, n in (("train", 12), ("val", 8)):
-        for c in range(3):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = (rng.rand(40, 40, 3) * 60 + c * 90).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=90)
-    return root
+def data(make_tiny_data):
+    """Three classes told apart by brightness (12 train / 8 val images per class, 40 px JPEGs)."""
+    return make_tiny_data(3, {"train": 12, "val": 8}, 40, ext="JPEG")
 
 
 def _script(name, cwd, args, timeout=300):
