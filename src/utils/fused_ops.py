@@ -129,41 +129,45 @@ def fused_ops_available():
     return True, ""
 
 
-def _ops():
-    """The two ``ops.Custom`` primitives (one pair per process: every cell shares them)."""
-    if _state["ops"] is None:
+def _custom_pair(key, name, bprop_of):
+    """The ``(forward, backward)`` ``ops.Custom`` primitives of kernel ``name`` (``<name>_fwd``,
+    ``<name>_bwd``), made once per process and shared by every cell; ``bprop_of(backward)`` is the forward's
+    bprop."""
+    if _state[key] is None:
         path, _ = _ops_path()
 
         def same(x, *_):
             return x
 
-        backward = ops.Custom(f"{path}:mish_bwd", out_shape=same, out_dtype=same, func_type="aot")
+        backward = ops.Custom(f"{path}:{name}_bwd", out_shape=same, out_dtype=same, func_type="aot")
+        forward = ops.Custom(f"{path}:{name}_fwd", out_shape=same, out_dtype=same, func_type="aot",
+                             bprop=bprop_of(backward))
+        _state[key] = (forward, backward)
+    return _state[key]
 
-        def bprop(x, out, dout):
-            return (backward(x, dout),)
 
-        forward = ops.Custom(f"{path}:mish_fwd", out_shape=same, out_dtype=same, func_type="aot", bprop=bprop)
-        _state["ops"] = (forward, backward)
-    return _state["ops"]
+def _mish_bprop(backward):
+    def bprop(x, out, dout):
+        return (backward(x, dout),)
+    return bprop
+
+
+def _leaky_bprop(backward):
+    # The backward reads the OUTPUT (y > 0 exactly where x > 0, for 0 <= alpha <= 1), which the next conv
+    # keeps for its weight gradient anyway; the input (the BN output) is then not kept for backward.
+    def bprop(x, alpha, out, dout):
+        return backward(out, alpha, dout), ops.zeros_like(alpha)
+    return bprop
+
+
+def _ops():
+    """Mish's two ``ops.Custom`` primitives."""
+    return _custom_pair("ops", "mish", _mish_bprop)
 
 
 def _leaky_ops():
-    if _state["leaky_ops"] is None:
-        path, _ = _ops_path()
-
-        def same(x, *_):
-            return x
-
-        backward = ops.Custom(f"{path}:leaky_bwd", out_shape=same, out_dtype=same, func_type="aot")
-
-        # The backward reads the OUTPUT (y > 0 exactly where x > 0, for 0 <= alpha <= 1), which the next conv
-        # keeps for its weight gradient anyway; the input (the BN output) is then not kept for backward.
-        def bprop(x, alpha, out, dout):
-            return backward(out, alpha, dout), ops.zeros_like(alpha)
-
-        forward = ops.Custom(f"{path}:leaky_fwd", out_shape=same, out_dtype=same, func_type="aot", bprop=bprop)
-        _state["leaky_ops"] = (forward, backward)
-    return _state["leaky_ops"]
+    """LeakyReLU's two ``ops.Custom`` primitives."""
+    return _custom_pair("leaky_ops", "leaky", _leaky_bprop)
 
 
 def _ops_path():
