@@ -1,18 +1,12 @@
 """class_weights in src/loss.py's CrossEntropySmooth: default path unchanged, weighted mean as PyTorch."""
 import numpy as np
 import pytest
-import mindspore as ms
 from mindspore import Tensor
 
 from src.loss import CrossEntropySmooth, create_loss
 
 
-@pytest.fixture(autouse=True)
-def _graph_mode():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("graph_mode")  # GRAPH mode as in training (tests/conftest.py)
 
 
 def _data(b=8, k=5, seed=0):

@@ -28,13 +28,7 @@ NUM_CLASSES = 3
 LR = 0.1
 
 
-@pytest.fixture(autouse=True)
-def _graph_mode():
-    """GRAPH mode as in training; the previous mode is restored for other test modules."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+pytestmark = pytest.mark.usefixtures("graph_mode")  # GRAPH mode as in training (tests/conftest.py)
 
 
 class GradPoison(nn.Cell):
