@@ -155,18 +155,25 @@ def _class_weights(mode, data, num_classes, log):
     return weights
 
 
+def _scalar(value):
+    """A number, or a one-element Tensor read from the device."""
+    return float(value.asnumpy()) if hasattr(value, "asnumpy") else float(value)
+
+
 def record_step(setup, epoch, i, loss_value, overflow, scale, losses, progress, log, last_saved=None, tb=None,
                 where=""):
     """What happens after step ``i`` (1-based) of epoch ``epoch`` (0-based), in the loop and in sink mode
     (``src.sink``, which reads a sink's records back first): an overflow is logged (the update was
     skipped), a non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint, any other loss
-    joins ``losses``; then the progress line and the TensorBoard scalars. ``where``: said in the error."""
+    joins ``losses``; then the progress line and the TensorBoard scalars. ``scale``: the loss scale, a number
+    or the step's Tensor (read from the device only when logged). ``where``: said in the error."""
     from src.utils.tensorboard import step_scalars
 
     global_step = epoch * setup.steps_per_epoch + i - 1
     lr = float(setup.lr[global_step])
     if overflow:
-        log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1, i, scale)
+        log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1, i,
+                    _scalar(scale))
     elif not math.isfinite(loss_value):
         raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr {lr:.6g}{where}); "
                             f"stopping. The last good checkpoint is {last_saved or 'none (none was saved yet)'}. "
@@ -175,7 +182,8 @@ def record_step(setup, epoch, i, loss_value, overflow, scale, losses, progress, 
         losses.append(loss_value)
     fps = progress.step_end(epoch + 1, i, loss_value, lr)
     if tb is not None:
-        tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=lr, loss_scale=scale, images_per_sec=fps))
+        tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=lr, loss_scale=_scalar(scale),
+                                                     images_per_sec=fps))
 
 
 def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
@@ -195,8 +203,8 @@ def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=
         loss, overflow, scale = setup.step(images, labels)
         if setup.ema is not None:
             setup.ema()
-        record_step(setup, epoch, i, float(loss.asnumpy()), bool(overflow.asnumpy()), float(scale.asnumpy()),
-                    losses, progress, log, last_saved, tb)
+        record_step(setup, epoch, i, float(loss.asnumpy()), bool(overflow.asnumpy()), scale, losses, progress, log,
+                    last_saved, tb)
     return float(np.mean(losses)) if losses else float("nan")
 
 

@@ -222,10 +222,11 @@ def use_fused_mish(net, kind="aot"):
 def use_fused_activations(net, kind="all"):
     """Swaps the activations for the project's one-kernel custom CPU operators (``src.utils.fused_ops``):
     the three-primitive Mish for ``FusedMish`` and, with ``kind="all"``, ``nn.LeakyReLU`` (MindSpore:
-    ``Maximum(a * x, x)``) for ``FusedLeakyReLU`` with the same slope; ``kind="mish"``: Mish only. Same function (LeakyReLU bit-identical; Mish within 4 ulp of
-    float64, where the three-primitive form is up to 5e-4 off near |x| = 5 because MindSpore's CPU Tanh
-    saturates), one kernel forward and one backward, and only the input kept for backward. Training and
-    evaluation on CPU; export keeps the built network. Returns the number of cells swapped.
+    ``Maximum(a * x, x)``) for ``FusedLeakyReLU`` with the same slope; ``kind="mish"``: Mish only. Same
+    function (LeakyReLU bit-identical; Mish within 4 ulp of float64, where the three-primitive form is up to
+    5e-4 off near |x| = 5 because MindSpore's CPU Tanh saturates), one kernel forward and one backward, and
+    only the input kept for backward. Training and evaluation on CPU; export keeps the built network.
+    Returns the number of cells swapped.
     """
     from mindspore import nn
 
