@@ -269,8 +269,11 @@ class OptimConfig:
                              "a JSON object {class name: weight} (others 1).", check=lambda v: _class_weights(v))
     label_smooth: bool = key("Label-smoothed cross entropy with label_smooth_factor; false: plain cross "
                              "entropy.")
-    label_smooth_factor: float = key("Label-smoothing epsilon (the true class gets 1 - eps).",
+    label_smooth_factor: float = key("Label-smoothing epsilon (how much target mass leaves the true class).",
                                      check=_between(0, 1, high_open=True))
+    label_smooth_style: str = key("Label-smoothing convention: pytorch (true class 1 - eps + eps/K, others eps/K; "
+                                  "PyTorch, timm, mindcv) or zoo (true class 1 - eps, others eps/(K-1); the "
+                                  "model zoo's). See docs/convergence.md.", choices=("pytorch", "zoo"))
     ema: bool = key("Keep an exponential moving average (EMA) of the weights with decay ema_decay.")
     ema_decay: float = key("Decay of the weight EMA.", check=_between(0, 1))
 

@@ -1,8 +1,12 @@
-"""Cross-entropy with the model zoo's label smoothing.
+"""Cross-entropy with label smoothing, in PyTorch's convention or the model zoo's.
 
-Label smoothing convention (the zoo's, which differs from PyTorch's ``label_smoothing``):
-the true class gets ``1 - eps`` and every other class ``eps / (K - 1)``; the targets sum to 1.
-With eps = 0.1 and K = 1000 that is 0.9 and 1.001e-4.
+Two conventions for the smoothed target of eps (``style``); both rows sum to 1:
+  * ``"pytorch"`` (``torch.nn.CrossEntropyLoss(label_smoothing=eps)``, timm, mindcv): the true class
+    gets ``1 - eps + eps/K`` and every other class ``eps/K`` (eps is spread over all K classes);
+  * ``"zoo"`` (the MindSpore model zoo's CrossEntropySmooth): the true class gets ``1 - eps`` and every
+    other class ``eps/(K - 1)``.
+With eps = 0.1 and K = 1000 they differ by 1e-4 (0.9001 vs 0.9); with K = 10 by 0.01 (0.91 vs 0.9).
+The zoo's is the zoo's eps' = eps*K/(K-1) in PyTorch's form, i.e. slightly stronger smoothing.
 
 The loss is ``mean_i( -sum_c t_ic * log_softmax(z_i)_c )``, always computed in float32: the
 logits are cast inside the Cell, so a float16 head (AMP O2/O3, or the zoo's fp16 fc) still gives
@@ -10,12 +14,12 @@ a float32 loss.
 
 Labels:
   * int class indices, shape ``[B]`` (or ``[B, 1]``) -> one-hot with the smoothing above; an index
-    outside ``0..K-1`` gives an all-``eps/(K-1)`` target row (no error in graph mode);
+    outside ``0..K-1`` gives a target row of only the off value (no error in graph mode);
   * soft targets, float ``[B, K]`` (mixup / cutmix) -> used as given by default, because a mixup
     producer normally applies its own smoothing (timm's ``Mixup(label_smoothing=...)``, mindcv's
     mixup). Pass ``smooth_soft_targets=True`` to apply the same smoothing map to them:
-    ``t' = t * (1 - eps*K/(K-1)) + eps/(K-1)``, which turns a one-hot row into exactly the smoothed
-    row above and keeps every row's sum.
+    ``t' = t * (on - off) + off``, which turns a one-hot row into exactly the smoothed row above and
+    keeps every row's sum.
 
 The choice between the two label forms is made from the label's rank, which is a compile-time
 constant in GRAPH mode (no Python control flow on tensor values), so one Cell serves both.
@@ -29,7 +33,21 @@ Without weights (the default) the Cell computes exactly what it computed before.
 import mindspore as ms
 from mindspore import nn, ops, Tensor
 
-__all__ = ["CrossEntropySmooth", "create_loss"]
+__all__ = ["CrossEntropySmooth", "create_loss", "smoothed_target_values", "SMOOTH_STYLES"]
+
+SMOOTH_STYLES = ("pytorch", "zoo")
+
+
+def smoothed_target_values(smooth_factor, num_classes, style="pytorch"):
+    """(on, off): the target of the true class and of every other class for eps and K in ``style``."""
+    eps, k = float(smooth_factor), int(num_classes)
+    if style not in SMOOTH_STYLES:
+        raise ValueError(f"label smoothing style must be one of {', '.join(SMOOTH_STYLES)}, got {style!r}")
+    if k < 2:
+        return 1.0, 0.0
+    if style == "zoo":
+        return 1.0 - eps, eps / (k - 1)
+    return 1.0 - eps + eps / k, eps / k
 
 
 class CrossEntropySmooth(nn.Cell):
@@ -40,9 +58,11 @@ class CrossEntropySmooth(nn.Cell):
         num_classes: K, the one-hot depth for integer labels (must be >= 2 when eps > 0).
         smooth_soft_targets: also smooth float [B, K] targets (default False: use them as given).
         class_weights: None (default) or K per-class weights (see the module doc).
+        style: "pytorch" (default) or "zoo", the smoothing convention (see the module doc).
     """
 
-    def __init__(self, smooth_factor=0.1, num_classes=1000, smooth_soft_targets=False, class_weights=None):
+    def __init__(self, smooth_factor=0.1, num_classes=1000, smooth_soft_targets=False, class_weights=None,
+                 style="pytorch"):
         super().__init__()
         smooth_factor = float(smooth_factor)
         num_classes = int(num_classes)
@@ -52,8 +72,8 @@ class CrossEntropySmooth(nn.Cell):
             raise ValueError(f"smooth_factor must be in [0, 1), got {smooth_factor}")
         if smooth_factor > 0 and num_classes < 2:
             raise ValueError("label smoothing needs num_classes >= 2")
-        off = smooth_factor / (num_classes - 1) if num_classes > 1 else 0.0
-        on = 1.0 - smooth_factor
+        on, off = smoothed_target_values(smooth_factor, num_classes, style)
+        self.style = style
         self.smooth_factor = smooth_factor
         self.num_classes = num_classes
         self.smooth_soft_targets = bool(smooth_soft_targets) and smooth_factor > 0
@@ -99,8 +119,8 @@ class CrossEntropySmooth(nn.Cell):
 
 
 def create_loss(label_smooth=1, label_smooth_factor=0.1, num_classes=1000, smooth_soft_targets=False,
-                class_weights=None):
+                class_weights=None, label_smooth_style="pytorch"):
     """The zoo's loss factory: ``label_smooth`` 0 forces eps = 0 whatever ``label_smooth_factor`` says."""
     eps = float(label_smooth_factor) if int(label_smooth) else 0.0
-    return CrossEntropySmooth(smooth_factor=eps, num_classes=num_classes,
-                              smooth_soft_targets=smooth_soft_targets, class_weights=class_weights)
+    return CrossEntropySmooth(smooth_factor=eps, num_classes=num_classes, smooth_soft_targets=smooth_soft_targets,
+                              class_weights=class_weights, style=label_smooth_style)

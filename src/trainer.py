@@ -127,7 +127,8 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     optimizer = create_optimizer(net, ms.Tensor(lr), momentum=optim.momentum, weight_decay=optim.weight_decay,
                                  loss_scale=1.0 if dynamic else optim.loss_scale)
     loss_fn = create_loss(optim.label_smooth, optim.label_smooth_factor, cfg.model.num_classes,
-                          class_weights=_class_weights(optim.class_weights, data, cfg.model.num_classes, log))
+                          class_weights=_class_weights(optim.class_weights, data, cfg.model.num_classes, log),
+                          label_smooth_style=optim.label_smooth_style)
     train_net = apply_amp(net, amp_level)
     step = TrainStep(train_net, loss_fn, optimizer, loss_scale=optim.loss_scale, dynamic=dynamic)
     ema = WeightEMA(net, optim.ema_decay) if optim.ema else None
