@@ -209,3 +209,23 @@ def test_dynamic_loss_scale_overflow_is_logged_skipped_and_the_run_finishes(amp_
     assert float(arrays["scale_sense"].reshape(-1)[0]) == 2.0 ** (21 - len(events))
     assert int(arrays["loss_scale_good_steps"].reshape(-1)[0]) == STEPS - events[-1][0]  # good steps since then
     assert "training finished: 1 epochs" in log
+
+
+def _step_losses(run):
+    return [float(m.group(4)) for m in STEP_LOSS.finditer(_log(run))]
+
+
+def test_label_smooth_style_reaches_the_training_loss(tmp_path, data):
+    """label_smooth_style=zoo with eps is PyTorch's convention with eps*K/(K-1) (K=3: both give the true class
+    0.9 and the others 0.05): the two runs log the same step losses; the default (pytorch, eps 0.1: 0.933 and
+    0.033) logs other ones. A trainer that dropped the key would give zoo == default instead."""
+    runs = {}
+    for name, over in {"zoo": dict(label_smooth_style="zoo", label_smooth_factor=0.1),
+                       "pytorch_same_targets": dict(label_smooth_style="pytorch", label_smooth_factor=0.15),
+                       "default": dict(label_smooth_factor=0.1)}.items():
+        (tmp_path / name).mkdir()
+        _, run = _train(tmp_path / name, data, tmp_path / name / "out", max_epoch=2, **over)
+        runs[name] = _step_losses(run)
+    assert len(runs["zoo"]) == 2 * (36 // 8), runs  # 36 images, batch 8, the partial batch dropped
+    np.testing.assert_allclose(runs["zoo"], runs["pytorch_same_targets"], rtol=1e-4)
+    assert np.abs(np.asarray(runs["zoo"]) - np.asarray(runs["default"])).max() > 1e-3, runs

@@ -57,6 +57,7 @@ def test_default_values_and_types():
     assert cfg.modelarts.enable_modelarts is False and cfg.modelarts.need_modelarts_dataset_unzip is True
     assert cfg.export.file_format == "MINDIR" and cfg.data.per_batch_size == 64 and cfg.device.seed == 1
     assert cfg.optim.label_smooth is True and cfg.optim.ema is False and cfg.train.is_save_on_master is True
+    assert cfg.optim.label_smooth_style == "pytorch" and cfg.model.init == "timm"  # trains; the zoo's are "zoo"
     assert cfg.explicit == frozenset() and cfg.warnings == () and cfg.profile == ""
 
 
