@@ -273,7 +273,8 @@ class OptimConfig:
                                      check=_between(0, 1, high_open=True))
     label_smooth_style: str = key("Label-smoothing convention: pytorch (true class 1 - eps + eps/K, others eps/K; "
                                   "PyTorch, timm, mindcv) or zoo (true class 1 - eps, others eps/(K-1); the "
-                                  "model zoo's). See docs/convergence.md.", choices=("pytorch", "zoo"))
+                                  "model zoo's). See docs/convergence.md.",
+                                  choices=("pytorch", "zoo"))  # src.loss.SMOOTH_STYLES (tested equal)
     ema: bool = key("Keep an exponential moving average (EMA) of the weights with decay ema_decay.")
     ema_decay: float = key("Decay of the weight EMA.", check=_between(0, 1))
 

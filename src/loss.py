@@ -73,7 +73,6 @@ class CrossEntropySmooth(nn.Cell):
         if smooth_factor > 0 and num_classes < 2:
             raise ValueError("label smoothing needs num_classes >= 2")
         on, off = smoothed_target_values(smooth_factor, num_classes, style)
-        self.style = style
         self.smooth_factor = smooth_factor
         self.num_classes = num_classes
         self.smooth_soft_targets = bool(smooth_soft_targets) and smooth_factor > 0

@@ -36,8 +36,9 @@ def _ours(files, size, per_image, jitter, crop_scale_min):
                 yield data, np.int32(i)
 
     ops = train_transforms((size, size), color_jitter=0, crop_scale_min=crop_scale_min)
-    if any(jitter):  # the pipeline's RandomColorAdjust, with separate strengths; same place (after the flip)
-        ops.insert(2, V.RandomColorAdjust(brightness=jitter[0], contrast=jitter[1], saturation=jitter[2]))
+    if any(jitter):  # the pipeline's RandomColorAdjust, with separate strengths, where it puts it: after the flip
+        after_flip = 1 + next(i for i, op in enumerate(ops) if isinstance(op, V.RandomHorizontalFlip))
+        ops.insert(after_flip, V.RandomColorAdjust(brightness=jitter[0], contrast=jitter[1], saturation=jitter[2]))
     out = np.zeros((len(files), per_image, 3, size, size), np.float32)
     count = np.zeros(len(files), int)
     dataset = ds.GeneratorDataset(rows, ["image", "idx"], shuffle=False).map(ops, "image")

@@ -46,6 +46,13 @@ def test_arch_choices_come_from_the_registry():
         assert load_config([f"--arch={name}"]).model.arch == name
 
 
+def test_label_smooth_style_choices_are_the_losss():
+    """The config stays free of MindSpore, so it lists the styles itself; they must be the loss's own."""
+    from src.loss import SMOOTH_STYLES
+    field = {f.name: f for f in dataclasses.fields(SECTIONS["optim"])}["label_smooth_style"]
+    assert field.metadata["choices"] == SMOOTH_STYLES
+
+
 def test_default_values_and_types():
     cfg = load_config([])
     assert cfg.model.arch == "cspdarknet53" and cfg.model.num_classes == 1000
