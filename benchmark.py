@@ -141,11 +141,12 @@ def _timm_label(model, kwargs):
 
 def make_specs(args):
     """One spec per row: for each arch, ours (and its timm twin's, with --compare) for each batch size."""
-    from src.utils.perf import default_threads, recommended_settings, split_settings
+    from src.utils.host import available_cpus
+    from src.utils.perf import recommended_settings, split_settings
 
     extra = _settings(args.settings)
     split_settings(extra)  # unknown keys fail here, not in a child
-    ref_threads = args.threads or default_threads()
+    ref_threads = args.threads or available_cpus()
     if args.no_perf:
         ours_threads = args.threads if args.threads is not None else 0  # 0: MindSpore's default (25)
     else:

@@ -139,7 +139,7 @@ def _label_check(cfg, ckpts, infos, num_classes, data_dir, log):
 
 def _read_checkpoints(cfg):
     """Every checkpoint to score and what each records; unreadable ones are returned apart."""
-    from model_utils.config import ConfigError
+    from src.errors import ConfigError
     from src.checkpoint import CheckpointError, checkpoint_files, checkpoint_model_info
 
     if not cfg.weights.pretrained:
@@ -190,7 +190,7 @@ def _drop_unfitting(cfg, ckpts, infos, unreadable):
 
 
 def evaluate_job(cfg, run_log):
-    from model_utils.config import save_config
+    from src.config import save_config
     from src.archs import resolve_preprocess
     from src.checkpoint import CheckpointError, resolve_model_info
     from src.data import DatasetError

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from model_utils.config import ConfigError
+from src.errors import ConfigError
 from model_utils.entry import run_entry
 from src.checkpoint import CheckpointError
 from src.export_utils import ExportError, export_path

@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from model_utils.config import ConfigError
+from src.errors import ConfigError
 from model_utils.entry import run_entry
 from src.data import DatasetError
 from src.data.class_names import ClassNamesError

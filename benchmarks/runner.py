@@ -67,11 +67,11 @@ def machine_info():
     for line in _read("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
-    from src.utils.perf import default_threads
+    from src.utils.host import available_cpus
     info = {
         "cpu": model + (f" (family {fam}, model {mod})" if fam else ""),
         "simd": simd,
-        "cores": default_threads(),
+        "cores": available_cpus(),
         "host_cpus": os.cpu_count(),
         "ram_gib": round(mem_kb / 2 ** 20, 1),
         "os": f"{platform.system()} {platform.release()}",

@@ -15,15 +15,10 @@ __all__ = ["user_errors", "run_entry", "STORAGE_ERRNOS", "storage_error_message"
 
 def user_errors():
     """The exception types that mean "bad input": their message names the file, key or value."""
-    from model_utils.config import ConfigError
     from model_utils.moxing_adapter import ModelArtsError
-    from src.checkpoint import CheckpointError
-    from src.data import DatasetError
-    from src.data.class_names import ClassNamesError
-    from src.utils.runtime import DeviceError, DistributedInitError
+    from src.errors import UserError
 
-    return (ConfigError, CheckpointError, DatasetError, ClassNamesError, DeviceError, DistributedInitError,
-            ModelArtsError)
+    return (UserError, ModelArtsError)
 
 
 def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), quiet=False):
@@ -33,7 +28,7 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
     ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
     import logging
 
-    from model_utils.config import load_config
+    from src.config import load_config
     from src.utils.runtime import RunLog, user_error_exit
 
     run_log = RunLog(log_name, console_level=logging.WARNING if quiet else logging.INFO)

@@ -7,7 +7,7 @@ source of the rank; these readers are what the scripts can know before ``init()`
 
 import os
 
-from model_utils.config import ConfigError
+from src.errors import ConfigError
 
 __all__ = ["env_int", "get_device_id", "get_device_num", "get_rank_id", "get_job_id"]
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 import zipfile
 
-from model_utils.config import ConfigError
+from src.errors import ConfigError
 # The device, rank and device-count readers are the same environment variables as in local runs.
 from model_utils.local_adapter import get_device_id, get_device_num, get_rank_id
 

@@ -95,7 +95,7 @@ check_job_flags() {
   out="$("$PYTHON_BIN" - "$CSPD_REPO" "$@" 2>&1 <<'PYEOF'
 import sys
 sys.path.insert(0, sys.argv[1])
-from model_utils.config import ConfigError, load_config
+from src.config import ConfigError, load_config
 try:
     load_config(sys.argv[2:])
 except ConfigError as err:

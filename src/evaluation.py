@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from src.analysis.metrics import SumAcrossRanks
+
 __all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision"]
 
 
@@ -94,28 +96,6 @@ def _dataset_and_limit(dataset, limit):
     return ds, limit
 
 
-class _SumAcrossRanks:
-    """Sums a small float vector across ranks: an ``ops.AllReduce`` inside a graph-mode Cell."""
-
-    def __init__(self):
-        from mindspore import nn, ops
-
-        class _AllReduceSum(nn.Cell):
-            def __init__(self):
-                super().__init__()
-                self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM)
-
-            def construct(self, x):
-                return self.all_reduce(x)
-
-        self.cell = _AllReduceSum()
-
-    def __call__(self, values):
-        import mindspore as ms
-        out = self.cell(ms.Tensor(np.asarray(values, dtype=np.float32)))
-        return out.asnumpy().astype(np.float64)
-
-
 def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True, log=None, log_interval=0,
              collect_logits=False, on_batch=None):
     """Scores ``net`` on every image of ``dataset`` and returns an ``EvalResult``.
@@ -178,7 +158,7 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True
         extra["logits"] = np.concatenate(all_logits) if all_logits else np.zeros((0, 0), np.float32)
         extra["labels"] = np.concatenate(all_labels) if all_labels else np.zeros((0,), np.int64)
     if group_size > 1 and reduce:
-        summed = _SumAcrossRanks()([top1, top5, total, ips])
+        summed = SumAcrossRanks()([top1, top5, total, ips])
         top1, top5, total = (int(round(v)) for v in summed[:3])
         ips = float(summed[3])  # ranks run in parallel: the aggregate rate is the sum
     return EvalResult(top1_correct=int(top1), top5_correct=int(top5), total=int(total), images_per_sec=float(ips),

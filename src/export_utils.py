@@ -30,14 +30,12 @@ import tempfile
 
 import numpy as np
 
+from src.errors import ExportError
+
 __all__ = ["FORMAT_EXTENSIONS", "ExportError", "export_path", "export_network", "run_mindir", "run_onnx",
            "onnxruntime_available", "compare_logits", "ParityCheck", "AccurateMish", "use_accurate_mish"]
 
 FORMAT_EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
-
-
-class ExportError(ValueError):
-    """An export request that cannot be carried out (the message says why and what to do)."""
 
 
 def export_path(file_name, file_format):

@@ -6,6 +6,9 @@ import os
 import sys
 import time
 
+from src.errors import NonFiniteLoss
+from src.utils.tensorboard import step_scalars
+
 METRICS_FIELDS = ("epoch", "train_loss", "lr", "val_top1", "val_top5", "epoch_time_s", "images_per_sec")
 
 
@@ -142,3 +145,32 @@ def plot_curves(metrics_csv, png_path):
     fig.savefig(png_path)
     plt.close(fig)
     return png_path
+
+
+def _scalar(value):
+    """A number, or a one-element Tensor read from the device."""
+    return float(value.asnumpy()) if hasattr(value, "asnumpy") else float(value)
+
+
+def record_step(setup, epoch, i, loss_value, overflow, scale, losses, progress, log, last_saved=None, tb=None,
+                where=""):
+    """What happens after step ``i`` (1-based) of epoch ``epoch`` (0-based), in the loop and in sink mode
+    (``src.sink``, which reads a sink's records back first): an overflow is logged (the update was
+    skipped), a non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint, any other loss
+    joins ``losses``; then the progress line and the TensorBoard scalars. ``scale``: the loss scale, a number
+    or the step's Tensor (read from the device only when logged). ``where``: said in the error."""
+    global_step = epoch * setup.steps_per_epoch + i - 1
+    lr = float(setup.lr[global_step])
+    if overflow:
+        log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1, i,
+                    _scalar(scale))
+    elif not math.isfinite(loss_value):
+        raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr {lr:.6g}{where}); "
+                            f"stopping. The last good checkpoint is {last_saved or 'none (none was saved yet)'}. "
+                            "Lower lr, or set is_dynamic_loss_scale=1 when training in float16.")
+    else:
+        losses.append(loss_value)
+    fps = progress.step_end(epoch + 1, i, loss_value, lr)
+    if tb is not None:
+        tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=lr, loss_scale=_scalar(scale),
+                                                     images_per_sec=fps))

@@ -28,6 +28,7 @@ Who feeds the steps:
 """
 import numpy as np
 
+from src.reporting import record_step
 from src.utils.seeding import set_augmentation_seed
 
 __all__ = ["resolve_sink_mode", "sink_chunk_size", "SinkRunner", "build_sink", "train_one_epoch_sink"]
@@ -136,8 +137,6 @@ def build_sink(setup_step, ema, data, device_target, sink_size=0, feeder=None):
 def train_one_epoch_sink(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
     """Sink-mode twin of ``src.trainer.train_one_epoch``: the same return value (mean loss of the steps that
     updated the weights), checks, progress lines and TensorBoard scalars, read back once per sink."""
-    from src.trainer import record_step
-
     runner = setup.sink
     steps_per_epoch = setup.steps_per_epoch
     size = runner.sink_size

@@ -28,19 +28,17 @@ from typing import Any, Optional
 
 import numpy as np
 
-from model_utils.config import save_config
+from src.config import save_config
 from src.checkpoint import (CheckpointError, CheckpointManager, find_resume_checkpoint, restore_training_state,
                             run_folder_of, training_state_entries)
-from src.data import DatasetError, save_class_index
+from src.data import save_class_index
+from src.errors import ConfigError, DatasetError, NonFiniteLoss
 from src.utils.paths import json_dumps
+from src.reporting import record_step
 from src.utils.seeding import seed_everything, set_augmentation_seed
 
 __all__ = ["NonFiniteLoss", "TrainingSetup", "build_training", "train_one_epoch", "validate", "fit",
            "resolve_train_preprocess", "checkpoint_metadata"]
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite (exit status 3): the message names the step, lr and last checkpoint."""
 
 
 @dataclass
@@ -154,37 +152,6 @@ def _class_weights(mode, data, num_classes, log):
         log.info("class_weights=%s: loss weights per class %s (min %.3g, max %.3g)", mode, shown,
                  float(weights.min()), float(weights.max()))
     return weights
-
-
-def _scalar(value):
-    """A number, or a one-element Tensor read from the device."""
-    return float(value.asnumpy()) if hasattr(value, "asnumpy") else float(value)
-
-
-def record_step(setup, epoch, i, loss_value, overflow, scale, losses, progress, log, last_saved=None, tb=None,
-                where=""):
-    """What happens after step ``i`` (1-based) of epoch ``epoch`` (0-based), in the loop and in sink mode
-    (``src.sink``, which reads a sink's records back first): an overflow is logged (the update was
-    skipped), a non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint, any other loss
-    joins ``losses``; then the progress line and the TensorBoard scalars. ``scale``: the loss scale, a number
-    or the step's Tensor (read from the device only when logged). ``where``: said in the error."""
-    from src.utils.tensorboard import step_scalars
-
-    global_step = epoch * setup.steps_per_epoch + i - 1
-    lr = float(setup.lr[global_step])
-    if overflow:
-        log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1, i,
-                    _scalar(scale))
-    elif not math.isfinite(loss_value):
-        raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr {lr:.6g}{where}); "
-                            f"stopping. The last good checkpoint is {last_saved or 'none (none was saved yet)'}. "
-                            "Lower lr, or set is_dynamic_loss_scale=1 when training in float16.")
-    else:
-        losses.append(loss_value)
-    fps = progress.step_end(epoch + 1, i, loss_value, lr)
-    if tb is not None:
-        tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=lr, loss_scale=_scalar(scale),
-                                                     images_per_sec=fps))
 
 
 def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
@@ -385,7 +352,6 @@ def check_data_paths(cfg):
         elif path and not os.path.exists(path):
             raise DatasetError(f"{k}: {path} does not exist")
     if cfg.train.tensorboard_dir:
-        from model_utils.config import ConfigError
         from src.utils.tensorboard import TensorBoardUnavailable, _tensorboardx
         try:
             _tensorboardx()

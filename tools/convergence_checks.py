@@ -150,7 +150,7 @@ def check_bn():
 def check_data(train_dir):
     ms = _setup()
     from PIL import Image
-    from model_utils.config import load_config
+    from src.config import load_config
     from src.data.pipeline import create_dataset_from_config
     import mindspore.dataset as ds
 

@@ -56,7 +56,7 @@ def main(argv=None):
     log = logging.getLogger("verify_dataset")
 
     from src.data.verify import VerifyError, default_manifest_path, report_unusable, summarize, verify_images
-    from src.data.errors import DatasetError
+    from src.errors import DatasetError
     from src.utils.fileio import write_json_atomic
     from src.utils.paths import display_name
 

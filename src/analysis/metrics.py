@@ -15,7 +15,7 @@ lower class index), so ``trace(matrix)`` and ``topk_hits.sum()`` equal ``evaluat
 counts on the same logits. With fewer than ``k`` classes every label is within the top-k.
 
 Distributed eval: every rank feeds its own shard, then ``counts_vector()`` (a flat ``K*K + K`` vector)
-is summed across ranks (``src.evaluation._SumAcrossRanks``) and ``load_counts_vector(summed)`` puts the
+is summed across ranks (``SumAcrossRanks``) and ``load_counts_vector(summed)`` puts the
 totals back; ``mistakes_vector(slot=rank, slots=group_size)`` / ``load_mistakes_vector(summed)`` do the
 same for the mistake heaps (each rank fills only its own slot, so a sum is a gather). The vectors are
 exact through a float32 AllReduce while every count is below 2**24 (16.7 million) and every sample
@@ -50,7 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PER_CLASS_FIELDS", "Mistake", "EvalAccumulator", "analyze", "confusion_matrix", "topk_indices",
+__all__ = ["PER_CLASS_FIELDS", "SumAcrossRanks", "Mistake", "EvalAccumulator", "analyze", "confusion_matrix",
+           "topk_indices",
            "softmax_confidence", "per_class_metrics", "macro_averages", "top_confused_pairs", "display_name",
            "default_class_names", "write_per_class_csv", "write_confusion_matrix_csv", "read_per_class_csv",
            "read_confusion_matrix_csv"]
@@ -150,6 +151,28 @@ def confusion_matrix(labels, predictions, num_classes):
 # ----------------------------------------------------------------------------------------------
 # the accumulator
 # ----------------------------------------------------------------------------------------------
+
+
+class SumAcrossRanks:
+    """Sums a small float vector across ranks: an ``ops.AllReduce`` inside a graph-mode Cell."""
+
+    def __init__(self):
+        from mindspore import nn, ops
+
+        class _AllReduceSum(nn.Cell):
+            def __init__(self):
+                super().__init__()
+                self.all_reduce = ops.AllReduce(ops.ReduceOp.SUM)
+
+            def construct(self, x):
+                return self.all_reduce(x)
+
+        self.cell = _AllReduceSum()
+
+    def __call__(self, values):
+        import mindspore as ms
+        out = self.cell(ms.Tensor(np.asarray(values, dtype=np.float32)))
+        return out.asnumpy().astype(np.float64)
 
 @dataclass(frozen=True)
 class Mistake:
@@ -299,13 +322,12 @@ class EvalAccumulator:
     def all_reduce(self, rank, group_size, reducer=None):
         """Distributed eval: replaces this rank's counts and mistakes by those of all ranks (every rank must
         call it; all hold the totals afterwards). One AllReduce of ``counts_vector`` + ``mistakes_vector``
-        through ``reducer`` (default ``src.evaluation._SumAcrossRanks``, float32: exact below 2**24 per
+        through ``reducer`` (default ``SumAcrossRanks``, float32: exact below 2**24 per
         count and sample index, checked). No-op for ``group_size <= 1``. Returns self."""
         if group_size <= 1:
             return self
         if reducer is None:
-            from src.evaluation import _SumAcrossRanks
-            reducer = _SumAcrossRanks()
+            reducer = SumAcrossRanks()
         counts = self.counts_vector(np.float64)
         mistakes = self.mistakes_vector(slot=rank, slots=group_size, dtype=np.float64)
         summed = np.asarray(reducer(np.concatenate([counts, mistakes])), dtype=np.float64)

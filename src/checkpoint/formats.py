@@ -13,11 +13,8 @@ import struct
 
 import numpy as np
 
+from src.errors import CheckpointError, CheckpointSaveError
 from src.utils.fileio import free_space
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the network; the message names the file."""
 
 
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -118,10 +115,6 @@ def read_state_dict(path, use_ema=False):
 #: Temporary files of an unfinished save: ours (``.<name>.<pid>.partial.ckpt``) and the one MindSpore's
 #: writer makes beside it (``<that name minus .ckpt>.tmp``). A save killed midway leaves them behind.
 PARTIAL_MARK = ".partial."
-
-
-class CheckpointSaveError(CheckpointError):
-    """A checkpoint could not be written (disk full, permissions); the message names the path and free space."""
 
 
 @contextlib.contextmanager

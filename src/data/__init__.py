@@ -4,7 +4,7 @@ check in isolated workers, with its manifest), transforms (``transforms``), the 
 (``class_check``), the embedded demo data (``demo``) and class names (``class_names``). Importing it imports no
 MindSpore.
 """
-from src.data.errors import DatasetError
+from src.errors import DatasetError
 from src.data.listing import IMAGE_EXTENSIONS, load_class_index, save_class_index
 from src.data.pipeline import DatasetBundle, create_dataset
 

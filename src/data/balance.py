@@ -32,11 +32,7 @@ import numpy as np
 
 WEIGHT_MODES = ("none", "balanced")
 
-from src.data.errors import DatasetError
-
-
-class BalanceError(DatasetError):
-    """A bad class_weights option or weights file; the message names it."""
+from src.errors import BalanceError, DatasetError
 
 
 def class_counts(labels: Sequence[int], num_classes: int) -> np.ndarray:

@@ -30,6 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from src.utils.host import available_cpus
+
 logger = logging.getLogger(__name__)
 
 # check_image_file results
@@ -38,14 +40,6 @@ CONVERT = "convert"  # PIL decodes it and hands the engine RGB pixels (as BMP by
 SKIP = "skip"        # unusable
 
 _TAIL_BYTES = 64
-
-
-def available_cpus() -> int:
-    """Cores this process may run on (the affinity mask)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def _sniff(head: bytes) -> str:

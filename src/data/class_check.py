@@ -31,15 +31,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from src.data.errors import DatasetError  # entry scripts turn it into exit status 2
+from src.errors import ClassIndexError, DatasetError
 
 _LISTED = 10
 
 Target = Union[str, int, None]
-
-
-class ClassIndexError(DatasetError):
-    """The data's classes do not match the model's; the message names the folders that differ."""
 
 
 @dataclass

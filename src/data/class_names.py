@@ -12,6 +12,8 @@ Sources understood by :func:`load_class_names`:
 import json
 import os
 
+from src.errors import ClassNamesError
+
 __all__ = ["IMAGENET_CLASSES_TSV", "CLASS_INDEX_FILES", "ClassNamesError", "load_class_names",
            "load_imagenet_class_names", "load_imagenet_synsets"]
 
@@ -19,10 +21,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 IMAGENET_CLASSES_TSV = os.path.join(REPO_ROOT, "data", "imagenet", "imagenet1k_classes.tsv")
 CLASS_INDEX_FILES = ("class_index.json", "class_to_idx.json", "class_indices.json", "classes.json",
                      "classes.tsv", "classes.txt")
-
-
-class ClassNamesError(ValueError):
-    """A class-name source is missing or malformed (the message names the file)."""
 
 
 def _read_table(path):

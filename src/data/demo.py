@@ -24,7 +24,7 @@ from typing import List
 
 import numpy as np
 
-from src.data.errors import DatasetError
+from src.errors import DatasetError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLICE_PATH = os.path.join(ROOT, "data", "fashion_mnist", "slice.npz")
@@ -150,7 +150,7 @@ def with_demo_data(cfg, split="train"):
     ``split`` "train": data_dir = the train slice and, unless given, val_data_dir = the val slice;
     "val": data_dir = the val slice (eval). Returns ``(cfg, note)``, the note saying what was chosen.
     """
-    from model_utils.config import ConfigError
+    from src.errors import ConfigError
 
     demo = ensure_demo_dataset()
     if cfg.is_explicit("num_classes") and cfg.model.num_classes != demo.num_classes:

@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Dict, List, Optional
 
-from src.data.errors import DatasetError
+from src.errors import DatasetError
 from src.utils.paths import display_name, entry_is_file, read_lines
 
 logger = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from src.data.errors import DatasetError
+from src.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 

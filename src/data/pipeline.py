@@ -24,12 +24,13 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from src.data.checks import CONVERT, SKIP, available_cpus, pil_rgb_bytes, scan_files, watch_engine_dumps
-from src.data.errors import DatasetError
+from src.data.checks import CONVERT, SKIP, pil_rgb_bytes, scan_files, watch_engine_dumps
+from src.errors import DatasetError
 from src.data.listing import IMAGE_EXTENSIONS, MAX_LISTED, list_image_folder, read_data_list
 from src.data.sampler import epoch_shard_sampler
 from src.data.transforms import (AUTO_AUGMENT_MODES, EVAL_RESIZE_MODES, eval_transforms, mix_op,
                                  parse_image_size, train_transforms)
+from src.utils.host import available_cpus
 from src.utils.seeding import set_augmentation_seed
 
 logger = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ def _check_files(abs_paths, data_dir, verify_files, verify_manifest, verify_work
 
 def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, rank=0,
                                group_size=1, data_dir=None, class_to_idx=None, **overrides) -> DatasetBundle:
-    """``create_dataset`` with the options of the config's data section ``data`` (``model_utils.config.
+    """``create_dataset`` with the options of the config's data section ``data`` (``src.config.
     DataConfig``); with ``dataset_format: mindrecord``, ``src.data.mindrecord.create_mindrecord_dataset`` with
     the same arguments (``data_dir`` is then the MindRecord prefix). The preprocessing (``image_size``, ``eval_resize``, ``crop_pct``) comes resolved from
     the caller (``src.archs.resolve_preprocess``); ``data_dir`` defaults to ``data.data_dir``."""

@@ -13,7 +13,7 @@ from typing import Tuple
 import numpy as np
 
 from src.archs import EVAL_RESIZE_MODES
-from src.data.errors import DatasetError
+from src.errors import DatasetError
 
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]

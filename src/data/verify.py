@@ -61,6 +61,8 @@ import zlib
 from collections import deque
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+from src.utils.host import available_cpus
+
 logger = logging.getLogger(__name__)
 
 OK = "ok"
@@ -1037,13 +1039,6 @@ def _stat(path: str):
     return (st.st_size, st.st_mtime_ns), None
 
 
-def _available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def _share(key: str, group_size: int) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogateescape")) % group_size
 
@@ -1122,7 +1117,7 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
             todo.append(i)
 
     if workers <= 0:  # the cores (shared among the ranks of a host), but no more than the work pays for
-        cores = max(1, _available_cpus() // min(group_size, 8)) if group_size > 1 else _available_cpus()
+        cores = max(1, available_cpus() // min(group_size, 8)) if group_size > 1 else available_cpus()
         workers = max(1, min(cores, math.ceil(len(todo) / group_size / FILES_PER_WORKER)))
 
     def check(indices: List[int], flush_to: Optional[str]) -> None:

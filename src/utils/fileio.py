@@ -62,7 +62,7 @@ def _nearest_existing(path):
 
 
 def _error(key, value, reason):
-    from model_utils.config import ConfigError
+    from src.errors import ConfigError
 
     return ConfigError(f"{key}={value!r}: {reason}")
 

@@ -173,8 +173,8 @@ def _leaky_ops():
 def _ops_path():
     path, lib = kernel_library()
     if _state["threads"] is None:
-        from src.utils.perf import default_threads
-        set_kernel_threads(default_threads())
+        from src.utils.host import available_cpus
+        set_kernel_threads(available_cpus())
     return path, lib
 
 

@@ -25,33 +25,15 @@ Measurements behind each default: ``docs/performance.md``.
 """
 import os
 
-__all__ = ["default_threads", "cpu_flags", "recommended_settings", "split_settings", "apply_recommended_settings",
+from src.utils import host
+
+__all__ = ["recommended_settings", "split_settings", "apply_recommended_settings",
            "apply_cpu_performance_settings", "prepare_network", "use_fused_activations", "use_fused_mish",
            "fold_batchnorm", "recompute_activations"]
 
 JIT_LEVELS = ("O0", "O1", "O2")
 PROCESS_SETTINGS = ("onednn_isa", "jit_level", "dispatch_threads", "compile_cache_dir")
 NETWORK_SETTINGS = ("fused_act", "fused_mish", "fold_bn", "recompute_act")
-
-
-def default_threads():
-    """Cores this process may run on (the affinity mask, not the host's core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def cpu_flags():
-    """The CPU feature flags of the first processor in /proc/cpuinfo (empty set off Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
 
 
 def recommended_settings(mode="train"):
@@ -103,7 +85,7 @@ def _resolve_onednn_isa(onednn_isa):
     if onednn_isa in (None, "", "none", "off", False):
         return None
     if onednn_isa == "auto":
-        return "AVX2" if "avx512f" in cpu_flags() else None
+        return "AVX2" if "avx512f" in host.cpu_flags() else None
     return str(onednn_isa).upper()
 
 
@@ -137,7 +119,7 @@ def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=No
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         applied["onednn_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     if threads is None:
-        threads = default_threads()
+        threads = host.available_cpus()
     if threads:
         ms.device_context.cpu.op_tuning.threads_num(int(threads))
         applied["threads"] = int(threads)

@@ -13,6 +13,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import List
 
+from src.errors import DeviceError, DistributedInitError
+
 __all__ = ["RunContext", "resolve_device_target", "setup_device", "init_distributed", "start_context",
            "new_run_dir", "RunLog", "important_info", "user_error_exit", "LOG_FORMAT"]
 
@@ -54,10 +56,6 @@ class RunContext:
         return write_json_atomic(data, path)
 
 
-class DeviceError(ValueError):
-    """The requested device is not usable here (a user error: the message says what is available)."""
-
-
 def resolve_device_target(value):
     """``auto`` -> Ascend if present, else GPU, else CPU; a named target must be available."""
     import mindspore as ms
@@ -90,10 +88,6 @@ def setup_device(device_target="auto", device_id=None, graph_mode=True):
     return target
 
 
-class DistributedInitError(RuntimeError):
-    """``init()`` failed: not launched by msrun / a rank table (a user error)."""
-
-
 def init_distributed(enabled):
     """Initialises collective communication for data parallelism; returns ``(rank, group_size)``.
 
@@ -124,7 +118,7 @@ def start_context(device_cfg, mode, network=True):
 
     Returns ``(RunContext, network_rewrites)``; the rewrites go to ``src.utils.perf.prepare_network``.
     """
-    from model_utils.config import resolve_is_distributed
+    from src.config import resolve_is_distributed
     from src.utils.perf import apply_recommended_settings
 
     target = setup_device(device_cfg.device_target)

@@ -2,7 +2,7 @@
 gathered most-confident mistakes equal those of one process over the whole set (10 and 1000 classes).
 
 Each rank holds src.data's interleaved eval shard (rank r: samples r, r+2, ...) of the same
-deterministic logits and reduces through src.evaluation._SumAcrossRanks (float32 AllReduce), as eval.py
+deterministic logits and reduces through src.analysis.metrics.SumAcrossRanks (float32 AllReduce), as eval.py
 will. One 2-rank start costs about 25-45 s on a 2-core machine, so there is one run.
 """
 import json

@@ -149,7 +149,7 @@ def test_merge_and_vectors_equal_one_process():
     np.testing.assert_array_equal(merged.topk_hits, whole.topk_hits)
     assert merged.worst_mistakes() == whole.worst_mistakes()
 
-    # Through flat float32 vectors, as _SumAcrossRanks would sum them.
+    # Through flat float32 vectors, as SumAcrossRanks would sum them.
     counts = sum(a.counts_vector(np.float32) for a in ranks)
     mistakes = sum(a.mistakes_vector(slot=r, slots=G, dtype=np.float32) for r, a in enumerate(ranks))
     assert counts.dtype == np.float32 and counts.size == EvalAccumulator.counts_vector_size(K)

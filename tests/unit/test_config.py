@@ -1,4 +1,4 @@
-"""Tests of model_utils/config.py, default_config.yaml and the profiles (no MindSpore needed)."""
+"""Tests of src/config.py, default_config.yaml and the profiles (no MindSpore needed)."""
 
 import dataclasses
 import os
@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import yaml
 
-from model_utils import config as config_mod
-from model_utils.config import (DEFAULT_CONFIG_PATH, PROFILES_DIR, SECTIONS, Config, ConfigError, load_config,
+from src import config as config_mod
+from src.config import (DEFAULT_CONFIG_PATH, PROFILES_DIR, SECTIONS, Config, ConfigError, load_config,
                                 parse_int_list, parse_number_list, resolve_is_distributed, save_config)
 from src.archs import arch_names
 
@@ -84,7 +84,7 @@ def test_config_is_immutable_and_runtime_state_lives_elsewhere():
 
 
 def test_import_has_no_side_effects():
-    code = "import model_utils.config, model_utils.device_adapter, model_utils.moxing_adapter, model_utils.entry"
+    code = "import src.config, model_utils.device_adapter, model_utils.moxing_adapter, model_utils.entry"
     out = subprocess.run([sys.executable, "-c", code, "--max_epoch=abc"], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_utils.config import ConfigError, load_config
+from src.config import ConfigError, load_config
 from src.data import DatasetError, create_dataset
 from src.data.listing import list_image_folder, read_data_list
 from src.data.pipeline import create_dataset_from_config

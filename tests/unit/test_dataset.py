@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_utils.config import load_config
+from src.config import load_config
 from src.data import DatasetError, create_dataset, load_class_index, save_class_index
 from src.data import checks, pipeline
 from src.data.pipeline import create_dataset_from_config
+from src.utils.host import available_cpus
 from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_resize_size, train_transforms
 
 MEAN = np.array(IMAGENET_MEAN, np.float64)
@@ -590,7 +591,7 @@ def test_create_dataset_from_config(tmp_path):
 
 def test_default_workers():
     assert 1 <= pipeline.default_num_workers() <= 16
-    assert pipeline.default_num_workers(8) == max(1, min(16, checks.available_cpus() // 8))
+    assert pipeline.default_num_workers(8) == max(1, min(16, available_cpus() // 8))
 
 
 def test_benchmark_tool_runs(tmp_path, capsys):

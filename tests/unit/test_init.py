@@ -87,7 +87,7 @@ def test_reset_classifier_follows_the_scheme():
 def test_config_choices_are_the_schemes():
     import dataclasses
 
-    from model_utils.config import SECTIONS, load_config
+    from src.config import SECTIONS, load_config
 
     field = {f.name: f for f in dataclasses.fields(SECTIONS["model"])}["init"]
     assert field.metadata["choices"] == INIT_SCHEMES

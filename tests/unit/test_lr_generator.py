@@ -112,7 +112,7 @@ def test_bad_arguments(kwargs):
 
 
 def test_from_config_and_t_max_follows_max_epoch():
-    from model_utils.config import load_config
+    from src.config import load_config
 
     optim = load_config([]).optim  # the zoo recipe: T_max 0 means max_epoch (150)
     np.testing.assert_array_equal(get_lr_from_config(optim, 2502),

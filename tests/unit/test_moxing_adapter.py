@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from model_utils import device_adapter, local_adapter, moxing_adapter
-from model_utils.config import ConfigError, load_config
+from src.config import ConfigError, load_config
 from model_utils.moxing_adapter import (ModelArtsError, localize_paths, modelarts_unzip, run_on_modelarts,
                                         sync_data)
 

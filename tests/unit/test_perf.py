@@ -22,9 +22,9 @@ def test_recommended_and_split_settings():
 def test_onednn_isa_auto_caps_only_avx512(monkeypatch):
     from src.utils import perf
 
-    monkeypatch.setattr(perf, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
     assert perf._resolve_onednn_isa("auto") == "AVX2"
-    monkeypatch.setattr(perf, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma"})
     assert perf._resolve_onednn_isa("auto") is None
     assert perf._resolve_onednn_isa(None) is None
     assert perf._resolve_onednn_isa("avx512_core") == "AVX512_CORE"

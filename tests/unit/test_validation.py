@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from model_utils.config import ConfigError, load_config
+from src.config import ConfigError, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -119,7 +119,7 @@ def test_odd_but_legitimate_values_load_with_a_warning(argv, warning):
 def test_config_load_writes_nothing_and_imports_no_mindspore(tmp_path):
     """Validation happens before anything exists: loading a bad config touches no file, imports no MindSpore."""
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from model_utils.config import ConfigError, load_config\n"
+            "from src.config import ConfigError, load_config\n"
             "try:\n    load_config(['--lr', '-1', '--ckpt_path', %r])\nexcept ConfigError:\n    pass\n"
             "assert 'mindspore' not in sys.modules\n" % (REPO, str(tmp_path / "out")))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=60)

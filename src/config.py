@@ -33,6 +33,7 @@ from typing import Dict, FrozenSet, Tuple
 import yaml
 
 from src.archs import EVAL_RESIZE_MODES, arch_names
+from src.errors import ConfigError
 
 __all__ = ["ConfigError", "Config", "SECTIONS", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "load_config",
            "save_config", "parse_int_list", "parse_number_list", "resolve_is_distributed", "key_help"]
@@ -40,10 +41,6 @@ __all__ = ["ConfigError", "Config", "SECTIONS", "DEFAULT_CONFIG_PATH", "PROFILES
 REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 DEFAULT_CONFIG_PATH = os.path.join(REPO_ROOT, "default_config.yaml")
 PROFILES_DIR = os.path.join(REPO_ROOT, "configs")
-
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; the message names the key, file or value."""
 
 
 # --------------------------------------------------------------------------- value parsing
