@@ -58,10 +58,13 @@ def _new_file_mode():
     return 0o666 & ~umask
 
 
-def export_network(net, inputs, file_name, file_format="MINDIR"):
+def export_network(net, inputs, file_name, file_format="MINDIR", before_publish=None):
     """Exports ``net`` traced with ``inputs`` (a NumPy array or MindSpore Tensor) and returns the file path.
 
-    The parent folder is created; an existing file of the same name is replaced.
+    The parent folder is created; an existing file of the same name is replaced. The file is written into a
+    temporary folder beside the destination and moved into place only at the end, after
+    ``before_publish(path of the file in the temporary folder)`` (e.g. its verification) returned: an error
+    or a stop signal before that leaves no file, nor the temporary folder.
     """
     import mindspore as ms
 
@@ -84,6 +87,8 @@ def export_network(net, inputs, file_name, file_format="MINDIR"):
         produced = os.path.join(tmp_dir, base)
         if not os.path.isfile(produced):
             raise ExportError(f"MindSpore did not write {base} (found: {sorted(os.listdir(tmp_dir))})")
+        if before_publish is not None:
+            before_publish(produced)
         mode = _new_file_mode()
         # MindSpore may write companion files (external weights of very large models) beside the graph.
         for entry in sorted(os.listdir(tmp_dir)):

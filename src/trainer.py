@@ -29,17 +29,16 @@ from typing import Any, Optional
 import numpy as np
 
 from src.config import save_config
-from src.checkpoint import (CheckpointError, CheckpointManager, find_resume_checkpoint, restore_training_state,
-                            run_folder_of, training_state_entries)
+from src.checkpoint import (CheckpointError, CheckpointManager, checkpoint_metadata, find_resume_checkpoint,
+                            restore_training_state, run_folder_of, training_state_entries)
 from src.data import save_class_index
 from src.errors import ConfigError, DatasetError, NonFiniteLoss
-from src.utils.paths import json_dumps
 from src.reporting import record_step
 from src.utils import signals
 from src.utils.seeding import seed_everything, set_augmentation_seed
 
 __all__ = ["NonFiniteLoss", "TrainingSetup", "build_training", "train_one_epoch", "validate", "fit",
-           "resolve_train_preprocess", "checkpoint_metadata"]
+           "resolve_train_preprocess"]
 
 
 @dataclass
@@ -72,16 +71,6 @@ def resolve_train_preprocess(cfg):
     from src.archs import resolve_preprocess
 
     return resolve_preprocess(cfg.model.arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct)
-
-
-def checkpoint_metadata(net, preprocess, class_to_idx):
-    """What a training checkpoint records besides tensors: the network (arch, num_classes), the input
-    preprocessing it was trained with and its class names in index order, so that eval, predict and
-    export of a checkpoint copied anywhere know them."""
-    names = [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
-    return {"arch": net.arch.name, "num_classes": int(net.num_classes), "image_size": preprocess["image_size"],
-            "eval_resize": preprocess["eval_resize"], "crop_pct": str(preprocess["crop_pct"]),
-            "class_names": json_dumps(names)}  # names that are not UTF-8 as \udcXX escapes (lossless)
 
 
 def build_training(cfg, ctx, log, network_rewrites=None):

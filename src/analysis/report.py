@@ -4,7 +4,7 @@
     ... acc.update(logits, labels) per batch ...; acc.all_reduce(rank, group_size)   # every rank
     if rank == 0:
         out = write_eval_analysis(acc, run_dir, names, image_for_index=..., plots=not cfg.no_plots, log=log)
-        record.update(out.json_fields)
+        # out.summary: EvalAccumulator.summary(); src.eval_job.result_record takes its JSON_KEYS
 
 Files: ``per_class.csv`` and ``confusion_matrix.csv`` always; ``confusion_matrix.png`` when ``plots`` and
 matplotlib is importable (otherwise the log and ``out.notes`` say why); ``worst_mistakes.png`` when
@@ -18,14 +18,13 @@ __all__ = ["AnalysisOutput", "write_eval_analysis", "JSON_KEYS", "FILE_NAMES"]
 
 FILE_NAMES = {"per_class": "per_class.csv", "confusion_csv": "confusion_matrix.csv",
               "confusion_png": "confusion_matrix.png", "worst_mistakes": "worst_mistakes.png"}
-#: the summary keys that go into eval_result.json
+#: the summary keys that eval_result.json holds (``src.eval_job.result_record``)
 JSON_KEYS = ("classes_with_images", "macro_precision", "macro_recall", "macro_f1", "macro_top5_recall",
              "top_confused_pairs")
 
 
 @dataclass
 class AnalysisOutput:
-    json_fields: dict                             # for eval_result.json
     files: dict = field(default_factory=dict)     # FILE_NAMES key -> absolute path, for what was written
     notes: list = field(default_factory=list)     # why a picture is missing (also logged)
     summary: dict = field(default_factory=dict)   # EvalAccumulator.summary(), in full
@@ -37,17 +36,14 @@ def write_eval_analysis(acc, out_dir, class_names=None, image_for_index=None, pl
 
     class_names: K names (None: ``class_<i>``). image_for_index: ``index -> path/PIL image/array`` for the
     worst-mistakes sheet (the accumulator's sample indices). plots: False skips both PNGs (``no_plots``).
-    top_pairs: how many confused pairs go into the JSON; plot_pairs: how many the picture lists.
+    top_pairs: how many confused pairs the summary lists; plot_pairs: how many the picture lists.
     """
     from src.analysis.metrics import (default_class_names, display_name, top_confused_pairs,
                                       write_confusion_matrix_csv, write_per_class_csv)
 
     names = [display_name(n) for n in class_names] if class_names is not None else \
         default_class_names(acc.num_classes)
-    out = AnalysisOutput(json_fields={})
-    summary = acc.summary(names, top_pairs=top_pairs)
-    out.summary = summary
-    out.json_fields = {k: summary[k] for k in summary if k in JSON_KEYS or k.startswith("macro_")}
+    out = AnalysisOutput(summary=acc.summary(names, top_pairs=top_pairs))
     out.files["per_class"] = write_per_class_csv(acc.per_class(names), os.path.join(out_dir, FILE_NAMES["per_class"]))
     out.files["confusion_csv"] = write_confusion_matrix_csv(acc.matrix, names,
                                                             os.path.join(out_dir, FILE_NAMES["confusion_csv"]))

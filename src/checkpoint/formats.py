@@ -8,6 +8,7 @@ Nothing here knows about networks or key layouts (``src.checkpoint.layouts``).
 import contextlib
 import json
 import logging
+import math
 import os
 import struct
 
@@ -21,8 +22,14 @@ _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, 
                        "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 
 
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _read_safetensors(path):
-    """Parses a safetensors file with NumPy alone (8-byte header length, JSON header, raw data)."""
+    """Parses a safetensors file with NumPy alone (8-byte header length, JSON header, raw data); a header
+    that does not describe the data (wrong types, offsets outside the file, sizes that do not match) is a
+    ``CheckpointError`` naming the tensor."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 8:
@@ -33,23 +40,34 @@ def _read_safetensors(path):
                               f"{len(data) - 8} after the length field)")
     try:
         header = json.loads(data[8:8 + header_len])
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # RecursionError: nesting deeper than the parser goes
         raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from None
-    base = 8 + header_len
-    arrays, meta = {}, dict(header.pop("__metadata__", None) or {})
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (a JSON {type(header).__name__}, not an object)")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{path}: corrupt safetensors header (__metadata__ must map names to strings)")
+    base, size = 8 + header_len, len(data) - 8 - header_len
+    arrays = {}
     for name, info in header.items():
-        dtype_name, shape = info["dtype"], info["shape"]
-        begin, end = info["data_offsets"]
-        raw = data[base + begin:base + end]
+        try:
+            dtype_name, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
+            if not (isinstance(dtype_name, str) and all(_count(v) for v in shape + [begin, end])
+                    and begin <= end <= size):
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: corrupt safetensors header entry for tensor {name!r} (expected dtype, "
+                                  f"shape and data_offsets within the {size}-byte data section)") from None
+        if dtype_name != "BF16" and dtype_name not in _SAFETENSORS_DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}")
+        dtype = np.dtype("<u2" if dtype_name == "BF16" else _SAFETENSORS_DTYPES[dtype_name]).newbyteorder("<")
+        expected = math.prod(shape)
+        if end - begin != expected * dtype.itemsize:
+            raise CheckpointError(f"{path}: tensor {name!r} holds {end - begin} bytes, its shape {shape} and dtype "
+                                  f"{dtype_name} need {expected * dtype.itemsize} (truncated or corrupt)")
+        arr = np.frombuffer(data[base + begin:base + end], dtype=dtype)
         if dtype_name == "BF16":
-            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif dtype_name in _SAFETENSORS_DTYPES:
-            arr = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dtype_name]).newbyteorder("<"))
-        else:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name}")
-        expected = int(np.prod(shape)) if shape else 1
-        if arr.size != expected:
-            raise CheckpointError(f"{path}: tensor {name!r} is truncated ({arr.size} of {expected} values)")
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
         arrays[name] = arr.reshape(shape).copy()
     return arrays, meta
 

@@ -3,12 +3,13 @@
 A training checkpoint holds every parameter of the train step (network weights and BN statistics,
 the optimizer's moments, its global step and the loss-scale state), the EMA weights (``ema.*``,
 ``ema_updates``) when EMA is on, the number of finished epochs (``epoch``) and the best validation
-top-1 so far (``best_top1``), plus string metadata (``network_metadata``: arch, num_classes). The
+top-1 so far (``best_top1``), plus the metadata of ``src.checkpoint.metadata`` (arch, num_classes ...). The
 learning-rate array is not restored: it is rebuilt from the config.
 """
 import numpy as np
 
 from src.checkpoint.formats import CheckpointError, read_state_dict
+from src.checkpoint.metadata import read_metadata
 
 __all__ = ["training_state_entries", "restore_training_state"]
 
@@ -36,23 +37,19 @@ def restore_training_state(path, train_step, ema, arch_name, log):
     import mindspore as ms
 
     arrays, meta = read_state_dict(path)
-    if "epoch" not in arrays:
+    recorded = read_metadata(path, arrays, meta)
+    if recorded["epoch"] is None:
         raise CheckpointError(f"{path}: not a training checkpoint of this project (no epoch counter); "
                               "use pretrained= to start from its weights")
-    if meta.get("arch") and meta["arch"] != arch_name:
-        raise CheckpointError(f"{path}: was trained with arch {meta['arch']!r}, the config says {arch_name!r}")
+    if recorded["arch"] and recorded["arch"] != arch_name:
+        raise CheckpointError(f"{path}: was trained with arch {recorded['arch']!r}, the config says {arch_name!r}")
     targets = {p.name: p for p in train_step.get_parameters()}
     if ema is not None:
         targets.update({e["name"]: e["data"] for e in ema.checkpoint_entries()})
     head = next((p for n, p in targets.items() if n.endswith("head.fc.weight") and not n.startswith(
         ("ema.", "moments.", "accum."))), None)
-    recorded = meta.get("num_classes", arrays.get("num_classes"))  # a string or an int scalar tensor
-    try:
-        recorded = int(np.asarray(recorded).reshape(-1)[0]) if recorded is not None else None
-    except (TypeError, ValueError, IndexError):
-        recorded = None
-    if head is not None and recorded is not None and recorded != int(head.shape[0]):
-        raise CheckpointError(f"{path}: was trained with num_classes={recorded}, the config says "
+    if head is not None and recorded["num_classes"] is not None and recorded["num_classes"] != int(head.shape[0]):
+        raise CheckpointError(f"{path}: was trained with num_classes={recorded['num_classes']}, the config says "
                               f"num_classes={int(head.shape[0])}")
     wanted = {n for n in targets if n != "learning_rate"}  # the LR array is rebuilt from the config
     if ema is not None and not any(n.startswith("ema.") for n in arrays):
@@ -73,6 +70,6 @@ def restore_training_state(path, train_step, ema, arch_name, log):
     if ema is not None and "ema_updates" not in wanted:
         ema.reset_from_network()
     meta = dict(meta)
-    meta["epoch"] = int(arrays["epoch"])
-    meta["best_top1"] = float(arrays["best_top1"]) if "best_top1" in arrays else -1.0
+    meta["epoch"] = recorded["epoch"]
+    meta["best_top1"] = -1.0 if recorded["best_top1"] is None else recorded["best_top1"]
     return meta

@@ -191,7 +191,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
                    eval_resize="squash", crop_pct=0.875, color_jitter=0.4, auto_augment="none",
                    re_prob=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, mixup_prob=1.0, num_classes=None,
                    seed=0, class_to_idx=None, verify_files=True, crop_scale_min=0.08, verify_manifest="",
-                   sampler="epoch_shard", verify_workers=0, where=None) -> DatasetBundle:
+                   sampler="epoch_shard", verify_workers=0, where=None, files=None) -> DatasetBundle:
     """Build the batched train or eval pipeline; see the module docstring for the bad-data policy.
 
     Sharding: train shards are equal (``ceil(N / group_size)`` images each; ``EpochShardSampler`` reshuffles
@@ -209,6 +209,7 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     ``sampler`` (train): ``epoch_shard`` (the default above) or ``class_balanced`` (``src.data.balance``:
     each class an equal share of every epoch, same (seed, epoch) and rank-shard contract).
     ``where``: how messages name the data (default: ``data_dir``, or ``data_list`` and its root).
+    ``files``: a list of image paths instead of ``data_dir`` / ``data_list`` (predict: every label 0), in order.
     """
     import mindspore as ms
     import mindspore.dataset as ds
@@ -232,7 +233,10 @@ def create_dataset(data_dir, image_size, per_batch_size, *, mode="train", rank=0
     data_dir = os.fspath(data_dir) if data_dir else ""
 
     # ---- list
-    if data_list:
+    if files is not None:
+        rel_paths, labels = [os.fspath(f) for f in files], [0] * len(files)
+        data_dir, class_to_idx, where = "", {"0": 0}, where or f"{len(files)} image file(s)"
+    elif data_list:
         rel_paths, labels = read_data_list(os.fspath(data_list), data_dir)
         where = where or f"{data_list} (root {data_dir or '.'})"
         if class_to_idx is None:

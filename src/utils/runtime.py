@@ -130,12 +130,12 @@ def start_context(device_cfg, mode, network=True):
     return RunContext(device_target=target, rank=rank, group_size=group_size, settings=settings), rewrites
 
 
-def new_run_dir(root, create=True):
+def new_run_dir(root, create=True, prefix=""):
     """The folder of a new run: ``<root>/<name>``, the name ``$CSPDARKNET53_RUN_NAME`` (set by the launch
-    scripts so every rank shares one folder) or the zoo's timestamp ``%Y-%m-%d_time_%H_%M_%S``. A
-    timestamped folder that already exists is never reused: ``_1``, ``_2`` ... are appended."""
+    scripts so every rank shares one folder) or ``prefix`` and the zoo's timestamp ``%Y-%m-%d_time_%H_%M_%S``
+    (eval: ``eval_``). A timestamped folder that already exists is never reused: ``_1``, ``_2`` ... are appended."""
     shared = os.environ.get(RUN_NAME_ENV)
-    name = shared or datetime.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
+    name = shared or prefix + datetime.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
     path = os.path.abspath(os.path.join(root, name))
     if not shared:
         base, n = path, 0

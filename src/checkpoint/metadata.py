@@ -1,0 +1,230 @@
+"""What a checkpoint of this project records besides its weights, written and read in one place.
+
+``checkpoint_metadata`` is the one writer: training saves its result with every checkpoint, and tests build
+their checkpoints with it, so both look alike. ``checkpoint_model_info`` is the one reader: it reads a
+checkpoint file (this project's, the model zoo's, timm's) and returns what it says about its network and its
+training data, each recorded value checked (a bad value is a ``CheckpointError`` naming the file, the key
+and the value). ``resolve_model`` turns that and the config into the model a job builds (eval, predict,
+export use it; the command line wins where the user set a key).
+
+Recorded keys: ``arch``, ``num_classes``, ``image_size`` / ``eval_resize`` / ``crop_pct`` (the input size
+and eval preprocessing of the training run) and ``class_names`` (JSON list, index order); a training
+checkpoint also holds ``epoch`` (finished epochs) and ``best_top1`` as tensors. A checkpoint without names
+(a foreign one) takes them from a ``class_index.json`` beside it, or, inside a training run folder
+(``<run>/ckpt_<rank>/``), from the run's ``class_index.json``.
+"""
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from src.archs import EVAL_RESIZE_MODES, REGISTRY, arch_for_layout, resolve_preprocess
+from src.checkpoint.formats import CheckpointError, read_state_dict
+from src.checkpoint.layouts import detect_layout, format_list, strip_wrappers
+
+__all__ = ["PREPROCESS_KEYS", "checkpoint_metadata", "read_metadata", "checkpoint_model_info", "ModelSpec",
+           "resolve_model", "checkpoint_arg"]
+
+logger = logging.getLogger(__name__)
+
+PREPROCESS_KEYS = ("image_size", "eval_resize", "crop_pct")
+_NOT_WEIGHTS = ("ema.", "moments.", "accum.")
+
+
+def checkpoint_metadata(net, preprocess, class_to_idx):
+    """The writer: the string entries every checkpoint of this project records (``save_checkpoint_atomic``'s
+    ``metadata``). ``net``: the classifier (its ``arch.name`` and ``num_classes``); ``preprocess``:
+    ``{"image_size", "eval_resize", "crop_pct"}`` as ``src.archs.resolve_preprocess`` gives them;
+    ``class_to_idx``: the training data's class name -> index."""
+    from src.utils.paths import json_dumps
+
+    names = [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
+    return {"arch": net.arch.name, "num_classes": int(net.num_classes), "image_size": preprocess["image_size"],
+            "eval_resize": preprocess["eval_resize"], "crop_pct": str(preprocess["crop_pct"]),
+            "class_names": json_dumps(names)}  # names that are not UTF-8 as \udcXX escapes (lossless)
+
+
+def _bad(path, key, value, expected):
+    shown = repr(value)
+    return CheckpointError(f"{path}: bad metadata {key}={shown[:80] + '...' if len(shown) > 80 else shown}: "
+                           f"expected {expected}")
+
+
+def _scalar(value):
+    """A recorded number: a str, or a 0-d/1-element tensor (MindSpore stores int and float values as tensors)."""
+    if isinstance(value, (bytes, str)):
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    arr = np.asarray(value)
+    return arr.reshape(-1)[0].item() if arr.size == 1 else value
+
+
+def _int(path, key, value, low):
+    value = _scalar(value)
+    try:
+        number = int(value) if not isinstance(value, float) or value.is_integer() else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < low:
+        raise _bad(path, key, value, f"an integer >= {low}")
+    return number
+
+
+def read_metadata(path, arrays, meta):
+    """Checks and decodes what ``read_state_dict(path)`` returned as metadata (``meta``) and scalars
+    (``arrays``): ``{"arch", "num_classes", "preprocess", "class_names", "epoch", "best_top1"}``, None (or an
+    empty ``preprocess``) for what is not recorded. Raises ``CheckpointError`` naming the key and the value."""
+    meta = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in meta.items()}
+    out = {"arch": meta.get("arch") or None, "num_classes": None, "preprocess": {}, "class_names": None,
+           "epoch": None, "best_top1": None}
+    if out["arch"] is not None and out["arch"] not in REGISTRY:
+        raise _bad(path, "arch", out["arch"], f"one of {', '.join(REGISTRY)}")
+    recorded = meta.get("num_classes", arrays.get("num_classes"))
+    if recorded is not None:
+        out["num_classes"] = _int(path, "num_classes", recorded, 1)
+    head = next((a for n, a in arrays.items() if n.endswith("head.fc.weight") and not n.startswith(_NOT_WEIGHTS)
+                 and getattr(a, "ndim", 0) == 2), None)
+    if head is not None:
+        if out["num_classes"] is not None and out["num_classes"] != head.shape[0]:
+            raise CheckpointError(f"{path}: bad metadata num_classes={out['num_classes']}: its classifier head has "
+                                  f"{head.shape[0]} rows")
+        out["num_classes"] = int(head.shape[0])
+    pre = {k: meta[k] for k in PREPROCESS_KEYS if meta.get(k) not in (None, "")}
+    if "image_size" in pre:
+        try:
+            hw = [int(v) for v in str(pre["image_size"]).split(",")]
+        except ValueError:
+            hw = []
+        if len(hw) != 2 or min(hw) < 1:
+            raise _bad(path, "image_size", pre["image_size"], "'height,width' of positive integers")
+        pre["image_size"] = "%d,%d" % tuple(hw)
+    if "eval_resize" in pre and pre["eval_resize"] not in EVAL_RESIZE_MODES:
+        raise _bad(path, "eval_resize", pre["eval_resize"], f"one of {', '.join(EVAL_RESIZE_MODES)}")
+    if "crop_pct" in pre:
+        try:
+            pre["crop_pct"] = float(pre["crop_pct"])
+        except ValueError:
+            pre["crop_pct"] = math.nan
+        if not 0 < pre["crop_pct"] <= 1:
+            raise _bad(path, "crop_pct", meta["crop_pct"], "a number in (0, 1]")
+    out["preprocess"] = pre
+    if meta.get("class_names"):
+        try:
+            names = json.loads(meta["class_names"])
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                (out["num_classes"] is not None and len(names) > out["num_classes"]):
+            raise _bad(path, "class_names", meta["class_names"], "a JSON list of at most num_classes names")
+        out["class_names"] = names
+    if "epoch" in arrays:
+        out["epoch"] = _int(path, "epoch", arrays["epoch"], 0)
+    if "best_top1" in arrays:
+        best = _scalar(arrays["best_top1"])
+        if not isinstance(best, float) or not (best == -1.0 or 0 <= best <= 100):
+            raise _bad(path, "best_top1", best, "a top-1 percentage in [0, 100] (or -1: none yet)")
+        out["best_top1"] = best
+    return out
+
+
+def _class_index_near(path):
+    """Class names from a ``class_index.json`` beside ``path`` or in the training run folder around it:
+    ``(names in index order, that file)``, or ``(None, None)``."""
+    from src.checkpoint.store import run_folder_of
+    from src.data.listing import load_class_index
+
+    folders = [os.path.dirname(os.path.abspath(path))] + [d for d in [run_folder_of(path)] if d]
+    for folder in folders:
+        index_path = os.path.join(folder, "class_index.json")
+        if os.path.isfile(index_path):
+            index = load_class_index(index_path)  # a broken file is an error naming it, never ignored
+            return [n for n, _ in sorted(index.items(), key=lambda kv: kv[1])], index_path
+    return None, None
+
+
+def checkpoint_model_info(path):
+    """The reader: what the checkpoint file ``path`` says about its network and its training data.
+
+    ``{"arch", "num_classes", "preprocess", "class_names", "class_names_source", "layout", "problem", "epoch",
+    "best_top1"}``: ``arch`` recorded, else implied by a foreign key layout; ``num_classes`` from the
+    classifier's shape (it must agree with a recorded value); ``preprocess`` the recorded input size and eval
+    preprocessing; ``class_names`` recorded, else from a ``class_index.json`` (see the module doc), with the
+    file they come from; ``layout`` own, zoo, timm or unknown, and ``problem`` why no network can load it.
+    Raises ``CheckpointError`` for an unreadable file or bad metadata."""
+    arrays, meta = read_state_dict(path)
+    info = read_metadata(path, arrays, meta)
+    info["layout"] = layout = detect_layout(strip_wrappers(name) for name in arrays)
+    info["arch"] = info["arch"] or arch_for_layout(layout)
+    info["problem"] = None if layout != "unknown" else (
+        f"no CSPDarkNet53 weights found (first keys: {format_list(list(arrays), 5)}); expected this project's, "
+        "the MindSpore model zoo's or timm's key names")
+    info["class_names_source"] = f"recorded in {path}" if info["class_names"] is not None else None
+    if info["class_names"] is None:
+        names, source = _class_index_near(path)
+        if names is not None and info["num_classes"] is not None and len(names) > info["num_classes"]:
+            logger.warning("%s names %d classes but %s has %d outputs: not its class names", source, len(names),
+                           path, info["num_classes"])
+        elif names is not None:
+            info["class_names"], info["class_names_source"] = names, source
+    return info
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The network a job builds for a checkpoint."""
+    checkpoint: str
+    arch: str
+    num_classes: int
+    preprocess: dict                      # {"image_size": "H,W", "eval_resize", "crop_pct"}
+    class_names: Optional[List[str]]      # the trained classes in index order, if known
+    class_names_source: Optional[str]     # where they come from
+    layout: str                           # own, zoo, timm
+
+
+def checkpoint_arg(cfg):
+    """The checkpoint eval, predict and export read: ``ckpt_file`` (``pretrained``, the model zoo's name, is
+    accepted as well); None when neither is given."""
+    from src.errors import ConfigError
+
+    given, alias = cfg.weights.ckpt_file, cfg.weights.pretrained
+    if given and alias and os.path.abspath(given) != os.path.abspath(alias):
+        raise ConfigError(f"ckpt_file={given!r} and pretrained={alias!r} name different checkpoints; give one "
+                          "(pretrained is the model zoo's name of ckpt_file)")
+    return given or alias or None
+
+
+def resolve_model(cfg, ckpt, info=None, log=None):
+    """The one checkpoint -> model resolution of eval, predict and export: a ``ModelSpec``.
+
+    ``arch`` and ``num_classes``: the checkpoint's (recorded, implied by its layout, its head's shape), else
+    the config's; an explicit ``--arch`` / ``--num_classes`` that contradicts the checkpoint is a
+    ``CheckpointError``. The preprocessing: each of ``image_size`` / ``eval_resize`` / ``crop_pct`` from the
+    command line when given, else recorded, else the config's or the architecture's (an own checkpoint that
+    records none is said in the log). ``info``: ``checkpoint_model_info(ckpt)`` when already read."""
+    info = checkpoint_model_info(ckpt) if info is None else info
+    if info["problem"]:
+        raise CheckpointError(f"{ckpt}: {info['problem']}")
+    arch, num_classes = cfg.model.arch, cfg.model.num_classes
+    if info["arch"] and info["arch"] != arch:
+        if cfg.is_explicit("arch"):
+            raise CheckpointError(f"{ckpt}: holds weights for arch {info['arch']!r} but --arch={arch}")
+        arch = info["arch"]
+    if info["num_classes"] and info["num_classes"] != num_classes:
+        if cfg.is_explicit("num_classes"):
+            raise CheckpointError(f"{ckpt}: has a {info['num_classes']}-class head but --num_classes={num_classes} "
+                                  "(leave num_classes out to use the checkpoint's)")
+        num_classes = info["num_classes"]
+    given = {k for k in PREPROCESS_KEYS if cfg.is_explicit(k)}
+    pre = resolve_preprocess(arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct,
+                             recorded=info["preprocess"], given=given)
+    unknown = [k for k in PREPROCESS_KEYS if k not in given and k not in info["preprocess"]]
+    if info["layout"] == "own" and unknown and log is not None:
+        log.warning("%s records no %s (written before checkpoints recorded their preprocessing): using %s; give "
+                    "--%s to choose", ckpt, "/".join(unknown), ", ".join(f"{k}={pre[k]}" for k in unknown),
+                    unknown[0])
+    return ModelSpec(checkpoint=ckpt, arch=arch, num_classes=int(num_classes), preprocess=pre,
+                     class_names=info["class_names"], class_names_source=info["class_names_source"],
+                     layout=info["layout"])
