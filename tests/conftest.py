@@ -11,6 +11,7 @@ Fixtures (``pytest --fixtures tests`` lists them with these docstrings):
     make_tiny_data   tiny ImageFolder trees of brightness-coded classes, written once per session
     eval_data        the 7-image eval folder, the reference top-1/top-5 counter, randomised tiny nets
     randomize        non-trivial BN statistics / affine / head weights, so a mis-mapped tensor shows
+    save_trained     a checkpoint as train.py writes it (src.checkpoint.checkpoint_metadata, the one writer)
     calibrate        "trained-like" weights with BN statistics measured on a calibration batch
     timm_model       timm's cspdarknet53 (PyTorch) with random BN, the timm-parity reference
     run_script       runs an entry script (train.py, eval.py, ...) in a subprocess with the test env
@@ -168,6 +169,27 @@ def randomize():
     draws moving_mean and beta from U(-shift, shift), moving_variance from U(*variance), gamma from
     U(*gamma) and head.fc.weight from U(-head, head); a range of None leaves those parameters alone."""
     return _randomize
+
+
+def _save_trained(net, path, class_names=None, image_size="auto", eval_resize="auto", crop_pct=0.0, entries=None):
+    from src.archs import resolve_preprocess
+    from src.checkpoint import checkpoint_metadata, save_checkpoint_atomic
+
+    names = [f"class{i}" for i in range(net.num_classes)] if class_names is None else class_names
+    pre = resolve_preprocess(net.arch, image_size, eval_resize, crop_pct)
+    return save_checkpoint_atomic(net if entries is None else entries, path,
+                                  metadata=checkpoint_metadata(net, pre, {n: i for i, n in enumerate(names)}))
+
+
+@pytest.fixture(scope="session")
+def save_trained():
+    """``save_trained(net, path, class_names=None, image_size="auto", eval_resize="auto", crop_pct=0.0,
+    entries=None) -> path``: a checkpoint as train.py writes it, with the one metadata writer
+    (``src.checkpoint.checkpoint_metadata``): arch, num_classes, the preprocessing (``src.archs.
+    resolve_preprocess`` of the values given) and the class names (default ``class<i>`` for every output, the
+    folder names of ``make_tiny_data`` and ``eval_data``). ``entries``: the ``{"name", "data"}`` list to save
+    instead of the network's parameters (e.g. with EMA weights)."""
+    return _save_trained
 
 
 def _calibrate(net, seed, batch):

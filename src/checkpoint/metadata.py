@@ -119,7 +119,7 @@ def read_metadata(path, arrays, meta):
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
                 (out["num_classes"] is not None and len(names) > out["num_classes"]):
             raise _bad(path, "class_names", meta["class_names"], "a JSON list of at most num_classes names")
-        out["class_names"] = names
+        out["class_names"] = names or None
     if "epoch" in arrays:
         out["epoch"] = _int(path, "epoch", arrays["epoch"], 0)
     if "best_top1" in arrays:

@@ -11,7 +11,6 @@ import sys
 import pytest
 import mindspore as ms
 
-from src.checkpoint import network_metadata, save_checkpoint_atomic
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -33,14 +32,14 @@ def _common(eval_data):
             "--num_parallel_workers=1", "--log_path=out"]
 
 
-def test_eval_single_checkpoint_with_ema_weights(tmp_path, eval_data, run_script):
+def test_eval_single_checkpoint_with_ema_weights(tmp_path, eval_data, run_script, save_trained):
     image_folder = eval_data.root
     plain, ema = eval_data.net(1), eval_data.net(2)
     entries = [{"name": n, "data": p} for n, p in plain.parameters_dict().items()]
     entries += [{"name": "ema." + n, "data": ms.Tensor(p.asnumpy())} for n, p in ema.parameters_dict().items()]
     ckpt = tmp_path / "run" / "ckpt_0" / "cspdarknet_tiny-2_4.ckpt"
-    save_checkpoint_atomic(entries, ckpt, metadata=network_metadata(plain))
-    code, out = _run(run_script, _common(eval_data) + [f"--pretrained={ckpt}", "--use_ema=1",
+    save_trained(plain, ckpt, entries=entries)
+    code, out = _run(run_script, _common(eval_data) + [f"--ckpt_file={ckpt}", "--use_ema=1",
                                                        "--result_file=res/r.json"], tmp_path)
     assert code == 0, out
     expected = eval_data.counts(ema)
@@ -48,7 +47,7 @@ def test_eval_single_checkpoint_with_ema_weights(tmp_path, eval_data, run_script
     assert _printed(out) == expected
     assert expected[2] == 7  # every image, the partial last batch included
 
-    runs = glob.glob(str(tmp_path / "out" / "*" / "eval_result.json"))
+    runs = glob.glob(str(tmp_path / "out" / "eval_*" / "eval_result.json"))
     assert len(runs) == 1
     for path in (runs[0], tmp_path / "res" / "r.json"):
         with open(path) as f:
@@ -60,7 +59,7 @@ def test_eval_single_checkpoint_with_ema_weights(tmp_path, eval_data, run_script
     assert os.path.isfile(os.path.join(os.path.dirname(runs[0]), "config.yaml"))
 
 
-def test_eval_folder_of_checkpoints_best_first(tmp_path, eval_data, run_script):
+def test_eval_folder_of_checkpoints_best_first(tmp_path, eval_data, run_script, save_trained):
     folder = tmp_path / "ckpts"
     nets = {"a.ckpt": eval_data.net(3), "b.ckpt": eval_data.net(4), "c.safetensors": eval_data.net(5)}
     for name, net in nets.items():
@@ -68,7 +67,7 @@ def test_eval_folder_of_checkpoints_best_first(tmp_path, eval_data, run_script):
             folder.mkdir(exist_ok=True)
             ms.save_checkpoint(net, str(folder / name), format="safetensors")
         else:
-            save_checkpoint_atomic(net, folder / name, metadata=network_metadata(net))
+            save_trained(net, folder / name)
     (folder / "notes.txt").write_text("not a checkpoint")
     expected = {name: eval_data.counts(net) for name, net in nets.items()}
     code, out = _run(run_script, _common(eval_data) + [f"--pretrained={folder}", "--arch=cspdarknet_tiny"], tmp_path)
@@ -85,10 +84,10 @@ def test_eval_folder_of_checkpoints_best_first(tmp_path, eval_data, run_script):
     assert data["checkpoint"] == results[0]["checkpoint"] and data["top1"] == results[0]["top1"]
 
 
-def test_eval_demo_data_when_no_data_dir(tmp_path, eval_data, run_script):
+def test_eval_demo_data_when_no_data_dir(tmp_path, eval_data, run_script, save_trained):
     net = eval_data.net(6)
     ckpt = tmp_path / "demo.ckpt"
-    save_checkpoint_atomic(net, ckpt, metadata=network_metadata(net))
+    save_trained(net, ckpt, class_names=[])  # no names: the demo's folders are not checked against them
     # 32 px instead of the demo profile's 64 keeps the test short (explicit keys win over the profile)
     code, out = _run(run_script, [f"--pretrained={ckpt}", "--log_path=out", "--per_batch_size=100",
                                   "--image_size=32,32", "--num_parallel_workers=2"],
@@ -106,7 +105,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_eval_distributed_two_ranks_sum_counts(tmp_path, eval_data):
+def test_eval_distributed_two_ranks_sum_counts(tmp_path, eval_data, save_trained):
     """msrun with 2 CPU ranks: disjoint shards (4 + 3 images), counts summed by AllReduce, rank 0 writes."""
     import shutil
     msrun = shutil.which("msrun") or os.path.join(os.path.dirname(sys.executable), "msrun")
@@ -114,7 +113,7 @@ def test_eval_distributed_two_ranks_sum_counts(tmp_path, eval_data):
         pytest.skip("msrun not installed")
     net = eval_data.net(1)
     ckpt = tmp_path / "m.ckpt"
-    save_checkpoint_atomic(net, ckpt, metadata=network_metadata(net))
+    save_trained(net, ckpt)
     expected = eval_data.counts(net)
     # msrun starts the workers with the `python` found on PATH: make it this interpreter
     env = dict(os.environ, GLOG_v="3", CSPDARKNET53_RUN_NAME="dist",

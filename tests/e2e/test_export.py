@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import mindspore as ms
 
-from src.checkpoint import network_metadata, save_checkpoint_atomic
 from src.export_utils import run_mindir, run_onnx
 from src.image_classification import create_model
 
@@ -18,11 +17,9 @@ def _run(run_script, args, cwd, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, randomize):
+def tiny_ckpt(tmp_path_factory, randomize, save_trained):
     net = randomize(create_model("cspdarknet_tiny", num_classes=10), seed=3, head=0.2)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    save_checkpoint_atomic(net, path, metadata=network_metadata(net))
-    return str(path)
+    return str(save_trained(net, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"))
 
 
 def _x(shape, seed=0):
@@ -64,13 +61,13 @@ def _calibrated_tiny(calibrate, seed=3, size=64):
     return calibrate(create_model("cspdarknet_tiny", num_classes=10, seed=seed), seed, _x((4, 3, size, size), seed=9))
 
 
-def test_cli_onnx_of_trained_like_mish_network(tmp_path, calibrate, run_script):
+def test_cli_onnx_of_trained_like_mish_network(tmp_path, calibrate, run_script, save_trained):
     """With normalised activations the ONNX file is checked against the accurate-tanh network and passes."""
     pytest.importorskip("onnxruntime")
     net = _calibrated_tiny(calibrate)
     ckpt = tmp_path / "calibrated.ckpt"
-    save_checkpoint_atomic(net, ckpt, metadata=network_metadata(net))
-    code, out = _run(run_script, [f"--ckpt_file={ckpt}", "--file_format=ONNX", "--height=64", "--width=64",
+    save_trained(net, ckpt)
+    code, out = _run(run_script, [f"--pretrained={ckpt}", "--file_format=ONNX", "--height=64", "--width=64",
                                   "--file_name=calibrated"], tmp_path)
     assert code == 0, out
     assert "against the network with an accurate-tanh Mish" in out and "verify: OK" in out

@@ -138,16 +138,14 @@ def test_missing_moxing_is_one_clear_error(modelarts, run_script):
     assert "'moxing' package cannot be imported" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_eval_on_modelarts_downloads_unzips_scores_uploads(modelarts, tmp_path, run_script):
+def test_eval_on_modelarts_downloads_unzips_scores_uploads(modelarts, tmp_path, run_script, save_trained):
     """eval.py runs inside the same ModelArts wrapper: the checkpoint comes from checkpoint_url, the data
     from the unzipped dataset, the results go to train_url."""
-    from src.checkpoint import network_metadata, save_checkpoint_atomic
     from src.image_classification import create_model
 
     ma = modelarts
-    net = create_model("cspdarknet_tiny", num_classes=2)
-    save_checkpoint_atomic(net, ma["obs"] / "pretrained" / "tiny.ckpt", metadata=network_metadata(net))
-    proc = run_script("eval.py", [*ma["flags"], "--data_dir=val", "--pretrained=tiny.ckpt", "--image_size=32,32",
+    save_trained(create_model("cspdarknet_tiny", num_classes=2), ma["obs"] / "pretrained" / "tiny.ckpt")
+    proc = run_script("eval.py", [*ma["flags"], "--data_dir=val", "--ckpt_file=tiny.ckpt", "--image_size=32,32",
                                   "--per_batch_size=2", "--num_parallel_workers=1", "--result_file=result.json"],
                       cwd=ma["tmp"], env=ma["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

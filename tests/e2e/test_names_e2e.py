@@ -80,18 +80,15 @@ def test_non_utf8_names_symlink_loop_and_crasher_through_train_eval_predict(tmp_
     assert bytes.fromhex(pred[0]["image_bytes"]) == os.fsencode(one)            # and the raw bytes for others
 
 
-def test_data_lists_that_are_not_utf8(tmp_path, scripts, make_images, eval_in_process):
+def test_data_lists_that_are_not_utf8(tmp_path, scripts, make_images, eval_in_process, save_trained):
     """A Latin-1 list naming files whose names are Latin-1 bytes works; a Latin-1 list naming files whose names
     are UTF-8 (the list was saved in another encoding) is an error naming the line."""
-    from src.checkpoint import network_metadata, save_checkpoint_atomic
     from src.image_classification import create_model
     root = tmp_path / "root"
     paths = make_images(str(root / "imgs"), 4, 120)
     latin = os.fsdecode(os.path.join(os.fsencode(str(root / "imgs")), b"th\xe9.jpg"))
     os.rename(paths[0], latin)
-    net = create_model("cspdarknet_tiny", num_classes=2)
-    ckpt = tmp_path / "m.ckpt"
-    save_checkpoint_atomic(net, ckpt, metadata=network_metadata(net))
+    ckpt = save_trained(create_model("cspdarknet_tiny", num_classes=2), tmp_path / "m.ckpt")
     lst = tmp_path / "latin1.txt"
     lst.write_bytes(b"imgs/th\xe9.jpg 0\n" + b"".join(f"imgs/img{i:03d}.jpg 1\n".encode() for i in (1, 2, 3)))
     code, out = scripts.run("eval.py", pretrained=ckpt, data_dir=root, data_list=lst, image_size="32,32",

@@ -8,7 +8,8 @@ import pytest
 import mindspore as ms
 from PIL import Image
 
-from src.checkpoint import load_weights, network_metadata, save_checkpoint_atomic
+from src.checkpoint import load_weights
+from src.archs import resolve_preprocess
 from src.data import create_dataset
 from src.image_classification import create_model
 
@@ -45,10 +46,12 @@ def _blocks(out):
     return blocks
 
 
-def test_predict_real_photo_imagenet_names(tmp_path, randomize, run_script):
+def test_predict_real_photo_imagenet_names(tmp_path, randomize, run_script, save_trained):
+    from src.data.class_names import load_imagenet_synsets
+
     net = randomize(create_model("cspdarknet_tiny", num_classes=1000), seed=0, shift=None, variance=None, head=1.0)
     ckpt = tmp_path / "tiny1000.ckpt"
-    save_checkpoint_atomic(net, ckpt, metadata=network_metadata(net))
+    save_trained(net, ckpt, class_names=load_imagenet_synsets())  # trained on ImageNet's synset folders
     photo = _photo(tmp_path / "chelsea.jpg")
     code, out = _run(run_script, [f"--ckpt_file={ckpt}", f"--image_path={photo}", "--image_size=64,64",
                                   "--result_file=pred.json"], tmp_path)
@@ -68,7 +71,8 @@ def test_predict_real_photo_imagenet_names(tmp_path, randomize, run_script):
     assert [t["class"] for t in top] == [r[3] for r in rows]
 
     # The probabilities are the softmax of the logits of eval's preprocessing of the same file.
-    bundle = create_dataset("", "64,64", 1, mode="eval", data_list=_list(tmp_path, [photo]), num_classes=1000)
+    bundle = create_dataset("", "64,64", 1, mode="eval", data_list=_list(tmp_path, [photo]), num_classes=1000,
+                            **{k: v for k, v in resolve_preprocess("cspdarknet_tiny").items() if k != "image_size"})
     images, _ = next(bundle.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1))
     fresh = create_model("cspdarknet_tiny", num_classes=1000)
     load_weights(fresh, ckpt)
@@ -86,27 +90,30 @@ def _list(folder, files):
     return str(path)
 
 
-def test_predict_run_folder_class_index_and_preprocessing(tmp_path, randomize, run_script):
-    """A checkpoint at <run>/ckpt_0/: class names from <run>/class_index.json, image_size from config.yaml."""
-    run = tmp_path / "outputs" / "run1"
+def test_predict_run_folder_names_preprocessing_and_input_order(tmp_path, randomize, run_script, save_trained):
+    """A checkpoint copied out of its run: class names and preprocessing from its own metadata; the results in
+    input order, an unreadable file in its place."""
     net = randomize(create_model("cspdarknet_tiny", num_classes=3), seed=1, shift=None, variance=None, head=1.0)
-    save_checkpoint_atomic(net, run / "ckpt_0" / "cspdarknet_tiny-1_2.ckpt", metadata=network_metadata(net))
-    (run / "class_index.json").write_text(json.dumps({"daisy": 0, "rose": 1, "tulip": 2}))
-    (run / "config.yaml").write_text("image_size: 32,48\neval_resize: squash\ncrop_pct: 0.875\n")
+    ckpt = save_trained(net, tmp_path / "copied" / "model.ckpt", class_names=["daisy", "rose", "tulip"],
+                        image_size="32,48", eval_resize="squash")
     photos = tmp_path / "photos"
     photos.mkdir()
     _photo(photos / "a.jpg")
-    Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(photos / "b.png")
-    (photos / "broken.jpg").write_bytes(b"not an image")
-    code, out = _run(run_script, [f"--pretrained={run / 'ckpt_0' / 'cspdarknet_tiny-1_2.ckpt'}",
-                                  f"--image_path={photos}", "--topk=5"], tmp_path)
+    (photos / "b_broken.jpg").write_bytes(b"not an image")
+    Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(photos / "c.png")
+    code, out = _run(run_script, [f"--pretrained={ckpt}", f"--image_path={photos}", "--topk=5",
+                                  "--result_file=p.json"], tmp_path)
     assert code == 0, out
-    assert "input 32,48 (squash resize" in out and "class names: " + str(run / "class_index.json") in out
+    assert "input 32,48 (squash resize" in out and f"class names: recorded in {ckpt}" in out
     blocks = _blocks(out)
-    assert set(blocks) == {str(photos / "a.jpg"), str(photos / "b.png"), str(photos / "broken.jpg")}
-    for name in ("a.jpg", "b.png"):
+    order = [str(photos / n) for n in ("a.jpg", "b_broken.jpg", "c.png")]
+    assert list(blocks) == order  # printed in input order, the skipped file in its place
+    for name in ("a.jpg", "c.png"):
         rows = blocks[str(photos / name)]
         assert len(rows) == 3  # topk is capped at the number of classes
         assert {r[2] for r in rows} == {"daisy", "rose", "tulip"}
         assert sum(r[1] for r in rows) == pytest.approx(1.0, abs=2e-4)
-    assert "skipped:" in out.split(str(photos / "broken.jpg"))[1]
+    assert "skipped:" in out.split(order[1])[1].split(order[2])[0]
+    with open(tmp_path / "p.json") as f:
+        predictions = json.load(f)["predictions"]
+    assert [p["image"] for p in predictions] == order and "error" in predictions[1] and "topk" in predictions[2]

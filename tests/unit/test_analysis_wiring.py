@@ -1,5 +1,5 @@
 """The glue between src.analysis / src.utils.tensorboard and the entry scripts, in process: global sample
-indices of eval shards, evaluate's batch hook, eval.py's class names and output folders, predict.py's
+indices of eval shards, evaluate's batch hook, the eval job's class names and output folders, the predict job's
 Grad-CAM hook for both architectures' numerics at odd input sizes, the trainer's images/s and the
 TensorBoard plotting tool. (End to end through the scripts: tests/e2e/test_analysis_e2e.py.)"""
 import dataclasses
@@ -69,30 +69,34 @@ def test_evaluate_hands_on_batch_the_counted_rows(folder):
 
 
 def test_eval_class_names_and_analysis_folders():
-    import eval as eval_script
+    from src.checkpoint import ModelSpec
     from src.data.class_names import load_class_names
+    from src.eval_job import analysis_dirs, class_names_for
+
+    def spec(names=None):
+        return ModelSpec("/c/m.ckpt", "cspdarknet_tiny", 3, {}, names, None, "own")
 
     bundle = SimpleNamespace(class_to_idx={"cat": 0, "dog": 2})
-    assert eval_script._class_names(bundle, 4, None, "", {}) == ["cat", "class_1", "dog", "class_3"]
+    assert class_names_for(spec(), bundle, 4, None, "") == ["cat", "class_1", "dog", "class_3"]
     imagenet = load_class_names(None, 1000)
     synsets = SimpleNamespace(class_to_idx={"n01440764": 0, "n01443537": 1})
-    assert eval_script._class_names(synsets, 1000, {"n01440764": 0, "n01443537": 1}, "", {}) == imagenet
+    assert class_names_for(spec(), synsets, 1000, {"n01440764": 0, "n01443537": 1}, "") == imagenet
     listed = SimpleNamespace(class_to_idx={"0": 0, "1": 1, "2": 2})
-    assert eval_script._class_names(listed, 3, None, "val.txt", {"class_names": ["a", "b"]}) == ["a", "b", "class_2"]
-    assert eval_script._class_names(listed, 3, None, "val.txt", {}) == ["class_0", "class_1", "class_2"]
-    assert eval_script._class_names(listed, 1000, None, "val.txt", {}) == imagenet
+    assert class_names_for(spec(["a", "b"]), listed, 3, None, "val.txt") == ["a", "b", "class_2"]
+    assert class_names_for(spec(), listed, 3, None, "val.txt") == ["class_0", "class_1", "class_2"]
+    assert class_names_for(spec(), listed, 1000, None, "val.txt") == imagenet
     # folders scored as the trained indices: the recorded names win over the folder names
-    assert eval_script._class_names(bundle, 3, None, "", {"class_names": ["a", "b", "c"]}) == ["a", "b", "c"]
+    assert class_names_for(spec(["a", "b", "c"]), bundle, 3, None, "") == ["a", "b", "c"]
 
-    assert eval_script._analysis_dirs(["/c/a.ckpt"], "/run") == {"/c/a.ckpt": "/run"}
-    dirs = eval_script._analysis_dirs(["/c/a.ckpt", "/c/a.safetensors", "/c/b.ckpt"], "/run")
+    assert analysis_dirs(["/c/a.ckpt"], "/run") == {"/c/a.ckpt": "/run"}
+    dirs = analysis_dirs(["/c/a.ckpt", "/c/a.safetensors", "/c/b.ckpt"], "/run")
     assert dirs == {"/c/a.ckpt": "/run/a.ckpt", "/c/a.safetensors": "/run/a.safetensors", "/c/b.ckpt": "/run/b"}
 
 
 @pytest.mark.parametrize("arch,hw", [("cspdarknet_tiny", (37, 50)), (TIMM_TINY, (64, 33))])
 def test_predict_cam_hook_for_both_architectures(tmp_path, arch, hw):
-    import predict
     from src.analysis.gradcam import GradCAM
+    from src.predict_job import _cam_writer
 
     net = create_model(arch, num_classes=4, seed=1)
     net.set_train(False)
@@ -102,7 +106,7 @@ def test_predict_cam_hook_for_both_architectures(tmp_path, arch, hw):
                           eval=SimpleNamespace(result_file=""))
     names = [f"n{i}" for i in range(4)]
     saved = {}
-    hook = predict._cam_writer(net, cfg, names, saved)
+    hook = _cam_writer(net, cfg, names, saved)
     hook(images[:2], ["/x/a.jpg", "/x/b.png"], 0)
     hook(images[2:], ["/y/a.jpg"], 2)  # the second batch continues the numbering
     assert sorted(saved) == [0, 1, 2]
@@ -116,18 +120,18 @@ def test_predict_cam_hook_for_both_architectures(tmp_path, arch, hw):
 
     cfg.predict.cam_class = 3
     saved.clear()
-    predict._cam_writer(net, cfg, names, saved)(images[:1], ["/x/a.jpg"], 0)
+    _cam_writer(net, cfg, names, saved)(images[:1], ["/x/a.jpg"], 0)
     assert saved[0]["cam_class"] == 3 and saved[0]["cam_class_name"] == "n3"
 
 
 def test_cam_folder(tmp_path, monkeypatch):
-    import predict
+    from src.predict_job import cam_folder
 
     monkeypatch.chdir(tmp_path)
     cfg = lambda d, r: SimpleNamespace(predict=SimpleNamespace(cam_dir=d), eval=SimpleNamespace(result_file=r))  # noqa
-    assert predict.cam_folder(cfg("out/c", "p/x.json")) == str(tmp_path / "out" / "c")
-    assert predict.cam_folder(cfg("", "p/x.json")) == str(tmp_path / "p")
-    assert predict.cam_folder(cfg("", "")) == str(tmp_path / "cam")
+    assert cam_folder(cfg("out/c", "p/x.json")) == str(tmp_path / "out" / "c")
+    assert cam_folder(cfg("", "p/x.json")) == str(tmp_path / "p")
+    assert cam_folder(cfg("", "")) == str(tmp_path / "cam")
 
 
 def test_progress_step_end_returns_the_logged_window_rate():

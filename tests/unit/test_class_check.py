@@ -102,13 +102,12 @@ def test_non_utf8_folder_names_are_compared_and_displayed():
 
 
 def _train_checkpoint(path, class_to_idx):
-    """A checkpoint as train.py writes it: its metadata from src.trainer.checkpoint_metadata."""
+    """A checkpoint as train.py writes it: its metadata from src.checkpoint.checkpoint_metadata (the one writer)."""
     from types import SimpleNamespace
 
     import numpy as np
     import mindspore as ms
-    from src.checkpoint import save_checkpoint_atomic
-    from src.trainer import checkpoint_metadata
+    from src.checkpoint import checkpoint_metadata, save_checkpoint_atomic
     net = SimpleNamespace(arch=SimpleNamespace(name="cspdarknet_tiny"), num_classes=len(class_to_idx))
     pre = {"image_size": "32,32", "eval_resize": "squash", "crop_pct": 0.875}
     params = [{"name": "w", "data": ms.Parameter(ms.Tensor(np.ones(2, np.float32)), name="w")}]
@@ -132,10 +131,12 @@ def test_class_names_recorded_in_a_real_checkpoint_including_non_utf8(tmp_path):
 
 
 def test_class_index_beside_a_checkpoint_without_names(tmp_path):
-    """Older checkpoints: <run>/class_index.json for <run>/ckpt_0/x.ckpt, or one in the checkpoint's folder."""
+    """Foreign (or older) checkpoints: a class_index.json beside the file, or <run>/class_index.json for
+    <run>/ckpt_0/x.ckpt; a broken one is an error naming it, never ignored."""
     import numpy as np
     import mindspore as ms
     from src.checkpoint import checkpoint_model_info, save_checkpoint_atomic
+    from src.errors import DatasetError
     params = [{"name": "w", "data": ms.Parameter(ms.Tensor(np.ones(2, np.float32)), name="w")}]
     run = tmp_path / "run"
     (run / "ckpt_0").mkdir(parents=True)
@@ -150,6 +151,9 @@ def test_class_index_beside_a_checkpoint_without_names(tmp_path):
     save_checkpoint_atomic(params, str(loose / "y.ckpt"))
     (loose / "class_index.json").write_text(json.dumps({"q": 0, "p": 1}))
     assert checkpoint_model_info(str(loose / "y.ckpt"))["class_names"] == ["q", "p"]
+    (loose / "class_index.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="class_index.json"):
+        checkpoint_model_info(str(loose / "y.ckpt"))
 
 
 def test_nearest_names():

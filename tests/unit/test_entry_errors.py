@@ -64,7 +64,7 @@ def test_eval_checkpoint_errors(tmp_path, monkeypatch, capsys, eval_data, case):
         args.append("--pretrained=bad.ckpt")
         message = "bad.ckpt"
     else:
-        message = "no checkpoint given: pass --pretrained=PATH"
+        message = "no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH)"
     code, out, err = _main("eval", args, capsys)
     out = out + err
     assert code == 2, out
