@@ -186,6 +186,7 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
 
     from src.analysis.metrics import EvalAccumulator, SumAcrossRanks
     from src.evaluation import evaluate
+    from src.utils import signals
 
     acc = None
     if max(bundle.class_to_idx.values(), default=-1) < spec.num_classes:  # every label fits this model's matrix
@@ -197,6 +198,7 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
     state = {"not_finite": 0, "first": True}
 
     def on_batch(logits, labels):
+        signals.reinstall()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
         bad = int((~np.isfinite(logits).all(axis=1)).sum())
         state["not_finite"] += bad
         if acc is not None and not bad:
@@ -288,6 +290,7 @@ def evaluate_job(cfg, run_log):
     from src.analysis.report import write_eval_analysis
     from src.data.pipeline import create_dataset_from_config
     from src.evaluation import apply_eval_precision
+    from src.utils import signals
     from src.utils.fileio import check_output_dir, check_output_file, write_text_atomic
     from src.utils.runtime import important_info, new_run_dir, start_context
 
@@ -382,6 +385,7 @@ def evaluate_job(cfg, run_log):
                               "could be scored: " + "; ".join(e for _, e in unreadable))
     if len(records) > 1:
         log.info("%d checkpoints in %s, best first:\n%s", len(records), given, _ranking(records))
+    signals.check()  # a stop signal swallowed on its way (by logging) ends the job here, before any result
     if ctx.is_main:
         paths = [os.path.join(ctx.run_dir, RESULT_NAME)] + ([cfg.eval.result_file] if cfg.eval.result_file else [])
         log.info("results written to %s", ", ".join(write_results(records, unreadable, given, paths)))

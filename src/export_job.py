@@ -134,6 +134,7 @@ def export_job(cfg, run_log):
     from src.archs import get_arch
     from src.checkpoint import build_inference_model, resolve_model
     from src.export_utils import export_network, export_path
+    from src.utils import signals
     from src.utils.fileio import check_output_file
     from src.utils.runtime import resolve_device_target, start_context
 
@@ -156,6 +157,7 @@ def export_job(cfg, run_log):
           f"{spec.arch} with {spec.num_classes} classes")
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     net_logits = net(ms.Tensor(x)).asnumpy()
+    signals.reinstall()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
     has_mish = get_arch(spec.arch).activation == "mish"
     checked = {}
 
@@ -164,6 +166,7 @@ def export_job(cfg, run_log):
         checked["size_mb"] = os.path.getsize(staged) / 2 ** 20
         checked["ok"], checked["lines"] = verify(fmt, staged, net_logits, x, lambda: _accurate_reference(
             build, x) if has_mish else None)
+        signals.reinstall()  # again after the file's own run; a stop signal swallowed on its way ends the job here
 
     start = time.perf_counter()
     path = export_network(net, x, out, fmt, before_publish=check)

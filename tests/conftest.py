@@ -177,14 +177,14 @@ def _save_trained(net, path, class_names=None, image_size="auto", eval_resize="a
 
     names = [f"class{i}" for i in range(net.num_classes)] if class_names is None else class_names
     pre = resolve_preprocess(net.arch, image_size, eval_resize, crop_pct)
-    return save_checkpoint_atomic(net if entries is None else entries, path,
-                                  metadata=checkpoint_metadata(net, pre, {n: i for i, n in enumerate(names)}))
+    return Path(save_checkpoint_atomic(net if entries is None else entries, path,
+                                       metadata=checkpoint_metadata(net, pre, {n: i for i, n in enumerate(names)})))
 
 
 @pytest.fixture(scope="session")
 def save_trained():
     """``save_trained(net, path, class_names=None, image_size="auto", eval_resize="auto", crop_pct=0.0,
-    entries=None) -> path``: a checkpoint as train.py writes it, with the one metadata writer
+    entries=None) -> Path``: a checkpoint as train.py writes it, with the one metadata writer
     (``src.checkpoint.checkpoint_metadata``): arch, num_classes, the preprocessing (``src.archs.
     resolve_preprocess`` of the values given) and the class names (default ``class<i>`` for every output, the
     folder names of ``make_tiny_data`` and ``eval_data``). ``entries``: the ``{"name", "data"}`` list to save
