@@ -13,6 +13,7 @@ def handlers():
     saved = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
     signals.install()
     yield
+    signals.install()  # forgets the signals raised here: a later test's loops must not see them
     for s, h in saved.items():
         signal.signal(s, h)
 
