@@ -11,7 +11,7 @@ import yaml
 
 from src import config as config_mod
 from src.config import (DEFAULT_CONFIG_PATH, PROFILES_DIR, SECTIONS, Config, ConfigError, load_config,
-                                parse_int_list, parse_number_list, resolve_is_distributed, save_config)
+                        resolve_is_distributed, save_config)
 from src.archs import arch_names
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -84,7 +84,7 @@ def test_config_is_immutable_and_runtime_state_lives_elsewhere():
 
 
 def test_import_has_no_side_effects():
-    code = "import src.config, model_utils.device_adapter, model_utils.moxing_adapter, model_utils.entry"
+    code = "import src.config, model_utils.moxing_adapter, model_utils.entry"
     out = subprocess.run([sys.executable, "-c", code, "--max_epoch=abc"], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
@@ -377,21 +377,6 @@ def test_old_saved_config_with_runtime_section_loads(tmp_path):
 
 
 # --------------------------------------------------------------------------- helpers
-def test_parse_int_and_number_lists():
-    assert parse_int_list("224,224") == [224, 224]
-    assert parse_int_list(" 30, 60 ,90 ") == [30, 60, 90]
-    assert parse_int_list(64) == [64]
-    assert parse_int_list([1, 2], length=2) == [1, 2]
-    for bad in ("224x224", "", "1,,2", "a,b", 1.5):
-        with pytest.raises(ConfigError, match="image_size"):
-            parse_int_list(bad, key="image_size")
-    with pytest.raises(ConfigError, match="image_size"):
-        parse_int_list("224", key="image_size", length=2)
-    assert parse_number_list("30, 60.5") == [30.0, 60.5] and parse_number_list("") == []
-    with pytest.raises(ConfigError, match="lr_epochs"):
-        parse_number_list("a,b", key="lr_epochs")
-
-
 @pytest.mark.parametrize("value,env,expected", [
     (1, {}, True),
     (0, {"RANK_SIZE": "8"}, False),
