@@ -1,17 +1,11 @@
-"""The configuration: one declaration per key, typed sections per concern, strict loading.
-
-Every key is one field of its section's dataclass below: type (the annotation), help, choices, range check
-and the entry scripts that read it (``key(...)``; default: the section's ``USED_BY``). ``default_config.yaml``
-holds every key's value and nothing else (the model zoo's ImageNet recipe); ``configs/<profile>.yaml`` some.
-``load_config`` merges, lowest first: ``default_config.yaml``, a profile (``Config.with_profile``), a resumed
-run's ``config.yaml`` (``--resume=RUN`` replaces defaults and profile), ``--config_path`` YAML, command line
-(``--key value`` / ``--key=value``, the zoo's names). Any bad key or value is a ``ConfigError`` naming it and
-its source (with a "did you mean"); odd but legitimate settings go to ``Config.warnings``. Loaded for a
-script, the command line takes that script's keys (and ``ALIASES``) only; a YAML's other keys are ignored.
-
-Runtime state (rank, device, run folder) lives in ``src.utils.runtime.RunContext``. Each "auto" has one
-resolver: ``resolve_*`` here, ``src.utils.runtime.resolve_device_target`` (needs MindSpore) and
-``src.archs.resolve_preprocess`` (image_size, eval_resize, crop_pct). Importing this module does nothing.
+"""The configuration: one declaration per key (a field of its section's dataclass: type, ``key(help, choices,
+check, scripts)``), typed sections, strict loading. ``default_config.yaml`` holds every key's value (the zoo's
+ImageNet recipe), ``configs/<profile>.yaml`` some. Precedence, highest first: command line (``--key value`` or
+``--key=value``), ``--config_path`` YAML, a resumed run's ``config.yaml`` (``--resume``: instead of the next two),
+profile (``Config.with_profile``), defaults. For a script, the command line takes its keys and ``ALIASES`` only,
+and a YAML's other keys are ignored. Bad input is a ``ConfigError`` naming the key and its source; odd settings
+are ``Config.warnings``. Each "auto" has one resolver: ``resolve_*`` here, ``src.utils.runtime.
+resolve_device_target`` and ``src.archs.resolve_preprocess``. Runtime state lives in ``RunContext``.
 """
 import argparse
 import dataclasses
@@ -147,9 +141,8 @@ class DeviceConfig:
 class ModelConfig:
     USED_BY = SCRIPTS
     arch: str = key("Network: " + ", ".join(arch_names()) + " (see src/archs.py).", choices=arch_names())
-    init: str = key("Weight initialisation: timm (timm's cspnet scheme: conv Kaiming-normal fan_out, dense "
-                    "Normal(0, 0.01), the last BatchNorm gamma of each residual block 0; trains well from scratch, "
-                    "docs/convergence.md) or zoo (the model zoo's exact Kaiming-uniform a=sqrt(5), every gamma 1).",
+    init: str = key("Weight init: timm (Kaiming-normal fan_out, each residual block's last BatchNorm gamma 0; "
+                    "trains well, docs/convergence.md) or zoo (Kaiming-uniform a=sqrt(5), gamma 1).",
                     choices=("timm", "zoo"), scripts=_TRAIN)
     num_classes: int = key("Number of output classes of the classifier.",
                            check=_at_least(1, 100000, "a larger classifier alone holds over 10^8 weights"))
@@ -167,17 +160,15 @@ class DataConfig:
     dataset_format: str = key("How data_dir / val_data_dir are stored: folder (an ImageFolder tree) or mindrecord "
                               "(the PREFIX given to tools/convert_to_mindrecord.py --output).",
                               choices=("folder", "mindrecord"))
-    verify_files: bool = key("Decode every file once in full, in worker processes that may crash without ending "
-                             "the run, and skip (and name) the unusable ones; false: only the first and last "
-                             "bytes are checked, and a corrupt file can crash the run inside the decoder.",
+    verify_files: bool = key("Decode every file once in isolated workers and skip (and name) the unusable ones; "
+                             "false: check the first and last bytes only (a corrupt file can crash the run).",
                              scripts=_IMAGES)
-    verify_manifest: str = key("Where the results of the full decode check are kept (keyed by path, size and "
-                               "mtime, so later runs and other ranks only stat each file): empty = "
-                               "<data_dir>/.cspdarknet53_verified.jsonl, or the user cache when data_dir is not "
-                               "writable; none = nowhere (check every file in every run); else that file.")
-    sampler: str = key("Train order: epoch_shard (every image once per epoch, reshuffled from seed and epoch) or "
-                       "class_balanced (each class an equal share of every epoch; rare images repeat; "
-                       "folder format only).", choices=("epoch_shard", "class_balanced"), scripts=_TRAIN)
+    verify_manifest: str = key("Where the decode check's results are kept (by path, size and mtime): empty = "
+                               "<data_dir>/.cspdarknet53_verified.jsonl (the user cache when data_dir is read-only); "
+                               "none = nowhere; else that file.")
+    sampler: str = key("Train order: epoch_shard (every image once per epoch) or class_balanced (each class an "
+                       "equal share of every epoch; folder format only).", choices=("epoch_shard", "class_balanced"),
+                       scripts=_TRAIN)
     val_data_dir: str = key("Train: ImageFolder validated every val_interval epochs; empty: no validation.",
                             scripts=_TRAIN)
     image_size: str = key("Train crop and eval input size as 'height,width'; auto: the architecture's.",
@@ -242,9 +233,8 @@ class OptimConfig:
                              "entropy.")
     label_smooth_factor: float = key("Label-smoothing epsilon (how much target mass leaves the true class).",
                                      check=_between(0, 1, high_open=True))
-    label_smooth_style: str = key("Label-smoothing convention: pytorch (true class 1 - eps + eps/K, others eps/K; "
-                                  "PyTorch, timm, mindcv) or zoo (true class 1 - eps, others eps/(K-1); the "
-                                  "model zoo's). See docs/convergence.md.",
+    label_smooth_style: str = key("pytorch (true class 1 - eps + eps/K, others eps/K; timm, mindcv) or zoo (true "
+                                  "class 1 - eps, others eps/(K-1)).",
                                   choices=("pytorch", "zoo"))  # src.loss.SMOOTH_STYLES (tested equal)
     ema: bool = key("Keep an exponential moving average (EMA) of the weights with decay ema_decay.")
     ema_decay: float = key("Decay of the weight EMA.", check=_between(0, 1))
@@ -266,17 +256,13 @@ class TrainConfig:
     log_interval: int = key("Log the loss and speed every log_interval steps.", check=_at_least(1))
     val_interval: int = key("Validate on val_data_dir every val_interval epochs (and after the last).",
                             check=_at_least(1))
-    tensorboard_dir: str = key("TensorBoard scalars (loss, lr, img/s, loss scale per step; val top-1/top-5 per "
-                               "epoch) to <tensorboard_dir>/<run name>/, rank 0 only; empty: off. Needs "
-                               "tensorboardX (pip install tensorboardX==2.6.5).")
-    dataset_sink_mode: str = key("Sink mode: run sink_size steps per host call (train step, EMA update and a "
-                                 "record of each step's loss in one compiled step; the host reads the losses "
-                                 "once per sink); auto: on for Ascend/GPU (data fed from the device queue), off "
-                                 "on CPU (1 on CPU feeds from the host, same numerics as 0).",
+    tensorboard_dir: str = key("TensorBoard scalars to <tensorboard_dir>/<run name>/ (rank 0; needs tensorboardX "
+                               "2.6.5); empty: off.")
+    dataset_sink_mode: str = key("Run sink_size steps per host call (the host reads the losses once per sink); auto: "
+                                 "on for Ascend/GPU (device queue), off on CPU (1 on CPU: same numerics as 0).",
                                  choices=("auto", "0", "1"))
-    sink_size: int = key("Steps per sink in sink mode; 0: a whole epoch. Rounded down to a divisor of the steps "
-                         "per epoch (an epoch ends on a sink boundary); progress lines come once per sink.",
-                         check=_at_least(0))
+    sink_size: int = key("Steps per sink in sink mode, rounded down to a divisor of the steps per epoch; 0: a "
+                         "whole epoch.", check=_at_least(0))
 
 
 @dataclass(frozen=True)
@@ -297,9 +283,8 @@ class EvalConfig:
     no_plots: bool = key("Skip confusion_matrix.png and worst_mistakes.png; the CSVs are always written.")
     worst_mistakes: int = key("How many of the most confident wrong predictions worst_mistakes.png shows "
                               "(0: none).", check=_at_least(0))
-    class_map: str = key("A file mapping the data's class folders to the model's classes (JSON {\"folder\": "
-                         "\"trained class name or index\" or null} or 'folder target' lines); needed when the "
-                         "folder names differ from the training run's class index, which is an error otherwise.")
+    class_map: str = key("A file mapping the data's class folders to the model's classes (JSON {\"folder\": class "
+                         "name, index or null} or 'folder target' lines), for folders named unlike the classes.")
 
 
 @dataclass(frozen=True)
@@ -391,9 +376,10 @@ class Config:
         resumed run keeps its saved values (its profile was applied when it started)."""
         path = _profile_path(name)
         values = _read_values(path, "profile %r" % name, extra_documents=False)
+        if self.resumed_from:
+            return self, {}
         keys = script_keys(self.script or None)
-        changed = {} if self.resumed_from else {k: v for k, v in values.items()
-                                                if k in keys and not self.is_explicit(k)}
+        changed = {k: v for k, v in values.items() if k in keys and not self.is_explicit(k)}
         cfg = self._rebuild(changed, {k: "%s in %s" % (k, path) for k in changed}, self.explicit, profile=name)
         return cfg, {k: v for k, v in cfg.flat().items() if k in changed}
 
@@ -452,7 +438,10 @@ def _read_values(path, what, extra_documents=True):
     try:
         docs = [{} if d is None else d for d in yaml.load_all(text, Loader=_StrictLoader)] or [{}]
     except (yaml.YAMLError, ValueError) as e:  # ValueError: e.g. an integer of more than 4300 digits
-        raise ConfigError("cannot parse YAML file %s: %s" % (path, _cut(str(e), 600))) from None
+        mark = getattr(e, "problem_mark", None)
+        text = ": ".join(p for p in (getattr(e, "context", None), getattr(e, "problem", None)) if p) or str(e)
+        where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark else ""
+        raise ConfigError("cannot parse YAML file %s: %s%s" % (path, _cut(text, 300), where)) from None
     if len(docs) > 1 and not extra_documents:
         raise ConfigError("%s has %d YAML documents; expected one mapping of key: value" % (path, len(docs)))
     if not isinstance(docs[0], dict):
@@ -465,12 +454,11 @@ def _read_values(path, what, extra_documents=True):
 
 
 def _profile_path(name):
-    path = os.path.join(PROFILES_DIR, "%s.yaml" % name)
+    path, names = os.path.join(PROFILES_DIR, "%s.yaml" % name), sorted(os.listdir(PROFILES_DIR))
     if not os.path.isfile(path):
-        names = sorted(n[:-5] for n in os.listdir(PROFILES_DIR) if n.endswith(".yaml")) \
-            if os.path.isdir(PROFILES_DIR) else []
+        names = [n[:-5] for n in names if n.endswith(".yaml")]
         raise ConfigError("unknown profile %s (available: %s)%s" % (
-            _show(name), ", ".join(names) or "none", _did_you_mean(_suggest(name, names, 0.6), "'%s'")))
+            _show(name), ", ".join(names), _did_you_mean(_suggest(name, names, 0.6), "'%s'")))
     return path
 
 
@@ -501,12 +489,9 @@ _HINTS = {
 
 
 def _suggest(word, candidates, cutoff):
-    """The candidates (any case) about as close to ``word`` as the closest one, if that is close enough."""
+    """The candidate (any case) closest to ``word``, if it is close enough: [] or [it]."""
     by_lower = {str(c).lower(): str(c) for c in reversed(list(candidates))}
-    word = str(word).lower()[:200]
-    hits = difflib.get_close_matches(word, list(by_lower), n=3, cutoff=cutoff)
-    ratio = [difflib.SequenceMatcher(None, word, h).ratio() for h in hits]
-    return [by_lower[h] for h, r in zip(hits, ratio) if r >= ratio[0] - 0.1]
+    return [by_lower[h] for h in difflib.get_close_matches(str(word).lower()[:200], by_lower, 1, cutoff)]
 
 
 def _suggest_key(name, keys):
@@ -673,13 +658,8 @@ def _parse_cli(argv, script, defaults):
 
 # --------------------------------------------------------------------------- loading
 def load_config(argv=None, config_path=None, script=None, environ=None):
-    """The config: ``default_config.yaml`` < a resumed run's ``config.yaml`` < user YAML < command line.
-
-    argv: arguments without the program name (None: ``sys.argv[1:]``). config_path: the user YAML (a
-    ``--config_path`` in argv wins; the repository's default file or "" means none). script: "train",
-    "eval", "export" or "predict": its keys only on the command line, other keys of a YAML ignored; None:
-    every key. environ: where the launcher variables are checked (``launch_env``; None: os.environ).
-    """
+    """The config of ``argv`` (None: ``sys.argv[1:]``) for ``script`` (one of ``SCRIPTS``; None: every key);
+    ``config_path``: a user YAML unless argv has one; ``environ``: checked with ``launch_env`` (os.environ)."""
     if script not in SCRIPTS + (None,):
         raise ValueError("script must be one of %s, got %r" % (SCRIPTS, script))
     defaults = _read_values(DEFAULT_CONFIG_PATH, "default config", extra_documents=False)
