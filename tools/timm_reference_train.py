@@ -169,9 +169,9 @@ def make_loaders(a, pre, torch):
     if len(train) < a.per_batch_size:
         raise UsageError(f"--per_batch_size {a.per_batch_size} is more than the {len(train)} training images "
                          f"of {a.data_dir} (the incomplete batch is dropped: no step would run)")
-    order = torch.Generator().manual_seed(a.seed)
+    # The epoch order and the augmentation draw from torch's global generator, seeded by --seed.
     train_loader = torch.utils.data.DataLoader(train, batch_size=a.per_batch_size, shuffle=True, drop_last=True,
-                                               generator=order, num_workers=a.num_parallel_workers)
+                                               num_workers=a.num_parallel_workers)
     val_loader = torch.utils.data.DataLoader(val, batch_size=max(a.per_batch_size, 64),
                                              num_workers=a.num_parallel_workers)
     return train_loader, val_loader, train.classes
