@@ -156,6 +156,7 @@ def main(argv=None):
     p.add_argument("--make_synthetic", type=int, default=0, metavar="N",
                    help="first write N photo-like 500x375 JPEGs into --data_dir (if it has no images yet)")
     args = p.parse_args(argv)
+    args.data_dir = os.path.abspath(args.data_dir)  # the file checks' worker processes run in another folder
 
     import logging
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")

@@ -64,9 +64,10 @@ def test_bad_arguments_exit_2(tmp_path, run_script, args, message):
 
 
 def test_data_pipeline_benchmark(tmp_path, run_script):
-    """benchmarks/data.py (what --data_dir runs): one row per (pipeline, reader, workers), positive rates."""
+    """benchmarks/data.py (what --data_dir runs), given a relative folder: one row per (pipeline, reader,
+    workers), positive rates."""
     data = tmp_path / "jpegs"
-    proc = run_script("benchmarks/data.py", ["--data_dir", data, "--make_synthetic", "12", "--workers", "1",
+    proc = run_script("benchmarks/data.py", ["--data_dir", "jpegs", "--make_synthetic", "12", "--workers", "1",
                                              "--image_size", "32", "--batch", "2", "--batches", "2", "--repeats", "1",
                                              "--readers", "folder", "mindrecord", "--model_rate", "10"],
                       cwd=tmp_path, timeout=300)
