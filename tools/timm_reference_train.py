@@ -110,26 +110,21 @@ def check_args(a):
     except ValueError as err:
         raise UsageError(f"--image_size / --eval_resize / --crop_pct: {err}") from None
     if a.summary:
-        check_summary_path(a.summary)
+        from src.utils.fileio import check_output_file
+        try:
+            check_output_file(a.summary, "--summary", inputs=(a.data_dir, a.val_data_dir), ours=written_by_tool)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     return spec, pre
 
 
-def check_summary_path(path):
-    """Refuses a folder, an unwritable place and an existing file this tool did not write."""
-    from src.utils.fileio import check_output_file
-
+def written_by_tool(path):
+    """Whether ``path`` is a summary this tool wrote (the only existing file --summary replaces)."""
     try:
-        check_output_file(path, "--summary")
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if os.path.lexists(path):
-        try:
-            with open(path) as f:
-                mine = json.load(f).get("tool") == TOOL
-        except (OSError, ValueError, AttributeError):
-            mine = False
-        if not mine:
-            raise UsageError(f"--summary {path!r}: exists and is not a summary of this tool; not replaced")
+        with open(path) as f:
+            return json.load(f).get("tool") == TOOL
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def import_torch():

@@ -47,9 +47,17 @@ def test_one_epoch_summary_and_lr_array(tmp_path, make_tiny_data, run_script):
     np.testing.assert_array_equal(np.asarray(used_lr, np.float32), expected)
 
 
-def test_bad_folder_is_one_error_line(tmp_path, make_tiny_data, run_script):
+def test_user_errors_are_one_line_and_touch_nothing(tmp_path, make_tiny_data, run_script):
     data = make_tiny_data(3, {"train": 6, "val": 3}, 40)
-    proc = run_script(TOOL, ["--data_dir", data / "train", "--val_data_dir", tmp_path / "missing"], cwd=tmp_path,
-                      timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: --val_data_dir {str(tmp_path / 'missing')!r}: not a folder"]
+    foreign = tmp_path / "notes.json"
+    foreign.write_text("my notes\n")
+    cases = [["--val_data_dir", tmp_path / "missing"],                      # no such folder
+             ["--val_data_dir", data / "val", "--summary", foreign,         # a file the tool did not write
+              "--image_size", "32", "--per_batch_size", "4", "--max_epoch", "1"],
+             ["--val_data_dir", data / "val", "--arch", "cspdarknet_tiny"]]  # no timm twin
+    for extra in cases:
+        proc = run_script(TOOL, ["--data_dir", data / "train", *extra], cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2, (extra, proc.output[-2000:])
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (extra, lines)
+    assert foreign.read_text() == "my notes\n"
