@@ -82,8 +82,9 @@ class _ArgumentParser(argparse.ArgumentParser):
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
             name = extra[0][2:].split("=", 1)[0] if extra[0].startswith("--") else None
-            self.exit(2, "error: %s\n" % (unknown_option(name, "benchmark", [o[2:] for a in self._actions for o in a.option_strings])
-                                           if name else f"unexpected argument(s): {' '.join(extra)}"))
+            known = [o[2:] for a in self._actions for o in a.option_strings]
+            self.exit(2, "error: %s\n" % (unknown_option(name, "benchmark", known) if name
+                                           else f"unexpected argument(s): {' '.join(extra)}"))
         return parsed
 
 
@@ -133,7 +134,7 @@ def build_parser():
     ref.add_argument("--only", choices=("ours", "timm"), default=None, help="run one side only")
     out = p.add_argument_group("data pipeline and outputs")
     out.add_argument("--data_dir", default=None,
-                     help="also run tools/benchmark_data.py (train pipeline) on this ImageFolder root and compare "
+                     help="also run benchmarks/data.py (train pipeline) on this ImageFolder root and compare "
                           "its images/s with our best training images/s")
     out.add_argument("--data_workers", type=int, nargs="+", default=[1, 2], help="pipeline worker counts to try")
     out.add_argument("--csv", default=None, help="write all rows to this CSV")
@@ -198,12 +199,10 @@ def make_specs(args):
 
 
 def run_data_benchmark(args, model_rate):
-    """Runs tools/benchmark_data.py (the data-pipeline benchmark) on --data_dir; returns its output text."""
+    """Runs benchmarks/data.py (the data-pipeline benchmark) on --data_dir; returns its output text."""
     import subprocess
 
-    script = os.path.join(ROOT, "tools", "benchmark_data.py")
-    if not os.path.isfile(script):
-        return "tools/benchmark_data.py not found: data pipeline not measured"
+    script = os.path.join(ROOT, "benchmarks", "data.py")
     batch = max(args.train_batch_sizes or [32])
     cmd = [sys.executable, script, "--data_dir", args.data_dir, "--modes", "train", "--workers",
            *[str(w) for w in args.data_workers], "--image_size", str(args.image_size), "--batch", str(batch)]
@@ -305,7 +304,7 @@ def main(argv=None):
         rates = [r["images_per_s"] for r in ours if r["mode"] == "train" and r["status"] == "ok"]
         data = run_data_benchmark(args, max(rates) if rates else None)
         print(data, flush=True)
-        parts += ["", "Data pipeline (tools/benchmark_data.py; 'x model' = pipeline images/s over our best "
+        parts += ["", "Data pipeline (benchmarks/data.py; 'x model' = pipeline images/s over our best "
                       "training images/s):", "", "```", data, "```"]
     text = "\n".join(parts)
     print()
