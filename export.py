@@ -7,7 +7,7 @@
 ``arch`` / ``num_classes`` are used unless given on the command line, and weights that are not finite are
 refused. The input is ``[export_batch_size, 3, height, width]`` float32 (the model zoo had width before
 height); ``height`` / ``width`` 0 take the checkpoint's training size, else the architecture's; sizes are
-bounded (sides up to 16384, batch up to 4096, and on CPU the memory the check run needs). ``fp16_head=1``
+bounded (the config's bounds, and on CPU the memory the check run needs). ``fp16_head=1``
 makes the graph emit float16 logits, as the model zoo's export did for its Ascend 310 flow. AIR needs an
 Ascend device. ``file_name`` (the format's extension is added) is never the checkpoint.
 

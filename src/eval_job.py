@@ -8,7 +8,7 @@
 2. the outputs (``log_path``, ``result_file``): never one of the run's inputs (``src.utils.fileio``);
 3. the labels (``label_check``): the data's class folders against the classes the checkpoints were trained on;
 4. the data pipeline, the run folder ``<log_path>/eval_<timestamp>/`` (its log, config.yaml with the keys
-   eval reads, run.json);
+   eval reads (``src.config.script_keys``), run.json);
 5. each checkpoint scored (``score_checkpoint``: zero images scored or outputs that are not finite are errors,
    never a result) with its analysis files (``src.analysis.report``);
 6. one record per checkpoint (``result_record``), written once at the end, atomically, as standard JSON
@@ -16,19 +16,14 @@
 """
 import os
 
-from src.checkpoint import (CheckpointError, build_inference_model, checkpoint_arg, checkpoint_files,
-                            checkpoint_model_info, load_weights, resolve_model)
+from src.checkpoint import (CheckpointError, build_inference_model, checkpoint_files, checkpoint_model_info,
+                            load_weights, resolve_model)
 from src.errors import ConfigError, DatasetError
 
-__all__ = ["RESULT_NAME", "EVAL_KEYS", "evaluate_job", "select_checkpoints", "label_check", "score_checkpoint",
+__all__ = ["RESULT_NAME", "evaluate_job", "select_checkpoints", "label_check", "score_checkpoint",
            "result_record", "write_results", "class_names_for", "analysis_dirs"]
 
 RESULT_NAME = "eval_result.json"
-#: the config keys eval reads: its log and its config.yaml list these (not training's)
-EVAL_KEYS = ("ckpt_file", "pretrained", "use_ema", "arch", "num_classes", "data_dir", "data_list", "dataset_format",
-             "class_map", "image_size", "eval_resize", "crop_pct", "per_batch_size", "num_parallel_workers",
-             "verify_files", "verify_manifest", "device_target", "is_distributed", "seed", "log_path", "result_file",
-             "no_plots", "worst_mistakes")
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -37,7 +32,7 @@ def select_checkpoints(cfg, log):
     those of a folder that cannot be read or do not fit (a single checkpoint raises ``CheckpointError``).
     The checkpoints of one folder must agree on their classes and their preprocessing (one dataset scores
     them all)."""
-    path = checkpoint_arg(cfg)
+    path = cfg.weights.ckpt_file
     if not path:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a checkpoint file "
                           "(.ckpt, .safetensors, timm .pth) or a folder of .ckpt/.safetensors files; eval never "
@@ -164,7 +159,7 @@ def _eval_data(cfg):
 
 def _inputs(cfg):
     """What the run reads: no output may be (or lie inside) one of these."""
-    return tuple(p for p in (checkpoint_arg(cfg), cfg.data.data_dir, cfg.data.data_list, cfg.eval.class_map,
+    return tuple(p for p in (cfg.weights.ckpt_file, cfg.data.data_dir, cfg.data.data_list, cfg.eval.class_map,
                              cfg.config_path) if p)
 
 
@@ -288,6 +283,7 @@ def evaluate_job(cfg, run_log):
     import yaml
 
     from src.analysis.report import write_eval_analysis
+    from src.config import script_keys
     from src.data.pipeline import create_dataset_from_config
     from src.evaluation import apply_eval_precision
     from src.utils import signals
@@ -317,7 +313,8 @@ def evaluate_job(cfg, run_log):
     run_log.attach_file(os.path.join(ctx.run_dir, f"eval_rank{ctx.rank}.log"))
     resolved = dict(first.preprocess)  # what the run uses: the checkpoint's values where the user set none
     resolved.update({k: getattr(first, k) for k in ("arch", "num_classes") if len({getattr(s, k) for s in specs}) == 1})
-    settings = {k: resolved.get(k, v) for k, v in cfg.flat().items() if k in EVAL_KEYS}
+    keys = [k for k in script_keys("eval") if cfg.modelarts.enable_modelarts or not hasattr(cfg.modelarts, k)]
+    settings = {k: resolved.get(k, v) for k, v in cfg.flat().items() if k in keys}  # what eval reads, not training
     if ctx.is_main:
         write_text_atomic(yaml.safe_dump(settings, sort_keys=False, allow_unicode=True),
                           os.path.join(ctx.run_dir, "config.yaml"))
@@ -379,7 +376,7 @@ def evaluate_job(cfg, run_log):
             analysis = {"output": out, "worst_mistakes": mistakes, "dir": os.path.abspath(dirs[spec.checkpoint])}
         records.append(result_record(spec, result, report, precision, ctx.device_target, data, analysis))
     unreadable += not_loaded
-    given = checkpoint_arg(cfg)
+    given = cfg.weights.ckpt_file
     if not records:
         raise CheckpointError(f"none of the {len(specs) + len(unreadable) - len(not_loaded)} checkpoints in {given} "
                               "could be scored: " + "; ".join(e for _, e in unreadable))

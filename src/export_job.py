@@ -17,19 +17,15 @@ import numpy as np
 from src.checkpoint import CheckpointError
 from src.errors import ConfigError
 
-__all__ = ["MAX_SIDE", "MAX_BATCH", "BYTES_PER_PIXEL", "input_shape", "verify", "export_job"]
+__all__ = ["BYTES_PER_PIXEL", "input_shape", "verify", "export_job"]
 
-#: bounds of the exported input ``[export_batch_size, 3, height, width]``
-MAX_SIDE, MAX_BATCH = 16384, 4096
 #: host memory the check run needs per input pixel on CPU, and a fixed base (cspdarknet53, MindSpore 2.10,
 #: peak RSS of export.py at 224 and 448 px and batch 8 measured ~340-390 bytes per pixel above ~1.2 GB)
 BYTES_PER_PIXEL, BASE_BYTES = 512, 2 * 2 ** 30
 
 
 def _checkpoint(cfg):
-    from src.checkpoint import checkpoint_arg
-
-    path = checkpoint_arg(cfg)
+    path = cfg.weights.ckpt_file
     if not path:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (a .ckpt, .safetensors or timm .pth file); "
                           "exporting untrained weights is refused")
@@ -54,20 +50,14 @@ def _available_memory():
 
 def input_shape(cfg, spec, device_target):
     """``[batch, 3, height, width]``: height / width as given, else the checkpoint's training size, else the
-    architecture's. A side above ``MAX_SIDE``, a batch above ``MAX_BATCH``, an input of 2**31 values or more
-    (the kernels' index range), or (on CPU) more memory than is available for the check run is a
-    ``ConfigError`` naming the keys and the reason."""
+    architecture's. An input above the config's bound (``src.config.check_input_size``: the given sizes are
+    checked when the config loads, a size taken from the checkpoint here), or on CPU one whose check run needs
+    more memory than is available, is a ``ConfigError`` naming the keys and the reason."""
+    from src.config import check_input_size
+
     h, w = (int(v) for v in spec.preprocess["image_size"].split(","))
     batch, h, w = cfg.export.export_batch_size, cfg.export.height or h, cfg.export.width or w
-    for key, value, limit in (("height", h, MAX_SIDE), ("width", w, MAX_SIDE),
-                              ("export_batch_size", batch, MAX_BATCH)):
-        if value > limit:
-            raise ConfigError(f"{key}={value}: at most {limit} (the exported graph is traced and checked with an "
-                              "input of this shape)")
-    values = batch * 3 * h * w
-    if values >= 2 ** 31:
-        raise ConfigError(f"export_batch_size x 3 x height x width = {values}: the input must hold fewer than 2**31 "
-                          "values (the index range of MindSpore's and ONNX Runtime's kernels)")
+    check_input_size(batch, h, w)
     need, free = BASE_BYTES + BYTES_PER_PIXEL * batch * h * w, _available_memory()
     if device_target == "CPU" and free is not None and need > free:
         raise ConfigError(f"export_batch_size={batch}, height={h}, width={w}: tracing and checking the network on "

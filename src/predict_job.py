@@ -223,14 +223,14 @@ def _print(records):
 
 
 def predict_job(cfg, run_log):
-    from src.checkpoint import build_inference_model, checkpoint_arg, resolve_model
+    from src.checkpoint import build_inference_model, resolve_model
     from src.evaluation import apply_eval_precision
     from src.utils import signals
     from src.utils.fileio import check_output_dir, check_output_file, write_text_atomic
     from src.utils.paths import display_name, json_dumps
     from src.utils.runtime import start_context
 
-    ckpt = checkpoint_arg(cfg)
+    ckpt = cfg.weights.ckpt_file
     if not ckpt:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a .ckpt, "
                           ".safetensors or timm .pth file")

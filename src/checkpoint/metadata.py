@@ -25,9 +25,10 @@ import numpy as np
 from src.archs import EVAL_RESIZE_MODES, REGISTRY, arch_for_layout, resolve_preprocess
 from src.checkpoint.formats import CheckpointError, read_state_dict
 from src.checkpoint.layouts import detect_layout, format_list, strip_wrappers
+from src.config import MAX_SIDE
 
 __all__ = ["PREPROCESS_KEYS", "checkpoint_metadata", "read_metadata", "checkpoint_model_info", "ModelSpec",
-           "resolve_model", "checkpoint_arg"]
+           "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ def read_metadata(path, arrays, meta):
             hw = [int(v) for v in str(pre["image_size"]).split(",")]
         except ValueError:
             hw = []
-        if len(hw) != 2 or min(hw) < 1:
-            raise _bad(path, "image_size", pre["image_size"], "'height,width' of positive integers")
+        if len(hw) != 2 or min(hw) < 1 or max(hw) > MAX_SIDE:
+            raise _bad(path, "image_size", pre["image_size"], f"'height,width' of integers in [1, {MAX_SIDE}]")
         pre["image_size"] = "%d,%d" % tuple(hw)
     if "eval_resize" in pre and pre["eval_resize"] not in EVAL_RESIZE_MODES:
         raise _bad(path, "eval_resize", pre["eval_resize"], f"one of {', '.join(EVAL_RESIZE_MODES)}")
@@ -182,18 +183,6 @@ class ModelSpec:
     class_names: Optional[List[str]]      # the trained classes in index order, if known
     class_names_source: Optional[str]     # where they come from
     layout: str                           # own, zoo, timm
-
-
-def checkpoint_arg(cfg):
-    """The checkpoint eval, predict and export read: ``ckpt_file`` (``pretrained``, the model zoo's name, is
-    accepted as well); None when neither is given."""
-    from src.errors import ConfigError
-
-    given, alias = cfg.weights.ckpt_file, cfg.weights.pretrained
-    if given and alias and os.path.abspath(given) != os.path.abspath(alias):
-        raise ConfigError(f"ckpt_file={given!r} and pretrained={alias!r} name different checkpoints; give one "
-                          "(pretrained is the model zoo's name of ckpt_file)")
-    return given or alias or None
 
 
 def resolve_model(cfg, ckpt, info=None, log=None):

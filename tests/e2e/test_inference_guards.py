@@ -1,5 +1,5 @@
 """eval.py, predict.py and export.py as a user (or a scheduler) runs them, as real processes: weights that are
-not finite, zero images scored, stop signals. Each ends with exit status 2 (143 / 130 for SIGTERM / SIGINT),
+not finite, an image size in a checkpoint that no image can be scored at, stop signals. Each ends with exit status 2 (143 / 130 for SIGTERM / SIGINT),
 one ``error:`` line and no result file that looks complete; a scored eval writes standard JSON into an
 ``eval_<timestamp>`` folder whose record lists eval's settings. (In process: tests/unit/test_eval_job.py,
 test_predict_job.py, test_export_job.py, test_checkpoint_metadata.py.)"""
@@ -76,16 +76,17 @@ def test_weights_that_are_not_finite_are_refused(tmp_path, data, ckpts, run_scri
     assert not (tmp_path / "net.mindir").exists()
 
 
-@pytest.mark.parametrize("script", ["eval.py", "predict.py"])
-def test_no_image_scored_is_an_error(tmp_path, data, ckpts, run_script, script):
-    """A checkpoint whose recorded image size the decoder cannot produce. Before: eval printed
-    ``tot=0, acc=0.00%`` and exited 0."""
-    args = _eval_args(data, ckpts["huge"], tmp_path) if script == "eval.py" else [
-        f"--ckpt_file={ckpts['huge']}", f"--image_path={data / 'class0'}", f"--result_file={tmp_path / 'r.json'}"]
+@pytest.mark.parametrize("script", ["eval.py", "predict.py", "export.py"])
+def test_an_absurd_image_size_recorded_in_a_checkpoint_is_refused(tmp_path, data, ckpts, run_script, script):
+    """Before: eval printed ``tot=0, acc=0.00%`` and exited 0 (the decoder dropped every image)."""
+    args = {"eval.py": _eval_args(data, ckpts["huge"], tmp_path),
+            "predict.py": [f"--ckpt_file={ckpts['huge']}", f"--image_path={data / 'class0'}",
+                           f"--result_file={tmp_path / 'r.json'}"],
+            "export.py": [f"--ckpt_file={ckpts['huge']}", f"--file_name={tmp_path / 'net'}"]}[script]
     proc = run_script(script, args, cwd=tmp_path)
-    _error_line(proc)
-    assert "tot=0" not in proc.output
+    assert "image_size='40000,40000'" in _error_line(proc) and "tot=0" not in proc.output
     assert not list(tmp_path.rglob("eval_result.json")) and not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "net.mindir").exists()
 
 
 def _stop(run_script, script, args, cwd, marker, sig):

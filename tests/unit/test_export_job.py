@@ -1,5 +1,6 @@
 """The export job (src/export_job.py) through export.py's main, in process: input sizes that cannot be traced
-and checked are one error naming the keys and the reason, before any device work. (Weights that are not
+and checked (from the checkpoint, or beyond the memory available) are one error naming the keys and the
+reason, before any device work. (Weights that are not
 finite and stop signals, end to end: tests/e2e/test_inference_guards.py.)"""
 import os
 
@@ -23,17 +24,14 @@ def ckpt(tmp_path_factory, save_trained):
                         image_size="32,32")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--height=20000"], "height=20000: at most 16384"),
-    (["--width=16385"], "width=16385: at most 16384"),
-    (["--export_batch_size=5000"], "export_batch_size=5000: at most 4096"),
-    (["--export_batch_size=4096", "--height=512", "--width=512"], "must hold fewer than 2**31 values"),
-])
-def test_export_sizes_out_of_range_are_one_error(tmp_path, monkeypatch, capsys, ckpt, args, message):
+def test_an_export_size_from_the_checkpoint_is_bounded_too(tmp_path, monkeypatch, capsys, save_trained):
+    """height / width 0 take the checkpoint's training size: the config's input bound applies to it as well
+    (the config checks it only when both are given)."""
+    big = save_trained(create_model("cspdarknet_tiny", num_classes=3), tmp_path / "big.ckpt", image_size="4096,4096")
     monkeypatch.chdir(tmp_path)
-    code, out = _export([f"--ckpt_file={ckpt}", "--file_name=net"] + args, capsys)
-    assert code == 2 and message in out and "Traceback" not in out, out
-    assert os.listdir(tmp_path) == []
+    code, out = _export([f"--ckpt_file={big}", "--export_batch_size=64", "--file_name=net"], capsys)
+    assert code == 2 and "height=4096 x width=4096 float32 is 12.0 GiB" in out and "Traceback" not in out, out
+    assert sorted(os.listdir(tmp_path)) == ["big.ckpt"]
 
 
 def test_export_size_beyond_the_memory_available(tmp_path, monkeypatch, capsys, ckpt):
