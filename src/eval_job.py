@@ -14,6 +14,7 @@
 6. one record per checkpoint (``result_record``), written once at the end, atomically, as standard JSON
    (``write_results``): a run stopped before that leaves no ``eval_result.json``.
 """
+import dataclasses
 import os
 
 from src.checkpoint import (CheckpointError, build_inference_model, checkpoint_files, checkpoint_model_info,
@@ -30,31 +31,36 @@ RESULT_NAME = "eval_result.json"
 def select_checkpoints(cfg, log):
     """``(specs, unreadable)``: a ``ModelSpec`` for every checkpoint to score, and ``[(checkpoint, error)]`` for
     those of a folder that cannot be read or do not fit (a single checkpoint raises ``CheckpointError``).
-    The checkpoints of one folder must agree on their classes and their preprocessing (one dataset scores
-    them all)."""
+    The checkpoints of one folder that record their classes or their preprocessing must agree on them (one
+    dataset scores them all, with the recorded preprocessing, which every spec then carries)."""
     path = cfg.weights.ckpt_file
     if not path:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a checkpoint file "
                           "(.ckpt, .safetensors, timm .pth) or a folder of .ckpt/.safetensors files; eval never "
                           "scores random weights")
     ckpts = checkpoint_files(path)
-    specs, unreadable = [], []
+    specs, recorded, unreadable = [], [], []
     for ckpt in ckpts:
         try:
-            specs.append(resolve_model(cfg, ckpt, checkpoint_model_info(ckpt), log))
+            info = checkpoint_model_info(ckpt)
+            specs.append(resolve_model(cfg, ckpt, info, log))
         except CheckpointError as err:
             if len(ckpts) == 1:
                 raise
             unreadable.append((ckpt, str(err)))
+            continue
+        if info["preprocess"]:
+            recorded.append(specs[-1])
     if not specs:
         raise CheckpointError(f"no checkpoint in {path} can be scored: " + "; ".join(e for _, e in unreadable))
-    for key, what in (("class_names", "classes"), ("preprocess", "preprocessing")):
-        known = [s for s in specs if getattr(s, key)]
+    for key, known in (("class_names", [s for s in specs if s.class_names]), ("preprocess", recorded)):
         other = next((s for s in known if getattr(s, key) != getattr(known[0], key)), None)
         if other is not None:
+            what = "classes" if key == "class_names" else "preprocessing (give image_size, eval_resize, crop_pct)"
             raise CheckpointError(f"{other.checkpoint} was trained with other {what} than {known[0].checkpoint} "
                                   f"({_describe(other, key)} vs {_describe(known[0], key)}); score them separately")
-    return specs, unreadable
+    pre = (recorded or specs)[0].preprocess
+    return [dataclasses.replace(s, preprocess=pre) for s in specs], unreadable
 
 
 def _describe(spec, key):
@@ -279,52 +285,35 @@ def _ranking(records):
 
 
 # ------------------------------------------------------------------------------------------------ the job
-def evaluate_job(cfg, run_log):
+def _open_run_folder(cfg, ctx, specs, run_log):
+    """``<log_path>/eval_<timestamp>/`` with the rank's log, and on rank 0 ``config.yaml`` (the keys eval reads,
+    with the values the run uses: the checkpoint's where the user set none) and ``run.json``."""
     import yaml
 
-    from src.analysis.report import write_eval_analysis
     from src.config import script_keys
-    from src.data.pipeline import create_dataset_from_config
-    from src.evaluation import apply_eval_precision
-    from src.utils import signals
-    from src.utils.fileio import check_output_dir, check_output_file, write_text_atomic
-    from src.utils.runtime import important_info, new_run_dir, start_context
-
-    log = run_log.log
-    specs, unreadable = select_checkpoints(cfg, log)  # before any device work: a wrong path fails fast
-    check_output_dir(cfg.eval.log_path, "log_path", inputs=_inputs(cfg))
-    if cfg.eval.result_file:
-        check_output_file(cfg.eval.result_file, "result_file", inputs=_inputs(cfg))
-    cfg, note = _eval_data(cfg)
-    first = specs[0]
-    class_to_idx, class_check = label_check(cfg, next((s for s in specs if s.class_names), first), log)
-    ctx, rewrites = start_context(cfg.device, "infer")
-    run_log.set_rank(ctx.rank)
-    if note:
-        log.info(note)
-    bundle = create_dataset_from_config(cfg.data, "eval", seed=cfg.device.seed, num_classes=first.num_classes,
-                                        rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
-                                        **first.preprocess)
-    if first.num_classes < len(bundle.class_to_idx) and class_to_idx is None:
-        raise CheckpointError(f"{first.checkpoint}: the model has {first.num_classes} classes but "
-                              f"{cfg.data.data_dir} has {len(bundle.class_to_idx)} class folders")
+    from src.utils.fileio import write_text_atomic
+    from src.utils.runtime import new_run_dir
 
     ctx.run_dir = new_run_dir(cfg.eval.log_path, prefix="eval_")
     run_log.attach_file(os.path.join(ctx.run_dir, f"eval_rank{ctx.rank}.log"))
-    resolved = dict(first.preprocess)  # what the run uses: the checkpoint's values where the user set none
-    resolved.update({k: getattr(first, k) for k in ("arch", "num_classes") if len({getattr(s, k) for s in specs}) == 1})
+    used = dict(specs[0].preprocess)
+    used.update({k: getattr(specs[0], k) for k in ("arch", "num_classes") if len({getattr(s, k) for s in specs}) == 1})
     keys = [k for k in script_keys("eval") if cfg.modelarts.enable_modelarts or not hasattr(cfg.modelarts, k)]
-    settings = {k: resolved.get(k, v) for k, v in cfg.flat().items() if k in keys}  # what eval reads, not training
+    settings = {k: used.get(k, v) for k, v in cfg.flat().items() if k in keys}
     if ctx.is_main:
         write_text_atomic(yaml.safe_dump(settings, sort_keys=False, allow_unicode=True),
                           os.path.join(ctx.run_dir, "config.yaml"))
         ctx.save(os.path.join(ctx.run_dir, "run.json"), cfg)
+    log = run_log.log
     log.info("eval settings: %s", ", ".join(f"{k}={v}" for k, v in settings.items()))
     log.info("run folder: %s (rank %d of %d, device %s); %d checkpoint(s) to score", ctx.run_dir, ctx.rank,
              ctx.group_size, ctx.device_target, len(specs))
     if ctx.settings:
         log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in ctx.settings.items()))
-    pre = first.preprocess
+
+
+def _describe_data(cfg, bundle, pre, class_check, log):
+    """Logs the data and returns its part of every result record."""
     listed = bundle.total_images or bundle.num_images
     log.info("eval data: %s, %d images in %d classes (%d on this rank, %d batches of up to %d), %s px, %s resize, "
              "crop_pct %g%s", f"{cfg.data.data_list} (root {cfg.data.data_dir or '.'})" if cfg.data.data_list
@@ -335,51 +324,97 @@ def evaluate_job(cfg, run_log):
             "per_batch_size": cfg.data.per_batch_size, **pre, "class_check": class_check, "images_listed": listed}
     if cfg.data.data_list:
         data["data_list"] = os.path.abspath(cfg.data.data_list)
+    return data
+
+
+def _analyze(spec, acc, bundle, cfg, class_check, folder, log):
+    """Writes the analysis files of one checkpoint (rank 0) and returns ``result_record``'s ``analysis``."""
+    from src.analysis.report import write_eval_analysis
+
+    names = class_names_for(spec, bundle, acc.num_classes, class_check.get("kind") == "imagenet synsets",
+                            cfg.data.data_list)
+    out = write_eval_analysis(acc, folder, names, image_for_index=bundle.path_of, plots=not cfg.eval.no_plots,
+                              log=log)
+    log.info("analysis: %s", ", ".join(out.files.values()))
+    mistakes = [{"image": bundle.path_of(m.index) and os.path.abspath(bundle.path_of(m.index)), "true": m.true,
+                 "true_name": names[m.true], "predicted": m.predicted, "predicted_name": names[m.predicted],
+                 "confidence": round(m.confidence, 6)} for m in acc.worst_mistakes()]
+    return {"output": out, "worst_mistakes": mistakes, "dir": os.path.abspath(folder)}
+
+
+def _score(spec, bundle, cfg, ctx, rewrites, cache, log):
+    """Loads one checkpoint (``CheckpointError`` when it does not fit), scores it: ``(result, acc, report,
+    precision)``."""
+    from src.evaluation import apply_eval_precision
+    from src.utils.runtime import important_info
+
+    important_info(log, f"evaluating {spec.checkpoint}")
+    net, report = _load(spec, cfg, ctx, rewrites, cache)
+    log.info("loaded %s (%s layout%s): %s, %d classes", spec.checkpoint, report.layout,
+             ", EMA weights" if report.used_ema else "", spec.arch, spec.num_classes)
+    if report.has_ema and not report.used_ema:  # train.py validated (and picked best.ckpt) with them
+        log.info("%s also holds EMA weights (training validated with them when ema was on); these are the raw "
+                 "weights: use_ema=1 scores the EMA ones", spec.checkpoint)
+    run_net, precision = apply_eval_precision(net, ctx.device_target)
+    run_net.set_train(False)
+    result, acc = score_checkpoint(run_net, bundle, spec, ctx, log, cfg.eval.worst_mistakes)
+    for line in result.zoo_lines():
+        log.info(line)
+    log.info("scored %d images in %.1f s (%s)%s", result.total, result.seconds, precision,
+             "" if result.extra.get("timed_images") else "; too few batches to time without graph compilation, "
+             "so images/s includes it")
+    return result, acc, report, precision
+
+
+def evaluate_job(cfg, run_log):
+    from src.data.pipeline import create_dataset_from_config
+    from src.utils import signals
+    from src.utils.fileio import check_output_dir, check_output_file
+    from src.utils.runtime import start_context
+
+    log = run_log.log
+    specs, unreadable = select_checkpoints(cfg, log)  # before any device work: a wrong path fails fast
+    check_output_dir(cfg.eval.log_path, "log_path", inputs=_inputs(cfg))
+    if cfg.eval.result_file:
+        check_output_file(cfg.eval.result_file, "result_file", inputs=_inputs(cfg))
+    cfg, note = _eval_data(cfg)
+    first, total = specs[0], len(specs) + len(unreadable)
+    class_to_idx, class_check = label_check(cfg, next((s for s in specs if s.class_names), first), log)
+
+    ctx, rewrites = start_context(cfg.device, "infer")
+    run_log.set_rank(ctx.rank)
+    if note:
+        log.info(note)
+    bundle = create_dataset_from_config(cfg.data, "eval", seed=cfg.device.seed, num_classes=first.num_classes,
+                                        rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
+                                        **first.preprocess)
+    if first.num_classes < len(bundle.class_to_idx) and class_to_idx is None:
+        raise CheckpointError(f"{first.checkpoint}: the model has {first.num_classes} classes but "
+                              f"{cfg.data.data_dir} has {len(bundle.class_to_idx)} class folders")
+    _open_run_folder(cfg, ctx, specs, run_log)
+    data = _describe_data(cfg, bundle, first.preprocess, class_check, log)
     dirs = analysis_dirs([s.checkpoint for s in specs], ctx.run_dir)
-    several = len(specs) + len(unreadable) > 1
-    records, not_loaded, cache = [], [], {}
+
+    records, cache = [], {}
     for spec in specs:
-        important_info(log, f"evaluating {spec.checkpoint}")
         try:
-            net, report = _load(spec, cfg, ctx, rewrites, cache)
-            log.info("loaded %s (%s layout%s): %s, %d classes", spec.checkpoint, report.layout,
-                     ", EMA weights" if report.used_ema else "", spec.arch, spec.num_classes)
-            if report.has_ema and not report.used_ema:  # train.py validated (and picked best.ckpt) with them
-                log.info("%s also holds EMA weights (training validated with them when ema was on); these are the "
-                         "raw weights: use_ema=1 scores the EMA ones", spec.checkpoint)
-            run_net, precision = apply_eval_precision(net, ctx.device_target)
-            run_net.set_train(False)
-            result, acc = score_checkpoint(run_net, bundle, spec, ctx, log, cfg.eval.worst_mistakes)
+            result, acc, report, precision = _score(spec, bundle, cfg, ctx, rewrites, cache, log)
         except CheckpointError as err:
-            if not several:
+            if total == 1:
                 raise
             log.warning("not scored: %s", err)
-            not_loaded.append((spec.checkpoint, str(err)))
+            unreadable.append((spec.checkpoint, str(err)))
             cache.clear()
             continue
-        for line in result.zoo_lines():
-            log.info(line)
-        log.info("scored %d images in %.1f s (%s)%s", result.total, result.seconds, precision,
-                 "" if result.extra.get("timed_images") else "; too few batches to time without graph "
-                 "compilation, so images/s includes it")
         analysis = None
         if acc is not None and ctx.is_main:  # the counts of all ranks; rank 0 writes
-            names = class_names_for(spec, bundle, acc.num_classes, class_check.get("kind") == "imagenet synsets",
-                                    cfg.data.data_list)
-            out = write_eval_analysis(acc, dirs[spec.checkpoint], names, image_for_index=bundle.path_of,
-                                      plots=not cfg.eval.no_plots, log=log)
-            log.info("analysis: %s", ", ".join(out.files.values()))
-            mistakes = [{"image": bundle.path_of(m.index) and os.path.abspath(bundle.path_of(m.index)),
-                         "true": m.true, "true_name": names[m.true], "predicted": m.predicted,
-                         "predicted_name": names[m.predicted], "confidence": round(m.confidence, 6)}
-                        for m in acc.worst_mistakes()]
-            analysis = {"output": out, "worst_mistakes": mistakes, "dir": os.path.abspath(dirs[spec.checkpoint])}
+            analysis = _analyze(spec, acc, bundle, cfg, class_check, dirs[spec.checkpoint], log)
         records.append(result_record(spec, result, report, precision, ctx.device_target, data, analysis))
-    unreadable += not_loaded
+
     given = cfg.weights.ckpt_file
     if not records:
-        raise CheckpointError(f"none of the {len(specs) + len(unreadable) - len(not_loaded)} checkpoints in {given} "
-                              "could be scored: " + "; ".join(e for _, e in unreadable))
+        raise CheckpointError(f"none of the {total} checkpoints in {given} could be scored: "
+                              + "; ".join(e for _, e in unreadable))
     if len(records) > 1:
         log.info("%d checkpoints in %s, best first:\n%s", len(records), given, _ranking(records))
     signals.check()  # a stop signal swallowed on its way (by logging) ends the job here, before any result
@@ -387,7 +422,7 @@ def evaluate_job(cfg, run_log):
         paths = [os.path.join(ctx.run_dir, RESULT_NAME)] + ([cfg.eval.result_file] if cfg.eval.result_file else [])
         log.info("results written to %s", ", ".join(write_results(records, unreadable, given, paths)))
     if unreadable:
-        raise CheckpointError(f"{len(unreadable)} of {len(specs) + len(unreadable) - len(not_loaded)} checkpoints "
-                              f"could not be read or loaded and were not scored (the others were; results in "
-                              f"{ctx.run_dir}): " + "; ".join(e for _, e in unreadable))
+        raise CheckpointError(f"{len(unreadable)} of {total} checkpoints could not be read or loaded and were not "
+                              f"scored (the others were; results in {ctx.run_dir}): "
+                              + "; ".join(e for _, e in unreadable))
     return 0

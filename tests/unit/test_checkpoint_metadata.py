@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import mindspore as ms
 
-from src.checkpoint import (CheckpointError, checkpoint_metadata, checkpoint_model_info,
-                            load_weights, read_state_dict, resolve_model, restore_training_state,
-                            save_checkpoint_atomic)
+from src.checkpoint import (CheckpointError, checkpoint_model_info, load_weights, read_state_dict, resolve_model,
+                            restore_training_state, save_checkpoint_atomic)
 from src.config import load_config
 from src.image_classification import create_model
 

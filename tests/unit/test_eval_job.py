@@ -1,14 +1,10 @@
 """The evaluation job (src/eval_job.py) in process: scoring refuses zero images and outputs that are not finite;
-through eval.py's main, the refusals before any device work (outputs that are inputs, two checkpoint names,
-checkpoints of one folder that disagree); the one result record. (The job end to end, with the errors found
+through eval.py's main, the refusals before any device work (outputs that are inputs, checkpoints of one
+folder that disagree); the one result record. (The job end to end, with the errors found
 while scoring and stop signals: tests/e2e/test_inference_guards.py.)"""
-import os
-
 import numpy as np
 import pytest
 import mindspore as ms
-
-from src.image_classification import create_model
 
 
 def _eval(args, capsys):
