@@ -40,7 +40,7 @@ def test_export_size_beyond_the_memory_available(tmp_path, monkeypatch, capsys, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(src.export_job, "_available_memory", lambda: 3 * 2 ** 30)
     code, out = _export([f"--ckpt_file={ckpt}", "--height=2048", "--width=2048", "--export_batch_size=4"], capsys)
-    assert code == 2 and "needs about 10.0 GiB of memory, 3.0 GiB are available" in out, out
+    assert code == 2 and "needs about 8.0 GiB of memory, 3.0 GiB are available" in out, out
     assert os.listdir(tmp_path) == []
 
 
