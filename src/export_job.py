@@ -154,6 +154,7 @@ def export_job(cfg, run_log):
     def check(staged):  # the file is checked before it is moved into place
         checked["seconds"] = time.perf_counter() - start
         checked["size_mb"] = os.path.getsize(staged) / 2 ** 20
+        print(f"checking the {fmt} file ({checked['size_mb']:.1f} MiB) against the network", flush=True)
         checked["ok"], checked["lines"] = verify(fmt, staged, net_logits, x, lambda: _accurate_reference(
             build, x) if has_mish else None)
         signals.reinstall()  # again after the file's own run; a stop signal swallowed on its way ends the job here

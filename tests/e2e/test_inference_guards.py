@@ -140,9 +140,9 @@ def test_predict_stopped_leaves_no_result(tmp_path, data, ckpts, run_script, sig
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_export_stopped_leaves_no_file(tmp_path, ckpts, run_script, sig):
-    """The signal lands after the network's first run (its graph compiled), while the file is written or checked."""
+    """The signal lands while the written file is checked (it is moved into place only after that)."""
     out_dir = tmp_path / "exported"
     args = [f"--ckpt_file={ckpts['good']}", f"--file_name={out_dir / 'net'}", "--height=64", "--width=64"]
-    status, out = _stop(run_script, "export.py", args, tmp_path, "loaded ", sig)
+    status, out = _stop(run_script, "export.py", args, tmp_path, "checking the MINDIR file", sig)
     _one_stop_line(status, out, sig)
     assert not out_dir.exists() or list(out_dir.iterdir()) == []  # neither the file nor its temporary folder
