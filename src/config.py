@@ -211,6 +211,9 @@ class DataConfig:
                                "mtime, so later runs and other ranks only stat each file): empty = "
                                "<data_dir>/.cspdarknet53_verified.jsonl, or the user cache when data_dir is not "
                                "writable; none = nowhere (check every file in every run); else that file.")
+    max_image_pixels: int = key("Images whose header declares more pixels (width x height) are named and skipped "
+                                "without being decoded (100000000: 10000 x 10000, 300 MB as RGB).",
+                                check=_at_least(1))
     sampler: str = key("Train order: epoch_shard (every image once per epoch, reshuffled from seed and epoch) or "
                        "class_balanced (each class an equal share of every epoch; rare images repeat; "
                        "folder format only).", choices=("epoch_shard", "class_balanced"))
