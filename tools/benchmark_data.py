@@ -7,7 +7,7 @@ the MindRecord reader on the same images; the cost of the file checks.
     python tools/benchmark_data.py --data_dir DIR --readers folder mindrecord [--mindrecord PREFIX] [--cold]
 
 For each mode (train, eval), reader and worker count it builds the real pipeline (``src.data.create_dataset``;
-``src.data.mindrecord.create_mindrecord_dataset`` for ``mindrecord``: the same transforms; without
+``create_dataset(..., dataset_format="mindrecord")`` for ``mindrecord``: the same transforms; without
 ``--mindrecord`` the folder is converted first, into a temporary folder), skips the first batch (start-up),
 times ``--batches`` batches (repeating epochs as needed), and prints the median over ``--repeats`` runs, in
 images per wall-clock second and per CPU second of the process (the second is the pipeline's cost, much
@@ -91,9 +91,8 @@ def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats, 
         if cold:
             _evict(data_dir, reader, prefix)
         if reader == "mindrecord":
-            from src.data.mindrecord import create_mindrecord_dataset
-            bundle = create_mindrecord_dataset(prefix, image_size, batch, mode=mode, num_parallel_workers=workers,
-                                               seed=r, drop_remainder=True)
+            bundle = create_dataset(prefix, image_size, batch, mode=mode, num_parallel_workers=workers, seed=r,
+                                    drop_remainder=True, dataset_format="mindrecord")
         else:
             bundle = create_dataset(data_dir, image_size, batch, mode=mode, num_parallel_workers=workers,
                                     seed=r, drop_remainder=True)
@@ -139,18 +138,17 @@ def verify_cost(data_dir):
     import shutil
     import tempfile
     from src.data.listing import list_image_folder
-    from src.data.verify import shutdown_workers, verify_images
+    from src.data.verify import verify_images
     _, rel, _ = list_image_folder(data_dir, None)
     paths = [os.path.join(data_dir, p) for p in rel]
     n = max(1, len(paths))
     tmp = tempfile.mkdtemp(prefix="bench_verify_")
     try:
         man = os.path.join(tmp, "m.jsonl")
-        shutdown_workers()  # a cold start: the worker start-up is part of the cost
+        stats = {}
         t0, c0 = time.perf_counter(), _cpu_with_children()
-        verify_images(paths, manifest=man, root=data_dir)
-        shutdown_workers()  # waits for the workers, so that their CPU time is counted
-        t1, c1 = time.perf_counter(), _cpu_with_children()
+        verify_images(paths, manifest=man, root=data_dir, stats=stats)
+        t1, c1 = time.perf_counter(), _cpu_with_children() + stats["cpu_s"]  # the workers' CPU time
         verify_images(paths, manifest=man, root=data_dir)
         t2 = time.perf_counter()
     finally:
@@ -213,7 +211,7 @@ def main(argv=None):
     prefix, tmp = args.mindrecord, None
     if "mindrecord" in args.readers and not prefix:
         import tempfile
-        from src.data.mindrecord import convert_to_mindrecord
+        from src.data.convert import convert_to_mindrecord
         tmp = tempfile.mkdtemp(prefix="bench_mr_")
         prefix = os.path.join(tmp, "bench.mindrecord")
         t0 = time.perf_counter()

@@ -44,7 +44,7 @@ def main(argv=None):
     harden_log_handlers(logging.getLogger())
     log = logging.getLogger("convert_to_mindrecord")
 
-    from src.data.mindrecord import convert_to_mindrecord
+    from src.data.convert import convert_to_mindrecord
     from src.data.verify import VerifyError
     from src.data import DatasetError, load_class_index
     try:

@@ -185,6 +185,7 @@ def _worker_main(conn, decoder: str, max_pixels: Optional[int], err_path: str) -
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:
         pass
+    os.chdir(os.path.dirname(err_path))  # the decoder dumps undecodable images into its working directory
     fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

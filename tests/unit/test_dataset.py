@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.config import load_config
+from src.config import ConfigError, load_config
 from src.data import DatasetError, create_dataset, load_class_index, save_class_index
 from src.data import checks, pipeline
 from src.data.pipeline import create_dataset_from_config
@@ -185,7 +185,7 @@ def test_train_transforms_are_the_zoo_recipe():
     np.testing.assert_allclose(ops[3].mean, [123.675, 116.28, 103.53])
     np.testing.assert_allclose(ops[3].std, [58.395, 57.12, 57.375])
     assert train_transforms(32, crop_scale_min=0.5)[0].scale == (0.5, 1.0)
-    with pytest.raises(DatasetError, match="crop_scale_min"):
+    with pytest.raises(ConfigError, match="crop_scale_min"):   # checked where every option is: the config
         train_transforms(32, crop_scale_min=0.0)
 
 
@@ -548,10 +548,17 @@ def test_engine_skips_corrupt_file_when_the_full_check_is_off_and_leaves_no_dump
 
 
 # ------------------------------------------------------------------------------ options and helpers
-def test_bad_options_raise_dataset_error(tmp_path):
+def test_bad_options_are_refused_naming_the_key(tmp_path):
     root = make_tree(tmp_path / "d", (1,))
-    for kw in (dict(eval_resize="crop"), dict(auto_augment="trivial"), dict(re_prob=2.0), dict(crop_pct=0),
-               dict(mode="test"), dict(rank=2, group_size=2)):
+    for kw in (dict(auto_augment="trivial"), dict(re_prob=2.0), dict(mixup_prob=-1), dict(per_batch_size=0),
+               dict(sampler="weighted"), dict(dataset_format="mindrecord", data_list="x.txt")):
+        key = next(iter(kw))
+        with pytest.raises(ConfigError, match=key if key != "dataset_format" else "data_list"):
+            create_dataset(root, 32, **({"per_batch_size": 1} | kw))
+    with pytest.raises(TypeError, match="not a data option: num_workerz"):
+        create_dataset(root, 32, 1, num_workerz=2)
+    for kw in (dict(eval_resize="crop", mode="eval"), dict(crop_pct=0, mode="eval"), dict(mode="test"),
+               dict(rank=2, group_size=2)):
         with pytest.raises(DatasetError):
             create_dataset(root, 32, 1, **kw)
     with pytest.raises(DatasetError, match="image_size"):
