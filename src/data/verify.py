@@ -178,7 +178,8 @@ def _said(err_path: str, start: int) -> str:
 
 
 def _worker_main(conn, decoder: str, max_pixels: Optional[int], err_path: str) -> None:
-    """A worker: ``(index, path)`` in, ``(index, status, reason, crc, cpu_s)`` out, one file at a time.
+    """A worker: ``(index, path)`` in, ``(index, status, reason, crc, cpu_s, error-file size)`` out, one file
+    at a time.
     Everything the decoder prints (C-level stdout and stderr) goes to ``err_path``."""
     try:  # die with the forkserver (which dies with the caller) even when stuck in a decoder (Linux)
         import ctypes
@@ -213,10 +214,11 @@ def _worker_main(conn, decoder: str, max_pixels: Optional[int], err_path: str) -
             status, reason, crc = check(path)
         except Exception as exc:  # a bug or an unexpected error: unusable, with the reason
             status, reason, crc = SKIP, f"check failed: {type(exc).__name__}: {exc}", None
-        said = _said(err_path, start)
+        end = os.fstat(2).st_size
+        said = _said(err_path, start) if end > start else ""
         if said:
             reason = f"{reason} (decoder said: {said})"
-        conn.send((index, status, reason, crc, time.process_time()))
+        conn.send((index, status, reason, crc, time.process_time(), end))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -268,14 +270,11 @@ class _Worker:
         self.done = 0        # files answered
         self.dirty = False   # answered a file that failed or made the decoder print something
         self.cpu = 0.0
+        self.mark = 0        # size of the error file when the last file was answered
 
     def send(self, index: int, path: str) -> None:
-        try:
-            mark = os.path.getsize(self.err_path)
-        except OSError:
-            mark = 0
         self.conn.send((index, path))
-        self.job = (index, time.monotonic(), mark)
+        self.job = (index, time.monotonic(), self.mark)
 
     def said(self) -> str:
         return _said(self.err_path, self.job[2] if self.job else 0)
@@ -348,7 +347,7 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
                     elif msg[0] == "error":
                         raise VerifyError(f"the {decoder!r} decoder worker does not start: {msg[1]}")
                     else:
-                        index, status, reason, crc, w.cpu = msg
+                        index, status, reason, crc, w.cpu, w.mark = msg
                         w.job, w.done = None, w.done + 1
                         w.dirty = w.dirty or status == SKIP or "(decoder said:" in reason
                         if first_fault.pop(index, None) is not None:

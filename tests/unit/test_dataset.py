@@ -610,3 +610,20 @@ def test_benchmark_tool_runs(tmp_path, capsys):
              "--batches", "2", "--repeats", "1", "--model_rate", "10"])
     out = capsys.readouterr().out
     assert "train" in out and "eval" in out and "per 1000 files" in out
+
+
+def test_a_plain_list_of_files_without_labels(tmp_path, caplog):
+    """The reader predict uses: files in the given order, labels 0, the unusable ones named once and skipped."""
+    paths = [save(np.full((37, 37, 3), 10 * k + 5, np.uint8), str(tmp_path / "p" / f"{k}.png")) for k in range(5)]
+    (tmp_path / "p" / "text.png").write_text("no image")
+    given = paths[:2] + [str(tmp_path / "p" / "text.png")] + paths[2:][::-1]
+    with caplog.at_level(logging.WARNING, logger="src.data"):
+        b = create_dataset("", 32, 2, mode="eval", files=given, num_classes=7, where="image_path=p",
+                           verify_manifest="none", num_parallel_workers=1)
+    assert b.skipped == [(given[2], b.skipped[0][1])] and "not an image" in b.skipped[0][1]
+    assert caplog.text.count("unusable image") == 1 and "under image_path=p" in caplog.text
+    kept = [p for p in given if p != given[2]]
+    assert [b.path_of(i) for i in range(b.num_images)] == kept
+    x, y = all_images(b)
+    assert identify(x) == [0, 1, 4, 3, 2] and y.tolist() == [0] * 5
+    assert not os.path.exists(tmp_path / "p" / ".cspdarknet53_verified.jsonl")
