@@ -103,7 +103,7 @@ def build_parser():
     p.add_argument("--torch_compile", action="store_true", help="reference rows use torch.compile")
     p.add_argument("--channels_last", action="store_true", help="reference rows use channels_last tensors")
     p.add_argument("--data_dir", default=None,
-                   help="also run tools/benchmark_data.py (train pipeline) on this ImageFolder root and compare "
+                   help="also run benchmarks/data.py (train pipeline) on this ImageFolder root and compare "
                         "its images/s with our best training images/s")
     p.add_argument("--data_workers", type=int, nargs="+", default=[1, 2], help="pipeline worker counts to try")
     p.add_argument("--only", choices=("ours", "timm"), default=None, help="run one side only")
@@ -173,12 +173,10 @@ def make_specs(args):
 
 
 def run_data_benchmark(args, model_rate):
-    """Runs tools/benchmark_data.py (the data-pipeline benchmark) on --data_dir; returns its output text."""
+    """Runs benchmarks/data.py (the data-pipeline benchmark) on --data_dir; returns its output text."""
     import subprocess
 
-    script = os.path.join(ROOT, "tools", "benchmark_data.py")
-    if not os.path.isfile(script):
-        return "tools/benchmark_data.py not found: data pipeline not measured"
+    script = os.path.join(ROOT, "benchmarks", "data.py")
     batch = max(args.train_batch_sizes or [32])
     cmd = [sys.executable, script, "--data_dir", args.data_dir, "--modes", "train", "--workers",
            *[str(w) for w in args.data_workers], "--image_size", str(args.img_size), "--batch", str(batch)]
@@ -280,7 +278,7 @@ def main(argv=None):
         rates = [r["images_per_s"] for r in ours if r["mode"] == "train" and r["status"] == "ok"]
         data = run_data_benchmark(args, max(rates) if rates else None)
         print(data, flush=True)
-        parts += ["", "Data pipeline (tools/benchmark_data.py; 'x model' = pipeline images/s over our best "
+        parts += ["", "Data pipeline (benchmarks/data.py; 'x model' = pipeline images/s over our best "
                       "training images/s):", "", "```", data, "```"]
     text = "\n".join(parts)
     print()

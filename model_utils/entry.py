@@ -31,6 +31,10 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
     from src.config import load_config
     from src.utils.runtime import RunLog, user_error_exit
 
+    from src.errors import Stopped
+    from src.utils import signals
+
+    signals.install()  # SIGTERM / SIGINT -> Stopped: exit 143 / 130, never 0, never a half-written result
     run_log = RunLog(log_name, console_level=logging.WARNING if quiet else logging.INFO)
     errors = user_errors() + tuple(extra_errors)
     try:
@@ -41,6 +45,12 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
         return job(cfg, run_log)
     except errors as err:
         return user_error_exit(err, run_log)
+    except Stopped as stop:
+        user_error_exit(stop, run_log)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stop.exit_status)  # a half-imported MindSpore aborts in its exit handlers (src.utils.signals)
     except OSError as err:
         if err.errno not in STORAGE_ERRNOS:
             raise

@@ -50,7 +50,8 @@ def main(argv=None):
 
     from src.data.convert import convert_to_mindrecord
     from src.data.verify import VerifyError
-    from src.data import DatasetError, load_class_index
+    from src.data import load_class_index
+    from src.errors import UserError
     try:
         class_to_idx = load_class_index(args.class_index) if args.class_index else None
         manifest = None if args.manifest.lower() == "none" else args.manifest
@@ -58,7 +59,7 @@ def main(argv=None):
                                      class_to_idx=class_to_idx, verify=not args.no_verify, workers=args.workers,
                                      manifest=manifest, overwrite=args.overwrite, progress=not args.quiet, log=log,
                                      max_pixels=args.max_image_pixels)
-    except (DatasetError, VerifyError) as exc:
+    except (UserError, VerifyError) as exc:
         print(f"error: {display_name(str(exc))}", file=sys.stderr)
         return 2
     used = sum(os.stat(q).st_blocks * 512 for f in info.files for q in (f, f + ".db"))

@@ -62,7 +62,7 @@ def main(argv=None):
 
     from src.data.reader import cap_workers
     from src.data.verify import VerifyError, default_manifest_path, report_unusable, summarize, verify_images
-    from src.errors import DatasetError
+    from src.errors import DatasetError, UserError
     from src.utils.fileio import write_json_atomic
     from src.utils.paths import display_name
 
@@ -79,7 +79,7 @@ def main(argv=None):
         results = verify_images(paths, workers=cap_workers(args.workers, "--workers"), manifest=manifest,
                                 timeout_s=args.timeout, root=args.data_dir, decoder=args.decoder,
                                 max_pixels=args.max_image_pixels, progress=not args.quiet, stats=stats)
-    except (VerifyError, DatasetError) as exc:
+    except (VerifyError, UserError) as exc:
         print(f"error: {display_name(str(exc))}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - t0

@@ -8,10 +8,9 @@ cheap check only); unusable files are left out, named once in the log and listed
 are written into a hidden temporary folder beside the output (same file system), moved into place, and the meta
 file is written last, so an interrupted conversion never leaves a dataset that looks complete.
 
-The output is checked before any work: existing output files are refused unless ``overwrite`` is given, and
-even then only files of an earlier conversion are replaced -- a path that holds anything else (a user's file,
-an input image, a device, a folder) is refused with a ``DatasetError`` naming it, as is asking for more shards
-than there are files.
+The output is checked before any work (``src.utils.fileio.check_output_file``): never inside the data, never a
+device or a folder, never a file a conversion did not write (a ``ConfigError`` naming it); an earlier
+conversion is replaced only with ``overwrite`` (else a ``DatasetError``), as more shards than files is refused.
 """
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import time
 from typing import Dict, Optional
@@ -84,8 +82,11 @@ def _written_by_us(path: str) -> bool:
 
 
 def _check_output(prefix: str, shards: int, overwrite: bool, inputs) -> list:
-    """Refuses (``DatasetError``) an output that would replace what is not ours; returns the shard files of an
+    """Refuses an output that would replace what is not ours (``src.utils.fileio.check_output_file``: no input,
+    no device, no foreign file) or, without ``overwrite``, an existing conversion; returns the shard files of an
     earlier conversion to ``prefix`` that the new one does not replace (removed once it is complete)."""
+    from src.utils.fileio import check_output_file
+
     finals = shard_files(prefix, shards)
     meta = prefix + META_SUFFIX
     old = []
@@ -97,21 +98,11 @@ def _check_output(prefix: str, shards: int, overwrite: bool, inputs) -> list:
             old = []
     paths = finals + [p + ".db" for p in finals] + [meta, prefix + CLASS_INDEX_SUFFIX] + \
         [q for p in old if p not in finals for q in (p, p + ".db")]
-    inputs = {os.path.realpath(p) for p in inputs}
     for p in paths:
-        if not os.path.lexists(p):
-            continue
-        if not stat.S_ISREG(os.lstat(p).st_mode):
-            raise DatasetError(f"MindRecord output {p} exists and is not a regular file; it is never replaced: "
-                               "choose another --output")
-        if os.path.realpath(p) in inputs:
-            raise DatasetError(f"MindRecord output {p} is one of the images to convert; choose another --output")
-        if not overwrite:
+        check_output_file(p, "output", inputs=inputs, ours=_written_by_us)
+        if os.path.lexists(p) and not overwrite:
             raise DatasetError(f"MindRecord output {prefix} exists ({os.path.basename(p)}); pass overwrite=True "
                                "(--overwrite) to replace it")
-        if not _written_by_us(p):
-            raise DatasetError(f"MindRecord output {p} exists and was not written by a conversion; it is never "
-                               "replaced, even with --overwrite: choose another --output or remove it")
     return [p for p in old if p not in finals]
 
 
@@ -149,7 +140,7 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
     if shards > len(abs_paths):
         raise DatasetError(f"shards={shards} is more than the {len(abs_paths)} image file(s) in {where}: every "
                            "shard needs at least one image")
-    old_shards = _check_output(prefix, shards, overwrite, abs_paths)
+    old_shards = _check_output(prefix, shards, overwrite, [data_list, data_dir])
     os.makedirs(folder, exist_ok=True)
     _remove_stale_partials(folder, base)
     stats = {}

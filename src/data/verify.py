@@ -325,11 +325,11 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
         while pending or confirm or any(w.job for w in pool):
             for w in [w for w in pool if w.ready and w.job is None]:
                 if confirm and w.done == 0:
-                    w.send(confirm[0], paths[confirm.popleft()])
+                    w.send(confirm[0], os.path.abspath(paths[confirm.popleft()]))
                 elif confirm and not pending:
                     retire(w, kill=False)    # a used worker: make room for a fresh one
-                elif pending:
-                    w.send(pending[0], paths[pending.popleft()])
+                elif pending:  # absolute: a worker runs in its own folder
+                    w.send(pending[0], os.path.abspath(paths[pending.popleft()]))
             wanted = min(workers, len(pending) + len(confirm) + sum(1 for w in pool if w.job))
             while len(pool) < max(1, wanted) and (pending or confirm):
                 start()

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import List
 
 from src.errors import DeviceError, DistributedInitError
+from src.utils import signals
 
 __all__ = ["RunContext", "resolve_device_target", "setup_device", "init_distributed", "start_context",
            "new_run_dir", "RunLog", "important_info", "user_error_exit", "LOG_FORMAT"]
@@ -124,6 +125,7 @@ def start_context(device_cfg, mode, network=True):
     target = setup_device(device_cfg.device_target)
     applied, rewrites = apply_recommended_settings(target, mode, network=network)
     rank, group_size = init_distributed(resolve_is_distributed(device_cfg.is_distributed))
+    signals.install()  # again: the device and communication set-up may have installed their own handlers
     settings = {**applied, **{k: v for k, v in rewrites.items() if v}}
     return RunContext(device_target=target, rank=rank, group_size=group_size, settings=settings), rewrites
 

@@ -601,17 +601,6 @@ def test_default_workers():
     assert pipeline.default_num_workers(8) == max(1, min(16, available_cpus() // 8))
 
 
-def test_benchmark_tool_runs(tmp_path, capsys):
-    import sys
-    sys.path.insert(0, os.path.join(os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")), "tools"))
-    import benchmark_data as bd
-    assert bd.make_synthetic(str(tmp_path / "b"), 6, width=64, height=48) > 0
-    bd.main(["--data_dir", str(tmp_path / "b"), "--workers", "1", "--image_size", "32", "--batch", "2",
-             "--batches", "2", "--repeats", "1", "--model_rate", "10"])
-    out = capsys.readouterr().out
-    assert "train" in out and "eval" in out and "per 1000 files" in out
-
-
 def test_a_plain_list_of_files_without_labels(tmp_path, caplog):
     """The reader predict uses: files in the given order, labels 0, the unusable ones named once and skipped."""
     paths = [save(np.full((37, 37, 3), 10 * k + 5, np.uint8), str(tmp_path / "p" / f"{k}.png")) for k in range(5)]
@@ -627,3 +616,9 @@ def test_a_plain_list_of_files_without_labels(tmp_path, caplog):
     x, y = all_images(b)
     assert identify(x) == [0, 1, 4, 3, 2] and y.tolist() == [0] * 5
     assert not os.path.exists(tmp_path / "p" / ".cspdarknet53_verified.jsonl")
+
+
+def test_a_relative_data_folder_is_checked_and_read(tmp_path):
+    make_tree("rel", (2, 3))               # relative to the working directory (the check's workers run elsewhere)
+    b = create_dataset("rel", 32, 1, mode="eval", num_parallel_workers=1)
+    assert b.skipped == [] and b.num_images == 5 and len(rows(b)) == 5

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from src.config import ConfigError
 from src.data import DatasetError, create_dataset
 from src.data.convert import convert_to_mindrecord
 from src.data.mindrecord import CLASS_INDEX_SUFFIX, META_SUFFIX, mindrecord_rows, read_meta, read_rows, shard_files
@@ -235,15 +236,15 @@ def test_more_shards_than_files_is_refused_before_any_work(tree, tmp_path):
 def test_overwrite_replaces_a_conversion_but_never_a_foreign_file(tree, tmp_path):
     theirs = tmp_path / "notes.txt"                 # one shard: the prefix itself is the shard file
     theirs.write_text("my notes\n")
-    with pytest.raises(DatasetError, match=f"MindRecord output {theirs} exists and was not written by a conversion"):
+    with pytest.raises(ConfigError, match="exists and was not written by this project"):
         convert_to_mindrecord(tree, str(theirs), verify=False, progress=False, overwrite=True)
     assert theirs.read_text() == "my notes\n"
     image = os.path.join(tree, "class_0", "00.jpg")
     before = open(image, "rb").read()
-    with pytest.raises(DatasetError, match="is one of the images to convert"):
+    with pytest.raises(ConfigError, match="lies inside the input folder"):
         convert_to_mindrecord(tree, image, verify=False, progress=False, overwrite=True)
     assert open(image, "rb").read() == before
-    with pytest.raises(DatasetError, match="/dev/null exists and is not a regular file"):
+    with pytest.raises(ConfigError, match="exists and is not a regular file"):
         convert_to_mindrecord(tree, "/dev/null", verify=False, progress=False, overwrite=True)
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     prefix = str(tmp_path / "mr.mindrecord")        # a conversion of ours is replaced
