@@ -111,6 +111,8 @@ def test_an_evaluation_without_samples_is_an_error(tmp_path):
     net.set_train(False)
     with pytest.raises(DatasetError, match="evaluation: no sample"):
         evaluate(net, bundle)
+    with pytest.raises(DatasetError, match="evaluation: no sample"):   # a plain MindSpore dataset too
+        evaluate(net, bundle.dataset)
 
 
 def test_a_full_pass_is_silent(tmp_path, caplog):
