@@ -54,35 +54,39 @@ def cap_workers(requested: int, key: str) -> int:
 
 
 class SampleTally:
-    """The ids of the samples a pass served and of those that came out of the transforms (thread-safe
-    appends from the engine's threads); ``notes`` holds why the reader itself dropped one."""
+    """How often each sample id was served in a pass and how often it came out of the transforms (counts, so
+    the memory is bounded by the dataset even where no one closes the passes); ``notes`` holds why the reader
+    itself dropped one. Called from the engine's threads."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
-        self.served: List[Any] = []
-        self.kept: List[Any] = []
-        self.notes: Dict[Any, str] = {}
+        with self.lock:
+            self.served: Counter = Counter()
+            self.kept: Counter = Counter()
+            self.notes: Dict[Any, str] = {}
 
-    @staticmethod
-    def _id(x):
-        return x.item() if hasattr(x, "item") else x
+    def serve(self, sid) -> None:
+        with self.lock:
+            self.served[sid] += 1
 
     def serve_op(self, x):
         """A map op on the id column before the transforms (readers without a Python source)."""
-        self.served.append(self._id(x))
+        self.serve(x.item())
         return x
 
     def keep_op(self, x):
         """A map op on the id column after the transforms."""
-        self.kept.append(self._id(x))
+        with self.lock:
+            self.kept[x.item()] += 1
         return x
 
     def dropped(self) -> List[Any]:
         """Ids served but never out of the transforms (a padded id served twice and dropped twice: twice)."""
-        return list((Counter(self.served) - Counter(self.kept)).elements())
+        with self.lock:
+            return sorted((self.served - self.kept).elements())
 
 
 @dataclass
@@ -146,7 +150,7 @@ class _FileSource:
     def __getitem__(self, i):
         i = int(i)
         path = self.table[i]
-        self.tally.served.append(i)
+        self.tally.serve(i)
         if self.read_log is not None:
             self.read_log.append(path)
         data = np.zeros(0, dtype=np.uint8)  # an empty sample: the engine drops it, the tally names it
