@@ -181,8 +181,9 @@ def analysis_dirs(ckpts, run_dir):
 
 def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
     """Scores ``net`` (eval mode, at its precision) on ``bundle``: ``(EvalResult, EvalAccumulator or None)``, the
-    counts of all ranks. Zero images scored is a ``DatasetError``; outputs that are not finite (NaN or
-    infinite logits) are a ``CheckpointError`` naming how many: neither ever becomes a result."""
+    counts of all ranks. Zero images scored is a ``DatasetError`` (``evaluate``: the pipeline's sample
+    count); outputs that are not finite (NaN or infinite logits) are a ``CheckpointError`` naming how many:
+    neither ever becomes a result."""
     import numpy as np
 
     from src.analysis.metrics import EvalAccumulator, SumAcrossRanks
@@ -212,10 +213,6 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
     bad = state["not_finite"]
     if ctx.group_size > 1:
         bad = int(round(SumAcrossRanks()([bad])[0]))  # every rank takes the same branch below
-    if result.total == 0:
-        raise DatasetError(f"no image was scored: the data pipeline dropped all {bundle.total_images} images listed "
-                           f"(can the decoder produce image_size={spec.preprocess['image_size']}?); no result is "
-                           "written")
     if bad:
         raise CheckpointError(f"{spec.checkpoint}: the network's outputs are NaN or infinite for {bad} of "
                               f"{result.total} images (its precision on this device, or broken weights); "

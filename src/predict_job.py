@@ -128,6 +128,7 @@ def predict_files(net, files, cfg, spec, on_batch=None):
         if on_batch is not None:
             on_batch(images, readable[start:start + images.shape[0]], start)
     logits = np.concatenate(outputs) if outputs else np.zeros((0, spec.num_classes), np.float32)
+    bundle.account(logits.shape[0], "prediction")  # none: DatasetError; dropped ones: a warning naming them
     if logits.shape[0] != len(readable):
         raise DatasetError(f"{len(readable)} readable image(s) but the data pipeline gave {logits.shape[0]} (can the "
                            f"decoder produce image_size={pre['image_size']}? see the warnings above); nothing is "

@@ -72,7 +72,7 @@ def test_zero_images_scored_is_an_error(eval_data):
     could not produce)."""
     from src.errors import DatasetError
 
-    with pytest.raises(DatasetError, match="no image was scored"):
+    with pytest.raises(DatasetError, match="no sample"):
         _score(eval_data, eval_data.net(1), eval_data.SIZE, drop_all=True)
 
 

@@ -60,7 +60,7 @@ def test_records_keep_the_input_order_with_skipped_files_in_place(photos, random
 
 def test_images_the_pipeline_drops_are_an_error(photos, randomize):
     cfg = load_config([f"--image_path={photos}", "--num_parallel_workers=1"])
-    with pytest.raises(DatasetError, match="2 readable image"):
+    with pytest.raises(DatasetError):
         predict_files(_net(randomize), _files(photos), cfg, _spec("40000,40000"))
 
 
