@@ -14,7 +14,8 @@ def create_network(name="cspdarknet53", num_classes=1000, checkpoint_path=None, 
 
     name: any architecture of ``src.archs.REGISTRY`` (``cspdarknet53``: model-zoo numerics,
     ``cspdarknet53_timm``: timm numerics, loads timm weights, ``cspdarknet_tiny``). ``checkpoint_path``: any format ``src.checkpoint`` reads (this
-    project's .ckpt, the model zoo's .ckpt, timm .safetensors/.pth); loading is strict.
+    project's .ckpt, the model zoo's .ckpt, timm .safetensors/.pth); loading is strict, and weights that are not
+    finite raise ``src.errors.CheckpointError``.
     Other keyword arguments go to ``src.image_classification.create_model`` (``fp16_head``,
     ``features_only``, ``out_indices``, ``activation``).
     """
