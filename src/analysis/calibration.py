@@ -38,7 +38,7 @@ DEFAULT_BINS = 15
 CALIBRATION_FORMAT = "cspdarknet53-calibration"
 CALIBRATION_VERSION = 1
 #: the search range of the temperature: beyond it a fit says it hit the bound
-T_MIN, T_MAX = 1e-2, 1e2
+T_MIN, T_MAX = 1e-3, 1e4
 
 
 def _check(logits, labels=None):
