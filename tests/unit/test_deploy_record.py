@@ -166,3 +166,50 @@ def test_calibration_is_embedded(tiny_ckpt):
     r = rec.with_calibration(_record(tiny_ckpt), cal)
     assert r["calibration"]["temperature"] == cal["temperature"]
     assert "temperature" in rec.describe_record(r)
+
+
+def test_exported_model_predicts_with_the_records_preprocessing_names_and_temperature(tmp_path):
+    """src.deploy.exported.ExportedModel: no flags; the record's eval preprocessing, class names, temperature."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from PIL import Image
+
+    from src.analysis.calibration import softmax
+    from src.data.transforms import eval_transforms
+    from src.deploy.exported import ExportedModel
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 3 * 8 * 8)).astype(np.float32)   # a linear classifier on the 8x8 input's pixels
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "lin.onnx"
+    onnx.save(model, str(path))
+    record = {"format": rec.RECORD_FORMAT, "version": 1, "arch": "cspdarknet_tiny", "num_classes": 3,
+              "class_names": ["a", "b", "c"], "input": {"shape": [1, 3, 8, 8]},
+              "preprocess": {"image_size": [8, 8], "eval_resize": "shorter", "crop_pct": 0.8, "resize": [10],
+                             "mean": [120.0, 110.0, 100.0], "std": [50.0, 60.0, 70.0]},
+              "output": {"dtype": "float32"},
+              "calibration": {"format": "cspdarknet53-calibration", "version": 1, "temperature": 2.0}}
+    rec.write_model_record(path, record)
+    image = tmp_path / "img.png"
+    Image.fromarray(rng.integers(0, 255, (17, 23, 3), dtype=np.uint8)).save(image)
+
+    exported = ExportedModel(path)
+    x = np.fromfile(str(image), dtype=np.uint8)
+    for op in eval_transforms(8, eval_resize="shorter", crop_pct=0.8)[:-2]:   # decode, resize, crop
+        x = op(x)
+    x = ((np.asarray(x, np.float32) - [120.0, 110.0, 100.0]) / [50.0, 60.0, 70.0]).transpose(2, 0, 1)
+    np.testing.assert_allclose(exported.preprocess(image), x, rtol=1e-5, atol=1e-5)   # the record's mean/std
+    logits = (w @ np.asarray(x, np.float32).reshape(-1))[None]
+    (pred,) = exported.predict([image], topk=3)
+    expected = softmax(logits, 2.0)[0]
+    assert [c for c, _, _ in pred["top"]] == list(np.argsort(-expected))
+    assert [n for _, n, _ in pred["top"]] == [["a", "b", "c"][c] for c in np.argsort(-expected)]
+    np.testing.assert_allclose([p for _, _, p in pred["top"]], np.sort(expected)[::-1], rtol=1e-4)
+    flipped = (w @ np.ascontiguousarray(np.asarray(x)[..., ::-1]).reshape(-1))[None]
+    (tta,) = exported.predict([image], topk=1, tta="flip")
+    assert tta["top"][0][2] == pytest.approx(float(softmax((logits + flipped) / 2, 2.0).max()), rel=1e-4)
