@@ -6,7 +6,7 @@ makes them match better.
 * ``reliability(logits, labels, bins=15, temperature)``: per equal-width confidence bin ``(lo, hi]`` the
   image count, accuracy and mean confidence of the top-1 prediction, and the expected calibration error
   ``ECE = sum_b |B_b|/N * |acc_b - conf_b|`` (Guo et al., 2017, 15 bins); ``expected_calibration_error`` is
-  its ECE alone;
+  its ECE alone; ``calibration_sums`` / ``reliability_from_sums`` the same from sums over batches and ranks;
 * ``fit_temperature(logits, labels)``: the T > 0 that minimises the NLL of ``softmax(logits / T)`` on held-out
   logits. With ``b = 1/T`` the NLL is convex in ``b`` (a log-sum-exp of linear functions minus a linear one)
   and its derivative ``mean(E_p[z] - z_y)`` is increasing, so the minimum is found by bisection on the sign of
@@ -30,7 +30,7 @@ import numpy as np
 from src.errors import ModelRecordError
 
 __all__ = ["DEFAULT_BINS", "CALIBRATION_FORMAT", "CALIBRATION_VERSION", "softmax", "log_softmax", "nll",
-           "reliability", "expected_calibration_error", "fit_temperature", "TemperatureFit",
+           "reliability", "calibration_sums", "reliability_from_sums", "expected_calibration_error", "fit_temperature", "TemperatureFit",
            "calibration_record", "validate_calibration", "write_calibration", "read_calibration",
            "default_calibration_path", "plot_reliability"]
 
@@ -115,6 +115,43 @@ def reliability(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
             "confidence": mean_conf.tolist(), "ece": ece, "nll": nll(z, y, temperature),
             "accuracy_top1": float(correct.mean()), "mean_confidence": float(conf.mean()),
             "temperature": float(temperature), "images": n}
+
+
+def calibration_sums(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
+    """Additive statistics of a batch, ``float64 [3 * bins + 2]``: per bin the image count, the sum of the top-1
+    confidences and of the top-1 hits, then the summed NLL and the image count. Sum them over batches and ranks
+    (e.g. ``src.analysis.metrics.SumAcrossRanks``) and ``reliability_from_sums`` gives what ``reliability`` gives
+    for all the images at once."""
+    z, y = _check(logits, labels)
+    lp = log_softmax(z, temperature)
+    p = np.exp(lp)
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    index = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, int(bins) - 1)
+    return np.concatenate([np.bincount(index, minlength=bins), np.bincount(index, weights=conf, minlength=bins),
+                           np.bincount(index, weights=correct, minlength=bins),
+                           [-lp[np.arange(len(y)), y].sum(), len(y)]]).astype(np.float64)
+
+
+def reliability_from_sums(sums, bins=DEFAULT_BINS, temperature=1.0):
+    """``reliability``'s dict from summed ``calibration_sums``."""
+    sums = np.asarray(sums, dtype=np.float64)
+    bins = int(bins)
+    if sums.shape != (3 * bins + 2,):
+        raise ValueError(f"expected {3 * bins + 2} sums for {bins} bins, got shape {sums.shape}")
+    count, conf_sum, hit_sum = sums[:bins], sums[bins:2 * bins], sums[2 * bins:3 * bins]
+    n = sums[-1]
+    if n <= 0:
+        raise ValueError("no images in the calibration sums")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc, mean_conf = hit_sum / count, conf_sum / count
+    filled = count > 0
+    ece = float(np.sum(count[filled] / n * np.abs(acc[filled] - mean_conf[filled])))
+    return {"bins": bins, "edges": np.linspace(0.0, 1.0, bins + 1).tolist(), "count": count.astype(np.int64).tolist(),
+            "accuracy": acc.tolist(), "confidence": mean_conf.tolist(), "ece": ece, "nll": float(sums[-2] / n),
+            "accuracy_top1": float(hit_sum.sum() / n), "mean_confidence": float(conf_sum.sum() / n),
+            "temperature": float(temperature), "images": int(n)}
 
 
 def expected_calibration_error(logits, labels, bins=DEFAULT_BINS, temperature=1.0):

@@ -110,3 +110,13 @@ def test_reliability_diagram_png(tmp_path):
     path = cal.plot_reliability(before, tmp_path / "reliability.png", after=after)
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size[0] > 300
+
+
+def test_sums_over_batches_give_the_same_reliability():
+    z, y = _toy(n=257)
+    whole = cal.reliability(z * 3, y, temperature=1.5)
+    sums = sum(cal.calibration_sums(z[i:i + 50] * 3, y[i:i + 50], temperature=1.5) for i in range(0, 257, 50))
+    parts = cal.reliability_from_sums(sums, temperature=1.5)
+    for key in ("ece", "nll", "accuracy_top1", "mean_confidence", "images"):
+        assert parts[key] == pytest.approx(whole[key], rel=1e-12), key
+    assert parts["count"] == whole["count"]
