@@ -182,6 +182,10 @@ def sensitivity(fp32_pre, int8_path, batches, worst):
     return [(t, producer[t][0], producer[t][1], float(s)) for s, t in ranked[:worst]]
 
 
+def _say(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def accuracy_rows(a, size, folder):
     """Every accuracy row of one (checkpoint, size)."""
     import numpy as np
@@ -196,6 +200,7 @@ def accuracy_rows(a, size, folder):
     t0 = time.time()
     ref = run_onnx_batches(fp32, one, threads=a.threads).astype(np.float64)
     rows = [dict(model="FP32 ONNX (onnxruntime)", **metrics(ref, labels))]
+    _say(f"{size} px: FP32 ONNX top-1 {rows[0]['top1']:.4f} on {len(labels)} held-out images")
     ms_logits = mindspore_logits(a.ckpt, images)
     rows.append(dict(model="FP32 MindSpore eval", **metrics(ms_logits, labels, ref)))
     flipped = run_onnx_batches(fp32, [flip_images(b) for b in one], threads=a.threads)
@@ -212,6 +217,7 @@ def accuracy_rows(a, size, folder):
         label = {"full": "INT8 ONNX, all ops (QDQ)", "convs": "INT8 ONNX, Conv/Gemm only"}[variant]
         rows.append(dict(model=label, path=path, **metrics(run_onnx_batches(path, one, threads=a.threads), labels,
                                                            ref)))
+        _say(f"{size} px: {label} top-1 {rows[-1]['top1']:.4f}, agreement {rows[-1]['agreement']:.4f}")
     worst = []
     if a.sensitivity and full:
         worst = sensitivity(pre, full, [images[i:i + 1] for i in range(0, min(len(images), 64))], a.sensitivity)
