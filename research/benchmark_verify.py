@@ -1,7 +1,7 @@
 """Cost of the full decode check (``src.data.verify``): per 1000 files, cold and warm page cache, manifest hit.
 
-    python tools/benchmark_verify.py --data_dir /tmp/verify_bench --make_photos 1000 --workers 1 2
-    python tools/benchmark_verify.py --data_dir /data/imagenet/train --limit 5000 --decoders mindspore
+    python research/benchmark_verify.py --data_dir /tmp/verify_bench --make_photos 1000 --workers 1 2
+    python research/benchmark_verify.py --data_dir /data/imagenet/train --limit 5000 --decoders mindspore
 
 For each decoder (``mindspore``: the pipeline's ``vision.Decode``; ``pil``; ``cheap``: the head/tail check
 only) and worker count it times ``verify_images`` over the files three ways:
@@ -29,6 +29,8 @@ os.environ.setdefault("GLOG_v", "3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from benchmarks.data import evict  # noqa: E402
 
 IMAGENET_TRAIN = 1281167
 
@@ -70,19 +72,6 @@ def _cpu():
     return t.user + t.system + t.children_user + t.children_system
 
 
-def evict(paths):
-    """Drop these files' pages from the page cache (clean pages only; nothing else is touched)."""
-    for p in paths:
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def cached_fraction(paths, sample=200):
     """Fraction of the sampled files' bytes in the page cache (util-linux ``fincore``); None without it."""
     import shutil
@@ -97,15 +86,25 @@ def cached_fraction(paths, sample=200):
 
 
 def time_verify(paths, decoder, workers, manifest=None, root=None):
-    """(wall s, CPU s with the workers, stats) of one check from a cold start: the workers kept for a next
-    call are ended first and after (so that each run pays one start-up, and their CPU time is counted)."""
-    from src.data.verify import shutdown_workers, verify_images
-    shutdown_workers()
+    """(wall s, CPU s of this process and of the check's workers, stats) of one check. The first check of a
+    process also starts the forkserver, which imports the decoder once (``forkserver_cpu``)."""
+    from src.data.verify import verify_images
     st = {}
     c0, t0 = _cpu(), time.perf_counter()
     verify_images(paths, workers=workers, manifest=manifest, root=root, decoder=decoder, stats=st)
-    shutdown_workers()
-    return time.perf_counter() - t0, _cpu() - c0, st
+    return time.perf_counter() - t0, _cpu() - c0 + st.get("cpu_s", 0.0), st
+
+
+def forkserver_cpu():
+    """CPU seconds the check's forkserver process has used (its decoder import), from /proc; None if unknown."""
+    from multiprocessing import forkserver
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
 
 
 def manifest_scale(n=IMAGENET_TRAIN):
@@ -116,9 +115,10 @@ def manifest_scale(n=IMAGENET_TRAIN):
     m = Manifest(path, d, "mindspore")
     for i in range(n):
         syn = f"n{1440764 + i % 1000:08d}"
-        m.entries[f"{syn}/{syn}_{i}.JPEG"] = (110000 + i % 5000, 1600000000000000000 + i, "ok", "jpeg")
+        m.entries[f"{syn}/{syn}_{i}.JPEG"] = (110000 + i % 5000, 1600000000000000000 + i, "ok", "jpeg",
+                                              (i * 2654435761) % 2 ** 32)
     t0 = time.perf_counter()
-    m.write(merge=False)
+    m.write()
     t1 = time.perf_counter()
     m2 = Manifest(path, d, "mindspore").load()
     t2 = time.perf_counter()
@@ -136,7 +136,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data_dir", required=True)
     p.add_argument("--make_synthetic", type=int, default=0, metavar="N",
-                   help="first write N photo-like 500x375 JPEGs (tools/benchmark_data.py) if the folder is empty")
+                   help="first write N photo-like 500x375 JPEGs (benchmarks/data.py) if the folder is empty")
     p.add_argument("--make_photos", type=int, default=0, metavar="N",
                    help="first write N JPEGs cut from scikit-image's photos (ImageNet-like sizes, ~110 KB)")
     p.add_argument("--limit", type=int, default=0, help="use the first N files only")
@@ -152,7 +152,7 @@ def main(argv=None):
         kb = make_photos(args.data_dir, args.make_photos) / 1024
         print(f"wrote {args.make_photos} photo JPEGs (mean {kb:.0f} KB) to {args.data_dir}")
     if args.make_synthetic and not (os.path.isdir(args.data_dir) and os.listdir(args.data_dir)):
-        from tools.benchmark_data import make_synthetic
+        from benchmarks.data import make_synthetic
         kb = make_synthetic(args.data_dir, args.make_synthetic) / 1024
         print(f"wrote {args.make_synthetic} JPEGs (500x375, mean {kb:.0f} KB) to {args.data_dir}")
     from tools.verify_dataset import list_files
@@ -164,10 +164,14 @@ def main(argv=None):
     load = os.getloadavg()
     print(f"{n} files, mean {mean_kb:.0f} KB; cpus {len(os.sched_getaffinity(0))}; load average "
           f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    fs_wall = time_verify(paths[:1], args.decoders[0], 1)[0]
+    fs_cpu = forkserver_cpu()
+    print(f"first check of the process: {fs_wall:.2f} s wall (the forkserver imports the decoder once: "
+          f"{'?' if fs_cpu is None else f'{fs_cpu:.2f}'} CPU-s)")
     rows = []
     for dec in args.decoders:
         for w in (args.workers if dec != "cheap" else [1]):
-            # start-up: one tiny run
+            # start-up: one tiny run (forks the workers)
             s_wall, s_cpu, _ = time_verify(paths[:w], dec, w)
             evict(paths)
             frac = cached_fraction(paths)
