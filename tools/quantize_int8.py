@@ -115,9 +115,8 @@ def _run(args):
     if not os.path.isdir(args.calib_data_dir):
         raise DatasetError(f"--calib_data_dir={args.calib_data_dir}: no such folder")
     output = args.output or os.path.splitext(model)[0] + ".int8.onnx"
-    output = check_output_file(output, "output")
-    if output == model:
-        raise ConfigError(f"--output={args.output} is the input model; choose another file name")
+    output = check_output_file(output, "output", inputs=[model, args.calib_data_dir] + ([args.ckpt_file] if
+                                                                                        args.ckpt_file else []))
     record, where = _record_for(model, args.ckpt_file)
     print(f"model record: {where}: {describe_record(record)}")
     batch = int(record["input"]["shape"][0])

@@ -73,28 +73,21 @@ def select_calibration_images(data_dir, num_images, seed=0):
     return [p for p, _ in chosen], [int(lb) for _, lb in chosen], class_to_idx
 
 
-def calibration_batches(data_dir, record, num_images=300, batch_size=1, seed=0, verify_manifest=""):
+def calibration_batches(data_dir, record, num_images=300, batch_size=1, seed=0):
     """The calibration inputs: a list of float32 NCHW arrays of ``batch_size`` images each (the last one
     padded by repeating images when ``batch_size`` does not divide the count, since an exported model has a
     fixed batch), preprocessed by the eval pipeline as ``record`` (a model record) says."""
     from src.data.pipeline import create_dataset
     from src.deploy.record import record_preprocess
-    from src.utils.paths import write_lines
 
-    rel_paths, labels, class_to_idx = select_calibration_images(data_dir, num_images, seed)
+    rel_paths, _, _ = select_calibration_images(data_dir, num_images, seed)
     image_size, eval_resize, crop_pct = record_preprocess(record)
-    tmp = tempfile.mkdtemp(prefix="cspdarknet53_calib_")
-    try:
-        list_path = os.path.join(tmp, "calibration_list.txt")
-        write_lines(list_path, [f"{p} {lb}" for p, lb in zip(rel_paths, labels)])
-        bundle = create_dataset(os.fspath(data_dir), image_size, int(batch_size), mode="eval", data_list=list_path,
-                                eval_resize=eval_resize, crop_pct=crop_pct, class_to_idx=class_to_idx,
-                                shuffle=False, drop_remainder=False, verify_manifest=verify_manifest,
-                                where=f"calibration images of {data_dir}")
-        images = np.concatenate([np.asarray(b[0]) for b in bundle.dataset.create_tuple_iterator(
-            num_epochs=1, output_numpy=True)])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    files = [os.path.join(os.fspath(data_dir), p) for p in rel_paths]
+    bundle = create_dataset("", image_size, int(batch_size), mode="eval", files=files, eval_resize=eval_resize,
+                            crop_pct=crop_pct, shuffle=False, drop_remainder=False,
+                            where=f"{len(files)} calibration images of {data_dir}")
+    images = np.concatenate([np.asarray(b[0]) for b in bundle.dataset.create_tuple_iterator(
+        num_epochs=1, output_numpy=True)])
     n = len(images)
     pad = (-n) % int(batch_size)
     if pad:
