@@ -85,11 +85,25 @@ def held_out(val_dir, record):
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
-def mindspore_logits(ckpt, images, batch=50):
+def mindspore_setup(threads):
+    """eval.py's CPU settings (oneDNN capped at AVX2 on AVX-512 CPUs: its 3x3 convolutions are otherwise
+    its scalar reference kernel, 20-150x slower), before MindSpore runs anything; returns the network rewrites."""
+    from src.utils.perf import apply_cpu_performance_settings, recommended_settings, split_settings
+
+    process, network = split_settings(recommended_settings("infer"))
+    apply_cpu_performance_settings(threads=threads or None, **process)
+    return network
+
+
+def mindspore_logits(ckpt, images, network_settings, batch=50):
+    """MindSpore eval's logits (the recommended inference rewrites: BN folded, fused Mish)."""
     import numpy as np
     import mindspore as ms
 
+    from src.utils.perf import prepare_network
+
     net, _, _ = _build(ckpt)
+    prepare_network(net, train=False, **network_settings)
     return np.concatenate([net(ms.Tensor(images[i:i + batch])).asnumpy() for i in range(0, len(images), batch)])
 
 
@@ -201,7 +215,7 @@ def accuracy_rows(a, size, folder):
     ref = run_onnx_batches(fp32, one, threads=a.threads).astype(np.float64)
     rows = [dict(model="FP32 ONNX (onnxruntime)", **metrics(ref, labels))]
     _say(f"{size} px: FP32 ONNX top-1 {rows[0]['top1']:.4f} on {len(labels)} held-out images")
-    ms_logits = mindspore_logits(a.ckpt, images)
+    ms_logits = mindspore_logits(a.ckpt, images, a.network_settings)
     rows.append(dict(model="FP32 MindSpore eval", **metrics(ms_logits, labels, ref)))
     flipped = run_onnx_batches(fp32, [flip_images(b) for b in one], threads=a.threads)
     extra = calibration_and_tta(ref, flipped, labels)
@@ -417,6 +431,7 @@ def main(argv=None):
     for key in ("ckpt", "train_dir", "val_dir"):
         if not getattr(a, key):
             p.error(f"--{key} is required")
+    a.network_settings = mindspore_setup(a.threads)
     a.variants = [v for v in a.variants.split(",") if v]
     a.batch_list = [int(b) for b in a.batches.split(",")]
     _, info, resolved = _build(a.ckpt)
