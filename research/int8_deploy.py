@@ -165,6 +165,23 @@ def calibration_and_tta(fp32_logits, flipped_logits, labels):
             "ece_tta_after": tta_after["ece"]}
 
 
+def layer_of(model, node_name):
+    """The network layer a node of the exported graph belongs to: the parameter name of its own weight, or of
+    the nearest convolution above it (MindSpore exports parameter names; BN folding prefixes them)."""
+    weights = {i.name for i in model.graph.initializer}
+    by_name = {n.name: n for n in model.graph.node}
+    producer = {out: n for n in model.graph.node for out in n.output}
+    node, hops = by_name.get(node_name), 0
+    start = node.op_type if node is not None else "?"
+    while node is not None and hops < 8:
+        for name in node.input:
+            if name in weights and name.endswith("weight") or "_W_" in name:
+                return name.replace("ConvBnFusion_W_", "") + ("" if hops == 0 else f", the {start} after it")
+        node = next((producer[i] for i in node.input if i in producer), None)
+        hops += 1
+    return "?"
+
+
 def sensitivity(fp32_pre, int8_path, batches, worst):
     """The ``worst`` activations by the SQNR (dB) of their own quantization (float tensor vs its Q/DQ), from
     onnxruntime's qdq_loss_debug over ``batches``; [(tensor, producing node, op type, SQNR)]."""
@@ -193,7 +210,7 @@ def sensitivity(fp32_pre, int8_path, batches, worst):
         acts_q = collect_activations(aug_q, Reader(name))
     errors = compute_activation_error(create_activation_matching(acts_q, acts_f))
     ranked = sorted(((v["qdq_err"], t) for t, v in errors.items() if "qdq_err" in v and t in producer))
-    return [(t, producer[t][0], producer[t][1], float(s)) for s, t in ranked[:worst]]
+    return [(t, producer[t][0], producer[t][1], float(s), layer_of(model, producer[t][0])) for s, t in ranked[:worst]]
 
 
 def _say(message):
@@ -385,7 +402,7 @@ def markdown(report):
                      f"{c['ece_tta']:.4f}.")
         if acc["worst_activations"]:
             lines.append("\nWorst-quantized activations (SQNR of their own Q/DQ, dB): " + ", ".join(
-                f"{op} `{node}` {s:.1f}" for _, node, op, s in acc["worst_activations"]))
+                f"{w[2]} `{w[1]}` {w[3]:.1f}" + (f" ({w[4]})" if len(w) > 4 else "") for w in acc["worst_activations"]))
     if report.get("speed"):
         lines.append("\n| model | px | batch | img/s | CPU s/img | peak MB | load before/after |")
         lines.append("|---|---|---|---|---|---|---|")
