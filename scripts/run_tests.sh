@@ -12,7 +12,7 @@
 #
 # Usage: bash scripts/run_tests.sh [TIER | PYTEST_ARGS...]
 #   bash scripts/run_tests.sh                     the whole suite (every tier)
-#   bash scripts/run_tests.sh unit                one tier: unit, reference or e2e (= tests/<tier>)
+#   bash scripts/run_tests.sh unit                one tier: a folder of tests/ (unit, e2e, ...)
 #   bash scripts/run_tests.sh unit -x -k config   a tier, then any pytest arguments
 #   bash scripts/run_tests.sh tests/e2e/test_scripts.py -m e2e   paths relative to the repository
 # Environment:
@@ -28,7 +28,6 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CSPDARKNET53_TEST_VENV:-$REPO/.venv-test}"
 PYTHON_BIN="${PYTHON_BIN:-python3}"
-TIERS="unit reference e2e"
 
 usage() { sed -n '14,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 say() { echo "run_tests.sh: $*"; }
@@ -42,12 +41,13 @@ VENV="$(realpath -m -- "$VENV")"
 [ "$VENV" != "$(realpath -m -- "$REPO/.venv")" ] \
   || die_usage "CSPDARKNET53_TEST_VENV is the runtime environment $REPO/.venv; the tests need their own (default $REPO/.venv-test)"
 
-# A tier name first is its folder; the rest goes to pytest as it is.
-if [ $# -gt 0 ] && [[ " $TIERS all " == *" $1 "* ]]; then
+# A bare word first is a tier, i.e. a folder of tests/ ("all": every tier); the rest goes to pytest as it is.
+if [ $# -gt 0 ] && [[ "$1" =~ ^[a-z][a-z0-9_]*$ ]] && [ "$1" != tests ]; then
   tier="$1"
   shift
   if [ "$tier" != all ]; then
-    [ -d "$REPO/tests/$tier" ] || die_usage "tier '$tier': no folder tests/$tier"
+    tiers="$(cd "$REPO/tests" && find . -mindepth 2 -maxdepth 2 -name 'test_*.py' | cut -d/ -f2 | sort -u | paste -sd ' ')"
+    [ -d "$REPO/tests/$tier" ] || die_usage "tier '$tier': no folder tests/$tier (the tiers: ${tiers:-none} or all)"
     set -- "tests/$tier" "$@"
   fi
 fi
