@@ -7,7 +7,7 @@ LINE = re.compile(r"^(\S+)\s+ours ([+-][\d.]+)\s+torchvision ([+-][\d.]+)\s+diff
 
 
 def test_augmentation_statistics_of_both_pipelines(run_script, make_tiny_data, tmp_path):
-    pytest.importorskip("torchvision", reason="reference tool needs torchvision (requirements-test.txt)")
+    pytest.importorskip("torchvision", reason="reference tool needs torchvision (requirements-reference.txt)")
     data = make_tiny_data(3, 8, 40)
     proc = run_script("tools/augmentation_parity.py", [data, "--size", "32", "--files", "12", "--per_image", "4",
                                                        "--jitter", "0,0,0"], cwd=tmp_path, timeout=300)
