@@ -52,3 +52,16 @@ class ExportError(UserError):
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite (exit status 3): the message names the step, lr and last checkpoint."""
+
+
+class Stopped(Exception):
+    """The job was stopped by a signal (SIGTERM from a scheduler before preemption, SIGINT from Ctrl-C): the
+    entry scripts exit with 128 + the signal number (143, 130) and the message says what was kept."""
+
+    def __init__(self, signum, message=""):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_status = 128 + self.signum
+        name = signal.Signals(self.signum).name
+        super().__init__(message or f"stopped by {name} before finishing; nothing was written")

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from src.analysis.metrics import SumAcrossRanks
+from src.utils import signals
 
 __all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision"]
 
@@ -119,7 +120,7 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True
     seen_shapes = set()
     all_logits, all_labels = [], []
     start = previous_end = time.perf_counter()
-    for images, labels in ds.create_tuple_iterator(output_numpy=True, num_epochs=1):
+    for images, labels in signals.guarded(ds.create_tuple_iterator(output_numpy=True, num_epochs=1)):
         if limit is not None and total >= limit:
             continue  # padding at the end of a shard: iterate to the end, count nothing
         logits = net(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy().astype(np.float32)

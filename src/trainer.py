@@ -35,6 +35,7 @@ from src.data import save_class_index
 from src.errors import ConfigError, DatasetError, NonFiniteLoss
 from src.utils.paths import json_dumps
 from src.reporting import record_step
+from src.utils import signals
 from src.utils.seeding import seed_everything, set_augmentation_seed
 
 __all__ = ["NonFiniteLoss", "TrainingSetup", "build_training", "train_one_epoch", "validate", "fit",
@@ -167,7 +168,7 @@ def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=
     setup.data.set_epoch(epoch)
     progress.epoch_begin()
     losses = []
-    for i, (images, labels) in enumerate(setup.data.dataset.create_tuple_iterator(num_epochs=1), 1):
+    for i, (images, labels) in enumerate(signals.guarded(setup.data.dataset.create_tuple_iterator(num_epochs=1)), 1):
         loss, overflow, scale = setup.step(images, labels)
         if setup.ema is not None:
             setup.ema()

@@ -67,8 +67,32 @@ def _error(key, value, reason):
     return ConfigError(f"{key}={value!r}: {reason}")
 
 
-def check_output_dir(path, key, value=None):
-    """Raises ``ConfigError`` naming ``key`` when the folder ``path`` cannot be created or written.
+def _inside(path, folder):
+    """Whether ``path`` is ``folder`` or lies under it (both absolute, symbolic links resolved)."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def _check_not_input(full, key, value, inputs):
+    """Raises ``ConfigError`` when ``full`` is one of ``inputs`` (files or folders the run reads) or lies
+    inside an input folder: an output must never replace what the run reads, nor mix with its data."""
+    real = os.path.realpath(full)
+    for given in inputs or ():
+        if not given:
+            continue
+        source = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(given))))
+        if real == source or (os.path.exists(real) and os.path.exists(source) and os.path.samefile(real, source)):
+            raise _error(key, value, f"is one of this run's inputs ({given}); choose another output path")
+        if os.path.isdir(source) and _inside(real, source):
+            raise _error(key, value, f"lies inside the input folder {given}; outputs never go into the data "
+                                     "or checkpoints a run reads")
+
+
+def check_output_dir(path, key, value=None, inputs=()):
+    """Raises ``ConfigError`` naming ``key`` when the folder ``path`` cannot be created or written, or is
+    one of ``inputs`` / lies inside an input folder (see ``check_output_file``).
 
     Nothing is left behind: the folder is not created (the first existing folder on the way is probed
     with a temporary file, removed at once). Root ignores permission bits, so the probe is a real write:
@@ -77,6 +101,7 @@ def check_output_dir(path, key, value=None):
     """
     value = path if value is None else value
     full = os.path.abspath(os.path.expanduser(os.fspath(path) or "."))
+    _check_not_input(full, key, value, inputs)
     base = _nearest_existing(full)
     if not os.path.isdir(base):
         what = "is a file" if os.path.exists(base) else "is a broken link"
@@ -90,11 +115,27 @@ def check_output_dir(path, key, value=None):
     return full
 
 
-def check_output_file(path, key):
-    """Raises ``ConfigError`` naming ``key`` when the file ``path`` cannot be written (its folder cannot be
-    created or written, or ``path`` is a folder)."""
+def check_output_file(path, key, inputs=(), ours=None):
+    """The one guard for every file the project writes, called before any work; returns the absolute path.
+
+    Raises ``ConfigError`` naming ``key`` when ``path``:
+      * is a folder, or an existing file that is not a regular file (a device node, FIFO or socket);
+      * is one of the run's ``inputs`` (data, checkpoints, configs, images: files or folders) or lies inside
+        an input folder;
+      * exists and ``ours`` (a predicate) says it is not a file this project wrote (e.g. a manifest path that
+        names a user's text file). ``ours=None``: writing that file is the key's documented purpose, and the
+        writer replaces it atomically (``write_text_atomic``), so a reader never sees half of it;
+      * cannot be written (its folder cannot be created or written).
+    """
     full = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if os.path.isdir(full):
         raise _error(key, path, "is a folder; expected a file name")
+    if os.path.lexists(full) and not os.path.isfile(full):
+        raise _error(key, path, "exists and is not a regular file (a device, FIFO, socket or broken link); "
+                                "it is left alone")
+    _check_not_input(full, key, path, inputs)
+    if ours is not None and os.path.exists(full) and not ours(full):
+        raise _error(key, path, "exists and was not written by this project; it is left alone (remove it or "
+                                "choose another path)")
     check_output_dir(os.path.dirname(full), key, value=path)
     return full
