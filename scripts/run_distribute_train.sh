@@ -53,7 +53,7 @@ path, server_id, local_ips = sys.argv[1], sys.argv[2], sys.argv[3].split()
 def fail(msg):
     print(f"rank table {path}: {msg}")
     sys.exit(1)
-LIMITS = {"rank_id": 2**31 - 1, "device_id": 4095}  # device_id: MindSpore's range
+LIMITS = {"rank_id": 65535, "device_id": 4095}  # as src/config.py bounds RANK_ID and DEVICE_ID
 def index(entry, key):
     """entry[key] as an int: a whole number, written as a JSON number or a string of digits, within LIMITS."""
     value = entry[key]

@@ -56,6 +56,8 @@ NODE_NUM=$((10#$NODE_NUM))
 DEVICE_NUM=$((10#$DEVICE_NUM))
 { is_uint "$NODE_RANK" && [ "${#NODE_RANK}" -le 4 ] && [ "$((10#$NODE_RANK))" -lt "$NODE_NUM" ]; } \
   || die_usage "NODE_RANK must be in 0..$((NODE_NUM - 1)), got '$NODE_RANK'"
+[ $((DEVICE_NUM * NODE_NUM)) -le 65536 ] \
+  || die_usage "DEVICE_NUM x NODE_NUM must be at most 65536 workers, got $DEVICE_NUM x $NODE_NUM"
 if [ "$NODE_NUM" -gt 1 ]; then
   [ -n "${MASTER_ADDR:-}" ] || die_usage "NODE_NUM=$NODE_NUM: set MASTER_ADDR to the address of node 0"
   MASTER_PORT="${MASTER_PORT:-8118}"

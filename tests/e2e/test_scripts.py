@@ -89,6 +89,8 @@ def test_other_argument_errors(tmp_path, tiny_data):
         _assert_usage_error(_run([MSRUN, bad, data, "CPU"], tmp_path), "DEVICE_NUM must be an integer in 1..4096")
     _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM="99999999999999999999"),
                         "NODE_NUM must be an integer in 1..4096")
+    _assert_usage_error(_run([MSRUN, "4096", data, "CPU"], tmp_path, NODE_NUM="17", NODE_RANK="0", MASTER_ADDR="10.0.0.1"),
+                        "at most 65536 workers")
     for port in ("0", "65536", "http"):
         _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, MASTER_PORT=port), "MASTER_PORT must be a port")
     _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, EXIT_GRACE_S="1" + "0" * 30), "EXIT_GRACE_S")
@@ -120,7 +122,7 @@ def test_other_argument_errors(tmp_path, tiny_data):
                               ('"4096"', "device_id 4096 is out of range 0..4095"),
                               ('"99999999999999999999"', "is out of range 0..4095"))],
     ('{"group_list": [{"instance_list": [{"server_id": "a", "rank_id": "%s", "devices": [{"device_id": "0"}]}]}]}'
-     % ("9" * 5000), "rank_id 99999999999999999999... is out of range"),
+     % ("9" * 5000), "rank_id 99999999999999999999... is out of range 0..65535"),
 ])
 def test_bad_rank_table(tmp_path, tiny_data, content, message):
     table = tmp_path / "rank_table.json"
