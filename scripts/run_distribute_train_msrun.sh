@@ -122,7 +122,9 @@ show_cmd "${cmd[@]}" > msrun_cmd.txt
 MSRUN_PID=$!
 TAIL_PID=""
 if [ "${QUIET:-0}" != 1 ]; then
-  tail -n +1 -F --pid="$MSRUN_PID" "$MSRUN_LOG" 2>/dev/null &
+  # msrun copies the workers' logs to its output; MindSpore's cluster code logs "[INFO] DISTRIBUTED(...)"
+  # lines at exit whatever GLOG_v says: the console leaves out INFO/DEBUG lines (msrun.log keeps them)
+  tail -n +1 -F --pid="$MSRUN_PID" "$MSRUN_LOG" 2>/dev/null | grep --line-buffered -v -E '^\[(INFO|DEBUG)\] [A-Z_]+\(' &
   TAIL_PID=$!
 fi
 
