@@ -57,14 +57,23 @@ class HostFeeder:
         set_augmentation_seed(seed, rank, epoch, group_size)
         self.data.set_epoch(epoch)
         self.iterator = self.data.dataset.create_tuple_iterator(num_epochs=1)
+        self.samples = 0
 
     def run(self, count):
-        for _ in range(count):
-            images, labels = next(self.iterator)
-            self.sink_step(images, labels)
+        """Runs up to ``count`` steps; returns how many ran (fewer when the epoch's data ends early)."""
+        for done in range(count):
+            batch = next(self.iterator, None)
+            if batch is None:
+                return done
+            self.samples += batch[0].shape[0]
+            self.sink_step(*batch)
+        return count
 
     def end_epoch(self):
+        for batch in self.iterator or ():  # to the end, so that the epoch's sample count is complete
+            self.samples += batch[0].shape[0]
         self.iterator = None
+        return self.samples
 
 
 class DeviceFeeder:
@@ -88,9 +97,10 @@ class DeviceFeeder:
         if count != self.sink_size:
             raise ValueError(f"a device sink runs {self.sink_size} steps, asked for {count}")
         self.run_fn()
+        return count
 
     def end_epoch(self):
-        pass
+        return None  # the device queue runs on through the epochs: no per-epoch count on the host
 
 
 class SinkRunner:
@@ -129,16 +139,20 @@ def train_one_epoch_sink(setup, epoch, seed, ctx, progress, log, last_saved=None
     size = runner.sink_size
     runner.feeder.begin_epoch(epoch, seed, ctx.rank, ctx.group_size)
     progress.epoch_begin()
-    losses = []
+    losses, samples = [], None
     try:
         for first in range(0, steps_per_epoch, size):
             runner.step.reset_records()
-            runner.feeder.run(size)
+            ran = runner.feeder.run(size)
             values, overflows, scales = runner.step.read_records(size)
-            for j in range(size):
+            for j in range(ran):
                 record_step(setup, epoch, first + j + 1, float(values[j]), bool(overflows[j]), float(scales[j]),
                             losses, progress, log, last_saved, tb,
                             where=f"; sink mode: the sink of steps {first + 1}-{first + size} ran to its end")
+            if ran < size:
+                break
     finally:
-        runner.feeder.end_epoch()
+        samples = runner.feeder.end_epoch()
+    if samples is not None:
+        setup.data.account(samples, f"epoch {epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
     return float(np.mean(losses)) if losses else float("nan")

@@ -167,13 +167,15 @@ def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=
     set_augmentation_seed(seed, ctx.rank, epoch, ctx.group_size)
     setup.data.set_epoch(epoch)
     progress.epoch_begin()
-    losses = []
+    losses, samples = [], 0
     for i, (images, labels) in enumerate(signals.guarded(setup.data.dataset.create_tuple_iterator(num_epochs=1)), 1):
+        samples += images.shape[0]
         loss, overflow, scale = setup.step(images, labels)
         if setup.ema is not None:
             setup.ema()
         record_step(setup, epoch, i, float(loss.asnumpy()), bool(overflow.asnumpy()), scale, losses, progress, log,
                     last_saved, tb)
+    setup.data.account(samples, f"epoch {epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
     return float(np.mean(losses)) if losses else float("nan")
 
 
