@@ -8,7 +8,8 @@
 # The model's own record (ONNX metadata, or <model>.json beside a MINDIR) gives the input size, the eval
 # preprocessing and the class names: the label file numbers the class folders by those names and acc.log
 # lists per-class accuracy with them.
-# Env: PYTHON (default python3), THREADS (ORT_CPU threads, default 0 = ONNX Runtime default),
+# Env: PYTHON (default: the repository's .venv, else python3/python on PATH; see scripts/common.sh),
+#      THREADS (ORT_CPU threads, default 0 = ONNX Runtime default),
 #      RESIZE/CROP (overrides: squash side and crop side; default: the model record's),
 #      BUILD_DIR (default ascend310_infer/out), JOBS (default 2).
 set -euo pipefail
@@ -21,9 +22,9 @@ usage() {
   echo "Env: RESIZE=N CROP=N override the model record's preprocessing; THREADS, PYTHON, BUILD_DIR, JOBS"
 }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-# a wrong command line: the error and the usage, exit 2; a failed build or run: the error, exit 1
-die_usage() { echo "error: $*" >&2; usage >&2; exit 2; }
-die() { echo "error: $*" >&2; exit 1; }
+# a wrong command line: the error and the usage, exit 2 (die_usage); a failed build or run: the error, exit 1 (die)
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then die_usage "expected 2 or 3 arguments, got $#"; fi
 abspath() { realpath -m -s -- "$1"; }   # absolute, links kept (the extension picks the engine)
 
@@ -32,22 +33,21 @@ DATA_PATH="$(abspath "$2")"
 DEVICE_ID="${3:-0}"
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
 WORK_DIR="$(pwd)"
 
 [ -f "$MODEL_PATH" ] || die_usage "model file not found: $MODEL_PATH"
 [ -d "$DATA_PATH" ] || die_usage "data folder not found: $DATA_PATH"
-[[ "$DEVICE_ID" =~ ^[0-9]+$ ]] || die_usage "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
+check_uint DEVICE_ID "$DEVICE_ID" 4095
 for var in RESIZE CROP; do
   value="${!var:-}"
-  [ -z "$value" ] || [[ "$value" =~ ^[1-9][0-9]*$ ]] || die_usage "$var must be a positive integer, got '$value'"
+  [ -z "$value" ] || [[ "$value" =~ ^[1-9][0-9]{0,4}$ ]] || die_usage "$var must be a positive integer, got '$value'"
 done
 case "${MODEL_PATH,,}" in
   *.mindir) ENGINE=ASCEND310 ;;
   *.onnx) ENGINE=ORT_CPU ;;
   *) die_usage "cannot tell the engine from '$MODEL_PATH': use a .mindir (Ascend 310) or .onnx (CPU) file" ;;
 esac
-command -v "$PYTHON" >/dev/null 2>&1 || die_usage "$PYTHON not found (set PYTHON=/path/to/python)"
+resolve_python
 for f in create_imagenet2012_label.py postprocess.py; do
   [ -f "$ROOT/$f" ] || die "$ROOT/$f is missing"
 done
@@ -58,7 +58,7 @@ echo "engine: $ENGINE (device $DEVICE_ID), outputs in $WORK_DIR"
 
 export BUILD_DIR="${BUILD_DIR:-$ROOT/ascend310_infer/out}"
 echo "building ascend310_infer ($ENGINE) ... (log: build.log)"
-if ! PYTHON="$PYTHON" bash "$ROOT/ascend310_infer/build.sh" "$ENGINE" > "$WORK_DIR/build.log" 2>&1; then
+if ! PYTHON="$PYTHON_BIN" bash "$ROOT/ascend310_infer/build.sh" "$ENGINE" > "$WORK_DIR/build.log" 2>&1; then
   tail -n 15 "$WORK_DIR/build.log" >&2
   die "build failed (full log: $WORK_DIR/build.log)"
 fi
@@ -83,11 +83,11 @@ if grep -q "^model record: " "$WORK_DIR/infer.log" && ! grep -q "^model record: 
 fi
 
 echo "creating the label file ..."
-"$PYTHON" "$ROOT/create_imagenet2012_label.py" --img_path="$DATA_PATH" --output="$WORK_DIR/imagenet_label.json" \
+"$PYTHON_BIN" "$ROOT/create_imagenet2012_label.py" --img_path="$DATA_PATH" --output="$WORK_DIR/imagenet_label.json" \
   "${RECORD_ARGS[@]}" || die "create_imagenet2012_label.py failed"
 
 echo "scoring ... (acc.log)"
-if ! "$PYTHON" "$ROOT/postprocess.py" --result_path="$WORK_DIR/result_Files" \
+if ! "$PYTHON_BIN" "$ROOT/postprocess.py" --result_path="$WORK_DIR/result_Files" \
       --label_path="$WORK_DIR/imagenet_label.json" ${OUT_DTYPE:+--dtype="$OUT_DTYPE"} "${RECORD_ARGS[@]}" \
       > "$WORK_DIR/acc.log" 2>&1; then
   cat "$WORK_DIR/acc.log" >&2

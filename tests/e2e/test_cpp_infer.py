@@ -569,7 +569,8 @@ def test_run_infer_310_usage_and_engine_errors(tmp_path):
     onnx_model = tmp_path / "net.onnx"
     onnx_model.write_bytes(b"x")
     result = _run(["bash", script, onnx_model, tmp_path], cwd=tmp_path,
-                  env={"ORT_ROOT": str(tmp_path / "no_ort"), "BUILD_DIR": str(tmp_path / "build")})
+                  env={"ORT_ROOT": str(tmp_path / "no_ort"), "BUILD_DIR": str(tmp_path / "build"),
+                       "PYTHON": sys.executable})
     assert result.returncode == 1
     assert "ONNX Runtime headers/library not found" in result.stderr and "install_cxx_deps.sh" in result.stderr
 
