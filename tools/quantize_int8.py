@@ -43,7 +43,7 @@ def _record_for(model, ckpt_file):
     if not ckpt_file:
         raise ModelRecordError(f"{model} has no model record, so its preprocessing is unknown: pass --ckpt_file=CKPT "
                                "(the checkpoint it was exported from) or export it again with this project's export.py")
-    from src.checkpoint import checkpoint_model_info, resolve_model_info
+    from src.checkpoint import checkpoint_model_info
     from src.deploy.quantize import require_onnx_tools
 
     _, onnxruntime, _ = require_onnx_tools()
@@ -55,7 +55,7 @@ def _record_for(model, ckpt_file):
     info = checkpoint_model_info(ckpt_file)
     if info.get("problem"):
         raise ModelRecordError(f"{ckpt_file}: {info['problem']}")
-    arch, num_classes = resolve_model_info(info, "cspdarknet53", 1000)
+    arch, num_classes = info["arch"] or "cspdarknet53", info["num_classes"] or 1000
     record = build_model_record(ckpt_file, arch, num_classes, shape, info=info, file_format="ONNX",
                                 output_dtype="float16" if "float16" in out_type else "float32")
     write_model_record(model, record)

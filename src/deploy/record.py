@@ -76,7 +76,7 @@ def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info=None, 
                        file_format=None):
     """The record of a model exported from ``ckpt_path``.
 
-    ``arch`` / ``num_classes``: what was built (``src.checkpoint.resolve_model_info``). ``input_shape``:
+    ``arch`` / ``num_classes``: what was built (``src.checkpoint.resolve_model``). ``input_shape``:
     ``[N, 3, H, W]`` of the exported graph (the size the model is fed, which may differ from the training size).
     ``info``: ``src.checkpoint.checkpoint_model_info(ckpt_path)`` (read when None). The eval resize mode and
     crop fraction come from ``src.archs.resolve_preprocess`` (``eval_resize`` / ``crop_pct`` / ``given``

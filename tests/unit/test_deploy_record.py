@@ -31,11 +31,11 @@ def _tiny_onnx(path, metadata=None):
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    """A cspdarknet_tiny checkpoint whose metadata (the trainer's writer) records 3 class names, 40 px, shorter
+    """A cspdarknet_tiny checkpoint whose metadata (the training writer) records 3 class names, 40 px, shorter
     resize at crop_pct 0.9."""
     from src.checkpoint import save_checkpoint_atomic
     from src.image_classification import create_model
-    from src.trainer import checkpoint_metadata
+    from src.checkpoint import checkpoint_metadata
 
     net = create_model("cspdarknet_tiny", num_classes=3, seed=0)
     meta = checkpoint_metadata(net, {"image_size": "40,40", "eval_resize": "shorter", "crop_pct": 0.9},
