@@ -26,7 +26,6 @@ import difflib
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Tuple
 
@@ -713,27 +712,13 @@ def load_config(argv=None, config_path=None):
 
 
 def save_config(cfg, path):
-    """Writes the config's values to ``path`` as one YAML mapping, atomically; it loads back with
-    ``--config_path`` to the same values."""
+    """Writes the config's values to ``path`` as one YAML mapping, atomically (with the umask's file mode); it
+    loads back with ``--config_path`` to the same values."""
+    from src.utils.fileio import write_text_atomic
+
     data = cfg.flat()
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_text_atomic(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True),
+                             path)
 
 
 # --------------------------------------------------------------------------- helpers
