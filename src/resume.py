@@ -27,9 +27,9 @@ __all__ = ["CARRIED_OUT", "DELIBERATE", "NOT_TRAIN_KEYS", "resume_config", "trai
            "check_same_classes"]
 
 CARRIED_OUT = frozenset({
-    "ckpt_interval", "ckpt_save_max", "is_save_on_master", "dump_shard_files", "log_interval", "val_interval",
-    "tensorboard_dir", "dataset_sink_mode", "sink_size", "num_parallel_workers", "verify_files", "verify_manifest",
-    "val_data_dir", "device_target", "is_distributed"})
+    "ckpt_interval", "ckpt_save_max", "ckpt_older_weights_only", "is_save_on_master", "dump_shard_files",
+    "log_interval", "val_interval", "tensorboard_dir", "dataset_sink_mode", "sink_size", "num_parallel_workers",
+    "verify_files", "verify_manifest", "val_data_dir", "device_target", "is_distributed"})
 DELIBERATE = frozenset({"max_epoch"})
 #: not read by train.py, or meaningless for a resumed run
 NOT_TRAIN_KEYS = frozenset({

@@ -376,7 +376,8 @@ class Run:
         self.ckpts = None
         if ctx.is_main or not cfg.train.is_save_on_master:
             self.ckpts = CheckpointManager(os.path.join(run_dir, f"ckpt_{ctx.rank}"), ctx.rank, cfg.train.ckpt_save_max,
-                                           steps, [p.name for p in setup.net.get_parameters()], newest=start.checkpoint)
+                                           steps, [p.name for p in setup.net.get_parameters()], newest=start.checkpoint,
+                                           older_weights_only=cfg.train.ckpt_older_weights_only)
             if self.ckpts.removed_partials:
                 log.info("removed %d temporary file(s) of unfinished checkpoint saves: %s",
                          len(self.ckpts.removed_partials),

@@ -88,9 +88,9 @@ class CheckpointManager:
     """Saves a run's ``<rank>-<epoch>_<step>.ckpt`` and ``best.ckpt`` atomically, and keeps its folder small.
 
     * the newest checkpoint holds the full training state (resumable);
-    * of the older epoch checkpoints, the newest ``keep_max - 1`` are kept **weights-only** (the optimizer
-      state dropped: half the size; for eval, export, predict, ``pretrained=``), the rest removed;
-      ``keep_max`` = 1 keeps the newest alone;
+    * of the older epoch checkpoints, the newest ``keep_max - 1`` are kept, **weights-only** with
+      ``older_weights_only`` (the optimizer state dropped: half the size; for eval, export, predict,
+      ``pretrained=``), the rest removed; ``keep_max`` = 1 keeps the newest alone;
     * a checkpoint saved in the middle of an epoch (a stop signal) is removed once a newer one exists;
     * ``best.ckpt`` is weights-only.
 
@@ -99,13 +99,14 @@ class CheckpointManager:
     Creating it removes the temporary files that killed saves left in the folder (``removed_partials``).
     """
 
-    def __init__(self, folder, rank, keep_max, steps_per_epoch, network_names, newest=None):
+    def __init__(self, folder, rank, keep_max, steps_per_epoch, network_names, newest=None, older_weights_only=True):
         self.folder = os.path.abspath(folder)
         self.rank = rank
         self.keep_max = max(int(keep_max), 1)
         self.steps_per_epoch = int(steps_per_epoch)
         self.network_names = list(network_names)
         self.full = os.path.abspath(newest) if newest else None
+        self.older_weights_only = bool(older_weights_only)
         os.makedirs(folder, exist_ok=True)
         self.removed_partials = remove_partial_files(folder)
 
@@ -121,7 +122,7 @@ class CheckpointManager:
         for _, _, old in older:
             if old not in kept:
                 os.remove(old)
-        if self.full in kept:
+        if self.older_weights_only and self.full in kept:
             self._slim(self.full)
         self.full = path
         return path
