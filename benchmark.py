@@ -24,7 +24,7 @@ prints ours/timm.
 Examples:
   python benchmark.py --quick                         # CI smoke run, 32 px, batch 2, 2 steps, cspdarknet53
   python benchmark.py --compare timm --csv outputs/bench.csv --md outputs/bench.md   # both archs vs their twins
-  python benchmark.py --arch cspdarknet53_timm --img_size 256 --train_batch_sizes 32 --infer_batch_sizes ""
+  python benchmark.py --arch cspdarknet53_timm --image_size 256 --train_batch_sizes 32 --infer_batch_sizes ""
 """
 import argparse
 import os
@@ -67,52 +67,78 @@ def _settings(items):
     return out
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def _get_help_string(self, action):  # each option's default after its help, as the entry scripts show it
+        shown = action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in (action.help or "")
+        return (action.help or "") + (" (default: %(default)s)" if shown else "")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option is named as the entry scripts name it (another script's key
+        says which scripts use it; a near miss gets a suggestion): one ``error:`` line, exit 2."""
+        from src.config import unknown_option
+
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            name = extra[0][2:].split("=", 1)[0] if extra[0].startswith("--") else None
+            known = [o[2:] for a in self._actions for o in a.option_strings]
+            self.exit(2, "error: %s\n" % (unknown_option(name, "benchmark", known) if name
+                                           else f"unexpected argument(s): {' '.join(extra)}"))
+        return parsed
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[
-                                    __doc__.index("Examples:"):])
-    p.add_argument("--arch", default=None,
-                   help="comma-separated project architectures (cspdarknet53, cspdarknet53_timm, cspdarknet_tiny); "
-                        "default: cspdarknet53,cspdarknet53_timm (--quick: cspdarknet53)")
-    p.add_argument("--img_size", type=int, default=224)
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
-                   help="fp16: AMP O2 on MindSpore, autocast float16 on PyTorch (slower on CPU)")
-    p.add_argument("--infer_batch_sizes", type=_int_list, default=[1, 8, 32])
-    p.add_argument("--train_batch_sizes", type=_int_list, default=[8, 32])
-    p.add_argument("--steps", type=int, default=5, help="least timed steps per row (median reported)")
-    p.add_argument("--min_time", type=float, default=10.0,
-                   help="more timed steps until this many seconds of them (batch-1 rows), at most --max_steps")
-    p.add_argument("--max_steps", type=int, default=200)
-    p.add_argument("--no_sgemm", action="store_true", help="skip the sgemm peak (no FLOP-limit fractions)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps after the first (compile) step")
-    p.add_argument("--num_classes", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=None,
-                   help="kernel threads for both frameworks (default: the cores this process may use)")
-    p.add_argument("--jit_level", default=None, choices=("O0", "O1", "O2"),
-                   help="MindSpore jit level (default: MindSpore's own)")
-    p.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
-                   help="override a src.utils.perf setting for our rows (repeatable), e.g. fold_bn=false, "
-                        "onednn_isa=AVX512_CORE, compile_cache_dir=/tmp/c")
-    p.add_argument("--no_perf", action="store_true",
-                   help="MindSpore's defaults (oneDNN's own ISA choice, 25 kernel threads, three-primitive Mish, "
-                        "no BN folding): the 'before' baseline. Very slow on AVX-512 CPUs")
-    p.add_argument("--compare", choices=("timm",), default=None,
-                   help="also measure each arch's like-for-like timm network (src.archs: timm_model, timm_kwargs)")
-    p.add_argument("--timm_model", default="",
-                   help="override the timm network of every arch (default: each arch's registry twin)")
-    p.add_argument("--torch_compile", action="store_true", help="reference rows use torch.compile")
-    p.add_argument("--channels_last", action="store_true", help="reference rows use channels_last tensors")
-    p.add_argument("--data_dir", default=None,
-                   help="also run tools/benchmark_data.py (train pipeline) on this ImageFolder root and compare "
-                        "its images/s with our best training images/s")
-    p.add_argument("--data_workers", type=int, nargs="+", default=[1, 2], help="pipeline worker counts to try")
-    p.add_argument("--only", choices=("ours", "timm"), default=None, help="run one side only")
-    p.add_argument("--csv", default=None, help="write all rows to this CSV")
-    p.add_argument("--md", default=None, help="write the markdown tables and machine line to this file")
-    p.add_argument("--timeout", type=int, default=1800, help="seconds per row before the child is killed")
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: 32 px, batch 2 for inference and training, 2 steps, no warmup, cspdarknet53 "
-                        "only (unless --arch)")
+    p = _ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter,
+                        epilog=__doc__[__doc__.index("Examples:"):], allow_abbrev=False)
+    model = p.add_argument_group("model (the entry scripts' key names)")
+    model.add_argument("--arch", default=None,
+                       help="comma-separated project architectures (cspdarknet53, cspdarknet53_timm, "
+                            "cspdarknet_tiny); default: cspdarknet53,cspdarknet53_timm (--quick: cspdarknet53)")
+    model.add_argument("--image_size", "--img_size", dest="image_size", type=int, default=224,
+                       help="input height and width in pixels (>= 32)")
+    model.add_argument("--num_classes", type=int, default=1000, help="classifier outputs")
+    model.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                       help="fp16: AMP O2 on MindSpore, autocast float16 on PyTorch (slower on CPU)")
+    rows = p.add_argument_group("rows and timing")
+    rows.add_argument("--infer_batch_sizes", type=_int_list, default=[1, 8, 32], help="inference rows")
+    rows.add_argument("--train_batch_sizes", type=_int_list, default=[8, 32], help="training rows")
+    rows.add_argument("--steps", type=int, default=5, help="least timed steps per row (median reported)")
+    rows.add_argument("--min_time", type=float, default=10.0,
+                      help="more timed steps until this many seconds of them (batch-1 rows), at most --max_steps")
+    rows.add_argument("--max_steps", type=int, default=200, help="most timed steps per row")
+    rows.add_argument("--warmup", type=int, default=1, help="untimed steps after the first (compile) step")
+    rows.add_argument("--no_sgemm", action="store_true", help="skip the sgemm peak (no FLOP-limit fractions)")
+    rows.add_argument("--timeout", type=int, default=1800, help="seconds per row before the child is killed")
+    rows.add_argument("--quick", action="store_true",
+                      help="CI smoke run: 32 px, batch 2 for inference and training, 2 steps, no warmup, "
+                           "cspdarknet53 only (unless --arch)")
+    ours = p.add_argument_group("MindSpore settings")
+    ours.add_argument("--threads", type=int, default=None,
+                      help="kernel threads for both frameworks (default: the cores this process may use)")
+    ours.add_argument("--jit_level", default=None, choices=("O0", "O1", "O2"),
+                      help="MindSpore jit level (default: MindSpore's own)")
+    ours.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                      help="override a src.utils.perf setting for our rows (repeatable), e.g. fold_bn=false, "
+                           "onednn_isa=AVX512_CORE, compile_cache_dir=/tmp/c")
+    ours.add_argument("--no_perf", action="store_true",
+                      help="MindSpore's defaults (oneDNN's own ISA choice, 25 kernel threads, three-primitive "
+                           "Mish, no BN folding): the 'before' baseline. Very slow on AVX-512 CPUs")
+    ref = p.add_argument_group("reference (timm on PyTorch)")
+    ref.add_argument("--compare", choices=("timm",), default=None,
+                     help="also measure each arch's like-for-like timm network (src.archs: timm_model, timm_kwargs)")
+    ref.add_argument("--timm_model", default="",
+                     help="override the timm network of every arch (default: each arch's registry twin)")
+    ref.add_argument("--torch_compile", action="store_true", help="reference rows use torch.compile")
+    ref.add_argument("--channels_last", action="store_true", help="reference rows use channels_last tensors")
+    ref.add_argument("--only", choices=("ours", "timm"), default=None, help="run one side only")
+    out = p.add_argument_group("data pipeline and outputs")
+    out.add_argument("--data_dir", default=None,
+                     help="also run benchmarks/data.py (train pipeline) on this ImageFolder root and compare "
+                          "its images/s with our best training images/s")
+    out.add_argument("--data_workers", type=int, nargs="+", default=[1, 2], help="pipeline worker counts to try")
+    out.add_argument("--csv", default=None, help="write all rows to this CSV")
+    out.add_argument("--md", default=None, help="write the markdown tables and machine line to this file")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -156,7 +182,7 @@ def make_specs(args):
     for arch in arch_list(args):
         timm_model, timm_kwargs = timm_twin(arch, args.timm_model)
         for mode, batch in rows:
-            common = dict(mode=mode, batch_size=batch, img_size=args.img_size, precision=args.precision,
+            common = dict(mode=mode, batch_size=batch, img_size=args.image_size, precision=args.precision,
                           steps=args.steps, warmup=args.warmup, num_classes=args.num_classes,
                           min_time=args.min_time, max_steps=args.max_steps)
             settings = {"onednn_isa": None} if args.no_perf else recommended_settings(mode)
@@ -173,15 +199,13 @@ def make_specs(args):
 
 
 def run_data_benchmark(args, model_rate):
-    """Runs tools/benchmark_data.py (the data-pipeline benchmark) on --data_dir; returns its output text."""
+    """Runs benchmarks/data.py (the data-pipeline benchmark) on --data_dir; returns its output text."""
     import subprocess
 
-    script = os.path.join(ROOT, "tools", "benchmark_data.py")
-    if not os.path.isfile(script):
-        return "tools/benchmark_data.py not found: data pipeline not measured"
+    script = os.path.join(ROOT, "benchmarks", "data.py")
     batch = max(args.train_batch_sizes or [32])
     cmd = [sys.executable, script, "--data_dir", args.data_dir, "--modes", "train", "--workers",
-           *[str(w) for w in args.data_workers], "--image_size", str(args.img_size), "--batch", str(batch)]
+           *[str(w) for w in args.data_workers], "--image_size", str(args.image_size), "--batch", str(batch)]
     if model_rate:
         cmd += ["--model_rate", f"{model_rate:.4f}"]
     if args.quick:
@@ -198,10 +222,10 @@ def main(argv=None):
         from benchmarks.runner import worker_main
         return worker_main(args._worker)
     if args.quick:
-        args.img_size, args.steps, args.warmup, args.min_time = 32, 2, 0, 0.0
+        args.image_size, args.steps, args.warmup, args.min_time = 32, 2, 0, 0.0
         args.infer_batch_sizes, args.train_batch_sizes = [2], [2]
-    if args.steps < 1 or args.warmup < 0 or args.img_size < 32:
-        print("error: --steps must be >= 1, --warmup >= 0 and --img_size >= 32", file=sys.stderr)
+    if args.steps < 1 or args.warmup < 0 or args.image_size < 32:
+        print("error: --steps must be >= 1, --warmup >= 0 and --image_size >= 32", file=sys.stderr)
         return 2
     if args.compare == "timm":
         # Checked without importing: the parent must stay small, because a child's ru_maxrss starts
@@ -280,7 +304,7 @@ def main(argv=None):
         rates = [r["images_per_s"] for r in ours if r["mode"] == "train" and r["status"] == "ok"]
         data = run_data_benchmark(args, max(rates) if rates else None)
         print(data, flush=True)
-        parts += ["", "Data pipeline (tools/benchmark_data.py; 'x model' = pipeline images/s over our best "
+        parts += ["", "Data pipeline (benchmarks/data.py; 'x model' = pipeline images/s over our best "
                       "training images/s):", "", "```", data, "```"]
     text = "\n".join(parts)
     print()

@@ -1,11 +1,11 @@
 """Evaluate CSPDarkNet53 checkpoints: top-1 / top-5 over every image of an ImageFolder (GRAPH mode).
 
-    python eval.py --pretrained=CKPT --data_dir=/data/imagenet/val [--per_batch_size=64]
-    python eval.py --pretrained=outputs/<run>/ckpt_0/          # every checkpoint in a folder, best first
-    python eval.py --pretrained=CKPT --data_dir=ROOT --data_list=val.txt   # "relative/path label" lines
-    python eval.py --pretrained=CKPT                           # no data_dir: the embedded demo val slice
-    python eval.py --pretrained=CKPT --data_dir=val2 --class_map=map.json    # folders named otherwise
-    python eval.py --pretrained=CKPT --dataset_format=mindrecord --data_dir=/fast/val.mindrecord
+    python eval.py --ckpt_file=CKPT --data_dir=/data/imagenet/val [--per_batch_size=64]
+    python eval.py --ckpt_file=outputs/<run>/ckpt_0/          # every checkpoint in a folder, best first
+    python eval.py --ckpt_file=CKPT --data_dir=ROOT --data_list=val.txt   # "relative/path label" lines
+    python eval.py --ckpt_file=CKPT                           # no data_dir: the embedded demo val slice
+    python eval.py --ckpt_file=CKPT --data_dir=val2 --class_map=map.json    # folders named otherwise
+    python eval.py --ckpt_file=CKPT --dataset_format=mindrecord --data_dir=/fast/val.mindrecord
 
 Labels are checked first: the class folders of ``data_dir`` (a MindRecord dataset's stored classes) against the
 classes the checkpoint was trained on (recorded in it by train.py, else the run folder's ``class_index.json``); a
@@ -13,8 +13,8 @@ folder that is not a trained class is an error naming it unless ``class_map`` ma
 the labels are the trained indices. Every file is decoded once in an isolated worker before scoring
 (``verify_files``; cached in the manifest), unusable ones named and skipped.
 
-``pretrained`` is required: a checkpoint file in any format ``src.checkpoint`` reads, or a folder of
-``*.ckpt`` / ``*.safetensors`` files. A checkpoint that records its ``arch`` / ``num_classes`` and its
+``ckpt_file`` (``--pretrained``: the zoo's name) is required: a checkpoint file in any format ``src.checkpoint``
+reads, or a folder of ``*.ckpt`` / ``*.safetensors`` files. A checkpoint that records its ``arch`` / ``num_classes`` and its
 training preprocessing is built and fed with them unless the command line says otherwise (then the
 architecture's defaults fill what is left). Precision follows the device as in the model zoo (Ascend
 float16, GPU float16 with float32 BatchNorm, CPU float32); ``use_ema=1`` scores EMA weights.
@@ -142,10 +142,11 @@ def _read_checkpoints(cfg):
     from src.errors import ConfigError
     from src.checkpoint import CheckpointError, checkpoint_files, checkpoint_model_info
 
-    if not cfg.weights.pretrained:
-        raise ConfigError("no checkpoint given: pass --pretrained=PATH, a checkpoint file (.ckpt, .safetensors, "
-                          "timm .pth) or a folder of .ckpt/.safetensors files; eval never scores random weights")
-    ckpts = checkpoint_files(cfg.weights.pretrained)
+    if not cfg.weights.ckpt_file:
+        raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a checkpoint file "
+                          "(.ckpt, .safetensors, timm .pth) or a folder of .ckpt/.safetensors files; eval never "
+                          "scores random weights")
+    ckpts = checkpoint_files(cfg.weights.ckpt_file)
     infos, unreadable = {}, []
     for ckpt in ckpts:
         try:
@@ -155,7 +156,7 @@ def _read_checkpoints(cfg):
                 raise
             unreadable.append((ckpt, str(err)))
     if not infos:
-        raise CheckpointError(f"no readable checkpoint in {cfg.weights.pretrained}: " +
+        raise CheckpointError(f"no readable checkpoint in {cfg.weights.ckpt_file}: " +
                               "; ".join(e for _, e in unreadable))
     return [c for c in ckpts if c in infos], infos, unreadable
 
@@ -184,7 +185,7 @@ def _drop_unfitting(cfg, ckpts, infos, unreadable):
         else:
             unreadable.append((ckpt, f"{ckpt}: {problem}"))
     if not fitting:
-        raise CheckpointError(f"no checkpoint in {cfg.weights.pretrained} fits the network asked for: " +
+        raise CheckpointError(f"no checkpoint in {cfg.weights.ckpt_file} fits the network asked for: " +
                               "; ".join(e for _, e in unreadable))
     return fitting
 
@@ -234,7 +235,7 @@ def evaluate_job(cfg, run_log):
                                         rank=ctx.rank, group_size=ctx.group_size, class_to_idx=class_to_idx,
                                         **pre)
     if num_classes < len(bundle.class_to_idx) and class_to_idx is None:
-        raise CheckpointError(f"{cfg.weights.pretrained}: the model has {num_classes} classes but {data_dir} has "
+        raise CheckpointError(f"{cfg.weights.ckpt_file}: the model has {num_classes} classes but {data_dir} has "
                               f"{len(bundle.class_to_idx)} class folders")
 
     ctx.run_dir = new_run_dir(cfg.eval.log_path)
@@ -281,7 +282,7 @@ def evaluate_job(cfg, run_log):
     unreadable += not_loaded
     total_ckpts = len(ckpts) + len(unreadable) - len(not_loaded)
     if not scored:
-        raise CheckpointError(f"none of the {total_ckpts} checkpoints in {cfg.weights.pretrained} could be "
+        raise CheckpointError(f"none of the {total_ckpts} checkpoints in {cfg.weights.ckpt_file} could be "
                               f"scored: " + "; ".join(e for _, e in unreadable))
     records = [result_record(ckpt, info, result, report, precision, ctx.device_target, desc)
                for ckpt, info, result, report, precision in scored]
@@ -294,11 +295,11 @@ def evaluate_job(cfg, run_log):
         lines = [f"{'checkpoint':<{width}}  {'top1':>7}  {'top5':>7}  images"]
         lines += [f"{os.path.basename(r['checkpoint']):<{width}}  {100 * r['top1']:6.2f}%  {100 * r['top5']:6.2f}%  "
                   f"{r['images']}" for r in ranked]
-        log.info("%d checkpoints in %s, best first:\n%s", len(records), cfg.weights.pretrained, "\n".join(lines))
+        log.info("%d checkpoints in %s, best first:\n%s", len(records), cfg.weights.ckpt_file, "\n".join(lines))
     if ctx.is_main:
         data = dict(records[0]) if len(records) == 1 and not unreadable else dict(ranked[0])
         if len(records) > 1 or unreadable:  # the best checkpoint's fields at the top, every one under "results"
-            data.update(pretrained=os.path.abspath(cfg.weights.pretrained), results=ranked,
+            data.update(pretrained=os.path.abspath(cfg.weights.ckpt_file), results=ranked,
                         unreadable=[{"checkpoint": os.path.abspath(c), "error": e} for c, e in unreadable])
         paths = [write_json_atomic(data, os.path.join(ctx.run_dir, RESULT_NAME))]
         if cfg.eval.result_file:

@@ -29,7 +29,7 @@ from src.export_utils import ExportError, export_path
 
 
 def _checkpoint(cfg):
-    path = cfg.weights.ckpt_file or cfg.weights.pretrained
+    path = cfg.weights.ckpt_file
     if not path:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (a .ckpt, .safetensors or timm .pth file); "
                           "exporting untrained weights is refused")

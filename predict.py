@@ -1,7 +1,7 @@
 """Top-k classes, with names and softmax probabilities, for images from any CSPDarkNet53 checkpoint.
 
     python predict.py --ckpt_file=CKPT --image_path=cat.jpg
-    python predict.py --pretrained=outputs/<run>/ckpt_0/best.ckpt --image_path=photos/,extra.png --topk=3
+    python predict.py --ckpt_file=outputs/<run>/ckpt_0/best.ckpt --image_path=photos/,extra.png --topk=3
     python predict.py --ckpt_file=CKPT --image_path=photos --result_file=predictions.json
 
 ``image_path``: image files and/or folders (searched recursively), comma separated. Preprocessing is
@@ -220,7 +220,7 @@ def predict_job(cfg, run_log):
     from src.utils.paths import display_name
     from src.utils.runtime import start_context
 
-    ckpt = cfg.weights.ckpt_file or cfg.weights.pretrained
+    ckpt = cfg.weights.ckpt_file
     if not ckpt:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a .ckpt, "
                           ".safetensors or timm .pth file")

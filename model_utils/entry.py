@@ -21,14 +21,15 @@ def user_errors():
     return (UserError, ModelArtsError)
 
 
-def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), quiet=False):
+def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), quiet=False, script=None):
     """Loads the config from ``argv`` (``sys.argv[1:]`` when None) and returns ``job(cfg, run_log)``'s
     exit status; a user error gives exit status 2 and one ``error:`` line on stderr (and in the run's
-    log file, if it has one). ``uses_data``: on ModelArts, the dataset is downloaded and unzipped.
-    ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
+    log file, if it has one). ``script``: whose keys the command line takes (default: ``log_name`` when it
+    names an entry script, else every key). ``uses_data``: on ModelArts, the dataset is downloaded and
+    unzipped. ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
     import logging
 
-    from src.config import load_config
+    from src.config import SCRIPTS, load_config
     from src.utils.runtime import RunLog, user_error_exit
 
     from src.errors import Stopped
@@ -38,7 +39,7 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
     run_log = RunLog(log_name, console_level=logging.WARNING if quiet else logging.INFO)
     errors = user_errors() + tuple(extra_errors)
     try:
-        cfg = load_config(argv)
+        cfg = load_config(argv, script=script or (log_name if log_name in SCRIPTS else None))
         if cfg.modelarts.enable_modelarts:
             from model_utils.moxing_adapter import run_on_modelarts
             return run_on_modelarts(cfg, lambda c: job(c, run_log), uses_data=uses_data)

@@ -1,15 +1,12 @@
-"""Huawei ModelArts support: OBS <-> local sync with moxing, once-per-server unzip.
+"""Huawei ModelArts: OBS <-> local sync with moxing, a once-per-server unzip, and the config's paths
+placed in ModelArts' local folders.
 
-``moxing`` exists only on ModelArts. It is imported inside the functions that need it, and only
-when ``enable_modelarts`` is true; a missing moxing raises ConfigError saying so.
-
-Work that must happen once per server (copying from OBS, unzipping the dataset) is done by the
-first device of each server (``device_id % min(device_num, 8) == 0``); the other processes wait
-for a lock file that the first one writes when it is done ("ok") or has failed ("failed: ...").
-Lock names include the job id and the paths, so a second job in the same container does not see
-the locks of the first.
+``moxing`` exists only on ModelArts; it is imported only when ``enable_modelarts`` is true, and a missing one is
+a ConfigError saying so. Work done once per server (copying from OBS, unzipping the dataset) is done by the
+first device of each server (``DEVICE_ID % min(RANK_SIZE, 8) == 0``, the launcher variables checked by
+``src.config.launch_env``); the other processes wait for the lock file it writes when done ("ok") or failed
+("failed: ..."). Lock names include the job id and the paths, so a second job in the container has its own.
 """
-
 import hashlib
 import os
 import sys
@@ -17,15 +14,12 @@ import tempfile
 import time
 import zipfile
 
+from src.config import launch_env
 from src.errors import ConfigError
-# The device, rank and device-count readers are the same environment variables as in local runs.
-from model_utils.local_adapter import get_device_id, get_device_num, get_rank_id
+from src.utils.fileio import write_text_atomic
 
-__all__ = [
-    "ModelArtsError", "get_device_id", "get_device_num", "get_rank_id", "get_job_id",
-    "is_server_leader", "run_once_per_server", "sync_data", "modelarts_unzip",
-    "unzip_modelarts_dataset", "localize_paths", "run_on_modelarts",
-]
+__all__ = ["ModelArtsError", "get_job_id", "is_server_leader", "run_once_per_server", "sync_data",
+           "modelarts_unzip", "unzip_modelarts_dataset", "localize_paths", "run_on_modelarts"]
 
 LOCK_DIR = None          # directory of the lock files; None: tempfile.gettempdir()
 POLL_INTERVAL = 1.0      # seconds between lock-file checks of the waiting processes
@@ -41,152 +35,115 @@ def _log(msg):
     print(msg, flush=True)
 
 
-# --------------------------------------------------------------------------- environment
 def get_job_id(environ=None):
     """JOB_ID, or "default" when it is unset or empty."""
-    env = os.environ if environ is None else environ
-    job = str(env.get("JOB_ID") or "").strip()
-    return job or "default"
+    return str((os.environ if environ is None else environ).get("JOB_ID") or "").strip() or "default"
 
 
 def is_server_leader(device_id=None, device_num=None):
     """True for the process that does the once-per-server work (the first device of a server)."""
-    device_id = get_device_id() if device_id is None else int(device_id)
-    device_num = get_device_num() if device_num is None else int(device_num)
-    per_server = max(1, min(device_num, DEVICES_PER_SERVER))
-    return device_id % per_server == 0
+    env = launch_env()
+    device_id = env.get("DEVICE_ID", 0) if device_id is None else int(device_id)
+    device_num = env.get("RANK_SIZE", 1) if device_num is None else int(device_num)
+    return device_id % max(1, min(device_num, DEVICES_PER_SERVER)) == 0
 
 
 def _import_moxing():
     try:
         import moxing  # pylint: disable=import-outside-toplevel
     except ImportError as e:
-        raise ConfigError(
-            "enable_modelarts is true but the 'moxing' package cannot be imported (%s); moxing is "
-            "only available on Huawei ModelArts. Set --enable_modelarts=False to run locally." % e
-        ) from None
+        raise ConfigError(f"enable_modelarts is true but the 'moxing' package cannot be imported ({e}); moxing is "
+                          "only available on Huawei ModelArts. Set --enable_modelarts=False to run locally.") from None
     return moxing
 
 
-# --------------------------------------------------------------------------- once per server
 def _lock_path(kind, *parts):
-    digest = hashlib.sha1("\0".join([get_job_id()] + [str(p) for p in parts]).encode("utf-8"))
-    return os.path.join(LOCK_DIR or tempfile.gettempdir(),
-                        "cspdarknet53_%s_%s.lock" % (kind, digest.hexdigest()[:16]))
-
-
-def _write_atomic(path, text):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", dir=os.path.dirname(path) or ".")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _read(path):
-    with open(path, "r", encoding="utf-8") as f:
-        return f.read()
+    digest = hashlib.sha1("\0".join([get_job_id()] + [str(p) for p in parts]).encode("utf-8")).hexdigest()
+    return os.path.join(LOCK_DIR or tempfile.gettempdir(), f"cspdarknet53_{kind}_{digest[:16]}.lock")
 
 
 def run_once_per_server(lock_path, action, is_leader, what, timeout=None, poll_interval=None):
-    """Run ``action()`` in the leader; make the other processes wait for it.
+    """Runs ``action()`` in the leader and makes the other processes wait for it. Returns True if this process
+    ran it, False if it was done already (or by the leader). The leader re-raises the action's error after
+    recording it in the lock file, the waiters then raise ModelArtsError; a waiter gives up after ``timeout``."""
+    def status():
+        if not os.path.exists(lock_path):
+            return None
+        with open(lock_path, encoding="utf-8") as f:
+            return f.read().strip()
 
-    Returns True if this process ran the action, False if it was already done (or done by the
-    leader). The leader re-raises the action's error after recording it in the lock file; the
-    waiters then raise ModelArtsError. A waiter gives up after ``timeout`` seconds.
-    """
-    timeout = WAIT_TIMEOUT if timeout is None else timeout
-    poll_interval = POLL_INTERVAL if poll_interval is None else poll_interval
     if is_leader:
-        if os.path.exists(lock_path) and _read(lock_path).startswith("ok"):
+        if (status() or "").startswith("ok"):
             return False
         try:
             action()
         except BaseException as e:
-            _write_atomic(lock_path, "failed: %s: %s\n" % (type(e).__name__, e))
+            write_text_atomic(f"failed: {type(e).__name__}: {e}\n", lock_path)
             raise
-        _write_atomic(lock_path, "ok\n")
+        write_text_atomic("ok\n", lock_path)
         return True
+    timeout = WAIT_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
-    while True:
-        if os.path.exists(lock_path):
-            status = _read(lock_path).strip()
-            if status.startswith("ok"):
-                return False
-            raise ModelArtsError("%s failed on the first device of this server: %s"
-                                 % (what, status[len("failed: "):] or status))
+    while (state := status()) is None:
         if time.monotonic() >= deadline:
-            raise ModelArtsError("timed out after %.0f s waiting for %s (lock file %s)"
-                                 % (timeout, what, lock_path))
-        time.sleep(poll_interval)
+            raise ModelArtsError(f"timed out after {timeout:.0f} s waiting for {what} (lock file {lock_path})")
+        time.sleep(POLL_INTERVAL if poll_interval is None else poll_interval)
+    if not state.startswith("ok"):
+        raise ModelArtsError(f"{what} failed on the first device of this server: {state.removeprefix('failed: ')}")
+    return False
 
 
 def sync_data(from_path, to_path, device_id=None, device_num=None, timeout=None):
-    """Copy ``from_path`` to ``to_path`` with moxing.file.copy_parallel, once per server and job."""
+    """Copies ``from_path`` to ``to_path`` with moxing.file.copy_parallel, once per server and job."""
     mox = _import_moxing()
-    leader = is_server_leader(device_id, device_num)
 
     def copy():
         start = time.time()
-        _log("moxing: copying %s -> %s" % (from_path, to_path))
+        _log(f"moxing: copying {from_path} -> {to_path}")
         mox.file.copy_parallel(from_path, to_path)
-        _log("moxing: copied %s -> %s in %.1f s" % (from_path, to_path, time.time() - start))
+        _log(f"moxing: copied {from_path} -> {to_path} in {time.time() - start:.1f} s")
 
-    return run_once_per_server(_lock_path("copy", from_path, to_path), copy, leader,
-                               "copy %s -> %s" % (from_path, to_path), timeout=timeout)
+    return run_once_per_server(_lock_path("copy", from_path, to_path), copy,
+                               is_server_leader(device_id, device_num), f"copy {from_path} -> {to_path}",
+                               timeout=timeout)
 
 
-# --------------------------------------------------------------------------- unzip
 def _extract(zip_path, dest, log):
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
-            total = len(infos)
-            log("unzip: extracting %d entries of %s into %s" % (total, zip_path, dest))
-            start = time.time()
-            next_pct = 10
+            infos, start, next_pct = zf.infolist(), time.time(), 10
+            log(f"unzip: extracting {len(infos)} entries of {zip_path} into {dest}")
             for i, info in enumerate(infos, 1):
                 zf.extract(info, dest)  # zipfile drops absolute paths and '..' components
-                pct = i * 100 // max(total, 1)
-                if pct >= next_pct:
-                    log("unzip: %d%% (%d/%d, %.1f s)" % (pct, i, total, time.time() - start))
-                    next_pct = pct // 10 * 10 + 10
+                if i * 100 // len(infos) >= next_pct:
+                    log(f"unzip: {i * 100 // len(infos)}% ({i}/{len(infos)}, {time.time() - start:.1f} s)")
+                    next_pct = i * 100 // len(infos) // 10 * 10 + 10
     except zipfile.BadZipFile as e:
-        raise ConfigError("not a valid zip file: %s (%s)" % (zip_path, e)) from None
+        raise ConfigError(f"not a valid zip file: {zip_path} ({e})") from None
 
 
-def modelarts_unzip(zip_path, dest, extracted_name=None, device_id=None, device_num=None,
-                    timeout=None, log=_log):
-    """Extract ``zip_path`` into ``dest`` once per server; return ``dest/<extracted_name>``.
-
-    ``extracted_name`` (default: the zip's base name without ".zip") is the folder the archive
-    holds; if it already exists under ``dest`` nothing is extracted. Only the first device of each
-    server extracts; the others wait for its lock file.
-    """
-    zip_path = os.path.abspath(os.fspath(zip_path))
-    dest = os.path.abspath(os.fspath(dest))
-    if extracted_name is None:
-        extracted_name = os.path.splitext(os.path.basename(zip_path))[0]
-    target = os.path.join(dest, extracted_name)
-    leader = is_server_leader(device_id, device_num)
+def modelarts_unzip(zip_path, dest, extracted_name=None, device_id=None, device_num=None, timeout=None, log=_log):
+    """Extracts ``zip_path`` into ``dest`` once per server (the other devices wait for the first); returns
+    ``dest/<extracted_name>`` (default: the zip's base name), which, if it exists already, is kept as is."""
+    zip_path, dest = os.path.abspath(os.fspath(zip_path)), os.path.abspath(os.fspath(dest))
+    target = os.path.join(dest, extracted_name or os.path.splitext(os.path.basename(zip_path))[0])
 
     def unzip():
         if os.path.isdir(target):
-            log("unzip: %s already exists, not extracting %s" % (target, zip_path))
-            return
-        if not os.path.isfile(zip_path):
-            raise ConfigError("dataset zip file not found: %s (and %s does not exist)"
-                              % (zip_path, target))
-        os.makedirs(dest, exist_ok=True)
-        _extract(zip_path, dest, log)
+            log(f"unzip: {target} already exists, not extracting {zip_path}")
+        elif not os.path.isfile(zip_path):
+            raise ConfigError(f"dataset zip file not found: {zip_path} (and {target} does not exist)")
+        else:
+            os.makedirs(dest, exist_ok=True)
+            _extract(zip_path, dest, log)
 
-    run_once_per_server(_lock_path("unzip", zip_path, dest), unzip, leader,
-                        "unzip %s" % zip_path, timeout=timeout)
+    run_once_per_server(_lock_path("unzip", zip_path, dest), unzip, is_server_leader(device_id, device_num),
+                        f"unzip {zip_path}", timeout=timeout)
     return target
 
 
 def unzip_modelarts_dataset(modelarts):
-    """Unzip <data_path>/<modelarts_dataset_unzip_name>.zip when ``need_modelarts_dataset_unzip`` is true
+    """Unzips <data_path>/<modelarts_dataset_unzip_name>.zip when ``need_modelarts_dataset_unzip`` is true
     (``modelarts``: the config's modelarts section). Returns the extracted folder or None."""
     if not modelarts.need_modelarts_dataset_unzip:
         return None
@@ -205,23 +162,12 @@ def localize_paths(cfg, dataset_root):
     """The config with every relative path key placed in its ModelArts folder: data keys inside
     ``dataset_root`` (an empty data_dir and data_list become ``dataset_root`` itself, when given), weight
     keys inside load_path, output keys inside output_path. Absolute paths stay as they are."""
-    ma = cfg.modelarts
-    flat = cfg.flat()
-    changes = {}
-
-    def place(key, root):
-        if flat[key] and not os.path.isabs(flat[key]):
-            changes[key] = os.path.join(root, flat[key])
-
-    if dataset_root:
-        for k in DATA_KEYS:
-            place(k, dataset_root)
-        if not flat["data_dir"] and not flat["data_list"]:
-            changes["data_dir"] = dataset_root
-    for k in WEIGHT_KEYS:
-        place(k, ma.load_path)
-    for k in OUTPUT_KEYS:
-        place(k, ma.output_path)
+    flat, ma = cfg.flat(), cfg.modelarts
+    roots = {**({k: dataset_root for k in DATA_KEYS} if dataset_root else {}),
+             **{k: ma.load_path for k in WEIGHT_KEYS}, **{k: ma.output_path for k in OUTPUT_KEYS}}
+    changes = {k: os.path.join(root, flat[k]) for k, root in roots.items() if flat[k] and not os.path.isabs(flat[k])}
+    if dataset_root and not flat["data_dir"] and not flat["data_list"]:
+        changes["data_dir"] = dataset_root
     return cfg.replace(_mark_explicit=True, **changes) if changes else cfg
 
 
@@ -240,7 +186,7 @@ def run_on_modelarts(cfg, job, uses_data=True):
         if url:
             sync_data(url, local)
             if os.path.isdir(local):
-                _log("%s: %s" % (local, sorted(os.listdir(local))[:20]))
+                _log(f"{local}: {sorted(os.listdir(local))[:20]}")
     os.makedirs(ma.output_path, exist_ok=True)
     ok = False
     try:
@@ -255,5 +201,5 @@ def run_on_modelarts(cfg, job, uses_data=True):
             except Exception as e:  # pylint: disable=broad-except
                 if ok:
                     raise
-                print("moxing: uploading %s to %s after a failure also failed: %s"
-                      % (ma.output_path, ma.train_url, e), file=sys.stderr)
+                print(f"moxing: uploading {ma.output_path} to {ma.train_url} after a failure also failed: {e}",
+                      file=sys.stderr)

@@ -1,24 +1,11 @@
-"""The configuration: one declaration per key, typed sections per concern, strict loading.
-
-Every key is declared once, below, as a field of the dataclass of its section, with its type (the
-annotation), help text, allowed values and range check (``key(...)``). ``default_config.yaml``
-holds the value of every key and nothing else (the model zoo's ImageNet recipe); profiles such as
-``configs/demo.yaml`` hold values for a subset. ``load_config`` merges, from lowest to highest
-precedence, ``default_config.yaml``, a profile (when a script applies one), a user YAML
-(``--config_path``) and the command line, and validates the result:
-
-* unknown keys, values of the wrong type (an int is accepted where a float is expected), values outside
-  the allowed set and values out of range raise ``ConfigError`` naming the key and where it came
-  from, with a "did you mean" suggestion where one is close; cross-key rules too (``validate``);
-* what is odd but legitimate (a warmup longer than the run, an interval longer than the run, a
-  milestone after the last epoch) is allowed and reported in ``Config.warnings``.
-
-The result is immutable: ``cfg.data.per_batch_size``. Runtime state (rank, device, run folder) lives in
-``src.utils.runtime.RunContext``, never on the config. Keys keep the model zoo's names and the zoo's
-command lines work (``--is_distributed=0``, ``--per_batch_size=64``; ``--key value`` or ``--key=value``),
-and a zoo-style YAML (one mapping of keys, optionally followed by help documents) loads as a user YAML.
-
-Importing this module has no side effects: nothing is parsed or printed until ``load_config`` runs.
+"""The configuration: one declaration per key (a field of its section's dataclass: type, ``key(help, choices,
+check, scripts)``), typed sections, strict loading. ``default_config.yaml`` holds every key's value (the zoo's
+ImageNet recipe), ``configs/<profile>.yaml`` some. Precedence, highest first: command line (``--key value`` or
+``--key=value``), ``--config_path`` YAML, a resumed run's ``config.yaml`` (``--resume``: instead of the next two),
+profile (``Config.with_profile``), defaults. For a script, the command line takes its keys and ``ALIASES`` only,
+and a YAML's other keys are ignored. Bad input is a ``ConfigError`` naming the key and its source; odd settings
+are ``Config.warnings``. Each "auto" has one resolver: ``resolve_*`` here, ``src.utils.runtime.
+resolve_device_target`` and ``src.archs.resolve_preprocess``. Runtime state lives in ``RunContext``.
 """
 import argparse
 import dataclasses
@@ -33,18 +20,29 @@ import yaml
 
 from src.archs import EVAL_RESIZE_MODES, arch_names
 from src.errors import ConfigError
+from src.utils.host import available_cpus
 
-__all__ = ["ConfigError", "Config", "SECTIONS", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "load_config",
-           "save_config", "parse_int_list", "parse_number_list", "resolve_is_distributed", "key_help"]
+__all__ = ["ConfigError", "Config", "SECTIONS", "SCRIPTS", "ALIASES", "DEFAULT_CONFIG_PATH", "PROFILES_DIR",
+           "load_config", "save_config", "script_keys", "used_by", "unknown_option", "run_config_of",
+           "launch_env", "resolve_is_distributed", "resolve_amp_level", "resolve_sink_mode", "check_input_size"]
 
 REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 DEFAULT_CONFIG_PATH = os.path.join(REPO_ROOT, "default_config.yaml")
 PROFILES_DIR = os.path.join(REPO_ROOT, "configs")
+SCRIPTS = ("train", "eval", "export", "predict")
+ALIASES = {s: {"pretrained": "ckpt_file"} for s in ("eval", "export", "predict")}  # the zoo's other spellings
+_TRAIN, _IMAGES = ("train",), ("train", "eval", "predict")  # the scripts that read images
+MAX_SIDE = 4096  # image_size, export width/height (docs/errors.md, "Bounds")
+_SIDE_WHY = "a training step at 4096 x 4096 holds about 64 GiB of activations for one image"
 
 
-# --------------------------------------------------------------------------- value parsing
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+def _cut(text, limit=120):
+    """``text`` cut to ``limit`` characters with a marker: an error line stays one readable line."""
+    return text if len(text) <= limit else "%s...(%d characters)" % (text[:limit], len(text))
+
+
+def _show(value):
+    return _cut(repr(value))
 
 
 def _is_int(v):
@@ -53,69 +51,28 @@ def _is_int(v):
 
 def _parse_bool(value):
     """True/False for a bool, 0/1, or a true/false/yes/no/on/off/1/0 string (any case); else None."""
-    if isinstance(value, bool):
-        return value
-    if _is_int(value) and value in (0, 1):
+    if isinstance(value, bool) or (_is_int(value) and value in (0, 1)):
         return bool(value)
-    if isinstance(value, str):
-        s = value.strip().lower()
-        if s in _TRUE:
-            return True
-        if s in _FALSE:
-            return False
-    return None
+    text = value.strip().lower() if isinstance(value, str) else None
+    return True if text in ("true", "yes", "on", "1") else False if text in ("false", "no", "off", "0") else None
 
 
-def parse_int_list(value, key="value", length=None):
-    """Parse "224,224" (or an int, or a list of ints) into a list of ints; ``ConfigError`` names ``key``."""
-    if _is_int(value):
-        out = [value]
-    elif isinstance(value, (list, tuple)) and all(_is_int(x) for x in value):
-        out = list(value)
-    elif isinstance(value, str):
-        parts = [p.strip() for p in value.split(",")]
-        try:
-            if not value.strip() or any(p == "" for p in parts):
-                raise ValueError
-            out = [int(p, 10) for p in parts]
-        except ValueError:
-            raise ConfigError("%s: expected comma-separated integers such as '224,224', got %r"
-                              % (key, value)) from None
-    else:
-        raise ConfigError("%s: expected comma-separated integers such as '224,224', got %r" % (key, value))
-    if length is not None and len(out) != length:
-        raise ConfigError("%s: expected %d comma-separated integers, got %r" % (key, length, value))
-    return out
-
-
-def parse_number_list(value, key="value"):
-    """Parse "30,60,90" (or a number, or a list) into a list of floats; "" is the empty list."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [float(value)]
-    if isinstance(value, (list, tuple)):
-        items = list(value)
-    elif isinstance(value, str):
-        items = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
-    else:
-        raise ConfigError("%s: expected comma-separated numbers such as '30,60,90', got %r" % (key, value))
-    try:
-        out = [float(p) for p in items]
-    except (TypeError, ValueError):
-        raise ConfigError("%s: expected comma-separated numbers such as '30,60,90', got %r" % (key, value)) from None
-    if not all(math.isfinite(v) for v in out):
-        raise ConfigError("%s: expected finite numbers, got %r" % (key, value))
-    return out
+def _epochs(text):
+    """lr_epochs "30,60,90" as floats (ValueError when they are not numbers)."""
+    return [float(p) for p in str(text).replace(";", ",").split(",") if p.strip()]
 
 
 # --------------------------------------------------------------------------- key declarations
-def key(help, choices=None, check=None):
-    """Declares a config key: its help text, allowed values and range check (``check(value)`` returns
-    None when the value is fine, else what it must be, e.g. ">= 1")."""
-    return field(metadata={"help": help, "choices": tuple(choices) if choices else None, "check": check})
+def key(help, choices=None, check=None, scripts=None):
+    """Declares a config key: help text, allowed values, range check (``check(value)``: None when fine, else
+    what it must be, e.g. ">= 1") and the scripts that read it (None: the section's ``USED_BY``)."""
+    return field(metadata={"help": help, "choices": tuple(choices) if choices else None, "check": check,
+                           "scripts": scripts})
 
 
-def _at_least(low):
-    return lambda v: None if v >= low else f">= {low}"
+def _at_least(low, high=None, why=""):
+    """``>= low``; and ``<= high`` (``why``: the reason a larger value cannot work)."""
+    return lambda v: f">= {low}" if v < low else f"<= {high} ({why})" if high is not None and v > high else None
 
 
 def _between(low, high, low_open=False, high_open=False):
@@ -126,38 +83,33 @@ def _between(low, high, low_open=False, high_open=False):
 
 
 def _image_size(v):
-    if v == "auto":
-        return None
     try:
-        hw = parse_int_list(v, "image_size")
-    except ConfigError:
+        hw = [] if v == "auto" else [int(p, 10) for p in v.split(",")]
+    except ValueError:
         return "'auto' or 'height,width' (e.g. 224,224)"
-    return None if len(hw) in (1, 2) and min(hw) >= 1 else "'auto' or positive 'height,width' (e.g. 224,224)"
+    if hw and (len(hw) > 2 or min(hw) < 1):
+        return "'auto' or positive 'height,width' (e.g. 224,224)"
+    return f"at most {MAX_SIDE} per side ({_SIDE_WHY})" if hw and max(hw) > MAX_SIDE else None
 
 
 def _numbers(v):
     try:
-        values = parse_number_list(v)
-    except ConfigError:
+        values = _epochs(v)
+    except ValueError:
         return "comma-separated numbers such as 30,60,90"
-    return None if all(x > 0 for x in values) else "comma-separated epochs > 0 such as 30,60,90"
+    return None if all(0 < x < math.inf for x in values) else "comma-separated epochs > 0 such as 30,60,90"
 
 
-def _crop_pct(v):
-    return None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]"
-
-
-def _class_weights(v):
-    if str(v).strip().lower() in ("none", "balanced") or os.path.isfile(str(v)):
-        return None
-    return "none, balanced or an existing weights file"
-
-
-_SEED_MAX = 2 ** 32 - 1
+def _workers(v):
+    limit = 4 * available_cpus()
+    return ">= 0" if v < 0 else None if v <= limit else (
+        f"<= {limit} (4 x the {limit // 4} core(s) this process may use; more workers than cores are capped to "
+        "the cores with a warning)")
 
 
 @dataclass(frozen=True)
 class ModelArtsConfig:
+    USED_BY = SCRIPTS
     enable_modelarts: bool = key("Run on Huawei ModelArts: sync data_url/checkpoint_url/train_url with OBS "
                                  "through moxing (only available on ModelArts).")
     data_url: str = key("ModelArts: OBS URL of the dataset, copied to data_path before the run.")
@@ -174,28 +126,33 @@ class ModelArtsConfig:
 
 @dataclass(frozen=True)
 class DeviceConfig:
+    USED_BY = SCRIPTS
     device_target: str = key("Device to run on; auto picks Ascend if present, else GPU, else CPU.",
                              choices=("auto", "Ascend", "GPU", "CPU"))
     is_distributed: str = key("Data-parallel run; auto turns it on under msrun (MS_ROLE / MS_WORKER_NUM>1) or "
-                              "when RANK_SIZE>1.", choices=("auto", "0", "1"))
-    seed: int = key("Global random seed (weight init, data order, augmentation).", check=_between(0, _SEED_MAX))
+                              "when RANK_SIZE>1.", choices=("auto", "0", "1"), scripts=_IMAGES)
+    seed: int = key("Global random seed (weight init, data order, augmentation).", check=_between(0, 2 ** 32 - 1),
+                    scripts=("train", "eval"))
     amp_level: str = key("Mixed-precision level (O0 float32, O2 float16 except BatchNorm, O3 float16); auto "
-                         "picks O2 on Ascend/GPU and O0 on CPU.", choices=("auto", "O0", "O2", "O3"))
+                         "picks O2 on Ascend/GPU and O0 on CPU.", choices=("auto", "O0", "O2", "O3"), scripts=_TRAIN)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    USED_BY = SCRIPTS
     arch: str = key("Network: " + ", ".join(arch_names()) + " (see src/archs.py).", choices=arch_names())
-    init: str = key("Weight initialisation: timm (timm's cspnet scheme: conv Kaiming-normal fan_out, dense "
-                    "Normal(0, 0.01), the last BatchNorm gamma of each residual block 0; trains well from scratch, "
-                    "docs/convergence.md) or zoo (the model zoo's exact Kaiming-uniform a=sqrt(5), every gamma 1).",
-                    choices=("timm", "zoo"))
-    num_classes: int = key("Number of output classes of the classifier.", check=_at_least(1))
-    fp16_head: bool = key("Compute the classifier in float16 (model zoo behaviour); false: float32.")
+    init: str = key("Weight init: timm (Kaiming-normal fan_out, each residual block's last BatchNorm gamma 0; "
+                    "trains well, docs/convergence.md) or zoo (Kaiming-uniform a=sqrt(5), gamma 1).",
+                    choices=("timm", "zoo"), scripts=_TRAIN)
+    num_classes: int = key("Number of output classes of the classifier.",
+                           check=_at_least(1, 100000, "a larger classifier alone holds over 10^8 weights"))
+    fp16_head: bool = key("Compute the classifier in float16 (model zoo behaviour); false: float32.",
+                          scripts=("export",))
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    USED_BY = ("train", "eval")
     data_dir: str = key("Dataset root: an ImageFolder (one sub-folder per class); empty uses the embedded demo "
                         "data (train.py, eval.py).")
     data_list: str = key("Optional text file of 'relative/path label' lines (relative to data_dir), used "
@@ -203,42 +160,48 @@ class DataConfig:
     dataset_format: str = key("How data_dir / val_data_dir are stored: folder (an ImageFolder tree) or mindrecord "
                               "(the PREFIX given to tools/convert_to_mindrecord.py --output).",
                               choices=("folder", "mindrecord"))
-    verify_files: bool = key("Decode every file once in full, in worker processes that may crash without ending "
-                             "the run, and skip (and name) the unusable ones; false: only the first and last "
-                             "bytes are checked, and a corrupt file can crash the run inside the decoder.")
-    verify_manifest: str = key("Where the results of the full decode check are kept (keyed by path, size and "
-                               "mtime, so later runs and other ranks only stat each file): empty = "
-                               "<data_dir>/.cspdarknet53_verified.jsonl, or the user cache when data_dir is not "
-                               "writable; none = nowhere (check every file in every run); else that file.")
-    sampler: str = key("Train order: epoch_shard (every image once per epoch, reshuffled from seed and epoch) or "
-                       "class_balanced (each class an equal share of every epoch; rare images repeat; "
-                       "folder format only).", choices=("epoch_shard", "class_balanced"))
-    val_data_dir: str = key("Train: ImageFolder validated every val_interval epochs; empty: no validation.")
+    verify_files: bool = key("Decode every file once in isolated workers and skip (and name) the unusable ones; "
+                             "false: check the first and last bytes only (a corrupt file can crash the run).",
+                             scripts=_IMAGES)
+    verify_manifest: str = key("Where the decode check's results are kept (by path, size and mtime): empty = "
+                               "<data_dir>/.cspdarknet53_verified.jsonl (the user cache when data_dir is read-only); "
+                               "none = nowhere; else that file.")
+    sampler: str = key("Train order: epoch_shard (every image once per epoch) or class_balanced (each class an "
+                       "equal share of every epoch; folder format only).", choices=("epoch_shard", "class_balanced"),
+                       scripts=_TRAIN)
+    val_data_dir: str = key("Train: ImageFolder validated every val_interval epochs; empty: no validation.",
+                            scripts=_TRAIN)
     image_size: str = key("Train crop and eval input size as 'height,width'; auto: the architecture's.",
-                          check=_image_size)
+                          check=_image_size, scripts=_IMAGES)
     per_batch_size: int = key("Batch size per device (the global batch is per_batch_size x devices).",
-                              check=_at_least(1))
+                              check=_at_least(1), scripts=_IMAGES)
     num_parallel_workers: int = key("Data-loading workers per device; 0 uses the machine's cores (divided "
-                                    "among local devices).", check=_at_least(0))
+                                    "among local devices).", check=_workers, scripts=_IMAGES)
     eval_resize: str = key("Eval resize: squash (both sides to size/crop_pct, model zoo) or shorter (the "
                            "shorter side, keeping the aspect ratio), then a centre crop; auto: the "
-                           "architecture's.", choices=("auto",) + EVAL_RESIZE_MODES)
+                           "architecture's.", choices=("auto",) + EVAL_RESIZE_MODES, scripts=_IMAGES)
     crop_pct: float = key("Eval centre-crop fraction (0.875: 256 -> 224); 0: the architecture's.",
-                          check=_crop_pct)
+                          check=lambda v: None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]",
+                          scripts=_IMAGES)
     auto_augment: str = key("Extra train augmentation: none, randaugment or autoaugment (ImageNet policy).",
-                            choices=("none", "randaugment", "autoaugment"))
-    re_prob: float = key("Random-erasing probability in training (0 disables).", check=_between(0, 1))
+                            choices=("none", "randaugment", "autoaugment"), scripts=_TRAIN)
+    re_prob: float = key("Random-erasing probability in training (0 disables).", check=_between(0, 1),
+                         scripts=_TRAIN)
     color_jitter: float = key("Train colour-jitter strength for brightness, contrast and saturation (0 "
-                              "disables).", check=_at_least(0))
+                              "disables).", check=_at_least(0), scripts=_TRAIN)
     crop_scale_min: float = key("Smallest area fraction of the train random-resized crop (the zoo's 0.08).",
-                                check=_between(0, 1, low_open=True))
-    mixup_alpha: float = key("Mixup Beta(alpha, alpha) parameter; 0 disables mixup.", check=_at_least(0))
-    cutmix_alpha: float = key("CutMix Beta(alpha, alpha) parameter; 0 disables CutMix.", check=_at_least(0))
-    mixup_prob: float = key("Probability of mixing a batch when mixup or CutMix is on.", check=_between(0, 1))
+                                check=_between(0, 1, low_open=True), scripts=_TRAIN)
+    mixup_alpha: float = key("Mixup Beta(alpha, alpha) parameter; 0 disables mixup.", check=_at_least(0),
+                             scripts=_TRAIN)
+    cutmix_alpha: float = key("CutMix Beta(alpha, alpha) parameter; 0 disables CutMix.", check=_at_least(0),
+                              scripts=_TRAIN)
+    mixup_prob: float = key("Probability of mixing a batch when mixup or CutMix is on.", check=_between(0, 1),
+                            scripts=_TRAIN)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
+    USED_BY = _TRAIN
     lr: float = key("Peak learning rate, reached at the end of the warmup; not scaled by the number of "
                     "devices.", check=_at_least(0))
     lr_scheduler: str = key("cosine_annealing (model zoo, per-epoch staircase), cosine_step (per-step cosine "
@@ -251,7 +214,8 @@ class OptimConfig:
                           check=_at_least(0))
     eta_min: float = key("Floor of the cosine schedules.", check=_at_least(0))
     T_max: int = key("Period of the cosine_annealing schedule in epochs; 0: max_epoch.", check=_at_least(0))
-    max_epoch: int = key("Number of training epochs.", check=_at_least(1))
+    max_epoch: int = key("Number of training epochs.",
+                         check=_at_least(1, 10000, "the LR schedule holds one value per step of the whole run"))
     warmup_epochs: float = key("Linear warmup length in epochs (may be fractional).", check=_at_least(0))
     weight_decay: float = key("Weight decay (L2) of the conv and dense weights; biases and BatchNorm get none.",
                               check=_at_least(0))
@@ -262,14 +226,15 @@ class OptimConfig:
                             check=_at_least(1))
     class_weights: str = key("Per-class loss weights: none; balanced (inverse class frequency of the training "
                              "data, mean 1); or a file: one weight per line in class-index order, a JSON list, or "
-                             "a JSON object {class name: weight} (others 1).", check=lambda v: _class_weights(v))
+                             "a JSON object {class name: weight} (others 1).",
+                             check=lambda v: None if v.strip().lower() in ("none", "balanced") or os.path.isfile(v)
+                             else "none, balanced or an existing weights file")
     label_smooth: bool = key("Label-smoothed cross entropy with label_smooth_factor; false: plain cross "
                              "entropy.")
     label_smooth_factor: float = key("Label-smoothing epsilon (how much target mass leaves the true class).",
                                      check=_between(0, 1, high_open=True))
-    label_smooth_style: str = key("Label-smoothing convention: pytorch (true class 1 - eps + eps/K, others eps/K; "
-                                  "PyTorch, timm, mindcv) or zoo (true class 1 - eps, others eps/(K-1); the "
-                                  "model zoo's). See docs/convergence.md.",
+    label_smooth_style: str = key("pytorch (true class 1 - eps + eps/K, others eps/K; timm, mindcv) or zoo (true "
+                                  "class 1 - eps, others eps/(K-1)).",
                                   choices=("pytorch", "zoo"))  # src.loss.SMOOTH_STYLES (tested equal)
     ema: bool = key("Keep an exponential moving average (EMA) of the weights with decay ema_decay.")
     ema_decay: float = key("Decay of the weight EMA.", check=_between(0, 1))
@@ -277,7 +242,9 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    resume: str = key("Checkpoint file or run folder to resume training from; empty starts from scratch.")
+    USED_BY = _TRAIN
+    resume: str = key("Run folder (or a checkpoint in one) to resume: its config.yaml is the base, the command "
+                      "line changes it; empty starts from scratch.")
     ckpt_interval: int = key("Save a checkpoint every ckpt_interval epochs (and after the last).",
                              check=_at_least(1))
     ckpt_save_max: int = key("Number of epoch checkpoints to keep, the newest included (best.ckpt is kept "
@@ -292,84 +259,78 @@ class TrainConfig:
     log_interval: int = key("Log the loss and speed every log_interval steps.", check=_at_least(1))
     val_interval: int = key("Validate on val_data_dir every val_interval epochs (and after the last).",
                             check=_at_least(1))
-    tensorboard_dir: str = key("TensorBoard scalars (loss, lr, img/s, loss scale per step; val top-1/top-5 per "
-                               "epoch) to <tensorboard_dir>/<run name>/, rank 0 only; empty: off. Needs "
-                               "tensorboardX (pip install tensorboardX==2.6.5).")
-    dataset_sink_mode: str = key("Sink mode: run sink_size steps per host call (train step, EMA update and a "
-                                 "record of each step's loss in one compiled step; the host reads the losses "
-                                 "once per sink); auto: on for Ascend/GPU (data fed from the device queue), off "
-                                 "on CPU (1 on CPU feeds from the host, same numerics as 0).",
+    tensorboard_dir: str = key("TensorBoard scalars to <tensorboard_dir>/<run name>/ (rank 0; needs tensorboardX "
+                               "2.6.5); empty: off.")
+    dataset_sink_mode: str = key("Run sink_size steps per host call (the host reads the losses once per sink); auto: "
+                                 "on for Ascend/GPU (device queue), off on CPU (1 on CPU: same numerics as 0).",
                                  choices=("auto", "0", "1"))
-    sink_size: int = key("Steps per sink in sink mode; 0: a whole epoch. Rounded down to a divisor of the steps "
-                         "per epoch (an epoch ends on a sink boundary); progress lines come once per sink.",
-                         check=_at_least(0))
+    sink_size: int = key("Steps per sink in sink mode, rounded down to a divisor of the steps per epoch; 0: a "
+                         "whole epoch.", check=_at_least(0))
 
 
 @dataclass(frozen=True)
 class WeightsConfig:
-    pretrained: str = key("Checkpoint to load: train warm start; eval: the checkpoint file or folder to score.")
-    ckpt_file: str = key("Export/predict: the checkpoint file to load.")
-    use_ema: bool = key("Eval/export/predict: use the checkpoint's EMA weights.")
+    USED_BY = ("eval", "export", "predict")
+    pretrained: str = key("Train: a checkpoint to start from (warm start). Eval, export and predict take "
+                          "--pretrained as another name of --ckpt_file.", scripts=_TRAIN)
+    ckpt_file: str = key("The checkpoint to load: eval scores a file, or every checkpoint of a folder; export and "
+                         "predict load one file.")
+    use_ema: bool = key("Use the checkpoint's EMA weights.")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
+    USED_BY = ("eval",)
     log_path: str = key("Root of the eval output folders.")
-    result_file: str = key("Eval/predict: also write the result JSON here; empty writes none.")
-    no_plots: bool = key("Eval: skip confusion_matrix.png and worst_mistakes.png; the CSVs are always written.")
-    worst_mistakes: int = key("Eval: how many of the most confident wrong predictions worst_mistakes.png shows "
+    result_file: str = key("Also write the result JSON here; empty writes none.", scripts=("eval", "predict"))
+    no_plots: bool = key("Skip confusion_matrix.png and worst_mistakes.png; the CSVs are always written.")
+    worst_mistakes: int = key("How many of the most confident wrong predictions worst_mistakes.png shows "
                               "(0: none).", check=_at_least(0))
-    class_map: str = key("Eval: a file mapping the data's class folders to the model's classes (JSON {\"folder\": "
-                         "\"trained class name or index\" or null} or 'folder target' lines); needed when the "
-                         "folder names differ from the training run's class index, which is an error otherwise.")
+    class_map: str = key("A file mapping the data's class folders to the model's classes (JSON {\"folder\": class "
+                         "name, index or null} or 'folder target' lines), for folders named unlike the classes.")
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    export_batch_size: int = key("Batch dimension of the exported model input.", check=_at_least(1))
+    USED_BY = ("export",)
+    export_batch_size: int = key("Batch dimension of the exported model input.",
+                                 check=_at_least(1, 1024, "a deployment batch; a larger one is a typo"))
     file_name: str = key("Exported file name without extension.")
     file_format: str = key("Export format (AIR needs an Ascend device).", choices=("MINDIR", "ONNX", "AIR"))
     width: int = key("Exported input width in pixels; 0: from the checkpoint (or the architecture).",
-                     check=_at_least(0))
+                     check=_at_least(0, MAX_SIDE, _SIDE_WHY))
     height: int = key("Exported input height in pixels; 0: from the checkpoint (or the architecture).",
-                      check=_at_least(0))
+                      check=_at_least(0, MAX_SIDE, _SIDE_WHY))
 
 
 @dataclass(frozen=True)
 class PredictConfig:
+    USED_BY = ("predict",)
     image_path: str = key("Image file or folder, or a comma separated list of them.")
     topk: int = key("Number of top classes reported per image.", check=_at_least(1))
     class_names_file: str = key("Class names: a names file (line i = class i) or a run's class_index.json; "
                                 "empty: the checkpoint's own, else ImageNet's or class_<i>.")
-    cam: bool = key("Predict: also save a Grad-CAM heatmap overlay per image (<index>_<name>_cam.png).")
-    cam_class: int = key("Predict: the class the Grad-CAM heatmap explains; -1: each image's predicted class.",
+    cam: bool = key("Also save a Grad-CAM heatmap overlay per image (<index>_<name>_cam.png).")
+    cam_class: int = key("The class the Grad-CAM heatmap explains; -1: each image's predicted class.",
                          check=_at_least(-1))
-    cam_dir: str = key("Predict: folder of the Grad-CAM PNGs; empty: beside result_file, else ./cam.")
+    cam_dir: str = key("Folder of the Grad-CAM PNGs; empty: beside result_file, else ./cam.")
 
 
 SECTIONS = {"modelarts": ModelArtsConfig, "device": DeviceConfig, "model": ModelConfig, "data": DataConfig,
             "optim": OptimConfig, "train": TrainConfig, "weights": WeightsConfig, "eval": EvalConfig,
             "export": ExportConfig, "predict": PredictConfig}
+_KEYS = {f.name: (name, f) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}  # in order
 
 
-def _declared_keys():
-    out = {}
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            out[f.name] = (section, f)
-    return out
+def used_by(name):
+    """The entry scripts that read key ``name``."""
+    section, f = _KEYS[name]
+    return f.metadata["scripts"] or SECTIONS[section].USED_BY
 
 
-_KEYS = _declared_keys()  # key -> (section, dataclass field); built from the class bodies, no I/O
-
-
-def key_help(name):
-    """The help text of a key (with its choices), for command lines and docs."""
-    _, f = _KEYS[name]
-    text = f.metadata["help"]
-    if f.metadata["choices"]:
-        text += " Choices: %s." % ", ".join(f.metadata["choices"])
-    return text
+def script_keys(script=None):
+    """The keys ``script`` reads, in declaration order (every key for None)."""
+    return [k for k in _KEYS if script is None or script in used_by(k)]
 
 
 # --------------------------------------------------------------------------- the config object
@@ -391,116 +352,135 @@ class Config:
     profile: str = ""                        # the profile applied, if any
     config_path: str = ""                    # the user YAML, if any
     warnings: Tuple[str, ...] = ()           # odd but legitimate settings, for the run's log
+    script: str = ""                         # the entry script it was loaded for ("": every key)
+    resumed_from: str = ""                   # the run's config.yaml that --resume made the base
+    #: {key: (value the resumed run saved, value now)} for each key a YAML or the command line changed
+    changed_on_resume: Dict[str, tuple] = field(default_factory=dict, hash=False)
 
     def flat(self):
         """Every key and its value, in declaration order."""
         return {k: getattr(getattr(self, section), k) for k, (section, _) in _KEYS.items()}
 
     def is_explicit(self, name):
-        """True if ``name`` was given on the command line, or in a user YAML with a non-default value."""
+        """True if ``name`` was given on the command line, or in a YAML with a non-default value."""
         return name in self.explicit
 
     def replace(self, _mark_explicit=False, **values):
         """A copy with the given keys changed (validated again); ``_mark_explicit`` marks them as set by
         the user (for values a script derives from the user's, e.g. ModelArts paths)."""
-        flat = self.flat()
         for k in values:
-            if k not in flat:
-                raise ConfigError("unknown key %r%s" % (k, _did_you_mean(_suggest_key(k, flat), "'%s'")))
-        flat.update(values)
+            if k not in _KEYS:
+                raise ConfigError("unknown key %s%s" % (_show(k), _did_you_mean(_suggest_key(k, _KEYS), "'%s'")))
         explicit = self.explicit | set(values) if _mark_explicit else self.explicit
-        return _build(flat, explicit, {k: "%s (set by the program)" % k for k in values}, profile=self.profile,
-                      config_path=self.config_path)
+        return self._rebuild(values, {k: "%s (set by the program)" % k for k in values}, explicit)
 
     def with_profile(self, name):
-        """``(config, changed)``: the profile's values for every key the user did not set explicitly."""
-        values = _read_values(_profile_path(name), "profile %r" % name, allow_extra_documents=False)
-        changed = {k: v for k, v in values.items() if not self.is_explicit(k)}
-        flat = self.flat()
-        flat.update(changed)
-        cfg = _build(flat, self.explicit, {k: "%s in %s" % (k, _profile_path(name)) for k in changed},
-                     profile=name, config_path=self.config_path)
-        return cfg, {k: getattr(getattr(cfg, _KEYS[k][0]), k) for k in changed}
+        """``(config, changed)``: the profile's values for each key of the script not set explicitly. A
+        resumed run keeps its saved values (its profile was applied when it started)."""
+        path = _profile_path(name)
+        values = _read_values(path, "profile %r" % name, extra_documents=False)
+        if self.resumed_from:
+            return self, {}
+        keys = script_keys(self.script or None)
+        changed = {k: v for k, v in values.items() if k in keys and not self.is_explicit(k)}
+        cfg = self._rebuild(changed, {k: "%s in %s" % (k, path) for k in changed}, self.explicit, profile=name)
+        return cfg, {k: v for k, v in cfg.flat().items() if k in changed}
+
+    def _rebuild(self, values, where, explicit, **meta):
+        meta = {k: getattr(self, k) for k in ("profile", "config_path", "script", "resumed_from",
+                                              "changed_on_resume")} | meta
+        return _build({**self.flat(), **values}, explicit, where, **meta)
 
 
-# --------------------------------------------------------------------------- YAML reading
+# --------------------------------------------------------------------------- YAML files
+_MAX_FILE_BYTES = 1 << 20     # a config file holds one short value per key: about 3 KB
+_IGNORED_KEYS = ("runtime",)  # held by configs that earlier versions saved; means nothing now
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys in a mapping (PyYAML silently keeps the last)."""
+    """SafeLoader for config files: refuses duplicate keys (PyYAML keeps the last), aliases (``*name``: a
+    few hundred bytes of nested aliases expand to gigabytes) and nesting deeper than 8 levels."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        problem = "aliases (*name) are not accepted in config files" if self.check_event(yaml.AliasEvent) \
+            else "nested deeper than 8 levels" if self.depth >= 8 else None
+        if problem:
+            raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        for i, (key_node, _) in enumerate(node.value):
+            if isinstance(keys[i], str) and keys[i] in keys[:i]:
+                raise yaml.constructor.ConstructorError(None, None, "duplicate key %s" % _show(keys[i]),
+                                                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
-def _construct_mapping(loader, node, deep=False):
-    loader.flatten_mapping(node)
-    seen = set()
-    for key_node, _ in node.value:
-        k = loader.construct_object(key_node, deep=deep)
-        if k in seen:
-            raise yaml.constructor.ConstructorError(None, None, "duplicate key %r" % (k,), key_node.start_mark)
-        seen.add(k)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-# Keys that older saved configs or the zoo's file hold and that mean nothing now: accepted, ignored.
-_IGNORED_KEYS = ("runtime",)
-
-
-def _read_values(path, what, allow_extra_documents=True):
-    """The key -> value mapping of a YAML file (its first document); a zoo-style file's further
-    documents (help, choices) are ignored when ``allow_extra_documents``."""
+def _read_values(path, what, extra_documents=True):
+    """The key -> value mapping of a YAML file (its first document; a zoo-style file's further documents,
+    help and choices, are ignored when ``extra_documents``). Refuses keys that are not the config's."""
     if not os.path.exists(path):
         raise ConfigError("%s: file not found: %s" % (what, path))
     if not os.path.isfile(path):
         raise ConfigError("%s: not a file: %s" % (what, path))
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            docs = list(yaml.load_all(f, Loader=_StrictLoader))
-    except yaml.YAMLError as e:
-        raise ConfigError("cannot parse YAML file %s: %s" % (path, e)) from None
+        with open(path, "rb") as f:
+            data = f.read(_MAX_FILE_BYTES + 1)
+        text = data[:_MAX_FILE_BYTES].decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError("cannot read config file %s: %s" % (path, e)) from None
-    docs = [{} if d is None else d for d in docs] or [{}]
-    if len(docs) > 1 and not allow_extra_documents:
+    if len(data) > _MAX_FILE_BYTES:
+        raise ConfigError("%s: %s is larger than 1 MiB; a config file holds one value per key" % (what, path))
+    try:
+        docs = [{} if d is None else d for d in yaml.load_all(text, Loader=_StrictLoader)] or [{}]
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: e.g. an integer of more than 4300 digits
+        mark = getattr(e, "problem_mark", None)
+        text = ": ".join(p for p in (getattr(e, "context", None), getattr(e, "problem", None)) if p) or str(e)
+        where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark else ""
+        raise ConfigError("cannot parse YAML file %s: %s%s" % (path, _cut(text, 300), where)) from None
+    if len(docs) > 1 and not extra_documents:
         raise ConfigError("%s has %d YAML documents; expected one mapping of key: value" % (path, len(docs)))
-    values = docs[0]
-    if not isinstance(values, dict):
-        raise ConfigError("%s must be a mapping of key: value, got %s" % (path, type(values).__name__))
-    out = {}
-    for k, v in values.items():
-        if k in _IGNORED_KEYS:
-            continue
-        if not isinstance(k, str) or k not in _KEYS:
-            raise ConfigError("unknown key %r in %s%s" % (k, path, _did_you_mean(_suggest_key(k, _KEYS), "'%s'")))
-        out[k] = v
-    return out
+    if not isinstance(docs[0], dict):
+        raise ConfigError("%s must be a mapping of key: value, got %s" % (path, type(docs[0]).__name__))
+    for k in docs[0]:
+        if k not in _KEYS and k not in _IGNORED_KEYS:
+            hint = _did_you_mean(_suggest_key(k, _KEYS), "'%s'")
+            raise ConfigError("unknown key %s in %s%s" % (_show(k), path, hint))
+    return {k: v for k, v in docs[0].items() if k in _KEYS}
 
 
 def _profile_path(name):
-    path = os.path.join(PROFILES_DIR, "%s.yaml" % name)
+    path, names = os.path.join(PROFILES_DIR, "%s.yaml" % name), sorted(os.listdir(PROFILES_DIR))
     if not os.path.isfile(path):
-        available = sorted(os.path.splitext(n)[0] for n in os.listdir(PROFILES_DIR) if n.endswith(".yaml")) \
-            if os.path.isdir(PROFILES_DIR) else []
-        raise ConfigError("unknown profile %r (available: %s)%s" % (name, ", ".join(available) or "none",
-                                                                  _did_you_mean(_suggest(name, available, 0.6),
-                                                                                "'%s'")))
+        names = [n[:-5] for n in names if n.endswith(".yaml")]
+        raise ConfigError("unknown profile %s (available: %s)%s" % (
+            _show(name), ", ".join(names), _did_you_mean(_suggest(name, names, 0.6), "'%s'")))
     return path
 
 
+def run_config_of(resume):
+    """The ``config.yaml`` of the run folder that ``resume`` names (the folder, its ``ckpt_<rank>/`` or a
+    checkpoint in that, as ``src.checkpoint.run_folder_of`` finds it); None when there is none."""
+    path = os.path.abspath(os.path.expanduser(str(resume)))
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    if os.path.basename(folder).startswith("ckpt_"):
+        folder = os.path.dirname(folder)
+    elif folder != path:
+        return None  # a checkpoint file outside a run folder
+    found = os.path.join(folder, "config.yaml")
+    return found if os.path.isfile(found) else None
+
+
 # --------------------------------------------------------------------------- suggestions
-def _suggest(word, candidates, cutoff, n=3):
-    word_l = str(word).lower()
-    by_lower = {}
-    for c in candidates:
-        by_lower.setdefault(str(c).lower(), str(c))
-    hits = difflib.get_close_matches(word_l, list(by_lower), n=n, cutoff=cutoff)
-    if not hits:
-        return []
-    best = difflib.SequenceMatcher(None, word_l, hits[0]).ratio()  # keep those about as close as the best
-    return [by_lower[h] for h in hits if difflib.SequenceMatcher(None, word_l, h).ratio() >= best - 0.1]
-
-
 # Names other tools use for some keys (timm, mindcv, ...): suggested before any spelling match.
-_ALIASES = {
+_HINTS = {
     "epochs": "max_epoch", "num_epochs": "max_epoch", "batch_size": "per_batch_size",
     "workers": "num_parallel_workers", "num_workers": "num_parallel_workers", "model": "arch",
     "device": "device_target", "img_size": "image_size", "input_size": "image_size",
@@ -511,109 +491,101 @@ _ALIASES = {
 }
 
 
+def _suggest(word, candidates, cutoff):
+    """The candidate (any case) closest to ``word``, if it is close enough: [] or [it]."""
+    by_lower = {str(c).lower(): str(c) for c in reversed(list(candidates))}
+    return [by_lower[h] for h in difflib.get_close_matches(str(word).lower()[:200], by_lower, 1, cutoff)]
+
+
 def _suggest_key(name, keys):
     normalized = str(name).replace("-", "_")
-    if normalized in keys:
-        return [normalized]
-    alias = _ALIASES.get(normalized.lower())
-    if alias in keys:
-        return [alias]
-    return _suggest(normalized, sorted(keys), 0.6)
+    hint = normalized if normalized in keys else _HINTS.get(normalized.lower())
+    return [hint] if hint in keys else _suggest(normalized, sorted(keys), 0.6)
 
 
 def _did_you_mean(hits, fmt="%s"):
     return " (did you mean %s?)" % " or ".join(fmt % h for h in hits) if hits else ""
 
 
-# --------------------------------------------------------------------------- coercion and checks
-def _type_name(tp):
-    return {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+# --------------------------------------------------------------------------- values and rules
+_TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+
+
+def _convert(tp, value, has_choices):
+    """A YAML value or command-line text as type ``tp``; None when it is not one."""
+    if isinstance(value, (dict, list)):
+        return None
+    if tp is bool:
+        return _parse_bool(value)
+    if tp is str:
+        if isinstance(value, bool):
+            return str(int(value)) if has_choices else None  # is_distributed: true -> "1"
+        return "" if value is None else str(value) if isinstance(value, (str, int, float)) else None
+    try:
+        if isinstance(value, str):  # also YAML 1.1 reading "1e-5" (no dot) as a string
+            return tp(value.strip())
+        if tp is int:
+            return value if _is_int(value) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _coerce(name, value, where):
-    """Converts a YAML value or a command-line string to the declared type of ``name``; checks choices
-    and range. ``where`` names the source in messages (``--max_epoch``, ``lr in x.yaml``)."""
-    _, f = _KEYS[name]
-    tp, choices, check = f.type, f.metadata["choices"], f.metadata["check"]
-    bad = ConfigError("%s: expected %s, got %r" % (where, _type_name(tp), value))
-    if isinstance(value, (dict, list)) and tp is not list:
-        raise bad
-    if tp is bool:
-        out = _parse_bool(value)
-        if out is None:
-            raise bad
-    elif tp is int:
-        if _is_int(value):
-            out = value
-        elif isinstance(value, str):
-            try:
-                out = int(value.strip(), 10)
-            except ValueError:
-                raise bad from None
-        else:
-            raise bad
-    elif tp is float:
-        if _is_int(value) or isinstance(value, float):
-            out = float(value)
-        elif isinstance(value, str):  # also YAML 1.1 reading "1e-5" (no dot) as a string
-            try:
-                out = float(value.strip())
-            except ValueError:
-                raise bad from None
-        else:
-            raise bad
-        if not math.isfinite(out):
-            raise ConfigError("%s: expected a finite number, got %r" % (where, value))
-    else:  # str
-        if value is None:
-            out = ""
-        elif isinstance(value, bool) and choices:
-            out = str(int(value))           # is_distributed: true -> "1"
-        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            out = str(value)
-        else:
-            raise bad
+    """``value`` as key ``name``'s type, checked against its choices and range; ``where`` names the source in
+    messages (``--max_epoch``, ``lr in x.yaml``)."""
+    f = _KEYS[name][1]
+    choices, check = f.metadata["choices"], f.metadata["check"]
+    out = _convert(f.type, value, bool(choices))
+    if out is None:
+        raise ConfigError("%s: expected %s, got %s" % (where, _TYPE_NAMES[f.type], _show(value)))
+    if f.type is float and not math.isfinite(out):
+        raise ConfigError("%s: expected a finite number, got %s" % (where, _show(value)))
     if choices:
-        match = [c for c in choices if c.lower() == str(out).strip().lower()]
+        match = [c for c in choices if c.lower() == out.strip().lower()]
         if not match:
-            hits = _suggest(out, choices, 0.75)
-            raise ConfigError("%s: invalid choice %r (choose from %s)%s"
-                              % (where, value, ", ".join(choices), _did_you_mean(hits, "'%s'")))
+            raise ConfigError("%s: invalid choice %s (choose from %s)%s" % (
+                where, _show(value), ", ".join(choices), _did_you_mean(_suggest(out, choices, 0.75), "'%s'")))
         out = match[0]
-    if check is not None:
-        problem = check(out)
-        if problem:
-            raise ConfigError("%s: must be %s, got %r" % (where, problem, value))
+    problem = check(out) if check else None
+    if problem:
+        raise ConfigError("%s: must be %s, got %s" % (where, problem, _show(value)))
     return out
 
 
+def check_input_size(batch, height, width):
+    """Refuses (``ConfigError``) a model input of ``batch x 3 x height x width`` float32 above 4 GiB."""
+    size = batch * 3 * height * width * 4
+    if size > 4 << 30:
+        raise ConfigError("export_batch_size=%d x 3 x height=%d x width=%d float32 is %.1f GiB; the exported "
+                          "input may be at most 4 GiB (lower export_batch_size, width or height)"
+                          % (batch, height, width, size / 2 ** 30))
+
+
 def validate(flat):
-    """Cross-key rules. Raises ``ConfigError`` for contradictions; returns warnings for what is odd but
-    legitimate."""
+    """Cross-key rules: ``ConfigError`` for contradictions; returns warnings for the odd but legitimate."""
     warnings = []
     if flat["label_smooth"] and flat["label_smooth_factor"] > 0 and flat["num_classes"] < 2:
         raise ConfigError("label_smooth needs num_classes >= 2 (got num_classes=%d); set --label_smooth=0 or "
                           "--label_smooth_factor=0 for a single class" % flat["num_classes"])
-    if flat["dataset_format"] == "mindrecord":
-        if flat["data_list"]:
-            raise ConfigError("data_list does not apply to dataset_format=mindrecord (convert the list with "
-                              "tools/convert_to_mindrecord.py --data_list)")
-        if flat["sampler"] == "class_balanced":
-            raise ConfigError("sampler=class_balanced needs dataset_format=folder (MindRecord's reader takes only "
-                              "MindSpore's built-in samplers); use class_weights=balanced instead")
+    if flat["dataset_format"] == "mindrecord" and flat["data_list"]:
+        raise ConfigError("data_list does not apply to dataset_format=mindrecord (convert the list with "
+                          "tools/convert_to_mindrecord.py --data_list)")
+    if flat["dataset_format"] == "mindrecord" and flat["sampler"] == "class_balanced":
+        raise ConfigError("sampler=class_balanced needs dataset_format=folder (MindRecord's reader takes only "
+                          "MindSpore's built-in samplers); use class_weights=balanced instead")
+    if flat["width"] and flat["height"]:
+        check_input_size(flat["export_batch_size"], flat["height"], flat["width"])
     max_epoch = flat["max_epoch"]
     if flat["warmup_epochs"] > max_epoch:
         warnings.append("warmup_epochs=%g is longer than max_epoch=%d: the learning rate never reaches lr=%g"
                         % (flat["warmup_epochs"], max_epoch, flat["lr"]))
-    for k in ("ckpt_interval", "val_interval"):
-        if flat[k] > max_epoch:
-            warnings.append("%s=%d is longer than max_epoch=%d: only the last epoch gets one"
-                            % (k, flat[k], max_epoch))
-    if flat["lr_scheduler"] in ("exponential", "multistep"):
-        late = [m for m in parse_number_list(flat["lr_epochs"], "lr_epochs") if m >= max_epoch]
-        if late:
-            warnings.append("lr_epochs milestones %s are at or after max_epoch=%d and never take effect"
-                            % (", ".join("%g" % m for m in late), max_epoch))
+    warnings += ["%s=%d is longer than max_epoch=%d: only the last epoch gets one" % (k, flat[k], max_epoch)
+                 for k in ("ckpt_interval", "val_interval") if flat[k] > max_epoch]
+    late = [m for m in _epochs(flat["lr_epochs"]) if m >= max_epoch]
+    if late and flat["lr_scheduler"] in ("exponential", "multistep"):
+        warnings.append("lr_epochs milestones %s are at or after max_epoch=%d and never take effect"
+                        % (", ".join("%g" % m for m in late), max_epoch))
     if flat["T_max"] and flat["lr_scheduler"] == "cosine_annealing" and flat["T_max"] < max_epoch:
         warnings.append("T_max=%d is shorter than max_epoch=%d: the cosine rises again after epoch %d"
                         % (flat["T_max"], max_epoch, flat["T_max"]))
@@ -623,14 +595,12 @@ def validate(flat):
     return tuple(warnings)
 
 
-def _build(flat, explicit, where, profile="", config_path=""):
-    """Coerces every value (``where[k]`` names its source), applies the cross-key rules and builds a Config."""
+def _build(flat, explicit, where, **meta):
+    """Coerces every value (``where[k]`` names its source), applies the cross-key rules, builds a Config."""
     values = {k: _coerce(k, flat[k], where.get(k, k)) for k in _KEYS}
-    warnings = validate(values)
     sections = {name: cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
                 for name, cls in SECTIONS.items()}
-    return Config(**sections, explicit=frozenset(explicit), profile=profile, config_path=config_path,
-                  warnings=warnings)
+    return Config(**sections, explicit=frozenset(explicit), warnings=validate(values), **meta)
 
 
 # --------------------------------------------------------------------------- command line
@@ -638,116 +608,150 @@ class _ArgumentParser(argparse.ArgumentParser):
     """ArgumentParser that raises ConfigError instead of printing usage and exiting."""
 
     def error(self, message):
-        raise ConfigError("command line: %s" % message)
+        raise ConfigError("command line: %s" % _cut(message, 600))
 
 
-def _build_parser(prog=None):
+def _build_parser(script, defaults):
+    """``script``'s options (every key for None) by section, ModelArts last, with defaults and choices."""
     parser = _ArgumentParser(
-        prog=prog, allow_abbrev=False, argument_default=argparse.SUPPRESS,
-        description="CSPDarkNet53. Every key is a --key flag (--key value or --key=value); precedence: command "
-                    "line > --config_path YAML > profile > default_config.yaml.")
-    parser.add_argument("--config_path", metavar="PATH", help="YAML of key: value overriding the defaults.")
-    groups = {name: parser.add_argument_group(name) for name in SECTIONS}
-    for name, (section, f) in _KEYS.items():
-        kwargs = {"dest": name, "help": key_help(name).replace("%", "%%"), "metavar": f.type.__name__.upper()}
-        if f.metadata["choices"]:
-            kwargs["metavar"] = "{%s}" % ",".join(f.metadata["choices"])
-        if f.type is bool:
-            kwargs.update(nargs="?", const="true", metavar="BOOL")  # `--flag` alone means true
-        groups[section].add_argument("--" + name, **kwargs)
+        prog="%s.py" % script if script else os.path.basename(sys.argv[0] or "") or None,
+        usage="%(prog)s [--key value | --key=value ...]", allow_abbrev=False, argument_default=argparse.SUPPRESS,
+        description="Precedence: command line > --config_path YAML > profile (train.py, eval.py without data_dir: "
+                    "configs/demo.yaml) > default_config.yaml; train.py --resume=RUN: RUN's config.yaml replaces "
+                    "profile and defaults.")
+    parser.add_argument("--config_path", metavar="PATH", help="YAML of key: value (other scripts' keys ignored).")
+    keys, aliases = script_keys(script), ALIASES.get(script, {})
+    for section in [s for s in SECTIONS if s != "modelarts"] + ["modelarts"]:
+        group = parser.add_argument_group(section)
+        for k in (k for k in keys if _KEYS[k][0] == section):
+            f, value = _KEYS[k][1], defaults[k]
+            shown = '""' if value == "" else str(value).lower() if isinstance(value, bool) else value
+            kwargs = {"dest": k, "help": ("%s (default: %s)" % (f.metadata["help"], shown)).replace("%", "%%"),
+                      "metavar": "{%s}" % ",".join(f.metadata["choices"]) if f.metadata["choices"]
+                      else f.type.__name__.upper()}
+            if f.type is bool:
+                kwargs.update(nargs="?", const="true", metavar="BOOL")  # `--flag` alone means true
+            group.add_argument("--" + k, *["--" + a for a, target in aliases.items() if target == k], **kwargs)
     return parser
 
 
-def _check_unknown_cli(argv):
-    """Raise ConfigError for the first unknown option in argv, with a suggestion."""
-    known = set(_KEYS) | {"config_path", "help"}
-    for a in argv:
-        if a == "--":
-            break
-        if a.startswith("--"):
-            name = a[2:].split("=", 1)[0]
-            if name in known:
-                continue
-            raise ConfigError("command line: unknown option --%s%s"
-                              % (name, _did_you_mean(_suggest_key(name, _KEYS), "--%s")))
+def unknown_option(name, script=None, known=None):
+    """The error line for ``--name`` on ``script``'s command line (``known``: its option names; default: its
+    keys and aliases): another script's key names the scripts using it, else the nearest option is shown."""
+    if name in _KEYS and script is not None:
+        return "command line: --%s is not an option of %s.py; it is used by %s" % (
+            name, script, ", ".join("%s.py" % s for s in used_by(name)))
+    known = list(known) if known is not None else script_keys(script) + list(ALIASES.get(script, {}))
+    return "command line: unknown option --%s%s" % (_cut(name), _did_you_mean(_suggest_key(name, known), "--%s"))
+
+
+def _parse_cli(argv, script, defaults):
+    """``{key: text}`` of the options in ``argv`` (aliases under their key's name), ``config_path`` included."""
+    names = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+    for alias, name in ALIASES.get(script, {}).items():
+        if alias in names and name in names:
+            raise ConfigError("command line: --%s and --%s are one option; give one of them" % (name, alias))
+    args, extra = _build_parser(script, defaults).parse_known_args(argv)
+    if extra and extra[0].startswith("--") and extra[0] != "--":
+        raise ConfigError(unknown_option(extra[0][2:].split("=", 1)[0], script))
+    if extra:
+        raise ConfigError("command line: unexpected argument(s): %s" % _cut(" ".join(extra)))
+    return vars(args)
 
 
 # --------------------------------------------------------------------------- loading
-def load_config(argv=None, config_path=None):
-    """Load the config: ``default_config.yaml`` < user YAML < command line.
-
-    argv: command-line arguments without the program name (None: ``sys.argv[1:]``).
-    config_path: user YAML; a ``--config_path`` in argv takes precedence. The repository's default file
-    (or "") means no user YAML.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    _check_unknown_cli(argv)
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    args, extra = _build_parser(prog).parse_known_args(argv)
-    if extra:
-        raise ConfigError("command line: unexpected argument(s): %s" % " ".join(extra))
-    cli = vars(args)
-    config_path = cli.pop("config_path", config_path) or None
-
-    defaults = _read_values(DEFAULT_CONFIG_PATH, "default config", allow_extra_documents=False)
+def load_config(argv=None, config_path=None, script=None, environ=None):
+    """The config of ``argv`` (None: ``sys.argv[1:]``) for ``script`` (one of ``SCRIPTS``; None: every key);
+    ``config_path``: a user YAML unless argv has one; ``environ``: checked with ``launch_env`` (os.environ)."""
+    if script not in SCRIPTS + (None,):
+        raise ValueError("script must be one of %s, got %r" % (SCRIPTS, script))
+    defaults = _read_values(DEFAULT_CONFIG_PATH, "default config", extra_documents=False)
     missing = [k for k in _KEYS if k not in defaults]
     if missing:
         raise ConfigError("%s lacks a value for %s" % (DEFAULT_CONFIG_PATH, ", ".join(missing)))
-    flat = dict(defaults)
-    where = {k: "%s in %s" % (k, DEFAULT_CONFIG_PATH) for k in flat}
-    explicit = set()
-    used_path = ""
-    if config_path is not None:
-        path = os.path.abspath(os.path.expanduser(str(config_path)))
-        if not (os.path.exists(path) and os.path.samefile(path, DEFAULT_CONFIG_PATH)):
-            used_path = path
-            default_values = {k: _coerce(k, v, where[k]) for k, v in defaults.items()}
-            for k, v in _read_values(path, "config_path").items():
-                flat[k] = v
-                where[k] = "%s in %s" % (k, path)
-                if _coerce(k, v, where[k]) != default_values[k]:
-                    explicit.add(k)
+    cli = _parse_cli(list(sys.argv[1:] if argv is None else argv), script, defaults)
+    launch_env(environ)
+    config_path = cli.pop("config_path", config_path) or None
+    flat, where = dict(defaults), {k: "%s in %s" % (k, DEFAULT_CONFIG_PATH) for k in defaults}
+    default_values = {k: _coerce(k, v, where[k]) for k, v in defaults.items()}
+    keys, layers, warnings = set(script_keys(script)), [("", {})], []
+    path = os.path.abspath(os.path.expanduser(str(config_path or "")))
+    if config_path and not (os.path.exists(path) and os.path.samefile(path, DEFAULT_CONFIG_PATH)):
+        layers = [(path, _read_values(path, "config_path"))]
+    resume = cli.get("resume", layers[0][1].get("resume")) if "resume" in keys else None
+    saved_path = run_config_of(resume) if resume else None
+    if saved_path:
+        layers.insert(0, (saved_path, _read_values(saved_path, "resume")))
+    elif resume and os.path.exists(os.path.expanduser(str(resume))):
+        warnings.append("resume=%s: no config.yaml in its run folder, so the run continues with the settings "
+                        "given now (defaults, profile, command line), which may differ from the run's" % resume)
+    explicit, saved = set(), {}
+    for path, values in layers:
+        for k, v in values.items():
+            if k in keys:  # another script's key in a YAML: accepted, ignored (it keeps its default)
+                flat[k], where[k] = v, "%s in %s" % (k, path)
+                (explicit.add if _coerce(k, v, where[k]) != default_values[k] else explicit.discard)(k)
+        if path == saved_path:
+            saved = {k: _coerce(k, flat[k], where[k]) for k in keys if k != "resume"}
     for k, v in cli.items():
-        flat[k] = v
-        where[k] = "--%s" % k
+        flat[k], where[k] = v, "--%s" % k
         explicit.add(k)
-    return _build(flat, explicit, where, config_path=used_path)
+    cfg = _build(flat, explicit, where, config_path=layers[-1][0], script=script or "",
+                 resumed_from=saved_path or "")
+    now = cfg.flat()
+    return dataclasses.replace(cfg, warnings=tuple(warnings) + cfg.warnings,
+                               changed_on_resume={k: (v, now[k]) for k, v in saved.items() if now[k] != v})
 
 
 def save_config(cfg, path):
-    """Writes the config's values to ``path`` as one YAML mapping, atomically (with the umask's file mode); it
-    loads back with ``--config_path`` to the same values."""
+    """Writes every key's value to ``path`` as one YAML mapping, atomically; it loads back (``--config_path``,
+    ``--resume``) to the same values. Returns the absolute path."""
     from src.utils.fileio import write_text_atomic
 
-    data = cfg.flat()
-    return write_text_atomic(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True),
-                             path)
+    text = yaml.safe_dump(cfg.flat(), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return write_text_atomic(text, path)
 
 
-# --------------------------------------------------------------------------- helpers
-def _env_int(environ, name):
-    raw = environ.get(name)
-    if raw is None or str(raw).strip() == "":
-        return None
-    try:
-        return int(str(raw).strip())
-    except ValueError:
-        raise ConfigError("environment variable %s=%r is not an integer" % (name, raw)) from None
+# --------------------------------------------------------------------------- launcher variables, "auto"
+_LAUNCH_VARS = {"DEVICE_ID": (0, 4095), "RANK_ID": (0, 65535), "RANK_SIZE": (1, 65536), "MS_WORKER_NUM": (1, 65536)}
+
+
+def launch_env(environ=None):
+    """``{name: int}`` of the launcher variables set (DEVICE_ID, RANK_ID, RANK_SIZE, MS_WORKER_NUM; MindSpore
+    takes device ids 0-4095); ``ConfigError`` naming one that is not an integer or out of range."""
+    env, out = os.environ if environ is None else environ, {}
+    for name, (low, high) in _LAUNCH_VARS.items():
+        raw = str(env.get(name) or "").strip()
+        try:
+            out.update({name: int(raw, 10)} if raw else {})
+        except ValueError:
+            raise ConfigError("environment variable %s=%s is not an integer" % (name, _show(raw))) from None
+        if raw and not low <= out[name] <= high:
+            raise ConfigError("environment variable %s=%d is out of range: must be in [%d, %d]"
+                              % (name, out[name], low, high))
+    if out.get("RANK_ID", 0) >= out.get("RANK_SIZE", math.inf):
+        raise ConfigError("environment variable RANK_ID=%d is out of range: must be below RANK_SIZE=%d"
+                          % (out["RANK_ID"], out["RANK_SIZE"]))
+    return out
 
 
 def resolve_is_distributed(value, environ=None):
-    """``is_distributed`` as a bool: "1"/"0" (or 1/0/True/False) as given; "auto" -> True iff launched by
+    """``is_distributed`` as a bool: "1"/"0" (or 1/0/True/False) as given; "auto": True iff launched by
     msrun (MS_ROLE set, or MS_WORKER_NUM > 1) or RANK_SIZE > 1 in ``environ`` (default: os.environ)."""
-    parsed = _parse_bool(value)
-    if parsed is not None:
-        return parsed
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        env = os.environ if environ is None else environ
-        if str(env.get("MS_ROLE", "")).strip():
-            return True
-        workers = _env_int(env, "MS_WORKER_NUM")
-        if workers is not None and workers > 1:
-            return True
-        rank_size = _env_int(env, "RANK_SIZE")
-        return rank_size is not None and rank_size > 1
-    raise ConfigError("is_distributed: invalid value %r (choose from auto, 0, 1)" % (value,))
+    value, env = _coerce("is_distributed", value, "is_distributed"), os.environ if environ is None else environ
+    counts = launch_env(env) if value == "auto" else {}
+    return value == "1" or (value == "auto" and (bool(str(env.get("MS_ROLE", "")).strip()) or
+                                                 max(counts.get("MS_WORKER_NUM", 1), counts.get("RANK_SIZE", 1)) > 1))
+
+
+def resolve_amp_level(value, device_target):
+    """``amp_level`` (the config's choices) -> O0, O2 or O3; auto: O2 on Ascend and GPU (the zoo's), O0 on
+    CPU (float16 kernels measured about 2x slower there, with about 3x the memory)."""
+    value = _coerce("amp_level", value, "amp_level")
+    return value if value != "auto" else "O0" if device_target == "CPU" else "O2"
+
+
+def resolve_sink_mode(value, device_target):
+    """``dataset_sink_mode`` (the config's choices, or a bool) -> bool; auto: on for Ascend/GPU, off on CPU."""
+    value = _coerce("dataset_sink_mode", value, "dataset_sink_mode")
+    return device_target in ("Ascend", "GPU") if value == "auto" else value == "1"

@@ -1,80 +1,59 @@
-"""Resuming a run: its own config, what a resume may change, its classes, and whether anything is left to do.
+"""Resuming a run: what a resume may change, its class names, and whether anything is left to do.
 
-``--resume=RUN`` (a run folder, or a checkpoint in one) continues RUN with the config it was trained with
-(``RUN/config.yaml``); what the command line (or a ``--config_path`` YAML) sets overrides it, and each change
-is judged by what it does to the run:
+``--resume=RUN`` (a run folder, or a checkpoint in one) continues RUN with the config it was trained with:
+``src.config.load_config`` makes ``RUN/config.yaml`` the base, a ``--config_path`` YAML and the command line
+change it, and ``cfg.changed_on_resume`` lists each change. Here each is judged by what it does to the run:
 
 * how the run is carried out (``CARRIED_OUT``: checkpoint and validation intervals, retention, logging,
   TensorBoard, workers, the file check, sink mode, the device, the validation data): allowed, logged;
 * ``max_epoch`` (train longer, or stop earlier): allowed, logged as a deliberate change, with what it does to
   the learning-rate schedule of the remaining epochs;
+* ``ckpt_path`` and the ModelArts transfer keys do not matter (a resumed run writes into its own folder);
 * anything else changes what the run computes (model, data, image size, batch, schedule, loss, augmentation,
-  seed, precision, warm start): refused, one error line naming every such change;
-* keys that train.py does not read (eval, export, predict, ModelArts) pass silently, and ``ckpt_path`` does not
-  matter (a resumed run writes into its own folder).
+  seed, precision, warm start): refused, one error line naming every such change.
 
-A run folder without ``config.yaml`` (a bare checkpoint) resumes with the command line's config; the
-checkpoint's arch, num_classes and class names are checked against it all the same.
+A checkpoint outside a run folder (no ``config.yaml``) resumes with the config given now (the config loader
+warns); the checkpoint's arch, num_classes and class names are checked against it all the same.
 """
 import json
 import os
 
-from src.checkpoint import find_resume_checkpoint, run_folder_of
-from src.config import load_config
 from src.errors import ClassIndexError, ConfigError
 
-__all__ = ["CARRIED_OUT", "DELIBERATE", "NOT_TRAIN_KEYS", "resume_config", "trained_class_names",
-           "check_same_classes"]
+__all__ = ["CARRIED_OUT", "DELIBERATE", "IGNORED", "resume_config", "trained_class_names", "check_same_classes"]
 
 CARRIED_OUT = frozenset({
     "ckpt_interval", "ckpt_save_max", "ckpt_older_weights_only", "is_save_on_master", "dump_shard_files",
     "log_interval", "val_interval", "tensorboard_dir", "dataset_sink_mode", "sink_size", "num_parallel_workers",
     "verify_files", "verify_manifest", "val_data_dir", "device_target", "is_distributed"})
 DELIBERATE = frozenset({"max_epoch"})
-#: not read by train.py, or meaningless for a resumed run
-NOT_TRAIN_KEYS = frozenset({
-    "resume", "ckpt_path", "ckpt_file", "use_ema", "log_path", "result_file", "no_plots", "worst_mistakes",
-    "class_map", "export_batch_size", "file_name", "file_format", "width", "height", "image_path", "topk",
-    "class_names_file", "cam", "cam_class", "cam_dir", "enable_modelarts", "data_url", "train_url",
-    "checkpoint_url", "data_path", "output_path", "load_path", "need_modelarts_dataset_unzip",
-    "modelarts_dataset_unzip_name"})
-
-
-def _saved_config(cfg):
-    """``(run folder, its config.yaml or None)`` of ``cfg.train.resume``."""
-    run_dir = run_folder_of(find_resume_checkpoint(cfg.train.resume))
-    path = os.path.join(run_dir, "config.yaml") if run_dir else None
-    return run_dir, path if path and os.path.isfile(path) else None
+IGNORED = frozenset({"ckpt_path", "enable_modelarts", "data_url", "train_url", "checkpoint_url", "data_path",
+                     "output_path", "load_path", "need_modelarts_dataset_unzip", "modelarts_dataset_unzip_name"})
 
 
 def resume_config(cfg):
     """The config a resumed run trains with, and the log lines about it: ``(cfg, notes)`` (module docstring).
 
-    Raises ``ConfigError`` naming every override that changes what the run computes."""
-    run_dir, saved_path = _saved_config(cfg)
-    if saved_path is None:
-        return cfg, [f"resume={cfg.train.resume}: no config.yaml in the run folder, so this command line's config "
-                     "is used (the checkpoint's arch, num_classes and class names are checked against it)"]
-    saved = load_config([], config_path=saved_path)
-    now, before = cfg.flat(), saved.flat()
-    overrides = {k: now[k] for k in sorted(cfg.explicit) if k in now and k not in NOT_TRAIN_KEYS}
-    changed = {k: (before[k], v) for k, v in overrides.items() if v != before[k]}
+    Raises ``ConfigError`` naming every change that would alter what the run computes."""
+    if not cfg.resumed_from:
+        return cfg, []
+    changed = {k: v for k, v in cfg.changed_on_resume.items() if k not in IGNORED}
     refused = [k for k in changed if k not in CARRIED_OUT | DELIBERATE]
     if refused:
         listed = ", ".join(f"{k} {changed[k][0]!r} -> {changed[k][1]!r}" for k in refused)
-        raise ConfigError(f"resume={cfg.train.resume}: a resumed run continues with its own config ({saved_path}), "
-                          f"and these options would change what it computes: {listed}; drop them, or start a new "
-                          "run (pretrained=<its checkpoint> starts one from its weights)")
-    merged = saved.replace(_mark_explicit=True, **{k: now[k] for k in overrides}, resume=cfg.train.resume,
-                           ckpt_path=before["ckpt_path"])
-    notes = [f"resume: the run's config {saved_path}"
-             + (f", with {', '.join(f'{k}={v[1]!r}' for k, v in changed.items() if k in CARRIED_OUT)} from the "
-                "command line" if any(k in CARRIED_OUT for k in changed) else "")]
+        raise ConfigError(f"resume={cfg.train.resume}: a resumed run continues with its own config "
+                          f"({cfg.resumed_from}), and these options would change what it computes: {listed}; drop "
+                          "them, or start a new run (pretrained=<its checkpoint> starts one from its weights)")
+    carried = [k for k in changed if k in CARRIED_OUT]
+    notes = [f"resume: the run's config {cfg.resumed_from}"
+             + (f", with {', '.join(f'{k}={changed[k][1]!r}' for k in carried)} changed" if carried else "")]
     if "max_epoch" in changed:
         old, new = changed["max_epoch"]
-        notes.append(f"resume: max_epoch changed from {old} to {new} (deliberately, on the command line); the "
-                     f"learning-rate schedule of the remaining steps is that of a {new}-epoch run")
-    return merged, notes
+        notes.append(f"resume: max_epoch changed from {old} to {new} (deliberately); the learning-rate schedule of "
+                     f"the remaining steps is that of a {new}-epoch run")
+    if "ckpt_path" in cfg.changed_on_resume:  # the run's own folder is where it goes on
+        cfg = cfg.replace(ckpt_path=cfg.changed_on_resume["ckpt_path"][0])
+    return cfg, notes
 
 
 def trained_class_names(meta, run_dir):

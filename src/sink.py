@@ -26,25 +26,12 @@ Who feeds the steps:
   compiled ``SinkStep`` without reading anything back in between. Same numerics as the loop path
   (tests/e2e/test_sink_mode.py), one synchronisation per sink.
 """
+from src.config import resolve_sink_mode  # noqa: F401  (re-exported: the one resolver of the "auto" sink mode)
 from src.errors import ConfigError
 from src.utils import signals
 from src.utils.seeding import set_augmentation_seed
 
 __all__ = ["resolve_sink_mode", "sink_chunk_size", "SinkRunner", "build_sink", "train_one_epoch_sink"]
-
-
-def resolve_sink_mode(value, device_target):
-    """``dataset_sink_mode`` ("auto" | "0" | "1", or a bool) -> bool; auto: on for Ascend/GPU, off on CPU."""
-    text = str(value).strip().lower()
-    if isinstance(value, bool):
-        return value
-    if text in ("1", "true"):
-        return True
-    if text in ("0", "false", ""):
-        return False
-    if text == "auto":
-        return device_target in ("Ascend", "GPU")
-    raise ValueError(f"dataset_sink_mode={value!r}: expected auto, 0 or 1")
 
 
 def sink_chunk_size(steps_per_epoch, requested=0):

@@ -16,13 +16,7 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
-
-def resolve_amp_level(amp_level, device_target):
-    if amp_level in (None, "", "auto"):
-        return "O0" if device_target == "CPU" else "O2"
-    if amp_level not in ("O0", "O1", "O2", "O3"):
-        raise ValueError(f"amp_level={amp_level!r}: expected auto, O0, O1, O2 or O3")
-    return amp_level
+from src.config import resolve_amp_level  # noqa: F401  (re-exported: the one resolver of amp_level's "auto")
 
 
 def apply_amp(net, amp_level):

@@ -343,20 +343,13 @@ def open_run(cfg, ctx, run_log, setup, start):
     run_log.attach_file(os.path.join(run_dir, "log.txt" if ctx.is_main else f"log_rank{ctx.rank}.txt"))
     if ctx.is_main:
         config_path = os.path.join(run_dir, "config.yaml")
-        if not start.run_dir or not os.path.isfile(config_path) or _config_changed(cfg, config_path):
-            save_config(cfg, config_path)
+        if not (start.run_dir and cfg.resumed_from) or set(cfg.changed_on_resume) - {"ckpt_path"}:
+            save_config(cfg, config_path)  # a resume rewrites it only when it changed a key
         ctx.save(os.path.join(run_dir, "run.json"), cfg, resumed_from=start.checkpoint)
         index_path = os.path.join(run_dir, "class_index.json")
         if not os.path.isfile(index_path):
             save_class_index(setup.data.class_to_idx, index_path)
     return run_dir, lock
-
-
-def _config_changed(cfg, saved_path):
-    from src.config import load_config
-
-    before, now = load_config([], config_path=saved_path).flat(), cfg.flat()
-    return any(before[k] != now[k] for k in now if k not in ("resume", "ckpt_path"))
 
 
 class Run:

@@ -254,7 +254,7 @@ def overwrite_middle(data: bytes, nbytes: int = 16, seed: int = 0) -> bytes:
 
 def known_crashers() -> List[Tuple[str, bytes]]:
     """Files that crash MindSpore 2.10's ``vision.Decode`` and the train/eval pipelines (found with
-    ``tools/decoder_survey.py``) yet pass the cheap up-front check (SOI ... EOI intact): [(name, bytes)].
+    ``research/decoder_survey.py``) yet pass the cheap up-front check (SOI ... EOI intact): [(name, bytes)].
 
     * ``dqt_cut.jpg``: 25 bytes cut out of the quantisation table segment (offset 72) of a baseline 4:2:0
       JPEG of skimage's coffee at 160x120 -> SIGSEGV inside libjpeg ("Corrupt JPEG data: 44 extraneous

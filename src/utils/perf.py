@@ -51,7 +51,7 @@ def recommended_settings(mode="train"):
     # fused_act: the project's one-kernel Mish / LeakyReLU custom CPU operators (src.utils.fused_ops). In
     # training both pay (LeakyReLU network at bs 32 / 224 px: 1.65x img/s, peak 13.7 -> 5.5 GB, first step
     # 28 -> 5 s); in inference only Mish does: the fused LeakyReLU was 10 % slower at batch 1 and equal at 32
-    # (docs/performance.md, section 8). Without a C++ compiler they fall back (warning).
+    # (docs/performance.md, sections 1-2). Without a C++ compiler they fall back (warning).
     settings = {"onednn_isa": "auto", "fused_act": True}
     if mode == "infer":
         settings["fused_act"] = "mish"

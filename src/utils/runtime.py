@@ -68,7 +68,8 @@ class RunContext:
 
 
 def resolve_device_target(value):
-    """``auto`` -> Ascend if present, else GPU, else CPU; a named target must be available."""
+    """``auto`` -> Ascend if present, else GPU, else CPU; a named target must be available (the accepted
+    values are the config's choices: tests/unit/test_config.py)."""
     import mindspore as ms
 
     if value in (None, "", "auto"):
@@ -93,7 +94,9 @@ def setup_device(device_target="auto", device_id=None, graph_mode=True):
         ms.set_device("CPU")
     else:
         if device_id is None:
-            device_id = int(os.environ.get("DEVICE_ID", "0"))
+            from src.config import launch_env
+
+            device_id = launch_env().get("DEVICE_ID", 0)
         ms.set_device(target, device_id)
     ms.set_context(mode=ms.GRAPH_MODE if graph_mode else ms.PYNATIVE_MODE)
     return target
@@ -211,10 +214,16 @@ def important_info(log, msg):
     log.info("\n".join([line, line, "**", "**", "**        " + msg, "**", "**", line, line]))
 
 
+MAX_ERROR_LINE = 2000  # characters of an error line; longer messages keep their start and end
+
+
 def user_error_exit(err, run_log=None):
-    """Prints a user-facing error line (no traceback) to stderr, and to the run's log file when there is
-    one; returns exit status 2."""
+    """Prints a user-facing error line (no traceback, at most ``MAX_ERROR_LINE`` characters) to stderr, and to
+    the run's log file when there is one; returns exit status 2."""
     message = f"error: {err}"
+    if len(message) > MAX_ERROR_LINE:
+        head, tail = MAX_ERROR_LINE * 3 // 4, MAX_ERROR_LINE // 4 - 40
+        message = f"{message[:head]} ...[{len(message) - head - tail} characters cut]... {message[-tail:]}"
     print(message, file=sys.stderr, flush=True)
     if run_log is not None:
         run_log.file_only(logging.ERROR, message)

@@ -106,6 +106,5 @@ def test_all_reduce_single_process_is_a_no_op():
         acc.all_reduce(0, 2, reducer=lambda v: v[:-1])
 
 
-if __name__ == "__main__":  # an msrun worker
-    sys.path.insert(0, REPO)
+if __name__ == "__main__":  # an msrun worker (PYTHONPATH holds the repository)
     _worker(sys.argv[1])

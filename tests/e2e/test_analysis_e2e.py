@@ -299,7 +299,6 @@ def test_predict_cam_overlays_beside_the_json(run, tmp_path):
 
 
 def test_predict_cam_class_outside_the_model_is_a_user_error(run, tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, REPO)
     import predict
 
     monkeypatch.chdir(tmp_path)

@@ -118,7 +118,6 @@ def test_gradcam_peak_lies_in_the_objects_corner(tmp_path):
 
 
 if __name__ == "__main__":  # the child: python test_analysis_gradcam_corner.py OUT_DIR ARCH [SEED] [STEPS]
-    sys.path.insert(0, REPO)
     os.environ.setdefault("GLOG_v", "3")
     args = sys.argv[1:]
     out = experiment(args[1] if len(args) > 1 else "cspdarknet_tiny", args[0],

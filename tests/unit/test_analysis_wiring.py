@@ -4,17 +4,12 @@ Grad-CAM hook for both architectures' numerics at odd input sizes, the trainer's
 TensorBoard plotting tool. (End to end through the scripts: tests/e2e/test_analysis_e2e.py.)"""
 import dataclasses
 import os
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import mindspore as ms
 from PIL import Image
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 from src.archs import get_arch  # noqa: E402
 from src.data import create_dataset  # noqa: E402
@@ -145,8 +140,7 @@ def test_progress_step_end_returns_the_logged_window_rate():
 def test_plot_tensorboard_tool(tmp_path):
     pytest.importorskip("tensorboardX")
     pytest.importorskip("matplotlib")
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import plot_tensorboard
+    from tools import plot_tensorboard
     from src.utils.tensorboard import create_tensorboard_logger, epoch_scalars, step_scalars
 
     tb = create_tensorboard_logger(str(tmp_path / "tb"), run_dir=str(tmp_path / "run1"))

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import yaml
 
 from src import config as config_mod
 from src.config import (DEFAULT_CONFIG_PATH, PROFILES_DIR, SECTIONS, Config, ConfigError, load_config,
-                                parse_int_list, parse_number_list, resolve_is_distributed, save_config)
+                        resolve_is_distributed, save_config)
 from src.archs import arch_names
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -84,7 +85,7 @@ def test_config_is_immutable_and_runtime_state_lives_elsewhere():
 
 
 def test_import_has_no_side_effects():
-    code = "import src.config, model_utils.device_adapter, model_utils.moxing_adapter, model_utils.entry"
+    code = "import src.config, model_utils.moxing_adapter, model_utils.entry"
     out = subprocess.run([sys.executable, "-c", code, "--max_epoch=abc"], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
@@ -377,21 +378,6 @@ def test_old_saved_config_with_runtime_section_loads(tmp_path):
 
 
 # --------------------------------------------------------------------------- helpers
-def test_parse_int_and_number_lists():
-    assert parse_int_list("224,224") == [224, 224]
-    assert parse_int_list(" 30, 60 ,90 ") == [30, 60, 90]
-    assert parse_int_list(64) == [64]
-    assert parse_int_list([1, 2], length=2) == [1, 2]
-    for bad in ("224x224", "", "1,,2", "a,b", 1.5):
-        with pytest.raises(ConfigError, match="image_size"):
-            parse_int_list(bad, key="image_size")
-    with pytest.raises(ConfigError, match="image_size"):
-        parse_int_list("224", key="image_size", length=2)
-    assert parse_number_list("30, 60.5") == [30.0, 60.5] and parse_number_list("") == []
-    with pytest.raises(ConfigError, match="lr_epochs"):
-        parse_number_list("a,b", key="lr_epochs")
-
-
 @pytest.mark.parametrize("value,env,expected", [
     (1, {}, True),
     (0, {"RANK_SIZE": "8"}, False),
@@ -424,3 +410,270 @@ def test_config_pickles_and_copies():
     assert isinstance(cfg, Config)
     for other in (pickle.loads(pickle.dumps(cfg)), copy.deepcopy(cfg)):
         assert other == cfg and other.is_explicit("lr") and other.profile == "demo"
+
+
+# --------------------------------------------------------------------------- per-script keys, aliases, help
+def _help(script, capsys):
+    from unittest import mock
+
+    with pytest.raises(SystemExit) as e, mock.patch.dict(os.environ, {"COLUMNS": "1000"}):  # one line per option
+        load_config(["--help"], script=script)
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_each_script_takes_its_own_keys_and_names_the_users_of_others():
+    from src.config import ALIASES, SCRIPTS, script_keys, used_by
+
+    for script in SCRIPTS:
+        for name in config_mod._KEYS:
+            if script in used_by(name) or name in ALIASES.get(script, {}):
+                assert name in script_keys(script) + list(ALIASES.get(script, {}))
+                continue
+            with pytest.raises(ConfigError) as e:
+                load_config([f"--{name}=1"], script=script)
+            assert str(e.value).startswith(f"command line: --{name} is not an option of {script}.py; it is used by ")
+            assert all(f"{user}.py" in str(e.value) for user in used_by(name))
+    assert "max_epoch" not in script_keys("eval") and "ckpt_file" not in script_keys("train")
+    assert set(script_keys(None)) == set(config_mod._KEYS)
+    with pytest.raises(ConfigError, match=r"unknown option --per_bach_size \(did you mean --per_batch_size\?\)"):
+        load_config(["--per_bach_size=2"], script="eval")
+
+
+def test_help_lists_only_the_scripts_keys_grouped_with_defaults_modelarts_last(capsys):
+    from src.config import SCRIPTS, script_keys
+
+    for script in SCRIPTS:
+        out = _help(script, capsys)
+        shown = set(re.findall(r"^  (?:-h, )?--(\w+)", out, re.M))
+        assert shown == set(script_keys(script)) | {"config_path", "help"}, script
+        sections = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+        assert sections[-1] == "modelarts" and "options" in sections[0], sections
+        assert out.startswith(f"usage: {script}.py")
+    out = _help("train", capsys)
+    assert "(default: 64)" in out and "{auto,O0,O2,O3}" in out and "(default: cosine_annealing)" in out
+    assert "  --pretrained STR" in out and "  --ckpt_file" not in out
+    assert "--ckpt_file STR, --pretrained STR" in _help("eval", capsys)
+
+
+@pytest.mark.parametrize("script", ["eval", "export", "predict"])
+def test_pretrained_is_ckpt_files_alias_for_the_scripts_that_load_one(script):
+    cfg = load_config(["--pretrained", "a.ckpt"], script=script)
+    assert cfg.weights.ckpt_file == "a.ckpt" and cfg.is_explicit("ckpt_file") and cfg.weights.pretrained == ""
+    assert load_config(["--ckpt_file=b.ckpt"], script=script).weights.ckpt_file == "b.ckpt"
+    with pytest.raises(ConfigError, match="--ckpt_file and --pretrained are one option"):
+        load_config(["--pretrained=a.ckpt", "--ckpt_file=a.ckpt"], script=script)
+    assert load_config(["--pretrained=w.ckpt"], script="train").weights.pretrained == "w.ckpt"  # warm start
+
+
+def test_a_training_config_loads_for_eval_its_other_keys_ignored(tmp_path):
+    trained = load_config(["--pretrained=warm.ckpt", "--lr=0.3", "--max_epoch=2", "--warmup_epochs=9",
+                           "--image_size=32,32", "--arch=cspdarknet_tiny"], script="train")
+    save_config(trained, tmp_path / "config.yaml")
+    cfg = load_config([f"--config_path={tmp_path / 'config.yaml'}", "--ckpt_file=best.ckpt"], script="eval")
+    assert cfg.data.image_size == "32,32" and cfg.model.arch == "cspdarknet_tiny"  # eval's keys are used
+    assert cfg.weights.ckpt_file == "best.ckpt" and cfg.weights.pretrained == ""   # train's warm start is not
+    assert cfg.optim.lr == 0.1 and not cfg.is_explicit("lr") and cfg.warnings == ()  # ignored: the defaults
+    assert cfg.script == "eval"
+    demo, changed = cfg.with_profile("demo")
+    assert "lr" not in changed and demo.optim.lr == 0.1 and changed["per_batch_size"] == 32
+
+
+def test_benchmark_takes_image_size_with_img_size_as_alias_and_names_other_scripts_keys(capsys):
+    import benchmark
+
+    parser = benchmark.build_parser()
+    assert parser.parse_args(["--img_size", "64"]).image_size == 64
+    assert parser.parse_args(["--image_size=96"]).image_size == 96
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["--lr=0.1"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("error: command line: --lr is not an option of benchmark.py; it is used by "
+                                       "train.py\n")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--stesp=2"])
+    assert "did you mean --steps?" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- resume
+def _run_folder(tmp_path, *argv):
+    cfg = load_config(list(argv), script="train")
+    run = tmp_path / "run"
+    save_config(cfg, run / "config.yaml")
+    (run / "ckpt_0").mkdir()
+    (run / "ckpt_0" / "0-1_2.ckpt").write_bytes(b"")
+    return run, cfg
+
+
+def test_resume_loads_the_runs_config_and_records_what_the_command_line_changes(tmp_path):
+    run, trained = _run_folder(tmp_path, "--arch=cspdarknet_tiny", "--image_size=32,32", "--max_epoch=6",
+                               "--lr_scheduler=cosine_step", "--data_dir=/data/x")
+    for target in (run, run / "ckpt_0", run / "ckpt_0" / "0-1_2.ckpt"):
+        cfg = load_config([f"--resume={target}"], script="train")
+        assert {k: v for k, v in cfg.flat().items() if k != "resume"} == \
+               {k: v for k, v in trained.flat().items() if k != "resume"}
+        assert cfg.resumed_from == str(run / "config.yaml") and cfg.changed_on_resume == {}
+        assert cfg.is_explicit("arch") and not cfg.is_explicit("lr")  # as if the saved YAML were --config_path
+    cfg = load_config([f"--resume={run}", "--max_epoch=8", "--lr=0.1", "--image_size=64,64"], script="train")
+    assert cfg.changed_on_resume == {"max_epoch": (6, 8), "image_size": ("32,32", "64,64")}  # lr: 0.1 as saved
+    assert cfg.model.arch == "cspdarknet_tiny" and cfg.optim.lr_scheduler == "cosine_step"
+    other = tmp_path / "over.yaml"
+    other.write_text("ckpt_interval: 3\nlr: 0.2\n")
+    cfg = load_config([f"--resume={run}", f"--config_path={other}"], script="train")
+    assert cfg.changed_on_resume == {"ckpt_interval": (1, 3), "lr": (0.1, 0.2)}
+    assert cfg.with_profile("demo") == (cfg, {})  # the run's profile was applied when it started
+
+
+def test_resume_without_a_run_config_keeps_todays_behaviour_with_a_warning(tmp_path):
+    loose = tmp_path / "loose.ckpt"
+    loose.write_bytes(b"")
+    cfg = load_config([f"--resume={loose}", "--max_epoch=3"], script="train")
+    assert cfg.resumed_from == "" and cfg.changed_on_resume == {} and cfg.optim.max_epoch == 3
+    assert cfg.flat()["lr"] == load_config([]).optim.lr
+    assert any(w.startswith(f"resume={loose}: no config.yaml") for w in cfg.warnings)
+    empty_run = tmp_path / "run2" / "ckpt_0"
+    empty_run.mkdir(parents=True)
+    assert load_config([f"--resume={empty_run}"], script="train").warnings  # a run folder without config.yaml
+    assert load_config([f"--resume={tmp_path / 'nothing'}"], script="train").warnings == ()  # the trainer refuses
+
+
+def test_a_resumed_runs_config_is_checked_like_any_yaml(tmp_path):
+    run, _ = _run_folder(tmp_path)
+    (run / "config.yaml").write_text("max_epoch: 0\n")
+    with pytest.raises(ConfigError, match=r"max_epoch in .*run/config.yaml: must be >= 1"):
+        load_config([f"--resume={run}"], script="train")
+
+
+# --------------------------------------------------------------------------- bounds, with the reason
+@pytest.mark.parametrize("argv, message", [
+    (["--image_size=4097,224"], "--image_size: must be at most 4096 per side (a training step at 4096 x 4096"),
+    (["--image_size=100000"], "--image_size: must be at most 4096 per side"),
+    (["--num_classes=100001"], "--num_classes: must be <= 100000 (a larger classifier alone holds over 10^8"),
+    (["--max_epoch=10001"], "--max_epoch: must be <= 10000 (the LR schedule holds one value per step"),
+    (["--width=4097"], "--width: must be <= 4096 (a training step"),
+    (["--height=99999999999"], "--height: must be <= 4096"),
+    (["--export_batch_size=1025"], "--export_batch_size: must be <= 1024 (a deployment batch"),
+    (["--export_batch_size=1024", "--width=4096", "--height=4096"],
+     "export_batch_size=1024 x 3 x height=4096 x width=4096 float32 is 192.0 GiB; the exported input may be at most"),
+])
+def test_sizes_that_cannot_be_allocated_are_refused_with_the_reason(argv, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(argv)
+    assert message in str(e.value)
+
+
+def test_the_largest_allowed_sizes_load():
+    cfg = load_config(["--image_size=4096,4096", "--num_classes=100000", "--max_epoch=10000", "--width=4096",
+                       "--height=4096", "--export_batch_size=16"])
+    assert cfg.data.image_size == "4096,4096" and cfg.export.width == 4096
+
+
+def test_workers_above_four_times_the_cores_are_refused(monkeypatch):
+    monkeypatch.setattr(config_mod, "available_cpus", lambda: 3)
+    assert load_config(["--num_parallel_workers=12"]).data.num_parallel_workers == 12  # capped later, warned
+    with pytest.raises(ConfigError) as e:
+        load_config(["--num_parallel_workers=13"])
+    assert str(e.value).startswith("--num_parallel_workers: must be <= 12 (4 x the 3 core(s) this process may use")
+
+
+# --------------------------------------------------------------------------- hostile YAML, long values
+def _alias_bomb(levels):
+    keys = ["lr", "eta_min", "lr_gamma", "momentum", "weight_decay", "loss_scale", "ema_decay", "re_prob",
+            "mixup_prob"]
+    lines = ['%s: &a0 ["xxxxxxxxxxxxxxxxxxxxxxxxxxx"]' % keys[0]]
+    lines += ["%s: &a%d [%s]" % (keys[i], i, ",".join(["*a%d" % (i - 1)] * 9)) for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_aliases_are_refused_before_anything_expands(tmp_path):
+    import resource
+
+    path = _write(tmp_path, _alias_bomb(8))
+    assert os.path.getsize(path) < 600
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ConfigError) as e:
+        load_config([], config_path=path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing grew
+    assert str(e.value) == (f"cannot parse YAML file {path}: aliases (*name) are not accepted in config files "
+                            "(line 2, column 15)")
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config([], config_path=_write(tmp_path, "lr: &x 0.2\neta_min: *x\n", "small.yaml"))
+    assert load_config([], config_path=_write(tmp_path, "lr: &x 0.2\n", "anchor.yaml")).optim.lr == 0.2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 8 levels (line 1, column "),
+    ("max_epoch: " + "1" * 5000 + "\n", "Exceeds the limit (4300 digits)"),
+    ("data_dir: '" + "a" * (1 << 20) + "'\n", "is larger than 1 MiB; a config file holds one value per key"),
+])
+def test_hostile_yaml_is_one_short_error(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config([], config_path=path)
+    assert message in str(e.value) and path in str(e.value) and len(str(e.value)) < 600
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv", [["--data_dir", "x" * 100_000, "--lr", "y" * 100_000], ["--lr=" + "9" * 100_000],
+                                  ["--device_target=" + "z" * 100_000], ["--" + "w" * 100_000 + "=1"]])
+def test_error_lines_quote_long_values_cut(argv):
+    with pytest.raises(ConfigError) as e:
+        load_config(argv)
+    assert len(str(e.value)) < 400 and "characters)" in str(e.value)
+
+
+def test_long_yaml_values_are_cut_in_the_error(tmp_path):
+    path = _write(tmp_path, "data_dir: ['" + "a" * 500_000 + "']\n")
+    with pytest.raises(ConfigError) as e:
+        load_config([], config_path=path)
+    assert str(e.value).startswith(f"data_dir in {path}: expected a string, got ['aaa") and len(str(e.value)) < 400
+
+
+# --------------------------------------------------------------------------- launcher variables
+@pytest.mark.parametrize("env, message", [
+    ({"RANK_SIZE": "eight"}, "environment variable RANK_SIZE='eight' is not an integer"),
+    ({"DEVICE_ID": "-1"}, "environment variable DEVICE_ID=-1 is out of range: must be in [0, 4095]"),
+    ({"DEVICE_ID": "4096"}, "environment variable DEVICE_ID=4096 is out of range"),
+    ({"RANK_SIZE": "0"}, "environment variable RANK_SIZE=0 is out of range: must be in [1, 65536]"),
+    ({"RANK_ID": "8", "RANK_SIZE": "8"}, "environment variable RANK_ID=8 is out of range: must be below RANK_SIZE=8"),
+    ({"RANK_ID": "1.5"}, "environment variable RANK_ID='1.5' is not an integer"),
+    ({"MS_WORKER_NUM": "x" * 10_000}, "environment variable MS_WORKER_NUM='xxx"),
+])
+def test_bad_launcher_variables_are_one_error_at_load(env, message):
+    with pytest.raises(ConfigError) as e:
+        load_config([], environ=env)
+    assert str(e.value).startswith(message) and len(str(e.value)) < 300
+    with pytest.raises(ConfigError):  # also where they are read: device set-up and ModelArts
+        config_mod.launch_env(env)
+
+
+def test_good_launcher_variables():
+    env = {"DEVICE_ID": "7", "RANK_ID": " 3 ", "RANK_SIZE": "8", "MS_WORKER_NUM": ""}
+    assert config_mod.launch_env(env) == {"DEVICE_ID": 7, "RANK_ID": 3, "RANK_SIZE": 8}
+    assert load_config([], environ=env).device.is_distributed == "auto"
+
+
+# --------------------------------------------------------------------------- one resolver per "auto"
+def test_amp_and_sink_resolvers_take_exactly_the_configs_choices():
+    from src.config import resolve_amp_level, resolve_sink_mode
+
+    choices = {name: {f.name: f for f in dataclasses.fields(SECTIONS[s])}[name].metadata["choices"]
+               for s, name in (("device", "amp_level"), ("train", "dataset_sink_mode"), ("device", "device_target"))}
+    assert [resolve_amp_level(v, "CPU") for v in choices["amp_level"]] == ["O0", "O0", "O2", "O3"]
+    assert [resolve_amp_level("auto", t) for t in ("Ascend", "GPU")] == ["O2", "O2"]
+    for bad in ("O1", "", None, "fp16"):
+        with pytest.raises(ConfigError, match="amp_level"):
+            resolve_amp_level(bad, "GPU")
+    assert [resolve_sink_mode(v, "GPU") for v in choices["dataset_sink_mode"]] == [True, False, True]
+    assert resolve_sink_mode("auto", "CPU") is False and resolve_sink_mode(True, "CPU") is True
+    with pytest.raises(ConfigError, match="dataset_sink_mode"):
+        resolve_sink_mode("sometimes", "CPU")
+    from src.utils.runtime import DEVICE_PREFERENCE  # resolve_device_target's accepted values (needs MindSpore)
+    assert set(choices["device_target"]) == {"auto", *DEVICE_PREFERENCE}
+
+
+def test_train_step_and_sink_use_the_configs_resolvers():
+    """They are imported from src.config, not parsed again (the modules import MindSpore: read, not imported)."""
+    for module in ("src/train_step.py", "src/sink.py"):
+        text = open(os.path.join(REPO, module), encoding="utf-8").read()
+        assert "from src.config import resolve_" in text and "def resolve_" not in text, module

@@ -592,14 +592,3 @@ def test_create_dataset_from_config(tmp_path):
 def test_default_workers():
     assert 1 <= pipeline.default_num_workers() <= 16
     assert pipeline.default_num_workers(8) == max(1, min(16, available_cpus() // 8))
-
-
-def test_benchmark_tool_runs(tmp_path, capsys):
-    import sys
-    sys.path.insert(0, os.path.join(os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")), "tools"))
-    import benchmark_data as bd
-    assert bd.make_synthetic(str(tmp_path / "b"), 6, width=64, height=48) > 0
-    bd.main(["--data_dir", str(tmp_path / "b"), "--workers", "1", "--image_size", "32", "--batch", "2",
-             "--batches", "2", "--repeats", "1", "--model_rate", "10"])
-    out = capsys.readouterr().out
-    assert "train" in out and "eval" in out and "per 1000 files" in out

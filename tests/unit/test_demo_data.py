@@ -88,8 +88,7 @@ def test_pipeline_runs_on_demo_val(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------- the slice tool
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import make_fashion_mnist_slice as mk  # noqa: E402
+from tools import make_fashion_mnist_slice as mk  # noqa: E402
 
 
 def _write_idx(path, arr):

@@ -47,13 +47,13 @@ def test_export_checkpoint_errors(tmp_path, monkeypatch, capsys, args, message):
 
 
 # ------------------------------------------------------------------------------------------------ eval.py
-@pytest.mark.parametrize("case", ["none", "missing", "empty_folder", "garbage"])
+@pytest.mark.parametrize("case", ["none", "missing", "missing_ckpt_file", "empty_folder", "garbage"])
 def test_eval_checkpoint_errors(tmp_path, monkeypatch, capsys, eval_data, case):
     monkeypatch.chdir(tmp_path)
     args = [f"--data_dir={eval_data.root}", f"--per_batch_size={eval_data.BATCH}", f"--image_size={eval_data.SIZE}",
             "--num_parallel_workers=1", "--log_path=out"]
-    if case == "missing":
-        args.append("--pretrained=runs/nothing_here.ckpt")
+    if case in ("missing", "missing_ckpt_file"):  # --pretrained: the zoo's name of eval's --ckpt_file
+        args.append(f"--{'pretrained' if case == 'missing' else 'ckpt_file'}=runs/nothing_here.ckpt")
         message = "runs/nothing_here.ckpt"
     elif case == "empty_folder":
         (tmp_path / "empty").mkdir()
@@ -64,7 +64,7 @@ def test_eval_checkpoint_errors(tmp_path, monkeypatch, capsys, eval_data, case):
         args.append("--pretrained=bad.ckpt")
         message = "bad.ckpt"
     else:
-        message = "no checkpoint given: pass --pretrained=PATH"
+        message = "no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH)"
     code, out, err = _main("eval", args, capsys)
     out = out + err
     assert code == 2, out
@@ -86,3 +86,12 @@ def test_predict_user_errors(tmp_path, monkeypatch, capsys, args, message):
     code, _, err = _main("predict", [a.replace("CKPT", str(ckpt)) for a in args], capsys)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------ every script
+@pytest.mark.parametrize("script", ["eval", "export", "predict"])
+def test_another_scripts_key_is_refused_naming_its_users(tmp_path, monkeypatch, capsys, script):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _main(script, ["--ckpt_file=m.ckpt", "--lr=0.1"], capsys)
+    assert code == 2 and err == f"error: command line: --lr is not an option of {script}.py; it is used by train.py\n"
+    assert os.listdir(tmp_path) == []

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from model_utils import device_adapter, local_adapter, moxing_adapter
+from model_utils import moxing_adapter
 from src.config import ConfigError, load_config
 from model_utils.moxing_adapter import (ModelArtsError, localize_paths, modelarts_unzip, run_on_modelarts,
                                         sync_data)
@@ -259,27 +259,16 @@ def test_job_id(monkeypatch):
     assert moxing_adapter.get_job_id() == "default"
     monkeypatch.setenv("JOB_ID", "job-42")
     assert moxing_adapter.get_job_id() == "job-42"
-    assert local_adapter.get_job_id() == "Local Job"
 
 
-def test_env_readers(monkeypatch):
+def test_server_leader_from_the_launcher_variables(monkeypatch):
     for name in ("DEVICE_ID", "RANK_SIZE", "RANK_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert (local_adapter.get_device_id(), local_adapter.get_device_num(),
-            local_adapter.get_rank_id()) == (0, 1, 0)
-    monkeypatch.setenv("DEVICE_ID", "3")
-    monkeypatch.setenv("RANK_SIZE", "8")
-    monkeypatch.setenv("RANK_ID", "5")
-    assert (moxing_adapter.get_device_id(), moxing_adapter.get_device_num(),
-            moxing_adapter.get_rank_id()) == (3, 8, 5)
+    assert moxing_adapter.is_server_leader()  # device 0 of 1
+    monkeypatch.setenv("RANK_SIZE", "16")
+    for device, leader in (("3", False), ("8", True), ("0", True)):
+        monkeypatch.setenv("DEVICE_ID", device)
+        assert moxing_adapter.is_server_leader() is leader
     monkeypatch.setenv("RANK_SIZE", "eight")
     with pytest.raises(ConfigError, match="RANK_SIZE"):
-        local_adapter.get_device_num()
-
-
-def test_device_adapter_chooses_by_config(monkeypatch):
-    monkeypatch.delenv("JOB_ID", raising=False)
-    assert device_adapter.get_job_id(load_config([])) == "Local Job"
-    assert device_adapter.get_job_id(None) == "Local Job"
-    assert device_adapter.get_job_id(load_config(["--enable_modelarts"])) == "default"
-    assert device_adapter.get_adapter(load_config(["--enable_modelarts"])) is moxing_adapter
+        moxing_adapter.is_server_leader()

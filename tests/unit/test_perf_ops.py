@@ -2,14 +2,10 @@
 the benchmark's FLOP counter and its row annotation (benchmarks/flops.py, benchmarks/runner.py)."""
 import ctypes
 import os
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 pytestmark = pytest.mark.skipif(not __import__("shutil").which(os.environ.get("CXX") or "g++"),
                                 reason="no C++ compiler for the fused kernels")

@@ -2,7 +2,6 @@
 src/data/class_names.py. The two scripts run as scripts in tests/e2e/test_postprocess_cli.py."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -260,9 +259,5 @@ def test_class_table_matches_timm_when_installed():
     import importlib.util
     if importlib.util.find_spec("timm") is None:
         pytest.skip("timm not installed")
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    try:
-        import make_imagenet_class_names as tool
-    finally:
-        sys.path.pop(0)
+    from tools import make_imagenet_class_names as tool
     assert tool.main(["--check"]) == 0

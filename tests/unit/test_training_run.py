@@ -149,15 +149,15 @@ def test_the_lr_array_is_bounded(monkeypatch):
     from src.config import load_config
     from src.trainer import _lr_array
 
-    optim = load_config(["--max_epoch=3000000"]).optim
-    with pytest.raises(ConfigError, match=r"max_epoch=3000000: 3000000000 steps .*int32"):
-        _lr_array(optim, 1000, get_lr_from_config)
+    optim = load_config(["--max_epoch=10000"]).optim  # the config's bound; the steps per epoch have none
+    with pytest.raises(ConfigError, match=r"max_epoch=10000: 3000000000 steps .*int32"):
+        _lr_array(optim, 300000, get_lr_from_config)
 
     def out_of_memory(optim, steps):
         raise MemoryError
 
-    with pytest.raises(ConfigError, match=r"max_epoch=3000000: the learning-rate array of 300000000 steps"):
-        _lr_array(optim, 100, out_of_memory)
+    with pytest.raises(ConfigError, match=r"max_epoch=10000: the learning-rate array of 300000000 steps"):
+        _lr_array(optim, 30000, out_of_memory)
     assert len(_lr_array(load_config(["--max_epoch=2"]).optim, 5, get_lr_from_config)) == 10
 
 

@@ -70,6 +70,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
     (["--epochs=5"], "command line: unknown option --epochs (did you mean --max_epoch?)"),
     (["--max-epoch=5"], "command line: unknown option --max-epoch (did you mean --max_epoch?)"),
     (["oops"], "command line: unexpected argument(s): oops"),
+    (["--image_size=8192,8192"], "--image_size: must be at most 4096 per side (a training step at 4096 x 4096 holds"),
+    (["--num_classes=10000000"], "--num_classes: must be <= 100000 ("),
+    (["--max_epoch=1000000000"], "--max_epoch: must be <= 10000 (the LR schedule holds one value per step"),
+    (["--num_parallel_workers=100000"], "--num_parallel_workers: must be <= "),
+    (["--export_batch_size=1000000000"], "--export_batch_size: must be <= 1024 ("),
+    (["--width=100000"], "--width: must be <= 4096 ("),
+    (["--width=4096", "--height=4096", "--export_batch_size=64"], "float32 is 12.0 GiB; the exported input may be"),
 ])
 def test_bad_values_are_refused_at_load_naming_the_key(argv, message):
     with pytest.raises(ConfigError) as err:
@@ -278,6 +285,40 @@ def test_storage_errors_in_a_job_are_one_error_line(capsys, restore_src_logger, 
     assert run_entry(job, []) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_a_very_long_error_is_one_bounded_line(capsys, restore_src_logger):
+    from model_utils.entry import run_entry
+    from src.utils.runtime import MAX_ERROR_LINE
+
+    def job(cfg, run_log):
+        raise ConfigError("start " + "x" * 10_000_000 + " end")
+
+    assert run_entry(job, []) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert len(line) <= MAX_ERROR_LINE and line.startswith("error: start xxx") and line.endswith("xxx end")
+    assert "[9998" in line and "characters cut]" in line
+
+
+def test_a_bad_launcher_variable_is_one_error_line_before_the_job(capsys, monkeypatch, restore_src_logger):
+    from model_utils.entry import run_entry
+
+    monkeypatch.setenv("DEVICE_ID", "gpu0")
+    ran = []
+    assert run_entry(lambda cfg, log: ran.append(1), []) == 2
+    assert capsys.readouterr().err == "error: environment variable DEVICE_ID='gpu0' is not an integer\n"
+    assert ran == []
+
+
+def test_entry_scripts_load_their_own_keys(capsys, restore_src_logger):
+    from model_utils.entry import run_entry
+
+    seen = []
+    assert run_entry(lambda cfg, log: seen.append(cfg) or 0, ["--pretrained=m.ckpt"], log_name="predict") == 0
+    assert seen[0].script == "predict" and seen[0].weights.ckpt_file == "m.ckpt"
+    assert run_entry(lambda cfg, log: 0, ["--max_epoch=3"], log_name="eval") == 2
+    assert capsys.readouterr().err == ("error: command line: --max_epoch is not an option of eval.py; it is used by "
+                                       "train.py\n")
 
 
 def test_other_os_errors_are_not_hidden(restore_src_logger):

@@ -5,7 +5,7 @@
 // backward reads the output, so the input need not be kept). MindSpore
 // 2.10 builds nn.LeakyReLU as Maximum(a * x, x), whose backward (MaximumGrad's two full-size outputs, the
 // gradient of the broadcast slope, AddN) costs more CPU than Mish's and keeps ~2 activation-sized
-// buffers per layer outside the memory pool (benchmarks/probes; docs/performance.md).
+// buffers per layer outside the memory pool (research/; docs/performance.md).
 //
 //   mish(x)   = x * tanh(softplus(x))
 //   mish'(x)  = tanh(sp) + x * sigmoid(x) * (1 - tanh(sp)^2)

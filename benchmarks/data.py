@@ -1,10 +1,10 @@
-"""Images per second of the data pipelines alone (no model), on an ImageFolder tree; the folder reader against
-the MindRecord reader on the same images; the cost of the file checks.
+"""Images per second of the data pipelines alone (no model) on an ImageFolder tree: the folder reader and the
+MindRecord reader on the same images, per worker count (``benchmark.py --data_dir`` runs it after its model rows).
 
-    python tools/benchmark_data.py --data_dir /path/to/imagenet/train --workers 1 2 --image_size 224
-    python tools/benchmark_data.py --data_dir /tmp/bench_jpegs --make_synthetic 300   # make test JPEGs first
-    python tools/benchmark_data.py --data_dir DIR --model_rate 2.1    # also print pipeline / model ratio
-    python tools/benchmark_data.py --data_dir DIR --readers folder mindrecord [--mindrecord PREFIX] [--cold]
+    python benchmarks/data.py --data_dir /path/to/imagenet/train --workers 1 2 --image_size 224
+    python benchmarks/data.py --data_dir /tmp/bench_jpegs --make_synthetic 300   # make test JPEGs first
+    python benchmarks/data.py --data_dir DIR --model_rate 2.1    # also print pipeline / model ratio
+    python benchmarks/data.py --data_dir DIR --readers folder mindrecord [--mindrecord PREFIX] [--cold]
 
 For each mode (train, eval), reader and worker count it builds the real pipeline (``src.data.create_dataset``;
 ``src.data.mindrecord.create_mindrecord_dataset`` for ``mindrecord``: the same transforms; without
@@ -12,12 +12,9 @@ For each mode (train, eval), reader and worker count it builds the real pipeline
 times ``--batches`` batches (repeating epochs as needed), and prints the median over ``--repeats`` runs, in
 images per wall-clock second and per CPU second of the process (the second is the pipeline's cost, much
 less sensitive to other load on the machine). ``--cold`` evicts the image (or shard) files from the page
-cache before each run. It also reports the cost of the file checks per 1000 files: the cheap head/tail
-check, and the full decode check of ``src.data.verify`` (wall and CPU seconds with its worker processes; a
-second run that finds every file in the manifest). ``tools/benchmark_verify.py`` measures the latter in
-more detail (cold page cache, several worker counts, extrapolation to ImageNet).
-``--make_synthetic N`` writes N photo-like 500x375 JPEGs (Fashion-MNIST items, upscaled and coloured, on a
-textured background, ~75 KB each, like ImageNet's) into ``--data_dir`` in 10 class folders.
+cache before each run. ``--make_synthetic N`` writes N photo-like 500x375 JPEGs (Fashion-MNIST items, upscaled
+and coloured, on a textured background, ~75 KB each, like ImageNet's) into ``--data_dir`` in 10 class folders.
+The cost of the file checks is measured by ``research/benchmark_verify.py``.
 """
 import argparse
 import gzip
@@ -118,60 +115,26 @@ def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats, 
     return statistics.median(rates), statistics.median(cpu_rates)
 
 
+def evict(paths):
+    """Drops these files' pages from the page cache (clean pages only; nothing else is touched)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def _evict(data_dir, reader, prefix):
-    from tools.benchmark_verify import evict
     if reader == "mindrecord":
         from src.data.mindrecord import read_meta
         evict([q for f in read_meta(prefix).files for q in (f, f + ".db")])
     else:
         from src.data.listing import list_image_folder
         evict([os.path.join(data_dir, p) for p in list_image_folder(data_dir, None)[1]])
-
-
-def _cpu_with_children():
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def verify_cost(data_dir):
-    """Seconds per 1000 files of the full decode check (``verify_images``, no manifest; worker start-up
-    included), its CPU seconds (workers included), and of a run that finds every file in a manifest."""
-    import shutil
-    import tempfile
-    from src.data.listing import list_image_folder
-    from src.data.verify import shutdown_workers, verify_images
-    _, rel, _ = list_image_folder(data_dir, None)
-    paths = [os.path.join(data_dir, p) for p in rel]
-    n = max(1, len(paths))
-    tmp = tempfile.mkdtemp(prefix="bench_verify_")
-    try:
-        man = os.path.join(tmp, "m.jsonl")
-        shutdown_workers()  # a cold start: the worker start-up is part of the cost
-        t0, c0 = time.perf_counter(), _cpu_with_children()
-        verify_images(paths, manifest=man, root=data_dir)
-        shutdown_workers()  # waits for the workers, so that their CPU time is counted
-        t1, c1 = time.perf_counter(), _cpu_with_children()
-        verify_images(paths, manifest=man, root=data_dir)
-        t2 = time.perf_counter()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1e3 * (t1 - t0) / n, 1e3 * (c1 - c0) / n, 1e3 * (t2 - t1) / n
-
-
-def scan_cost(data_dir):
-    """Milliseconds per 1000 files of the up-front check (listing + check_image_file), page cache warm."""
-    from src.data.checks import scan_files
-    from src.data.listing import list_image_folder
-    t0 = time.perf_counter()
-    _, rel, _ = list_image_folder(data_dir, None)
-    paths = [os.path.join(data_dir, p) for p in rel]
-    t1 = time.perf_counter()
-    scan_files(paths, workers=1)
-    t2 = time.perf_counter()
-    scan_files(paths)
-    t3 = time.perf_counter()
-    n = max(1, len(paths))
-    return len(paths), 1e6 * (t1 - t0) / n, 1e6 * (t2 - t1) / n, 1e6 * (t3 - t2) / n
 
 
 def main(argv=None):
@@ -188,12 +151,12 @@ def main(argv=None):
     p.add_argument("--mindrecord", default="", help="an existing conversion of --data_dir (default: convert now)")
     p.add_argument("--shards", type=int, default=2, help="MindRecord shards of the conversion")
     p.add_argument("--cold", action="store_true", help="evict the files from the page cache before each run")
-    p.add_argument("--no_verify_cost", action="store_true", help="skip timing the full decode check")
     p.add_argument("--model_rate", type=float, default=None,
                    help="images/s the model consumes (e.g. from a training log) to print the ratio")
     p.add_argument("--make_synthetic", type=int, default=0, metavar="N",
                    help="first write N photo-like 500x375 JPEGs into --data_dir (if it has no images yet)")
     args = p.parse_args(argv)
+    args.data_dir = os.path.abspath(args.data_dir)  # the file checks' worker processes run in another folder
 
     import logging
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -203,13 +166,6 @@ def main(argv=None):
         print(f"wrote {args.make_synthetic} JPEGs (500x375, mean {kb:.0f} KB) to {args.data_dir} "
               f"in {time.perf_counter() - t0:.1f} s")
 
-    n, list_ms, scan1_ms, scan_ms = scan_cost(args.data_dir)
-    print(f"cheap check (head/tail bytes, verify_files=false) of {n} files: listing {list_ms:.2f} ms + check "
-          f"{scan1_ms:.2f} ms (1 thread) / {scan_ms:.2f} ms (thread pool) per 1000 files, page cache warm")
-    if not args.no_verify_cost:
-        wall, cpu, hit = verify_cost(args.data_dir)
-        print(f"full decode check (verify_files=true) of {n} files: {wall:.2f} s wall, {cpu:.2f} CPU-s per 1000 "
-              f"files (worker start-up included); manifest hit {1000 * hit:.1f} ms per 1000 files")
     prefix, tmp = args.mindrecord, None
     if "mindrecord" in args.readers and not prefix:
         import tempfile

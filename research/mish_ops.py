@@ -1,6 +1,6 @@
 """Per-op cost of the Mish variants, one variant per fresh process (CPU time = load-independent evidence).
 
-    python benchmarks/probes/mish_ops.py [--shape 8,64,112,112] [--threads 1] [--reps 10]
+    python research/mish_ops.py [--shape 8,64,112,112] [--threads 1] [--reps 10]
 
 Variants: ``prim3`` (the project's Softplus-Tanh-Mul), ``nn`` (MindSpore's nn.Mish kernel: NaN above 44),
 ``aot`` (src.utils.fused_ops.FusedMish: the custom kernel); ``leaky`` (nn.LeakyReLU = Maximum(a * x, x)),
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def child(variant, mode, shape, threads, reps):

@@ -1,6 +1,6 @@
 """Does class_weights / the class-balanced sampler help a rare class? A measured answer on real images.
 
-    python tools/imbalance_experiment.py --rare_class 6 --rare_n 10 --epochs 15 --seeds 0 1
+    python research/imbalance_experiment.py --rare_class 6 --rare_n 10 --epochs 15 --seeds 0 1
 
 Builds a deliberately imbalanced split of the Fashion-MNIST demo slice (``src.data.demo``: 100 training images per
 class): class ``--rare_class`` keeps only ``--rare_n`` images, the others keep 100. Trains the small

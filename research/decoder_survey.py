@@ -1,7 +1,7 @@
 """What each decoder does with corrupted JPEG/PNG files: crash, hang, raise, decode with warnings, decode.
 
-    python tools/decoder_survey.py --n 600 --seed 0 --sizes 96x72 160x120 --workers 2
-    python tools/decoder_survey.py --n 200 --sizes 500x375 --decoders ms_decode ms_train_pipe pil
+    python research/decoder_survey.py --n 600 --seed 0 --sizes 96x72 160x120 --workers 2
+    python research/decoder_survey.py --n 200 --sizes 500x375 --decoders ms_decode ms_train_pipe pil
 
 Builds the fuzz corpus of ``tests/fuzz_images.py`` (corrupted copies of real photos, fixed seed) and runs every
 file through each decoder in the isolated workers of ``src.data.verify`` (so a crash is caught and counted, and
@@ -143,7 +143,7 @@ def main(argv=None):
     for dec in args.decoders:
         t0 = time.perf_counter()
         res = verify_images(paths, workers=args.workers, timeout_s=args.timeout,
-                            decoder=f"tools.decoder_survey:check_{dec}")
+                            decoder=f"research.decoder_survey:check_{dec}")
         table[dec] = Counter(outcome(r.status, r.reason) for r in res)
         for it, r in zip(items, res):
             per_file[os.path.basename(it.path)][dec] = [outcome(r.status, r.reason), r.reason]

@@ -1,6 +1,6 @@
 """Per-op time of one benchmark row with MindSpore's profiler (GRAPH mode, CPU), in a fresh process.
 
-    python benchmarks/probes/op_profile.py --arch cspdarknet53_timm --mode infer --batch 1 [--threads 1]
+    python research/op_profile.py --arch cspdarknet53_timm --mode infer --batch 1 [--threads 1]
         [--img 224] [--steps 3] [--set fold_bn=false ...] [--top 15]
 
 Prints per op type: occurrences per step, kernel ms per step, share, and "~CPU ms": kernel ms scaled by
@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")
 

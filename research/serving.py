@@ -2,7 +2,7 @@
 OpenVINO, one fresh process per (runtime, configuration, batch): CPU-seconds per image, wall ms per
 batch, first-call (load + compile) time, peak RSS, and the logits' max |difference| from MindSpore eval.
 
-    python benchmarks/probes/serving.py [--arch cspdarknet53] [--img 224] [--batches 1,32]
+    python research/serving.py [--arch cspdarknet53] [--img 224] [--batches 1,32]
         [--configs ms:2,ort-all:2,ort-all:1,ort-basic:2,ort-disable:2,ort-all-nospin:2,ov:2,ov:1] [--min_time 10]
 
 Configurations (``name:threads``): ``ms`` = MindSpore GRAPH eval with the recommended inference settings
@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")
 

@@ -1,7 +1,7 @@
 """Cost of the full decode check (``src.data.verify``): per 1000 files, cold and warm page cache, manifest hit.
 
-    python tools/benchmark_verify.py --data_dir /tmp/verify_bench --make_photos 1000 --workers 1 2
-    python tools/benchmark_verify.py --data_dir /data/imagenet/train --limit 5000 --decoders mindspore
+    python research/benchmark_verify.py --data_dir /tmp/verify_bench --make_photos 1000 --workers 1 2
+    python research/benchmark_verify.py --data_dir /data/imagenet/train --limit 5000 --decoders mindspore
 
 For each decoder (``mindspore``: the pipeline's ``vision.Decode``; ``pil``; ``cheap``: the head/tail check
 only) and worker count it times ``verify_images`` over the files three ways:
@@ -29,6 +29,8 @@ os.environ.setdefault("GLOG_v", "3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from benchmarks.data import evict  # noqa: E402
 
 IMAGENET_TRAIN = 1281167
 
@@ -68,19 +70,6 @@ def make_photos(out_dir, n, seed=0, quality=95, noise=9.0):
 def _cpu():
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
-
-
-def evict(paths):
-    """Drop these files' pages from the page cache (clean pages only; nothing else is touched)."""
-    for p in paths:
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def cached_fraction(paths, sample=200):
@@ -136,7 +125,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data_dir", required=True)
     p.add_argument("--make_synthetic", type=int, default=0, metavar="N",
-                   help="first write N photo-like 500x375 JPEGs (tools/benchmark_data.py) if the folder is empty")
+                   help="first write N photo-like 500x375 JPEGs (benchmarks/data.py) if the folder is empty")
     p.add_argument("--make_photos", type=int, default=0, metavar="N",
                    help="first write N JPEGs cut from scikit-image's photos (ImageNet-like sizes, ~110 KB)")
     p.add_argument("--limit", type=int, default=0, help="use the first N files only")
@@ -152,7 +141,7 @@ def main(argv=None):
         kb = make_photos(args.data_dir, args.make_photos) / 1024
         print(f"wrote {args.make_photos} photo JPEGs (mean {kb:.0f} KB) to {args.data_dir}")
     if args.make_synthetic and not (os.path.isdir(args.data_dir) and os.listdir(args.data_dir)):
-        from tools.benchmark_data import make_synthetic
+        from benchmarks.data import make_synthetic
         kb = make_synthetic(args.data_dir, args.make_synthetic) / 1024
         print(f"wrote {args.make_synthetic} JPEGs (500x375, mean {kb:.0f} KB) to {args.data_dir}")
     from tools.verify_dataset import list_files

@@ -1,6 +1,6 @@
 """Per-step host overhead of the training loop (src.trainer.train_one_epoch) against sink mode (src.sink), on CPU.
 
-    python benchmarks/probes/loop_overhead.py [--arch micro|cspdarknet_tiny] [--img 32] [--batch 8]
+    python research/loop_overhead.py [--arch micro|cspdarknet_tiny] [--img 32] [--batch 8]
         [--steps 200] [--sink_size 20] [--ema 1]
 
 Runs the same compiled step (src.train_step.TrainStep, + WeightEMA) on batches from an in-memory
@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")
 

@@ -3,7 +3,7 @@
 normalized tensors (docs/convergence.md section 3). A reference measurement: needs torch and torchvision
 (requirements-test.txt), never used at run time.
 
-    python tools/augmentation_parity.py DIR [--size 32] [--per_image 30] [--files 200] [--jitter B,C,S]
+    python research/augmentation_parity.py DIR [--size 32] [--per_image 30] [--files 200] [--jitter B,C,S]
 
 DIR: an ImageFolder tree (class folders of images). ``--jitter``: colour-jitter strengths (brightness, contrast,
 saturation) on both sides, default 0.4,0.4,0.4 (the zoo's); 0,0,0 compares the crops and flips alone.

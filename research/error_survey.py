@@ -3,9 +3,9 @@ postprocess, the label tool, the launch scripts) on about 200 bad inputs, as a u
 GLOG_v unset), and records the exit status, the error line, anything printed before it, whether a
 traceback appeared and what was left in the output folder.
 
-    python tools/error_survey.py --json survey.json                          # this checkout
-    python tools/error_survey.py --repo /path/to/old/checkout --json old.json
-    python tools/error_survey.py --markdown docs/errors.md --from survey.json --before old.json
+    python research/error_survey.py --json survey.json                          # this checkout
+    python research/error_survey.py --repo /path/to/old/checkout --json old.json
+    python research/error_survey.py --markdown docs/errors.md --from survey.json --before old.json
 
 Needs a CPU MindSpore; trains one tiny run for its fixtures (a minute) and takes 10-20 minutes in all.
 Not a test: the cases that matter have tests (the "test" column of the table names them).

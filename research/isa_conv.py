@@ -1,9 +1,9 @@
 """One MindSpore conv (batch 4, 256 -> 256 channels, 28 px) at 1 kernel thread: CPU ms and GFLOP per CPU-second
 under the oneDNN ISA in the environment.
 
-    ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/probes/isa_conv.py 3        # 3x3: im2col + JIT sgemm
-    ONEDNN_MAX_CPU_ISA=AVX512_CORE python benchmarks/probes/isa_conv.py 3 # 3x3: jit_uni_ncsp + ref:any (slow)
-    ONEDNN_MAX_CPU_ISA=AVX512_CORE python benchmarks/probes/isa_conv.py 1 # 1x1: brg_matmul AVX-512
+    ONEDNN_MAX_CPU_ISA=AVX2 python research/isa_conv.py 3        # 3x3: im2col + JIT sgemm
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE python research/isa_conv.py 3 # 3x3: jit_uni_ncsp + ref:any (slow)
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE python research/isa_conv.py 1 # 1x1: brg_matmul AVX-512
 """
 import os, sys, time, numpy as np
 import mindspore as ms

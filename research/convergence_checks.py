@@ -1,11 +1,11 @@
 """Step-level measurements behind docs/convergence.md (no training run): each prints what it measured.
 
-    python tools/convergence_checks.py step      # loss scale 1024 vs 1, wd groups, wd/unscale order, the LR each step uses
-    python tools/convergence_checks.py bn        # BatchNorm moving-statistics update (momentum semantics), recompute on/off,
+    python research/convergence_checks.py step      # loss scale 1024 vs 1, wd groups, wd/unscale order, the LR each step uses
+    python research/convergence_checks.py bn        # BatchNorm moving-statistics update (momentum semantics), recompute on/off,
                                                  # eval between train steps
-    python tools/convergence_checks.py data DIR  # labels of shuffled train batches vs the files they came from;
+    python research/convergence_checks.py data DIR  # labels of shuffled train batches vs the files they came from;
                                                  # train vs eval normalisation (DIR: an ImageFolder train tree)
-    python tools/convergence_checks.py signal [ARCH ...]  # relative update size |g|/|w| per layer at init
+    python research/convergence_checks.py signal [ARCH ...]  # relative update size |g|/|w| per layer at init
 
 All on ``cspdarknet_tiny`` (float32, CPU, GRAPH mode), batch 8 at 32 px, from fixed random inputs.
 """
@@ -236,4 +236,4 @@ if __name__ == "__main__":
     elif what in ("step", "bn") and len(sys.argv) <= 2:
         {"step": check_step, "bn": check_bn}[what]()
     else:
-        sys.exit("usage: python tools/convergence_checks.py step | bn | data DIR | signal [ARCH ...]")
+        sys.exit("usage: python research/convergence_checks.py step | bn | data DIR | signal [ARCH ...]")

@@ -1,6 +1,6 @@
 """Build the small, offline convergence benchmark sets as ImageFolder trees (root/{train,val}/<class>/*.png).
 
-Used by docs/convergence.md to compare this project's training with timm's (tools: timm_reference_train.py)
+Used by docs/convergence.md to compare this project's training with timm's (tools/timm_reference_train.py)
 on real data that ships with ordinary packages, no download from a hub:
 
 * ``digits``  -- scikit-learn's bundled 8x8 handwritten digits (``sklearn.datasets.load_digits``, 1,797 images,
@@ -16,8 +16,8 @@ on real data that ships with ordinary packages, no download from a hub:
 
 Everything is deterministic: the same packages always give byte-identical trees.
 
-    python tools/make_small_benchmark_sets.py --out /work/h15_data            # all three
-    python tools/make_small_benchmark_sets.py --out DIR --sets digits fmnist
+    python research/make_small_benchmark_sets.py --out DIR            # all three
+    python research/make_small_benchmark_sets.py --out DIR --sets digits fmnist
 """
 import argparse
 import os
