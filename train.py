@@ -17,8 +17,8 @@ from model_utils.entry import run_entry
 
 def train(cfg, run_log):
     from src.data.demo import with_demo_data
-    from src.resume import resume_config
-    from src.trainer import NonFiniteLoss, check_data_paths, check_outputs, fit, nothing_left
+    from src.resume import nothing_left, resume_config
+    from src.trainer import NonFiniteLoss, check_data_paths, check_outputs, fit
     from src.utils.runtime import start_context
 
     notes = []

@@ -18,9 +18,11 @@ warns); the checkpoint's arch, num_classes and class names are checked against i
 import json
 import os
 
-from src.errors import ClassIndexError, ConfigError
+from src.checkpoint import find_resume_checkpoint, read_state_dict
+from src.errors import CheckpointError, ClassIndexError, ConfigError
 
-__all__ = ["CARRIED_OUT", "DELIBERATE", "IGNORED", "resume_config", "trained_class_names", "check_same_classes"]
+__all__ = ["CARRIED_OUT", "DELIBERATE", "IGNORED", "resume_config", "nothing_left", "trained_class_names",
+           "check_same_classes", "check_group_size"]
 
 CARRIED_OUT = frozenset({
     "ckpt_interval", "ckpt_save_max", "ckpt_older_weights_only", "is_save_on_master", "dump_shard_files",
@@ -54,6 +56,20 @@ def resume_config(cfg):
     if "ckpt_path" in cfg.changed_on_resume:  # the run's own folder is where it goes on
         cfg = cfg.replace(ckpt_path=cfg.changed_on_resume["ckpt_path"][0])
     return cfg, notes
+
+
+def nothing_left(cfg):
+    """For a resume: a sentence when its newest checkpoint already finished ``max_epoch`` epochs (the run then
+    writes nothing), else None."""
+    path = find_resume_checkpoint(cfg.train.resume)
+    arrays, _ = read_state_dict(path)
+    if "epoch" not in arrays:
+        return None  # not a training checkpoint: restore() says so
+    done, step = int(arrays["epoch"]), int(arrays["step_in_epoch"]) if "step_in_epoch" in arrays else 0
+    if step == 0 and done >= cfg.optim.max_epoch:
+        return (f"nothing to do: {path} already has {done} of max_epoch={cfg.optim.max_epoch} epochs (raise "
+                "max_epoch to train on); nothing was written")
+    return None
 
 
 def trained_class_names(meta, run_dir):
@@ -93,3 +109,16 @@ def check_same_classes(trained, class_to_idx, checkpoint):
     raise ClassIndexError(f"resume: the training data's classes differ from those {checkpoint} was trained on "
                           f"({detail}); resuming would relabel the data. Resume on the run's data, or start a new "
                           "run (pretrained=<checkpoint> fine-tunes its weights on new classes)")
+
+
+def check_group_size(run_dir, group_size, checkpoint):
+    """``CheckpointError`` when the run (its ``run.json``) trained on another number of devices: the data shards
+    and the steps per epoch would change."""
+    try:
+        with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
+            before = int(json.load(f)["group_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record: nothing to compare
+    if before != group_size:
+        raise CheckpointError(f"{checkpoint}: the run trained on {before} device(s), this process is one of "
+                              f"{group_size}: the data shards and steps per epoch would change; resume it on {before}")

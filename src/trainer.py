@@ -40,13 +40,13 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from src.checkpoint import (CheckpointError, CheckpointManager, find_resume_checkpoint, read_state_dict,
-                            restore_training_state, run_folder_of, training_state_entries)
+from src.checkpoint import (CheckpointError, CheckpointManager, find_resume_checkpoint, restore_training_state,
+                            run_folder_of, training_state_entries)
 from src.config import resolve_is_distributed, save_config
 from src.data import save_class_index
 from src.errors import ConfigError, DatasetError, NonFiniteLoss, Stopped
 from src.reporting import MetricsWriter, ProgressLogger, StepBook, plot_curves
-from src.resume import check_same_classes, trained_class_names
+from src.resume import check_group_size, check_same_classes, trained_class_names
 from src.utils import signals
 from src.utils.fileio import check_output_dir, check_output_file
 from src.utils.paths import json_dumps
@@ -54,7 +54,7 @@ from src.utils.seeding import seed_everything, set_augmentation_seed
 
 __all__ = ["NonFiniteLoss", "TrainingSetup", "Start", "build_training", "restore", "open_run", "Run",
            "train_one_epoch", "validate", "fit", "resolve_train_preprocess", "checkpoint_metadata", "check_outputs",
-           "check_data_paths", "nothing_left"]
+           "check_data_paths"]
 
 #: the files a run folder holds besides ckpt_<rank>/ (the output guard checks each before the run writes)
 RUN_FILES = ("config.yaml", "run.json", "class_index.json", "metrics.csv", "log.txt", "curves.png")
@@ -242,11 +242,7 @@ def restore(cfg, ctx, setup, log):
                               f"{cfg.model.num_classes}")
     run_dir = run_folder_of(path)
     check_same_classes(trained_class_names(meta, run_dir), setup.data.class_to_idx, path)
-    before = _recorded_group_size(run_dir)
-    if before is not None and before != ctx.group_size:
-        raise CheckpointError(f"{path}: the run trained on {before} device(s), this process is one of "
-                              f"{ctx.group_size}: the data shards and steps per epoch would change; resume it on "
-                              f"{before}")
+    check_group_size(run_dir, ctx.group_size, path)
     step = meta["step_in_epoch"]
     if step > setup.steps_per_epoch:
         raise CheckpointError(f"{path}: stopped after step {step} of epoch {meta['epoch'] + 1}, but an epoch has "
@@ -254,16 +250,6 @@ def restore(cfg, ctx, setup, log):
     if step and setup.sink is not None:
         setup.sink.check_resume_step(step)
     return Start(meta["epoch"], step, meta["step_losses"], meta["best_top1"], path, run_dir)
-
-
-def _recorded_group_size(run_dir):
-    import json
-
-    try:
-        with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
-            return int(json.load(f)["group_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def run_inputs(cfg, checkpoint=None, run_dir=None):
@@ -284,7 +270,7 @@ def check_outputs(cfg):
     the run's inputs, when the resumed run is in use by another process, when ``$CSPDARKNET53_RUN_NAME`` is not one
     folder name (or, for a single process, names a folder that holds another run), or when ``pretrained`` does
     not exist."""
-    from src.utils.run_folder import check_not_locked, holds_run, run_name_from_env
+    from src.utils.run_folder import check_not_locked, check_run_name
 
     if cfg.weights.pretrained and not os.path.exists(cfg.weights.pretrained):
         raise CheckpointError(f"pretrained={cfg.weights.pretrained!r}: no such checkpoint file")
@@ -298,26 +284,9 @@ def check_outputs(cfg):
             check_not_locked(run_dir, 0, "resume", cfg.train.resume)
     else:
         check_output_dir(cfg.train.ckpt_path, "ckpt_path", inputs=inputs)
-        name = run_name_from_env()
-        if name and single and holds_run(os.path.join(cfg.train.ckpt_path, name)):
-            from src.utils.run_folder import claim_run_dir
-            claim_run_dir(os.path.join(os.path.abspath(cfg.train.ckpt_path), name), token="")  # raises: another run's
+        check_run_name(cfg.train.ckpt_path, single)
     if cfg.train.tensorboard_dir:
         check_output_dir(cfg.train.tensorboard_dir, "tensorboard_dir", inputs=inputs)
-
-
-def nothing_left(cfg):
-    """For a resume: a sentence when its newest checkpoint already finished ``max_epoch`` epochs (the run then
-    writes nothing), else None."""
-    path = find_resume_checkpoint(cfg.train.resume)
-    arrays, _ = read_state_dict(path)
-    if "epoch" not in arrays:
-        return None  # not a training checkpoint: restore() says so
-    done, step = int(arrays["epoch"]), int(arrays["step_in_epoch"]) if "step_in_epoch" in arrays else 0
-    if step == 0 and done >= cfg.optim.max_epoch:
-        return (f"nothing to do: {path} already has {done} of max_epoch={cfg.optim.max_epoch} epochs (raise "
-                "max_epoch to train on); nothing was written")
-    return None
 
 
 def open_run(cfg, ctx, run_log, setup, start):

@@ -4,7 +4,8 @@ import json
 import os
 import tempfile
 
-__all__ = ["write_text_atomic", "write_json_atomic", "new_file_mode", "check_output_dir", "check_output_file", "free_space"]
+__all__ = ["write_text_atomic", "write_json_atomic", "new_file_mode", "check_output_dir", "check_output_file",
+           "free_space"]
 
 
 def write_text_atomic(text, path, newline=None):

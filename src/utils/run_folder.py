@@ -25,7 +25,7 @@ import secrets
 from src.errors import ConfigError
 
 __all__ = ["RUN_NAME_ENV", "CLAIM_FILE", "run_name_from_env", "holds_run", "job_token", "new_run_dir",
-           "claim_run_dir", "RunLock", "check_not_locked"]
+           "claim_run_dir", "check_run_name", "RunLock", "check_not_locked"]
 
 RUN_NAME_ENV = "CSPDARKNET53_RUN_NAME"
 CLAIM_FILE = ".run_id"
@@ -89,6 +89,23 @@ def job_token():
     return "-".join(f"{p:05x}" for p in parts)
 
 
+def _taken(path, key):
+    hint = (f"unset {RUN_NAME_ENV} (a leftover from an earlier job?) or set a new name; "
+            if os.environ.get(RUN_NAME_ENV) else "")
+    return ConfigError(f"{key}: the run folder {path} already holds another run; {hint}to continue that run use "
+                       f"--resume={path}")
+
+
+def check_run_name(root, single=True, key="ckpt_path"):
+    """Checks ``$CSPDARKNET53_RUN_NAME`` before any work (nothing is created): one folder name, and, for a job of
+    one process (``single``), not a folder that already holds a run. (The ranks of a distributed job share the
+    folder; ``new_run_dir`` tells them from another job.)"""
+    name = run_name_from_env()
+    path = os.path.join(os.path.abspath(root), name) if name else None
+    if path and single and holds_run(path):
+        raise _taken(path, key)
+
+
 def claim_run_dir(path, token, key="ckpt_path"):
     """Claims the existing folder ``path`` for the job with ``token`` (``.run_id``); ``ConfigError`` when it
     belongs to another run (claimed with another token, or holding an older run's outputs)."""
@@ -106,10 +123,7 @@ def claim_run_dir(path, token, key="ckpt_path"):
             os.remove(tmp)
     if owner == token:
         return path
-    hint = (f"unset {RUN_NAME_ENV} (a leftover from an earlier job?) or set a new name; "
-            if os.environ.get(RUN_NAME_ENV) else "")
-    raise ConfigError(f"{key}: the run folder {path} already holds another run; {hint}to continue that run use "
-                      f"--resume={path}")
+    raise _taken(path, key)
 
 
 def new_run_dir(root, token=None, key="ckpt_path"):

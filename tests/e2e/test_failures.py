@@ -224,8 +224,8 @@ def test_export_to_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, tr
 
 # --------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("extra, message", [
-    (["--arch", "cspdarknet53"], "was trained with arch 'cspdarknet_tiny', the config says 'cspdarknet53'"),
-    (["--num_classes", "3"], "was trained with num_classes=2, the config says num_classes=3"),
+    (["--arch", "cspdarknet53"], "arch 'cspdarknet_tiny' -> 'cspdarknet53'"),
+    (["--num_classes", "3"], "num_classes 2 -> 3"),
 ], ids=["other-arch", "other-num-classes"])
 def test_rejected_resume_leaves_the_run_folder_byte_identical(tmp_path, data, trained, extra, message):
     run = _copy_run(trained, tmp_path / "run")

@@ -101,3 +101,19 @@ def test_the_lock_refuses_a_second_holder_with_the_first_ones_pid(tmp_path):
 def test_checking_the_lock_creates_nothing(tmp_path):
     check_not_locked(str(tmp_path), 0)
     assert os.listdir(tmp_path) == []
+
+
+def test_the_early_check_of_the_run_name_creates_nothing(tmp_path, monkeypatch):
+    from src.utils.run_folder import check_run_name
+
+    monkeypatch.setenv(RUN_NAME_ENV, "done")
+    check_run_name(tmp_path)  # no such folder yet: fine, and still none
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "run.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds another run"):
+        check_run_name(tmp_path)
+    check_run_name(tmp_path, single=False)  # a distributed job's ranks decide when they claim it
+    monkeypatch.setenv(RUN_NAME_ENV, "../up")
+    with pytest.raises(ConfigError, match="one folder name"):
+        check_run_name(tmp_path)
