@@ -7,7 +7,7 @@ MindRecord reader on the same images, per worker count (``benchmark.py --data_di
     python benchmarks/data.py --data_dir DIR --readers folder mindrecord [--mindrecord PREFIX] [--cold]
 
 For each mode (train, eval), reader and worker count it builds the real pipeline (``src.data.create_dataset``;
-``src.data.mindrecord.create_mindrecord_dataset`` for ``mindrecord``: the same transforms; without
+``create_dataset(..., dataset_format="mindrecord")`` for ``mindrecord``: the same transforms; without
 ``--mindrecord`` the folder is converted first, into a temporary folder), skips the first batch (start-up),
 times ``--batches`` batches (repeating epochs as needed), and prints the median over ``--repeats`` runs, in
 images per wall-clock second and per CPU second of the process (the second is the pipeline's cost, much
@@ -88,9 +88,8 @@ def time_pipeline(data_dir, mode, workers, image_size, batch, batches, repeats, 
         if cold:
             _evict(data_dir, reader, prefix)
         if reader == "mindrecord":
-            from src.data.mindrecord import create_mindrecord_dataset
-            bundle = create_mindrecord_dataset(prefix, image_size, batch, mode=mode, num_parallel_workers=workers,
-                                               seed=r, drop_remainder=True)
+            bundle = create_dataset(prefix, image_size, batch, mode=mode, num_parallel_workers=workers, seed=r,
+                                    drop_remainder=True, dataset_format="mindrecord")
         else:
             bundle = create_dataset(data_dir, image_size, batch, mode=mode, num_parallel_workers=workers,
                                     seed=r, drop_remainder=True)
@@ -169,7 +168,7 @@ def main(argv=None):
     prefix, tmp = args.mindrecord, None
     if "mindrecord" in args.readers and not prefix:
         import tempfile
-        from src.data.mindrecord import convert_to_mindrecord
+        from src.data.convert import convert_to_mindrecord
         tmp = tempfile.mkdtemp(prefix="bench_mr_")
         prefix = os.path.join(tmp, "bench.mindrecord")
         t0 = time.perf_counter()

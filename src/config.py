@@ -166,6 +166,9 @@ class DataConfig:
     verify_manifest: str = key("Where the decode check's results are kept (by path, size and mtime): empty = "
                                "<data_dir>/.cspdarknet53_verified.jsonl (the user cache when data_dir is read-only); "
                                "none = nowhere; else that file.")
+    max_image_pixels: int = key("Images whose header declares more pixels (width x height) are named and skipped "
+                                "without being decoded (100000000: 10000 x 10000, 300 MB as RGB).",
+                                check=_at_least(1), scripts=_IMAGES)
     sampler: str = key("Train order: epoch_shard (every image once per epoch) or class_balanced (each class an "
                        "equal share of every epoch; folder format only).", choices=("epoch_shard", "class_balanced"),
                        scripts=_TRAIN)

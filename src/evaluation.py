@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from src.analysis.metrics import SumAcrossRanks
+from src.errors import DatasetError
 from src.utils import signals
 
 __all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision"]
@@ -158,10 +159,16 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True
     if collect_logits:
         extra["logits"] = np.concatenate(all_logits) if all_logits else np.zeros((0, 0), np.float32)
         extra["labels"] = np.concatenate(all_labels) if all_labels else np.zeros((0,), np.int64)
-    if group_size > 1 and reduce:
+    collective = group_size > 1 and reduce
+    if hasattr(dataset, "account"):  # a DatasetBundle: fewer samples than it holds is a warning naming them
+        dataset.account(total, "evaluation", zero_is_error=not collective)
+    if collective:
         summed = SumAcrossRanks()([top1, top5, total, ips])
         top1, top5, total = (int(round(v)) for v in summed[:3])
         ips = float(summed[3])  # ranks run in parallel: the aggregate rate is the sum
+    if total == 0:
+        raise DatasetError("evaluation: no sample came out of the data pipeline (see the warnings above); check "
+                           "image_size and the data")
     return EvalResult(top1_correct=int(top1), top5_correct=int(top5), total=int(total), images_per_sec=float(ips),
                       seconds=float(seconds), steps=steps, group_size=int(group_size), extra=extra)
 

@@ -58,21 +58,30 @@ class HostFeeder:
         set_augmentation_seed(seed, rank, epoch, group_size)
         self.data.set_epoch(epoch)
         self.iterator = signals.guarded(self.data.dataset.create_tuple_iterator(num_epochs=1))
+        self.samples = 0
         for _ in range(done):
-            if next(self.iterator, None) is None or signals.requested():
+            batch = next(self.iterator, None)
+            if batch is None or signals.requested():
                 return
+            self.samples += batch[0].shape[0]  # the pass delivered it (before the stop): it counts
 
     def run(self, count):
-        """Runs up to ``count`` steps; returns how many ran (fewer when the data ends early)."""
+        """Runs up to ``count`` steps; returns how many ran (fewer when the epoch's data ends early)."""
         for n in range(count):
             batch = next(self.iterator, None)
             if batch is None:
                 return n
+            self.samples += batch[0].shape[0]
             self.sink_step(*batch)
         return count
 
-    def end_epoch(self):
+    def end_epoch(self, drain=True):
+        """The epoch's sample count (``drain``: the iterator read to its end first, so that the count is complete;
+        not when the run stops)."""
+        for batch in (self.iterator or ()) if drain else ():
+            self.samples += batch[0].shape[0]
         self.iterator = None
+        return self.samples
 
 
 class DeviceFeeder:
@@ -101,8 +110,8 @@ class DeviceFeeder:
         self.run_fn()
         return count
 
-    def end_epoch(self):
-        pass
+    def end_epoch(self, drain=True):
+        return None  # the device queue runs on through the epochs: no per-epoch count on the host
 
 
 class SinkRunner:
@@ -144,11 +153,12 @@ def build_sink(setup_step, ema, data, device_target, sink_size=0, feeder=None):
 def train_one_epoch_sink(setup, book, seed, ctx):
     """Sink-mode twin of ``src.trainer.train_one_epoch``: the steps of epoch ``book.epoch`` after the
     ``book.step`` already done, in sinks, the ``StepBook`` fed from each sink's records; a stop signal is
-    honoured at the next sink boundary."""
+    honoured at the next sink boundary. A finished epoch's sample count is checked (``DatasetBundle.account``)."""
     runner, steps = setup.sink, setup.steps_per_epoch
     if book.step >= steps:
         return
     runner.feeder.begin_epoch(book.epoch, seed, ctx.rank, ctx.group_size, done=book.step)
+    samples = None
     try:
         while book.step < steps and not signals.requested():
             first, count = book.step, min(runner.sink_size, steps - book.step)
@@ -159,6 +169,8 @@ def train_one_epoch_sink(setup, book, seed, ctx):
                 book.record(float(values[j]), bool(overflows[j]), float(scales[j]),
                             where=f"; sink mode: the sink of steps {first + 1}-{first + count} ran to its end")
             if ran < count:
-                return
+                break
     finally:
-        runner.feeder.end_epoch()
+        samples = runner.feeder.end_epoch(drain=not signals.requested())
+    if samples is not None and not signals.requested():
+        setup.data.account(samples, f"epoch {book.epoch + 1}")  # none: DatasetError; fewer or dropped: a warning

@@ -204,7 +204,8 @@ def train_one_epoch(setup, book, seed, ctx):
     """Runs the steps of epoch ``book.epoch`` after the ``book.step`` steps already done, until the epoch
     ends or a stop signal is pending (checked after every step). The steps already done (a resumed epoch) are
     replayed, not trained: their batches are drawn from the epoch's iterator and dropped, so the next step gets
-    the batch and augmentation draws of the uninterrupted run.
+    the batch and augmentation draws of the uninterrupted run. A finished epoch's sample count is checked
+    (``DatasetBundle.account``: none is a ``DatasetError``, fewer a warning).
 
     Raises ``NonFiniteLoss`` when the loss stops being finite (with a fixed loss scale; a dynamic scale
     skips such steps and logs them).
@@ -213,10 +214,11 @@ def train_one_epoch(setup, book, seed, ctx):
     # epoch is the same whether the run was resumed or not.
     set_augmentation_seed(seed, ctx.rank, book.epoch, ctx.group_size)
     setup.data.set_epoch(book.epoch)
-    replay = book.step
+    replay, samples = book.step, 0
     if replay >= setup.steps_per_epoch:
         return
     for images, labels in signals.guarded(setup.data.dataset.create_tuple_iterator(num_epochs=1)):
+        samples += images.shape[0]  # replayed ones too: the pass delivered them
         if replay:
             replay -= 1
         else:
@@ -226,6 +228,7 @@ def train_one_epoch(setup, book, seed, ctx):
             book.record(float(loss.asnumpy()), bool(overflow.asnumpy()), scale)
         if signals.requested():
             return
+    setup.data.account(samples, f"epoch {book.epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
 
 
 def restore(cfg, ctx, setup, log):
@@ -373,13 +376,6 @@ class Run:
         self.run_epoch(self.setup, book, self.cfg.device.seed, self.ctx)
         if signals.requested():
             self.stop(signals.requested(), epoch, book.step, book.step_losses)
-        if book.step == first < self.setup.steps_per_epoch:
-            raise DatasetError(f"epoch {epoch + 1} trained no step: the data pipeline delivered no batch of the "
-                               f"{self.setup.steps_per_epoch} expected (every sample failed? see the warnings above; "
-                               f"image_size={self.setup.preprocess['image_size']})")
-        if book.step < self.setup.steps_per_epoch:
-            self.log.warning("epoch %d ran %d of %d steps: the data pipeline delivered fewer batches than expected "
-                             "(see the warnings above)", epoch + 1, book.step, self.setup.steps_per_epoch)
 
     def end_epoch(self, epoch):
         """Epoch ``epoch``'s end: its line, validation, metrics.csv, TensorBoard, checkpoints."""

@@ -6,7 +6,8 @@
 
 Lists the files as the pipeline does (an ImageFolder tree, or a ``data_list`` of ``relative/path label`` lines),
 then runs ``src.data.verify.verify_images``: every file is decoded by MindSpore's decoder (``--decoder pil``:
-by PIL) in ``--workers`` processes; a file that crashes or hangs the decoder kills only its worker and is named.
+by PIL) in ``--workers`` processes; a file that crashes or hangs the decoder kills only its worker and is named;
+an image whose header declares more than ``--max_image_pixels`` pixels is skipped undecoded.
 The manifest (default ``DATA_DIR/.cspdarknet53_verified.jsonl``, or a per-folder file in
 ``~/.cache/cspdarknet53/verify/`` when the data folder is read-only; ``--manifest none``: no cache) lets later
 runs, training included, skip files already checked (same path, size and mtime).
@@ -25,6 +26,8 @@ os.environ.setdefault("GLOG_v", "3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from src.data.checks import DEFAULT_MAX_PIXELS  # noqa: E402
 
 
 def list_files(data_dir, data_list=""):
@@ -48,6 +51,8 @@ def main(argv=None):
     p.add_argument("--manifest", default="", help="manifest file (default: beside the data); 'none' for no cache")
     p.add_argument("--decoder", default="mindspore", choices=["mindspore", "pil"])
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per file before its worker is killed")
+    p.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="larger images are skipped undecoded (train.py's max_image_pixels)")
     p.add_argument("--json", default="", help="write every file's result here")
     p.add_argument("--fail_on_unusable", action="store_true", help="exit 1 when a file is unusable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,8 +60,9 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     log = logging.getLogger("verify_dataset")
 
+    from src.data.reader import cap_workers
     from src.data.verify import VerifyError, default_manifest_path, report_unusable, summarize, verify_images
-    from src.errors import DatasetError
+    from src.errors import DatasetError, UserError
     from src.utils.fileio import write_json_atomic
     from src.utils.paths import display_name
 
@@ -70,15 +76,15 @@ def main(argv=None):
     c0 = os.times()
     stats = {}
     try:
-        results = verify_images(paths, workers=args.workers, manifest=manifest, timeout_s=args.timeout,
-                                root=args.data_dir, decoder=args.decoder, progress=not args.quiet, stats=stats)
-    except VerifyError as exc:
+        results = verify_images(paths, workers=cap_workers(args.workers, "--workers"), manifest=manifest,
+                                timeout_s=args.timeout, root=args.data_dir, decoder=args.decoder,
+                                max_pixels=args.max_image_pixels, progress=not args.quiet, stats=stats)
+    except (VerifyError, UserError) as exc:
         print(f"error: {display_name(str(exc))}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - t0
     c1 = os.times()
-    cpu = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) + \
-        (c1.children_system - c0.children_system)
+    cpu = (c1.user - c0.user) + (c1.system - c0.system) + stats.get("cpu_s", 0.0)  # + the decoder workers
     report_unusable(results, log, where)
     counts = summarize(results)
     n = max(1, len(results))

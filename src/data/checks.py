@@ -3,14 +3,16 @@
 Bad-data policy (see ``check_image_file``):
 
 * skipped and reported (file name and reason, once): empty files, files that are not images,
-  truncated or corrupt files that PIL cannot decode either, listed files that do not exist;
+  truncated or corrupt files that PIL cannot decode either, listed files that do not exist, images whose
+  header declares more than ``max_image_pixels`` pixels (never decoded: a small PNG can declare 30000 x 30000);
 * used as they are, because the engine's ``Decode`` turns them into correct RGB itself (checked
   against PIL for each kind): JPEG (RGB, grayscale, CMYK, progressive), PNG (RGB, RGBA, LA, grayscale,
   palette, 1-bit, 16-bit), BMP, TIFF;
 * converted to RGB by PIL when read, because the engine cannot decode them: GIF (first frame), WebP,
   and any other format PIL can read (PPM, ICO, ...). Alpha is dropped, as the engine does for PNG;
 * last guard: the engine runs in ``ErrorSamplesMode.SKIP``, so a file that passes the checks but still
-  fails inside the engine is dropped instead of ending the run. The engine then dumps the bad image as
+  fails inside the engine is dropped instead of ending the run (and counted: ``src.data.pipeline``'s
+  ``DatasetBundle.account`` names it at the end of the epoch). The engine then dumps the bad image as
   ``./abnormal_image.jpg`` (or ``./unsupported_image.<ext>``) into the working directory; those dumps
   are moved out of it into ``<tmp>/cspdarknet53_engine_dumps/`` with a warning (``collect_engine_dumps``,
   also run at exit).
@@ -69,14 +71,71 @@ def _pil_full_decode(path: str) -> Optional[str]:
         return f"{type(exc).__name__}: {exc}"
 
 
-def check_image_file(path: str) -> Tuple[str, str]:
+#: ``max_image_pixels``'s default: 100 megapixels (10000 x 10000; 300 MB once decoded to RGB). Photos from
+#: current cameras have 12-50 MP; a file that declares more is refused before anything decodes it.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def _jpeg_size(fd: int, size: int) -> Optional[Tuple[int, int]]:
+    """(width, height) from a JPEG's frame header (SOFn), walking the marker segments; None if not found."""
+    pos = 2
+    while pos + 4 <= size:
+        head = os.pread(fd, 9, pos)
+        if len(head) < 4 or head[0] != 0xFF:
+            return None
+        marker = head[1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and len(head) == 9:
+            return int.from_bytes(head[7:9], "big"), int.from_bytes(head[5:7], "big")
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        pos += 2 + int.from_bytes(head[2:4], "big")
+    return None
+
+
+def _dimensions(path: str, fd: int, size: int, fmt: str, head: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) the file declares, read from its header (no decoding); None when unknown."""
+    if fmt == "png" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if fmt == "jpeg":
+        return _jpeg_size(fd, size)
+    if fmt == "bmp" and len(head) >= 26:
+        return abs(int.from_bytes(head[18:22], "little", signed=True)), \
+            abs(int.from_bytes(head[22:26], "little", signed=True))
+    if fmt == "gif" and len(head) >= 10:
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    from PIL import Image
+    try:
+        with Image.open(path) as im:  # reads the header only
+            return im.size
+    except Image.DecompressionBombError:  # above PIL's own limit (2 x 89 MP): larger than any limit we use
+        return (1 << 20, 1 << 20)
+    except Exception:
+        return None
+
+
+def too_large(width: int, height: int, max_pixels: int) -> str:
+    """The reason a ``width`` x ``height`` image is refused under ``max_pixels``, or "" when it is not."""
+    if max_pixels and width * height > int(max_pixels):
+        return (f"{width}x{height} = {width * height:,} pixels, above max_image_pixels={int(max_pixels):,} "
+                "(not decoded)")
+    return ""
+
+
+def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[str, str]:
     """Classify one file: ``(OK|CONVERT|SKIP, reason)``.
 
     Cheap for the common case: one open, the first 32 and last 64 bytes (on a cold page cache the
-    kernel's readahead brings the file in, which the first epoch then finds cached). A JPEG must end with its
-    end-of-image marker (FFD9) and a PNG with its IEND chunk; when the marker is missing (a truncated
-    file, or harmless trailing bytes) the file is decoded in full by PIL to decide. Formats the engine
-    cannot decode (GIF, WebP, others PIL knows) are decoded in full by PIL here, once.
+    kernel's readahead brings the file in, which the first epoch then finds cached), and the image size its
+    header declares: a file of more than ``max_pixels`` pixels is skipped before anything decodes it. A JPEG
+    must end with its end-of-image marker (FFD9) and a PNG with its IEND chunk; when the marker is missing (a
+    truncated file, or harmless trailing bytes) the file is decoded in full by PIL to decide. Formats the
+    engine cannot decode (GIF, WebP, others PIL knows) are decoded in full by PIL here, once.
     """
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -86,13 +145,16 @@ def check_image_file(path: str) -> Tuple[str, str]:
                 return SKIP, "empty file"
             head = os.pread(fd, 32, 0)
             tail = os.pread(fd, _TAIL_BYTES, max(0, size - _TAIL_BYTES))
+            fmt = _sniff(head)
+            dims = _dimensions(path, fd, size, fmt, head) if max_pixels else None
         finally:
             os.close(fd)
     except FileNotFoundError:
         return SKIP, "missing file"
     except OSError as exc:
         return SKIP, f"cannot read: {exc}"
-    fmt = _sniff(head)
+    if dims and too_large(*dims, max_pixels):
+        return SKIP, too_large(*dims, max_pixels)
     if fmt == "jpeg":
         if b"\xff\xd9" in tail:
             return OK, "jpeg"
@@ -120,10 +182,12 @@ def check_image_file(path: str) -> Tuple[str, str]:
     return SKIP, f"corrupt {fmt.upper()} ({err})"
 
 
-def pil_rgb_bytes(path: str) -> np.ndarray:
-    """PIL decode -> RGB -> uncompressed BMP bytes (the engine decodes BMP natively)."""
+def pil_rgb_bytes(data) -> np.ndarray:
+    """An encoded image (a path, or its bytes) decoded by PIL -> RGB -> uncompressed BMP bytes (the engine
+    decodes BMP natively)."""
     from PIL import Image
-    with Image.open(path) as im:
+    src = data if isinstance(data, (str, os.PathLike)) else io.BytesIO(bytes(data))
+    with Image.open(src) as im:
         if im.mode == "P" and "transparency" in im.info:
             im = im.convert("RGBA")
         rgb = im.convert("RGB")
@@ -132,7 +196,8 @@ def pil_rgb_bytes(path: str) -> np.ndarray:
     return np.frombuffer(buf.getvalue(), dtype=np.uint8)
 
 
-def scan_files(paths: Sequence[str], workers: int = 0) -> List[Tuple[str, str]]:
+def scan_files(paths: Sequence[str], workers: int = 0,
+               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> List[Tuple[str, str]]:
     """``check_image_file`` over many files with a thread pool (the work is mostly I/O)."""
     n = len(paths)
     if n == 0:
@@ -141,10 +206,10 @@ def scan_files(paths: Sequence[str], workers: int = 0) -> List[Tuple[str, str]]:
         workers = min(32, 4 * available_cpus())
     chunk = 512
     if n <= chunk or workers == 1:
-        return [check_image_file(p) for p in paths]
+        return [check_image_file(p, max_pixels) for p in paths]
     chunks = [paths[i:i + chunk] for i in range(0, n, chunk)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = pool.map(lambda ps: [check_image_file(p) for p in ps], chunks)
+        parts = pool.map(lambda ps: [check_image_file(p, max_pixels) for p in ps], chunks)
         out: List[Tuple[str, str]] = []
         for part in parts:
             out.extend(part)

@@ -4,6 +4,10 @@ Train (the zoo's recipe): RandomCropDecodeResize (scale crop_scale_min-1, ratio 
 horizontal flip 0.5, colour jitter, ImageNet mean/std on 0-255 pixels, HWC2CHW; options
 RandAugment/AutoAugment (replacing the jitter, as timm), random erasing, mixup/CutMix on batches.
 Eval: Decode, resize (``squash`` as the zoo, or ``shorter`` as timm), centre crop, normalize, HWC2CHW.
+
+The train transforms read their options from the config's data section (``src.data.options``; checked there):
+a new augmentation is a field of ``src.config.DataConfig`` (and its default in ``default_config.yaml``) and its
+op appended below -- the pipeline passes the options through unchanged.
 """
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ from src.errors import DatasetError
 
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
-AUTO_AUGMENT_MODES = ("none", "randaugment", "autoaugment")
 
 
 def parse_image_size(image_size) -> Tuple[int, int]:
@@ -52,29 +55,30 @@ def eval_resize_size(image_size, eval_resize: str = "squash", crop_pct: float = 
     raise DatasetError(f"eval_resize must be one of {EVAL_RESIZE_MODES}, got {eval_resize!r}")
 
 
-def train_transforms(image_size, color_jitter=0.4, auto_augment="none", re_prob=0.0, crop_scale_min=0.08):
-    """Zoo recipe: RandomCropDecodeResize(scale 0.08-1, ratio 0.75-1.333), flip 0.5, colour jitter,
+def train_transforms(image_size, opts=None, **keys):
+    """The per-image train ops for the data options ``opts`` (``src.data.options.data_options(opts, **keys)``).
+    Zoo recipe: RandomCropDecodeResize(scale crop_scale_min-1, ratio 0.75-1.333), flip 0.5, colour jitter,
     Normalize on 0-255, HWC2CHW. auto_augment replaces colour jitter (as in timm); random erasing
     acts on the normalized CHW image (erased pixels = 0 = the mean colour)."""
     import mindspore.dataset.vision as V
+    from src.data.options import data_options
+
+    o = data_options(opts, **keys)
     h, w = parse_image_size(image_size)
-    if not 0.0 < float(crop_scale_min) <= 1.0:
-        raise DatasetError(f"crop_scale_min must be in (0, 1], got {crop_scale_min!r}")
-    ops = [V.RandomCropDecodeResize((h, w), scale=(float(crop_scale_min), 1.0), ratio=(0.75, 1.333)),
+    ops = [V.RandomCropDecodeResize((h, w), scale=(o.crop_scale_min, 1.0), ratio=(0.75, 1.333)),
            V.RandomHorizontalFlip(prob=0.5)]
-    aa = str(auto_augment).lower()
     fill = tuple(int(round(m)) for m in IMAGENET_MEAN)
-    if aa == "randaugment":
+    if o.auto_augment == "randaugment":
         ops.append(V.RandAugment(num_ops=2, magnitude=9, interpolation=V.Inter.BILINEAR, fill_value=fill))
-    elif aa == "autoaugment":
+    elif o.auto_augment == "autoaugment":
         ops.append(V.AutoAugment(policy=V.AutoAugmentPolicy.IMAGENET, interpolation=V.Inter.BILINEAR,
                                  fill_value=fill))
-    elif color_jitter and float(color_jitter) > 0:
-        cj = float(color_jitter)
-        ops.append(V.RandomColorAdjust(brightness=cj, contrast=cj, saturation=cj))
+    elif o.color_jitter > 0:
+        ops.append(V.RandomColorAdjust(brightness=o.color_jitter, contrast=o.color_jitter,
+                                       saturation=o.color_jitter))
     ops += [V.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), V.HWC2CHW()]
-    if re_prob and float(re_prob) > 0:
-        ops.append(V.RandomErasing(prob=float(re_prob)))
+    if o.re_prob > 0:
+        ops.append(V.RandomErasing(prob=o.re_prob))
     return ops
 
 
@@ -82,19 +86,27 @@ def eval_transforms(image_size, eval_resize="squash", crop_pct=0.875):
     """Decode, Resize (see ``eval_resize_size``, bilinear), CenterCrop(image_size), Normalize, HWC2CHW."""
     import mindspore.dataset.vision as V
     h, w = parse_image_size(image_size)
+    if not 0.0 < float(crop_pct) <= 1.0:
+        raise DatasetError(f"crop_pct must be in (0, 1], got {crop_pct!r}")
     return [V.Decode(), V.Resize(eval_resize_size((h, w), eval_resize, crop_pct), V.Inter.LINEAR),
             V.CenterCrop((h, w)), V.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), V.HWC2CHW()]
 
 
-def mix_op(mixup_alpha, cutmix_alpha, mixup_prob):
+def batch_transforms(opts, num_classes):
+    """``(label ops before batching, [(op, columns)] after)`` of the train options ``opts``: with mixup or
+    CutMix, one-hot labels, the mixing op on each batch and float32 labels; else nothing."""
+    import mindspore as ms
     import mindspore.dataset.transforms as T
     import mindspore.dataset.vision as V
-    ops = []
-    if mixup_alpha > 0:
-        ops.append(V.MixUpBatch(alpha=float(mixup_alpha)))
-    if cutmix_alpha > 0:
-        ops.append(V.CutMixBatch(V.ImageBatchFormat.NCHW, alpha=float(cutmix_alpha), prob=1.0))
-    op = ops[0] if len(ops) == 1 else T.RandomChoice(ops)  # both on: one of the two per batch (timm)
-    if mixup_prob < 1.0:
-        op = T.RandomApply([op], prob=float(mixup_prob))
-    return op
+
+    mixes = []
+    if opts.mixup_alpha > 0:
+        mixes.append(V.MixUpBatch(alpha=opts.mixup_alpha))
+    if opts.cutmix_alpha > 0:
+        mixes.append(V.CutMixBatch(V.ImageBatchFormat.NCHW, alpha=opts.cutmix_alpha, prob=1.0))
+    if not mixes:
+        return [], []
+    op = mixes[0] if len(mixes) == 1 else T.RandomChoice(mixes)  # both on: one of the two per batch (timm)
+    if opts.mixup_prob < 1.0:
+        op = T.RandomApply([op], prob=opts.mixup_prob)
+    return [T.OneHot(num_classes)], [(op, ["image", "label"]), (T.TypeCast(ms.float32), ["label"])]

@@ -5,10 +5,33 @@ classes checked against the checkpoint's)."""
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
+import pytest
+from PIL import Image
 
+from src.data import DatasetError
+from src.data.convert import convert_to_mindrecord
+from src.data.mindrecord import read_meta
 from tests.fuzz_images import known_crashers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """12 images in 3 class folders, JPEG and PNG."""
+    rng = np.random.default_rng(0)
+    for c, n in enumerate((5, 4, 3)):
+        folder = tmp_path / "data" / f"class_{c}"
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(
+                folder / (f"{i:02d}.jpg" if i % 2 == 0 else f"{i:02d}.png"))
+    return str(tmp_path / "data")
 
 
 def _convert(scripts, data, prefix, shards):
@@ -65,3 +88,56 @@ def test_convert_train_resume_and_eval(tmp_path, scripts, make_images):
                             num_parallel_workers=1, log_path=tmp_path / "eval")
     assert code == 0, out[-3000:]
     assert "tot=9," in out and "class check: identical" in out
+
+
+_KILLED = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import mindspore.mindrecord as mr
+orig = mr.FileWriter.commit
+def slow_commit(self):
+    r = orig(self)
+    open(sys.argv[4], "w").close()   # tell the test the shards exist (in the temporary folder)
+    time.sleep(120)
+    return r
+mr.FileWriter.commit = slow_commit
+from src.data.convert import convert_to_mindrecord
+convert_to_mindrecord(sys.argv[2], sys.argv[3], shards=2, verify=False, progress=False)
+"""
+
+
+def test_a_killed_conversion_leaves_nothing_that_looks_complete(tree, tmp_path):
+    prefix = str(tmp_path / "out" / "mr.mindrecord")
+    flag = str(tmp_path / "committed")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, ROOT, tree, prefix, flag],
+                            env=dict(os.environ, GLOG_v="3"))
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(flag) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert os.path.exists(flag), "the conversion did not get to commit"
+    finally:
+        proc.kill()
+        proc.wait()
+    out = str(tmp_path / "out")
+    visible = [n for n in os.listdir(out) if not n.startswith(".")]
+    assert visible == []                                   # shards only in the hidden temporary folder
+    with pytest.raises(DatasetError, match="not found"):
+        read_meta(prefix)
+    convert_to_mindrecord(tree, prefix, shards=2, verify=False, progress=False)   # a rerun: cleans up
+    assert [n for n in os.listdir(out) if n.startswith(".")] == []
+    assert read_meta(prefix).num_rows == 12
+
+
+
+
+def test_cli(tree, tmp_path):
+    out = str(tmp_path / "cli.mindrecord")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_to_mindrecord.py"), "--data_dir", tree,
+                        "--output", out, "--shards", "2", "--workers", "1", "--manifest", "none", "--quiet"],
+                       capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "12 images, 3 classes, 0 left out -> 2 shard file(s)" in r.stdout
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_to_mindrecord.py"), "--data_dir",
+                        str(tmp_path / "nope"), "--output", out + "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "dataset folder not found" in r.stderr

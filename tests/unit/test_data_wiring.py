@@ -64,7 +64,7 @@ def test_sampler_option(tmp_path):
     b = create_dataset(root, 32, 2, mode="train", sampler="class_balanced", seed=1, color_jitter=0)
     labels = np.concatenate([y for _, y in b.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)])
     assert np.bincount(labels).tolist() == [4, 4]
-    with pytest.raises(DatasetError, match="sampler must be one of"):
+    with pytest.raises(ConfigError, match="sampler: invalid choice 'weighted'"):
         create_dataset(root, 32, 2, sampler="weighted")
 
 
@@ -114,7 +114,7 @@ def test_config_keys_and_rules(tmp_path):
 
 
 def test_dataset_format_mindrecord_from_config(tmp_path):
-    from src.data.mindrecord import convert_to_mindrecord
+    from src.data.convert import convert_to_mindrecord
     root = _tree(tmp_path / "d", (3, 3))
     prefix = str(tmp_path / "m.mindrecord")
     convert_to_mindrecord(root, prefix, verify=False, progress=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.config import load_config
+from src.config import ConfigError, load_config
 from src.data import DatasetError, create_dataset, load_class_index, save_class_index
 from src.data import checks, pipeline
 from src.data.pipeline import create_dataset_from_config
@@ -185,7 +185,7 @@ def test_train_transforms_are_the_zoo_recipe():
     np.testing.assert_allclose(ops[3].mean, [123.675, 116.28, 103.53])
     np.testing.assert_allclose(ops[3].std, [58.395, 57.12, 57.375])
     assert train_transforms(32, crop_scale_min=0.5)[0].scale == (0.5, 1.0)
-    with pytest.raises(DatasetError, match="crop_scale_min"):
+    with pytest.raises(ConfigError, match="crop_scale_min"):   # checked where every option is: the config
         train_transforms(32, crop_scale_min=0.0)
 
 
@@ -548,10 +548,17 @@ def test_engine_skips_corrupt_file_when_the_full_check_is_off_and_leaves_no_dump
 
 
 # ------------------------------------------------------------------------------ options and helpers
-def test_bad_options_raise_dataset_error(tmp_path):
+def test_bad_options_are_refused_naming_the_key(tmp_path):
     root = make_tree(tmp_path / "d", (1,))
-    for kw in (dict(eval_resize="crop"), dict(auto_augment="trivial"), dict(re_prob=2.0), dict(crop_pct=0),
-               dict(mode="test"), dict(rank=2, group_size=2)):
+    for kw in (dict(auto_augment="trivial"), dict(re_prob=2.0), dict(mixup_prob=-1), dict(per_batch_size=0),
+               dict(sampler="weighted"), dict(dataset_format="mindrecord", data_list="x.txt")):
+        key = next(iter(kw))
+        with pytest.raises(ConfigError, match=key if key != "dataset_format" else "data_list"):
+            create_dataset(root, 32, **({"per_batch_size": 1} | kw))
+    with pytest.raises(TypeError, match="not a data option: num_workerz"):
+        create_dataset(root, 32, 1, num_workerz=2)
+    for kw in (dict(eval_resize="crop", mode="eval"), dict(crop_pct=0, mode="eval"), dict(mode="test"),
+               dict(rank=2, group_size=2)):
         with pytest.raises(DatasetError):
             create_dataset(root, 32, 1, **kw)
     with pytest.raises(DatasetError, match="image_size"):
@@ -592,3 +599,26 @@ def test_create_dataset_from_config(tmp_path):
 def test_default_workers():
     assert 1 <= pipeline.default_num_workers() <= 16
     assert pipeline.default_num_workers(8) == max(1, min(16, available_cpus() // 8))
+
+
+def test_a_plain_list_of_files_without_labels(tmp_path, caplog):
+    """The reader predict uses: files in the given order, labels 0, the unusable ones named once and skipped."""
+    paths = [save(np.full((37, 37, 3), 10 * k + 5, np.uint8), str(tmp_path / "p" / f"{k}.png")) for k in range(5)]
+    (tmp_path / "p" / "text.png").write_text("no image")
+    given = paths[:2] + [str(tmp_path / "p" / "text.png")] + paths[2:][::-1]
+    with caplog.at_level(logging.WARNING, logger="src.data"):
+        b = create_dataset("", 32, 2, mode="eval", files=given, num_classes=7, where="image_path=p",
+                           verify_manifest="none", num_parallel_workers=1)
+    assert b.skipped == [(given[2], b.skipped[0][1])] and "not an image" in b.skipped[0][1]
+    assert caplog.text.count("unusable image") == 1 and "under image_path=p" in caplog.text
+    kept = [p for p in given if p != given[2]]
+    assert [b.path_of(i) for i in range(b.num_images)] == kept
+    x, y = all_images(b)
+    assert identify(x) == [0, 1, 4, 3, 2] and y.tolist() == [0] * 5
+    assert not os.path.exists(tmp_path / "p" / ".cspdarknet53_verified.jsonl")
+
+
+def test_a_relative_data_folder_is_checked_and_read(tmp_path):
+    make_tree("rel", (2, 3))               # relative to the working directory (the check's workers run elsewhere)
+    b = create_dataset("rel", 32, 1, mode="eval", num_parallel_workers=1)
+    assert b.skipped == [] and b.num_images == 5 and len(rows(b)) == 5

@@ -1,21 +1,24 @@
-"""Tests for src/data/mindrecord.py and tools/convert_to_mindrecord.py on tiny real image folders."""
+"""src/data/mindrecord.py (the reader) and src/data/convert.py (the converter) on tiny real image folders (the
+converter's command line and a killed conversion: tests/e2e/test_mindrecord_e2e.py)."""
 import json
 import os
-import subprocess
-import sys
-import time
+import stat
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from src.data.mindrecord import (CLASS_INDEX_SUFFIX, META_SUFFIX, convert_to_mindrecord, create_mindrecord_dataset,
-                                 mindrecord_rows, read_meta, read_rows, shard_files)
-from src.data import DatasetError
+from src.config import ConfigError
+from src.data import DatasetError, create_dataset
+from src.data.convert import convert_to_mindrecord
+from src.data.mindrecord import CLASS_INDEX_SUFFIX, META_SUFFIX, mindrecord_rows, read_meta, read_rows, shard_files
 from tests.fuzz_images import known_crashers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LATIN = b"caf\xe9.jpg"
+
+
+def create_mindrecord_dataset(prefix, image_size, batch, **kw):
+    return create_dataset(prefix, image_size, batch, dataset_format="mindrecord", **kw)
 
 
 def _tree(root, per_class=(5, 4, 3)):
@@ -34,7 +37,7 @@ def tree(tmp_path):
     return _tree(tmp_path / "data")
 
 
-def _ids(dataset, key="path"):
+def _ids(dataset, key="id"):
     return [json.loads(str(r[key])) for r in dataset.create_dict_iterator(output_numpy=True, num_epochs=1)]
 
 
@@ -121,45 +124,6 @@ def test_reader_refuses_missing_incomplete_or_changed(tree, tmp_path):
         read_meta(prefix)
 
 
-_KILLED = """
-import sys, time
-sys.path.insert(0, sys.argv[1])
-import mindspore.mindrecord as mr
-orig = mr.FileWriter.commit
-def slow_commit(self):
-    r = orig(self)
-    open(sys.argv[4], "w").close()   # tell the test the shards exist (in the temporary folder)
-    time.sleep(120)
-    return r
-mr.FileWriter.commit = slow_commit
-from src.data.mindrecord import convert_to_mindrecord
-convert_to_mindrecord(sys.argv[2], sys.argv[3], shards=2, verify=False, progress=False)
-"""
-
-
-def test_a_killed_conversion_leaves_nothing_that_looks_complete(tree, tmp_path):
-    prefix = str(tmp_path / "out" / "mr.mindrecord")
-    flag = str(tmp_path / "committed")
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, ROOT, tree, prefix, flag],
-                            env=dict(os.environ, GLOG_v="3"))
-    try:
-        deadline = time.monotonic() + 120
-        while not os.path.exists(flag) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        assert os.path.exists(flag), "the conversion did not get to commit"
-    finally:
-        proc.kill()
-        proc.wait()
-    out = str(tmp_path / "out")
-    visible = [n for n in os.listdir(out) if not n.startswith(".")]
-    assert visible == []                                   # shards only in the hidden temporary folder
-    with pytest.raises(DatasetError, match="not found"):
-        read_meta(prefix)
-    convert_to_mindrecord(tree, prefix, shards=2, verify=False, progress=False)   # a rerun: cleans up
-    assert [n for n in os.listdir(out) if n.startswith(".")] == []
-    assert read_meta(prefix).num_rows == 12
-
-
 def test_non_utf8_output_prefix_is_a_clear_error(tree, tmp_path):
     bad = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b"caf\xe9.mindrecord"))
     with pytest.raises(DatasetError, match=r"caf\\\\xe9.mindrecord.*not valid UTF-8"):
@@ -176,13 +140,13 @@ def prefix20(tmp_path):
 
 
 def _epoch_paths(prefix, epoch, rank=0, group=1, seed=7):
-    rows = mindrecord_rows(prefix, "train", rank, group, seed=seed, columns=("path",))
+    rows = mindrecord_rows(prefix, mode="train", rank=rank, group_size=group, seed=seed)
     rows.sampler.set_epoch(epoch)
     return _ids(rows.dataset)
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch(prefix20):
-    rows = mindrecord_rows(prefix20, "train", 0, 1, seed=7, columns=("path",))
+    rows = mindrecord_rows(prefix20, mode="train", seed=7)
     uninterrupted = []
     for epoch in range(3):
         rows.sampler.set_epoch(epoch)   # train.py: a fresh iterator per epoch after set_epoch
@@ -194,9 +158,9 @@ def test_epoch_order_is_a_function_of_seed_and_epoch(prefix20):
 
 
 def test_one_iterator_over_several_epochs_gives_the_same_orders(prefix20):
-    rows = mindrecord_rows(prefix20, "train", 0, 1, seed=7, columns=("path",))
+    rows = mindrecord_rows(prefix20, mode="train", seed=7)
     it = rows.dataset.create_dict_iterator(output_numpy=True, num_epochs=3)
-    orders = [[json.loads(str(r["path"])) for r in it] for _ in range(3)]
+    orders = [[json.loads(str(r["id"])) for r in it] for _ in range(3)]
     assert orders == [_epoch_paths(prefix20, e) for e in range(3)]
 
 
@@ -218,7 +182,7 @@ def test_rank_shards_are_equal_disjoint_up_to_padding_and_cover(prefix20, group)
 def test_eval_shards_cover_each_row_once(prefix20):
     everything = []
     for r in range(3):
-        rows = mindrecord_rows(prefix20, "eval", r, 3, columns=("path",))
+        rows = mindrecord_rows(prefix20, mode="eval", rank=r, group_size=3)
         got = _ids(rows.dataset)
         assert len(got) == rows.num_rows
         everything += got
@@ -227,7 +191,6 @@ def test_eval_shards_cover_each_row_once(prefix20):
 
 def test_create_mindrecord_dataset_matches_the_folder_pipeline_in_eval(tmp_path):
     """Same transforms: eval output of the MindRecord reader equals the folder reader's, image by image."""
-    from src.data import create_dataset
     root = _tree(tmp_path / "d", per_class=(3, 3))
     prefix = str(tmp_path / "e.mindrecord")
     convert_to_mindrecord(root, prefix, verify=False, progress=False)
@@ -256,13 +219,35 @@ def test_train_bundle_and_relabel_by_trained_index(prefix20):
         create_mindrecord_dataset(prefix20, 32, 4, mode="eval", class_to_idx={"class_0": 0, "class_1": 1})
 
 
-def test_cli(tree, tmp_path):
-    out = str(tmp_path / "cli.mindrecord")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_to_mindrecord.py"), "--data_dir", tree,
-                        "--output", out, "--shards", "2", "--workers", "1", "--manifest", "none", "--quiet"],
-                       capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"), timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "12 images, 3 classes, 0 left out -> 2 shard file(s)" in r.stdout
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_to_mindrecord.py"), "--data_dir",
-                        str(tmp_path / "nope"), "--output", out + "2"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "dataset folder not found" in r.stderr
+
+
+# ------------------------------------------------------------------------------ the converter's output guard
+def test_more_shards_than_files_is_refused_before_any_work(tree, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(DatasetError, match=r"shards=13 is more than the 12 image file\(s\)"):
+        convert_to_mindrecord(tree, str(out / "mr.mindrecord"), shards=13, verify=False, progress=False)
+    with open(os.path.join(tree, "class_0", "00.jpg"), "w") as f:   # 12 files, 11 usable
+        f.write("no image")
+    with pytest.raises(DatasetError, match=r"shards=12 is more than the 11 usable image\(s\)"):
+        convert_to_mindrecord(tree, str(out / "mr.mindrecord"), shards=12, verify=False, progress=False)
+    assert not out.exists() or not [n for n in os.listdir(out) if not n.startswith(".")]
+
+
+def test_overwrite_replaces_a_conversion_but_never_a_foreign_file(tree, tmp_path):
+    theirs = tmp_path / "notes.txt"                 # one shard: the prefix itself is the shard file
+    theirs.write_text("my notes\n")
+    with pytest.raises(ConfigError, match="exists and was not written by this project"):
+        convert_to_mindrecord(tree, str(theirs), verify=False, progress=False, overwrite=True)
+    assert theirs.read_text() == "my notes\n"
+    image = os.path.join(tree, "class_0", "00.jpg")
+    before = open(image, "rb").read()
+    with pytest.raises(ConfigError, match="lies inside the input folder"):
+        convert_to_mindrecord(tree, image, verify=False, progress=False, overwrite=True)
+    assert open(image, "rb").read() == before
+    with pytest.raises(ConfigError, match="exists and is not a regular file"):
+        convert_to_mindrecord(tree, "/dev/null", verify=False, progress=False, overwrite=True)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    prefix = str(tmp_path / "mr.mindrecord")        # a conversion of ours is replaced
+    convert_to_mindrecord(tree, prefix, shards=2, verify=False, progress=False)
+    convert_to_mindrecord(tree, prefix, shards=2, verify=False, progress=False, overwrite=True)
+    assert read_meta(prefix).num_rows == 12

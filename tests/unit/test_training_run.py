@@ -173,6 +173,6 @@ def test_an_epoch_whose_data_delivers_no_batch_is_an_error(tmp_path, make_tiny_d
     setup = build_training(cfg, ctx, LOG)
     setup.data.dataset = setup.data.dataset.skip(1000)  # a pipeline that drops every batch
     run = Run(cfg, ctx, setup, Start(), str(tmp_path), LOG)
-    with pytest.raises(DatasetError, match="epoch 1 trained no step: the data pipeline delivered no batch of the 6"):
+    with pytest.raises(DatasetError, match="epoch 1: no sample of .* came out of the data pipeline"):
         run.train_epoch(0)
     assert not os.listdir(tmp_path / "ckpt_0")

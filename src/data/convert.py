@@ -1,0 +1,240 @@
+"""Write an ImageFolder tree (or a ``data_list``) as a MindRecord dataset, atomically (the format and its
+reader: ``src.data.mindrecord``).
+
+    info = convert_to_mindrecord("/data/train", "/fast/train.mindrecord", shards=8)
+
+Every file is checked first (``src.data.verify``: decoded in full in worker processes; ``verify=False``: the
+cheap check only); unusable files are left out, named once in the log and listed in the meta file. The shards
+are written into a hidden temporary folder beside the output (same file system), moved into place, and the meta
+file is written last, so an interrupted conversion never leaves a dataset that looks complete.
+
+The output is checked before any work (``src.utils.fileio.check_output_file``): never inside the data, never a
+device or a folder, never a file a conversion did not write (a ``ConfigError`` naming it); an earlier
+conversion is replaced only with ``overwrite`` (else a ``DatasetError``), as more shards than files is refused.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from typing import Dict, Optional
+
+from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, SKIP
+from src.data.listing import list_image_folder, read_data_list, save_class_index
+from src.data.mindrecord import (CLASS_INDEX_SUFFIX, FORMAT, META_SUFFIX, SCHEMA, VERSION, MindRecordInfo, _escape,
+                                 _require_utf8, read_meta, shard_files)
+from src.data.reader import cap_workers
+from src.data.verify import default_manifest_path, report_unusable, verify_images
+from src.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+_BATCH_BYTES = 64 << 20  # rows handed to FileWriter.write_raw_data at a time
+_SHARD_MAGIC = b'{"header_size":'  # bytes 8.. of a MindRecord shard file
+_DB_MAGIC = b"SQLite format 3\0"
+
+
+def _png_bytes(path: str) -> bytes:
+    import io
+    from PIL import Image
+    with Image.open(path) as im:
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        rgb = im.convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _remove_stale_partials(folder: str, base: str) -> None:
+    """Temporary folders of earlier conversions to this prefix whose process is gone."""
+    prefix = f".{base}.partial-"
+    for name in os.listdir(folder):
+        pid = name[len(prefix):].split(".", 1)[0] if name.startswith(prefix) else ""
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _written_by_us(path: str) -> bool:
+    """Whether ``path`` is a file an earlier conversion wrote (by its content, not its name)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if path.endswith(META_SUFFIX):
+                f.seek(0)
+                return json.load(f).get("format") == FORMAT
+            if path.endswith(CLASS_INDEX_SUFFIX):
+                f.seek(0)
+                data = json.load(f)
+                return isinstance(data, dict) and all(isinstance(v, int) for v in data.values())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return head.startswith(_DB_MAGIC) if path.endswith(".db") else head[8:8 + len(_SHARD_MAGIC)] == _SHARD_MAGIC
+
+
+def _check_output(prefix: str, shards: int, overwrite: bool, inputs) -> list:
+    """Refuses an output that would replace what is not ours (``src.utils.fileio.check_output_file``: no input,
+    no device, no foreign file) or, without ``overwrite``, an existing conversion; returns the shard files of an
+    earlier conversion to ``prefix`` that the new one does not replace (removed once it is complete)."""
+    from src.utils.fileio import check_output_file
+
+    finals = shard_files(prefix, shards)
+    meta = prefix + META_SUFFIX
+    old = []
+    if os.path.isfile(meta) and _written_by_us(meta):
+        try:
+            with open(meta, encoding="utf-8") as f:
+                old = [os.path.join(os.path.dirname(prefix), e["file"]) for e in json.load(f)["shards"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            old = []
+    paths = finals + [p + ".db" for p in finals] + [meta, prefix + CLASS_INDEX_SUFFIX] + \
+        [q for p in old if p not in finals for q in (p, p + ".db")]
+    for p in paths:
+        check_output_file(p, "output", inputs=inputs, ours=_written_by_us)
+        if os.path.lexists(p) and not overwrite:
+            raise DatasetError(f"MindRecord output {prefix} exists ({os.path.basename(p)}); pass overwrite=True "
+                               "(--overwrite) to replace it")
+    return [p for p in old if p not in finals]
+
+
+def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_list: str = "",
+                          class_to_idx: Optional[Dict[str, int]] = None, verify: bool = True,
+                          workers: int = 0, manifest: Optional[str] = "", overwrite: bool = False,
+                          progress: bool = True, log: Optional[logging.Logger] = None,
+                          description: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> MindRecordInfo:
+    """Write ``data_dir`` (an ImageFolder tree, or the root of ``data_list``) as a MindRecord dataset at
+    ``output`` with ``shards`` files; see the module doc. ``verify``: decode every file first with
+    ``src.data.verify`` (``workers`` processes, ``manifest``: "" = the default beside the data, None = none)
+    and leave out unusable ones (and images above ``max_pixels``); without it only the cheap check runs.
+    Returns what ``read_meta`` returns."""
+    from mindspore.mindrecord import FileWriter
+
+    log = log or logger
+    shards = int(shards)
+    if not 1 <= shards <= 1000:
+        raise DatasetError(f"shards must be in 1..1000 (MindRecord's limit), got {shards}")
+    data_dir = os.fspath(data_dir)
+    prefix = os.path.abspath(os.fspath(output))
+    _require_utf8(prefix, "MindRecord output")
+    folder, base = os.path.split(prefix)
+
+    # ---- list, check the output, check the files
+    where = data_list or data_dir
+    if data_list:
+        rel_paths, labels = read_data_list(data_list, data_dir)
+        class_to_idx = class_to_idx or {str(i): i for i in range(max(labels) + 1)}
+    else:
+        class_to_idx, rel_paths, labels = list_image_folder(data_dir, class_to_idx)
+        if not rel_paths:
+            raise DatasetError(f"dataset folder has no image files: {data_dir}")
+    abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
+    if shards > len(abs_paths):
+        raise DatasetError(f"shards={shards} is more than the {len(abs_paths)} image file(s) in {where}: every "
+                           "shard needs at least one image")
+    old_shards = _check_output(prefix, shards, overwrite, [data_list, data_dir])
+    os.makedirs(folder, exist_ok=True)
+    _remove_stale_partials(folder, base)
+    stats = {}
+    if verify:
+        man = None if manifest is None else (manifest or (default_manifest_path(data_dir) if data_dir else None))
+        results = verify_images(abs_paths, workers=cap_workers(workers, "workers"), manifest=man,
+                                root=data_dir or None, max_pixels=max_pixels, progress=progress, stats=stats)
+    else:
+        results = verify_images(abs_paths, decoder="cheap", max_pixels=max_pixels, stats=stats)
+    log.info("verified %d files in %.1f s (%d decoded now, %d known from the manifest)", len(abs_paths),
+             stats["seconds"], stats["checked"] if verify else 0, stats["cached"])
+    report_unusable(results, log, where)
+    keep = [i for i, r in enumerate(results) if r.status != SKIP]
+    if not keep:
+        raise DatasetError(f"no usable image in {where}: all {len(abs_paths)} files are unusable")
+    if shards > len(keep):
+        raise DatasetError(f"shards={shards} is more than the {len(keep)} usable image(s) in {where}: every shard "
+                           "needs at least one image")
+    skipped = [(rel_paths[i], results[i].reason) for i, r in enumerate(results) if r.status == SKIP]
+    largest = max(os.path.getsize(abs_paths[i]) for i in keep)
+
+    # ---- write into a temporary folder beside the output, then move into place
+    tmp_dir = tempfile.mkdtemp(prefix=f".{base}.partial-{os.getpid()}.", dir=folder)
+    t0 = time.perf_counter()
+    try:
+        tmp_prefix = os.path.join(tmp_dir, base)
+        writer = FileWriter(tmp_prefix, shard_num=shards, overwrite=True)
+        page = 32 << 20
+        while page < 2 * largest + (1 << 20) and page < (256 << 20):
+            page *= 2
+        if page != 32 << 20:
+            writer.set_page_size(page)
+        idx_to_name = {v: k for k, v in class_to_idx.items()}
+        desc = description or f"{FORMAT} v{VERSION}: {len(class_to_idx)} classes from {where}"
+        writer.add_schema(SCHEMA, desc[:200])
+        writer.add_index(["label"])
+        counts: Dict[str, int] = {}
+        rows, batch_bytes, written = [], 0, 0
+        last_log = time.monotonic()
+        for i in keep:
+            path = abs_paths[i]
+            try:
+                data = _png_bytes(path) if results[i].status == CONVERT else open(path, "rb").read()
+            except OSError as exc:  # vanished or unreadable since the check
+                skipped.append((rel_paths[i], f"cannot read: {exc}"))
+                log.warning("unusable image %s: cannot read: %s", path, exc)
+                continue
+            rows.append({"image": data, "label": int(labels[i]), "path": _escape(rel_paths[i])})
+            name = idx_to_name.get(int(labels[i]), str(labels[i]))
+            counts[name] = counts.get(name, 0) + 1
+            batch_bytes += len(data)
+            if batch_bytes >= _BATCH_BYTES or len(rows) >= 4096:
+                writer.write_raw_data(rows)
+                written += len(rows)
+                rows, batch_bytes = [], 0
+                if progress and time.monotonic() - last_log > 30:
+                    log.info("written %d/%d images", written, len(keep))
+                    last_log = time.monotonic()
+        if rows:
+            writer.write_raw_data(rows)
+            written += len(rows)
+        if written == 0:
+            raise DatasetError(f"no usable image in {where} could be read")
+        writer.commit()
+        tmp_files = shard_files(tmp_prefix, shards)
+        mask = os.umask(0)
+        os.umask(mask)
+        for p in tmp_files:  # FileWriter creates its files 0600; give them the user's umask like any file
+            for q in (p, p + ".db"):
+                os.chmod(q, 0o666 & ~mask)
+        # ---- publish: no meta -> incomplete; move the shards; class index; meta last
+        if os.path.exists(prefix + META_SUFFIX):
+            os.remove(prefix + META_SUFFIX)
+        final_files = shard_files(prefix, shards)
+        for p, q in zip(tmp_files, final_files):
+            os.replace(p, q)
+            os.replace(p + ".db", q + ".db")
+        for p in old_shards:  # shards of an older, larger conversion to this prefix
+            for q in (p, p + ".db"):
+                if os.path.isfile(q):
+                    os.remove(q)
+        save_class_index(class_to_idx, prefix + CLASS_INDEX_SUFFIX)
+        import mindspore
+        from src.utils.fileio import write_json_atomic
+        meta = {"format": FORMAT, "version": VERSION, "num_rows": written, "num_classes": len(class_to_idx),
+                "class_counts": counts, "schema": SCHEMA,
+                "shards": [{"file": os.path.basename(q), "size": os.path.getsize(q),
+                            "db_size": os.path.getsize(q + ".db")} for q in final_files],
+                "source": os.path.abspath(where), "data_list": bool(data_list),
+                "skipped": skipped, "verified": bool(verify), "mindspore": mindspore.__version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - t0, 3)}
+        write_json_atomic(meta, prefix + META_SUFFIX, indent=1, ensure_ascii=False)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    log.info("wrote %d images (%d classes) to %s in %d shard(s) in %.1f s; %d file(s) left out", written,
+             len(class_to_idx), prefix, shards, time.perf_counter() - t0, len(skipped))
+    return read_meta(prefix)

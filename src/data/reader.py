@@ -1,0 +1,278 @@
+"""Readers: what the shared pipeline tail (``src.data.pipeline``) starts from.
+
+A reader turns a dataset into ``Rows``: one rank's shard of ``(image, label, id)`` rows -- the encoded image
+bytes, the int32 label and a sample id (a file's index here, a record's path for MindRecord) -- with the
+class index, the counts and the epoch sampler. This module holds the file reader (``file_rows``): an
+ImageFolder tree, a ``data_list`` of ``relative/path label`` lines, or a plain list of files without labels
+(predict); ``src.data.mindrecord.mindrecord_rows`` reads a MindRecord prefix.
+
+The file reader lists the files (``src.data.listing``), checks each once (``src.data.verify``: decoded in full
+in worker processes, or only the cheap check with ``verify_files: false``), names every unusable file once and
+serves the usable ones from a random-access source: the bytes as on disk (PIL-decoded BMP bytes for formats the
+engine cannot decode), after comparing their CRC-32 with the one the check recorded -- a file rewritten in
+place since (same size and mtime) is not handed to the decoder but dropped and named.
+
+``SampleTally`` counts every pass: the ids a reader served and the ids that came out of the transforms; the
+difference is what the engine dropped (``ErrorSamplesMode.SKIP``), named by ``Rows.name_of``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from src.data.checks import CONVERT, SKIP, pil_rgb_bytes, scan_files
+from src.data.listing import IMAGE_EXTENSIONS, MAX_LISTED, list_image_folder, read_data_list
+from src.data.sampler import epoch_shard_sampler
+from src.errors import DatasetError
+from src.utils.host import available_cpus
+
+logger = logging.getLogger(__name__)
+
+#: ``verify_manifest`` values: "" = the default place (``src.data.verify.default_manifest_path``), "none" = no
+#: manifest (every file is decoded again in every run), anything else = that file
+NO_MANIFEST = "none"
+
+
+def cap_workers(requested: int, key: str) -> int:
+    """``requested`` workers (0: automatic), at most the cores this process may use; more is a warning naming
+    ``key`` (MindSpore refuses more threads than cores with a traceback)."""
+    cores = available_cpus()
+    if int(requested) > cores:
+        logger.warning("%s=%d is more than the %d core(s) this process may use; using %d", key, int(requested),
+                       cores, cores)
+        return cores
+    return int(requested)
+
+
+class SampleTally:
+    """How often each sample id was served in a pass and how often it came out of the transforms (counts, so
+    the memory is bounded by the dataset even where no one closes the passes); ``notes`` holds why the reader
+    itself dropped one. Called from the engine's threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.served: Counter = Counter()
+            self.kept: Counter = Counter()
+            self.notes: Dict[Any, str] = {}
+
+    def serve(self, sid) -> None:
+        with self.lock:
+            self.served[sid] += 1
+
+    def serve_op(self, x):
+        """A map op on the id column before the transforms (readers without a Python source)."""
+        self.serve(x.item())
+        return x
+
+    def keep_op(self, x):
+        """A map op on the id column after the transforms."""
+        with self.lock:
+            self.kept[x.item()] += 1
+        return x
+
+    def dropped(self) -> List[Any]:
+        """Ids served but never out of the transforms (a padded id served twice and dropped twice: twice)."""
+        with self.lock:
+            return sorted((self.served - self.kept).elements())
+
+
+@dataclass
+class Rows:
+    """One rank's shard of ``(image, label, id)`` rows and what the tail needs to know about it."""
+    dataset: Any                          # mindspore dataset: image (uint8 bytes), label (int32), id
+    class_to_idx: Dict[str, int]
+    num_rows: int                         # rows of this shard per epoch (train: padded to equal shards)
+    total: int                            # usable rows over all shards
+    class_counts: np.ndarray              # int64 [num_classes]: usable rows per label over all shards
+    where: str                            # how messages name the data
+    name_of: Callable[[Any], str]         # a sample id -> the file or record it is
+    tally: SampleTally
+    serves: bool = True                   # the reader records the served ids itself
+    format: str = "folder"
+    sampler: Any = None                   # train: has set_epoch(e)
+    source: Any = None                    # the file source (folder reader)
+    all_paths: Any = None                 # every usable file of all shards, in global sample order
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    converted: List[str] = field(default_factory=list)
+
+
+class _PathTable:
+    """Compact storage of many relative paths (one bytes blob + offsets, ~30 bytes a path)."""
+
+    def __init__(self, root: str, rel_paths: Sequence[str]):
+        self.root = root
+        enc = [p.encode("utf-8", "surrogateescape") for p in rel_paths]
+        self._offsets = np.zeros(len(enc) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in enc], out=self._offsets[1:])
+        self._blob = b"".join(enc)
+
+    def __len__(self):
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        rel = self._blob[self._offsets[i]:self._offsets[i + 1]].decode("utf-8", "surrogateescape")
+        return os.path.join(self.root, rel) if self.root else rel
+
+
+def _read_bytes(path: str) -> np.ndarray:
+    """The file's bytes as a writable uint8 array, read straight into it."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = np.empty(size, dtype=np.uint8)
+        got = f.readinto(buf)
+    return buf if got == size else np.fromfile(path, dtype=np.uint8)
+
+
+class _FileSource:
+    """Random-access source for GeneratorDataset: (encoded image bytes, int32 label, int64 sample id)."""
+
+    def __init__(self, table: _PathTable, labels: np.ndarray, convert: np.ndarray, crcs: np.ndarray,
+                 tally: SampleTally):
+        self.table, self.labels, self.convert, self.crcs, self.tally = table, labels, convert, crcs, tally
+        self.read_log = None  # a list: every path read is appended (train.py dump_shard_files)
+
+    def __len__(self):
+        return len(self.table)
+
+    def __getitem__(self, i):
+        i = int(i)
+        path = self.table[i]
+        self.tally.serve(i)
+        if self.read_log is not None:
+            self.read_log.append(path)
+        data = np.zeros(0, dtype=np.uint8)  # an empty sample: the engine drops it, the tally names it
+        try:
+            raw = _read_bytes(path)
+            if self.crcs[i] >= 0 and zlib.crc32(raw) != self.crcs[i]:
+                self.tally.notes[i] = ("its bytes changed since it was checked (same size and mtime, another "
+                                       "checksum): not decoded")
+            else:
+                data = pil_rgb_bytes(raw) if self.convert[i] else raw
+        except Exception as exc:  # vanished or unreadable since the check
+            self.tally.notes[i] = f"cannot read it: {exc}"
+        return data, np.array(self.labels[i], dtype=np.int32), np.array(i, dtype=np.int64)
+
+
+def _check_files(abs_paths, data_dir, opts, group_size):
+    """``[(status, reason, crc)]`` of every file (the full decode check, or the cheap one) and one log line."""
+    from src.data.verify import verify_images, default_manifest_path
+
+    t0 = time.perf_counter()
+    if not opts.verify_files:
+        results = scan_files(abs_paths, max_pixels=opts.max_image_pixels)
+        logger.info("checked %d files (first and last bytes only: verify_files is off) in %.1f s", len(abs_paths),
+                    time.perf_counter() - t0)
+        return [(s, r, -1) for s, r in results]
+    manifest = str(opts.verify_manifest or "")
+    if manifest.lower() == NO_MANIFEST:
+        manifest = None
+    elif not manifest:
+        manifest = default_manifest_path(data_dir) if data_dir else None
+    stats = {}
+    results = verify_images(abs_paths, manifest=manifest, root=data_dir or None, group_size=group_size,
+                            max_pixels=opts.max_image_pixels, stats=stats)
+    logger.info("verified %d files in %.1f s (%d decoded now, %d known from %s)", len(abs_paths),
+                time.perf_counter() - t0, stats["checked"], stats["cached"], manifest or "no manifest")
+    return [(r.status, r.reason, -1 if r.crc is None else r.crc) for r in results]
+
+
+def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, seed: int, shuffle: bool,
+              files: Optional[Sequence[str]] = None, class_to_idx=None, num_classes=None,
+              where: Optional[str] = None, workers: int = 1) -> Rows:
+    """The rows of an ImageFolder tree (``data_dir``), a ``data_list`` (``opts.data_list``, rooted at
+    ``data_dir``) or ``files`` (labels 0); ``opts``: the config's data section. See the module doc."""
+    import mindspore.dataset as ds
+    from src.data.verify import VerifyResult, report_unusable
+
+    train = mode == "train"
+    if files is not None:
+        rel_paths, labels = [os.fspath(p) for p in files], [0] * len(files)
+        where = where or f"{len(rel_paths)} given file(s)"
+        class_to_idx, data_dir = dict(class_to_idx or {}), ""
+        if not rel_paths:
+            raise DatasetError(f"{where}: no file given")
+    elif opts.data_list:
+        rel_paths, labels = read_data_list(os.fspath(opts.data_list), data_dir)
+        where = where or f"{opts.data_list} (root {data_dir or '.'})"
+        if class_to_idx is None:
+            k = int(num_classes) if num_classes else max(labels) + 1
+            class_to_idx = {str(i): i for i in range(k)}
+        else:
+            class_to_idx = {str(a): int(b) for a, b in class_to_idx.items()}
+    else:
+        if not data_dir:
+            raise DatasetError("data_dir is empty: give an ImageFolder root (root/<class>/<image>)")
+        class_to_idx, rel_paths, labels = list_image_folder(data_dir, class_to_idx)
+        where = where or data_dir
+        if not rel_paths:
+            raise DatasetError(f"dataset folder has no image files: {data_dir} "
+                               f"(looked for {', '.join(IMAGE_EXTENSIONS[:6])}, ... in its class folders)")
+    n_classes = int(num_classes) if num_classes else (max(class_to_idx.values()) + 1 if class_to_idx else 1)
+    bad_label = next((lb for lb in labels if lb >= n_classes), None)
+    if bad_label is not None:
+        raise DatasetError(f"label {bad_label} in {where} is out of range for num_classes={n_classes}")
+    if num_classes and class_to_idx and max(class_to_idx.values()) >= int(num_classes):
+        raise DatasetError(f"{where} has {len(class_to_idx)} classes but num_classes={num_classes}")
+
+    abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
+    results = _check_files(abs_paths, data_dir, opts, group_size)
+    skipped = report_unusable([VerifyResult(p, s, r) for p, (s, r, _) in zip(abs_paths, results)], logger, where)
+    keep = [i for i, (s, _, _) in enumerate(results) if s != SKIP]
+    converted = [abs_paths[i] for i in keep if results[i][0] == CONVERT]
+    if converted:
+        logger.info("%d file(s) under %s are decoded through PIL (formats the engine cannot read), e.g. %s",
+                    len(converted), where, converted[0])
+    if not keep:
+        raise DatasetError(f"no usable image left in {where}: all {len(abs_paths)} files were skipped")
+    if files is None and not opts.data_list:
+        used = {labels[i] for i in keep}
+        empty = [c for c, i in sorted(class_to_idx.items(), key=lambda kv: kv[1]) if i not in used]
+        if empty:
+            logger.warning("%d class folder(s) under %s have no usable image (their class index is kept): %s",
+                           len(empty), data_dir, ", ".join(empty[:MAX_LISTED]))
+
+    rel_keep = [rel_paths[i] for i in keep]
+    lab_keep = np.asarray([labels[i] for i in keep], dtype=np.int32)
+    conv_keep = np.asarray([results[i][0] == CONVERT for i in keep], dtype=bool)
+    crc_keep = np.asarray([results[i][2] for i in keep], dtype=np.int64)
+    class_counts = np.bincount(lab_keep, minlength=max(n_classes, 1)).astype(np.int64)
+    total = len(keep)
+    all_paths = _PathTable(data_dir, rel_keep)
+    if train or group_size == 1:
+        shard_n = math.ceil(total / group_size)
+    else:  # eval: every image exactly once over all ranks
+        sel = np.arange(rank, total, group_size)
+        rel_keep = [rel_keep[i] for i in sel]
+        lab_keep, conv_keep, crc_keep = lab_keep[sel], conv_keep[sel], crc_keep[sel]
+        shard_n = len(sel)
+        if shard_n == 0:
+            raise DatasetError(f"eval shard {rank} of {group_size} is empty: {where} has only {total} images")
+
+    tally = SampleTally()
+    source = _FileSource(_PathTable(data_dir, rel_keep), lab_keep, conv_keep, crc_keep, tally)
+    sampler, shuffle_arg = None, None
+    if train and opts.sampler == "class_balanced":
+        from src.data.balance import class_balanced_sampler
+        sampler = class_balanced_sampler(lab_keep, rank, group_size, seed=seed)
+    elif train and (shuffle or group_size > 1):
+        sampler = epoch_shard_sampler(len(source), rank, group_size, shuffle=shuffle, seed=seed)
+    else:
+        shuffle_arg = shuffle
+    dataset = ds.GeneratorDataset(source, column_names=["image", "label", "id"], shuffle=shuffle_arg,
+                                  sampler=sampler, num_parallel_workers=min(workers, 8), python_multiprocessing=False)
+    return Rows(dataset=dataset, class_to_idx=dict(class_to_idx), num_rows=shard_n, total=total,
+                class_counts=class_counts, where=where, name_of=lambda i: source.table[int(i)], tally=tally,
+                sampler=sampler, source=source, all_paths=all_paths, skipped=skipped, converted=converted)
