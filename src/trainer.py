@@ -340,8 +340,10 @@ class Run:
             if ctx.is_main else None
         self.ckpts = None
         if ctx.is_main or not cfg.train.is_save_on_master:
+            weights = {p.name for p in setup.net.get_parameters()}
+            optimizer = [p.name for p in setup.step.get_parameters() if p.name not in weights]
             self.ckpts = CheckpointManager(os.path.join(run_dir, f"ckpt_{ctx.rank}"), ctx.rank, cfg.train.ckpt_save_max,
-                                           steps, [p.name for p in setup.net.get_parameters()], newest=start.checkpoint,
+                                           steps, optimizer, newest=start.checkpoint,
                                            older_weights_only=cfg.train.ckpt_older_weights_only)
             if self.ckpts.removed_partials:
                 log.info("removed %d temporary file(s) of unfinished checkpoint saves: %s",

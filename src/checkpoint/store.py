@@ -94,17 +94,17 @@ class CheckpointManager:
     * a checkpoint saved in the middle of an epoch (a stop signal) is removed once a newer one exists;
     * ``best.ckpt`` is weights-only.
 
-    ``network_names``: the network's parameter names (what weights-only keeps, with their ``ema.`` copies).
+    ``optimizer_names``: the train step's parameters that are not the network's (what weights-only drops).
     ``newest``: the full checkpoint the run resumed from, if any (slimmed like the others once superseded).
     Creating it removes the temporary files that killed saves left in the folder (``removed_partials``).
     """
 
-    def __init__(self, folder, rank, keep_max, steps_per_epoch, network_names, newest=None, older_weights_only=True):
+    def __init__(self, folder, rank, keep_max, steps_per_epoch, optimizer_names, newest=None, older_weights_only=True):
         self.folder = os.path.abspath(folder)
         self.rank = rank
         self.keep_max = max(int(keep_max), 1)
         self.steps_per_epoch = int(steps_per_epoch)
-        self.network_names = list(network_names)
+        self.optimizer_names = list(optimizer_names)
         self.full = os.path.abspath(newest) if newest else None
         self.older_weights_only = bool(older_weights_only)
         os.makedirs(folder, exist_ok=True)
@@ -133,9 +133,9 @@ class CheckpointManager:
 
         arrays, meta = read_state_dict(path)
         if not is_weights_only(arrays):
-            kept = weights_only(arrays, self.network_names)
+            kept = weights_only(arrays, self.optimizer_names)
             save_checkpoint_atomic([{"name": k, "data": ms.Tensor(v)} for k, v in kept.items()], path, metadata=meta)
 
     def save_best(self, entries, metadata):
-        return save_checkpoint_atomic(weights_only(entries, self.network_names), os.path.join(self.folder, BEST_NAME),
+        return save_checkpoint_atomic(weights_only(entries, self.optimizer_names), os.path.join(self.folder, BEST_NAME),
                                       metadata=metadata)

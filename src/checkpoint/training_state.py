@@ -11,8 +11,8 @@ of epoch ``epoch`` done (``step_in_epoch``) and their losses (``epoch_step_losse
 update), so that the resumed epoch continues from the next step and reports the uninterrupted mean loss.
 
 A **weights-only** checkpoint (``weights_only``: ``best.ckpt``, and a run's older epoch checkpoints) keeps
-the network's weights and BN statistics, the EMA weights and the epoch, without the optimizer state: it is
-for eval, export, predict and ``pretrained=``, at half the size; resuming needs a full one.
+the network's weights and BN statistics, the EMA weights, the epoch and the metadata, without the optimizer
+state: it is for eval, export, predict and ``pretrained=``, at half the size; resuming needs a full one.
 """
 import numpy as np
 
@@ -20,8 +20,8 @@ from src.checkpoint.formats import CheckpointError, read_state_dict
 
 __all__ = ["training_state_entries", "restore_training_state", "weights_only", "is_weights_only"]
 
-#: what a weights-only checkpoint keeps besides the network's own parameters and their ``ema.`` copies
-_WEIGHTS_ONLY_EXTRA = ("epoch", "best_top1")
+#: entries only a resume needs, besides the optimizer's own parameters (the data position)
+_RESUME_ONLY = ("step_in_epoch", "epoch_step_losses")
 
 
 def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, step_losses=()):
@@ -40,14 +40,15 @@ def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, s
     return entries
 
 
-def weights_only(entries, network_names):
+def weights_only(entries, optimizer_names):
     """The entries of a weights-only checkpoint (module docstring) out of a training checkpoint's ``entries``
-    (``{"name", "data"}`` dicts) or arrays (a name -> array dict); ``network_names``: the network's parameter
-    names."""
-    keep = set(network_names) | {"ema." + n for n in network_names} | set(_WEIGHTS_ONLY_EXTRA)
+    (``{"name", "data"}`` dicts) or arrays (a name -> array dict): all but the optimizer's state
+    (``optimizer_names``: the train step's parameters that are not the network's -- moments, global step,
+    learning rate, loss-scale state) and the data position."""
+    drop = set(optimizer_names) | set(_RESUME_ONLY)
     if isinstance(entries, dict):
-        return {k: v for k, v in entries.items() if k in keep}
-    return [e for e in entries if e["name"] in keep]
+        return {k: v for k, v in entries.items() if k not in drop}
+    return [e for e in entries if e["name"] not in drop]
 
 
 def is_weights_only(arrays):

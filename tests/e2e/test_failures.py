@@ -88,10 +88,12 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data):
-    """A finished 2-epoch run (a checkpoint after each epoch, validation each epoch); copy it before changing it."""
+    """A finished 2-epoch run (a full checkpoint after each epoch: older ones are not slimmed, so that a test can
+    remove the newest and resume from the one before; validation each epoch); copy it before changing it."""
     out = tmp_path_factory.mktemp("failures_run")
     proc = _run("train.py", TRAIN_FLAGS + [f"--data_dir={data / 'train'}", f"--val_data_dir={data / 'val'}",
-                                          "--max_epoch=2", f"--ckpt_path={out / 'runs'}"], out)
+                                          "--max_epoch=2", "--ckpt_older_weights_only=0",
+                                          f"--ckpt_path={out / 'runs'}"], out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = glob.glob(str(out / "runs" / "*"))
     return run

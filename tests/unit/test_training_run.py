@@ -74,25 +74,26 @@ def test_retention_keeps_the_newest_full_and_older_ones_weights_only(tmp_path, u
     from src.checkpoint import CheckpointManager, read_state_dict, training_checkpoints
 
     folder = tmp_path / "ckpt_0"
-    manager = CheckpointManager(str(folder), 0, keep_max=3, steps_per_epoch=4, network_names=["w"])
+    manager = CheckpointManager(str(folder), 0, keep_max=3, steps_per_epoch=4, optimizer_names=["moments.w", "global_step"])
+    meta = {"arch": "toy", "num_classes": 3}  # an int is stored as a tensor: it must survive the slimming too
     for epoch in (1, 2):
-        manager.save(_entries(epoch), epoch, 4, {"arch": "toy"})
-    manager.save(_entries(2, step_in_epoch=3), 3, 3, {"arch": "toy"})  # a stop signal in epoch 3
+        manager.save(_entries(epoch), epoch, 4, meta)
+    manager.save(_entries(2, step_in_epoch=3), 3, 3, meta)  # a stop signal in epoch 3
     names = [os.path.basename(p) for _, _, p in training_checkpoints(str(folder))]
     assert names == ["0-1_4.ckpt", "0-2_4.ckpt", "0-3_3.ckpt"]
-    mid, meta = read_state_dict(folder / "0-3_3.ckpt")
+    mid, _ = read_state_dict(folder / "0-3_3.ckpt")
     assert int(mid["step_in_epoch"]) == 3 and mid["epoch_step_losses"].tolist() == [0.5] * 3
-    manager.save(_entries(3), 3, 4, {"arch": "toy"})
-    manager.save(_entries(4), 4, 4, {"arch": "toy"})
+    manager.save(_entries(3), 3, 4, meta)
+    manager.save(_entries(4), 4, 4, meta)
     names = [os.path.basename(p) for _, _, p in training_checkpoints(str(folder))]
     assert names == ["0-2_4.ckpt", "0-3_4.ckpt", "0-4_4.ckpt"]  # keep_max 3; the mid-epoch one is gone
     newest, _ = read_state_dict(folder / "0-4_4.ckpt")
     assert {"w", "moments.w", "global_step", "epoch"} <= set(newest)
     for name in ("0-2_4.ckpt", "0-3_4.ckpt"):
         older, meta = read_state_dict(folder / name)
-        assert set(older) == {"w", "epoch", "best_top1"} and meta["arch"] == "toy"
-    best = manager.save_best(_entries(4), {"arch": "toy"})
-    assert set(read_state_dict(best)[0]) == {"w", "epoch", "best_top1"}
+        assert set(older) == {"w", "epoch", "best_top1", "num_classes"} and meta["arch"] == "toy"
+    best = manager.save_best(_entries(4), {"arch": "toy", "num_classes": 3})
+    assert set(read_state_dict(best)[0]) == {"w", "epoch", "best_top1", "num_classes"}
     modes = {name: os.stat(folder / name).st_mode & 0o777 for name in os.listdir(folder)}
     assert set(modes.values()) == {0o640}, modes  # the umask's, not MindSpore's read-only 0400
 
@@ -100,7 +101,7 @@ def test_retention_keeps_the_newest_full_and_older_ones_weights_only(tmp_path, u
 def test_a_weights_only_checkpoint_is_not_resumable(tmp_path):
     from src.checkpoint import CheckpointError, CheckpointManager, restore_training_state
 
-    manager = CheckpointManager(str(tmp_path), 0, keep_max=1, steps_per_epoch=4, network_names=["w"])
+    manager = CheckpointManager(str(tmp_path), 0, keep_max=1, steps_per_epoch=4, optimizer_names=["moments.w", "global_step"])
     best = manager.save_best(_entries(1), {})
     with pytest.raises(CheckpointError, match="holds weights only.*pretrained="):
         restore_training_state(best, None, None, "toy", LOG)
@@ -109,8 +110,8 @@ def test_a_weights_only_checkpoint_is_not_resumable(tmp_path):
 def test_keep_max_one_keeps_the_newest_alone_and_older_full_on_request(tmp_path):
     from src.checkpoint import CheckpointManager, read_state_dict, training_checkpoints
 
-    alone = CheckpointManager(str(tmp_path / "a"), 0, keep_max=1, steps_per_epoch=4, network_names=["w"])
-    full = CheckpointManager(str(tmp_path / "b"), 0, keep_max=5, steps_per_epoch=4, network_names=["w"],
+    alone = CheckpointManager(str(tmp_path / "a"), 0, keep_max=1, steps_per_epoch=4, optimizer_names=["moments.w", "global_step"])
+    full = CheckpointManager(str(tmp_path / "b"), 0, keep_max=5, steps_per_epoch=4, optimizer_names=["moments.w", "global_step"],
                              older_weights_only=False)
     for epoch in (1, 2, 3):
         alone.save(_entries(epoch), epoch, 4, {})
