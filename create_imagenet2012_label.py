@@ -4,9 +4,18 @@ The image folder must be arranged as an ImageFolder: one sub-folder per class. S
 by name and numbered 0, 1, ... (the order the training ImageFolder uses, so for ImageNet the synset
 folders n01440764 ... n15075141 give indices 0 ... 999). Every regular file directly inside a class
 folder is mapped by its basename to the class index, e.g. {"ILSVRC2012_val_00000001.JPEG": 65, ...},
-as the model zoo's script did. Files directly in img_path are ignored (reported).
+as the model zoo's script did. Files directly in img_path are ignored (reported). Hidden entries (names
+starting with '.', e.g. the data check's ``.cspdarknet53_verified.jsonl`` manifest) are skipped silently, as
+the C++ app skips them.
+
+With ``--model_path`` (an exported model with a model record, ``src.deploy.record``) the class folders are
+numbered by the model's class names instead: a folder named like a trained class gets that class's index,
+so a subset of the classes, or folders sorted differently, still score right. If no folder is a class name
+(e.g. ImageNet synset folders against a model whose names are words) the sorted order is kept, with a
+warning; if only some are, it is an error naming the others.
 
 Usage: python create_imagenet2012_label.py --img_path=/path/to/val [--output=./imagenet_label.json]
+       [--model_path=MODEL]
 Exit status: 0 written, 2 bad input (missing or empty folder, duplicate file names, an output that cannot
 be written, a bad command line): one ``error:`` line on stderr.
 """
@@ -23,8 +32,15 @@ class LabelError(ValueError):
     """Bad image folder: the message names the path."""
 
 
-def build_labels(img_path):
+def _visible(names):
+    return [n for n in names if not n.startswith(".")]
+
+
+def build_labels(img_path, class_names=None):
     """Return (labels {basename: class index}, class folder names in index order, stats dict).
+
+    ``class_names``: the model's class names in index order; folders named like them get their index
+    (see the module doc; ``stats["by_name"]`` says whether that happened).
 
     Raises LabelError for a missing folder, a folder without class sub-folders, no image files at
     all, or the same file name in two class folders (its label would be ambiguous).
@@ -33,15 +49,26 @@ def build_labels(img_path):
         raise LabelError(f"image folder not found: {img_path}")
     if not os.path.isdir(img_path):
         raise LabelError(f"not a folder: {img_path}")
-    entries = sorted(os.listdir(img_path))
+    entries = sorted(_visible(os.listdir(img_path)))
     classes = [d for d in entries if os.path.isdir(os.path.join(img_path, d))]
     stray = [f for f in entries if not os.path.isdir(os.path.join(img_path, f))]
     if not classes:
         raise LabelError(f"no class sub-folders in {img_path} (expected <img_path>/<class>/<image>)")
+    index_of, by_name = {cls: i for i, cls in enumerate(classes)}, False
+    if class_names:
+        known = {name: i for i, name in enumerate(class_names)}
+        unknown = [c for c in classes if c not in known]
+        if not unknown:
+            index_of, by_name = {c: known[c] for c in classes}, True
+        elif len(unknown) < len(classes):
+            raise LabelError(f"{len(unknown)} class folders of {img_path} are not classes of the model: "
+                             f"{', '.join(unknown[:10])} (the model's classes: {', '.join(class_names[:10])}"
+                             f"{', ...' if len(class_names) > 10 else ''})")
     labels, where, empty = {}, {}, []
-    for index, cls in enumerate(classes):
+    for cls in classes:
+        index = index_of[cls]
         folder = os.path.join(img_path, cls)
-        files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
+        files = sorted(f for f in _visible(os.listdir(folder)) if os.path.isfile(os.path.join(folder, f)))
         if not files:
             empty.append(cls)
         for name in files:
@@ -63,7 +90,7 @@ def build_labels(img_path):
             seen[stem] = name
         return found
 
-    stats = {"num_classes": len(classes), "num_images": len(labels), "empty_classes": empty,
+    stats = {"num_classes": len(classes), "num_images": len(labels), "empty_classes": empty, "by_name": by_name,
              "stray_files": stray,
              "stem_clashes": clashes(lambda n: os.path.splitext(n)[0]),
              "first_dot_clashes": clashes(lambda n: n.split(".", 1)[0])}
@@ -122,10 +149,22 @@ def main(argv=None):
         parser.add_argument("--img_path", required=True, help="ImageFolder root: <img_path>/<class>/<image>")
         parser.add_argument("--output", default="./imagenet_label.json",
                             help="JSON to write (default: %(default)s)")
+        parser.add_argument("--model_path", default="",
+                            help="exported model whose record's class names number the folders")
         args = parser.parse_args(argv)
-        print("[WARNING] Create imagenet label. Currently only use for Imagenet2012!")
         check_output(args.output)
-        labels, classes, stats = build_labels(args.img_path)
+        names = None
+        if args.model_path:
+            from src.deploy.record import read_model_record
+            from src.errors import ModelRecordError
+            try:
+                record, _ = read_model_record(args.model_path, required=True)
+            except ModelRecordError as err:
+                raise LabelError(str(err)) from None
+            names = record.get("class_names")
+        else:
+            print("[WARNING] Create imagenet label. Currently only use for Imagenet2012!")
+        labels, classes, stats = build_labels(args.img_path, names)
         write_labels(labels, args.output)
     except LabelError as err:
         print(f"error: {_printable(str(err))}", file=sys.stderr)
@@ -150,6 +189,11 @@ def main(argv=None):
         print(f"[WARNING] {len(stats['first_dot_clashes'])} file names share the part before the first '.' "
               f"(e.g. {_printable(a)} and {_printable(b)}); the zoo's C++ app would write both to one result file",
               file=sys.stderr)
+    if names and not stats["by_name"]:
+        print(f"[WARNING] no class folder of {args.img_path} is named like a class of the model; labels follow "
+              "the sorted folder order", file=sys.stderr)
+    elif names:
+        print(f"[INFO] class folders numbered by the model's class names ({args.model_path})")
     print(f"[INFO] {len(classes)} classes, label file {args.output}")
     print(f"[INFO] Completed! Total {len(labels)} data.")
     return 0

@@ -13,6 +13,9 @@ Inputs
                  holds a batch of B images (row i of the file is scored against element i).
   --dtype        auto (default) | float16 | float32
   --num_classes  K, 0 (default) = infer.
+  --model_path   optional: the exported model the results came from (.onnx, or a MINDIR/AIR with its sidecar
+                 ``<model>.json``). Its model record (``src.deploy.record``) gives K and the logits' dtype
+                 (no guessing from file sizes) and the class names, used in the per-class lines.
 
 Layout detection (``auto``). For every scored file, bytes per row = file size / B, where B is the
 number of labels given for it; this must be the same for every file. Then:
@@ -25,9 +28,14 @@ number of labels given for it; this must be the same for every file. Then:
     labels up to 999 -> float16, K=1000. A float32 export scored on the full val set -> float32, K=1000.)
 
 Output: ``Total data: N, top1 accuracy: X, top5 accuracy: Y`` on stdout (N = images scored, X and Y
-plain fractions). Result files without a label and labels without a result file are counted and
-listed on stderr. Exit status: 0 done; 1 with --strict when such unmatched entries exist; 2 malformed
-input or command line (one ``error:`` line on stderr naming the file or flag).
+plain fractions), then with a model record that has class names one line per class present:
+``class I NAME: N images, top1 X``. Result files without a label and labels without a result file are
+counted and listed on stderr.
+
+Non-finite logits (NaN, inf: a broken model or a float16 overflow) are refused: no accuracy is reported over
+them (an all-NaN row would otherwise rank class 0 first). Exit status: 0 done; 1 with --strict when unmatched
+entries exist; 2 malformed input or command line, or non-finite logits (one ``error:`` line on stderr naming
+the file or flag).
 """
 import argparse
 import json
@@ -39,7 +47,7 @@ import numpy as np
 
 __all__ = ["PostprocessError", "PostprocessResult", "RESULT_SUFFIX", "collect_result_files", "load_labels",
            "result_name_candidates", "match_labels",
-           "resolve_layout", "score_file", "evaluate", "format_summary", "main"]
+           "resolve_layout", "score_file", "evaluate", "read_record", "format_summary", "format_per_class", "main"]
 
 RESULT_SUFFIX = "_0.bin"
 DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
@@ -61,6 +69,7 @@ class PostprocessResult:
     labels_without_result: list = field(default_factory=list)   # label keys
     ignored_files: list = field(default_factory=list)           # files not named *_0.bin
     nonfinite_rows: int = 0
+    per_class: dict = field(default_factory=dict)               # label -> [images, top-1 hits]
 
     @property
     def top1_accuracy(self):
@@ -176,8 +185,10 @@ def resolve_layout(row_bytes, max_label, dtype="auto", num_classes=0, where=""):
                            f"{max_label} (not float16 or float32 rows with K > {max_label})")
 
 
-def score_file(path, dtype, num_classes, labels):
-    """Return (top-1 hits, top-5 hits, rows with non-finite logits) for one result file."""
+def score_file(path, dtype, num_classes, labels, per_class=None):
+    """Return (top-1 hits, top-5 hits, rows with non-finite logits) for one result file. Rows with a
+    non-finite logit score no hit (they are counted; ``evaluate`` refuses a run that has any).
+    ``per_class``: a dict {label: [images, top-1 hits]} updated in place."""
     raw = np.fromfile(path, dtype=DTYPES[dtype])
     rows = len(labels)
     if raw.size != rows * num_classes:
@@ -186,15 +197,24 @@ def score_file(path, dtype, num_classes, labels):
     target = np.asarray(labels, dtype=np.int64)
     if target.max() >= num_classes:
         raise PostprocessError(f"{path}: label {int(target.max())} is out of range for {num_classes} classes")
+    finite = np.all(np.isfinite(logits), axis=1)
     order = np.argsort(-logits, axis=1, kind="stable")   # ties: the lower class index first
-    top1 = int(np.sum(order[:, 0] == target))
-    top5 = int(np.sum(np.any(order[:, :5] == target[:, None], axis=1)))
-    nonfinite = int(np.sum(~np.all(np.isfinite(logits), axis=1)))
-    return top1, top5, nonfinite
+    hit1 = (order[:, 0] == target) & finite
+    top1 = int(np.sum(hit1))
+    top5 = int(np.sum(np.any(order[:, :5] == target[:, None], axis=1) & finite))
+    if per_class is not None:
+        for label, hit in zip(target.tolist(), hit1.tolist()):
+            entry = per_class.setdefault(label, [0, 0])
+            entry[0] += 1
+            entry[1] += int(hit)
+    return top1, top5, int(np.sum(~finite))
 
 
-def evaluate(result_path, label_path, dtype="auto", num_classes=0):
-    """Score every ``<name>_0.bin`` in ``result_path`` that has a label; return a PostprocessResult."""
+def evaluate(result_path, label_path, dtype="auto", num_classes=0, allow_nonfinite=False):
+    """Score every ``<name>_0.bin`` in ``result_path`` that has a label; return a PostprocessResult.
+
+    Non-finite logits raise ``PostprocessError`` unless ``allow_nonfinite`` (then such rows score no hit and
+    ``nonfinite_rows`` counts them)."""
     results, ignored = collect_result_files(result_path)
     all_labels = load_labels(label_path)
     pairs, without_result = match_labels(results, all_labels, label_path)
@@ -219,15 +239,49 @@ def evaluate(result_path, label_path, dtype="auto", num_classes=0):
     max_label = max(max(labels[n]) for n in matched)
     dtype, num_classes = resolve_layout(row_bytes, max_label, dtype, num_classes, where=first)
     total = top1 = top5 = nonfinite = 0
+    per_class, first_bad = {}, None
     for name in matched:
-        hit1, hit5, bad = score_file(results[name], dtype, num_classes, labels[name])
+        hit1, hit5, bad = score_file(results[name], dtype, num_classes, labels[name], per_class)
         total += len(labels[name])
         top1 += hit1
         top5 += hit5
         nonfinite += bad
-    return PostprocessResult(total=total, top1=top1, top5=top5, dtype=dtype, num_classes=num_classes,
-                             results_without_label=without_label, labels_without_result=without_result,
-                             ignored_files=ignored, nonfinite_rows=nonfinite)
+        if bad and first_bad is None:
+            first_bad = results[name]
+    result = PostprocessResult(total=total, top1=top1, top5=top5, dtype=dtype, num_classes=num_classes,
+                               results_without_label=without_label, labels_without_result=without_result,
+                               ignored_files=ignored, nonfinite_rows=nonfinite, per_class=per_class)
+    if nonfinite and not allow_nonfinite:
+        raise PostprocessError(f"{nonfinite} of {total} images have non-finite logits (NaN or inf; first: "
+                               f"{first_bad}): the model's output is broken (or overflows {dtype}), so no accuracy "
+                               "is reported")
+    return result
+
+
+def read_record(model_path):
+    """``(num_classes, dtype, class names or None, description)`` from an exported model's record; a model
+    without one is an error (the option exists to use it)."""
+    from src.deploy.record import describe_record, read_model_record
+    from src.errors import ModelRecordError
+
+    try:
+        record, where = read_model_record(model_path, required=True)
+    except ModelRecordError as err:
+        raise PostprocessError(str(err)) from None
+    dtype = record["output"]["dtype"]
+    if dtype not in DTYPES:
+        raise PostprocessError(f"{where}: output dtype {dtype!r} is not float16 or float32")
+    return record["num_classes"], dtype, record.get("class_names"), f"{where}: {describe_record(record)}"
+
+
+def format_per_class(result, names):
+    """``class I NAME: N images, top1 X`` for every label present, in label order."""
+    lines = []
+    for label in sorted(result.per_class):
+        n, hits = result.per_class[label]
+        name = names[label] if names and label < len(names) else "?"
+        lines.append(f"class {label} {name}: {n} images, top1 {hits / n:.4f}")
+    return lines
 
 
 def format_summary(result):
@@ -268,11 +322,23 @@ def _main(argv):
     parser.add_argument("--dtype", default="auto", choices=("auto", "float16", "float32"),
                         help="logit type in the result files (default: detect from the file size)")
     parser.add_argument("--num_classes", type=int, default=0, help="classes per row (default 0: infer)")
+    parser.add_argument("--model_path", default="",
+                        help="the exported model (.onnx, or MINDIR/AIR with its <model>.json sidecar): its model "
+                             "record gives the classes, the logits' dtype and the class names")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a result has no label or a label has no result")
     args = parser.parse_args(argv)
     if args.num_classes < 0:
         parser.error(f"--num_classes must be >= 0, got {args.num_classes}")
+    names = None
+    if args.model_path:
+        k, dtype, names, description = read_record(args.model_path)
+        if args.num_classes and args.num_classes != k:
+            parser.error(f"--num_classes={args.num_classes} but the model record of {args.model_path} says {k}")
+        if args.dtype != "auto" and args.dtype != dtype:
+            parser.error(f"--dtype={args.dtype} but the model record of {args.model_path} says {dtype}")
+        args.num_classes, args.dtype = k, dtype
+        print(f"[INFO] model {description}", file=sys.stderr)
     result = evaluate(args.result_path, args.label_path, args.dtype, args.num_classes)
     print(f"[INFO] {result.dtype} logits, {result.num_classes} classes", file=sys.stderr)
     _report(result.results_without_label, "result files have no label", sys.stderr)
@@ -280,9 +346,9 @@ def _main(argv):
     if result.ignored_files:
         print(f"[INFO] {len(result.ignored_files)} files in {args.result_path} ignored (not *{RESULT_SUFFIX})",
               file=sys.stderr)
-    if result.nonfinite_rows:
-        print(f"[WARNING] {result.nonfinite_rows} images have non-finite logits", file=sys.stderr)
     print(format_summary(result))
+    if names:
+        print("\n".join(format_per_class(result, names)))
     unmatched = bool(result.results_without_label or result.labels_without_result)
     return 1 if (args.strict and unmatched) else 0
 

@@ -6,8 +6,11 @@
 #     onnxruntime/{include,lib}         ONNX Runtime C++ headers (Debian trixie's libonnxruntime-dev .deb)
 #                                        + libonnxruntime.so.1.32.0 (from the onnxruntime==1.32.0 PyPI wheel)
 #     mindspore-lite-2.0.0/mindspore_lite/include   MindSpore C++ API headers (mindspore-lite==2.0.0 wheel)
-# Apt: g++, cmake, make and OpenCV 4.6 core/imgproc/imgcodecs development packages.
-# Usage: bash .ci/install_cxx_deps.sh [--no-apt] [--no-mindspore-headers]
+# Apt (as root, --no-install-recommends): g++, cmake, make and the development packages of the three
+# OpenCV modules the app uses (core, imgproc, imgcodecs). Before installing anything, the script prints
+# what it will install: the apt packages with their count and size, and each download.
+# Usage: bash .ci/install_cxx_deps.sh [--dry-run] [--no-apt] [--no-mindspore-headers]
+#   --dry-run  print what would be installed or fetched, change nothing
 set -euo pipefail
 
 CACHE="${CSPDARKNET53_CXX_CACHE:-${HOME}/.cache/cspdarknet53-cxx}"
@@ -16,19 +19,25 @@ LITE_VERSION="2.0.0"
 PYTHON="${PYTHON:-}"
 DO_APT=1
 DO_LITE=1
+DRY=0
 for arg in "$@"; do
   case "$arg" in
+    --dry-run) DRY=1 ;;
     --no-apt) DO_APT=0 ;;
     --no-mindspore-headers) DO_LITE=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "install_cxx_deps.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
 
-mkdir -p "$CACHE"
-LOG="$CACHE/install.log"
-: > "$LOG"
-say() { echo "[install_cxx_deps] $*"; }
+if [ "$DRY" = 1 ]; then
+  LOG=/dev/null
+else
+  mkdir -p "$CACHE"
+  LOG="$CACHE/install.log"
+  : > "$LOG"
+fi
+say() { echo "[install_cxx_deps] $([ "$DRY" = 1 ] && echo "[dry run] would: ")$*"; }
 die() { echo "[install_cxx_deps] ERROR: $*" >&2; echo "[install_cxx_deps] last lines of $LOG:" >&2; tail -n 20 "$LOG" >&2 || true; exit 1; }
 quiet() { "$@" >>"$LOG" 2>&1; }
 
@@ -41,7 +50,8 @@ fi
 [ -n "$PYTHON" ] || die "no Python with pip found (set PYTHON=/path/to/python)"
 
 # ---------------------------------------------------------------------------------------------
-# 1. apt: compiler, cmake, OpenCV development packages.
+# 1. apt: compiler, cmake, the OpenCV modules' development packages (each pulls its module's library;
+#    Debian's libopencv-imgcodecs406 itself depends on GDAL, GDCM, OpenEXR, ...: most of the count).
 APT_PKGS=(g++ cmake make libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev)
 if [ "$DO_APT" = 1 ]; then
   missing=()
@@ -50,12 +60,23 @@ if [ "$DO_APT" = 1 ]; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null || die "apt-get not found; install by hand: ${missing[*]}"
-    say "apt-get install ${missing[*]}"
-    # Another process may hold the dpkg lock: wait for it (up to 5 minutes).
     export DEBIAN_FRONTEND=noninteractive
-    quiet apt-get -o DPkg::Lock::Timeout=300 update || die "apt-get update failed"
-    quiet apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}" \
-      || die "apt-get install ${missing[*]} failed"
+    # Another process may hold the dpkg lock: wait for it (up to 5 minutes).
+    if [ "$DRY" = 0 ]; then
+      [ "$(id -u)" = 0 ] || die "installing apt packages needs root; as root run this script, or: apt-get install --no-install-recommends ${missing[*]}"
+      quiet apt-get -o DPkg::Lock::Timeout=300 update || die "apt-get update failed"
+    fi
+    plan="$(apt-get -s install --no-install-recommends "${missing[@]}" 2>>"$LOG")" \
+      || die "apt-get cannot install ${missing[*]} (apt-get update first?)"
+    mapfile -t new < <(sed -n 's/^Inst \([^ ]*\) .*/\1/p' <<<"$plan")
+    mb="$(apt-cache show --no-all-versions "${new[@]}" 2>/dev/null \
+          | awk '/^Installed-Size:/ {s += $2} END {printf "%.0f", s / 1024}')"
+    say "apt-get install --no-install-recommends ${missing[*]}: ${#new[@]} packages, ${mb} MB installed:"
+    echo "${new[*]}" | fold -s -w 106 | sed 's/^/    /'
+    if [ "$DRY" = 0 ]; then
+      quiet apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed"
+    fi
   fi
 fi
 
@@ -63,8 +84,10 @@ fi
 # 2. ONNX Runtime: library from the PyPI wheel, C/C++ headers from Debian trixie's libonnxruntime-dev.
 ORT_DIR="$CACHE/onnxruntime"
 ORT_LIB="$ORT_DIR/lib/libonnxruntime.so.$ORT_VERSION"
-if [ ! -f "$ORT_LIB" ]; then
-  say "fetching the onnxruntime==$ORT_VERSION wheel (library only)"
+if [ ! -f "$ORT_LIB" ] && [ "$DRY" = 1 ]; then
+  say "fetch the onnxruntime==$ORT_VERSION wheel from PyPI (about 28 MB) into $CACHE, keeping libonnxruntime.so"
+elif [ ! -f "$ORT_LIB" ]; then
+  say "fetching the onnxruntime==$ORT_VERSION wheel from PyPI (about 28 MB) into $CACHE, keeping libonnxruntime.so"
   mkdir -p "$CACHE/wheels" "$ORT_DIR/lib"
   quiet "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.11 \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux2014_x86_64 \
@@ -80,10 +103,14 @@ with zipfile.ZipFile(whl) as z, z.open(name) as src, open(os.path.join(dst, os.p
 os.replace(os.path.join(dst, os.path.basename(name)) + ".tmp", os.path.join(dst, os.path.basename(name)))
 PY
 fi
-ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/lib/libonnxruntime.so.1"
-ln -sfn "libonnxruntime.so.1" "$ORT_DIR/lib/libonnxruntime.so"
+if [ "$DRY" = 0 ]; then
+  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/lib/libonnxruntime.so.1"
+  ln -sfn "libonnxruntime.so.1" "$ORT_DIR/lib/libonnxruntime.so"
+fi
 
-if [ ! -f "$ORT_DIR/include/onnxruntime_cxx_api.h" ]; then
+if [ ! -f "$ORT_DIR/include/onnxruntime_cxx_api.h" ] && [ "$DRY" = 1 ]; then
+  say "fetch ONNX Runtime's headers: Debian trixie's libonnxruntime-dev .deb (private apt state, nothing installed) into $CACHE"
+elif [ ! -f "$ORT_DIR/include/onnxruntime_cxx_api.h" ]; then
   say "fetching ONNX Runtime headers (Debian trixie libonnxruntime-dev, private apt state; system sources untouched)"
   A="$CACHE/apt-trixie"
   mkdir -p "$A/lists/partial" "$A/archives/partial" "$A/parts" "$A/debs"
@@ -110,7 +137,9 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 3. MindSpore C++ API headers (include/api/*.h) for the ASCEND310 compile check.
 LITE_DIR="$CACHE/mindspore-lite-$LITE_VERSION"
-if [ "$DO_LITE" = 1 ] && [ ! -f "$LITE_DIR/mindspore_lite/include/api/model.h" ]; then
+if [ "$DO_LITE" = 1 ] && [ ! -f "$LITE_DIR/mindspore_lite/include/api/model.h" ] && [ "$DRY" = 1 ]; then
+  say "fetch the mindspore-lite==$LITE_VERSION wheel from PyPI (169 MB, deleted after) for its C++ API headers (0.3 MB) into $CACHE"
+elif [ "$DO_LITE" = 1 ] && [ ! -f "$LITE_DIR/mindspore_lite/include/api/model.h" ]; then
   say "fetching the mindspore-lite==$LITE_VERSION wheel (169 MB) for its C++ API headers"
   mkdir -p "$CACHE/wheels"
   if ! ls "$CACHE"/wheels/mindspore_lite-"$LITE_VERSION"-*.whl >/dev/null 2>&1; then
@@ -133,4 +162,5 @@ PY
   rm -f "$whl"   # 169 MB; only the headers (~0.3 MB) are needed
 fi
 
+if [ "$DRY" = 1 ]; then echo "[install_cxx_deps] [dry run] nothing changed"; exit 0; fi
 say "ok: ONNX Runtime $ORT_VERSION in $ORT_DIR$( [ "$DO_LITE" = 1 ] && echo "; MindSpore C++ API headers in $LITE_DIR/mindspore_lite" )"

@@ -27,7 +27,7 @@ done
 [ -n "$OPENCV_INC" ] || die "OpenCV headers not found: apt-get install libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev"
 
 status=0
-for src in src/main.cc src/utils.cc src/engine_ascend310.cc; do
+for src in src/main.cc src/utils.cc src/record.cc src/engine_ascend310.cc; do
   if "$CXX" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -D_GLIBCXX_USE_CXX11_ABI=0 \
        -I"$HERE" -isystem "$MS_ROOT" -isystem "$MS_ROOT/include" -isystem "$OPENCV_INC" "$HERE/$src"; then
     echo "ok: $src"
@@ -42,7 +42,7 @@ echo "ASCEND310 sources compile against the MindSpore C++ API headers in $MS_ROO
 if [ "$LINK_CHECK" = 1 ]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  for src in src/main.cc src/utils.cc src/engine_ascend310.cc; do
+  for src in src/main.cc src/utils.cc src/record.cc src/engine_ascend310.cc; do
     "$CXX" -std=c++17 -c -O0 -Wall -Wextra -Werror -D_GLIBCXX_USE_CXX11_ABI=0 -I"$HERE" -isystem "$MS_ROOT" \
       -isystem "$MS_ROOT/include" -isystem "$OPENCV_INC" "$HERE/$src" -o "$tmp/$(basename "$src" .cc).o"
   done

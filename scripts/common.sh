@@ -2,7 +2,10 @@
 # Shared helpers of the launch scripts (sourced, not run). Each script defines usage() first.
 #
 # Environment read here (all optional):
-#   PYTHON                  interpreter that runs train.py / eval.py (default: python, else python3)
+#   PYTHON                  interpreter that runs train.py / eval.py (default: the repository's .venv,
+#                           which README's first command makes, else python3, else python, on PATH)
+#   GLOG_v                  MindSpore's C++ log level (default here: 3, errors only; msrun and the jobs
+#                           inherit it)
 #   OUTPUT_ROOT             where run folders go (default: ./outputs of the current directory);
 #                           a --ckpt_path= / --log_path= flag given to the script wins
 #   CSPDARKNET53_RUN_NAME   run folder name (default: the zoo's timestamp); exported so that every
@@ -11,6 +14,7 @@
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 CSPD_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export GLOG_v="${GLOG_v:-3}"  # no MindSpore C++ INFO/WARNING lines from msrun, its scheduler or the jobs
 
 # A wrong command line (the user's to fix): the error, then the usage, on stderr; exit 2 (the status
 # train.py / eval.py give bad input)
@@ -30,15 +34,50 @@ is_uint() { [[ "${1:-}" =~ ^[0-9]+$ ]]; }
 
 abs_path() { realpath -m -- "$1"; }
 
-# PYTHON_BIN: absolute path of the interpreter
-resolve_python() {
-  local candidate="${PYTHON:-}"
-  if [ -z "$candidate" ]; then
-    if command -v python >/dev/null 2>&1; then candidate=python; else candidate=python3; fi
+# "NAME must be an integer in 0..MAX, got 'X'" unless $2 is one (digits only, no overflow): exit 2
+check_uint() {
+  local name="$1" value="$2" max="$3"
+  if ! is_uint "$value" || [ "${#value}" -gt 9 ] || [ "$((10#$value))" -gt "$max" ]; then
+    die_usage "$name must be an integer in 0..$max, got '$value'"
   fi
-  PYTHON_BIN="$(command -v -- "$candidate" 2>/dev/null || true)"
-  [ -n "$PYTHON_BIN" ] || die "python interpreter not found: $candidate (set PYTHON=/path/to/python)"
-  PYTHON_BIN="$(realpath -m -s -- "$PYTHON_BIN")"  # -s: a venv's python is a symlink; keep the venv
+}
+
+# PYTHON_BIN: absolute path of the interpreter that runs the jobs. The first of: $PYTHON when set; the
+# repository's .venv (README's first command makes it); python3, then python, on PATH. It must have
+# MindSpore; if not, one error line names what was tried and how to fix it, exit 2, before anything is
+# created.
+resolve_python() {
+  local venv_python="$CSPD_REPO/.venv/bin/python" how found fix
+  fix="make the project's environment (cd $CSPD_REPO && python3 -m venv .venv && .venv/bin/pip install -r requirements.txt) or set PYTHON=/path/to/python of an environment with MindSpore"
+  if [ -n "${PYTHON:-}" ]; then
+    how="PYTHON=$PYTHON"
+    found="$(command -v -- "$PYTHON" 2>/dev/null || true)"
+    if [ -z "$found" ] || [ -d "$found" ]; then
+      echo "error: PYTHON=$PYTHON is not an interpreter that can be run; $fix" >&2
+      exit 2
+    fi
+  elif [ -x "$venv_python" ]; then
+    how="PYTHON unset, so the repository's .venv"
+    found="$venv_python"
+  else
+    how="PYTHON unset, no $venv_python"
+    found="$(command -v python3 2>/dev/null || command -v python 2>/dev/null || true)"
+    if [ -z "$found" ]; then
+      echo "error: no Python found ($how, no python3 or python on PATH); $fix" >&2
+      exit 2
+    fi
+    how+=", so $(basename "$found") on PATH"
+  fi
+  PYTHON_BIN="$(realpath -m -s -- "$found")"  # -s: a venv's python is a symlink; keep the venv
+  # stdin, not -c: a stand-in interpreter in the tests answers "-" with the real one
+  if ! "$PYTHON_BIN" - >/dev/null 2>&1 <<'PYEOF'
+import importlib.util, sys
+sys.exit(0 if importlib.util.find_spec("mindspore") else 1)
+PYEOF
+  then
+    echo "error: no MindSpore in $PYTHON_BIN ($how); $fix" >&2
+    exit 2
+  fi
 }
 
 # Extra arguments are train.py/eval.py flags, written as either `--key=value` or `--key value` (a bare

@@ -12,7 +12,8 @@ Usage: bash scripts/run_distribute_train.sh [RANK_TABLE_FILE] [DATA_DIR] (option
   DATA_DIR         training ImageFolder root (DATA_DIR/<class>/<image>)
   PATH_CHECKPOINT  warm-start checkpoint (train.py --pretrained)
   --key value      further train.py flags (also --key=value)
-Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME (set the same name on
+Environment: PYTHON (default: the repository's .venv, else python3 on PATH; it must have MindSpore),
+OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME (set the same name on
 every server of a multi-server job), SERVER_ID (this server's server_id in the table; default: the
 only server, or the one whose id is a local IP address), BIND_CORES=0 (no taskset),
 HCCL_CONNECT_TIMEOUT (default 600), STOP_GRACE_S (default 10), DRY_RUN=1 (print the launches only).
@@ -52,6 +53,18 @@ path, server_id, local_ips = sys.argv[1], sys.argv[2], sys.argv[3].split()
 def fail(msg):
     print(f"rank table {path}: {msg}")
     sys.exit(1)
+LIMITS = {"rank_id": 65535, "device_id": 4095}  # as src/config.py bounds RANK_ID and DEVICE_ID
+def index(entry, key):
+    """entry[key] as an int: a whole number, written as a JSON number or a string of digits, within LIMITS."""
+    value = entry[key]
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isascii()
+                                                                    and value.isdigit())):
+        fail(f"every device needs integer rank_id and device_id (0, 1, ... as a number or a string), "
+             f"got {key} {json.dumps(value)}")
+    if len(str(value)) > 10 or not 0 <= int(value) <= LIMITS[key]:
+        fail(f"{key} {str(value)[:20]}{'...' if len(str(value)) > 20 else ''} is out of range 0..{LIMITS[key]}")
+    number = int(value)
+    return number
 try:
     with open(path, encoding="utf-8") as f:
         table = json.load(f)
@@ -68,8 +81,8 @@ if "server_list" in table:  # version 1.0
         if not isinstance(devs, list):
             fail("a server_list entry has no device list")
         try:
-            servers.append((str(s.get("server_id", "")), [(int(d["rank_id"]), int(d["device_id"])) for d in devs]))
-        except (KeyError, TypeError, ValueError):
+            servers.append((str(s.get("server_id", "")), [(index(d, "rank_id"), index(d, "device_id")) for d in devs]))
+        except (KeyError, TypeError):
             fail("every device needs integer rank_id and device_id")
     if "server_count" in table and str(table["server_count"]) != str(len(servers)):
         fail(f"server_count is {table['server_count']} but server_list has {len(servers)} servers")
@@ -80,8 +93,8 @@ elif "group_list" in table:  # version 0.1
             for inst in g["instance_list"]:
                 for d in inst["devices"]:
                     by_server.setdefault(str(inst.get("server_id", "")), []).append(
-                        (int(inst["rank_id"]), int(d["device_id"])))
-    except (KeyError, TypeError, ValueError):
+                        (index(inst, "rank_id"), index(d, "device_id")))
+    except (KeyError, TypeError):
         fail("group_list entries need instance_list/devices with integer rank_id and device_id")
     servers = list(by_server.items())
 else:

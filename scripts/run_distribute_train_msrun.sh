@@ -26,7 +26,9 @@ Environment:
   CLUSTER_TIME_OUT (600)           seconds msrun waits for all workers to join
   EXIT_GRACE_S (60)                seconds the watchdog gives msrun to stop after a worker failed
   BIND_CORE=1                      msrun --bind_core=True
-  PYTHON, MSRUN, OUTPUT_ROOT (./outputs), CSPDARKNET53_RUN_NAME (same on every node), DRY_RUN=1, QUIET=1
+  PYTHON                           default: the repository's .venv, else python3 on PATH (must have MindSpore)
+  GLOG_v (3)                       MindSpore's C++ log level (3: errors only)
+  MSRUN, OUTPUT_ROOT (./outputs), CSPDARKNET53_RUN_NAME (same on every node), DRY_RUN=1, QUIET=1
 EOF
 }
 
@@ -38,7 +40,8 @@ DEVICE_NUM="$1"
 DATA_DIR="$2"
 DEVICE_TARGET="$3"
 shift 3
-{ is_uint "$DEVICE_NUM" && [ "$DEVICE_NUM" -ge 1 ]; } || die_usage "DEVICE_NUM must be a positive integer, got '$DEVICE_NUM'"
+{ is_uint "$DEVICE_NUM" && [ "${#DEVICE_NUM}" -le 4 ] && [ "$((10#$DEVICE_NUM))" -ge 1 ] && [ "$((10#$DEVICE_NUM))" -le 4096 ]; } \
+  || die_usage "DEVICE_NUM must be an integer in 1..4096, got '$DEVICE_NUM'"
 [ -d "$DATA_DIR" ] || die_usage "DATA_DIR is not a folder: $DATA_DIR"
 case "$DEVICE_TARGET" in
   GPU|CPU|Ascend) ;;
@@ -47,8 +50,14 @@ esac
 DATA_DIR="$(abs_path "$DATA_DIR")"
 NODE_NUM="${NODE_NUM:-1}"
 NODE_RANK="${NODE_RANK:-0}"
-{ is_uint "$NODE_NUM" && [ "$NODE_NUM" -ge 1 ]; } || die_usage "NODE_NUM must be a positive integer, got '$NODE_NUM'"
-{ is_uint "$NODE_RANK" && [ "$NODE_RANK" -lt "$NODE_NUM" ]; } || die_usage "NODE_RANK must be in 0..$((NODE_NUM - 1)), got '$NODE_RANK'"
+{ is_uint "$NODE_NUM" && [ "${#NODE_NUM}" -le 4 ] && [ "$((10#$NODE_NUM))" -ge 1 ] && [ "$((10#$NODE_NUM))" -le 4096 ]; } \
+  || die_usage "NODE_NUM must be an integer in 1..4096, got '$NODE_NUM'"
+NODE_NUM=$((10#$NODE_NUM))
+DEVICE_NUM=$((10#$DEVICE_NUM))
+{ is_uint "$NODE_RANK" && [ "${#NODE_RANK}" -le 4 ] && [ "$((10#$NODE_RANK))" -lt "$NODE_NUM" ]; } \
+  || die_usage "NODE_RANK must be in 0..$((NODE_NUM - 1)), got '$NODE_RANK'"
+[ $((DEVICE_NUM * NODE_NUM)) -le 65536 ] \
+  || die_usage "DEVICE_NUM x NODE_NUM must be at most 65536 workers, got $DEVICE_NUM x $NODE_NUM"
 if [ "$NODE_NUM" -gt 1 ]; then
   [ -n "${MASTER_ADDR:-}" ] || die_usage "NODE_NUM=$NODE_NUM: set MASTER_ADDR to the address of node 0"
   MASTER_PORT="${MASTER_PORT:-8118}"
@@ -57,15 +66,18 @@ else
 fi
 CLUSTER_TIME_OUT="${CLUSTER_TIME_OUT:-600}"
 EXIT_GRACE_S="${EXIT_GRACE_S:-60}"
-is_uint "$CLUSTER_TIME_OUT" || die_usage "CLUSTER_TIME_OUT must be a number of seconds, got '$CLUSTER_TIME_OUT'"
-is_uint "$EXIT_GRACE_S" || die_usage "EXIT_GRACE_S must be a number of seconds, got '$EXIT_GRACE_S'"
+check_uint "CLUSTER_TIME_OUT (seconds)" "$CLUSTER_TIME_OUT" 999999999
+check_uint "EXIT_GRACE_S (seconds)" "$EXIT_GRACE_S" 999999999
+if [ -n "${MASTER_PORT:-}" ]; then
+  { is_uint "$MASTER_PORT" && [ "${#MASTER_PORT}" -le 5 ] && [ "$((10#$MASTER_PORT))" -ge 1 ] && [ "$((10#$MASTER_PORT))" -le 65535 ]; } \
+    || die_usage "MASTER_PORT must be a port number in 1..65535, got '$MASTER_PORT'"
+fi
 parse_extra_flags "$@"
 resolve_python
 check_job_flags ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}
 if [ -z "${MASTER_PORT:-}" ]; then
   MASTER_PORT="$("$PYTHON_BIN" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 fi
-is_uint "$MASTER_PORT" || die_usage "MASTER_PORT must be a port number, got '$MASTER_PORT'"
 WORKER_NUM=$((DEVICE_NUM * NODE_NUM))
 if [ "$DEVICE_TARGET" = CPU ] && [ "$DEVICE_NUM" -gt "$(nproc)" ]; then
   echo "warning: $DEVICE_NUM CPU workers on $(nproc) cores: they will share cores" >&2
@@ -110,7 +122,9 @@ show_cmd "${cmd[@]}" > msrun_cmd.txt
 MSRUN_PID=$!
 TAIL_PID=""
 if [ "${QUIET:-0}" != 1 ]; then
-  tail -n +1 -F --pid="$MSRUN_PID" "$MSRUN_LOG" 2>/dev/null &
+  # msrun copies the workers' logs to its output; MindSpore's cluster code logs "[INFO] DISTRIBUTED(...)"
+  # lines at exit whatever GLOG_v says: the console leaves out INFO/DEBUG lines (msrun.log keeps them)
+  tail -n +1 -F --pid="$MSRUN_PID" "$MSRUN_LOG" 2>/dev/null | grep --line-buffered -v -E '^\[(INFO|DEBUG)\] [A-Z_]+\(' &
   TAIL_PID=$!
 fi
 

@@ -9,7 +9,8 @@ Usage: bash scripts/run_eval.sh [DEVICE_ID] [DATA_DIR] [PATH_CHECKPOINT] (option
   DATA_DIR         validation ImageFolder root (DATA_DIR/<class>/<image>)
   PATH_CHECKPOINT  checkpoint file, or a folder of checkpoints (eval.py --pretrained)
   --key value      further eval.py flags (also --key=value), e.g. --per_batch_size 32 --arch=cspdarknet_tiny
-Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1.
+Environment: PYTHON (default: the repository's .venv, else python3 on PATH; it must have MindSpore),
+OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1, GLOG_v (default 3).
 The run folder <OUTPUT_ROOT>/eval_<timestamp> gets eval.py's outputs (eval_result.json,
 eval_rank0.log, config.yaml) and log.txt (everything the process printed, with the result lines).
 EOF
@@ -23,7 +24,7 @@ DEVICE_ID="$1"
 DATA_DIR="$2"
 PATH_CHECKPOINT="$3"
 shift 3
-is_uint "$DEVICE_ID" || die_usage "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
+check_uint DEVICE_ID "$DEVICE_ID" 4095  # MindSpore's device_id range
 [ -d "$DATA_DIR" ] || die_usage "DATA_DIR is not a folder: $DATA_DIR"
 [ -e "$PATH_CHECKPOINT" ] || die_usage "PATH_CHECKPOINT not found: $PATH_CHECKPOINT"
 DATA_DIR="$(abs_path "$DATA_DIR")"

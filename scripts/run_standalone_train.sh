@@ -9,7 +9,8 @@ Usage: bash scripts/run_standalone_train.sh [DEVICE_ID] [DATA_DIR] (option)[PATH
   DATA_DIR         training ImageFolder root (DATA_DIR/<class>/<image>)
   PATH_CHECKPOINT  warm-start checkpoint (train.py --pretrained)
   --key value      further train.py flags (also --key=value), e.g. --arch cspdarknet_tiny --max_epoch=1
-Environment: PYTHON, OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1.
+Environment: PYTHON (default: the repository's .venv, else python3 on PATH; it must have MindSpore),
+OUTPUT_ROOT (default ./outputs), CSPDARKNET53_RUN_NAME, DRY_RUN=1, GLOG_v (default 3).
 The run folder <OUTPUT_ROOT>/<run> gets train.py's outputs (log.txt, config.yaml, metrics.csv,
 ckpt_0/) and console.log (everything the process printed).
 EOF
@@ -27,7 +28,7 @@ if [ $# -ge 1 ] && [[ "$1" != --* ]]; then
   PATH_CHECKPOINT="$1"
   shift
 fi
-is_uint "$DEVICE_ID" || die_usage "DEVICE_ID must be a non-negative integer, got '$DEVICE_ID'"
+check_uint DEVICE_ID "$DEVICE_ID" 4095  # MindSpore's device_id range
 [ -d "$DATA_DIR" ] || die_usage "DATA_DIR is not a folder: $DATA_DIR"
 DATA_DIR="$(abs_path "$DATA_DIR")"
 if [ -n "$PATH_CHECKPOINT" ]; then

@@ -50,6 +50,10 @@ class ExportError(UserError):
     """An export request that cannot be carried out (the message says why and what to do)."""
 
 
+class ModelRecordError(UserError):
+    """An exported model's record (ONNX metadata or sidecar JSON) or calibration record is missing or malformed."""
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite (exit status 3): the message names the step, lr and last checkpoint."""
 

@@ -216,7 +216,7 @@ def calibrate():
 def timm_model():
     """timm's cspdarknet53 (PyTorch, eval mode; torch.manual_seed(0) init) with random BN affine parameters and
     statistics (RandomState(7)): the reference of the timm-parity tests. Read-only; skipped without torch/timm."""
-    torch = pytest.importorskip("torch", reason="reference test needs torch (requirements-test.txt)")
+    torch = pytest.importorskip("torch", reason="reference test needs torch (requirements-reference.txt)")
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     model = timm.create_model("cspdarknet53", pretrained=False)

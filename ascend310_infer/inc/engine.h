@@ -37,6 +37,12 @@ class Engine {
   // Loads and prepares the model. On failure returns false and sets *error.
   virtual bool Init(const EngineOptions &options, std::string *error) = 0;
   virtual std::vector<TensorInfo> Inputs() const = 0;
+  // The model's custom metadata value under `key` (ONNX metadata_props); "" when there is none or the
+  // engine's model format has no such metadata (then the record comes from the sidecar JSON).
+  virtual std::string Metadata(const std::string &key) const {
+    (void)key;
+    return "";
+  }
   // Runs one float32 NCHW input of the given shape; fills one blob per model output.
   virtual bool Run(const std::vector<float> &input, const std::vector<int64_t> &shape,
                    std::vector<OutputBlob> *outputs, std::string *error) = 0;

@@ -20,9 +20,22 @@ struct Flags {
   std::string dump_input_path;              // --dump_input_path: if set, also write each preprocessed input tensor
   int device_id = 0;                        // --device_id (Ascend only)
   int threads = 0;                          // --threads: CPU threads of the engine, 0 = engine default
-  int resize = 256;                         // --resize: squash-resize side before the center crop
-  int crop = 224;                           // --crop: center-crop side = network input side
+  int resize = 0;                           // --resize: squash-resize side before the center crop (0: the record's)
+  int crop = 0;                             // --crop: center-crop side = network input side (0: the record's)
 };
+
+// How an image becomes the network input: decode -> RGB -> Resize(resize) -> CenterCrop(crop_h, crop_w) ->
+// (v - mean) / std on 0-255 values -> CHW float32. `resize` as MindSpore's vision.Resize takes it: one value
+// resizes the shorter side to it (aspect kept, the longer side floor(long / short * value) in float32), two
+// values squash to [height, width].
+struct PreprocessSpec {
+  int crop_h = 224;
+  int crop_w = 224;
+  std::vector<int> resize = {256, 256};
+  float mean[3] = {123.675f, 116.28f, 103.53f};
+  float stdev[3] = {58.395f, 57.12f, 57.375f};
+};
+std::string DescribeSpec(const PreprocessSpec &spec);
 
 enum class ParseResult { kOk, kHelp, kError };
 
@@ -45,9 +58,13 @@ bool ListImages(const std::string &path, std::vector<std::string> *files, size_t
 // Basename without its last extension: "a/n01.v2.JPEG" -> "n01.v2" (the zoo cut at the first '.').
 std::string ResultStem(const std::string &path);
 
-// Decode -> RGB -> squash resize to resize x resize (bilinear) -> center crop -> normalize with the
-// ImageNet mean/std on 0-255 values -> CHW float32. Same as the Python eval transforms.
-bool Preprocess(const std::string &image_path, int resize, int crop, std::vector<float> *chw, std::string *error);
+// Decode -> RGB -> Resize (bilinear) -> center crop -> normalize -> CHW float32, as `spec` says. Same as the
+// Python eval transforms (src/data/transforms.py eval_transforms), bit for bit.
+bool Preprocess(const std::string &image_path, const PreprocessSpec &spec, std::vector<float> *chw,
+                std::string *error);
+
+// IEEE half -> float (for float16 logits).
+float HalfToFloat(uint16_t h);
 
 bool WriteBinary(const std::string &path, const void *data, size_t size, std::string *error);
 bool WriteText(const std::string &path, const std::string &text, std::string *error);

@@ -86,6 +86,18 @@ class OrtEngine : public Engine {
 
   std::vector<TensorInfo> Inputs() const override { return inputs_; }
 
+  std::string Metadata(const std::string &key) const override {
+    try {
+      Ort::AllocatorWithDefaultOptions allocator;
+      Ort::ModelMetadata metadata = session_->GetModelMetadata();
+      Ort::AllocatedStringPtr value = metadata.LookupCustomMetadataMapAllocated(key.c_str(), allocator);
+      return value ? std::string(value.get()) : std::string();
+    } catch (const Ort::Exception &e) {
+      std::cerr << "warning: cannot read the model's metadata: " << e.what() << std::endl;
+      return "";
+    }
+  }
+
   bool Run(const std::vector<float> &input, const std::vector<int64_t> &shape, std::vector<OutputBlob> *outputs,
            std::string *error) override {
     try {

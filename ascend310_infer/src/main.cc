@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <iomanip>
 #include <exception>
 #include <iostream>
 #include <map>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "inc/engine.h"
+#include "inc/record.h"
 #include "inc/utils.h"
 
 namespace {
@@ -31,27 +35,136 @@ int Fail(const std::string &message) {
   return 1;
 }
 
-// The model must take one float32 NCHW tensor with batch 1 and 3 channels; fixed H/W must equal --crop.
-bool CheckInput(const infer::TensorInfo &in, int crop, std::vector<int64_t> *shape, std::string *error) {
+// Hints that name the real options: the app's flags and the variables of scripts/run_infer_310.sh.
+std::string OverrideHint(int h, int w) {
+  std::string size = std::to_string(h);
+  if (h != w) return "a non-square input " + std::to_string(h) + "x" + std::to_string(w) + " cannot be set by --crop";
+  return "--crop=" + size + " with a matching --resize (scripts/run_infer_310.sh: CROP=" + size + " RESIZE=...)";
+}
+
+// The preprocessing: the model record's, else the model's fixed input size with the zoo's squash resize to
+// size/0.875; --crop / --resize override. Sets *source to say where it came from.
+infer::PreprocessSpec ChoosePreprocess(const infer::Flags &flags, const infer::ModelRecord &record,
+                                       const infer::TensorInfo &input, std::string *source) {
+  infer::PreprocessSpec spec;
+  const std::vector<int64_t> &s = input.shape;
+  const bool fixed = s.size() == 4 && s[2] > 0 && s[3] > 0;
+  double crop_pct = 0.875;
+  bool shorter = false;
+  if (record.present) {
+    spec.crop_h = record.height;
+    spec.crop_w = record.width;
+    spec.resize = record.resize;
+    for (int c = 0; c < 3; ++c) {
+      spec.mean[c] = record.mean[c];
+      spec.stdev[c] = record.stdev[c];
+    }
+    if (record.crop_pct > 0) crop_pct = record.crop_pct;
+    shorter = record.resize.size() == 1;
+    *source = "the model record (" + record.where + ")";
+  } else if (fixed) {
+    spec.crop_h = static_cast<int>(s[2]);
+    spec.crop_w = static_cast<int>(s[3]);
+    spec.resize = {static_cast<int>(std::nearbyint(spec.crop_h / crop_pct)),
+                   static_cast<int>(std::nearbyint(spec.crop_w / crop_pct))};
+    *source = "the model's input size (no model record: squash resize to size/0.875, ImageNet mean/std)";
+  } else {
+    *source = "the defaults (no model record, dynamic input size)";
+  }
+  if (flags.crop > 0) {
+    spec.crop_h = spec.crop_w = flags.crop;
+    if (flags.resize <= 0) {  // keep the record's resize rule for the new crop (Python's round: half to even)
+      if (shorter) {
+        spec.resize = {static_cast<int>(std::floor(flags.crop / crop_pct))};
+      } else {
+        const int r = static_cast<int>(std::nearbyint(flags.crop / crop_pct));
+        spec.resize = {r, r};
+      }
+    }
+    *source += ", --crop=" + std::to_string(flags.crop);
+  }
+  if (flags.resize > 0) {
+    spec.resize = {flags.resize, flags.resize};
+    *source += ", --resize=" + std::to_string(flags.resize);
+  }
+  return spec;
+}
+
+// The model must take one float32 NCHW tensor with batch 1 and 3 channels; fixed H/W must equal the crop.
+bool CheckInput(const infer::TensorInfo &in, const infer::PreprocessSpec &spec, const infer::Flags &flags,
+                const infer::ModelRecord &record, std::vector<int64_t> *shape, std::string *error) {
   const std::vector<int64_t> &s = in.shape;
   if (in.dtype != "float32") {
     *error = "model input '" + in.name + "' is " + in.dtype + "; this app feeds float32";
     return false;
   }
-  bool ok = s.size() == 4 && (s[0] == 1 || s[0] < 0) && (s[1] == 3 || s[1] < 0) && (s[2] == crop || s[2] < 0) &&
-            (s[3] == crop || s[3] < 0);
+  const int h = spec.crop_h, w = spec.crop_w;
+  bool ok = s.size() == 4 && (s[0] == 1 || s[0] < 0) && (s[1] == 3 || s[1] < 0) && (s[2] == h || s[2] < 0) &&
+            (s[3] == w || s[3] < 0);
   if (!ok) {
-    *error = "model input '" + in.name + "' has shape " + infer::ShapeToString(s) +
-             " but the app feeds [1,3," + std::to_string(crop) + "," + std::to_string(crop) + "]";
-    if (s.size() == 4 && s[2] > 0 && s[2] == s[3] && s[2] != crop) {
-      *error += "; run with --crop=" + std::to_string(s[2]) + " (and a matching --resize)";
-    } else if (s.size() == 4 && s[0] > 1) {
+    *error = "model input '" + in.name + "' has shape " + infer::ShapeToString(s) + " but the preprocessing gives [1,3," +
+             std::to_string(h) + "," + std::to_string(w) + "]";
+    if (s.size() == 4 && s[0] > 1) {
       *error += "; export the model with batch size 1";
+    } else if (s.size() == 4 && s[2] > 0 && s[3] > 0) {
+      const int mh = static_cast<int>(s[2]), mw = static_cast<int>(s[3]);
+      if (flags.crop > 0) {
+        *error += " because of --crop=" + std::to_string(flags.crop) + " (scripts/run_infer_310.sh: CROP=" +
+                  std::to_string(flags.crop) + "); leave --crop and --resize out (unset CROP and RESIZE) so that the " +
+                  "model's own record decides, or use " + OverrideHint(mh, mw);
+      } else if (record.present) {
+        *error += ": the model record (" + record.where + ") says " + std::to_string(record.height) + "x" +
+                  std::to_string(record.width) + ", so it belongs to another export of the model; export it again, " +
+                  "or override with " + OverrideHint(mh, mw);
+      } else {
+        *error += "; use " + OverrideHint(mh, mw);
+      }
     }
     return false;
   }
-  *shape = {1, 3, crop, crop};
+  *shape = {1, 3, h, w};
   return true;
+}
+
+// The logits of one image as float32 (float16 and float32 outputs); false for another dtype.
+bool Logits(const infer::OutputBlob &out, std::vector<float> *values) {
+  values->clear();
+  if (out.dtype == "float32") {
+    values->resize(out.bytes.size() / 4);
+    std::memcpy(values->data(), out.bytes.data(), values->size() * 4);
+    return true;
+  }
+  if (out.dtype == "float16") {
+    const size_t n = out.bytes.size() / 2;
+    values->resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, out.bytes.data() + 2 * i, 2);
+      (*values)[i] = infer::HalfToFloat(h);
+    }
+    return true;
+  }
+  return false;
+}
+
+// "top-1: 3 dress (p=0.91)": the arg-max with its softmax probability (at the record's temperature, if any).
+std::string TopLine(const std::vector<float> &logits, const infer::ModelRecord &record) {
+  size_t best = 0;
+  bool finite = true;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (!std::isfinite(logits[i])) finite = false;
+    if (logits[i] > logits[best]) best = i;
+  }
+  if (!finite || logits.empty()) return "top-1: none (non-finite logits)";
+  const double t = record.temperature > 0 ? record.temperature : 1.0;
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp((static_cast<double>(v) - logits[best]) / t);
+  std::ostringstream line;
+  line << "top-1: " << best;
+  if (best < record.class_names.size()) line << " " << record.class_names[best];
+  line << " (p=" << std::fixed << std::setprecision(4) << 1.0 / sum << (record.temperature > 0 ? ", calibrated" : "")
+       << ")";
+  return line.str();
 }
 
 std::string LowerExtension(const std::string &path) {
@@ -126,10 +239,29 @@ int Run(int argc, char **argv) {
   if (!engine->Init(options, &error)) return Fail(std::string(engine->Name()) + ": " + error);
   std::vector<infer::TensorInfo> inputs = engine->Inputs();
   if (inputs.size() != 1) return Fail("the model has " + std::to_string(inputs.size()) + " inputs; expected 1");
+  infer::ModelRecord record;
+  const std::string embedded = engine->Metadata(infer::kRecordKey);
+  if (!embedded.empty()) {
+    if (!infer::ParseModelRecord(embedded, model_path + " (metadata '" + infer::kRecordKey + "')", &record, &error)) {
+      return Fail(error);
+    }
+  } else if (!infer::ReadSidecarRecord(model_path, &record, &error)) {
+    return Fail(error);
+  }
+  // run_infer_310.sh reads this line to tell postprocess.py whether the model has a record
+  if (record.present) {
+    std::cout << "model record: " << record.where << ": " << infer::DescribeRecord(record) << std::endl;
+  } else {
+    std::cout << "model record: none (no ONNX metadata '" << infer::kRecordKey << "', no " << model_path
+              << ".json); class names unknown" << std::endl;
+  }
+  std::string source;
+  const infer::PreprocessSpec spec = ChoosePreprocess(flags, record, inputs[0], &source);
   std::vector<int64_t> input_shape;
-  if (!CheckInput(inputs[0], flags.crop, &input_shape, &error)) return Fail(error);
+  if (!CheckInput(inputs[0], spec, flags, record, &input_shape, &error)) return Fail(error);
   std::cout << "Engine " << engine->Name() << ", model " << model_path << ", input '" << inputs[0].name << "' "
             << infer::ShapeToString(input_shape) << " float32" << std::endl;
+  std::cout << "preprocessing: " << infer::DescribeSpec(spec) << ", from " << source << std::endl;
 
   if (!infer::MakeDirs(flags.result_path, &error)) return Fail(error);
   if (!flags.dump_input_path.empty() && !infer::MakeDirs(flags.dump_input_path, &error)) return Fail(error);
@@ -137,13 +269,13 @@ int Run(int argc, char **argv) {
   std::vector<double> infer_ms, pre_ms;
   infer_ms.reserve(images.size());
   pre_ms.reserve(images.size());
-  std::vector<float> input;
+  std::vector<float> input, logits;
   std::vector<infer::OutputBlob> outputs;
   for (size_t n = 0; n < images.size(); ++n) {
     const std::string &image = images[n];
     std::cout << "Start predict input files:" << image << std::endl;
     auto t0 = std::chrono::steady_clock::now();
-    if (!infer::Preprocess(image, flags.resize, flags.crop, &input, &error)) return Fail(error);
+    if (!infer::Preprocess(image, spec, &input, &error)) return Fail(error);
     auto t1 = std::chrono::steady_clock::now();
     if (!engine->Run(input, input_shape, &outputs, &error)) {
       return Fail(std::string(engine->Name()) + " inference failed on " + image + ": " + error);
@@ -157,6 +289,13 @@ int Run(int argc, char **argv) {
         !infer::WriteBinary(flags.dump_input_path + "/" + stem + "_input.bin", input.data(),
                             input.size() * sizeof(float), &error)) {
       return Fail(error);
+    }
+    if (!outputs.empty() && Logits(outputs[0], &logits)) {
+      if (n == 0 && record.present && logits.size() != static_cast<size_t>(record.num_classes)) {
+        return Fail("the model outputs " + std::to_string(logits.size()) + " logits but its record (" + record.where +
+                    ") says " + std::to_string(record.num_classes) + " classes: the record belongs to another model");
+      }
+      std::cout << "  " << TopLine(logits, record) << std::endl;
     }
     for (size_t i = 0; i < outputs.size(); ++i) {
       const infer::OutputBlob &out = outputs[i];

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -72,10 +73,6 @@ std::string Join(const std::string &dir, const std::string &name) {
   return dir + "/" + name;
 }
 
-// The eval transforms' constants (ImageNet mean/std times 255), applied to 0-255 values.
-constexpr float kMean[3] = {123.675f, 116.28f, 103.53f};
-constexpr float kStd[3] = {58.395f, 57.12f, 57.375f};
-
 }  // namespace
 
 std::string Usage(const std::string &program) {
@@ -88,8 +85,11 @@ std::string Usage(const std::string &program) {
     << "  --time_path      folder for test_perform_static.txt [./time_Result]\n"
     << "  --device_id      Ascend device id [0]\n"
     << "  --threads        CPU threads of the engine, 0 = engine default [0]\n"
-    << "  --resize         side of the squash resize before the center crop [256]\n"
-    << "  --crop           center-crop side = network input side [224]\n"
+    << "  --resize         override: squash-resize to N x N before the center crop [the model record's]\n"
+    << "  --crop           override: center-crop side = network input side [the model record's]\n"
+    << "                   (without --resize/--crop the model's own record decides: ONNX metadata, or the\n"
+    << "                   sidecar <model>.json of a MINDIR; without a record, the model's input size with\n"
+    << "                   a squash resize to size/0.875)\n"
     << "  --dump_input_path  if set, also write each preprocessed float32 CHW input as <stem>_input.bin\n"
     << "  --help           this text\n";
   return s.str();
@@ -160,7 +160,7 @@ ParseResult ParseFlags(int argc, char **argv, Flags *flags, std::string *error) 
     *error = "--device_id and --threads must be >= 0";
     return ParseResult::kError;
   }
-  if (flags->crop <= 0 || flags->resize < flags->crop) {
+  if (flags->crop < 0 || flags->resize < 0 || (flags->crop > 0 && flags->resize > 0 && flags->resize < flags->crop)) {
     *error = "need 0 < --crop <= --resize, got --resize=" + std::to_string(flags->resize) +
              " --crop=" + std::to_string(flags->crop);
     return ParseResult::kError;
@@ -252,7 +252,41 @@ std::string ResultStem(const std::string &path) {
   return base.substr(0, dot);
 }
 
-bool Preprocess(const std::string &image_path, int resize, int crop, std::vector<float> *chw, std::string *error) {
+std::string DescribeSpec(const PreprocessSpec &spec) {
+  std::string s = spec.resize.size() == 1 ? "shorter side to " + std::to_string(spec.resize[0])
+                                          : "squash to " + std::to_string(spec.resize[0]) + "x" +
+                                                std::to_string(spec.resize[1]);
+  return s + ", centre crop " + std::to_string(spec.crop_h) + "x" + std::to_string(spec.crop_w);
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t mant = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (mant << 13);  // inf / NaN
+  } else if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400) == 0);
+      bits = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | ((mant & 0x3FF) << 13);
+    }
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+bool Preprocess(const std::string &image_path, const PreprocessSpec &spec, std::vector<float> *chw,
+                std::string *error) {
   std::ifstream in(image_path, std::ios::binary);
   if (!in) {
     *error = "cannot open image " + image_path;
@@ -273,16 +307,41 @@ bool Preprocess(const std::string &image_path, int resize, int crop, std::vector
   }
   cv::Mat rgb, resized;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  cv::resize(rgb, resized, cv::Size(resize, resize), 0, 0, cv::INTER_LINEAR);
-  const int offset = (resize - crop) / 2;  // rounded down, as MindSpore's CenterCrop
-  cv::Mat roi = resized(cv::Rect(offset, offset, crop, crop));
-  const size_t plane = static_cast<size_t>(crop) * crop;
+  int out_h, out_w;
+  if (spec.resize.size() == 1) {  // MindSpore's Resize(int): the shorter side to the size, computed in float
+    const int size = spec.resize[0];
+    if (rgb.rows < rgb.cols) {
+      out_h = size;
+      out_w = static_cast<int>(std::floor(static_cast<float>(rgb.cols) / rgb.rows * out_h));
+    } else {
+      out_w = size;
+      out_h = static_cast<int>(std::floor(static_cast<float>(rgb.rows) / rgb.cols * out_w));
+    }
+  } else {
+    out_h = spec.resize[0];
+    out_w = spec.resize[1];
+  }
+  if (out_h == rgb.rows && out_w == rgb.cols) {
+    resized = rgb;
+  } else {
+    cv::resize(rgb, resized, cv::Size(out_w, out_h), 0, 0, cv::INTER_LINEAR);
+  }
+  const int crop_h = spec.crop_h, crop_w = spec.crop_w;
+  if (out_h < crop_h || out_w < crop_w) {
+    *error = image_path + ": resized to " + std::to_string(out_h) + "x" + std::to_string(out_w) +
+             ", smaller than the crop " + std::to_string(crop_h) + "x" + std::to_string(crop_w);
+    return false;
+  }
+  const int top = (out_h - crop_h) / 2, left = (out_w - crop_w) / 2;  // rounded down, as MindSpore's CenterCrop
+  cv::Mat roi = resized(cv::Rect(left, top, crop_w, crop_h));
+  const size_t plane = static_cast<size_t>(crop_h) * crop_w;
   chw->assign(3 * plane, 0.0f);
-  for (int y = 0; y < crop; ++y) {
+  for (int y = 0; y < crop_h; ++y) {
     const uchar *row = roi.ptr<uchar>(y);
-    for (int x = 0; x < crop; ++x) {
+    for (int x = 0; x < crop_w; ++x) {
       for (int c = 0; c < 3; ++c) {
-        (*chw)[c * plane + static_cast<size_t>(y) * crop + x] = (static_cast<float>(row[3 * x + c]) - kMean[c]) / kStd[c];
+        (*chw)[c * plane + static_cast<size_t>(y) * crop_w + x] =
+            (static_cast<float>(row[3 * x + c]) - spec.mean[c]) / spec.stdev[c];
       }
     }
   }

@@ -9,6 +9,9 @@ What runs here (CPU only):
   * its logits against a Python reference on the same images (fp32: 1e-3 abs; fp16 head: one fp16 step),
     same top-1;
   * the whole scripts/run_infer_310.sh flow and its acc.log;
+  * the model record (issue 23): with no size flags the app preprocesses as the record says (shorter-side resize
+    included, bit for bit), prints class names, refuses a size that does not fit naming the real option, reads
+    a sidecar, and runs the INT8 (QDQ) model of tools/quantize_int8.py;
   * the ASCEND310 sources, compiled with -fsyntax-only -Werror against the MindSpore C++ API headers.
 
 Prerequisites: bash .ci/install_cxx_deps.sh (OpenCV -dev packages, ONNX Runtime headers + library, the
@@ -16,6 +19,7 @@ MindSpore C++ API headers). Without them the tests fail and say so; SKIP_CXX_INF
 Small inputs (resize 64, crop 56) keep the module well under a minute once the build is cached.
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -482,7 +486,8 @@ def test_errors_are_clear(app_build, exported_onnx, image_set, tmp_path):
         assert needle in result.stderr, (args, result.stderr)
 
     check([f"--model_path={tmp_path / 'missing.onnx'}", f"--dataset_path={data}"], "Invalid model")
-    check([f"--model_path={model}", f"--dataset_path={data}"], "run with --crop=56")   # default crop 224
+    # an override that does not fit the model names the flag and run_infer_310.sh's variable
+    check([f"--model_path={model}", f"--dataset_path={data}", "--crop=64"], "CROP=56")
     check([f"--model_path={model}", "--bogus=1"], "unknown flag --bogus", code=2)
     check([f"--model_path={model}", "--crop=abc"], "needs an integer", code=2)
     check([f"--model_path={model}", "--resize=32", "--crop=56"], "0 < --crop <= --resize", code=2)
@@ -564,7 +569,8 @@ def test_run_infer_310_usage_and_engine_errors(tmp_path):
     onnx_model = tmp_path / "net.onnx"
     onnx_model.write_bytes(b"x")
     result = _run(["bash", script, onnx_model, tmp_path], cwd=tmp_path,
-                  env={"ORT_ROOT": str(tmp_path / "no_ort"), "BUILD_DIR": str(tmp_path / "build")})
+                  env={"ORT_ROOT": str(tmp_path / "no_ort"), "BUILD_DIR": str(tmp_path / "build"),
+                       "PYTHON": sys.executable})
     assert result.returncode == 1
     assert "ONNX Runtime headers/library not found" in result.stderr and "install_cxx_deps.sh" in result.stderr
 
@@ -593,3 +599,141 @@ def test_ascend310_sources_compile_against_mindspore_api():
         assert f"ok: {src}" in result.stdout
     # linked with OpenCV but no MindSpore library, only mindspore:: symbols may stay unresolved
     assert "link check: only MindSpore symbols unresolved" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------ model record
+RECORD_RESIZE_MODE, RECORD_CROP_PCT = "shorter", 0.8      # shorter side to floor(56 / 0.8) = 70, then crop 56
+RECORD_NAMES = [f"thing{i:04d}" for i in range(NUM_CLASSES)]
+
+
+def _record_for_case(case):
+    """A model record for an exported project model: its checkpoint, with class names and a shorter-side eval
+    resize as a training run would have recorded them."""
+    from src.checkpoint import checkpoint_model_info
+    from src.deploy.record import build_model_record
+
+    ckpt = case.path.with_suffix(".ckpt")
+    if not ckpt.exists():
+        pytest.skip("needs export.py's checkpoint of the case")
+    info = checkpoint_model_info(str(ckpt))
+    info = dict(info, class_names=RECORD_NAMES, class_names_source="test",
+                preprocess={"eval_resize": RECORD_RESIZE_MODE, "crop_pct": RECORD_CROP_PCT})
+    return build_model_record(str(ckpt), "cspdarknet_tiny", NUM_CLASSES, [1, 3, CROP, CROP], info=info,
+                              file_format="ONNX")
+
+
+@pytest.fixture(scope="session")
+def recorded_models(exported_onnx, image_set, tmp_path_factory):
+    """{"embedded": ONNX with the record in its metadata, "sidecar": the same ONNX with the record beside it,
+    "int8": its INT8 QDQ model from src.deploy.quantize (calibrated on the image set)} and the record."""
+    from src.deploy.quantize import calibration_batches, quantize_onnx
+    from src.deploy.record import write_model_record
+
+    if "cspdarknet_tiny_fp32" not in exported_onnx:
+        pytest.skip("needs the project's network")
+    case = exported_onnx["cspdarknet_tiny_fp32"]
+    record = _record_for_case(case)
+    folder = tmp_path_factory.mktemp("recorded")
+    embedded, side = folder / "embedded.onnx", folder / "sidecar" / "model.onnx"
+    side.parent.mkdir()
+    shutil.copy(case.path, embedded)
+    shutil.copy(case.path, side)
+    write_model_record(embedded, record)
+    (folder / "sidecar" / "model.onnx.json").write_text(json.dumps(record))
+    data, _ = image_set
+    batches = calibration_batches(str(data), record, num_images=8, batch_size=1, seed=0)
+    int8 = folder / "embedded.int8.onnx"
+    quantize_onnx(embedded, int8, batches)
+    return {"embedded": embedded, "sidecar": side, "int8": int8}, record
+
+
+def _record_preprocess(path):
+    from src.data.transforms import eval_transforms
+    ops = eval_transforms(CROP, eval_resize=RECORD_RESIZE_MODE, crop_pct=RECORD_CROP_PCT)
+    x = np.fromfile(str(path), dtype=np.uint8)
+    for op in ops:
+        x = op(x)
+    return np.asarray(x, dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "sidecar", "int8"])
+def test_app_uses_the_model_record_with_no_size_flags(app_build, recorded_models, image_set, tmp_path, kind):
+    """No --resize/--crop: the input is the record's preprocessing (a shorter-side resize, which the old app could
+    not do), bit for bit; each image's top-1 is printed with its class name; the logits match onnxruntime."""
+    _, binary = app_build
+    models, _ = recorded_models
+    data, paths = image_set
+    model = models[kind]
+    result = _run([binary, f"--model_path={model}", f"--dataset_path={data}", f"--result_path={tmp_path / 'res'}",
+                   f"--dump_input_path={tmp_path / 'inputs'}", "--threads=1"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert "preprocessing: shorter side to 70, centre crop 56x56, from the model record" in result.stdout
+    reference = _ort_reference(model)
+    tops = re.findall(r"^  top-1: (\d+) (\S+) \(p=([0-9.]+)\)$", result.stdout, flags=re.M)
+    assert len(tops) == len(paths), result.stdout[-2000:]
+    for (index, name, p), (image, path) in zip(tops, sorted(paths.items(), key=lambda kv: str(kv[1]))):
+        expected_input = _record_preprocess(path)
+        dumped = np.fromfile(tmp_path / "inputs" / f"{_stem(image)}_input.bin", dtype=np.float32)
+        np.testing.assert_array_equal(dumped.reshape(expected_input.shape), expected_input, err_msg=image)
+        expected = reference(expected_input).reshape(-1)
+        logits = np.fromfile(tmp_path / "res" / f"{_stem(image)}_0.bin", dtype=np.float32)
+        np.testing.assert_allclose(logits, expected, atol=1e-3 * max(1.0, float(np.abs(expected).max())))
+        assert int(index) == int(np.argmax(logits)) and name == RECORD_NAMES[int(index)]
+        probs = np.exp(expected - expected.max())
+        assert float(p) == pytest.approx(float(probs.max() / probs.sum()), abs=2e-4)
+
+
+def test_app_refuses_a_size_that_does_not_fit_naming_the_real_option(app_build, recorded_models, image_set,
+                                                                     tmp_path):
+    from src.deploy.record import write_model_record
+
+    _, binary = app_build
+    models, record = recorded_models
+    data, _ = image_set
+    result = _run([binary, f"--model_path={models['embedded']}", f"--dataset_path={data}", "--crop=64",
+                   f"--result_path={tmp_path / 'r'}"], cwd=tmp_path)
+    assert result.returncode == 1
+    assert "--crop=64" in result.stderr and "CROP=64" in result.stderr and "unset CROP" in result.stderr
+    # a record that belongs to another export (says 64 px on a 56-px model) is named as such
+    other = tmp_path / "other.onnx"
+    shutil.copy(models["embedded"], other)
+    wrong = json.loads(json.dumps(record))
+    wrong["input"]["shape"] = [1, 3, 64, 64]
+    wrong["preprocess"].update(image_size=[64, 64], resize=[80])
+    write_model_record(other, wrong)
+    result = _run([binary, f"--model_path={other}", f"--dataset_path={data}", f"--result_path={tmp_path / 'r'}"],
+                  cwd=tmp_path)
+    assert result.returncode == 1 and "another export" in result.stderr and "CROP=56" in result.stderr
+    # through run_infer_310.sh: its variables are what the message names, never a flag the script lacks
+    result = _run(["bash", ROOT / "scripts" / "run_infer_310.sh", models["embedded"], data], cwd=tmp_path,
+                  env={"PYTHON": sys.executable, "CROP": "64", "RESIZE": "72", "BUILD_DIR": str(app_build[0])})
+    assert result.returncode == 1 and "CROP=64" in result.stderr
+
+
+def test_run_infer_310_flow_with_a_recorded_model_and_a_manifest(app_build, recorded_models, image_set, tmp_path):
+    """No RESIZE/CROP: the record decides; a data folder that holds the data check's manifest raises no
+    warning; acc.log has per-class lines with the record's names and the label file uses them."""
+    build_dir, _ = app_build
+    models, _ = recorded_models
+    _, paths = image_set
+    val = tmp_path / "val"
+    reference = _ort_reference(models["embedded"])
+    hits = 0
+    for i, (name, path) in enumerate(sorted(paths.items())):
+        ranking = np.argsort(-reference(_record_preprocess(path)).reshape(-1), kind="stable")
+        cls = int(ranking[0 if i % 2 else 3])
+        hits += i % 2
+        (val / RECORD_NAMES[cls]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, val / RECORD_NAMES[cls] / name)
+    (val / ".cspdarknet53_verified.jsonl").write_text('{"format": "cspdarknet53-verify-manifest"}\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    result = _run(["bash", ROOT / "scripts" / "run_infer_310.sh", models["embedded"], val], cwd=work,
+                  env={"PYTHON": sys.executable, "THREADS": "1", "BUILD_DIR": str(build_dir)}, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "WARNING" not in result.stdout + result.stderr and "verified.jsonl" not in result.stdout + result.stderr
+    acc = (work / "acc.log").read_text()
+    match = re.search(r"Total data: (\d+), top1 accuracy: ([0-9.]+)", acc)
+    assert match and int(match.group(1)) == len(paths)
+    assert float(match.group(2)) == pytest.approx(hits / len(paths))
+    assert re.search(r"^class \d+ thing\d{4}: \d+ images, top1 ", acc, flags=re.M), acc

@@ -555,7 +555,7 @@ def test_launcher_removes_the_run_folder_of_a_job_that_refused_its_input(tmp_pat
 @pytest.mark.parametrize("script, args, message", [
     ("run_standalone_train.sh", [], "error: expected at least 2 arguments, got 0"),
     ("run_eval.sh", ["0", "{val}", "{missing}"], "error: PATH_CHECKPOINT not found"),
-    ("run_distribute_train_msrun.sh", ["0", "{train}", "CPU"], "error: DEVICE_NUM must be a positive integer"),
+    ("run_distribute_train_msrun.sh", ["0", "{train}", "CPU"], "error: DEVICE_NUM must be an integer in 1..4096"),
     ("run_distribute_train.sh", ["{missing}", "{train}"], "error: RANK_TABLE_FILE not found"),
     ("run_infer_310.sh", [], "error: expected 2 or 3 arguments, got 0"),
     ("run_infer_310.sh", ["{missing}", "{val}"], "error: model file not found"),

@@ -76,14 +76,24 @@ def test_missing_data_dir(tmp_path):
 
 def test_other_argument_errors(tmp_path, tiny_data):
     data = str(tiny_data)
-    _assert_usage_error(_run([STANDALONE, "x", data], tmp_path), "DEVICE_ID must be a non-negative integer")
+    for bad in ("x", "-1", "4096", "99999999999999999999"):
+        _assert_usage_error(_run([STANDALONE, bad, data], tmp_path),
+                            "DEVICE_ID must be an integer in 0..4095", f"'{bad}'")
+        _assert_usage_error(_run([EVAL, bad, data, data], tmp_path), "DEVICE_ID must be an integer in 0..4095")
     _assert_usage_error(_run([STANDALONE, "0", data, str(tmp_path / "none.ckpt")], tmp_path), "PATH_CHECKPOINT not found")
     _assert_usage_error(_run([STANDALONE, "0", data, "max_epoch=1"], tmp_path), "PATH_CHECKPOINT not found")
     _assert_usage_error(_run([STANDALONE, "0", data, "--max_epoch=1", "oops"], tmp_path), "--key=value flags", "'oops'")
     _assert_usage_error(_run([EVAL, "0", data, str(tmp_path / "none.ckpt")], tmp_path), "PATH_CHECKPOINT not found")
     # msrun launcher: device count, target, multi-node settings
-    for bad in ("0", "two", "-1"):
-        _assert_usage_error(_run([MSRUN, bad, data, "CPU"], tmp_path), "DEVICE_NUM must be a positive integer")
+    for bad in ("0", "two", "-1", "4097", "99999999999999999999"):
+        _assert_usage_error(_run([MSRUN, bad, data, "CPU"], tmp_path), "DEVICE_NUM must be an integer in 1..4096")
+    _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM="99999999999999999999"),
+                        "NODE_NUM must be an integer in 1..4096")
+    _assert_usage_error(_run([MSRUN, "4096", data, "CPU"], tmp_path, NODE_NUM="17", NODE_RANK="0", MASTER_ADDR="10.0.0.1"),
+                        "at most 65536 workers")
+    for port in ("0", "65536", "http"):
+        _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, MASTER_PORT=port), "MASTER_PORT must be a port")
+    _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, EXIT_GRACE_S="1" + "0" * 30), "EXIT_GRACE_S")
     _assert_usage_error(_run([MSRUN, "2", data, "TPU"], tmp_path), "DEVICE_TARGET must be GPU, CPU or Ascend")
     _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM=2, NODE_RANK=0), "set MASTER_ADDR")
     _assert_usage_error(_run([MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM=2, NODE_RANK=2, MASTER_ADDR="10.0.0.1"),
@@ -105,17 +115,121 @@ def test_other_argument_errors(tmp_path, tiny_data):
      '{"device_id": "0", "rank_id": "1"}]}]}', "lists a device_id twice"),
     ('{"server_list": [{"server_id": "a", "device": [{"device_id": "x", "rank_id": "0"}]}]}',
      "integer rank_id and device_id"),
+    # numbers out of range or not whole: one error line, never a traceback or a silently truncated id
+    *[('{"server_list": [{"server_id": "a", "device": [{"device_id": %s, "rank_id": "0"}]}]}' % device, message)
+      for device, message in (("1e999", "got device_id Infinity"), ('"-1"', 'got device_id "-1"'),
+                              ("2.7", "got device_id 2.7"), ("true", "got device_id true"),
+                              ('"4096"', "device_id 4096 is out of range 0..4095"),
+                              ('"99999999999999999999"', "is out of range 0..4095"))],
+    ('{"group_list": [{"instance_list": [{"server_id": "a", "rank_id": "%s", "devices": [{"device_id": "0"}]}]}]}'
+     % ("9" * 5000), "rank_id 99999999999999999999... is out of range 0..65535"),
 ])
 def test_bad_rank_table(tmp_path, tiny_data, content, message):
     table = tmp_path / "rank_table.json"
     if content is not None:
         table.write_text(content)
-    _assert_usage_error(_run([RANK_TABLE, str(table), str(tiny_data)], tmp_path), message)
+    proc = _run([RANK_TABLE, str(table), str(tiny_data)], tmp_path)
+    _assert_usage_error(proc, message)
+    assert "Traceback" not in proc.stderr
 
 
 def test_multi_server_rank_table_needs_to_know_this_server(tmp_path, tiny_data):
     table = _rank_table(tmp_path / "rt.json", [("10.9.9.1", [(0, 0), (1, 1)]), ("10.9.9.2", [(0, 2), (1, 3)])])
     _assert_usage_error(_run([RANK_TABLE, str(table), str(tiny_data)], tmp_path), "set SERVER_ID")
+
+
+# --------------------------------------------------------------------------- which interpreter
+LAUNCHERS = {  # launcher -> its arguments, {data} and {ckpt} filled in
+    STANDALONE: ["0", "{data}"], EVAL: ["0", "{data}", "{ckpt}"], RANK_TABLE: ["{table}", "{data}"],
+    MSRUN: ["2", "{data}", "CPU"], "run_infer_310.sh": ["{onnx}", "{data}"],
+}
+
+
+def _stand_in(path, python, *flags):
+    """An interpreter at ``path`` that runs ``python`` (with ``flags``; -S hides site-packages, MindSpore
+    included)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\nexec {python} {" ".join(flags)} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def fake_repo(tmp_path):
+    """A copy of scripts/ in a repository of its own (everything else linked), so that its .venv is the
+    test's to make; PATH holds a python3 and a python without MindSpore, then the system's folders."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SCRIPTS, repo / "scripts")
+    for name in set(os.listdir(REPO)) - {"scripts", ".venv", ".venv-test", ".git"}:
+        (repo / name).symlink_to(os.path.join(REPO, name))
+    bin_dir = tmp_path / "bin"
+    for name in ("python3", "python"):
+        _stand_in(bin_dir / name, sys.executable, "-S")
+    return repo, f"{bin_dir}:/usr/bin:/bin"
+
+
+def _launch(repo, script, tmp_path, tiny_data, **env):
+    table = _rank_table(tmp_path / "rt.json", [("10.0.0.1", [(0, 0)])])
+    (tmp_path / "net.onnx").write_bytes(b"x")
+    (tmp_path / "w.ckpt").write_bytes(b"x")
+    args = [a.format(data=tiny_data, ckpt=tmp_path / "w.ckpt", table=table, onnx=tmp_path / "net.onnx")
+            for a in LAUNCHERS[script]]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir(exist_ok=True)
+    env = {"OUTPUT_ROOT": tmp_path / "out", "BUILD_DIR": tmp_path / "build", "PYTHON": "", **env}
+    return _run([os.path.join(repo, "scripts", os.path.basename(script)), *args], cwd, **env), cwd
+
+
+@pytest.mark.parametrize("script", list(LAUNCHERS), ids=lambda s: os.path.basename(s))
+def test_launcher_without_mindspore_is_one_line_and_creates_nothing(tmp_path, tiny_data, fake_repo, script):
+    repo, path = fake_repo
+    for env, chosen in (({"PATH": path}, tmp_path / "bin" / "python3"),  # no PYTHON, no .venv: PATH's python3
+                        ({"PYTHON": str(tmp_path / "bin" / "python")}, tmp_path / "bin" / "python")):
+        proc, cwd = _launch(repo, script, tmp_path, tiny_data, **env)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1 and errors[0].startswith("error: no MindSpore in "), proc.stderr
+        assert str(chosen) in errors[0] and "PYTHON=" in errors[0] and ".venv" in errors[0], errors[0]
+        assert not (tmp_path / "out").exists() and not os.listdir(cwd) and not (tmp_path / "build").exists()
+
+
+def test_launcher_python_that_does_not_exist(tmp_path, tiny_data, fake_repo):
+    repo, path = fake_repo
+    proc, _ = _launch(repo, STANDALONE, tmp_path, tiny_data, PATH=path, PYTHON=tmp_path / "no_such_python")
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: PYTHON={tmp_path / 'no_such_python'} "), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", [STANDALONE, EVAL, RANK_TABLE, MSRUN], ids=os.path.basename)
+def test_launcher_finds_the_repository_venv_and_honours_python(tmp_path, tiny_data, fake_repo, script):
+    repo, path = fake_repo
+    venv_python = _stand_in(repo / ".venv" / "bin" / "python", sys.executable)
+    proc, _ = _launch(repo, script, tmp_path, tiny_data, PATH=path, DRY_RUN=1)  # PATH's pythons have no MindSpore
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f" {venv_python} " in proc.stdout, proc.stdout  # the job runs with the repository's .venv
+    other = _stand_in(tmp_path / "elsewhere" / "python", sys.executable)
+    proc, _ = _launch(repo, script, tmp_path, tiny_data, PATH=path, DRY_RUN=1, PYTHON=other)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f" {other} " in proc.stdout and str(venv_python) not in proc.stdout, proc.stdout
+
+
+FAKE_MSRUN = """#!/bin/sh
+echo "fake msrun GLOG_v=${GLOG_v:-unset}"
+"""
+
+
+def test_msrun_launcher_silences_mindspore_logs(tmp_path, tiny_data):
+    fake = tmp_path / "fake_msrun"
+    fake.write_text(FAKE_MSRUN)
+    fake.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k not in ("GLOG_v", "CSPDARKNET53_RUN_NAME", "MS_ROLE")}
+    base.update(PYTHON=sys.executable, MSRUN=str(fake), OUTPUT_ROOT=str(tmp_path / "out"), QUIET="1")
+    for run, extra, expected in (("default", {}, "GLOG_v=3"), ("own", {"GLOG_v": "1"}, "GLOG_v=1")):  # the user's wins
+        proc = subprocess.run(["bash", MSRUN, "1", str(tiny_data), "CPU"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, env={**base, "CSPDARKNET53_RUN_NAME": run, **extra})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        log = (tmp_path / "out" / run / "msrun.log").read_text()
+        assert f"fake msrun {expected}" in log, log
 
 
 # --------------------------------------------------------------------------- rank table launches

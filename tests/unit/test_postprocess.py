@@ -261,3 +261,86 @@ def test_class_table_matches_timm_when_installed():
         pytest.skip("timm not installed")
     from tools import make_imagenet_class_names as tool
     assert tool.main(["--check"]) == 0
+
+
+# ------------------------------------------------------------------------------------------------ issue 23
+def _model_with_record(tmp_path, names, dtype="float32"):
+    """A MINDIR stand-in whose sidecar holds a model record with these class names."""
+    k = len(names)
+    record = {"format": "cspdarknet53-model-record", "version": 1, "arch": "cspdarknet_tiny", "num_classes": k,
+              "class_names": names, "input": {"shape": [1, 3, 32, 32]},
+              "preprocess": {"image_size": [32, 32], "eval_resize": "squash", "crop_pct": 1.0, "resize": [32, 32],
+                             "mean": [0, 0, 0], "std": [1, 1, 1]},
+              "output": {"dtype": dtype}, "calibration": None}
+    model = tmp_path / "net.mindir"
+    model.write_bytes(b"x")
+    (tmp_path / "net.mindir.json").write_text(json.dumps(record))
+    return model
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_logits_are_refused(tmp_path, capsys, bad):
+    res, lp, _, _ = _setup(tmp_path, "float32", RANKS, LABELS)
+    rows = np.full((1, K), bad, np.float32)        # all-NaN: argsort would rank class 0 first, a "hit" for label 0
+    rows.tofile(os.path.join(res, "img_0001_0.bin"))   # img_0001 has label 0
+    with pytest.raises(postprocess.PostprocessError, match="1 of 12 images have non-finite logits"):
+        postprocess.evaluate(res, lp, num_classes=K)
+    assert postprocess.main([f"--result_path={res}", f"--label_path={lp}", f"--num_classes={K}"]) == 2
+    err = capsys.readouterr()
+    assert "error: 1 of 12 images have non-finite logits" in err.err and "top1 accuracy" not in err.out
+    # scored anyway (library use): the row is a miss, never a hit
+    r = postprocess.evaluate(res, lp, num_classes=K, allow_nonfinite=True)
+    assert r.nonfinite_rows == 1 and r.top1 == 3 and r.top5 == 7
+
+
+def test_all_nan_results_never_score(tmp_path):
+    res, lp, _, _ = _setup(tmp_path, "float16", RANKS, [0] * 12)
+    for name in os.listdir(res):
+        np.full((1, K), np.nan, np.float16).tofile(os.path.join(res, name))
+    r = postprocess.evaluate(res, lp, dtype="float16", allow_nonfinite=True)
+    assert (r.top1, r.top5, r.nonfinite_rows) == (0, 0, 12)
+
+
+def test_model_record_gives_classes_dtype_and_names(tmp_path, capsys):
+    names = [f"name{c}" for c in range(K)]
+    res, lp, top1, _ = _setup(tmp_path, "float32", RANKS, LABELS)
+    model = _model_with_record(tmp_path, names)
+    assert postprocess.main([f"--result_path={res}", f"--label_path={lp}", f"--model_path={model}"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines[0] == f"Total data: 12, top1 accuracy: {4 / 12}, top5 accuracy: {8 / 12}"
+    # per class: label 9 has two images (ranks 0 and 0), label 0 two (ranks 0 and 6)
+    assert "class 9 name9: 2 images, top1 1.0000" in lines and "class 0 name0: 2 images, top1 0.5000" in lines
+    assert "net.mindir.json" in out.err
+    # the record's dtype is used, and a contradicting flag is an error
+    assert postprocess.main([f"--result_path={res}", f"--label_path={lp}", f"--model_path={model}",
+                             "--dtype=float16"]) == 2
+    assert "model record" in capsys.readouterr().err
+    bare = tmp_path / "bare.mindir"
+    bare.write_bytes(b"x")
+    assert postprocess.main([f"--result_path={res}", f"--label_path={lp}", f"--model_path={bare}"]) == 2
+    assert "no model record" in capsys.readouterr().err
+
+
+def test_label_script_skips_hidden_files_and_numbers_folders_by_the_model(tmp_path, capsys):
+    img = tmp_path / "val"
+    for cls in ("sandal", "bag"):
+        (img / cls).mkdir(parents=True)
+        (img / cls / f"{cls}.jpg").write_bytes(b"x")
+        (img / cls / ".DS_Store").write_bytes(b"x")
+    (img / ".cspdarknet53_verified.jsonl").write_text("{}\n")   # the data check's manifest
+    labels, classes, stats = label_script.build_labels(str(img))
+    assert labels == {"bag.jpg": 0, "sandal.jpg": 1} and stats["stray_files"] == []
+    # the model's names decide the indices: a subset of its classes in another order
+    labels, _, stats = label_script.build_labels(str(img), ["shirt", "sandal", "coat", "bag"])
+    assert labels == {"bag.jpg": 3, "sandal.jpg": 1} and stats["by_name"]
+    # no folder is a class name (ImageNet synsets vs words): sorted order; some are: an error naming the rest
+    _, _, stats = label_script.build_labels(str(img), ["a", "b", "c"])
+    assert not stats["by_name"]
+    with pytest.raises(label_script.LabelError, match="not classes of the model: sandal"):
+        label_script.build_labels(str(img), ["bag", "coat"])
+    model = _model_with_record(tmp_path, ["shirt", "sandal", "coat", "bag"] + [f"x{i}" for i in range(6)])
+    out = tmp_path / "labels.json"
+    assert label_script.main([f"--img_path={img}", f"--output={out}", f"--model_path={model}"]) == 0
+    assert json.loads(out.read_text()) == {"bag.jpg": 3, "sandal.jpg": 1}
+    assert "WARNING" not in capsys.readouterr().err

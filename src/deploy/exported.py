@@ -1,0 +1,97 @@
+"""An exported ONNX model used the way its record says: the eval preprocessing, the class names and the
+calibration temperature come from the file itself (``src.deploy.record``), so ``predict.py --model_path=...``
+(round 2) and other Python callers need no flags.
+
+    model = ExportedModel("net.onnx")
+    model.predict(["cat.jpg"], topk=5, tta="flip")   # [{"file", "top": [(index, name, probability), ...]}]
+
+onnxruntime runs the model (FP32 or the INT8 QDQ model of ``src.deploy.quantize``); without it,
+``ExportError`` says what to install. Images are preprocessed by MindSpore's eval transforms
+(``src.data.transforms.eval_transforms``) one by one, exactly as eval.py and the C++ app do.
+"""
+import os
+
+import numpy as np
+
+from src.errors import ExportError, ModelRecordError
+
+__all__ = ["ExportedModel"]
+
+
+class ExportedModel:
+    def __init__(self, path, threads=0):
+        from src.deploy.record import read_model_record
+
+        path = os.fspath(path)
+        if not path.lower().endswith(".onnx"):
+            raise ExportError(f"{path}: only ONNX models run in Python here (MINDIR: mindspore.load; the C++ app "
+                              "runs MINDIR on Ascend)")
+        self.record, self.record_source = read_model_record(path, required=True)
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ExportError(f"running {path} needs onnxruntime ({err}): pip install onnxruntime==1.32.0") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.batch = self.record["input"]["shape"][0]
+        self.path = path
+        cal = self.record.get("calibration")
+        self.temperature = float(cal["temperature"]) if cal else 1.0
+        self._ops = None
+
+    @property
+    def class_names(self):
+        return self.record.get("class_names")
+
+    def preprocess(self, image_path):
+        """CHW float32 input of one image file, as the record says (eval transforms with its mean/std)."""
+        if self._ops is None:
+            import mindspore.dataset.vision as vision
+
+            from src.data.transforms import eval_transforms
+            from src.deploy.record import record_preprocess
+
+            size, mode, pct = record_preprocess(self.record)
+            pre = self.record["preprocess"]
+            self._ops = [vision.Normalize(mean=pre["mean"], std=pre["std"]) if type(op).__name__ == "Normalize"
+                         else op for op in eval_transforms(size, eval_resize=mode, crop_pct=pct)]
+        x = np.fromfile(os.fspath(image_path), dtype=np.uint8)
+        for op in self._ops:
+            x = op(x)
+        return np.asarray(x, dtype=np.float32)
+
+    def logits(self, images):
+        """Logits of an NCHW float32 array (any count: fed in the model's fixed batch, the last one padded)."""
+        images = np.asarray(images, dtype=np.float32)
+        n, out = len(images), []
+        for i in range(0, n, self.batch):
+            chunk = images[i:i + self.batch]
+            pad = self.batch - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            out.append(self.session.run(None, {self.input_name: np.ascontiguousarray(chunk)})[0][:self.batch - pad])
+        return np.concatenate(out).astype(np.float32)
+
+    def predict(self, image_paths, topk=5, tta="none"):
+        """Top-k ``(class index, name or None, probability at the record's temperature)`` per image."""
+        from src.analysis.calibration import softmax
+        from src.deploy.tta import tta_logits
+
+        if not image_paths:
+            return []
+        images = np.stack([self.preprocess(p) for p in image_paths])
+        logits = tta_logits(self.logits, images, tta)
+        if not np.isfinite(logits).all():
+            raise ModelRecordError(f"{self.path} gives non-finite logits; no prediction")
+        probs = softmax(logits, self.temperature)
+        names = self.class_names
+        out = []
+        for path, row in zip(image_paths, probs):
+            order = np.argsort(-row, kind="stable")[:int(topk)]
+            out.append({"file": os.fspath(path),
+                        "top": [(int(c), names[c] if names else None, float(row[c])) for c in order]})
+        return out

@@ -1,0 +1,270 @@
+"""INT8 post-training quantization of an exported ONNX model.
+
+    batches = calibration_batches(train_dir, record, num_images=300, batch_size=1, seed=0)
+    quantize_onnx("net.onnx", "net.int8.onnx", batches)                   # onnxruntime, QDQ
+    quantize_openvino("net.onnx", "net.int8.xml", batches)                # OpenVINO IR via NNCF (optional)
+
+* Calibration images: ``num_images`` training images, spread evenly over the classes and drawn with
+  ``seed`` (``select_calibration_images``), through the project's own eval pipeline
+  (``src.data.pipeline.create_dataset`` in eval mode with the model record's image size, resize mode and crop
+  fraction), so the quantizer sees exactly what the model sees at inference. Held-out accuracy must be
+  measured on other images (the validation split).
+* ``quantize_onnx``: onnxruntime's ``quant_pre_process`` (shape inference, BatchNorm folded into the
+  convolutions) then ``quantize_static`` in the QDQ format: weights int8 symmetric per output channel,
+  activations uint8 (the U8S8 pair onnxruntime runs fastest on x86 with VNNI), MinMax calibration by default.
+  ``exclude_nodes`` keeps named nodes in float32 (``nodes_to_exclude``); ``op_types`` limits what is quantized.
+  The model record is copied into the output with a ``quantization`` entry saying how it was made.
+* ``quantize_openvino``: NNCF's ``nncf.quantize`` on the OpenVINO model read from the same ONNX file
+  (``openvino`` and ``nncf`` are not requirements; without them a clear ``ExportError`` says what to install).
+
+onnx and onnxruntime are test requirements, not runtime ones: without them ``require_onnx_tools`` raises an
+``ExportError`` naming the packages to install.
+"""
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from src.errors import DatasetError, ExportError
+
+__all__ = ["CALIBRATION_METHODS", "ONNX_HINT", "OPENVINO_HINT", "require_onnx_tools", "select_calibration_images",
+           "calibration_batches", "preprocessed_graph", "quantize_onnx", "quantize_openvino", "onnx_node_names", "run_onnx_batches"]
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+ONNX_HINT = "pip install onnxruntime==1.32.0 onnx==1.23.2"
+OPENVINO_HINT = "pip install openvino==2026.4.1 nncf==3.4.0"
+
+
+def require_onnx_tools():
+    """``(onnx, onnxruntime, onnxruntime.quantization)``, or an ``ExportError`` saying what to install."""
+    try:
+        import onnx
+        import onnxruntime
+        from onnxruntime import quantization
+    except ImportError as err:
+        raise ExportError(f"INT8 quantization needs onnx and onnxruntime ({err}): {ONNX_HINT}") from None
+    return onnx, onnxruntime, quantization
+
+
+# ---------------------------------------------------------------------------------------------- calibration data
+def select_calibration_images(data_dir, num_images, seed=0):
+    """``(rel_paths, labels, class_to_idx)``: ``num_images`` images of the ImageFolder ``data_dir``, taken in
+    turn from each class (a seeded shuffle within each class), so every class is represented as evenly as its
+    image count allows. Fewer images in the folder than asked: all of them."""
+    from src.data.listing import list_image_folder
+
+    if int(num_images) < 1:
+        raise DatasetError(f"calib_images must be >= 1, got {num_images}")
+    class_to_idx, rel_paths, labels = list_image_folder(os.fspath(data_dir), None)[:3]
+    if not rel_paths:
+        raise DatasetError(f"no image files in the class folders of {data_dir} (calibration data)")
+    rng = np.random.default_rng(int(seed))
+    by_class = {}
+    for path, label in zip(rel_paths, labels):
+        by_class.setdefault(label, []).append(path)
+    queues = [list(rng.permutation(by_class[c])) for c in sorted(by_class)]
+    chosen = []
+    while len(chosen) < min(int(num_images), len(rel_paths)):
+        for c, queue in enumerate(queues):
+            if queue and len(chosen) < num_images:
+                chosen.append((queue.pop(), sorted(by_class)[c]))
+    chosen.sort()
+    return [p for p, _ in chosen], [int(lb) for _, lb in chosen], class_to_idx
+
+
+def calibration_batches(data_dir, record, num_images=300, batch_size=1, seed=0):
+    """The calibration inputs: a list of float32 NCHW arrays of ``batch_size`` images each (the last one
+    padded by repeating images when ``batch_size`` does not divide the count, since an exported model has a
+    fixed batch), preprocessed by the eval pipeline as ``record`` (a model record) says."""
+    from src.data.pipeline import create_dataset
+    from src.deploy.record import record_preprocess
+
+    rel_paths, _, _ = select_calibration_images(data_dir, num_images, seed)
+    image_size, eval_resize, crop_pct = record_preprocess(record)
+    files = [os.path.join(os.fspath(data_dir), p) for p in rel_paths]
+    bundle = create_dataset("", image_size, int(batch_size), mode="eval", files=files, eval_resize=eval_resize,
+                            crop_pct=crop_pct, shuffle=False, drop_remainder=False,
+                            where=f"{len(files)} calibration images of {data_dir}")
+    images = np.concatenate([np.asarray(b[0]) for b in bundle.dataset.create_tuple_iterator(
+        num_epochs=1, output_numpy=True)])
+    n = len(images)
+    pad = (-n) % int(batch_size)
+    if pad:
+        images = np.concatenate([images, images[:pad]])
+    return [np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)
+            for i in range(0, len(images), int(batch_size))]
+
+
+def _reader(batches, input_name, quantization):
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(batches)
+
+        def get_next(self):
+            batch = next(self._it, None)
+            return None if batch is None else {input_name: batch}
+
+        def rewind(self):
+            self._it = iter(batches)
+
+    return Reader()
+
+
+# ---------------------------------------------------------------------------------------------- onnxruntime
+def _input_name(path, onnxruntime):
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ExportError(f"{path}: expected a model with one input, found {len(inputs)}")
+    return inputs[0].name, inputs[0].shape
+
+
+#: per-channel QDQ needs DequantizeLinear's ``axis`` (opset 13); MindSpore 2.10 exports opset 11
+MIN_OPSET = 13
+
+
+def _at_least_opset13(path, out, onnx):
+    """``path`` itself when its default-domain opset is >= 13, else a converted copy written to ``out``."""
+    model = onnx.load(os.fspath(path))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset >= MIN_OPSET:
+        return os.fspath(path)
+    from onnx import version_converter
+
+    onnx.save(version_converter.convert_version(model, MIN_OPSET), out)
+    return out
+
+
+def preprocessed_graph(path, out):
+    """Writes the graph the quantizer works on to ``out``: opset >= 13, shapes inferred, BatchNorm folded into
+    the convolutions (onnxruntime's ``quant_pre_process``). Node names for ``exclude_nodes`` are this graph's."""
+    onnx, _, _ = require_onnx_tools()
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    folder = os.path.dirname(os.path.abspath(out))
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        source = _at_least_opset13(path, os.path.join(tmp, "opset13.onnx"), onnx)
+        quant_pre_process(source, os.fspath(out), skip_symbolic_shape=True)
+    return os.fspath(out)
+
+
+def onnx_node_names(path, op_types=None):
+    """``[(name, op_type)]`` of the graph's nodes (of ``op_types`` only, when given), in graph order."""
+    onnx, _, _ = require_onnx_tools()
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return [(n.name, n.op_type) for n in model.graph.node if op_types is None or n.op_type in op_types]
+
+
+def quantize_onnx(fp32_path, out_path, batches, *, calibrate_method="minmax", per_channel=True,
+                  exclude_nodes=(), op_types=None, percentile=99.999, preprocessed_path=None):
+    """Writes the INT8 (QDQ) model of ``fp32_path`` to ``out_path``; returns a dict describing it (also stored
+    in the output's model record under ``quantization`` when the input has a record).
+
+    ``batches``: calibration inputs (``calibration_batches``). ``exclude_nodes``: node names of the
+    pre-processed graph kept in float32 (``preprocessed_path`` keeps that graph for looking them up; see
+    ``onnx_node_names``). ``op_types``: the node types to quantize (default: every type onnxruntime can).
+    """
+    from src.deploy.record import RECORD_KEY, onnx_metadata, read_model_record, write_model_record
+
+    _, onnxruntime, quantization = require_onnx_tools()
+    method = str(calibrate_method).lower()
+    if method not in CALIBRATION_METHODS:
+        raise ExportError(f"calibrate_method={calibrate_method!r}: expected one of {CALIBRATION_METHODS}")
+    if not batches:
+        raise ExportError("no calibration images: INT8 quantization needs a few hundred training images")
+    fp32_path, out_path = os.fspath(fp32_path), os.fspath(out_path)
+    name, shape = _input_name(fp32_path, onnxruntime)
+    if isinstance(shape[0], int) and shape[0] != batches[0].shape[0]:
+        raise ExportError(f"{fp32_path} takes batches of {shape[0]}, the calibration batches hold "
+                          f"{batches[0].shape[0]} images")
+    record, _ = read_model_record(fp32_path)
+    folder = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".quantize.", dir=folder)
+    try:
+        pre = preprocessed_graph(fp32_path, os.path.join(tmp, "preprocessed.onnx"))
+        if preprocessed_path:
+            shutil.copyfile(pre, preprocessed_path)
+        methods = {"minmax": quantization.CalibrationMethod.MinMax,
+                   "percentile": quantization.CalibrationMethod.Percentile,
+                   "entropy": quantization.CalibrationMethod.Entropy}
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        if method == "percentile":
+            extra["CalibPercentile"] = float(percentile)
+        known = {n for n, _ in onnx_node_names(pre)}
+        unknown = [n for n in exclude_nodes if n not in known]
+        if unknown:
+            raise ExportError(f"exclude_nodes: {', '.join(unknown[:5])} are not nodes of the pre-processed graph "
+                              f"of {fp32_path} (see onnx_node_names)")
+        result = os.path.join(tmp, "int8.onnx")
+        quantization.quantize_static(
+            pre, result, _reader(batches, name, quantization), quant_format=quantization.QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types) if op_types else None, per_channel=bool(per_channel),
+            reduce_range=False, activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8, nodes_to_exclude=list(exclude_nodes) or None,
+            calibrate_method=methods[method], extra_options=extra)
+        info = {"scheme": "int8 QDQ (onnxruntime quantize_static)", "weights": "int8 symmetric" +
+                (" per channel" if per_channel else " per tensor"), "activations": "uint8 asymmetric per tensor",
+                "calibration": method + (f" {percentile}" if method == "percentile" else ""),
+                "calibration_images": int(sum(len(b) for b in batches)),
+                "excluded_nodes": list(exclude_nodes), "op_types": list(op_types) if op_types else "all",
+                "onnxruntime": onnxruntime.__version__, "source_model": os.path.abspath(fp32_path)}
+        os.replace(result, out_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if record is not None:
+        record = dict(record)
+        record["quantization"] = info
+        record["file_format"] = "ONNX"
+        write_model_record(out_path, record)
+    elif RECORD_KEY in onnx_metadata(out_path):  # never a stale record
+        raise ExportError(f"{out_path}: unexpected model record")
+    return info
+
+
+def run_onnx_batches(path, batches, threads=0):
+    """Logits of an ONNX model over a list of NCHW batches, concatenated (onnxruntime, CPU)."""
+    _, onnxruntime, _ = require_onnx_tools()
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: b})[0] for b in batches])
+
+
+# ---------------------------------------------------------------------------------------------- OpenVINO
+def quantize_openvino(fp32_path, out_xml, batches, *, ignored_nodes=(), preset="performance", subset_size=None):
+    """Writes an INT8 OpenVINO IR (``out_xml`` + ``.bin``) of the ONNX model ``fp32_path``, quantized by NNCF's
+    post-training quantization on ``batches``; the model record goes to the sidecar ``<out_xml>.json``.
+    ``ignored_nodes``: OpenVINO operation names kept in float. Returns a dict describing it."""
+    from src.deploy.record import read_model_record, write_model_record
+
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as err:
+        raise ExportError(f"an OpenVINO INT8 model needs openvino and nncf ({err}): {OPENVINO_HINT}") from None
+    model = ov.Core().read_model(os.fspath(fp32_path))
+    dataset = nncf.Dataset(list(batches))
+    kwargs = {"preset": nncf.QuantizationPreset.PERFORMANCE if preset == "performance"
+              else nncf.QuantizationPreset.MIXED,
+              "subset_size": int(subset_size or sum(len(b) for b in batches))}
+    if ignored_nodes:
+        kwargs["ignored_scope"] = nncf.IgnoredScope(names=list(ignored_nodes))
+    quantized = nncf.quantize(model, dataset, **kwargs)
+    out_xml = os.fspath(out_xml)
+    os.makedirs(os.path.dirname(os.path.abspath(out_xml)), exist_ok=True)
+    ov.save_model(quantized, out_xml, compress_to_fp16=False)
+    info = {"scheme": "int8 (OpenVINO NNCF post-training quantization)", "preset": preset,
+            "calibration_images": int(sum(len(b) for b in batches)), "ignored_nodes": list(ignored_nodes),
+            "openvino": ov.__version__, "nncf": nncf.__version__, "source_model": os.path.abspath(fp32_path)}
+    record, _ = read_model_record(fp32_path)
+    if record is not None:
+        record = dict(record)
+        record["quantization"] = info
+        record["file_format"] = "OpenVINO IR"
+        write_model_record(out_xml, record)
+    return info

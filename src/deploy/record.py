@@ -1,0 +1,399 @@
+"""The model record: what an exported model needs so that any runtime can use it without being told.
+
+A record is one JSON object (``RECORD_FORMAT``, version 1)::
+
+    {"format": "cspdarknet53-model-record", "version": 1,
+     "arch": "cspdarknet53", "num_classes": 10,
+     "class_names": ["00_tshirt_top", ...] or null, "class_names_source": "recorded in ...",
+     "input": {"shape": [1, 3, 64, 64], "dtype": "float32", "layout": "NCHW", "channels": "RGB"},
+     "preprocess": {"image_size": [64, 64], "eval_resize": "squash", "crop_pct": 1.0,
+                    "resize": [64, 64], "interpolation": "bilinear",
+                    "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
+     "output": {"dtype": "float32", "kind": "logits"},
+     "source_checkpoint": {"path": "/abs/ckpt", "sha256": "...", "layout": "own", "ema": false},
+     "calibration": null or {"temperature": 1.37, ...},
+     "quantization": null or {"scheme": "int8-qdq", ...},
+     "file_format": "ONNX"}
+
+``preprocess.resize`` is the argument of the eval pipeline's ``Resize``
+(``src.data.transforms.eval_resize_size``): one value resizes the shorter side to it (aspect kept), two
+values squash the image to ``[height, width]``; then a centre crop of ``image_size``, ``(pixel - mean) / std``
+on 0-255 RGB values, CHW. It is computed here by the Python rule, so other runtimes never re-derive it.
+
+Where it is stored:
+
+* ONNX: in ``ModelProto.metadata_props`` under the key ``model_record`` (what onnxruntime's
+  ``get_modelmeta().custom_metadata_map`` and ``Ort::ModelMetadata`` return). The entry is appended to the
+  serialized protobuf (an ONNX file is a ``ModelProto``; a repeated field may be appended anywhere at the top
+  level), so no onnx package is needed; an older record entry is removed first.
+* MINDIR, AIR (and anything else): a sidecar ``<model file>.json`` beside the model.
+
+``read_model_record`` reads either; for an ONNX file without an embedded record it falls back to a sidecar.
+"""
+import hashlib
+import json
+import os
+import tempfile
+
+from src.errors import ModelRecordError
+
+__all__ = ["RECORD_FORMAT", "RECORD_VERSION", "RECORD_KEY", "build_model_record", "validate_record",
+           "write_model_record", "read_model_record", "sidecar_path", "onnx_metadata", "set_onnx_metadata",
+           "with_calibration", "record_preprocess", "file_sha256", "describe_record"]
+
+RECORD_FORMAT = "cspdarknet53-model-record"
+RECORD_VERSION = 1
+RECORD_KEY = "model_record"
+SIDECAR_SUFFIX = ".json"
+
+_MODEL_METADATA_FIELD = 14   # ModelProto.metadata_props (repeated StringStringEntryProto)
+_MODEL_GRAPH_FIELD = 7       # ModelProto.graph
+
+
+# ---------------------------------------------------------------------------------------------- building
+def file_sha256(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _class_names(info, num_classes):
+    """The checkpoint's class names; the ImageNet-1k table for a 1000-class model without them (what
+    predict.py shows for such a model too); else None."""
+    names, source = info.get("class_names"), info.get("class_names_source")
+    if names is not None and len(names) == num_classes:
+        return [str(n) for n in names], source
+    if num_classes == 1000:
+        from src.data.class_names import load_imagenet_class_names
+        return load_imagenet_class_names(), "the ImageNet-1k table (data/imagenet/imagenet1k_classes.tsv)"
+    return None, None
+
+
+def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info=None, output_dtype="float32",
+                       eval_resize="auto", crop_pct=0.0, given=(), used_ema=False, calibration=None,
+                       file_format=None):
+    """The record of a model exported from ``ckpt_path``.
+
+    ``arch`` / ``num_classes``: what was built (``src.checkpoint.resolve_model_info``). ``input_shape``:
+    ``[N, 3, H, W]`` of the exported graph (the size the model is fed, which may differ from the training size).
+    ``info``: ``src.checkpoint.checkpoint_model_info(ckpt_path)`` (read when None). The eval resize mode and
+    crop fraction come from ``src.archs.resolve_preprocess`` (``eval_resize`` / ``crop_pct`` / ``given``
+    as there: the user's explicit values, else the checkpoint's training run, else the architecture's).
+    ``calibration``: a calibration record (``src.analysis.calibration``) to embed, or None.
+    """
+    from src.archs import resolve_preprocess
+    from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_resize_size
+
+    if info is None:
+        from src.checkpoint import checkpoint_model_info
+        info = checkpoint_model_info(ckpt_path)
+    shape = [int(v) for v in input_shape]
+    if len(shape) != 4 or shape[1] != 3:
+        raise ValueError(f"input_shape must be [N, 3, H, W], got {input_shape!r}")
+    pre = resolve_preprocess(arch, eval_resize=eval_resize, crop_pct=crop_pct, recorded=info.get("preprocess"),
+                             given=given)
+    size = (shape[2], shape[3])
+    resize = eval_resize_size(size, pre["eval_resize"], pre["crop_pct"])
+    names, names_source = _class_names(info, int(num_classes))
+    record = {
+        "format": RECORD_FORMAT, "version": RECORD_VERSION,
+        "arch": arch, "num_classes": int(num_classes),
+        "class_names": names, "class_names_source": names_source,
+        "input": {"shape": shape, "dtype": "float32", "layout": "NCHW", "channels": "RGB"},
+        "preprocess": {"image_size": list(size), "eval_resize": pre["eval_resize"], "crop_pct": pre["crop_pct"],
+                       "resize": [int(resize)] if isinstance(resize, int) else [int(v) for v in resize],
+                       "interpolation": "bilinear",
+                       "mean": [round(float(v), 6) for v in IMAGENET_MEAN],
+                       "std": [round(float(v), 6) for v in IMAGENET_STD]},
+        "output": {"dtype": str(output_dtype), "kind": "logits"},
+        "source_checkpoint": {"path": os.path.abspath(os.fspath(ckpt_path)), "sha256": file_sha256(ckpt_path),
+                              "layout": info.get("layout"), "ema": bool(used_ema)},
+        "calibration": None,
+        "quantization": None,
+        "file_format": file_format,
+    }
+    if calibration is not None:
+        record = with_calibration(record, calibration)
+    validate_record(record, "the new record")
+    return record
+
+
+def with_calibration(record, calibration):
+    """A copy of ``record`` with the calibration record embedded (its temperature and where it came from)."""
+    from src.analysis.calibration import validate_calibration
+
+    validate_calibration(calibration, "the calibration record")
+    out = dict(record)
+    out["calibration"] = dict(calibration)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- checking
+def _fail(where, message):
+    raise ModelRecordError(f"{where}: model record {message}")
+
+
+def validate_record(record, where):
+    """Raises ``ModelRecordError`` (naming ``where``) unless ``record`` is a usable version-1 record."""
+    if not isinstance(record, dict):
+        _fail(where, f"is not a JSON object (got {type(record).__name__})")
+    if record.get("format") != RECORD_FORMAT:
+        _fail(where, f"has format {record.get('format')!r}, expected {RECORD_FORMAT!r}")
+    if record.get("version") != RECORD_VERSION:
+        _fail(where, f"has version {record.get('version')!r}; this code reads version {RECORD_VERSION}")
+    k = record.get("num_classes")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        _fail(where, f"num_classes={k!r} is not a positive integer")
+    names = record.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) != k
+                              or not all(isinstance(n, str) for n in names)):
+        _fail(where, f"class_names must be null or a list of {k} strings")
+    pre = record.get("preprocess")
+    if not isinstance(pre, dict):
+        _fail(where, "has no preprocess object")
+    size, resize = pre.get("image_size"), pre.get("resize")
+    if not (isinstance(size, list) and len(size) == 2 and all(_pos_int(v) for v in size)):
+        _fail(where, f"preprocess.image_size={size!r} is not [height, width]")
+    if not (isinstance(resize, list) and len(resize) in (1, 2) and all(_pos_int(v) for v in resize)):
+        _fail(where, f"preprocess.resize={resize!r} is not [shorter side] or [height, width]")
+    if len(resize) == 1 and resize[0] < min(size) or len(resize) == 2 and (resize[0] < size[0] or resize[1] < size[1]):
+        _fail(where, f"preprocess.resize={resize} is smaller than the crop {size}")
+    for key in ("mean", "std"):
+        v = pre.get(key)
+        if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
+            _fail(where, f"preprocess.{key}={v!r} is not 3 numbers")
+    if any(x <= 0 for x in pre["std"]):
+        _fail(where, f"preprocess.std={pre['std']} has a value <= 0")
+    shape = (record.get("input") or {}).get("shape")
+    if not (isinstance(shape, list) and len(shape) == 4 and shape[1] == 3 and list(shape[2:]) == list(size)):
+        _fail(where, f"input.shape={shape!r} does not match preprocess.image_size={size}")
+    cal = record.get("calibration")
+    if cal is not None:
+        from src.analysis.calibration import validate_calibration
+        try:
+            validate_calibration(cal, where)
+        except ModelRecordError as err:
+            raise ModelRecordError(f"{err} (embedded calibration)") from None
+    return record
+
+
+def _pos_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def record_preprocess(record):
+    """``(image_size "H,W", eval_resize, crop_pct)`` of a record, as the eval pipeline takes them."""
+    pre = record["preprocess"]
+    return "%d,%d" % tuple(pre["image_size"]), pre["eval_resize"], float(pre["crop_pct"])
+
+
+def describe_record(record):
+    """One line for logs: arch, classes, input and preprocessing, temperature."""
+    pre = record["preprocess"]
+    names = record.get("class_names")
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "") if names else "no class names"
+    cal = record.get("calibration")
+    return (f"{record['arch']}, {record['num_classes']} classes ({shown}), input {record['input']['shape']}, "
+            f"{pre['eval_resize']} resize to {pre['resize']} then crop {pre['image_size']}"
+            + (f", temperature {cal['temperature']:.4g}" if cal else ""))
+
+
+# ---------------------------------------------------------------------------------------------- ONNX metadata
+def _varint(buf, pos):
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _encode_varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _fields(buf):
+    """``(field number, wire type, start, payload start, end)`` of each top-level field of a message."""
+    pos, n = 0, len(buf)
+    while pos < n:
+        start = pos
+        key, pos = _varint(buf, pos)
+        num, wire = key >> 3, key & 7
+        payload = pos
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            length, payload = _varint(buf, pos)
+            pos = payload + length
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire} at byte {start}")
+        if num == 0 or pos > n:
+            raise ValueError(f"malformed field at byte {start}")
+        yield num, wire, start, payload, pos
+
+
+def _entry(buf):
+    """``(key, value)`` of a serialized StringStringEntryProto."""
+    key = value = ""
+    for num, wire, _, payload, end in _fields(buf):
+        if wire == 2 and num in (1, 2):
+            text = bytes(buf[payload:end]).decode("utf-8")
+            if num == 1:
+                key = text
+            else:
+                value = text
+    return key, value
+
+
+def _read_onnx(path):
+    try:
+        with open(path, "rb") as f:
+            return memoryview(f.read())
+    except OSError as err:
+        raise ModelRecordError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _parse_model(buf, path):
+    """The top-level fields of an ONNX ModelProto; a file that is not one raises ``ModelRecordError``."""
+    try:
+        fields = list(_fields(buf))
+    except ValueError as err:
+        raise ModelRecordError(f"{path} is not an ONNX model ({err})") from None
+    if not any(num == _MODEL_GRAPH_FIELD and wire == 2 for num, wire, *_ in fields):
+        raise ModelRecordError(f"{path} is not an ONNX model (no graph)")
+    return fields
+
+
+def onnx_metadata(path):
+    """``{key: value}`` of an ONNX file's ``metadata_props``."""
+    buf = _read_onnx(path)
+    out = {}
+    for num, wire, _, payload, end in _parse_model(buf, path):
+        if num == _MODEL_METADATA_FIELD and wire == 2:
+            try:
+                key, value = _entry(buf[payload:end])
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ModelRecordError(f"{path}: malformed metadata entry ({err})") from None
+            out[key] = value
+    return out
+
+
+def set_onnx_metadata(path, entries):
+    """Sets ``metadata_props`` entries (``{key: str value}``) of the ONNX file ``path`` in place, atomically
+    (temporary file + rename, mode kept); entries with the same keys are replaced, others kept."""
+    path = os.fspath(path)
+    buf = _read_onnx(path)
+    fields = _parse_model(buf, path)
+    keep = []
+    for num, wire, start, payload, end in fields:
+        if num == _MODEL_METADATA_FIELD and wire == 2:
+            try:
+                key, _ = _entry(buf[payload:end])
+            except (ValueError, UnicodeDecodeError):
+                key = None
+            if key in entries:
+                continue
+        keep.append((start, end))
+    tail = bytearray()
+    for key, value in entries.items():
+        body = bytearray()
+        for num, text in ((1, key), (2, value)):
+            data = str(text).encode("utf-8")
+            body += _encode_varint((num << 3) | 2) + _encode_varint(len(data)) + data
+        tail += _encode_varint((_MODEL_METADATA_FIELD << 3) | 2) + _encode_varint(len(body)) + body
+    folder = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for start, end in keep:
+                f.write(buf[start:end])
+            f.write(tail)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- files
+def sidecar_path(model_path):
+    """``<model file>.json``: where a MINDIR/AIR model's record lives."""
+    return os.fspath(model_path) + SIDECAR_SUFFIX
+
+
+def _is_onnx(path):
+    return os.fspath(path).lower().endswith(".onnx")
+
+
+def _dumps(record):
+    from src.utils.paths import json_dumps
+    return json_dumps(record, indent=None)
+
+
+def write_model_record(model_path, record):
+    """Writes ``record`` into the ONNX file's metadata, or as the sidecar JSON of any other model file.
+    Returns where it went (the model file itself, or the sidecar's path)."""
+    validate_record(record, os.fspath(model_path))
+    if _is_onnx(model_path):
+        set_onnx_metadata(model_path, {RECORD_KEY: _dumps(record)})
+        return os.fspath(model_path)
+    from src.utils.fileio import write_json_atomic
+    return write_json_atomic(record, sidecar_path(model_path), ensure_ascii=False)
+
+
+def _loads(text, where):
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ModelRecordError(f"{where}: model record is not valid JSON ({err})") from None
+
+
+def read_model_record(model_path, required=False):
+    """The record of ``model_path``: an ONNX file's embedded one, else the sidecar ``<model>.json``.
+
+    Returns ``(record, where)``; ``(None, None)`` when there is none, unless ``required`` (then
+    ``ModelRecordError``). A malformed record is always an error naming the file.
+    """
+    model_path = os.fspath(model_path)
+    if not os.path.isfile(model_path):
+        raise ModelRecordError(f"model file not found: {model_path}")
+    if _is_onnx(model_path):
+        text = onnx_metadata(model_path).get(RECORD_KEY)
+        if text is not None:
+            where = f"{model_path} (ONNX metadata '{RECORD_KEY}')"
+            return validate_record(_loads(text, where), where), where
+    side = sidecar_path(model_path)
+    if os.path.isfile(side):
+        try:
+            with open(side, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, ValueError) as err:
+            raise ModelRecordError(f"cannot read {side}: {getattr(err, 'strerror', None) or err}") from None
+        return validate_record(_loads(text, side), side), side
+    if required:
+        raise ModelRecordError(f"{model_path} has no model record (no ONNX metadata '{RECORD_KEY}', no {side}); "
+                               "export it again with this project's export.py")
+    return None, None
