@@ -250,8 +250,11 @@ class TrainConfig:
                       "line changes it; empty starts from scratch.")
     ckpt_interval: int = key("Save a checkpoint every ckpt_interval epochs (and after the last).",
                              check=_at_least(1))
-    ckpt_save_max: int = key("Number of epoch checkpoints to keep (best.ckpt is kept besides).",
-                             check=_at_least(1))
+    ckpt_save_max: int = key("Number of epoch checkpoints to keep, the newest included (best.ckpt is kept "
+                             "besides).", check=_at_least(1))
+    ckpt_older_weights_only: bool = key("Keep the older epoch checkpoints (all but the newest) weights-only: half "
+                                        "the size, for eval/export/predict/pretrained, not resumable; false keeps "
+                                        "the optimizer state in every kept checkpoint.")
     ckpt_path: str = key("Root of the training output folders (checkpoints, logs, metrics).")
     is_save_on_master: bool = key("Only rank 0 saves checkpoints; false: every rank does.")
     dump_shard_files: bool = key("For tests: each rank writes <run>/shard_rank<r>.txt, one 'epoch<TAB>path' "

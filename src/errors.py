@@ -58,9 +58,13 @@ class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite (exit status 3): the message names the step, lr and last checkpoint."""
 
 
-class Stopped(Exception):
+class Stopped(BaseException):
     """The job was stopped by a signal (SIGTERM from a scheduler before preemption, SIGINT from Ctrl-C): the
-    entry scripts exit with 128 + the signal number (143, 130) and the message says what was kept."""
+    entry scripts exit with 128 + the signal number (143, 130) and the message says what was kept.
+
+    A ``BaseException``, as ``KeyboardInterrupt``: it is raised wherever the signal lands, and an ``except
+    Exception`` on the way (a library's fallback: ``importlib.metadata`` lookups, decoder probes) must not
+    swallow it (measured: a SIGTERM during the data check was lost and the run trained to its end, exit 0)."""
 
     def __init__(self, signum, message=""):
         import signal

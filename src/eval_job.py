@@ -289,9 +289,9 @@ def _open_run_folder(cfg, ctx, specs, run_log):
 
     from src.config import script_keys
     from src.utils.fileio import write_text_atomic
-    from src.utils.runtime import new_run_dir
+    from src.utils.run_folder import new_run_dir
 
-    ctx.run_dir = new_run_dir(cfg.eval.log_path, prefix="eval_")
+    ctx.run_dir = new_run_dir(cfg.eval.log_path, key="log_path", prefix="eval_")
     run_log.attach_file(os.path.join(ctx.run_dir, f"eval_rank{ctx.rank}.log"))
     used = dict(specs[0].preprocess)
     used.update({k: getattr(specs[0], k) for k in ("arch", "num_classes") if len({getattr(s, k) for s in specs}) == 1})

@@ -6,6 +6,9 @@ import os
 import sys
 import time
 
+import numpy as np
+
+from src.analysis.plots import MATPLOTLIB_HINT
 from src.errors import NonFiniteLoss
 from src.utils.tensorboard import step_scalars
 
@@ -22,30 +25,33 @@ def _format_duration(seconds):
 class ProgressLogger:
     """Step and epoch lines with loss, lr, images/s, elapsed and ETA; a one-line bar on a terminal.
 
-    The epoch-end line keeps the zoo's format so existing log parsers work:
-    ``epoch[E], iter[I], loss: L, mean_fps: F imgs/sec, per_step_time: T ms``.
+    The epoch-end line is the zoo's with the loss labelled (the step lines give each step's loss, this line
+    the epoch's mean): ``epoch[E], iter[I], mean loss: L, mean_fps: F imgs/sec, per_step_time: T ms``.
     """
 
-    def __init__(self, log, steps_per_epoch, max_epoch, global_batch, log_interval, start_epoch=0, stream=None):
+    def __init__(self, log, steps_per_epoch, max_epoch, global_batch, log_interval, start_epoch=0, stream=None,
+                 start_step=0):
         self.log = log
         self.steps_per_epoch = steps_per_epoch
         self.max_epoch = max_epoch
         self.global_batch = global_batch
         self.log_interval = max(int(log_interval), 1)
-        self.start_epoch = start_epoch
+        self.start_epoch, self.start_step = start_epoch, int(start_step)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.run_start = time.time()
         self.steps_done = 0  # in this process, for the ETA
         self.epoch_start = self.window_start = time.time()
-        self.window_steps = 0
+        self.window_steps = self.epoch_steps = self.steps_done_before = 0
 
-    def epoch_begin(self):
+    def epoch_begin(self, done=0):
+        """An epoch starts (or continues after ``done`` steps, in a resumed run)."""
         self.epoch_start = self.window_start = time.time()
-        self.window_steps = 0
+        self.window_steps = self.epoch_steps = 0
+        self.steps_done_before = int(done)
 
     def _eta(self):
-        total = (self.max_epoch - self.start_epoch) * self.steps_per_epoch
+        total = (self.max_epoch - self.start_epoch) * self.steps_per_epoch - self.start_step
         if self.steps_done == 0:
             return float("nan")
         per_step = (time.time() - self.run_start) / self.steps_done
@@ -55,6 +61,7 @@ class ProgressLogger:
         """Counts a step; on the steps it logs, returns the images/s since the last logged step (else None)."""
         self.steps_done += 1
         self.window_steps += 1
+        self.epoch_steps += 1
         now = time.time()
         if self.tty:
             width = 30
@@ -74,14 +81,17 @@ class ProgressLogger:
             return fps
         return None
 
-    def epoch_end(self, epoch, loss):
-        """Logs the zoo's epoch line; returns ``(epoch_time_s, images_per_sec)``."""
+    def epoch_end(self, epoch, mean_loss):
+        """Logs the epoch line (the speed over the steps this process ran); returns ``(epoch_time_s,
+        images_per_sec)``."""
         elapsed = time.time() - self.epoch_start
-        fps = self.global_batch * self.steps_per_epoch / max(elapsed, 1e-9)
-        per_step_ms = 1000.0 * elapsed / self.steps_per_epoch
+        steps = max(self.epoch_steps, 1)
+        fps = self.global_batch * steps / max(elapsed, 1e-9)
         # The zoo printed iter = steps_per_epoch - 1 (the 0-based index of the epoch's last step).
-        self.log.info(f"epoch[{epoch}], iter[{self.steps_per_epoch - 1}], loss: {loss:.6f}, "
-                      f"mean_fps: {fps:.2f} imgs/sec, per_step_time: {per_step_ms:.2f} ms")
+        self.log.info(f"epoch[{epoch}], iter[{self.steps_per_epoch - 1}], mean loss: {mean_loss:.6f}, "
+                      f"mean_fps: {fps:.2f} imgs/sec, per_step_time: {1000.0 * elapsed / steps:.2f} ms"
+                      + (f" ({self.epoch_steps} steps after a resume at step {self.steps_done_before})"
+                         if self.steps_done_before else ""))
         return elapsed, fps
 
 
@@ -118,22 +128,25 @@ class MetricsWriter:
             return list(csv.DictReader(f))
 
 
-def plot_curves(metrics_csv, png_path):
-    """Loss and accuracy curves as a PNG when matplotlib is installed; returns the path or None."""
+def plot_curves(metrics_csv, png_path, log):
+    """Draws the train loss and validation accuracy per epoch into ``png_path`` (replaced atomically); returns
+    the path, or None (no rows; or matplotlib is not installed, which one log line says with how to get it)."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        log.info("curves.png is not drawn: matplotlib is not installed (%s); %s to get it", err, MATPLOTLIB_HINT)
         return None
     rows = MetricsWriter(metrics_csv).read()
     if not rows:
         return None
     epochs = [int(r["epoch"]) for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], marker="o")
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("train loss")
+    ax_loss.set_ylabel("train loss (epoch mean)")
     val = [(int(r["epoch"]), float(r["val_top1"]), float(r["val_top5"])) for r in rows if r["val_top1"]]
     if val:
         ax_acc.plot([v[0] for v in val], [v[1] for v in val], marker="o", label="top-1")
@@ -142,8 +155,13 @@ def plot_curves(metrics_csv, png_path):
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("validation accuracy (%)")
     fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
+    tmp = f"{png_path}.{os.getpid()}.tmp"
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, png_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return png_path
 
 
@@ -152,25 +170,54 @@ def _scalar(value):
     return float(value.asnumpy()) if hasattr(value, "asnumpy") else float(value)
 
 
-def record_step(setup, epoch, i, loss_value, overflow, scale, losses, progress, log, last_saved=None, tb=None,
-                where=""):
-    """What happens after step ``i`` (1-based) of epoch ``epoch`` (0-based), in the loop and in sink mode
-    (``src.sink``, which reads a sink's records back first): an overflow is logged (the update was
-    skipped), a non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint, any other loss
-    joins ``losses``; then the progress line and the TensorBoard scalars. ``scale``: the loss scale, a number
-    or the step's Tensor (read from the device only when logged). ``where``: said in the error."""
-    global_step = epoch * setup.steps_per_epoch + i - 1
-    lr = float(setup.lr[global_step])
-    if overflow:
-        log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", epoch + 1, i,
-                    _scalar(scale))
-    elif not math.isfinite(loss_value):
-        raise NonFiniteLoss(f"loss became {loss_value} at epoch {epoch + 1}, step {i} (lr {lr:.6g}{where}); "
-                            f"stopping. The last good checkpoint is {last_saved or 'none (none was saved yet)'}. "
-                            "Lower lr, or set is_dynamic_loss_scale=1 when training in float16.")
-    else:
-        losses.append(loss_value)
-    fps = progress.step_end(epoch + 1, i, loss_value, lr)
-    if tb is not None:
-        tb.add_scalars(global_step + 1, step_scalars(loss=loss_value, lr=lr, loss_scale=_scalar(scale),
-                                                     images_per_sec=fps))
+class StepBook:
+    """The bookkeeping after each training step, one object for the loop (``src.trainer``) and sink mode
+    (``src.sink``, which reads a sink's records back first): an overflow is logged (the update was skipped), a
+    non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint, any other loss is kept for the
+    epoch's mean; then the progress line and the TensorBoard scalars.
+
+    It also knows where the run stands: ``epoch`` (0-based, the one in progress), ``step`` (its steps done) and
+    ``step_losses`` (one per step, NaN where the update was skipped). A checkpoint saved in the middle of an
+    epoch keeps the last two, so that a resumed epoch reports the mean loss of the uninterrupted one.
+    ``last_saved``: the newest checkpoint, for the non-finite-loss message.
+    """
+
+    def __init__(self, lr, steps_per_epoch, progress, log, tb=None, last_saved=None):
+        self.lr, self.steps_per_epoch, self.progress, self.log, self.tb = lr, int(steps_per_epoch), progress, log, tb
+        self.last_saved = last_saved
+        self.epoch, self.step, self.step_losses = 0, 0, []
+
+    def begin_epoch(self, epoch, step=0, step_losses=()):
+        """Epoch ``epoch`` starts, or continues after ``step`` steps done (with their ``step_losses``)."""
+        self.epoch, self.step, self.step_losses = int(epoch), int(step), [float(v) for v in step_losses]
+        self.progress.epoch_begin(self.step)
+
+    @property
+    def global_step(self):
+        """Steps done in the run (the index of the next step's learning rate)."""
+        return self.epoch * self.steps_per_epoch + self.step
+
+    def record(self, loss_value, overflow, scale, where=""):
+        """Step ``step + 1`` of the epoch ran: ``loss_value`` (float), ``overflow`` (bool), ``scale`` (the loss
+        scale: a number, or the step's Tensor, read from the device only when logged). ``where``: said in the
+        non-finite-loss error."""
+        i, lr = self.step + 1, float(self.lr[self.global_step])
+        if overflow:
+            self.log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", self.epoch + 1,
+                             i, _scalar(scale))
+        elif not math.isfinite(loss_value):
+            raise NonFiniteLoss(f"loss became {loss_value} at epoch {self.epoch + 1}, step {i} (lr {lr:.6g}{where}); "
+                                f"stopping. The last good checkpoint is "
+                                f"{self.last_saved or 'none (none was saved yet)'}. Lower lr, or set "
+                                "is_dynamic_loss_scale=1 when training in float16.")
+        self.step_losses.append(float("nan") if overflow else loss_value)
+        self.step = i
+        fps = self.progress.step_end(self.epoch + 1, i, loss_value, lr)
+        if self.tb is not None:
+            self.tb.add_scalars(self.global_step, step_scalars(loss=loss_value, lr=lr, loss_scale=_scalar(scale),
+                                                               images_per_sec=fps))
+
+    def mean_loss(self):
+        """The epoch's mean loss over the steps that updated the weights (NaN when none did)."""
+        kept = [v for v in self.step_losses if not math.isnan(v)]
+        return float(np.mean(kept)) if kept else float("nan")

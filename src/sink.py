@@ -26,10 +26,9 @@ Who feeds the steps:
   compiled ``SinkStep`` without reading anything back in between. Same numerics as the loop path
   (tests/e2e/test_sink_mode.py), one synchronisation per sink.
 """
-import numpy as np
-
 from src.config import resolve_sink_mode  # noqa: F401  (re-exported: the one resolver of the "auto" sink mode)
-from src.reporting import record_step
+from src.errors import ConfigError
+from src.utils import signals
 from src.utils.seeding import set_augmentation_seed
 
 __all__ = ["resolve_sink_mode", "sink_chunk_size", "SinkRunner", "build_sink", "train_one_epoch_sink"]
@@ -53,24 +52,33 @@ class HostFeeder:
     def __init__(self, sink_step, data):
         self.sink_step, self.data, self.iterator = sink_step, data, None
 
-    def begin_epoch(self, epoch, seed, rank, group_size):
+    def begin_epoch(self, epoch, seed, rank, group_size, done=0):
+        """A fresh iterator for ``epoch``; the ``done`` steps of a resumed epoch are replayed (their batches
+        drawn and dropped, as the loop does) unless a stop signal comes first."""
         set_augmentation_seed(seed, rank, epoch, group_size)
         self.data.set_epoch(epoch)
-        self.iterator = self.data.dataset.create_tuple_iterator(num_epochs=1)
+        self.iterator = signals.guarded(self.data.dataset.create_tuple_iterator(num_epochs=1))
         self.samples = 0
+        for _ in range(done):
+            batch = next(self.iterator, None)
+            if batch is None or signals.requested():
+                return
+            self.samples += batch[0].shape[0]  # the pass delivered it (before the stop): it counts
 
     def run(self, count):
         """Runs up to ``count`` steps; returns how many ran (fewer when the epoch's data ends early)."""
-        for done in range(count):
+        for n in range(count):
             batch = next(self.iterator, None)
             if batch is None:
-                return done
+                return n
             self.samples += batch[0].shape[0]
             self.sink_step(*batch)
         return count
 
-    def end_epoch(self):
-        for batch in self.iterator or ():  # to the end, so that the epoch's sample count is complete
+    def end_epoch(self, drain=True):
+        """The epoch's sample count (``drain``: the iterator read to its end first, so that the count is complete;
+        not when the run stops)."""
+        for batch in (self.iterator or ()) if drain else ():
             self.samples += batch[0].shape[0]
         self.iterator = None
         return self.samples
@@ -84,12 +92,15 @@ class DeviceFeeder:
     def __init__(self, sink_step, data, sink_size):
         self.sink_step, self.data, self.sink_size, self.run_fn = sink_step, data, int(sink_size), None
 
-    def begin_epoch(self, epoch, seed, rank, group_size):
+    def begin_epoch(self, epoch, seed, rank, group_size, done=0):
         if self.run_fn is None:  # the pipeline starts here and runs on through the epochs (module docstring)
             import mindspore as ms
 
             set_augmentation_seed(seed, rank, epoch, group_size)
             self.data.set_epoch(epoch)
+            if done:  # a resumed epoch: the engine replays the first `done` batches (fast recovery off)
+                ms.dataset.config.set_fast_recovery(False)
+                self.data.dataset.set_init_step(done)
             self.run_fn = ms.data_sink(self.sink_step, self.data.dataset, sink_size=self.sink_size,
                                        jit_config=ms.JitConfig())
 
@@ -99,7 +110,7 @@ class DeviceFeeder:
         self.run_fn()
         return count
 
-    def end_epoch(self):
+    def end_epoch(self, drain=True):
         return None  # the device queue runs on through the epochs: no per-epoch count on the host
 
 
@@ -112,6 +123,14 @@ class SinkRunner:
     @property
     def kind(self):
         return self.feeder.kind
+
+    def check_resume_step(self, step):
+        """A device sink runs whole sinks: a run stopped after ``step`` steps of an epoch resumes on it only when
+        ``step`` ends a sink (``ConfigError`` otherwise; the host feed and the loop resume anywhere)."""
+        if self.kind == "device" and step % self.sink_size:
+            raise ConfigError(f"the checkpoint stopped after step {step} of its epoch, which does not end a sink of "
+                              f"{self.sink_size} steps; resume with dataset_sink_mode=0, or a sink_size that divides "
+                              f"{step}")
 
 
 def build_sink(setup_step, ema, data, device_target, sink_size=0, feeder=None):
@@ -131,28 +150,27 @@ def build_sink(setup_step, ema, data, device_target, sink_size=0, feeder=None):
     return SinkRunner(sink_step, feed, size)
 
 
-def train_one_epoch_sink(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
-    """Sink-mode twin of ``src.trainer.train_one_epoch``: the same return value (mean loss of the steps that
-    updated the weights), checks, progress lines and TensorBoard scalars, read back once per sink."""
-    runner = setup.sink
-    steps_per_epoch = setup.steps_per_epoch
-    size = runner.sink_size
-    runner.feeder.begin_epoch(epoch, seed, ctx.rank, ctx.group_size)
-    progress.epoch_begin()
-    losses, samples = [], None
+def train_one_epoch_sink(setup, book, seed, ctx):
+    """Sink-mode twin of ``src.trainer.train_one_epoch``: the steps of epoch ``book.epoch`` after the
+    ``book.step`` already done, in sinks, the ``StepBook`` fed from each sink's records; a stop signal is
+    honoured at the next sink boundary. A finished epoch's sample count is checked (``DatasetBundle.account``)."""
+    runner, steps = setup.sink, setup.steps_per_epoch
+    if book.step >= steps:
+        return
+    runner.feeder.begin_epoch(book.epoch, seed, ctx.rank, ctx.group_size, done=book.step)
+    samples = None
     try:
-        for first in range(0, steps_per_epoch, size):
+        while book.step < steps and not signals.requested():
+            first, count = book.step, min(runner.sink_size, steps - book.step)
             runner.step.reset_records()
-            ran = runner.feeder.run(size)
-            values, overflows, scales = runner.step.read_records(size)
+            ran = runner.feeder.run(count)
+            values, overflows, scales = runner.step.read_records(ran)
             for j in range(ran):
-                record_step(setup, epoch, first + j + 1, float(values[j]), bool(overflows[j]), float(scales[j]),
-                            losses, progress, log, last_saved, tb,
-                            where=f"; sink mode: the sink of steps {first + 1}-{first + size} ran to its end")
-            if ran < size:
+                book.record(float(values[j]), bool(overflows[j]), float(scales[j]),
+                            where=f"; sink mode: the sink of steps {first + 1}-{first + count} ran to its end")
+            if ran < count:
                 break
     finally:
-        samples = runner.feeder.end_epoch()
-    if samples is not None:
-        setup.data.account(samples, f"epoch {epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
-    return float(np.mean(losses)) if losses else float("nan")
+        samples = runner.feeder.end_epoch(drain=not signals.requested())
+    if samples is not None and not signals.requested():
+        setup.data.account(samples, f"epoch {book.epoch + 1}")  # none: DatasetError; fewer or dropped: a warning

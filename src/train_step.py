@@ -16,7 +16,6 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
-from src.config import resolve_amp_level  # noqa: F401  (re-exported: the one resolver of amp_level's "auto")
 
 
 def apply_amp(net, amp_level):

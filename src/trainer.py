@@ -1,44 +1,61 @@
-"""The training loop: building the training state, ``train_one_epoch``, ``validate``, checkpoints, ``fit``.
+"""The training loop: ``fit`` and its parts.
 
-``fit(cfg, ctx, run_log)`` is what ``train.py`` runs. In order:
+``fit(cfg, ctx, run_log)`` is what ``train.py`` runs, in this order:
 
 1. ``build_training``: data (train and validation), network, AMP, optimizer with its per-step LR array,
-   loss, train step (fixed or dynamic loss scale), EMA -- everything a run needs, nothing written yet;
-2. a resumed run restores its training state (``src.checkpoint.restore_training_state``): a checkpoint
-   that does not fit the config is refused here, before anything of the run is written;
-3. the run folder is created (a new run) or reused (a resumed one), and its ``config.yaml``,
-   ``run.json``, ``class_index.json`` and ``log.txt`` are written;
-4. epochs: ``train_one_epoch`` (each epoch's data order and augmentation seed derive from the epoch, so a
-   resumed run reproduces an uninterrupted one), ``validate`` every ``val_interval`` epochs (with the EMA
-   weights when EMA is on), ``metrics.csv``, checkpoints every ``ckpt_interval`` epochs and ``best.ckpt``;
-   with ``tensorboard_dir`` set, rank 0 also logs the step and epoch scalars to
-   ``<tensorboard_dir>/<run name>/`` (``src.utils.tensorboard``);
-5. ``curves.png``.
+   loss, train step (fixed or dynamic loss scale), EMA, sink runner -- everything a run needs, nothing
+   written yet;
+2. ``restore``: a resumed run restores its training state and its data position; a checkpoint that does not
+   fit the config, or data with other class names, is refused here, before anything of the run is written;
+3. ``open_run``: the run folder is claimed (a new run) or locked (a resumed one; ``src.utils.run_folder``),
+   and ``log.txt``, ``config.yaml``, ``run.json`` and ``class_index.json`` are written (a resumed run adds
+   to its log and run.json, and rewrites config.yaml only when a resume changed it);
+4. epochs (``Run.train_epoch``, ``Run.end_epoch``): the steps in the Python loop (``train_one_epoch``) or in
+   sinks (``src.sink``), one ``src.reporting.StepBook`` after each step (losses, overflow warnings, the
+   non-finite check, progress, TensorBoard); every epoch's data order and augmentation seed derive from the
+   epoch, so a resumed run reproduces an uninterrupted one; validation every ``val_interval`` epochs (with
+   the EMA weights when EMA is on), ``metrics.csv``, checkpoints every ``ckpt_interval`` epochs (the newest
+   with the full training state, older ones weights-only: ``src.checkpoint.CheckpointManager``) and
+   ``best.ckpt``;
+5. ``Run.finish``: ``curves.png`` and the closing line.
+
+**Stop signals** (SIGTERM from a scheduler before preemption, SIGINT from Ctrl-C; ``src.utils.signals``) are
+deferred from the claim of the run folder on: the step (or sink) in progress finishes, the run saves a
+checkpoint of its position (epoch, step in the epoch and the epoch's losses), logs one line saying so and how
+to resume, and ``train.py`` exits 143 / 130. A resumed epoch replays its data iterator through the steps done
+before the stop without training them, so the later steps get the batches and augmentation draws of the
+uninterrupted run and the run continues bit for bit. A signal before the first step saves nothing (nothing was
+trained).
 
 Deviations from the model zoo's ``train.py`` (which ran ``Model.train`` with sink mode and callbacks):
 a Python loop over a compiled train step, so that validation, EMA, exact resume and per-step progress
 work the same on every device.
 """
 import atexit
-import json
 import math
 import os
-from dataclasses import dataclass
-from typing import Any, Optional
+import sys
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
 
 import numpy as np
 
-from src.config import save_config
 from src.checkpoint import (CheckpointError, CheckpointManager, checkpoint_metadata, find_resume_checkpoint,
                             restore_training_state, run_folder_of, training_state_entries)
+from src.config import resolve_is_distributed, save_config
 from src.data import save_class_index
-from src.errors import ConfigError, DatasetError, NonFiniteLoss
-from src.reporting import record_step
+from src.errors import ConfigError, DatasetError, NonFiniteLoss, Stopped
+from src.reporting import MetricsWriter, ProgressLogger, StepBook, plot_curves
+from src.resume import check_group_size, check_same_classes, trained_class_names
 from src.utils import signals
+from src.utils.fileio import check_output_dir, check_output_file
 from src.utils.seeding import seed_everything, set_augmentation_seed
 
-__all__ = ["NonFiniteLoss", "TrainingSetup", "build_training", "train_one_epoch", "validate", "fit",
-           "resolve_train_preprocess"]
+__all__ = ["NonFiniteLoss", "TrainingSetup", "Start", "build_training", "restore", "open_run", "Run",
+           "train_one_epoch", "validate", "fit", "resolve_train_preprocess", "check_outputs", "check_data_paths"]
+
+#: the files a run folder holds besides ckpt_<rank>/ (the output guard checks each before the run writes)
+RUN_FILES = ("config.yaml", "run.json", "class_index.json", "metrics.csv", "log.txt", "curves.png")
 
 
 @dataclass
@@ -82,7 +99,8 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     from src.image_classification import create_model
     from src.loss import create_loss
     from src.lr_generator import get_lr_from_config
-    from src.train_step import TrainStep, WeightEMA, apply_amp, resolve_amp_level
+    from src.config import resolve_amp_level
+    from src.train_step import TrainStep, WeightEMA, apply_amp
     from src.utils.optimizers_init import create_optimizer
 
     seed_everything(cfg.device.seed)
@@ -110,7 +128,7 @@ def build_training(cfg, ctx, log, network_rewrites=None):
                  f"{cfg.model.num_classes} classes" if report.head_reinitialized else "")
     amp_level = resolve_amp_level(cfg.device.amp_level, ctx.device_target)
     optim = cfg.optim
-    lr = get_lr_from_config(optim, data.steps_per_epoch)
+    lr = _lr_array(optim, data.steps_per_epoch, get_lr_from_config)
     dynamic = optim.is_dynamic_loss_scale
     optimizer = create_optimizer(net, ms.Tensor(lr), momentum=optim.momentum, weight_decay=optim.weight_decay,
                                  loss_scale=1.0 if dynamic else optim.loss_scale)
@@ -126,6 +144,20 @@ def build_training(cfg, ctx, log, network_rewrites=None):
         sink = build_sink(step, ema, data, ctx.device_target, cfg.train.sink_size)
     return TrainingSetup(data=data, val_data=val_data, net=net, train_net=train_net, step=step, optimizer=optimizer,
                          ema=ema, lr=lr, amp_level=amp_level, preprocess=preprocess, sink=sink)
+
+
+def _lr_array(optim, steps_per_epoch, build):
+    """The per-step LR array, or a ``ConfigError`` when ``max_epoch`` makes it too long: past the optimizer's
+    int32 step counter, or too large to allocate."""
+    total = int(optim.max_epoch) * int(steps_per_epoch)
+    if total >= 2 ** 31:
+        raise ConfigError(f"max_epoch={optim.max_epoch}: {total} steps ({steps_per_epoch} per epoch) exceed the "
+                          "optimizer's step counter (int32: 2147483647 steps)")
+    try:
+        return build(optim, steps_per_epoch)
+    except MemoryError:
+        raise ConfigError(f"max_epoch={optim.max_epoch}: the learning-rate array of {total} steps "
+                          f"({steps_per_epoch} per epoch, {total * 4 / 2 ** 30:.1f} GiB) cannot be allocated") from None
 
 
 def _class_weights(mode, data, num_classes, log):
@@ -144,28 +176,324 @@ def _class_weights(mode, data, num_classes, log):
     return weights
 
 
-def train_one_epoch(setup, epoch, seed, ctx, progress, log, last_saved=None, tb=None):
-    """Runs epoch ``epoch`` (0-based) and returns its mean loss over the steps that updated the weights.
+@dataclass
+class Start:
+    """Where a run starts: ``epoch`` epochs done and ``step`` steps of the next one (with their ``step_losses``),
+    the best validation top-1 so far, and the checkpoint it resumes from (None for a new run) with its run
+    folder."""
+    epoch: int = 0
+    step: int = 0
+    step_losses: List[float] = field(default_factory=list)
+    best_top1: float = -1.0
+    checkpoint: Optional[str] = None
+    run_dir: Optional[str] = None
+
+
+def train_one_epoch(setup, book, seed, ctx):
+    """Runs the steps of epoch ``book.epoch`` after the ``book.step`` steps already done, until the epoch
+    ends or a stop signal is pending (checked after every step). The steps already done (a resumed epoch) are
+    replayed, not trained: their batches are drawn from the epoch's iterator and dropped, so the next step gets
+    the batch and augmentation draws of the uninterrupted run. A finished epoch's sample count is checked
+    (``DatasetBundle.account``: none is a ``DatasetError``, fewer a warning).
 
     Raises ``NonFiniteLoss`` when the loss stops being finite (with a fixed loss scale; a dynamic scale
-    skips such steps and logs them). ``tb``: a ``src.utils.tensorboard.TensorBoardLogger`` that gets the
-    step's loss, lr, loss scale and (on progress-log steps) images/s at global step ``global_step + 1``.
+    skips such steps and logs them).
     """
     # A fresh iterator per epoch, its order and augmentation seed derived from the epoch: the data of an
     # epoch is the same whether the run was resumed or not.
-    set_augmentation_seed(seed, ctx.rank, epoch, ctx.group_size)
-    setup.data.set_epoch(epoch)
-    progress.epoch_begin()
-    losses, samples = [], 0
-    for i, (images, labels) in enumerate(signals.guarded(setup.data.dataset.create_tuple_iterator(num_epochs=1)), 1):
-        samples += images.shape[0]
-        loss, overflow, scale = setup.step(images, labels)
-        if setup.ema is not None:
-            setup.ema()
-        record_step(setup, epoch, i, float(loss.asnumpy()), bool(overflow.asnumpy()), scale, losses, progress, log,
-                    last_saved, tb)
-    setup.data.account(samples, f"epoch {epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
-    return float(np.mean(losses)) if losses else float("nan")
+    set_augmentation_seed(seed, ctx.rank, book.epoch, ctx.group_size)
+    setup.data.set_epoch(book.epoch)
+    replay, samples = book.step, 0
+    if replay >= setup.steps_per_epoch:
+        return
+    for images, labels in signals.guarded(setup.data.dataset.create_tuple_iterator(num_epochs=1)):
+        samples += images.shape[0]  # replayed ones too: the pass delivered them
+        if replay:
+            replay -= 1
+        else:
+            loss, overflow, scale = setup.step(images, labels)
+            if setup.ema is not None:
+                setup.ema()
+            book.record(float(loss.asnumpy()), bool(overflow.asnumpy()), scale)
+        if signals.requested():
+            return
+    setup.data.account(samples, f"epoch {book.epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
+
+
+def restore(cfg, ctx, setup, log):
+    """The ``Start`` of the run: a new run's, or the position and state restored from ``cfg.train.resume``
+    (into ``setup``). Raises ``CheckpointError`` / ``ClassIndexError`` when the checkpoint does not fit the
+    config, the device count or the data's classes; nothing of the run has been written then."""
+    if not cfg.train.resume:
+        return Start()
+    path = find_resume_checkpoint(cfg.train.resume)
+    meta = restore_training_state(path, setup.step, setup.ema, cfg.model.arch, log)
+    recorded = meta.get("num_classes")
+    if recorded is not None and int(recorded) != cfg.model.num_classes:
+        raise CheckpointError(f"{path}: was trained with num_classes={int(recorded)}, the config says "
+                              f"{cfg.model.num_classes}")
+    run_dir = run_folder_of(path)
+    check_same_classes(trained_class_names(meta, run_dir), setup.data.class_to_idx, path)
+    check_group_size(run_dir, ctx.group_size, path)
+    step = meta["step_in_epoch"]
+    if step > setup.steps_per_epoch:
+        raise CheckpointError(f"{path}: stopped after step {step} of epoch {meta['epoch'] + 1}, but an epoch has "
+                              f"{setup.steps_per_epoch} steps with this data; resume on the run's data")
+    if step and setup.sink is not None:
+        setup.sink.check_resume_step(step)
+    return Start(meta["epoch"], step, meta["step_losses"], meta["best_top1"], path, run_dir)
+
+
+def run_inputs(cfg, checkpoint=None, run_dir=None):
+    """What a training run reads (an output must never be one of them, nor lie inside one): the data, the
+    warm-start and resume checkpoints, the class-weights file and the config file (unless it is the resumed
+    run's own config.yaml, which the run rewrites when a resume changes it)."""
+    own = os.path.join(run_dir, "config.yaml") if run_dir else None
+    config = cfg.config_path if not (own and cfg.config_path and os.path.exists(own)
+                                     and os.path.exists(cfg.config_path)
+                                     and os.path.samefile(own, cfg.config_path)) else ""
+    weights = cfg.optim.class_weights if os.path.isfile(str(cfg.optim.class_weights)) else ""
+    return tuple(p for p in (cfg.data.data_dir, cfg.data.val_data_dir, cfg.data.data_list, cfg.weights.pretrained,
+                             checkpoint, weights, config) if p)
+
+
+def check_outputs(cfg):
+    """Fails fast (before any device work, nothing created) when the run's folder cannot be written or is one of
+    the run's inputs, when the resumed run is in use by another process, when ``$CSPDARKNET53_RUN_NAME`` is not one
+    folder name (or, for a single process, names a folder that holds another run), or when ``pretrained`` does
+    not exist."""
+    from src.utils.run_folder import check_not_locked, check_run_name
+
+    if cfg.weights.pretrained and not os.path.exists(cfg.weights.pretrained):
+        raise CheckpointError(f"pretrained={cfg.weights.pretrained!r}: no such checkpoint file")
+    checkpoint = find_resume_checkpoint(cfg.train.resume) if cfg.train.resume else None
+    run_dir = run_folder_of(checkpoint) if checkpoint else None
+    single = not resolve_is_distributed(cfg.device.is_distributed)
+    inputs = run_inputs(cfg, checkpoint, run_dir)
+    if run_dir:
+        check_output_dir(run_dir, "resume", inputs=inputs)
+        if single:
+            check_not_locked(run_dir, 0, "resume", cfg.train.resume)
+    else:
+        check_output_dir(cfg.train.ckpt_path, "ckpt_path", inputs=inputs)
+        check_run_name(cfg.train.ckpt_path, single)
+    if cfg.train.tensorboard_dir:
+        check_output_dir(cfg.train.tensorboard_dir, "tensorboard_dir", inputs=inputs)
+
+
+def open_run(cfg, ctx, run_log, setup, start):
+    """Claims the folder of a new run, or locks the resumed one (``src.utils.run_folder``); attaches
+    ``log.txt`` (``log_rank<r>.txt`` off rank 0) and writes ``config.yaml``, ``run.json`` and
+    ``class_index.json``. Returns ``(run_dir, lock)``; the lock is held until the process ends or
+    ``lock.release()``."""
+    from src.utils.run_folder import RunLock, new_run_dir
+
+    key = "resume" if start.run_dir else "ckpt_path"
+    run_dir = start.run_dir or new_run_dir(cfg.train.ckpt_path)
+    inputs = run_inputs(cfg, start.checkpoint, start.run_dir)
+    check_output_dir(run_dir, key, inputs=inputs)
+    for name in RUN_FILES:
+        check_output_file(os.path.join(run_dir, name), key, inputs=inputs)
+    lock = RunLock(run_dir, ctx.rank, key, cfg.train.resume or cfg.train.ckpt_path).acquire()
+    if start.checkpoint and os.path.isdir(cfg.train.resume) and \
+            os.path.abspath(find_resume_checkpoint(cfg.train.resume)) != os.path.abspath(start.checkpoint):
+        lock.release()
+        raise ConfigError(f"resume={cfg.train.resume}: the run moved on while this process started (its newest "
+                          f"checkpoint is now {find_resume_checkpoint(cfg.train.resume)}); run the command again")
+    ctx.run_dir = run_dir
+    run_log.attach_file(os.path.join(run_dir, "log.txt" if ctx.is_main else f"log_rank{ctx.rank}.txt"))
+    if ctx.is_main:
+        config_path = os.path.join(run_dir, "config.yaml")
+        if not (start.run_dir and cfg.resumed_from) or set(cfg.changed_on_resume) - {"ckpt_path"}:
+            save_config(cfg, config_path)  # a resume rewrites it only when it changed a key
+        ctx.save(os.path.join(run_dir, "run.json"), cfg, resumed_from=start.checkpoint)
+        index_path = os.path.join(run_dir, "class_index.json")
+        if not os.path.isfile(index_path):
+            save_class_index(setup.data.class_to_idx, index_path)
+    return run_dir, lock
+
+
+class Run:
+    """One run in its folder, from its first epoch to its end: the epochs, what happens at each epoch's end,
+    on a stop signal, and at the finish."""
+
+    def __init__(self, cfg, ctx, setup, start, run_dir, log):
+        from src.sink import train_one_epoch_sink
+        from src.utils.tensorboard import create_tensorboard_logger
+
+        self.cfg, self.ctx, self.setup, self.start, self.run_dir, self.log = cfg, ctx, setup, start, run_dir, log
+        self.best_top1 = start.best_top1
+        steps = setup.steps_per_epoch
+        self.saved_at = (start.epoch, start.step) if start.checkpoint else (0, 0)  # position of the newest save
+        self.metrics = MetricsWriter(os.path.join(run_dir, "metrics.csv"), keep_epochs_before=start.epoch + 1) \
+            if ctx.is_main else None
+        self.ckpts = None
+        if ctx.is_main or not cfg.train.is_save_on_master:
+            weights = {p.name for p in setup.net.get_parameters()}
+            optimizer = [p.name for p in setup.step.get_parameters() if p.name not in weights]
+            self.ckpts = CheckpointManager(os.path.join(run_dir, f"ckpt_{ctx.rank}"), ctx.rank, cfg.train.ckpt_save_max,
+                                           steps, optimizer, newest=start.checkpoint,
+                                           older_weights_only=cfg.train.ckpt_older_weights_only)
+            if self.ckpts.removed_partials:
+                log.info("removed %d temporary file(s) of unfinished checkpoint saves: %s",
+                         len(self.ckpts.removed_partials),
+                         ", ".join(os.path.basename(p) for p in self.ckpts.removed_partials))
+        self.metadata = checkpoint_metadata(setup.net, setup.preprocess, setup.data.class_to_idx)
+        self.shard_file = os.path.join(run_dir, f"shard_rank{ctx.rank}.txt") if cfg.train.dump_shard_files else None
+        if self.shard_file and not setup.data.can_record_reads:
+            log.warning("dump_shard_files is ignored: a %s dataset has no file source to record", setup.data.format)
+            self.shard_file = None
+        if self.shard_file:
+            setup.data.record_reads()
+        position = start.epoch * steps + start.step
+        self.tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank,
+                                            purge_step=position + 1 if start.checkpoint else None)
+        if self.tb is not None:
+            atexit.register(self.tb.close)  # flushed even when the run stops with an error
+            log.info("TensorBoard scalars: %s (tensorboard --logdir %s)", self.tb.log_dir, cfg.train.tensorboard_dir)
+        progress = ProgressLogger(log, steps, cfg.optim.max_epoch, cfg.data.per_batch_size * ctx.group_size,
+                                  cfg.train.log_interval, start.epoch, start_step=start.step)
+        self.book = StepBook(setup.lr, steps, progress, log, self.tb, last_saved=start.checkpoint)
+        self.run_epoch = train_one_epoch if setup.sink is None else train_one_epoch_sink
+
+    def train_epoch(self, epoch):
+        """The steps of ``epoch`` (a resumed one continues after its saved position); on a stop signal, saves
+        the position and raises ``Stopped``."""
+        start, book = self.start, self.book
+        first, losses = (start.step, start.step_losses) if epoch == start.epoch else (0, ())
+        if signals.requested():  # arrived during the start-up or the last epoch's end
+            self.stop(signals.requested(), epoch, first, losses)
+        book.begin_epoch(epoch, first, losses)
+        self.run_epoch(self.setup, book, self.cfg.device.seed, self.ctx)
+        if signals.requested():
+            self.stop(signals.requested(), epoch, book.step, book.step_losses)
+
+    def end_epoch(self, epoch):
+        """Epoch ``epoch``'s end: its line, validation, metrics.csv, TensorBoard, checkpoints."""
+        cfg, setup, log, steps = self.cfg, self.setup, self.log, self.setup.steps_per_epoch
+        if self.shard_file:
+            with open(self.shard_file, "a", encoding="utf-8", errors="surrogateescape") as f:
+                f.writelines(f"{epoch + 1}\t{path}\n" for path in setup.data.pop_reads())
+        mean_loss = self.book.mean_loss()
+        epoch_time, fps = self.book.progress.epoch_end(epoch + 1, mean_loss)
+        warn_if_not_learning(log, epoch, mean_loss, cfg.model.num_classes, cfg.optim.warmup_epochs)
+        top1 = top5 = None
+        last = epoch + 1 == cfg.optim.max_epoch
+        if setup.val_data is not None and ((epoch + 1) % cfg.train.val_interval == 0 or last):
+            result = validate(setup, self.ctx)
+            top1, top5 = 100.0 * result.top1, 100.0 * result.top5
+            log.info("epoch[%d] validation%s: top1 %.2f%%, top5 %.2f%% (%d images)", epoch + 1,
+                     " (EMA weights)" if setup.ema is not None else "", top1, top5, result.total)
+        is_best = top1 is not None and top1 > self.best_top1
+        if is_best:
+            self.best_top1 = top1
+        row = dict(epoch=epoch + 1, train_loss=f"{mean_loss:.6f}", lr=f"{setup.lr[(epoch + 1) * steps - 1]:.6g}",
+                   val_top1=None if top1 is None else f"{top1:.4f}", val_top5=None if top5 is None else f"{top5:.4f}",
+                   epoch_time_s=f"{epoch_time:.3f}", images_per_sec=f"{fps:.3f}")
+        if self.metrics is not None:
+            self.metrics.write(**row)
+        if self.tb is not None:
+            from src.utils.tensorboard import epoch_scalars
+            self.tb.add_scalars((epoch + 1) * steps, epoch_scalars(row))
+            self.tb.flush()
+        if (epoch + 1) % cfg.train.ckpt_interval == 0 or last:
+            self.save(epoch + 1, 0)
+        if is_best and self.ckpts is not None:
+            entries = training_state_entries(setup.step, setup.ema, epoch + 1, self.best_top1)
+            log.info("new best top1 %.2f%%: saved %s", top1, self.ckpts.save_best(entries, self.metadata))
+
+    def save(self, epoch, step, step_losses=()):
+        """Saves the full training state at ``epoch`` epochs done plus ``step`` steps of the next; returns the
+        path (None on a rank that does not save)."""
+        if self.ckpts is None:
+            return None
+        entries = training_state_entries(self.setup.step, self.setup.ema, epoch, self.best_top1, step, step_losses)
+        path = self.ckpts.save(entries, epoch + 1 if step else epoch, step or self.setup.steps_per_epoch,
+                               self.metadata)
+        self.book.last_saved, self.saved_at = path, (epoch, step)
+        self.log.info("saved %s", path)
+        return path
+
+    def stop(self, signum, epoch, step, step_losses):
+        """A stop signal at ``epoch`` epochs done plus ``step`` steps of the next: saves that position (unless
+        the newest checkpoint is it, or nothing was trained) and raises ``Stopped`` with the line that says what
+        was kept and how to resume."""
+        import signal
+
+        name = signal.Signals(signum).name
+        if (epoch, step) == (0, 0):
+            raise Stopped(signum, f"stopped by {name} before the first step: nothing was trained, no checkpoint "
+                                  f"saved (the run folder {self.run_dir} holds its config and log)")
+        if (epoch, step) == self.saved_at:
+            kept = f"its newest checkpoint {self.book.last_saved} holds that position"
+        else:
+            path = self.save(epoch, step, step_losses)
+            kept = f"saved {path}" if path else "rank 0 saves the checkpoint"
+        at = f"epoch {epoch + 1}, step {step} of {self.setup.steps_per_epoch}" if step else f"the end of epoch {epoch}"
+        raise Stopped(signum, f"stopped by {name} at {at}: {kept}; continue with: python "
+                              f"{os.path.basename(sys.argv[0]) or 'train.py'} --resume={self.run_dir}")
+
+    def finish(self):
+        """``curves.png`` and the closing line."""
+        if self.tb is not None:
+            self.tb.close()
+        if self.metrics is not None:
+            png = plot_curves(self.metrics.path, os.path.join(self.run_dir, "curves.png"), self.log)
+            if png:
+                self.log.info("curves: %s", png)
+        self.log.info("training finished: %d epochs%s; outputs in %s", self.cfg.optim.max_epoch,
+                      f", best val top1 {self.best_top1:.2f}%" if self.best_top1 >= 0 else "", self.run_dir)
+
+
+def fit(cfg, ctx, run_log, network_rewrites=None):
+    """Trains ``cfg`` on ``ctx`` (see the module docstring); returns the exit status (0)."""
+    from src.utils.runtime import important_info
+
+    log = run_log.log
+    important_info(log, "start create network")
+    setup = build_training(cfg, ctx, log, network_rewrites)
+    start = restore(cfg, ctx, setup, log)
+    with signals.deferred():
+        run_dir, lock = open_run(cfg, ctx, run_log, setup, start)
+        try:
+            log_setup(cfg, ctx, setup, start, run_dir, log)
+            run = Run(cfg, ctx, setup, start, run_dir, log)
+            important_info(log, "start training")
+            for epoch in range(start.epoch, cfg.optim.max_epoch):
+                run.train_epoch(epoch)
+                run.end_epoch(epoch)
+            run.finish()
+        finally:
+            lock.release()
+    return 0
+
+
+def log_setup(cfg, ctx, setup, start, run_dir, log):
+    """The run's opening lines: notes and warnings, the folder, the data, the recipe, the schedule, the resume."""
+    for line in ctx.notes:
+        log.info(line)
+    for line in cfg.warnings:
+        log.warning(line)
+    log.info("run folder: %s (rank %d of %d, device %s)", run_dir, ctx.rank, ctx.group_size, ctx.device_target)
+    if ctx.settings:
+        log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in ctx.settings.items()))
+    data, val_data, optim, steps = setup.data, setup.val_data, cfg.optim, setup.steps_per_epoch
+    log.info("train: %d images, %d classes, %d steps/epoch of %d per device, %s px%s",
+             data.total_images or data.num_images, len(data.class_to_idx), steps, cfg.data.per_batch_size,
+             setup.preprocess["image_size"],
+             f"; validation: {val_data.total_images or val_data.num_images} images" if val_data else "")
+    log.info("arch %s, init %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
+             cfg.model.init, setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
+             optim.lr_scheduler, optim.lr, f"on (decay {optim.ema_decay})" if setup.ema is not None else "off")
+    _log_schedule(log, setup.lr, steps)
+    if setup.sink is not None:
+        log.info("sink mode: %d steps per sink (%s feed), one host synchronisation per sink", setup.sink.sink_size,
+                 setup.sink.kind)
+    if start.checkpoint:
+        position = start.epoch * steps + start.step
+        log.info("resumed from %s: %d epochs done%s, global step %d, next lr %.6g", start.checkpoint, start.epoch,
+                 f" and {start.step} steps of epoch {start.epoch + 1} (replayed without training to restore the "
+                 "data position)" if start.step else "", setup.global_step, setup.lr[min(position, len(setup.lr) - 1)])
 
 
 def validate(setup, ctx):
@@ -203,134 +531,6 @@ def _log_schedule(log, lr, steps_per_epoch):
     points = sorted({0, n // 2, n - 1})
     log.info("lr schedule: %s", ", ".join(f"step {i} (epoch {i // steps_per_epoch + 1}): {lr[i]:.6g}"
                                           for i in points))
-
-
-def fit(cfg, ctx, run_log, network_rewrites=None):
-    """Trains ``cfg`` on ``ctx`` (see the module docstring); returns the exit status (0)."""
-    from src.reporting import MetricsWriter, ProgressLogger, plot_curves
-    from src.utils.runtime import important_info, new_run_dir
-    from src.utils.tensorboard import create_tensorboard_logger, epoch_scalars
-
-    log = run_log.log
-    resume_path = find_resume_checkpoint(cfg.train.resume) if cfg.train.resume else None
-    important_info(log, "start create network")
-    setup = build_training(cfg, ctx, log, network_rewrites)
-    steps_per_epoch = setup.steps_per_epoch
-    start_epoch, best_top1 = 0, -1.0
-    if resume_path:  # refused here if it does not fit: nothing of the run is written before this point
-        meta = restore_training_state(resume_path, setup.step, setup.ema, cfg.model.arch, log)
-        start_epoch, best_top1 = meta["epoch"], meta["best_top1"]
-        recorded = meta.get("num_classes")
-        if recorded is not None and int(recorded) != cfg.model.num_classes:
-            raise CheckpointError(f"{resume_path}: was trained with num_classes={int(recorded)}, the config says "
-                                  f"{cfg.model.num_classes}")
-
-    run_dir = (run_folder_of(resume_path) if resume_path else None) or new_run_dir(cfg.train.ckpt_path)
-    ctx.run_dir = run_dir
-    run_log.attach_file(os.path.join(run_dir, "log.txt" if ctx.is_main else f"log_rank{ctx.rank}.txt"))
-    for line in ctx.notes:
-        log.info(line)
-    for line in cfg.warnings:
-        log.warning(line)
-    log.info("run folder: %s (rank %d of %d, device %s)", run_dir, ctx.rank, ctx.group_size, ctx.device_target)
-    if ctx.settings:
-        log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in ctx.settings.items()))
-    data, val_data = setup.data, setup.val_data
-    if ctx.is_main:
-        save_config(cfg, os.path.join(run_dir, "config.yaml"))
-        ctx.save(os.path.join(run_dir, "run.json"), cfg)
-        save_class_index(data.class_to_idx, os.path.join(run_dir, "class_index.json"))
-    log.info("train: %d images, %d classes, %d steps/epoch of %d per device, %s px%s",
-             data.total_images or data.num_images, len(data.class_to_idx), steps_per_epoch,
-             cfg.data.per_batch_size, setup.preprocess["image_size"],
-             f"; validation: {val_data.total_images or val_data.num_images} images" if val_data else "")
-    optim = cfg.optim
-    log.info("arch %s, init %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
-             cfg.model.init, setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
-             optim.lr_scheduler, optim.lr, f"on (decay {optim.ema_decay})" if setup.ema is not None else "off")
-    _log_schedule(log, setup.lr, steps_per_epoch)
-    if setup.sink is not None:
-        log.info("sink mode: %d steps per sink (%s feed), one host synchronisation per sink", setup.sink.sink_size,
-                 setup.sink.kind)
-    if resume_path:
-        log.info("resumed from %s: %d epochs done, global step %d, next lr %.6g", resume_path, start_epoch,
-                 setup.global_step, setup.lr[min(start_epoch * steps_per_epoch, len(setup.lr) - 1)])
-        if start_epoch >= optim.max_epoch:
-            log.info("nothing to do: the checkpoint already has %d of max_epoch=%d epochs", start_epoch,
-                     optim.max_epoch)
-            return 0
-
-    save_ckpt = ctx.is_main or not cfg.train.is_save_on_master
-    ckpts = CheckpointManager(os.path.join(run_dir, f"ckpt_{ctx.rank}"), ctx.rank, cfg.train.ckpt_save_max) \
-        if save_ckpt else None
-    if ckpts is not None and ckpts.removed_partials:
-        log.info("removed %d temporary file(s) of unfinished checkpoint saves: %s", len(ckpts.removed_partials),
-                 ", ".join(os.path.basename(p) for p in ckpts.removed_partials))
-    metrics = MetricsWriter(os.path.join(run_dir, "metrics.csv"), keep_epochs_before=start_epoch + 1) \
-        if ctx.is_main else None
-    progress = ProgressLogger(log, steps_per_epoch, optim.max_epoch, cfg.data.per_batch_size * ctx.group_size,
-                              cfg.train.log_interval, start_epoch)
-    metadata = checkpoint_metadata(setup.net, setup.preprocess, data.class_to_idx)
-    last_saved = resume_path
-    shard_file = os.path.join(run_dir, f"shard_rank{ctx.rank}.txt") if cfg.train.dump_shard_files else None
-    if shard_file and not data.can_record_reads:
-        log.warning("dump_shard_files is ignored: a %s dataset has no file source to record", data.format)
-        shard_file = None
-    if shard_file:
-        data.record_reads()
-    tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank,
-                                   purge_step=start_epoch * steps_per_epoch + 1 if resume_path else None)
-    if tb is not None:
-        atexit.register(tb.close)  # flushed even when the run stops with an error
-        log.info("TensorBoard scalars: %s (tensorboard --logdir %s)", tb.log_dir, cfg.train.tensorboard_dir)
-    important_info(log, "start training")
-    from src.sink import train_one_epoch_sink
-    run_epoch = train_one_epoch if setup.sink is None else train_one_epoch_sink
-    for epoch in range(start_epoch, optim.max_epoch):
-        mean_loss = run_epoch(setup, epoch, cfg.device.seed, ctx, progress, log, last_saved, tb)
-        if shard_file:
-            with open(shard_file, "a", encoding="utf-8", errors="surrogateescape") as f:
-                f.writelines(f"{epoch + 1}\t{path}\n" for path in data.pop_reads())
-        epoch_time, fps = progress.epoch_end(epoch + 1, mean_loss)
-        warn_if_not_learning(log, epoch, mean_loss, cfg.model.num_classes, optim.warmup_epochs)
-
-        top1 = top5 = None
-        last = epoch + 1 == optim.max_epoch
-        if val_data is not None and ((epoch + 1) % cfg.train.val_interval == 0 or last):
-            result = validate(setup, ctx)
-            top1, top5 = 100.0 * result.top1, 100.0 * result.top5
-            log.info("epoch[%d] validation%s: top1 %.2f%%, top5 %.2f%% (%d images)", epoch + 1,
-                     " (EMA weights)" if setup.ema is not None else "", top1, top5, result.total)
-        is_best = top1 is not None and top1 > best_top1
-        if is_best:
-            best_top1 = top1
-        row = dict(epoch=epoch + 1, train_loss=f"{mean_loss:.6f}",
-                   lr=f"{setup.lr[(epoch + 1) * steps_per_epoch - 1]:.6g}",
-                   val_top1=None if top1 is None else f"{top1:.4f}",
-                   val_top5=None if top5 is None else f"{top5:.4f}", epoch_time_s=f"{epoch_time:.3f}",
-                   images_per_sec=f"{fps:.3f}")
-        if metrics is not None:
-            metrics.write(**row)
-        if tb is not None:
-            tb.add_scalars((epoch + 1) * steps_per_epoch, epoch_scalars(row))
-            tb.flush()
-        if ckpts is not None:
-            entries = training_state_entries(setup.step, setup.ema, epoch + 1, best_top1)
-            if (epoch + 1) % cfg.train.ckpt_interval == 0 or last:
-                last_saved = ckpts.save(entries, epoch + 1, steps_per_epoch, metadata)
-                log.info("saved %s", last_saved)
-            if is_best:
-                log.info("new best top1 %.2f%%: saved %s", top1, ckpts.save_best(entries, metadata))
-
-    if tb is not None:
-        tb.close()
-    if metrics is not None:
-        png = plot_curves(metrics.path, os.path.join(run_dir, "curves.png"))
-        if png:
-            log.info("curves: %s", png)
-    log.info("training finished: %d epochs%s; outputs in %s", optim.max_epoch,
-             f", best val top1 {best_top1:.2f}%" if best_top1 >= 0 else "", run_dir)
-    return 0
 
 
 def check_data_paths(cfg):

@@ -44,7 +44,6 @@ import csv
 import heapq
 import io
 import math
-import os
 import unicodedata
 from dataclasses import dataclass
 

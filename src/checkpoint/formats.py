@@ -15,7 +15,7 @@ import struct
 import numpy as np
 
 from src.errors import CheckpointError, CheckpointSaveError
-from src.utils.fileio import free_space
+from src.utils.fileio import free_space, new_file_mode
 
 
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -196,6 +196,7 @@ def save_checkpoint_atomic(params, path, metadata=None):
         os.makedirs(folder, exist_ok=True)
         with _mindspore_log_silenced():
             ms.save_checkpoint(params, tmp, append_dict=dict(metadata or {}))
+        os.chmod(tmp, new_file_mode())  # MindSpore leaves it read-only (0400); the user's umask decides
         os.replace(tmp, path)
     except (OSError, RuntimeError, ValueError) as err:  # MindSpore wraps write errors in RuntimeError
         for leftover in (tmp, tmp[:-len(".ckpt")] + ".tmp"):

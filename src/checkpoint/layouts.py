@@ -23,7 +23,7 @@ NON_WEIGHT_PREFIXES = ("moments.", "accum.", "ema.", "stat.", "optimizer.")
 NON_WEIGHT_SCALARS = frozenset({"global_step", "learning_rate", "momentum", "scale_sense", "loss_scale",
                                 "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num",
                                 "epoch", "step", "cur_step_num", "best_top1", "num_classes", "ema_updates",
-                                "loss_scale_good_steps"})
+                                "loss_scale_good_steps", "step_in_epoch", "epoch_step_losses"})
 HEAD_KEYS = ("head.fc.weight", "head.fc.bias")
 WRAPPER_PREFIXES = ("network.", "module.", "_backbone.")
 

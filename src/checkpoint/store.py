@@ -9,7 +9,8 @@ start of the run removes and that no lookup here ever returns.
 import os
 import re
 
-from src.checkpoint.formats import CheckpointError, remove_partial_files, save_checkpoint_atomic
+from src.checkpoint.formats import CheckpointError, read_state_dict, remove_partial_files, save_checkpoint_atomic
+from src.checkpoint.training_state import is_weights_only, weights_only
 
 __all__ = ["CKPT_PATTERN", "CHECKPOINT_EXTENSIONS", "training_checkpoints", "find_resume_checkpoint",
            "run_folder_of", "checkpoint_files", "CheckpointManager"]
@@ -84,25 +85,57 @@ def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
 
 
 class CheckpointManager:
-    """Saves ``<rank>-<epoch>_<step>.ckpt`` atomically, keeps the newest ``keep_max``, and ``best.ckpt``.
+    """Saves a run's ``<rank>-<epoch>_<step>.ckpt`` and ``best.ckpt`` atomically, and keeps its folder small.
 
+    * the newest checkpoint holds the full training state (resumable);
+    * of the older epoch checkpoints, the newest ``keep_max - 1`` are kept, **weights-only** with
+      ``older_weights_only`` (the optimizer state dropped: half the size; for eval, export, predict,
+      ``pretrained=``), the rest removed; ``keep_max`` = 1 keeps the newest alone;
+    * a checkpoint saved in the middle of an epoch (a stop signal) is removed once a newer one exists;
+    * ``best.ckpt`` is weights-only.
+
+    ``optimizer_names``: the train step's parameters that are not the network's (what weights-only drops).
+    ``newest``: the full checkpoint the run resumed from, if any (slimmed like the others once superseded).
     Creating it removes the temporary files that killed saves left in the folder (``removed_partials``).
     """
 
-    def __init__(self, folder, rank, keep_max):
-        self.folder = folder
+    def __init__(self, folder, rank, keep_max, steps_per_epoch, optimizer_names, newest=None, older_weights_only=True):
+        self.folder = os.path.abspath(folder)
         self.rank = rank
         self.keep_max = max(int(keep_max), 1)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.optimizer_names = list(optimizer_names)
+        self.full = os.path.abspath(newest) if newest else None
+        self.older_weights_only = bool(older_weights_only)
         os.makedirs(folder, exist_ok=True)
         self.removed_partials = remove_partial_files(folder)
 
     def save(self, entries, epoch, step_in_epoch, metadata):
-        path = os.path.join(self.folder, f"{self.rank}-{epoch}_{step_in_epoch}.ckpt")
+        """Saves the full training state as ``<rank>-<epoch>_<step_in_epoch>.ckpt`` (``epoch`` 1-based: the
+        epoch the step belongs to), then applies the retention rules above; returns the path."""
+        path = os.path.abspath(os.path.join(self.folder, f"{self.rank}-{epoch}_{step_in_epoch}.ckpt"))
         save_checkpoint_atomic(entries, path, metadata=metadata)
         # Retention after the new file is complete: a crash never leaves fewer good files.
-        for _, _, old in training_checkpoints(self.folder)[:-self.keep_max]:
-            os.remove(old)
+        older = [(e, s, p) for e, s, p in training_checkpoints(self.folder) if (e, s) < (epoch, step_in_epoch)]
+        complete = [p for _, s, p in older if s == self.steps_per_epoch]
+        kept = complete[max(len(complete) - (self.keep_max - 1), 0):] if self.keep_max > 1 else []
+        for _, _, old in older:
+            if old not in kept:
+                os.remove(old)
+        if self.older_weights_only and self.full in kept:
+            self._slim(self.full)
+        self.full = path
         return path
 
+    def _slim(self, path):
+        """Rewrites ``path`` weights-only (atomically)."""
+        import mindspore as ms
+
+        arrays, meta = read_state_dict(path)
+        if not is_weights_only(arrays):
+            kept = weights_only(arrays, self.optimizer_names)
+            save_checkpoint_atomic([{"name": k, "data": ms.Tensor(v)} for k, v in kept.items()], path, metadata=meta)
+
     def save_best(self, entries, metadata):
-        return save_checkpoint_atomic(entries, os.path.join(self.folder, BEST_NAME), metadata=metadata)
+        return save_checkpoint_atomic(weights_only(entries, self.optimizer_names), os.path.join(self.folder, BEST_NAME),
+                                      metadata=metadata)

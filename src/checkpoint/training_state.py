@@ -3,19 +3,32 @@
 A training checkpoint holds every parameter of the train step (network weights and BN statistics,
 the optimizer's moments, its global step and the loss-scale state), the EMA weights (``ema.*``,
 ``ema_updates``) when EMA is on, the number of finished epochs (``epoch``) and the best validation
-top-1 so far (``best_top1``), plus the metadata of ``src.checkpoint.metadata`` (arch, num_classes ...). The
+top-1 so far (``best_top1``), plus the metadata of ``src.checkpoint.metadata`` (arch, num_classes,
+preprocessing, class names). The
 learning-rate array is not restored: it is rebuilt from the config.
+
+A checkpoint saved in the middle of an epoch (a stop signal) also holds the data position: the steps
+of epoch ``epoch`` done (``step_in_epoch``) and their losses (``epoch_step_losses``, NaN for a skipped
+update), so that the resumed epoch continues from the next step and reports the uninterrupted mean loss.
+
+A **weights-only** checkpoint (``weights_only``: ``best.ckpt``, and a run's older epoch checkpoints) keeps
+the network's weights and BN statistics, the EMA weights, the epoch and the metadata, without the optimizer
+state: it is for eval, export, predict and ``pretrained=``, at half the size; resuming needs a full one.
 """
 import numpy as np
 
 from src.checkpoint.formats import CheckpointError, read_state_dict
 from src.checkpoint.metadata import read_metadata
 
-__all__ = ["training_state_entries", "restore_training_state"]
+__all__ = ["training_state_entries", "restore_training_state", "weights_only", "is_weights_only"]
+
+#: entries only a resume needs, besides the optimizer's own parameters (the data position)
+_RESUME_ONLY = ("step_in_epoch", "epoch_step_losses")
 
 
-def training_state_entries(train_step, ema, epoch, best_top1):
-    """The ``[{"name", "data"}]`` list that ``save_checkpoint_atomic`` writes for a training checkpoint."""
+def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, step_losses=()):
+    """The ``[{"name", "data"}]`` list that ``save_checkpoint_atomic`` writes for a training checkpoint:
+    ``epoch`` epochs finished, plus ``step_in_epoch`` steps of the next one (with their ``step_losses``)."""
     import mindspore as ms
 
     entries = [{"name": p.name, "data": p} for p in train_step.get_parameters()]
@@ -23,13 +36,33 @@ def training_state_entries(train_step, ema, epoch, best_top1):
         entries += ema.checkpoint_entries()
     entries.append({"name": "epoch", "data": ms.Tensor(np.array(epoch, np.int32))})
     entries.append({"name": "best_top1", "data": ms.Tensor(np.array(best_top1, np.float64))})
+    if step_in_epoch:
+        entries.append({"name": "step_in_epoch", "data": ms.Tensor(np.array(step_in_epoch, np.int32))})
+        entries.append({"name": "epoch_step_losses", "data": ms.Tensor(np.asarray(step_losses, np.float64))})
     return entries
+
+
+def weights_only(entries, optimizer_names):
+    """The entries of a weights-only checkpoint (module docstring) out of a training checkpoint's ``entries``
+    (``{"name", "data"}`` dicts) or arrays (a name -> array dict): all but the optimizer's state
+    (``optimizer_names``: the train step's parameters that are not the network's -- moments, global step,
+    learning rate, loss-scale state) and the data position."""
+    drop = set(optimizer_names) | set(_RESUME_ONLY)
+    if isinstance(entries, dict):
+        return {k: v for k, v in entries.items() if k not in drop}
+    return [e for e in entries if e["name"] not in drop]
+
+
+def is_weights_only(arrays):
+    """Whether a checkpoint's arrays lack the optimizer state (no ``global_step``)."""
+    return "global_step" not in arrays
 
 
 def restore_training_state(path, train_step, ema, arch_name, log):
     """Loads weights, optimizer moments, global step, loss scale and EMA from ``path`` into the train step.
 
-    Returns the checkpoint's metadata with ``epoch`` (finished epochs) and ``best_top1`` added.
+    Returns the checkpoint's metadata with ``epoch`` (finished epochs), ``best_top1``, ``step_in_epoch`` and
+    ``step_losses`` (the data position inside epoch ``epoch``; 0 and [] at an epoch's end) added.
     Raises ``CheckpointError`` when the file is not a training checkpoint of this project, was trained
     with another architecture, or does not fit the train step (missing entries, other shapes); nothing
     is changed then.
@@ -41,6 +74,10 @@ def restore_training_state(path, train_step, ema, arch_name, log):
     if recorded["epoch"] is None:
         raise CheckpointError(f"{path}: not a training checkpoint of this project (no epoch counter); "
                               "use pretrained= to start from its weights")
+    if is_weights_only(arrays):
+        raise CheckpointError(f"{path}: holds weights only, no optimizer state (best.ckpt and a run's older "
+                              "checkpoints are kept that way); resume from the run folder (its newest checkpoint), "
+                              f"or start a new run from these weights with pretrained={path}")
     if recorded["arch"] and recorded["arch"] != arch_name:
         raise CheckpointError(f"{path}: was trained with arch {recorded['arch']!r}, the config says {arch_name!r}")
     targets = {p.name: p for p in train_step.get_parameters()}
@@ -72,4 +109,6 @@ def restore_training_state(path, train_step, ema, arch_name, log):
     meta = dict(meta)
     meta["epoch"] = recorded["epoch"]
     meta["best_top1"] = -1.0 if recorded["best_top1"] is None else recorded["best_top1"]
+    meta["step_in_epoch"] = int(arrays["step_in_epoch"]) if "step_in_epoch" in arrays else 0
+    meta["step_losses"] = np.asarray(arrays.get("epoch_step_losses", []), np.float64).reshape(-1).tolist()
     return meta

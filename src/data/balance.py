@@ -32,7 +32,7 @@ import numpy as np
 
 WEIGHT_MODES = ("none", "balanced")
 
-from src.errors import BalanceError, DatasetError
+from src.errors import BalanceError
 
 
 def class_counts(labels: Sequence[int], num_classes: int) -> np.ndarray:

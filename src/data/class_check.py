@@ -31,7 +31,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from src.errors import ClassIndexError, DatasetError
+from src.errors import ClassIndexError
 
 _LISTED = 10
 

@@ -28,8 +28,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from src.data.checks import watch_engine_dumps
 from src.data.listing import MAX_LISTED
 from src.data.options import data_options

@@ -1,10 +1,10 @@
 """Small file helpers shared by the entry scripts and src/ modules: atomic JSON writes, and the up-front
 checks that an output location can be written (so a run fails before any device work, not at its end)."""
-import json
 import os
 import tempfile
 
-__all__ = ["write_text_atomic", "write_json_atomic", "check_output_dir", "check_output_file", "free_space"]
+__all__ = ["write_text_atomic", "write_json_atomic", "new_file_mode", "check_output_dir", "check_output_file",
+           "free_space"]
 
 
 def write_text_atomic(text, path, newline=None):
@@ -19,15 +19,21 @@ def write_text_atomic(text, path, newline=None):
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
             f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def new_file_mode():
+    """The permissions the user's umask gives a new file (0o666 minus the umask), for files that are written
+    under a temporary name first (``mkstemp`` makes them 0600, MindSpore's checkpoint writer 0400)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_json_atomic(data, path, indent=2, ensure_ascii=True):

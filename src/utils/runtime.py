@@ -1,5 +1,5 @@
-"""Run-time setup shared by the entry scripts: device, graph mode, distributed init, run folder, logging,
-and the run context that holds this state (kept apart from the immutable config).
+"""Run-time setup shared by the entry scripts: device, graph mode, distributed init, logging, and the run
+context that holds this state (kept apart from the immutable config). Run folders: ``src.utils.run_folder``.
 
 Nothing happens at import. Modern MindSpore 2.x APIs only (``mindspore.set_device``,
 ``mindspore.communication``).
@@ -17,11 +17,10 @@ from src.errors import DeviceError, DistributedInitError
 from src.utils import signals
 
 __all__ = ["RunContext", "resolve_device_target", "setup_device", "init_distributed", "start_context",
-           "new_run_dir", "RunLog", "important_info", "user_error_exit", "LOG_FORMAT"]
+           "RunLog", "important_info", "user_error_exit", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"  # the zoo's log-file format
 DEVICE_PREFERENCE = ("Ascend", "GPU", "CPU")
-RUN_NAME_ENV = "CSPDARKNET53_RUN_NAME"
 PROJECT_LOGGER = "src"  # every library module logs under src.*: the run log gets their warnings too
 
 
@@ -40,13 +39,23 @@ class RunContext:
     def is_main(self):
         return self.rank == 0
 
-    def save(self, path, cfg=None):
-        """Writes the context as JSON (``run.json``), with the versions and the command line."""
+    def save(self, path, cfg=None, resumed_from=None):
+        """Writes the context as JSON (``run.json``), with the versions and the command line. A resumed run
+        (``resumed_from``: the checkpoint) keeps what the file says and adds ``{started, argv, checkpoint}``
+        to its ``resumes`` list."""
         from src.utils.fileio import write_json_atomic
 
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        if resumed_from:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    data = dict(json.load(f))
+            except (OSError, ValueError, TypeError):  # missing or unreadable: the resumed process's own record
+                data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started)
+            data.setdefault("resumes", []).append(dict(started=started, argv=sys.argv, checkpoint=resumed_from))
+            return write_json_atomic(data, path)
         data = asdict(self)
-        data.update(python=platform.python_version(), argv=sys.argv, started=datetime.datetime.now().isoformat(
-            timespec="seconds"))
+        data.update(python=platform.python_version(), argv=sys.argv, started=started)
         try:
             import mindspore
             data["mindspore"] = mindspore.__version__
@@ -131,23 +140,6 @@ def start_context(device_cfg, mode, network=True):
     signals.reinstall()  # the device and communication set-up may have installed their own handlers
     settings = {**applied, **{k: v for k, v in rewrites.items() if v}}
     return RunContext(device_target=target, rank=rank, group_size=group_size, settings=settings), rewrites
-
-
-def new_run_dir(root, create=True, prefix=""):
-    """The folder of a new run: ``<root>/<name>``, the name ``$CSPDARKNET53_RUN_NAME`` (set by the launch
-    scripts so every rank shares one folder) or ``prefix`` and the zoo's timestamp ``%Y-%m-%d_time_%H_%M_%S``
-    (eval: ``eval_``). A timestamped folder that already exists is never reused: ``_1``, ``_2`` ... are appended."""
-    shared = os.environ.get(RUN_NAME_ENV)
-    name = shared or prefix + datetime.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
-    path = os.path.abspath(os.path.join(root, name))
-    if not shared:
-        base, n = path, 0
-        while os.path.exists(path):
-            n += 1
-            path = f"{base}_{n}"
-    if create:
-        os.makedirs(path, exist_ok=True)
-    return path
 
 
 class _BufferHandler(logging.Handler):

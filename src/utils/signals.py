@@ -86,7 +86,11 @@ def guarded(iterable):
 
 
 def requested():
-    """The first signal received while deferred, or None."""
+    """The first signal received while deferred, or None. Installs the handlers again first: MindSpore's graph
+    runtime replaces the SIGINT handler with its own on every compiled step (measured with MindSpore 2.10), and
+    that one re-sends the signal as SIGTERM (``kill(getpid(), SIGTERM)``), so a Ctrl-C that lands inside a step
+    reaches the trainer as SIGTERM (exit 143); one between steps stays SIGINT (130)."""
+    install()
     return _pending[0] if _pending else None
 
 

@@ -78,7 +78,7 @@ def test_sink_resume_continues_exactly(tmp_path, sink_data):
     """Stopped after epoch 1 and resumed, a sink run ends in the very state of the uninterrupted sink run."""
     from src.checkpoint import read_state_dict
 
-    full = _train(tmp_path, sink_data, tmp_path / "full", dataset_sink_mode=1, sink_size=3)
+    full = _train(tmp_path, sink_data, tmp_path / "full", dataset_sink_mode=1, sink_size=3, ckpt_older_weights_only=0)
     resumed = tmp_path / "resumed"
     (resumed / "ckpt_0").mkdir(parents=True)
     os.link(os.path.join(full, "ckpt_0", "0-1_9.ckpt"), resumed / "ckpt_0" / "0-1_9.ckpt")

@@ -111,11 +111,12 @@ def test_ema_validation_scores_the_ema_weights_and_best_ckpt_holds_them(tmp_path
     raw = {e: 100.0 * raw_scores[f"0-{e}_{steps}.ckpt"]["top1"] for e in logged}
     assert any(abs(raw[e] - logged[e]) > 1e-3 for e in logged), f"raw {raw} equals EMA {logged}: no test"
 
-    # 2. best.ckpt is the checkpoint of the (first) best epoch, EMA weights included, and scores what was logged
+    # 2. best.ckpt is the checkpoint of the (first) best epoch, EMA weights included, weights-only (no optimizer
+    #    state), and scores what was logged
     best_epoch = max(logged, key=lambda e: (logged[e], -e))
     best, best_meta = read_state_dict(os.path.join(folder, "best.ckpt"))
     same_epoch, _ = read_state_dict(os.path.join(folder, f"0-{best_epoch}_{steps}.ckpt"))
-    assert set(best) == set(same_epoch)
+    assert set(best) <= set(same_epoch) and not any(k.startswith("moments.") or k == "global_step" for k in best)
     for key in best:
         np.testing.assert_array_equal(best[key], same_epoch[key], err_msg=key)
     assert abs(float(best["best_top1"]) - logged[best_epoch]) < 1e-3

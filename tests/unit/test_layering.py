@@ -20,7 +20,7 @@ LAYERS = {
     "src": 0, "src.errors": 0, "src.config": 0, "src.archs": 0, "src.utils": 0,
     "src.cspdarknet53": 1, "src.head": 1, "src.image_classification": 1, "src.loss": 1, "src.lr_generator": 1,
     "src.data": 1, "src.checkpoint": 1, "src.analysis": 1, "src.reporting": 1, "src.train_step": 1, "src.deploy": 1,
-    "src.trainer": 2, "src.sink": 2, "src.evaluation": 2, "src.export_utils": 2, "src.eval_job": 2,
+    "src.trainer": 2, "src.sink": 2, "src.resume": 2, "src.evaluation": 2, "src.export_utils": 2, "src.eval_job": 2,
     "src.predict_job": 2, "src.export_job": 2,
 }
 LAYER_NAMES = ("foundation", "parts", "jobs")

@@ -231,7 +231,7 @@ def test_killed_save_leaves_only_temporary_files_that_are_never_checkpoints_and_
     assert [os.path.basename(p) for _, _, p in training_checkpoints(str(folder))] == ["0-1_4.ckpt"]
     assert [os.path.basename(p) for p in checkpoint_files(str(folder))] == ["0-1_4.ckpt"]
     assert find_resume_checkpoint(str(tmp_path)).endswith("0-1_4.ckpt")
-    manager = CheckpointManager(str(folder), 0, 10)
+    manager = CheckpointManager(str(folder), 0, 10, steps_per_epoch=4, optimizer_names=[])
     assert sorted(os.path.basename(p) for p in manager.removed_partials) == left
     assert os.listdir(folder) == ["0-1_4.ckpt"]
 
