@@ -1,11 +1,7 @@
-"""Checkpoints, in one place: file formats and atomic saves (``formats``), key layouts of this project,
-the model zoo and timm (``layouts``), what a checkpoint records besides its weights and the model a job
-builds from it (``metadata``: one writer, one reader), strict loading into networks (``weights``), run
-folders, listing, retention and resume lookup (``store``), and the training state a run resumes from
-(``training_state``).
-
-The names below are the package's public API; import them from ``src.checkpoint``.
-"""
+"""Checkpoints: file formats and atomic saves (``formats``), key layouts (``layouts``), the metadata writer and
+reader and the model a job builds (``metadata``), strict loading (``weights``), run folders, retention and
+lookups (``store``), the training state a run resumes from (``training_state``). The names below are the
+public API."""
 from src.checkpoint.formats import (CheckpointError, CheckpointSaveError, is_partial_file, read_state_dict,
                                     remove_partial_files, save_checkpoint_atomic)
 from src.checkpoint.layouts import HEAD_KEYS, detect_layout, timm_name_to_own, zoo_name_to_own
@@ -15,10 +11,3 @@ from src.checkpoint.store import (CHECKPOINT_EXTENSIONS, CKPT_PATTERN, Checkpoin
                                   find_resume_checkpoint, run_folder_of, training_checkpoints)
 from src.checkpoint.training_state import restore_training_state, training_state_entries
 from src.checkpoint.weights import LoadReport, build_inference_model, load_weights
-
-__all__ = ["CheckpointError", "CheckpointSaveError", "is_partial_file", "read_state_dict", "remove_partial_files",
-           "save_checkpoint_atomic", "HEAD_KEYS", "detect_layout", "timm_name_to_own", "zoo_name_to_own",
-           "ModelSpec", "checkpoint_metadata", "checkpoint_model_info", "read_metadata",
-           "resolve_model", "CHECKPOINT_EXTENSIONS", "CKPT_PATTERN", "CheckpointManager", "checkpoint_files",
-           "find_resume_checkpoint", "run_folder_of", "training_checkpoints", "restore_training_state",
-           "training_state_entries", "LoadReport", "build_inference_model", "load_weights"]

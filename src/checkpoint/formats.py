@@ -137,8 +137,8 @@ PARTIAL_MARK = ".partial."
 
 @contextlib.contextmanager
 def _mindspore_log_silenced():
-    """MindSpore logs a CRITICAL line naming the temporary file when its writer fails; the
-    ``CheckpointSaveError`` says it better (the real path, the free space), so that line is held back."""
+    """Holds back the CRITICAL line MindSpore logs (naming the temporary file) when its writer fails: the
+    ``CheckpointSaveError`` says it better."""
     try:
         from mindspore import log as ms_log
         logger = ms_log._get_logger()  # pylint: disable=protected-access
@@ -162,30 +162,22 @@ def is_partial_file(name):
 def remove_partial_files(folder):
     """Deletes the temporary files that killed saves left in ``folder``; returns their paths."""
     removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        if is_partial_file(name):
-            path = os.path.join(folder, name)
-            try:
-                os.remove(path)
-                removed.append(path)
-            except OSError:
-                pass
+    with contextlib.suppress(OSError):
+        for name in filter(is_partial_file, os.listdir(folder)):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
     return removed
 
 
 def save_checkpoint_atomic(params, path, metadata=None):
     """Saves a Cell, or a list of ``{"name", "data"}`` entries, so that ``path`` is never half-written.
 
-    MindSpore's ``save_checkpoint`` deletes an existing file of the same name before writing its
-    replacement (measured: a kill during the write loses the old file), so the data goes to a
-    temporary name in the same folder first and is moved over ``path`` with ``os.replace``.
-    ``metadata``: str/int/float values stored alongside (``arch``, ``epoch`` ...).
-    A failed write (disk full, permissions) removes its temporary files, leaves any earlier file at
-    ``path`` untouched and raises ``CheckpointSaveError`` naming the path and the free space.
+    MindSpore's ``save_checkpoint`` deletes an existing file before writing its replacement (a kill during
+    the write loses the old file), so the data goes to a temporary name in the same folder and is moved over
+    ``path`` with ``os.replace``. ``metadata``: str/int/float values stored alongside (``arch``, ``epoch`` ...).
+    A failed write removes its temporary files, leaves an earlier file at ``path`` untouched and raises
+    ``CheckpointSaveError`` naming the path and the free space.
     """
     import mindspore as ms
 
@@ -200,11 +192,8 @@ def save_checkpoint_atomic(params, path, metadata=None):
         os.replace(tmp, path)
     except (OSError, RuntimeError, ValueError) as err:  # MindSpore wraps write errors in RuntimeError
         for leftover in (tmp, tmp[:-len(".ckpt")] + ".tmp"):
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(leftover)
-            except OSError:
-                pass
-        raise CheckpointSaveError(f"cannot write checkpoint {path} ({free_space(folder)}): "
-                                  f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") \
-            from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointSaveError(f"cannot write checkpoint {path} ({free_space(folder)}): {first}") from None
     return path

@@ -1,19 +1,9 @@
-"""Checkpoint key layouts: this project's names, the MindSpore model zoo's and timm's, and the renames.
-
-Layouts recognised from the key names (a leading ``network.`` or ``module.`` wrapper prefix is
-stripped first, as the zoo's loader stripped ``network.``):
-
-* ``own``  - this project's checkpoints (``backbone.stem.conv1.conv.weight`` ... ``head.fc.bias``).
-  Training checkpoints also hold optimizer state (``moments.*``, ``global_step``, ``learning_rate``, ...)
-  and EMA weights (``ema.*``); those are not network weights (``is_non_weight``).
-* ``zoo``  - the MindSpore model zoo's CSPDarkNet53 (``backbone.conv0.0.weight`` ...
-  ``backbone.layer5.3.conv2.1.gamma``, ``head.fc.*``): flat ``conv0..conv27`` names mapped to
-  their stages.
-* ``timm`` - timm's ``cspdarknet53`` state dicts (``stem.conv1.conv.weight``, ``stages.{i}...``,
-  BN ``weight/bias/running_mean/running_var``).
-
-Which architecture a foreign layout belongs to is the architecture registry's business
-(``src.archs.ArchSpec.checkpoint_layouts``).
+"""Checkpoint key layouts, recognised from the key names after stripping a ``network.``/``module.`` wrapper
+prefix: ``own`` (this project's: ``backbone.stem.conv1.conv.weight`` ... ``head.fc.bias``; training
+checkpoints add optimizer state and ``ema.*``, see ``is_non_weight``), ``zoo`` (the MindSpore model zoo's flat
+``backbone.conv0..conv27`` / ``layer2..5`` names, mapped to their stages) and ``timm`` (``stem.*``,
+``stages.{i}.*``, BN ``weight/bias/running_mean/running_var``), and the renames to ``own``. Which architecture
+a foreign layout belongs to is ``src.archs.ArchSpec.checkpoint_layouts``'s business.
 """
 import re
 
@@ -114,6 +104,12 @@ def to_own_layout(arrays, layout):
 
 def is_non_weight(name):
     return name.startswith(NON_WEIGHT_PREFIXES) or name in NON_WEIGHT_SCALARS
+
+
+def unknown_layout(names):
+    """Why no network can load a checkpoint whose keys are ``names`` (layout ``unknown``)."""
+    return (f"no CSPDarkNet53 weights found (first keys: {format_list(names, 5)}); expected this project's, the "
+            "MindSpore model zoo's or timm's key names")
 
 
 def format_list(names, limit=12):

@@ -1,17 +1,11 @@
-"""What a checkpoint of this project records besides its weights, written and read in one place.
+"""What a checkpoint of this project records besides its weights: one writer (``checkpoint_metadata``, used by
+training and by the tests' checkpoints), one reader (``checkpoint_model_info``: this project's, the zoo's or
+timm's files, every recorded value checked: a ``CheckpointError`` names the file, key and value) and
+``resolve_model`` (that and the config -> the model eval, predict and export build; the command line wins).
 
-``checkpoint_metadata`` is the one writer: training saves its result with every checkpoint, and tests build
-their checkpoints with it, so both look alike. ``checkpoint_model_info`` is the one reader: it reads a
-checkpoint file (this project's, the model zoo's, timm's) and returns what it says about its network and its
-training data, each recorded value checked (a bad value is a ``CheckpointError`` naming the file, the key
-and the value). ``resolve_model`` turns that and the config into the model a job builds (eval, predict,
-export use it; the command line wins where the user set a key).
-
-Recorded keys: ``arch``, ``num_classes``, ``image_size`` / ``eval_resize`` / ``crop_pct`` (the input size
-and eval preprocessing of the training run) and ``class_names`` (JSON list, index order); a training
-checkpoint also holds ``epoch`` (finished epochs) and ``best_top1`` as tensors. A checkpoint without names
-(a foreign one) takes them from a ``class_index.json`` beside it, or, inside a training run folder
-(``<run>/ckpt_<rank>/``), from the run's ``class_index.json``.
+Recorded: ``arch``, ``num_classes``, ``image_size`` / ``eval_resize`` / ``crop_pct`` and ``class_names`` (JSON
+list, index order); a training checkpoint adds ``epoch`` and ``best_top1`` as tensors. A checkpoint without
+names takes them from a ``class_index.json`` beside it or in its run folder (``<run>/ckpt_<rank>/``).
 """
 import json
 import logging
@@ -24,7 +18,7 @@ import numpy as np
 
 from src.archs import EVAL_RESIZE_MODES, REGISTRY, arch_for_layout, resolve_preprocess
 from src.checkpoint.formats import CheckpointError, read_state_dict
-from src.checkpoint.layouts import detect_layout, format_list, strip_wrappers
+from src.checkpoint.layouts import detect_layout, strip_wrappers, unknown_layout
 from src.config import MAX_SIDE
 
 __all__ = ["PREPROCESS_KEYS", "checkpoint_metadata", "read_metadata", "checkpoint_model_info", "ModelSpec",
@@ -37,10 +31,8 @@ _NOT_WEIGHTS = ("ema.", "moments.", "accum.")
 
 
 def checkpoint_metadata(net, preprocess, class_to_idx):
-    """The writer: the string entries every checkpoint of this project records (``save_checkpoint_atomic``'s
-    ``metadata``). ``net``: the classifier (its ``arch.name`` and ``num_classes``); ``preprocess``:
-    ``{"image_size", "eval_resize", "crop_pct"}`` as ``src.archs.resolve_preprocess`` gives them;
-    ``class_to_idx``: the training data's class name -> index."""
+    """The writer: the string entries (``save_checkpoint_atomic``'s ``metadata``) for the classifier ``net``,
+    ``preprocess`` as ``src.archs.resolve_preprocess`` gives it and the training data's ``class_to_idx``."""
     from src.utils.paths import json_dumps
 
     names = [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
@@ -75,9 +67,9 @@ def _int(path, key, value, low):
 
 
 def read_metadata(path, arrays, meta):
-    """Checks and decodes what ``read_state_dict(path)`` returned as metadata (``meta``) and scalars
-    (``arrays``): ``{"arch", "num_classes", "preprocess", "class_names", "epoch", "best_top1"}``, None (or an
-    empty ``preprocess``) for what is not recorded. Raises ``CheckpointError`` naming the key and the value."""
+    """Checks and decodes ``read_state_dict(path)``'s ``(arrays, meta)``: ``{"arch", "num_classes" (checked
+    against the head's rows), "preprocess", "class_names", "epoch", "best_top1"}``, None (an empty
+    ``preprocess``) where nothing is recorded; a bad value is a ``CheckpointError`` naming key and value."""
     meta = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in meta.items()}
     out = {"arch": meta.get("arch") or None, "num_classes": None, "preprocess": {}, "class_names": None,
            "epoch": None, "best_top1": None}
@@ -147,21 +139,15 @@ def _class_index_near(path):
 
 
 def checkpoint_model_info(path):
-    """The reader: what the checkpoint file ``path`` says about its network and its training data.
-
-    ``{"arch", "num_classes", "preprocess", "class_names", "class_names_source", "layout", "problem", "epoch",
-    "best_top1"}``: ``arch`` recorded, else implied by a foreign key layout; ``num_classes`` from the
-    classifier's shape (it must agree with a recorded value); ``preprocess`` the recorded input size and eval
-    preprocessing; ``class_names`` recorded, else from a ``class_index.json`` (see the module doc), with the
-    file they come from; ``layout`` own, zoo, timm or unknown, and ``problem`` why no network can load it.
-    Raises ``CheckpointError`` for an unreadable file or bad metadata."""
+    """The reader: ``read_metadata``'s dict plus ``layout`` (own, zoo, timm, unknown), ``problem`` (why no
+    network can load it, else None) and ``class_names_source``; ``arch`` falls back to the one a foreign layout
+    implies, ``class_names`` to a nearby ``class_index.json`` (module doc). ``CheckpointError`` for an
+    unreadable file or bad metadata."""
     arrays, meta = read_state_dict(path)
     info = read_metadata(path, arrays, meta)
     info["layout"] = layout = detect_layout(strip_wrappers(name) for name in arrays)
     info["arch"] = info["arch"] or arch_for_layout(layout)
-    info["problem"] = None if layout != "unknown" else (
-        f"no CSPDarkNet53 weights found (first keys: {format_list(list(arrays), 5)}); expected this project's, "
-        "the MindSpore model zoo's or timm's key names")
+    info["problem"] = unknown_layout(arrays) if layout == "unknown" else None
     info["class_names_source"] = f"recorded in {path}" if info["class_names"] is not None else None
     if info["class_names"] is None:
         names, source = _class_index_near(path)

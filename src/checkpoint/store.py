@@ -1,24 +1,35 @@
-"""Where checkpoints live: a training run's checkpoint folders, their names, retention and lookups.
-
-A training run folder holds ``ckpt_<rank>/`` folders with the zoo's names
-``<rank>-<epoch>_<step_in_epoch>.ckpt`` and ``best.ckpt``, beside the run's ``config.yaml`` and
-``class_index.json``. Saves are atomic (``src.checkpoint.formats.save_checkpoint_atomic``), so a run
-killed at any moment leaves only complete checkpoints plus, at worst, temporary files that the next
-start of the run removes and that no lookup here ever returns.
+"""Where checkpoints live: a training run's ``ckpt_<rank>/`` folders with the zoo's names
+``<rank>-<epoch>_<step_in_epoch>.ckpt`` and ``best.ckpt`` (beside the run's ``config.yaml`` and
+``class_index.json``), retention, weights-only copies and lookups. Saves are atomic, so a killed run leaves
+complete checkpoints plus at worst temporary files, which the next start removes and no lookup returns.
 """
 import os
 import re
 
 from src.checkpoint.formats import CheckpointError, read_state_dict, remove_partial_files, save_checkpoint_atomic
-from src.checkpoint.training_state import is_weights_only, weights_only
-
-__all__ = ["CKPT_PATTERN", "CHECKPOINT_EXTENSIONS", "training_checkpoints", "find_resume_checkpoint",
-           "run_folder_of", "checkpoint_files", "CheckpointManager"]
 
 CKPT_PATTERN = re.compile(r"^(\d+)-(\d+)_(\d+)\.ckpt$")
 BEST_NAME = "best.ckpt"
 # What eval's folder mode scores; the loader reads these and timm's .pth/.pt/.bin too.
 CHECKPOINT_EXTENSIONS = (".ckpt", ".safetensors")
+#: entries only a resume needs, besides the optimizer's own parameters (the data position)
+_RESUME_ONLY = ("step_in_epoch", "epoch_step_losses")
+
+
+def weights_only(entries, optimizer_names):
+    """A weights-only checkpoint (``best.ckpt``, a run's older epochs: for eval, export, predict and
+    ``pretrained=``, half the size) out of a training checkpoint's ``entries`` (``{"name", "data"}`` dicts) or
+    arrays (a dict): all but the optimizer's state (``optimizer_names``: the train step's parameters that are
+    not the network's) and the data position."""
+    drop = set(optimizer_names) | set(_RESUME_ONLY)
+    if isinstance(entries, dict):
+        return {k: v for k, v in entries.items() if k not in drop}
+    return [e for e in entries if e["name"] not in drop]
+
+
+def is_weights_only(arrays):
+    """Whether a checkpoint's arrays lack the optimizer state (no ``global_step``)."""
+    return "global_step" not in arrays
 
 
 def training_checkpoints(folder):
@@ -33,10 +44,8 @@ def training_checkpoints(folder):
 
 
 def find_resume_checkpoint(path):
-    """A checkpoint file is used as is; a run folder (or its ``ckpt_<rank>`` folder) gives its newest.
-
-    Raises ``CheckpointError`` naming the path when there is nothing to resume from.
-    """
+    """A checkpoint file as is; a run folder (or its ``ckpt_<rank>`` folder) gives its newest; else a
+    ``CheckpointError`` naming the path."""
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
@@ -58,12 +67,9 @@ def run_folder_of(checkpoint):
 
 
 def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
-    """``path`` itself if it is a file; the sorted checkpoint files in it if it is a folder (for a training
-    run folder with no checkpoint files of its own, those of its ``ckpt_0/``). Hidden files (among them
-    the temporary files of unfinished saves) are never listed.
-
-    Raises ``CheckpointError`` naming the path when it does not exist or a folder holds none.
-    """
+    """``path`` itself if it is a file; else the sorted checkpoint files in the folder (in a run folder
+    without any, those of its ``ckpt_0/``), hidden files (unfinished saves) never. ``CheckpointError`` naming
+    the path when it does not exist or a folder holds none."""
     path = os.fspath(path)
     if not path:
         raise CheckpointError("no checkpoint given")
@@ -85,18 +91,12 @@ def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
 
 
 class CheckpointManager:
-    """Saves a run's ``<rank>-<epoch>_<step>.ckpt`` and ``best.ckpt`` atomically, and keeps its folder small.
-
-    * the newest checkpoint holds the full training state (resumable);
-    * of the older epoch checkpoints, the newest ``keep_max - 1`` are kept, **weights-only** with
-      ``older_weights_only`` (the optimizer state dropped: half the size; for eval, export, predict,
-      ``pretrained=``), the rest removed; ``keep_max`` = 1 keeps the newest alone;
-    * a checkpoint saved in the middle of an epoch (a stop signal) is removed once a newer one exists;
-    * ``best.ckpt`` is weights-only.
-
-    ``optimizer_names``: the train step's parameters that are not the network's (what weights-only drops).
-    ``newest``: the full checkpoint the run resumed from, if any (slimmed like the others once superseded).
-    Creating it removes the temporary files that killed saves left in the folder (``removed_partials``).
+    """Saves a run's ``<rank>-<epoch>_<step>.ckpt`` and ``best.ckpt`` atomically, and keeps its folder small:
+    the newest checkpoint holds the full training state; of the older epoch checkpoints the newest
+    ``keep_max - 1`` are kept (weights-only with ``older_weights_only``), the rest removed; a mid-epoch
+    checkpoint (a stop signal) is removed once a newer one exists; ``best.ckpt`` is weights-only.
+    ``newest``: the full checkpoint the run resumed from (slimmed like the others once superseded). Creating
+    it removes the temporary files of killed saves (``removed_partials``).
     """
 
     def __init__(self, folder, rank, keep_max, steps_per_epoch, optimizer_names, newest=None, older_weights_only=True):

@@ -1,29 +1,16 @@
-"""Training-state I/O: what a training checkpoint holds beyond the weights, and restoring all of it.
-
-A training checkpoint holds every parameter of the train step (network weights and BN statistics,
-the optimizer's moments, its global step and the loss-scale state), the EMA weights (``ema.*``,
-``ema_updates``) when EMA is on, the number of finished epochs (``epoch``) and the best validation
-top-1 so far (``best_top1``), plus the metadata of ``src.checkpoint.metadata`` (arch, num_classes,
-preprocessing, class names). The
-learning-rate array is not restored: it is rebuilt from the config.
-
-A checkpoint saved in the middle of an epoch (a stop signal) also holds the data position: the steps
-of epoch ``epoch`` done (``step_in_epoch``) and their losses (``epoch_step_losses``, NaN for a skipped
-update), so that the resumed epoch continues from the next step and reports the uninterrupted mean loss.
-
-A **weights-only** checkpoint (``weights_only``: ``best.ckpt``, and a run's older epoch checkpoints) keeps
-the network's weights and BN statistics, the EMA weights, the epoch and the metadata, without the optimizer
-state: it is for eval, export, predict and ``pretrained=``, at half the size; resuming needs a full one.
+"""Training-state I/O: a training checkpoint holds every parameter of the train step (weights, BN statistics,
+optimizer moments, global step, loss-scale state), the EMA weights (``ema.*``, ``ema_updates``), the finished
+epochs (``epoch``), the best validation top-1 (``best_top1``) and the metadata of ``src.checkpoint.metadata``;
+the learning-rate array is rebuilt from the config. A mid-epoch checkpoint (a stop signal) also holds the steps
+of epoch ``epoch`` done (``step_in_epoch``) and their losses (``epoch_step_losses``, NaN for a skipped update),
+so the resumed epoch continues at the next step and reports the uninterrupted mean loss. A weights-only
+checkpoint (``src.checkpoint.store.weights_only``) cannot be resumed.
 """
 import numpy as np
 
 from src.checkpoint.formats import CheckpointError, read_state_dict
 from src.checkpoint.metadata import read_metadata
-
-__all__ = ["training_state_entries", "restore_training_state", "weights_only", "is_weights_only"]
-
-#: entries only a resume needs, besides the optimizer's own parameters (the data position)
-_RESUME_ONLY = ("step_in_epoch", "epoch_step_losses")
+from src.checkpoint.store import is_weights_only
 
 
 def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, step_losses=()):
@@ -40,22 +27,6 @@ def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, s
         entries.append({"name": "step_in_epoch", "data": ms.Tensor(np.array(step_in_epoch, np.int32))})
         entries.append({"name": "epoch_step_losses", "data": ms.Tensor(np.asarray(step_losses, np.float64))})
     return entries
-
-
-def weights_only(entries, optimizer_names):
-    """The entries of a weights-only checkpoint (module docstring) out of a training checkpoint's ``entries``
-    (``{"name", "data"}`` dicts) or arrays (a name -> array dict): all but the optimizer's state
-    (``optimizer_names``: the train step's parameters that are not the network's -- moments, global step,
-    learning rate, loss-scale state) and the data position."""
-    drop = set(optimizer_names) | set(_RESUME_ONLY)
-    if isinstance(entries, dict):
-        return {k: v for k, v in entries.items() if k not in drop}
-    return [e for e in entries if e["name"] not in drop]
-
-
-def is_weights_only(arrays):
-    """Whether a checkpoint's arrays lack the optimizer state (no ``global_step``)."""
-    return "global_step" not in arrays
 
 
 def restore_training_state(path, train_step, ema, arch_name, log):

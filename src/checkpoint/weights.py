@@ -1,13 +1,9 @@
-"""Checkpoints and networks: strict weight loading from any layout, and building the inference model a
-checkpoint needs (``src.checkpoint.metadata.resolve_model`` says which).
-
-Loading is strict: missing keys, unexpected keys and shape mismatches are collected and reported
-in one ``CheckpointError``; so are weights that are not finite (NaN or infinite values: a diverged run's
-checkpoint would score at chance with no other sign). (MindSpore's ``load_param_into_net(strict_load=True)`` only makes dtype
-mismatches fatal; missing and unexpected keys pass silently, which is how the zoo's eval ended up
-scoring random weights.) A head for another number of classes is dropped, with a warning, only
-when the caller asks to fine-tune.
-"""
+"""Strict weight loading from any layout, and building the inference model a checkpoint needs
+(``src.checkpoint.metadata.resolve_model`` says which). Missing or unexpected keys, other shapes and weights
+that are not finite (a diverged run's checkpoint would score at chance) are all reported in one
+``CheckpointError`` (MindSpore's ``load_param_into_net(strict_load=True)`` lets missing and unexpected keys
+pass, which is how the zoo's eval scored random weights). A head for another number of classes is dropped,
+with a warning, only when fine-tuning."""
 import logging
 import os
 from dataclasses import dataclass
@@ -18,7 +14,7 @@ from src.archs import arch_for_layout
 from src.checkpoint.formats import CheckpointError, read_state_dict
 from src.checkpoint.metadata import read_metadata
 from src.checkpoint.layouts import (HEAD_KEYS, detect_layout, format_list, is_non_weight, strip_wrappers,
-                                    to_own_layout)
+                                    to_own_layout, unknown_layout)
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +47,7 @@ def load_weights(net, path, fine_tune=False, use_ema=False):
     layout = detect_layout(arrays)
     arch_name = net.arch.name
     if layout == "unknown":
-        raise CheckpointError(f"{path}: no CSPDarkNet53 weights found (first keys: {format_list(list(arrays), 5)}); "
-                              "expected this project's, the MindSpore model zoo's or timm's key names")
+        raise CheckpointError(f"{path}: {unknown_layout(arrays)}")
     ckpt_arch = read_metadata(path, raw, meta)["arch"] or arch_for_layout(layout)
     if ckpt_arch and ckpt_arch != arch_name:
         raise CheckpointError(f"{path}: holds weights for arch {ckpt_arch!r} ({layout} layout) but the network is "
@@ -117,10 +112,8 @@ def load_weights(net, path, fine_tune=False, use_ema=False):
         raise CheckpointError(f"{path}: {len(not_finite)} of {len(arrays)} weight tensors hold NaN or infinite "
                               f"values ({format_list(not_finite, 4)}); these weights are broken (a diverged "
                               "training run?) and are not used")
-    to_load = {}
-    for name, arr in arrays.items():
-        dtype = params[name].dtype
-        to_load[name] = ms.Parameter(ms.Tensor(np.ascontiguousarray(arr), dtype), name=name)
+    to_load = {name: ms.Parameter(ms.Tensor(np.ascontiguousarray(arr), params[name].dtype), name=name)
+               for name, arr in arrays.items()}
     not_loaded, _ = ms.load_param_into_net(net, to_load, strict_load=True)
     not_loaded = [n for n in not_loaded if not (head_reinitialized and n in HEAD_KEYS)]
     if not_loaded:  # cannot happen after the checks above; kept so a silent partial load is impossible
