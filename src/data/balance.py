@@ -1,25 +1,15 @@
 """Class imbalance: per-class loss weights and a class-balanced epoch sampler.
 
-    w = class_weights(labels, num_classes, "balanced")          # np.float32 [K] or None ("none")
-    loss = CrossEntropySmooth(..., class_weights=w)
-    sampler = class_balanced_sampler(labels, rank, group_size, seed=seed)   # a mindspore.dataset.Sampler
+``class_weights`` modes: ``none`` (no weights: exactly the unweighted loss); ``balanced`` (``1 / n_c``,
+normalised to mean 1 over the classes present; a class without images gets 1); or a file: one weight per line
+(``#`` comments), a JSON list of K numbers, or a JSON object ``{"class name": weight}`` (needs ``class_to_idx``;
+classes left out get 1).
 
-``class_weights`` modes:
-
-* ``none``: no weights (the loss is exactly the unweighted one);
-* ``balanced``: inverse class frequency ``1 / n_c``, normalised so that the mean over the classes present in
-  the data is 1 (a class without any image gets 1, it never occurs as a label);
-* a file: one weight per line (``#`` comments allowed), a JSON list of K numbers, or a JSON object
-  ``{"class name": weight}`` (needs ``class_to_idx``; classes left out get 1).
-
-``ClassBalancedOrder`` (and its ``mindspore.dataset.Sampler`` form from ``class_balanced_sampler``) has the
-contract of ``src.data.sampler``'s ``EpochShardSampler``: epoch ``e``'s order is drawn from ``(seed, e)`` alone, the
-same on every rank; the epoch has ``ceil(N / group_size) * group_size`` positions (the epoch length does not
-change) and rank ``r`` takes positions ``r, r + G, ...``; ``set_epoch(e)`` sets the next epoch (resume). Each
-class gets an equal share of the epoch (``power=0``; ``power=1`` is the natural frequency, 0.5 square-root
-sampling), split exactly by largest remainders. Within a class the images are drawn without replacement
-from a fresh permutation, repeated as often as the share needs, so a rare class's images are each seen
-``floor(q / n_c)`` or ``ceil(q / n_c)`` times and a frequent class's images at most once.
+``ClassBalancedOrder`` keeps ``src.data.sampler``'s contract (order from ``(seed, epoch)``, equal rank shards, the
+epoch length unchanged). Each class gets an equal share of the epoch (``power=0``; 1: the natural frequency,
+0.5: square-root sampling), split exactly by largest remainders; within a class the images are drawn without
+replacement from fresh permutations, so a rare class's images are each seen ``floor(q / n_c)`` or
+``ceil(q / n_c)`` times and a frequent class's at most once.
 """
 from __future__ import annotations
 
@@ -30,8 +20,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-WEIGHT_MODES = ("none", "balanced")
-
+from src.data.sampler import EpochOrder, mindspore_sampler
 from src.errors import BalanceError
 
 
@@ -133,9 +122,6 @@ def class_weights_from_counts(counts: Optional[Sequence[int]], num_classes: int,
                        f"such file exists")
 
 
-# ---------------------------------------------------------------------------------------------------
-# sampler
-# ---------------------------------------------------------------------------------------------------
 def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
     raw = shares / shares.sum() * total
     q = np.floor(raw).astype(np.int64)
@@ -146,75 +132,31 @@ def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
     return q
 
 
-class ClassBalancedOrder:
-    """Epoch orders that give each class an equal share (see the module doc). Pure NumPy."""
+class ClassBalancedOrder(EpochOrder):
+    """Epoch orders that give each class a share of the epoch by ``counts ** power`` (see the module doc)."""
 
-    def __init__(self, labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0,
-                 power: float = 0.0, num_samples: Optional[int] = None):
-        self._setup(labels, rank, group_size, seed, power, num_samples)
-
-    def _setup(self, labels, rank, group_size, seed, power, num_samples):
+    def __init__(self, labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0, power: float = 0.0):
         labels = np.asarray(labels, dtype=np.int64)
         if labels.ndim != 1 or labels.size == 0:
             raise BalanceError("the class-balanced sampler needs a non-empty 1-D list of labels")
         if not 0 <= int(rank) < int(group_size):
             raise BalanceError(f"rank {rank} is not in [0, group_size={group_size})")
-        self.n = int(num_samples) if num_samples else int(labels.size)
-        self.rank, self.group_size = int(rank), int(group_size)
-        self.seed, self.power, self.epoch = int(seed), float(power), 0
-        self.per_shard = math.ceil(self.n / self.group_size)
-        self.classes = np.unique(labels)
-        self.members = [np.flatnonzero(labels == c) for c in self.classes]
-        counts = np.array([m.size for m in self.members], np.float64)
-        self.shares = counts ** self.power  # power 0: equal shares
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        super().__init__(labels.size, rank, group_size, seed)
+        self.members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        self.shares = np.array([m.size for m in self.members], np.float64) ** float(power)
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
-        """All ``per_shard * group_size`` positions of one epoch (every rank computes the same)."""
-        rng = np.random.default_rng([self.seed % (2 ** 32), int(epoch), 0xBA1A])
-        total = self.per_shard * self.group_size
-        quota = _largest_remainder(self.shares, total)
-        parts = []
-        for members, q in zip(self.members, quota):
-            if q == 0:
-                continue
-            reps = math.ceil(q / members.size)
-            drawn = np.concatenate([rng.permutation(members) for _ in range(reps)])[:q]
-            parts.append(drawn)
+        rng = self.rng(epoch, 0xBA1A)
+        quota = _largest_remainder(self.shares, self.per_shard * self.group_size)
+        parts = [np.concatenate([rng.permutation(m) for _ in range(math.ceil(q / m.size))])[:q]
+                 for m, q in zip(self.members, quota) if q > 0]
         order = np.concatenate(parts)
         return order[rng.permutation(order.size)]
 
-    def indices(self, epoch: int) -> np.ndarray:
-        return self.epoch_indices(epoch)[self.rank::self.group_size]
 
-    def __iter__(self):
-        idx = self.indices(self.epoch)
-        self.epoch += 1
-        return iter(idx.tolist())
-
-    def __len__(self):
-        return self.per_shard
-
-
-_sampler_cls = None
-
-
-def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0,
-                           power: float = 0.0, num_samples: Optional[int] = None):
+def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0, power: float = 0.0):
     """``ClassBalancedOrder`` as a ``mindspore.dataset.Sampler`` (for ``GeneratorDataset(sampler=...)``)."""
-    global _sampler_cls
-    if _sampler_cls is None:
-        import mindspore.dataset as ds
-
-        class ClassBalancedSampler(ClassBalancedOrder, ds.Sampler):
-            def __init__(self, labels, rank, group_size, seed, power, num_samples):
-                self._setup(labels, rank, group_size, seed, power, num_samples)
-                ds.Sampler.__init__(self)
-
-        _sampler_cls = ClassBalancedSampler
-    return _sampler_cls(labels, rank, group_size, seed, power, num_samples)
+    return mindspore_sampler(ClassBalancedOrder, labels, rank, group_size, seed, power)
 
 
 def describe(labels: Sequence[int], num_classes: int, class_names: Optional[Dict[int, str]] = None,

@@ -1,25 +1,17 @@
-"""Cheap up-front checks of image files, and the engine's image dumps.
+"""Cheap up-front checks of image files (``check_image_file``), and the engine's image dumps.
 
-Bad-data policy (see ``check_image_file``):
-
-* skipped and reported (file name and reason, once): empty files, files that are not images,
-  truncated or corrupt files that PIL cannot decode either, listed files that do not exist, images whose
-  header declares more than ``max_image_pixels`` pixels (never decoded: a small PNG can declare 30000 x 30000);
-* used as they are, because the engine's ``Decode`` turns them into correct RGB itself (checked
-  against PIL for each kind): JPEG (RGB, grayscale, CMYK, progressive), PNG (RGB, RGBA, LA, grayscale,
-  palette, 1-bit, 16-bit), BMP, TIFF;
-* converted to RGB by PIL when read, because the engine cannot decode them: GIF (first frame), WebP,
-  and any other format PIL can read (PPM, ICO, ...). Alpha is dropped, as the engine does for PNG;
-* last guard: the engine runs in ``ErrorSamplesMode.SKIP``, so a file that passes the checks but still
-  fails inside the engine is dropped instead of ending the run (and counted: ``src.data.pipeline``'s
-  ``DatasetBundle.account`` names it at the end of the epoch). The engine then dumps the bad image as
-  ``./abnormal_image.jpg`` (or ``./unsupported_image.<ext>``) into the working directory; those dumps
-  are moved out of it into ``<tmp>/cspdarknet53_engine_dumps/`` with a warning (``collect_engine_dumps``,
-  also run at exit).
+Skipped and named once: empty or missing files, files that are not images, truncated or corrupt files PIL
+cannot decode either, images whose header declares more than ``max_image_pixels`` pixels (never decoded: a
+small PNG can declare 30000 x 30000). Used as they are (the engine's ``Decode`` gives the same RGB as PIL):
+JPEG, PNG, BMP, TIFF. Converted to RGB by PIL when read: GIF (first frame), WebP and other formats PIL reads.
+Last guard: the engine runs in ``ErrorSamplesMode.SKIP`` (a file that still fails there is dropped and named
+by ``DatasetBundle.account``); the images it then dumps into the working directory (``abnormal_image.jpg``,
+``unsupported_image.<ext>``) are moved to ``<tmp>/cspdarknet53_engine_dumps/`` with a warning.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import logging
 import os
@@ -29,8 +21,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
-
-import numpy as np
 
 from src.utils.host import available_cpus
 
@@ -182,9 +172,9 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
     return SKIP, f"corrupt {fmt.upper()} ({err})"
 
 
-def pil_rgb_bytes(data) -> np.ndarray:
-    """An encoded image (a path, or its bytes) decoded by PIL -> RGB -> uncompressed BMP bytes (the engine
-    decodes BMP natively)."""
+def pil_rgb_bytes(data, fmt: str = "BMP", **save_args) -> bytes:
+    """An encoded image (a path, or its bytes) decoded by PIL -> RGB (alpha dropped) -> ``fmt`` bytes (BMP,
+    uncompressed, or PNG: formats the engine decodes natively)."""
     from PIL import Image
     src = data if isinstance(data, (str, os.PathLike)) else io.BytesIO(bytes(data))
     with Image.open(src) as im:
@@ -192,28 +182,17 @@ def pil_rgb_bytes(data) -> np.ndarray:
             im = im.convert("RGBA")
         rgb = im.convert("RGB")
     buf = io.BytesIO()
-    rgb.save(buf, format="BMP")
-    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+    rgb.save(buf, format=fmt, **save_args)
+    return buf.getvalue()
 
 
 def scan_files(paths: Sequence[str], workers: int = 0,
                max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> List[Tuple[str, str]]:
-    """``check_image_file`` over many files with a thread pool (the work is mostly I/O)."""
-    n = len(paths)
-    if n == 0:
-        return []
-    if workers <= 0:
-        workers = min(32, 4 * available_cpus())
-    chunk = 512
-    if n <= chunk or workers == 1:
-        return [check_image_file(p, max_pixels) for p in paths]
-    chunks = [paths[i:i + chunk] for i in range(0, n, chunk)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    """``check_image_file`` over many files in a thread pool (the work is mostly I/O), 512 files a task."""
+    chunks = [paths[i:i + 512] for i in range(0, len(paths), 512)]
+    with ThreadPoolExecutor(max_workers=workers or min(32, 4 * available_cpus())) as pool:
         parts = pool.map(lambda ps: [check_image_file(p, max_pixels) for p in ps], chunks)
-        out: List[Tuple[str, str]] = []
-        for part in parts:
-            out.extend(part)
-    return out
+        return [result for part in parts for result in part]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -222,30 +201,25 @@ def scan_files(paths: Sequence[str], workers: int = 0,
 _DUMP_PREFIXES = ("abnormal_image.", "unsupported_image.")
 _dump_lock = threading.Lock()
 _dump_watch: Dict[str, Dict[str, float]] = {}  # cwd -> {dump file name: mtime when watching began}
-_atexit_registered = False
 
 
 def _dump_files(folder: str) -> Dict[str, float]:
     found = {}
-    try:
-        with os.scandir(folder) as it:
-            for e in it:
-                if e.name.startswith(_DUMP_PREFIXES) and e.is_file():
-                    found[e.name] = e.stat().st_mtime
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        for e in it:
+            if e.name.startswith(_DUMP_PREFIXES) and e.is_file():
+                found[e.name] = e.stat().st_mtime
     return found
 
 
 def watch_engine_dumps() -> None:
-    global _atexit_registered
+    """Remembers the dumps already in the working directory; the new ones are moved at exit."""
     cwd = os.getcwd()
     with _dump_lock:
+        if not _dump_watch:
+            atexit.register(collect_engine_dumps)
         if cwd not in _dump_watch:
             _dump_watch[cwd] = _dump_files(cwd)
-        if not _atexit_registered:
-            atexit.register(collect_engine_dumps)
-            _atexit_registered = True
 
 
 def engine_dump_dir() -> str:

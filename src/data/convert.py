@@ -1,16 +1,13 @@
-"""Write an ImageFolder tree (or a ``data_list``) as a MindRecord dataset, atomically (the format and its
-reader: ``src.data.mindrecord``).
+"""Write an ImageFolder tree (or a ``data_list``) as a MindRecord dataset (the format and its reader:
+``src.data.mindrecord``), atomically:
 
     info = convert_to_mindrecord("/data/train", "/fast/train.mindrecord", shards=8)
 
-Every file is checked first (``src.data.verify``: decoded in full in worker processes; ``verify=False``: the
-cheap check only); unusable files are left out, named once in the log and listed in the meta file. The shards
-are written into a hidden temporary folder beside the output (same file system), moved into place, and the meta
-file is written last, so an interrupted conversion never leaves a dataset that looks complete.
-
-The output is checked before any work (``src.utils.fileio.check_output_file``): never inside the data, never a
-device or a folder, never a file a conversion did not write (a ``ConfigError`` naming it); an earlier
-conversion is replaced only with ``overwrite`` (else a ``DatasetError``), as more shards than files is refused.
+Every file is checked first (``src.data.verify``; ``verify=False``: the cheap check only); unusable files are
+left out, named once and listed in the meta file. The shards are written into a hidden temporary folder beside
+the output, moved into place, and the meta file is written last, so an interrupted conversion never looks
+complete. The output is checked before any work (``src.utils.fileio.check_output_file``: no input, device or
+foreign file); an earlier conversion is replaced only with ``overwrite``.
 """
 from __future__ import annotations
 
@@ -22,31 +19,20 @@ import tempfile
 import time
 from typing import Dict, Optional
 
-from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, SKIP
+from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, SKIP, pil_rgb_bytes
 from src.data.listing import list_image_folder, read_data_list, save_class_index
-from src.data.mindrecord import (CLASS_INDEX_SUFFIX, FORMAT, META_SUFFIX, SCHEMA, VERSION, MindRecordInfo, _escape,
+from src.data.mindrecord import (CLASS_INDEX_SUFFIX, FORMAT, META_SUFFIX, SCHEMA, VERSION, MindRecordInfo,
                                  _require_utf8, read_meta, shard_files)
 from src.data.reader import cap_workers
-from src.data.verify import default_manifest_path, report_unusable, verify_images
+from src.data.verify import manifest_path, report_unusable, verify_images
 from src.errors import DatasetError
+from src.utils.paths import json_dumps
 
 logger = logging.getLogger(__name__)
 
 _BATCH_BYTES = 64 << 20  # rows handed to FileWriter.write_raw_data at a time
 _SHARD_MAGIC = b'{"header_size":'  # bytes 8.. of a MindRecord shard file
 _DB_MAGIC = b"SQLite format 3\0"
-
-
-def _png_bytes(path: str) -> bytes:
-    import io
-    from PIL import Image
-    with Image.open(path) as im:
-        if im.mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")
-        rgb = im.convert("RGB")
-    buf = io.BytesIO()
-    rgb.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
 
 
 def _remove_stale_partials(folder: str, base: str) -> None:
@@ -113,8 +99,8 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
                           description: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> MindRecordInfo:
     """Write ``data_dir`` (an ImageFolder tree, or the root of ``data_list``) as a MindRecord dataset at
     ``output`` with ``shards`` files; see the module doc. ``verify``: decode every file first with
-    ``src.data.verify`` (``workers`` processes, ``manifest``: "" = the default beside the data, None = none)
-    and leave out unusable ones (and images above ``max_pixels``); without it only the cheap check runs.
+    ``src.data.verify`` (``workers`` processes, ``manifest``: "" = the default beside the data, None or "none" =
+    none) and leave out unusable ones (and images above ``max_pixels``); without it only the cheap check runs.
     Returns what ``read_meta`` returns."""
     from mindspore.mindrecord import FileWriter
 
@@ -144,12 +130,9 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
     os.makedirs(folder, exist_ok=True)
     _remove_stale_partials(folder, base)
     stats = {}
-    if verify:
-        man = None if manifest is None else (manifest or (default_manifest_path(data_dir) if data_dir else None))
-        results = verify_images(abs_paths, workers=cap_workers(workers, "workers"), manifest=man,
-                                root=data_dir or None, max_pixels=max_pixels, progress=progress, stats=stats)
-    else:
-        results = verify_images(abs_paths, decoder="cheap", max_pixels=max_pixels, stats=stats)
+    results = verify_images(abs_paths, workers=cap_workers(workers, "workers"), root=data_dir or None,
+                            manifest=manifest_path(manifest, data_dir) if verify else None, max_pixels=max_pixels,
+                            decoder="mindspore" if verify else "cheap", progress=progress, stats=stats)
     log.info("verified %d files in %.1f s (%d decoded now, %d known from the manifest)", len(abs_paths),
              stats["seconds"], stats["checked"] if verify else 0, stats["cached"])
     report_unusable(results, log, where)
@@ -183,12 +166,13 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
         for i in keep:
             path = abs_paths[i]
             try:
-                data = _png_bytes(path) if results[i].status == CONVERT else open(path, "rb").read()
+                data = pil_rgb_bytes(path, "PNG", compress_level=1) if results[i].status == CONVERT else \
+                    open(path, "rb").read()
             except OSError as exc:  # vanished or unreadable since the check
                 skipped.append((rel_paths[i], f"cannot read: {exc}"))
                 log.warning("unusable image %s: cannot read: %s", path, exc)
                 continue
-            rows.append({"image": data, "label": int(labels[i]), "path": _escape(rel_paths[i])})
+            rows.append({"image": data, "label": int(labels[i]), "path": json_dumps(rel_paths[i])})
             name = idx_to_name.get(int(labels[i]), str(labels[i]))
             counts[name] = counts.get(name, 0) + 1
             batch_bytes += len(data)

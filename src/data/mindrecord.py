@@ -3,49 +3,32 @@
     info = read_meta("/fast/train.mindrecord")              # what a conversion wrote (src.data.convert)
     bundle = create_dataset("/fast/train.mindrecord", 224, 64, dataset_format="mindrecord", mode="train")
 
-Layout of ``PREFIX`` with N shards (``mindspore.mindrecord.FileWriter``): ``PREFIX0 .. PREFIX{N-1}`` and
-their ``.db`` index files (``PREFIX`` and ``PREFIX.db`` when N is 1), plus
+``PREFIX`` with N shards: ``PREFIX0 .. PREFIX{N-1}`` and their ``.db`` index files (``PREFIX`` and ``PREFIX.db``
+when N is 1), ``PREFIX.class_index.json`` and ``PREFIX.meta.json``, written last (the shard files with their
+sizes, rows, rows per class, the files left out and why): a reader refuses a prefix without it or whose shards
+are missing or have other sizes, so an interrupted conversion never looks like a dataset. A row holds the
+file's bytes as on disk (PNG made by PIL for formats the engine cannot decode), its int32 label and its path
+relative to the data folder (JSON-escaped: names that are not UTF-8 survive); the path is the sample id.
 
-* ``PREFIX.class_index.json``: the class -> label map (the same file a training run writes);
-* ``PREFIX.meta.json``, written last: format, the shard files with their sizes, the number of rows, rows per
-  class, the files left out (unusable, with the reason) and where the data came from. A reader refuses a
-  prefix without it, or whose shard files are missing or have other sizes: a conversion that was killed, or
-  one still running, never looks like a dataset.
-
-Each row holds the file's encoded bytes exactly as on disk (``image``), its label (``label``, int32) and its
-path relative to the data folder (``path``, JSON-escaped so that names that are not UTF-8 survive). Files the
-engine cannot decode itself (GIF, WebP ...) are stored as PNG converted by PIL, as the folder pipeline does
-when it reads them; files ``src.data.verify`` finds unusable (including those that crash the decoder) are left
-out and listed. Conversion (``src.data.convert.convert_to_mindrecord``) is atomic: the shards are written into a
-hidden temporary folder beside ``PREFIX`` (same file system), moved into place, and the meta file is written last.
-
-Reading (``mindrecord_rows``, the rows ``src.data.pipeline``'s tail turns into batches) gives the same guarantees as the folder pipeline's
-``EpochShardSampler``, with MindSpore's own sampler (``MindDataset`` accepts only its built-in samplers:
-Distributed, Subset(Random), Random, Sequential, Pk; a Python ``Sampler`` is refused with "The sampler is not
-supported yet"): train uses ``DistributedSampler(num_shards=G, shard_id=r, shuffle=True)`` whose seed is set to
-``seed + epoch`` before each epoch's iterator (``bundle.sampler.set_epoch(epoch)``, as train.py already does).
-Measured on MindSpore 2.10: the order of epoch e under seed s is the order of epoch 0 under seed s + e, the
-permutation is the same on every rank, it is padded by wrapping around to ``ceil(N / G) * G`` and rank r takes
-positions ``r, r + G, ...`` -- so shards are equal and disjoint up to the padding, and a resumed run
-reproduces the uninterrupted one. (The permutation itself is MindSpore's, not ``EpochShardSampler``'s, so
-the folder and MindRecord orders differ.) Eval shards are ``SubsetSampler(range(r, N, G))``: every row once.
-A row's sample id is its ``path``: a row the engine drops (its bytes do not decode) is named by it.
+``MindDataset`` takes only MindSpore's built-in samplers, so train uses ``DistributedSampler(num_shards=G,
+shard_id=r, shuffle=True)`` with seed ``seed + epoch`` (``set_epoch``): on MindSpore 2.10 its permutation is the
+same on every rank and padded by wrapping around, so ``src.data.sampler``'s contract holds (with MindSpore's
+permutation, not ours). Eval shards are ``SubsetSampler(range(r, N, G))``.
 """
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from src.data.reader import Rows, SampleTally
 from src.errors import DatasetError
+from src.utils.paths import require_utf8
 
-logger = logging.getLogger(__name__)
 
 FORMAT = "cspdarknet53-mindrecord"
 VERSION = 1
@@ -62,8 +45,6 @@ class MindRecordInfo:
     class_to_idx: Dict[str, int]
     class_counts: Dict[str, int] = field(default_factory=dict)
     skipped: List[Tuple[str, str]] = field(default_factory=list)
-    source: str = ""
-    meta: Dict[str, Any] = field(default_factory=dict)
 
 
 def shard_files(prefix: str, shards: int) -> List[str]:
@@ -72,27 +53,10 @@ def shard_files(prefix: str, shards: int) -> List[str]:
 
 
 def _require_utf8(path: str, what: str) -> str:
-    from src.utils.paths import require_utf8
     try:
         return require_utf8(path, what)
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
-
-
-def _escape(rel: str) -> str:
-    from src.utils.paths import json_dumps
-    return json_dumps(rel)
-
-
-def _unescape(text: str) -> str:
-    return json.loads(text)
-
-
-# ---------------------------------------------------------------------------------------------------
-# reading the meta file
-# ---------------------------------------------------------------------------------------------------
-def is_mindrecord_prefix(prefix: str) -> bool:
-    return bool(prefix) and os.path.isfile(os.fspath(prefix) + META_SUFFIX)
 
 
 def read_meta(prefix: str) -> MindRecordInfo:
@@ -135,32 +99,24 @@ def read_meta(prefix: str) -> MindRecordInfo:
         raise DatasetError(f"MindRecord dataset {prefix}: cannot read its class index {ci_path}: {exc}") from None
     return MindRecordInfo(prefix=prefix, files=files, num_rows=int(meta["num_rows"]), class_to_idx=class_to_idx,
                           class_counts={str(k): int(v) for k, v in meta.get("class_counts", {}).items()},
-                          skipped=[(str(p), str(r)) for p, r in meta.get("skipped", [])],
-                          source=str(meta.get("source", "")), meta=meta)
+                          skipped=[(str(p), str(r)) for p, r in meta.get("skipped", [])])
 
 
-# ---------------------------------------------------------------------------------------------------
-# reading
-# ---------------------------------------------------------------------------------------------------
-class MindRecordEpochSampler:
-    """The train sampler of a MindRecord dataset: a ``mindspore.dataset.DistributedSampler`` whose seed is
-    ``seed + epoch``; ``set_epoch(e)`` before each epoch's iterator (as for ``EpochShardSampler``)."""
+class _EpochSeeded:
+    """A train ``DistributedSampler`` whose seed is ``seed + epoch`` (``set_epoch(e)`` before each epoch)."""
 
     def __init__(self, rank: int, group_size: int, shuffle: bool, seed: int):
         import mindspore.dataset as ds
-        self.rank, self.group_size, self.shuffle = int(rank), int(group_size), bool(shuffle)
         self.base_seed = int(seed)
-        self.epoch = 0
-        self.sampler = ds.DistributedSampler(num_shards=self.group_size, shard_id=self.rank, shuffle=self.shuffle)
+        self.sampler = ds.DistributedSampler(num_shards=int(group_size), shard_id=int(rank), shuffle=bool(shuffle))
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.sampler.seed = (self.base_seed + self.epoch) % (2 ** 32)
+        self.sampler.seed = (self.base_seed + int(epoch)) % (2 ** 32)
 
 
 def _dataset(info: MindRecordInfo, mode: str, rank: int, group_size: int, seed: int, shuffle: Optional[bool],
-             workers: Optional[int], columns: Sequence[str]):
+             workers: Optional[int]):
     """``(MindDataset of one rank's shard, rows per epoch, sampler)``; see the module doc for the order."""
     import mindspore.dataset as ds
 
@@ -172,7 +128,7 @@ def _dataset(info: MindRecordInfo, mode: str, rank: int, group_size: int, seed: 
     sampler = None
     kwargs: Dict[str, Any] = {"num_parallel_workers": int(workers)} if workers else {}
     if train and (shuffle or group_size > 1):
-        sampler = MindRecordEpochSampler(rank, group_size, shuffle, seed)
+        sampler = _EpochSeeded(rank, group_size, shuffle, seed)
         kwargs["sampler"] = sampler.sampler
     elif not train and group_size > 1:
         kwargs["sampler"] = ds.SubsetSampler(list(range(rank, n, group_size)))
@@ -181,7 +137,7 @@ def _dataset(info: MindRecordInfo, mode: str, rank: int, group_size: int, seed: 
     shard_n = math.ceil(n / group_size) if train else len(range(rank, n, group_size))
     if shard_n == 0:
         raise DatasetError(f"eval shard {rank} of {group_size} is empty: {info.prefix} has only {n} rows")
-    return ds.MindDataset(info.files, columns_list=list(columns), **kwargs), shard_n, sampler
+    return ds.MindDataset(info.files, columns_list=["image", "label", "path"], **kwargs), shard_n, sampler
 
 
 def mindrecord_rows(prefix: str, *, mode: str = "train", rank: int = 0, group_size: int = 1, seed: int = 0,
@@ -191,11 +147,10 @@ def mindrecord_rows(prefix: str, *, mode: str = "train", rank: int = 0, group_si
     path). ``class_to_idx`` (e.g. the trained index as ``compare_class_index`` gives it) relabels the stored
     classes by name; a stored class missing from it is a ``DatasetError``."""
     info = read_meta(prefix)
-    dataset, shard_n, sampler = _dataset(info, mode, rank, group_size, seed, shuffle, workers,
-                                         ("image", "label", "path"))
+    dataset, shard_n, sampler = _dataset(info, mode, rank, group_size, seed, shuffle, workers)
     out_index = dict(info.class_to_idx)
-    if class_to_idx is not None and {str(k): int(v) for k, v in class_to_idx.items()} != info.class_to_idx:
-        given = {str(k): int(v) for k, v in class_to_idx.items()}
+    given = None if class_to_idx is None else {str(k): int(v) for k, v in class_to_idx.items()}
+    if given is not None and given != info.class_to_idx:
         absent = [c for c in info.class_to_idx if c not in given]
         if absent:
             raise DatasetError(f"MindRecord dataset {info.prefix}: {len(absent)} stored class(es) are not in "
@@ -216,11 +171,11 @@ def mindrecord_rows(prefix: str, *, mode: str = "train", rank: int = 0, group_si
     return Rows(dataset=dataset, class_to_idx=out_index, num_rows=shard_n, total=info.num_rows,
                 class_counts=counts, where=info.prefix, format="mindrecord", sampler=sampler,
                 skipped=list(info.skipped), tally=SampleTally(), serves=False,
-                name_of=lambda rel: f"{info.prefix}: record {_unescape(str(rel))}")
+                name_of=lambda rel: f"{info.prefix}: record {json.loads(str(rel))}")
 
 
 def read_rows(prefix: str) -> List[Tuple[str, bytes, int]]:
     """Every row as (relative path, bytes, label), in the stored order (for checks and tests)."""
-    dataset, _, _ = _dataset(read_meta(prefix), "eval", 0, 1, 0, False, None, ("image", "label", "path"))
-    return [(_unescape(str(r["path"])), r["image"].tobytes(), int(r["label"]))
+    dataset, _, _ = _dataset(read_meta(prefix), "eval", 0, 1, 0, False, None)
+    return [(json.loads(str(r["path"])), r["image"].tobytes(), int(r["label"]))
             for r in dataset.create_dict_iterator(output_numpy=True, num_epochs=1)]

@@ -1,19 +1,14 @@
 """Readers: what the shared pipeline tail (``src.data.pipeline``) starts from.
 
-A reader turns a dataset into ``Rows``: one rank's shard of ``(image, label, id)`` rows -- the encoded image
-bytes, the int32 label and a sample id (a file's index here, a record's path for MindRecord) -- with the
-class index, the counts and the epoch sampler. This module holds the file reader (``file_rows``): an
-ImageFolder tree, a ``data_list`` of ``relative/path label`` lines, or a plain list of files without labels
-(predict); ``src.data.mindrecord.mindrecord_rows`` reads a MindRecord prefix.
-
-The file reader lists the files (``src.data.listing``), checks each once (``src.data.verify``: decoded in full
-in worker processes, or only the cheap check with ``verify_files: false``), names every unusable file once and
-serves the usable ones from a random-access source: the bytes as on disk (PIL-decoded BMP bytes for formats the
-engine cannot decode), after comparing their CRC-32 with the one the check recorded -- a file rewritten in
-place since (same size and mtime) is not handed to the decoder but dropped and named.
-
-``SampleTally`` counts every pass: the ids a reader served and the ids that came out of the transforms; the
-difference is what the engine dropped (``ErrorSamplesMode.SKIP``), named by ``Rows.name_of``.
+A reader turns a dataset into ``Rows``: one rank's shard of ``(image, label, id)`` rows (the encoded bytes, the
+int32 label, a sample id: a file's index here, a record's path for ``src.data.mindrecord.mindrecord_rows``) with
+the class index, the counts and the epoch sampler. ``file_rows`` reads an ImageFolder tree, a ``data_list`` of
+``relative/path label`` lines, or a plain list of files (predict): it checks each file once
+(``src.data.verify``, or the cheap check with ``verify_files: false``), names every unusable file once, and
+serves the bytes as on disk (PIL-decoded BMP bytes for formats the engine cannot decode) after comparing their
+CRC-32 with the check's: a file rewritten in place since (same size and mtime) is dropped and named.
+``SampleTally`` counts the ids served and the ids out of the transforms; the difference is what the engine
+dropped (``ErrorSamplesMode.SKIP``).
 """
 from __future__ import annotations
 
@@ -21,7 +16,6 @@ import logging
 import math
 import os
 import threading
-import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,18 +23,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from src.data.checks import CONVERT, SKIP, pil_rgb_bytes, scan_files
+from src.data.balance import class_balanced_sampler
+from src.data.checks import CONVERT, SKIP, pil_rgb_bytes
 from src.data.listing import IMAGE_EXTENSIONS, MAX_LISTED, list_image_folder, read_data_list
-from src.data.sampler import epoch_shard_sampler
+from src.data.sampler import EpochShardOrder, mindspore_sampler
+from src.data.verify import manifest_path, report_unusable, verify_images
 from src.errors import DatasetError
 from src.utils.host import available_cpus
 
 logger = logging.getLogger(__name__)
-
-#: ``verify_manifest`` values: "" = the default place (``src.data.verify.default_manifest_path``), "none" = no
-#: manifest (every file is decoded again in every run), anything else = that file
-NO_MANIFEST = "none"
-
 
 def cap_workers(requested: int, key: str) -> int:
     """``requested`` workers (0: automatic), at most the cores this process may use; more is a warning naming
@@ -127,15 +118,6 @@ class _PathTable:
         return os.path.join(self.root, rel) if self.root else rel
 
 
-def _read_bytes(path: str) -> np.ndarray:
-    """The file's bytes as a writable uint8 array, read straight into it."""
-    with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        buf = np.empty(size, dtype=np.uint8)
-        got = f.readinto(buf)
-    return buf if got == size else np.fromfile(path, dtype=np.uint8)
-
-
 class _FileSource:
     """Random-access source for GeneratorDataset: (encoded image bytes, int32 label, int64 sample id)."""
 
@@ -155,38 +137,31 @@ class _FileSource:
             self.read_log.append(path)
         data = np.zeros(0, dtype=np.uint8)  # an empty sample: the engine drops it, the tally names it
         try:
-            raw = _read_bytes(path)
+            raw = np.fromfile(path, dtype=np.uint8)
             if self.crcs[i] >= 0 and zlib.crc32(raw) != self.crcs[i]:
                 self.tally.notes[i] = ("its bytes changed since it was checked (same size and mtime, another "
                                        "checksum): not decoded")
             else:
-                data = pil_rgb_bytes(raw) if self.convert[i] else raw
+                data = np.frombuffer(pil_rgb_bytes(raw), np.uint8) if self.convert[i] else raw
         except Exception as exc:  # vanished or unreadable since the check
             self.tally.notes[i] = f"cannot read it: {exc}"
         return data, np.array(self.labels[i], dtype=np.int32), np.array(i, dtype=np.int64)
 
 
 def _check_files(abs_paths, data_dir, opts, group_size):
-    """``[(status, reason, crc)]`` of every file (the full decode check, or the cheap one) and one log line."""
-    from src.data.verify import verify_images, default_manifest_path
-
-    t0 = time.perf_counter()
-    if not opts.verify_files:
-        results = scan_files(abs_paths, max_pixels=opts.max_image_pixels)
-        logger.info("checked %d files (first and last bytes only: verify_files is off) in %.1f s", len(abs_paths),
-                    time.perf_counter() - t0)
-        return [(s, r, -1) for s, r in results]
-    manifest = str(opts.verify_manifest or "")
-    if manifest.lower() == NO_MANIFEST:
-        manifest = None
-    elif not manifest:
-        manifest = default_manifest_path(data_dir) if data_dir else None
+    """The ``VerifyResult`` of every file (the full decode check, or only the cheap one), and one log line."""
     stats = {}
+    decoder, manifest = ("mindspore", manifest_path(opts.verify_manifest, data_dir)) if opts.verify_files else \
+        ("cheap", None)
     results = verify_images(abs_paths, manifest=manifest, root=data_dir or None, group_size=group_size,
-                            max_pixels=opts.max_image_pixels, stats=stats)
-    logger.info("verified %d files in %.1f s (%d decoded now, %d known from %s)", len(abs_paths),
-                time.perf_counter() - t0, stats["checked"], stats["cached"], manifest or "no manifest")
-    return [(r.status, r.reason, -1 if r.crc is None else r.crc) for r in results]
+                            max_pixels=opts.max_image_pixels, decoder=decoder, stats=stats)
+    if opts.verify_files:
+        logger.info("verified %d files in %.1f s (%d decoded now, %d known from %s)", len(abs_paths),
+                    stats["seconds"], stats["checked"], stats["cached"], manifest or "no manifest")
+    else:
+        logger.info("checked %d files (first and last bytes only: verify_files is off) in %.1f s", len(abs_paths),
+                    stats["seconds"])
+    return results
 
 
 def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, seed: int, shuffle: bool,
@@ -195,7 +170,6 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
     """The rows of an ImageFolder tree (``data_dir``), a ``data_list`` (``opts.data_list``, rooted at
     ``data_dir``) or ``files`` (labels 0); ``opts``: the config's data section. See the module doc."""
     import mindspore.dataset as ds
-    from src.data.verify import VerifyResult, report_unusable
 
     train = mode == "train"
     if files is not None:
@@ -208,10 +182,8 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
         rel_paths, labels = read_data_list(os.fspath(opts.data_list), data_dir)
         where = where or f"{opts.data_list} (root {data_dir or '.'})"
         if class_to_idx is None:
-            k = int(num_classes) if num_classes else max(labels) + 1
-            class_to_idx = {str(i): i for i in range(k)}
-        else:
-            class_to_idx = {str(a): int(b) for a, b in class_to_idx.items()}
+            class_to_idx = {str(i): i for i in range(int(num_classes) if num_classes else max(labels) + 1)}
+        class_to_idx = {str(a): int(b) for a, b in class_to_idx.items()}
     else:
         if not data_dir:
             raise DatasetError("data_dir is empty: give an ImageFolder root (root/<class>/<image>)")
@@ -229,9 +201,9 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
 
     abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
     results = _check_files(abs_paths, data_dir, opts, group_size)
-    skipped = report_unusable([VerifyResult(p, s, r) for p, (s, r, _) in zip(abs_paths, results)], logger, where)
-    keep = [i for i, (s, _, _) in enumerate(results) if s != SKIP]
-    converted = [abs_paths[i] for i in keep if results[i][0] == CONVERT]
+    skipped = report_unusable(results, logger, where)
+    keep = [i for i, r in enumerate(results) if r.status != SKIP]
+    converted = [abs_paths[i] for i in keep if results[i].status == CONVERT]
     if converted:
         logger.info("%d file(s) under %s are decoded through PIL (formats the engine cannot read), e.g. %s",
                     len(converted), where, converted[0])
@@ -244,35 +216,28 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
             logger.warning("%d class folder(s) under %s have no usable image (their class index is kept): %s",
                            len(empty), data_dir, ", ".join(empty[:MAX_LISTED]))
 
-    rel_keep = [rel_paths[i] for i in keep]
-    lab_keep = np.asarray([labels[i] for i in keep], dtype=np.int32)
-    conv_keep = np.asarray([results[i][0] == CONVERT for i in keep], dtype=bool)
-    crc_keep = np.asarray([results[i][2] for i in keep], dtype=np.int64)
-    class_counts = np.bincount(lab_keep, minlength=max(n_classes, 1)).astype(np.int64)
     total = len(keep)
-    all_paths = _PathTable(data_dir, rel_keep)
-    if train or group_size == 1:
-        shard_n = math.ceil(total / group_size)
-    else:  # eval: every image exactly once over all ranks
-        sel = np.arange(rank, total, group_size)
-        rel_keep = [rel_keep[i] for i in sel]
-        lab_keep, conv_keep, crc_keep = lab_keep[sel], conv_keep[sel], crc_keep[sel]
-        shard_n = len(sel)
-        if shard_n == 0:
+    all_paths = _PathTable(data_dir, [rel_paths[i] for i in keep])
+    class_counts = np.bincount([labels[i] for i in keep], minlength=max(n_classes, 1)).astype(np.int64)
+    if not train and group_size > 1:  # eval: every image exactly once over all ranks
+        keep = keep[rank::group_size]
+        if not keep:
             raise DatasetError(f"eval shard {rank} of {group_size} is empty: {where} has only {total} images")
-
+    lab_keep = np.asarray([labels[i] for i in keep], dtype=np.int32)
     tally = SampleTally()
-    source = _FileSource(_PathTable(data_dir, rel_keep), lab_keep, conv_keep, crc_keep, tally)
+    source = _FileSource(all_paths if len(keep) == total else _PathTable(data_dir, [rel_paths[i] for i in keep]),
+                         lab_keep, np.asarray([results[i].status == CONVERT for i in keep], dtype=bool),
+                         np.asarray([-1 if results[i].crc is None else results[i].crc for i in keep], np.int64), tally)
     sampler, shuffle_arg = None, None
     if train and opts.sampler == "class_balanced":
-        from src.data.balance import class_balanced_sampler
         sampler = class_balanced_sampler(lab_keep, rank, group_size, seed=seed)
     elif train and (shuffle or group_size > 1):
-        sampler = epoch_shard_sampler(len(source), rank, group_size, shuffle=shuffle, seed=seed)
+        sampler = mindspore_sampler(EpochShardOrder, len(source), rank, group_size, shuffle=shuffle, seed=seed)
     else:
         shuffle_arg = shuffle
     dataset = ds.GeneratorDataset(source, column_names=["image", "label", "id"], shuffle=shuffle_arg,
                                   sampler=sampler, num_parallel_workers=min(workers, 8), python_multiprocessing=False)
-    return Rows(dataset=dataset, class_to_idx=dict(class_to_idx), num_rows=shard_n, total=total,
-                class_counts=class_counts, where=where, name_of=lambda i: source.table[int(i)], tally=tally,
-                sampler=sampler, source=source, all_paths=all_paths, skipped=skipped, converted=converted)
+    return Rows(dataset=dataset, class_to_idx=dict(class_to_idx), num_rows=math.ceil(total / group_size) if train
+                else len(keep), total=total, class_counts=class_counts, where=where,
+                name_of=lambda i: source.table[int(i)], tally=tally, sampler=sampler, source=source,
+                all_paths=all_paths, skipped=skipped, converted=converted)

@@ -1,36 +1,31 @@
-"""The train sampler: equal rank shards of an order reshuffled every epoch from (seed, epoch).
+"""The train samplers' contract: equal rank shards of an epoch order drawn from ``(seed, epoch)`` alone.
 
-Every rank draws the same permutation for an epoch, so the shards of one epoch are disjoint up to the
-padding, and a resumed run replays exactly the order an uninterrupted run would have used.
+Every rank draws the same order for an epoch, padded by wrapping around to ``ceil(N / G) * G`` positions, and
+rank ``r`` takes positions ``r, r + G, ...``: the shards of one epoch are disjoint up to the padding, and a
+resumed run (``set_epoch(e)``) replays the order an uninterrupted run would have used. ``EpochShardOrder``
+shuffles the samples (or keeps their order); ``src.data.balance.ClassBalancedOrder`` balances the classes.
 """
+import functools
 import math
 
 import numpy as np
 
 
-class _EpochShardOrder:
-    """Equal shards of a (re)shuffled order, like the engine's DistributedSampler but seeded on its own:
-    epoch e uses the permutation drawn from (seed, e), the same on every rank; the order is padded by
-    wrapping around to ceil(n / group_size) * group_size and rank r takes positions r, r + G, ...
-    ``set_epoch(e)`` sets the next epoch's number (for a resumed run)."""
+class EpochOrder:
+    """The common part; a subclass defines ``epoch_indices(epoch)``: all ``per_shard * group_size`` positions."""
 
-    def _setup(self, n, rank, group_size, shuffle, seed):
-        self.n, self.rank, self.group_size = int(n), int(rank), int(group_size)
-        self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
+    def __init__(self, n, rank=0, group_size=1, seed=0):
+        self.n, self.rank, self.group_size, self.seed, self.epoch = int(n), int(rank), int(group_size), int(seed), 0
         self.per_shard = math.ceil(self.n / self.group_size)
+
+    def rng(self, epoch, *salt):
+        return np.random.default_rng([self.seed % (2 ** 32), int(epoch), *salt])
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
 
     def indices(self, epoch):
-        if self.shuffle:
-            order = np.random.default_rng([self.seed % (2 ** 32), int(epoch)]).permutation(self.n)
-        else:
-            order = np.arange(self.n)
-        total = self.per_shard * self.group_size
-        if total > self.n:
-            order = np.resize(order, total)  # wrap around
-        return order[self.rank:total:self.group_size]
+        return self.epoch_indices(epoch)[self.rank::self.group_size]
 
     def __iter__(self):
         idx = self.indices(self.epoch)
@@ -41,20 +36,29 @@ class _EpochShardOrder:
         return self.per_shard
 
 
-_sampler_cls = None
+class EpochShardOrder(EpochOrder):
+    """Like the engine's DistributedSampler, seeded on its own: epoch e is the permutation drawn from (seed, e)."""
+
+    def __init__(self, n, rank=0, group_size=1, shuffle=True, seed=0):
+        super().__init__(n, rank, group_size, seed)
+        self.shuffle = bool(shuffle)
+
+    def epoch_indices(self, epoch):
+        order = self.rng(epoch).permutation(self.n) if self.shuffle else np.arange(self.n)
+        return np.resize(order, self.per_shard * self.group_size)  # padded by wrapping around
 
 
-def epoch_shard_sampler(n, rank=0, group_size=1, shuffle=True, seed=0):
-    """A ``mindspore.dataset.Sampler`` with ``_EpochShardOrder``'s behaviour (built lazily, so importing
-    this module does not import mindspore)."""
-    global _sampler_cls
-    if _sampler_cls is None:
-        import mindspore.dataset as ds
+@functools.lru_cache(maxsize=None)
+def _sampler_class(order_cls):
+    import mindspore.dataset as ds
 
-        class EpochShardSampler(_EpochShardOrder, ds.Sampler):
-            def __init__(self, n, rank, group_size, shuffle, seed):
-                self._setup(n, rank, group_size, shuffle, seed)
-                ds.Sampler.__init__(self)
+    def __init__(self, *args, **kwargs):
+        order_cls.__init__(self, *args, **kwargs)
+        ds.Sampler.__init__(self)
+    return type(order_cls.__name__ + "Sampler", (order_cls, ds.Sampler), {"__init__": __init__})
 
-        _sampler_cls = EpochShardSampler
-    return _sampler_cls(n, rank, group_size, shuffle, seed)
+
+def mindspore_sampler(order_cls, *args, **kwargs):
+    """``order_cls(*args, **kwargs)`` as a ``mindspore.dataset.Sampler`` (the class is built on first use, so
+    importing this module imports no MindSpore)."""
+    return _sampler_class(order_cls)(*args, **kwargs)

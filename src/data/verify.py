@@ -3,40 +3,26 @@
     results = verify_images(paths, workers=2, manifest="DATA/.cspdarknet53_verified.jsonl", root="DATA")
     # -> [VerifyResult(path, status, reason, crc)], status "ok" | "convert" | "skip", in the order of ``paths``
 
-Why: the cheap check (``src.data.checks.check_image_file``: first bytes, end marker, declared size) passes a
-JPEG whose tables are corrupt, and MindSpore's C++ decoder can then crash the whole process (segfault,
-SIGFPE) or loop. Here every file is decoded in full by the decoder the pipeline uses (``vision.Decode``;
-``decoder="pil"``: PIL) in worker processes of the standard library's ``forkserver`` start method (the server
-imports the decoder once, so a worker, or its replacement after a crash, starts in milliseconds):
+The cheap check (``src.data.checks``) passes a JPEG with corrupt tables, on which MindSpore's decoder can crash
+the process (segfault, SIGFPE) or hang. Here each file is decoded in full by the pipeline's decoder
+(``vision.Decode``) in workers of the standard library's ``forkserver`` (the server imports the decoder once,
+so a replacement worker starts in milliseconds), one file at a time: a worker that dies or exceeds
+``timeout_s`` names its file (``skip``, with the signal and what the decoder printed). A worker that met a bad
+file before may have a corrupted decoder state, so its crash is first re-checked as the first file of a fresh
+worker. What the decoder prints for a file stays in its reason; ``crc`` (CRC-32 of the bytes decoded) lets the
+pipeline detect a file rewritten in place later.
 
-* a worker decodes one file at a time, so when it dies (signal, abort, exit) the file it was given is the
-  culprit: ``skip`` with the signal and what the decoder printed for it; a file that takes longer than
-  ``timeout_s`` (a hang) gets its worker killed and is reported the same way;
-* a decoder's state can be corrupted by an earlier bad file, so a crash or hang in a worker that has met a
-  bad file (one that failed, or made the decoder print something) is first re-checked in isolation, as the
-  first file of a fresh worker, and blamed only if it fails there too;
-* what the decoder prints while decoding a file (libjpeg's "Corrupt JPEG data" ...) stays in that file's
-  reason (its status stays ``ok``: the engine decodes it the same way in training);
-* ``crc`` is the CRC-32 of the bytes that were decoded: the pipeline's file source compares it with the
-  bytes it reads, so a file rewritten in place after the check (same size and mtime) is named and skipped
-  instead of reaching the decoder.
-
-Results are cached in a manifest (JSON lines: a header naming the format, the decoder and its settings, then
-``[key, size, mtime_ns, status, reason, crc]`` per file, the key relative to ``root``), so a later run only
-re-checks files whose size or mtime changed. It is written atomically (temporary file + ``os.replace``),
-every ``flush_every_s`` seconds during a long check (a killed check resumes where it stopped) and at the end.
-A path that holds anything else than such a manifest (a user's file, a device, a folder) is refused with a
-``DatasetError`` before any work, never replaced.
-
-Ranks and concurrent jobs: the check runs under an exclusive lock (``fcntl.flock`` on ``<manifest>.lock``,
-released by the kernel when its holder ends, even by SIGKILL). The first process checks what the manifest
-lacks with all the cores; the others wait, then find every file in the manifest: every rank ends with the same
-results, so the rank shards stay aligned. Without a manifest (``none``) each process checks every file itself.
+The manifest (JSON lines: a header naming the format and the check, then ``[key, size, mtime_ns, status,
+reason, crc]`` per file, keys relative to ``root``) makes a later run re-check only changed files; it is written
+atomically, every ``flush_every_s`` during a long check and at the end, and a path holding anything else is
+refused (``DatasetError``), never replaced. The check runs under ``fcntl.flock`` on ``<manifest>.lock``: the
+first rank checks, the others wait and read its results, so all ranks agree.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import math
@@ -44,23 +30,25 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
 import os
+import shutil
 import signal
 import stat as stat_mod
 import tempfile
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, OK, SKIP, check_image_file
+from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, OK, SKIP, check_image_file, scan_files
 from src.errors import DatasetError
+from src.utils.fileio import free_space, write_text_atomic
 from src.utils.host import available_cpus
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["OK", "CONVERT", "SKIP", "VerifyError", "VerifyResult", "verify_images", "default_manifest_path",
-           "Manifest", "report_unusable", "summarize", "decoder_id"]
+           "manifest_path", "Manifest", "report_unusable", "summarize", "decoder_id"]
 
 MANIFEST_FORMAT = "cspdarknet53-verify-manifest"
 MANIFEST_VERSION = 2
@@ -100,8 +88,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _make_check(decoder: str, max_pixels: Optional[int]) -> Callable[[str], Tuple[str, str, Optional[int]]]:
-    """``check(path) -> (status, reason, crc)`` for ``decoder``: "mindspore" (``vision.Decode``), "pil",
-    "cheap" (``check_image_file`` only) or "module:function" (returns (status, reason); tests, experiments)."""
+    """``check(path) -> (status, reason, crc)`` for ``decoder``: "mindspore" (``vision.Decode``), "pil" or
+    "module:function" (returns (status, reason); tests, experiments)."""
     import numpy as np
 
     if decoder == "mindspore":
@@ -119,8 +107,6 @@ def _make_check(decoder: str, max_pixels: Optional[int]) -> Callable[[str], Tupl
         def decode(data):
             with Image.open(io.BytesIO(data.tobytes())) as im:
                 im.load()
-    elif decoder == "cheap":
-        decode = None
     elif ":" in decoder:
         import importlib
         module, name = decoder.split(":", 1)
@@ -131,7 +117,7 @@ def _make_check(decoder: str, max_pixels: Optional[int]) -> Callable[[str], Tupl
 
     def check(path):
         status, reason = check_image_file(path, max_pixels)
-        if status == SKIP or decode is None:
+        if status == SKIP:
             return status, reason, None
         try:
             data = np.fromfile(path, dtype=np.uint8)
@@ -149,22 +135,6 @@ def _make_check(decoder: str, max_pixels: Optional[int]) -> Callable[[str], Tupl
     return check
 
 
-def _selftest_image(folder: str) -> str:
-    """A tiny good JPEG that a MindSpore worker decodes before it says it is ready."""
-    import io
-    from PIL import Image
-
-    path = os.path.join(folder, "selftest.jpg")
-    if not os.path.exists(path):
-        buf = io.BytesIO()
-        Image.new("RGB", (16, 16), (90, 140, 200)).save(buf, format="JPEG", quality=90)
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)  # workers start side by side
-    return path
-
-
 def _said(err_path: str, start: int) -> str:
     """What a worker printed to its error file since byte ``start``, as one short line."""
     try:
@@ -173,78 +143,67 @@ def _said(err_path: str, start: int) -> str:
             text = f.read(16384).decode("utf-8", "backslashreplace")
     except OSError:
         return ""
-    lines = (ln.strip() for ln in text.splitlines())
-    return " | ".join(ln for ln in lines if ln)[:_MAX_REASON]
+    return " | ".join(ln.strip() for ln in text.splitlines() if ln.strip())[:_MAX_REASON]
 
 
 def _worker_main(conn, decoder: str, max_pixels: Optional[int], err_path: str) -> None:
     """A worker: ``(index, path)`` in, ``(index, status, reason, crc, cpu_s, error-file size)`` out, one file
-    at a time.
-    Everything the decoder prints (C-level stdout and stderr) goes to ``err_path``."""
-    try:  # die with the forkserver (which dies with the caller) even when stuck in a decoder (Linux)
+    at a time; everything the decoder prints (C-level stdout and stderr) goes to ``err_path``."""
+    with contextlib.suppress(Exception):  # die with the forkserver even when stuck in a decoder (Linux)
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-    os.chdir(os.path.dirname(err_path))  # the decoder dumps undecodable images into its working directory
+    workdir = os.path.dirname(err_path)
+    os.chdir(workdir)  # the decoder dumps undecodable images into its working directory
     fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
     try:
         check = _make_check(decoder, max_pixels)
-        if decoder == "mindspore":
-            status, reason, _ = check(_selftest_image(os.path.dirname(err_path)))
+        if decoder == "mindspore":  # a tiny good JPEG must decode before the worker says it is ready
+            from PIL import Image
+            probe = os.path.join(workdir, f"selftest{os.getpid()}.jpg")
+            Image.new("RGB", (16, 16), (90, 140, 200)).save(probe, format="JPEG", quality=90)
+            status, reason, _ = check(probe)
             if status != OK:
                 raise VerifyError(f"the decoder fails on a known-good image: {reason}")
     except BaseException as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready",))
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        index, path = job
-        start = os.fstat(2).st_size
-        try:
-            status, reason, crc = check(path)
-        except Exception as exc:  # a bug or an unexpected error: unusable, with the reason
-            status, reason, crc = SKIP, f"check failed: {type(exc).__name__}: {exc}", None
-        end = os.fstat(2).st_size
-        said = _said(err_path, start) if end > start else ""
-        if said:
-            reason = f"{reason} (decoder said: {said})"
-        conn.send((index, status, reason, crc, time.process_time(), end))
+    with contextlib.suppress(EOFError):  # the parent is gone
+        for index, path in iter(conn.recv, None):
+            start = os.fstat(2).st_size
+            try:
+                status, reason, crc = check(path)
+            except Exception as exc:  # a bug or an unexpected error: unusable, with the reason
+                status, reason, crc = SKIP, f"check failed: {type(exc).__name__}: {exc}", None
+            end = os.fstat(2).st_size
+            said = _said(err_path, start) if end > start else ""
+            conn.send((index, status, f"{reason} (decoder said: {said})" if said else reason, crc,
+                       time.process_time(), end))
 
 
 # ---------------------------------------------------------------------------------------------------
 # the workers, parent side
 # ---------------------------------------------------------------------------------------------------
 _start_lock = threading.Lock()
-_context = None
 
 
 def _forkserver():
-    """The forkserver context; its server imports the decoder once (started here with GLOG_v=3, so that
-    MindSpore's own log lines do not land in the decoder's output)."""
-    global _context
+    """The forkserver context; its server imports the decoder once (started with GLOG_v=3, so that MindSpore's
+    own log lines do not land in the decoder's output)."""
     with _start_lock:
-        if _context is None:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["src.data.verify", "mindspore.dataset.vision"])
-            saved = os.environ.get("GLOG_v")
-            os.environ["GLOG_v"] = saved or "3"
-            try:
-                multiprocessing.forkserver.ensure_running()
-            finally:
-                if saved is None:
-                    del os.environ["GLOG_v"]
-            _context = ctx
-    return _context
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["src.data.verify", "mindspore.dataset.vision"])
+        saved = os.environ.get("GLOG_v")
+        os.environ["GLOG_v"] = saved or "3"
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["GLOG_v"]
+    return ctx
 
 
 def _signal_name(code: Optional[int]) -> str:
@@ -257,6 +216,8 @@ def _signal_name(code: Optional[int]) -> str:
 
 
 class _Worker:
+    """One decoder process and the file it was given (``job``: index, start time, error-file offset)."""
+
     def __init__(self, decoder: str, max_pixels: Optional[int], workdir: str, serial: int):
         self.err_path = os.path.join(workdir, f"worker{serial}.err")
         self.conn, child = multiprocessing.Pipe()
@@ -264,16 +225,11 @@ class _Worker:
                                           daemon=True)
         self.proc.start()
         child.close()
-        self.started = time.monotonic()
-        self.ready = False
-        self.job: Optional[Tuple[int, float, int]] = None  # (index, start time, error-file offset)
-        self.done = 0        # files answered
-        self.dirty = False   # answered a file that failed or made the decoder print something
-        self.cpu = 0.0
-        self.mark = 0        # size of the error file when the last file was answered
+        self.started, self.ready, self.job = time.monotonic(), False, None
+        self.done, self.dirty, self.cpu, self.mark = 0, False, 0.0, 0  # dirty: met a file that failed or printed
 
     def send(self, index: int, path: str) -> None:
-        self.conn.send((index, path))
+        self.conn.send((index, os.path.abspath(path)))  # absolute: a worker runs in its own folder
         self.job = (index, time.monotonic(), self.mark)
 
     def said(self) -> str:
@@ -300,10 +256,6 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
     failed_starts = 0
     workdir = tempfile.mkdtemp(prefix="cspdarknet53_verify_")
 
-    def start() -> None:
-        stats["started"] += 1
-        pool.append(_Worker(decoder, max_pixels, workdir, stats["started"]))
-
     def retire(w: _Worker, kill: bool) -> None:
         w.stop(kill)
         stats["cpu_s"] += w.cpu
@@ -325,16 +277,16 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
         while pending or confirm or any(w.job for w in pool):
             for w in [w for w in pool if w.ready and w.job is None]:
                 if confirm and w.done == 0:
-                    w.send(confirm[0], os.path.abspath(paths[confirm.popleft()]))
+                    w.send(confirm[0], paths[confirm.popleft()])
                 elif confirm and not pending:
                     retire(w, kill=False)    # a used worker: make room for a fresh one
-                elif pending:  # absolute: a worker runs in its own folder
-                    w.send(pending[0], os.path.abspath(paths[pending.popleft()]))
+                elif pending:
+                    w.send(pending[0], paths[pending.popleft()])
             wanted = min(workers, len(pending) + len(confirm) + sum(1 for w in pool if w.job))
             while len(pool) < max(1, wanted) and (pending or confirm):
-                start()
-            waits = [w.conn for w in pool] + [w.proc.sentinel for w in pool]
-            multiprocessing.connection.wait(waits, timeout=1.0)
+                stats["started"] += 1
+                pool.append(_Worker(decoder, max_pixels, workdir, stats["started"]))
+            multiprocessing.connection.wait([w.conn for w in pool] + [w.proc.sentinel for w in pool], timeout=1.0)
             now = time.monotonic()
             for w in list(pool):
                 while w.conn.poll():
@@ -375,7 +327,6 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
     finally:
         for w in list(pool):
             retire(w, kill=w.job is not None)
-        import shutil
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -396,14 +347,22 @@ def decoder_id(decoder: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> 
 def default_manifest_path(data_dir: str) -> str:
     """``DATA/.cspdarknet53_verified.jsonl`` if the folder is writable, else a file in the user cache
     named after the folder (``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``, ``verify/``)."""
+    from src.data.demo import default_cache_dir
+
     data_dir = os.path.abspath(data_dir)
     if os.access(data_dir, os.W_OK):
         return os.path.join(data_dir, DEFAULT_MANIFEST_NAME)
-    cache = os.environ.get("CSPDARKNET53_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                                   "cspdarknet53")
     tag = "%08x" % (zlib.crc32(os.fsencode(data_dir)) & 0xFFFFFFFF)
     name = os.path.basename(data_dir.rstrip(os.sep)) or "root"
-    return os.path.join(cache, "verify", f"{name}-{tag}.jsonl")
+    return os.path.join(default_cache_dir(), "verify", f"{name}-{tag}.jsonl")
+
+
+def manifest_path(setting: Optional[str], data_dir: str) -> Optional[str]:
+    """The manifest a ``verify_manifest`` setting names: "" the default for ``data_dir`` (none without a
+    folder), "none" (or None) no manifest (every file is decoded in every run), anything else that file."""
+    if setting is None or str(setting).lower() == "none":
+        return None
+    return str(setting) or (default_manifest_path(data_dir) if data_dir else None)
 
 
 class Manifest:
@@ -434,8 +393,7 @@ class Manifest:
                                "it is never replaced: give the path of a manifest file, or 'none'")
         try:
             with open(self.path, "rb") as f:
-                head = f.readline(65536)
-            ours = json.loads(head).get("format") == MANIFEST_FORMAT
+                ours = json.loads(f.readline(65536)).get("format") == MANIFEST_FORMAT
         except OSError as exc:
             raise DatasetError(f"verify_manifest {self.path}: cannot read it: {exc.strerror or exc}") from None
         except (ValueError, AttributeError):
@@ -447,23 +405,18 @@ class Manifest:
     def _read(self) -> Dict[str, Entry]:
         """The entries on disk; {} when absent, or made by another version or check."""
         self.check_path()
-        try:
-            with open(self.path, "r", encoding="utf-8") as f:
-                head = json.loads(f.readline())
-                if head.get("version") != MANIFEST_VERSION or head.get("decoder") != self.decoder_id:
-                    logger.info("verification manifest %s was made by %s, not %s: its files are checked again",
-                                self.path, head.get("decoder"), self.decoder_id)
-                    return {}
-                out: Dict[str, Entry] = {}
-                for line in f:
-                    try:
-                        k, size, mtime, status, reason, crc = json.loads(line)
-                    except ValueError:
-                        continue
-                    out[k] = (int(size), int(mtime), str(status), str(reason), crc)
+        out: Dict[str, Entry] = {}
+        with contextlib.suppress(FileNotFoundError), open(self.path, "r", encoding="utf-8") as f:
+            head = json.loads(f.readline())
+            if head.get("version") != MANIFEST_VERSION or head.get("decoder") != self.decoder_id:
+                logger.info("verification manifest %s was made by %s, not %s: its files are checked again",
+                            self.path, head.get("decoder"), self.decoder_id)
                 return out
-        except FileNotFoundError:
-            return {}
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    k, size, mtime, status, reason, crc = json.loads(line)
+                    out[k] = (int(size), int(mtime), str(status), str(reason), crc)
+        return out
 
     def load(self) -> "Manifest":
         self.entries.update(self._read())
@@ -479,51 +432,35 @@ class Manifest:
     def write(self) -> bool:
         """Atomically writes the entries, merged with what the file holds now (ours win). A storage error is
         one warning naming the file and the free space there (the files are then checked again next time)."""
-        from src.utils.fileio import free_space
-
-        on_disk = self._read()
-        on_disk.update(self.entries)
-        self.entries = on_disk
-        folder = os.path.dirname(self.path)
-        tmp = None
+        self.entries = {**self._read(), **self.entries}
+        head = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "decoder": self.decoder_id, "root": self.root}
+        # ensure_ascii keeps names that are not valid UTF-8 (surrogate escapes) lossless
+        lines = [json.dumps(head, ensure_ascii=True)] + [json.dumps([k, *self.entries[k]], ensure_ascii=True)
+                                                          for k in sorted(self.entries)]
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".", suffix=".tmp", dir=folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-                                    "decoder": self.decoder_id, "root": self.root}, ensure_ascii=True) + "\n")
-                for k in sorted(self.entries):
-                    # ensure_ascii keeps names that are not valid UTF-8 (surrogate escapes) lossless
-                    f.write(json.dumps([k, *self.entries[k]], ensure_ascii=True) + "\n")
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600: other users' ranks must read it too
-            os.replace(tmp, self.path)
+            write_text_atomic("\n".join(lines) + "\n", self.path)
             return True
         except OSError as exc:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.remove(tmp)
             if not self._warned:
                 self._warned = True
                 logger.warning("cannot write the verification manifest %s: %s (%s); its files will be checked "
-                               "again next time", self.path, exc.strerror or exc, free_space(folder))
+                               "again next time", self.path, exc.strerror or exc, free_space(os.path.dirname(self.path)))
             return False
 
 
 @contextlib.contextmanager
 def _exclusive(manifest: Optional[Manifest]):
-    """Holds ``<manifest>.lock`` (flock) for the block: one process checks, the others wait for its results."""
+    """Holds ``<manifest>.lock`` (flock) for the block: one process checks, the others wait for its results.
+    The kernel releases it when its holder ends, even by SIGKILL."""
     fd = None
     if manifest is not None:
         try:
             os.makedirs(os.path.dirname(manifest.path), exist_ok=True)
             fd = os.open(manifest.path + ".lock", os.O_RDWR | os.O_CREAT, 0o666)
         except OSError:
-            fd = None  # a read-only place: no lock (and no manifest written); each process checks for itself
+            pass  # a read-only place: no lock (and no manifest written); each process checks for itself
     try:
         if fd is not None:
-            import fcntl
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -562,14 +499,14 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
                   progress: Optional[bool] = None, stats: Optional[dict] = None) -> List[VerifyResult]:
     """Classify every file by decoding it in full: ``[VerifyResult]`` in input order.
 
-    ``workers``: decoder processes (0: one per ``FILES_PER_WORKER`` files to check, up to the cores available
-    -- divided among ``group_size`` local ranks when there is no manifest to share). ``manifest``: cache file
-    (None: no cache; a path holding anything else raises ``DatasetError``). ``root``: manifest keys are
-    relative to it (default: the manifest's folder). ``timeout_s``: per file. ``decoder``: "mindspore",
-    "pil", "cheap" (no workers) or "module:function". ``max_pixels``: larger images are skipped undecoded.
-    ``progress``: log lines every ``PROGRESS_EVERY_S`` (None: for ``AUTO_PROGRESS_FILES`` files or more).
-    ``stats`` (a dict) receives: total, cached, checked, crashed, timed_out, collateral (crashes that a
-    fresh worker did not repeat), started (workers), cpu_s (the workers' CPU time), seconds.
+    ``workers``: decoder processes (0: one per ``FILES_PER_WORKER`` files to check, up to the cores -- divided
+    among ``group_size`` local ranks when there is no manifest to share). ``manifest``: cache file (None: no
+    cache; a path holding anything else raises ``DatasetError``); its keys are relative to ``root`` (default:
+    its folder). ``timeout_s``: per file. ``decoder``: "mindspore", "pil", "cheap" (``check_image_file`` alone,
+    in threads) or "module:function". ``max_pixels``: larger images are skipped undecoded. ``progress``: log
+    lines every ``PROGRESS_EVERY_S`` (None: for ``AUTO_PROGRESS_FILES`` files or more). ``stats`` receives:
+    total, cached, checked, crashed, timed_out, collateral (crashes a fresh worker did not repeat), started
+    (workers), cpu_s (the workers' CPU time), seconds.
     """
     t0 = time.monotonic()
     paths = [os.fspath(p) for p in paths]
@@ -600,7 +537,7 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
         if workers <= 0:
             cores = available_cpus() if man is not None else max(1, available_cpus() // min(group_size, 8))
             workers = max(1, min(cores, math.ceil(len(todo) / FILES_PER_WORKER)))
-        show = progress if progress is not None else len(todo) >= AUTO_PROGRESS_FILES
+        show = decoder != "cheap" and (progress if progress is not None else len(todo) >= AUTO_PROGRESS_FILES)
         if show and todo:
             logger.info("decoding %d image file(s) once to check them (%d %s worker process(es))%s", len(todo),
                         workers, decoder, f"; the results are kept in {man.path}" if man is not None else "")
@@ -622,9 +559,8 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
                             (len(todo) - clock["done"]) / max(rate, 1e-9))
 
         if decoder == "cheap":
-            check = _make_check("cheap", max_pixels)
-            for i in todo:
-                on_result(i, *check(paths[i]))
+            for i, (status, reason) in zip(todo, scan_files([paths[i] for i in todo], max_pixels=max_pixels)):
+                on_result(i, status, reason, None)
         elif todo:
             _decode_all(paths, todo, decoder, workers, timeout_s, max_pixels, on_result, st)
         st["checked"] = len(todo)
@@ -637,23 +573,19 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
 
 
 def summarize(results: Sequence[VerifyResult]) -> Dict[str, int]:
-    out = {OK: 0, CONVERT: 0, SKIP: 0}
-    for r in results:
-        out[r.status] = out.get(r.status, 0) + 1
-    return out
+    return {OK: 0, CONVERT: 0, SKIP: 0, **Counter(r.status for r in results)}
 
 
-def report_unusable(results: Sequence[VerifyResult], log: Optional[logging.Logger] = None, where: str = "",
-                    display: Optional[Callable[[str], str]] = None) -> List[Tuple[str, str]]:
-    """Log each unusable file once (one warning each: ``unusable image <path>: <reason>``) and a summary;
-    return ``[(path, reason)]``. ``display`` turns a path into printable text (default
-    ``src.utils.paths.display_name``: names that are not UTF-8 appear as ``\\xNN``)."""
+def report_unusable(results: Sequence[VerifyResult], log: Optional[logging.Logger] = None,
+                    where: str = "") -> List[Tuple[str, str]]:
+    """Log each unusable file once (one warning each: ``unusable image <path>: <reason>``, names that are not
+    UTF-8 as ``\\xNN``) and a summary; return ``[(path, reason)]``."""
     from src.utils.paths import display_name
 
-    log, display = log or logger, display or display_name
+    log = log or logger
     bad = [(r.path, r.reason) for r in results if r.status == SKIP]
     for path, reason in bad:
-        log.warning("unusable image %s: %s", display(path), reason)
+        log.warning("unusable image %s: %s", display_name(path), reason)
     if bad:
         crashed = sum(1 for _, r in bad if r.startswith(("the decoder crashed", "the decoder did not finish")))
         log.warning("skipped %d of %d image files%s that cannot be used (%d of them crash or hang the decoder); "
