@@ -53,53 +53,38 @@ def load_weights(net, path, fine_tune=False, use_ema=False):
         raise CheckpointError(f"{path}: holds weights for arch {ckpt_arch!r} ({layout} layout) but the network is "
                               f"{arch_name!r}; build it with arch={ckpt_arch}")
 
-    used_ema = False
     has_ema = any(n.startswith("ema.") for n in arrays)
-    if use_ema:
-        ema = {n[len("ema."):]: a for n, a in arrays.items() if n.startswith("ema.")}
-        if not ema and layout == "own":
-            raise CheckpointError(f"{path}: use_ema was requested but the checkpoint has no EMA weights (ema.*)")
-        if ema:
-            arrays.update(ema)
-            used_ema = True
+    ema = {n[len("ema."):]: a for n, a in arrays.items() if n.startswith("ema.")} if use_ema else {}
+    if use_ema and not ema and layout == "own":
+        raise CheckpointError(f"{path}: use_ema was requested but the checkpoint has no EMA weights (ema.*)")
+    arrays.update(ema)
+    used_ema = bool(ema)
     skipped = [n for n in arrays if is_non_weight(n)]
     arrays = {n: a for n, a in arrays.items() if not is_non_weight(n)}
     arrays, unmapped = to_own_layout(arrays, layout)
 
     params = net.parameters_dict()
     expected = set(params)
-    has_head = all(k in expected for k in HEAD_KEYS)
-    if not has_head:  # a feature extractor: the classifier is not part of the network
-        for k in HEAD_KEYS:
-            arrays.pop(k, None)
-
-    head_reinitialized = False
-    shape_errors = []
-    for name in sorted(set(arrays) & expected):
-        want, got = tuple(params[name].shape), tuple(arrays[name].shape)
-        if want == got:
-            continue
-        if name in HEAD_KEYS and fine_tune:
-            head_reinitialized = True
-            continue
-        shape_errors.append(f"{name}: checkpoint {got} vs network {want}")
+    if not all(k in expected for k in HEAD_KEYS):  # a feature extractor: the classifier is not part of it
+        arrays = {n: a for n, a in arrays.items() if n not in HEAD_KEYS}
+    mismatched = [n for n in sorted(set(arrays) & expected) if tuple(params[n].shape) != tuple(arrays[n].shape)]
+    head_reinitialized = fine_tune and any(n in HEAD_KEYS for n in mismatched)
     if head_reinitialized:
-        for k in HEAD_KEYS:
-            arrays.pop(k, None)
+        arrays = {n: a for n, a in arrays.items() if n not in HEAD_KEYS}
         logger.warning("%s: classifier head has another number of classes; it is re-initialised for %d classes "
                        "(fine-tuning)", path, net.num_classes)
     missing = expected - set(arrays) - (set(HEAD_KEYS) if head_reinitialized else set())
     unexpected = (set(arrays) - expected) | set(unmapped)
-
     problems = []
-    head_shape_error = [e for e in shape_errors if e.startswith("head.fc.weight")]
-    if head_shape_error:
+    if "head.fc.weight" in mismatched and not head_reinitialized:
         ckpt_classes = arrays["head.fc.weight"].shape[0]
         problems.append(f"the checkpoint's head has {ckpt_classes} classes and the network's {net.num_classes}: "
                         f"set num_classes={ckpt_classes}, or fine-tune (the head is then re-initialised)")
-        shape_errors = [e for e in shape_errors if not e.startswith("head.fc.")]
-    if shape_errors:
-        problems.append(f"{len(shape_errors)} shape mismatches: {format_list(shape_errors, 6)}")
+    if head_reinitialized or "head.fc.weight" in mismatched:
+        mismatched = [n for n in mismatched if n not in HEAD_KEYS]
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: " + format_list(
+            [f"{n}: checkpoint {tuple(arrays[n].shape)} vs network {tuple(params[n].shape)}" for n in mismatched], 6))
     if missing:
         problems.append(f"{len(missing)} network parameters missing from the checkpoint: {format_list(missing)}")
     if unexpected:

@@ -1,27 +1,16 @@
-"""End-to-end label check: the class index a model was trained with against the class folders of new data.
+"""The label check: the class index a model was trained with against the class folders of new data.
 
-    info = checkpoint_model_info(ckpt)       # class_names: recorded in the checkpoint, else <run>/class_index.json
     res = compare_class_index(trained_class_index(info["class_names"]), data_folders,
                               mapping=load_class_mapping(path) if path else None)
     if not res.ok:
-        raise res.error()            # ClassIndexError (a DatasetError): the entry script exits with status 2
-    logger.info(res.message)         # "identical" / "subset: 3 of 10 trained classes have no folder: ..."
+        raise res.error()            # ClassIndexError: the entry script exits with status 2
     create_dataset(..., class_to_idx=res.class_to_idx)           # folder -> *trained* label index
 
-Outcomes (``ClassCheck.kind``):
-
-* ``identical``: the folders are exactly the trained classes (labels are taken from the trained index, so
-  also right when the trained order is not the sorted folder order);
-* ``subset``: every folder is a trained class, some trained classes have no folder (fine for eval; said);
-* ``mapped``: as one of the two above after applying an explicit mapping (data folder -> trained class name
-  or index; a folder mapped to ``null`` / ``-`` is left out);
-* ``mismatch``: some folders are not trained classes (and not mapped). The error names them, with the
-  nearest trained names (same name up to case / Unicode normalisation / separators, else difflib's closest).
-
-Where the trained class names come from is ``src.checkpoint.checkpoint_model_info``'s business: train.py
-records them in every checkpoint's metadata (``class_names``, see ``src.trainer.checkpoint_metadata``), so a
-checkpoint copied elsewhere still knows them; older checkpoints fall back to the run folder's
-``class_index.json`` (or one beside the checkpoint file).
+``ClassCheck.kind``: ``identical`` (the folders are the trained classes; labels follow the trained index, so
+also when its order is not the sorted folder order), ``subset`` (some trained classes have no folder: fine for
+eval, said), ``mapped`` (either, after an explicit mapping: data folder -> trained name or index, ``null`` /
+``-`` leaves a folder out), ``mismatch`` (folders that are no trained class: the error names them with the
+nearest trained names). The trained names come from ``src.checkpoint.checkpoint_model_info``.
 """
 from __future__ import annotations
 
@@ -32,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from src.errors import ClassIndexError
+from src.utils.paths import display_name
 
 _LISTED = 10
 
@@ -58,13 +48,8 @@ class ClassCheck:
         return ClassIndexError(self.message)
 
 
-def _display(name: str) -> str:
-    from src.utils.paths import display_name
-    return display_name(name)
-
-
 def _listing(names: Sequence[str], limit: int = _LISTED) -> str:
-    shown = ", ".join(_display(n) for n in names[:limit])
+    shown = ", ".join(display_name(n) for n in names[:limit])
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
@@ -89,10 +74,10 @@ def _resolve_target(folder: str, target: Target, trained: Mapping[str, int],
     if target is None:
         return None
     if isinstance(target, bool):
-        raise ClassIndexError(f"class mapping: {_display(folder)} -> {target!r} is not a class name or index")
+        raise ClassIndexError(f"class mapping: {display_name(folder)} -> {target!r} is not a class name or index")
     if isinstance(target, int):
         if target not in by_index:
-            raise ClassIndexError(f"class mapping: {_display(folder)} -> {target} is not an index of the trained "
+            raise ClassIndexError(f"class mapping: {display_name(folder)} -> {target} is not an index of the trained "
                                   f"classes (0..{max(by_index) if by_index else -1})")
         return target
     target = str(target)
@@ -102,7 +87,7 @@ def _resolve_target(folder: str, target: Target, trained: Mapping[str, int],
         return int(target)
     near = nearest_names(target, list(trained))
     hint = f" (nearest: {_listing(near, 3)})" if near else ""
-    raise ClassIndexError(f"class mapping: {_display(folder)} -> {_display(target)!r} is not a trained class{hint}")
+    raise ClassIndexError(f"class mapping: {display_name(folder)} -> {display_name(target)!r} is not a trained class{hint}")
 
 
 def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
@@ -144,14 +129,14 @@ def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
                      f"{_listing(mapping_unused)}")
     if merged:
         notes.append("several folders map to one class: " + "; ".join(
-            f"{_display(by_index[i])} <- {_listing(fs, 4)}" for i, fs in list(merged.items())[:_LISTED]))
+            f"{display_name(by_index[i])} <- {_listing(fs, 4)}" for i, fs in list(merged.items())[:_LISTED]))
     if unknown:
         res.kind = "mismatch"
         res.suggestions = {f: nearest_names(f, list(trained)) for f in unknown}
         shown = []
         for f in unknown[:_LISTED]:
             near = res.suggestions[f]
-            shown.append(_display(f) + (f" (nearest trained: {_listing(near, 3)})" if near else ""))
+            shown.append(display_name(f) + (f" (nearest trained: {_listing(near, 3)})" if near else ""))
         more = f", ... ({len(unknown) - _LISTED} more)" if len(unknown) > _LISTED else ""
         res.message = (f"{len(unknown)} of {len(folders)} class folder(s) of {where} are not classes of the model "
                        f"({source}, {len(trained)} classes): {', '.join(shown)}{more}. The labels would be wrong; "

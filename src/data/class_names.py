@@ -1,13 +1,8 @@
-"""Class names for predictions: the shipped ImageNet-1k table or a run's own class index.
-
-Sources understood by :func:`load_class_names`:
-  * ``None``: the ImageNet-1k table ``data/imagenet/imagenet1k_classes.tsv`` when ``num_classes`` is 1000;
-    for any other ``num_classes``, generic names ``class_0 ... class_{K-1}``.
-  * a ``.tsv`` / ``.txt`` file: one class per line, in index order, either ``id<TAB>name`` (the name is
-    used) or just ``name``.
-  * a ``.json`` file: a class index as written when training on a folder, ``{"folder_name": index}``;
-    also accepted: ``{"class_to_idx": {...}}``, a list of names in index order, or ``{"0": "name", ...}``.
-  * a folder (a training run folder): the first of :data:`CLASS_INDEX_FILES` found in it.
+"""Class names for predictions (``load_class_names``): ``None`` gives the shipped ImageNet-1k table
+(``data/imagenet/imagenet1k_classes.tsv``) for 1000 classes, else ``class_0 ... class_{K-1}``; a ``.tsv`` /
+``.txt`` file has one class per line in index order (``id<TAB>name`` or ``name``); a ``.json`` file is a class
+index ``{"folder": index}`` (also ``{"class_to_idx": {...}}``, a list of names, or ``{"0": "name"}``); a folder
+(a run folder) gives the first of ``CLASS_INDEX_FILES`` in it.
 """
 import json
 import os
@@ -70,14 +65,6 @@ def _names_from_json(path):
     return [by_index[i] for i in range(len(by_index))]
 
 
-def _find_in_folder(folder):
-    for name in CLASS_INDEX_FILES:
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            return path
-    raise ClassNamesError(f"no class index in {folder} (looked for {', '.join(CLASS_INDEX_FILES)})")
-
-
 def load_imagenet_synsets():
     """The 1000 ImageNet-1k synset ids in class-index order (n01440764 first)."""
     return [key for key, _ in _read_table(IMAGENET_CLASSES_TSV)]
@@ -89,11 +76,8 @@ def load_imagenet_class_names():
 
 
 def load_class_names(path=None, num_classes=1000):
-    """Return a list of ``num_classes`` names (index -> name). See the module doc for ``path``.
-
-    Raises ClassNamesError when the source is unreadable or holds a different number of classes
-    than ``num_classes`` (pass ``num_classes=None`` to accept whatever the source holds).
-    """
+    """``num_classes`` names in index order from ``path`` (module doc); ``ClassNamesError`` when the source is
+    unreadable or holds another number of classes (``num_classes=None`` accepts any)."""
     if path is None or path == "":
         if num_classes is None or int(num_classes) == 1000:
             names = load_imagenet_class_names()
@@ -102,7 +86,10 @@ def load_class_names(path=None, num_classes=1000):
     else:
         path = os.fspath(path)
         if os.path.isdir(path):
-            path = _find_in_folder(path)
+            found = [p for p in (os.path.join(path, n) for n in CLASS_INDEX_FILES) if os.path.isfile(p)]
+            if not found:
+                raise ClassNamesError(f"no class index in {path} (looked for {', '.join(CLASS_INDEX_FILES)})")
+            path = found[0]
         if not os.path.isfile(path):
             raise ClassNamesError(f"class names file not found: {path}")
         if path.lower().endswith(".json"):

@@ -17,15 +17,17 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from typing import Dict, Optional
 
 from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, SKIP, pil_rgb_bytes
-from src.data.listing import list_image_folder, read_data_list, save_class_index
+from src.data.listing import list_dataset, save_class_index
 from src.data.mindrecord import (CLASS_INDEX_SUFFIX, FORMAT, META_SUFFIX, SCHEMA, VERSION, MindRecordInfo,
                                  _require_utf8, read_meta, shard_files)
 from src.data.reader import cap_workers
-from src.data.verify import manifest_path, report_unusable, verify_images
+from src.data.verify import check_files
 from src.errors import DatasetError
+from src.utils.fileio import check_output_file, new_file_mode, write_json_atomic
 from src.utils.paths import json_dumps
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ def _remove_stale_partials(folder: str, base: str) -> None:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-        except PermissionError:
+        except PermissionError:  # alive, another user's
             pass
 
 
@@ -71,8 +73,6 @@ def _check_output(prefix: str, shards: int, overwrite: bool, inputs) -> list:
     """Refuses an output that would replace what is not ours (``src.utils.fileio.check_output_file``: no input,
     no device, no foreign file) or, without ``overwrite``, an existing conversion; returns the shard files of an
     earlier conversion to ``prefix`` that the new one does not replace (removed once it is complete)."""
-    from src.utils.fileio import check_output_file
-
     finals = shard_files(prefix, shards)
     meta = prefix + META_SUFFIX
     old = []
@@ -96,7 +96,7 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
                           class_to_idx: Optional[Dict[str, int]] = None, verify: bool = True,
                           workers: int = 0, manifest: Optional[str] = "", overwrite: bool = False,
                           progress: bool = True, log: Optional[logging.Logger] = None,
-                          description: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> MindRecordInfo:
+                          max_pixels: int = DEFAULT_MAX_PIXELS) -> MindRecordInfo:
     """Write ``data_dir`` (an ImageFolder tree, or the root of ``data_list``) as a MindRecord dataset at
     ``output`` with ``shards`` files; see the module doc. ``verify``: decode every file first with
     ``src.data.verify`` (``workers`` processes, ``manifest``: "" = the default beside the data, None or "none" =
@@ -115,13 +115,7 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
 
     # ---- list, check the output, check the files
     where = data_list or data_dir
-    if data_list:
-        rel_paths, labels = read_data_list(data_list, data_dir)
-        class_to_idx = class_to_idx or {str(i): i for i in range(max(labels) + 1)}
-    else:
-        class_to_idx, rel_paths, labels = list_image_folder(data_dir, class_to_idx)
-        if not rel_paths:
-            raise DatasetError(f"dataset folder has no image files: {data_dir}")
+    class_to_idx, rel_paths, labels = list_dataset(data_dir, data_list, class_to_idx)
     abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
     if shards > len(abs_paths):
         raise DatasetError(f"shards={shards} is more than the {len(abs_paths)} image file(s) in {where}: every "
@@ -129,13 +123,8 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
     old_shards = _check_output(prefix, shards, overwrite, [data_list, data_dir])
     os.makedirs(folder, exist_ok=True)
     _remove_stale_partials(folder, base)
-    stats = {}
-    results = verify_images(abs_paths, workers=cap_workers(workers, "workers"), root=data_dir or None,
-                            manifest=manifest_path(manifest, data_dir) if verify else None, max_pixels=max_pixels,
-                            decoder="mindspore" if verify else "cheap", progress=progress, stats=stats)
-    log.info("verified %d files in %.1f s (%d decoded now, %d known from the manifest)", len(abs_paths),
-             stats["seconds"], stats["checked"] if verify else 0, stats["cached"])
-    report_unusable(results, log, where)
+    results = check_files(abs_paths, data_dir, where, verify=verify, manifest=manifest, log=log,
+                          workers=cap_workers(workers, "workers"), max_pixels=max_pixels, progress=progress)
     keep = [i for i, r in enumerate(results) if r.status != SKIP]
     if not keep:
         raise DatasetError(f"no usable image in {where}: all {len(abs_paths)} files are unusable")
@@ -156,11 +145,10 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
             page *= 2
         if page != 32 << 20:
             writer.set_page_size(page)
-        idx_to_name = {v: k for k, v in class_to_idx.items()}
-        desc = description or f"{FORMAT} v{VERSION}: {len(class_to_idx)} classes from {where}"
+        desc = f"{FORMAT} v{VERSION}: {len(class_to_idx)} classes from {where}"
         writer.add_schema(SCHEMA, desc[:200])
         writer.add_index(["label"])
-        counts: Dict[str, int] = {}
+        idx_to_name, counts = {v: k for k, v in class_to_idx.items()}, Counter()
         rows, batch_bytes, written = [], 0, 0
         last_log = time.monotonic()
         for i in keep:
@@ -173,8 +161,7 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
                 log.warning("unusable image %s: cannot read: %s", path, exc)
                 continue
             rows.append({"image": data, "label": int(labels[i]), "path": json_dumps(rel_paths[i])})
-            name = idx_to_name.get(int(labels[i]), str(labels[i]))
-            counts[name] = counts.get(name, 0) + 1
+            counts[idx_to_name.get(int(labels[i]), str(labels[i]))] += 1
             batch_bytes += len(data)
             if batch_bytes >= _BATCH_BYTES or len(rows) >= 4096:
                 writer.write_raw_data(rows)
@@ -190,11 +177,9 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
             raise DatasetError(f"no usable image in {where} could be read")
         writer.commit()
         tmp_files = shard_files(tmp_prefix, shards)
-        mask = os.umask(0)
-        os.umask(mask)
         for p in tmp_files:  # FileWriter creates its files 0600; give them the user's umask like any file
             for q in (p, p + ".db"):
-                os.chmod(q, 0o666 & ~mask)
+                os.chmod(q, new_file_mode())
         # ---- publish: no meta -> incomplete; move the shards; class index; meta last
         if os.path.exists(prefix + META_SUFFIX):
             os.remove(prefix + META_SUFFIX)
@@ -208,9 +193,8 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
                     os.remove(q)
         save_class_index(class_to_idx, prefix + CLASS_INDEX_SUFFIX)
         import mindspore
-        from src.utils.fileio import write_json_atomic
         meta = {"format": FORMAT, "version": VERSION, "num_rows": written, "num_classes": len(class_to_idx),
-                "class_counts": counts, "schema": SCHEMA,
+                "class_counts": dict(counts), "schema": SCHEMA,
                 "shards": [{"file": os.path.basename(q), "size": os.path.getsize(q),
                             "db_size": os.path.getsize(q + ".db")} for q in final_files],
                 "source": os.path.abspath(where), "data_list": bool(data_list),

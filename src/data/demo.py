@@ -1,27 +1,21 @@
 """The embedded demo dataset: a slice of Fashion-MNIST, materialized as ImageFolder trees of JPEG files.
 
-``data/fashion_mnist/slice.npz`` (committed; made by ``tools/make_fashion_mnist_slice.py`` from the
-Debian package ``dataset-fashion-mnist``, MIT licence, Copyright 2017 Zalando SE) holds 100 train +
-50 val 28x28 grayscale images per class. ``ensure_demo_dataset()`` writes them once as
-
-    <cache>/fashion_mnist_<hash>/train/00_tshirt_top/00000.jpg ...
-    <cache>/fashion_mnist_<hash>/val/...
-
-so that the real pipeline (JPEG decode, crops, normalization) runs on them. The cache folder is
-``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``. The tree is built in a temporary folder and
-renamed into place, so a concurrent process never sees a half-built tree; a marker file with the
-slice's SHA-256 decides whether an existing tree is reused.
+``data/fashion_mnist/slice.npz`` (made by ``tools/make_fashion_mnist_slice.py`` from the Debian package
+``dataset-fashion-mnist``, MIT licence, Copyright 2017 Zalando SE) holds 100 train + 50 val 28x28 grayscale
+images per class. ``ensure_demo_dataset()`` writes them once as ``<cache>/fashion_mnist_<hash>/{train,val}/
+00_tshirt_top/00000.jpg ...`` (cache: ``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``) so that the real
+pipeline runs on them: built in a temporary folder and renamed into place (a concurrent process never sees a
+half-built tree); a marker with the slice's SHA-256 decides whether a tree is reused.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import List
-
 import numpy as np
 
 from src.errors import DatasetError
@@ -38,22 +32,21 @@ CLASS_FOLDERS = ["00_tshirt_top", "01_trouser", "02_pullover", "03_dress", "04_c
 
 _MARKER = ".complete.json"
 _FORMAT = 1
-JPEG_QUALITY = 95
 
 
 @dataclass
 class DemoPaths:
     train: str
     val: str
-    num_classes: int
-    class_names: List[str]
+    num_classes = len(CLASS_NAMES)
+    class_names = CLASS_NAMES
 
 
 def default_cache_dir() -> str:
     return os.environ.get("CSPDARKNET53_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cspdarknet53")
 
 
-def write_image_folder(out_dir: str, images: np.ndarray, labels: np.ndarray, quality: int = JPEG_QUALITY) -> int:
+def write_image_folder(out_dir: str, images: np.ndarray, labels: np.ndarray, quality: int = 95) -> int:
     """Write uint8 [N, H, W] grayscale images as out_dir/<class folder>/<index>.jpg; return N."""
     from PIL import Image
     for name in CLASS_FOLDERS:
@@ -83,8 +76,7 @@ def _marker_ok(folder: str, digest: str) -> bool:
 
 
 def _paths(folder: str) -> DemoPaths:
-    return DemoPaths(train=os.path.join(folder, "train"), val=os.path.join(folder, "val"),
-                     num_classes=len(CLASS_NAMES), class_names=list(CLASS_NAMES))
+    return DemoPaths(os.path.join(folder, "train"), os.path.join(folder, "val"))
 
 
 def load_slice(slice_path: str = SLICE_PATH):
@@ -125,31 +117,23 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
         for _ in range(5):
             try:
                 os.rename(tmp, final)  # atomic; fails if `final` exists (another process won, or stale)
-                break
+                return _paths(final)
             except OSError:
                 if _marker_ok(final, digest):
                     return _paths(final)  # built concurrently by another process
                 stale = tempfile.mkdtemp(prefix=".fashion_mnist.stale-", dir=cache_dir)
-                try:
+                with contextlib.suppress(OSError):  # another process may have moved it first
                     os.rename(final, os.path.join(stale, "old"))  # move the incomplete tree aside
-                except OSError:
-                    pass  # another process moved it first
                 shutil.rmtree(stale, ignore_errors=True)
-        else:
-            raise DatasetError(f"cannot move the demo data into place at {final}")
+        raise DatasetError(f"cannot move the demo data into place at {final}")
     finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return _paths(final)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def with_demo_data(cfg, split="train"):
-    """The config for a run on the embedded slice (no data_dir given): the demo profile
-    (``configs/demo.yaml``) for every key the user did not set, and the slice's folders.
-
-    ``split`` "train": data_dir = the train slice and, unless given, val_data_dir = the val slice;
-    "val": data_dir = the val slice (eval). Returns ``(cfg, note)``, the note saying what was chosen.
-    """
+    """``(cfg, note)`` for a run on the embedded slice (no data_dir given): the demo profile
+    (``configs/demo.yaml``) for every key the user did not set, data_dir the ``split`` ("train" or "val")
+    slice and, for train, val_data_dir the val slice unless given; the note says what was chosen."""
     from src.errors import ConfigError
 
     demo = ensure_demo_dataset()

@@ -39,7 +39,7 @@ def list_class_folders(root: str) -> List[str]:
 
 
 def list_image_folder(root: str, class_to_idx: Optional[Dict[str, int]]):
-    """Return (class_to_idx, rel_paths, labels, per_class_counts). Hidden entries are ignored."""
+    """``(class_to_idx, rel_paths, labels)``; hidden entries are ignored."""
     if not os.path.exists(root):
         raise DatasetError(f"dataset folder not found: {root}")
     if not os.path.isdir(root):
@@ -125,6 +125,24 @@ def read_data_list(list_path: str, data_dir: str):
         logger.warning("%s:%d is not valid UTF-8; its bytes are used as the file name's bytes (those files exist)",
                        list_path, first_bad)
     return rel_paths, labels
+
+
+def list_dataset(data_dir: str, data_list: str = "", class_to_idx: Optional[Dict[str, int]] = None,
+                 num_classes: Optional[int] = None):
+    """``(class_to_idx, rel_paths, labels)`` of an ImageFolder tree ``data_dir``, or of a ``data_list`` rooted
+    at ``data_dir`` (classes ``"0" .. str(K - 1)`` unless ``class_to_idx`` is given)."""
+    if data_list:
+        rel_paths, labels = read_data_list(os.fspath(data_list), data_dir)
+        if class_to_idx is None:
+            class_to_idx = {str(i): i for i in range(int(num_classes) if num_classes else max(labels) + 1)}
+        return {str(a): int(b) for a, b in class_to_idx.items()}, rel_paths, labels
+    if not data_dir:
+        raise DatasetError("data_dir is empty: give an ImageFolder root (root/<class>/<image>)")
+    class_to_idx, rel_paths, labels = list_image_folder(data_dir, class_to_idx)
+    if not rel_paths:
+        raise DatasetError(f"dataset folder has no image files: {data_dir} "
+                           f"(looked for {', '.join(IMAGE_EXTENSIONS[:6])}, ... in its class folders)")
+    return class_to_idx, rel_paths, labels
 
 
 def save_class_index(class_to_idx: Dict[str, int], path: str) -> None:

@@ -3,10 +3,8 @@
     opts = data_options(per_batch_size=32, mixup_alpha=0.2)   # defaults + these, checked: ConfigError naming the key
     opts = data_options(cfg.data, verify_manifest="none")     # a loaded config's section with one key changed
 
-This is the one place data options are checked (the key declarations, ranges and cross-key rules of
-``src.config``): the pipeline, the transforms and the readers take the returned object as it is, so a new
-option is one field in ``src.config.DataConfig`` (plus its default in ``default_config.yaml``) and the code that
-reads it.
+The one place data options are checked: the pipeline, transforms and readers take the result as it is, so a new
+option is one field in ``DataConfig`` (and its default in ``default_config.yaml``) plus the code that reads it.
 """
 from __future__ import annotations
 

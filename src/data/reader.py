@@ -25,9 +25,9 @@ import numpy as np
 
 from src.data.balance import class_balanced_sampler
 from src.data.checks import CONVERT, SKIP, pil_rgb_bytes
-from src.data.listing import IMAGE_EXTENSIONS, MAX_LISTED, list_image_folder, read_data_list
+from src.data.listing import MAX_LISTED, list_dataset
 from src.data.sampler import EpochShardOrder, mindspore_sampler
-from src.data.verify import manifest_path, report_unusable, verify_images
+from src.data.verify import check_files
 from src.errors import DatasetError
 from src.utils.host import available_cpus
 
@@ -148,22 +148,6 @@ class _FileSource:
         return data, np.array(self.labels[i], dtype=np.int32), np.array(i, dtype=np.int64)
 
 
-def _check_files(abs_paths, data_dir, opts, group_size):
-    """The ``VerifyResult`` of every file (the full decode check, or only the cheap one), and one log line."""
-    stats = {}
-    decoder, manifest = ("mindspore", manifest_path(opts.verify_manifest, data_dir)) if opts.verify_files else \
-        ("cheap", None)
-    results = verify_images(abs_paths, manifest=manifest, root=data_dir or None, group_size=group_size,
-                            max_pixels=opts.max_image_pixels, decoder=decoder, stats=stats)
-    if opts.verify_files:
-        logger.info("verified %d files in %.1f s (%d decoded now, %d known from %s)", len(abs_paths),
-                    stats["seconds"], stats["checked"], stats["cached"], manifest or "no manifest")
-    else:
-        logger.info("checked %d files (first and last bytes only: verify_files is off) in %.1f s", len(abs_paths),
-                    stats["seconds"])
-    return results
-
-
 def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, seed: int, shuffle: bool,
               files: Optional[Sequence[str]] = None, class_to_idx=None, num_classes=None,
               where: Optional[str] = None, workers: int = 1) -> Rows:
@@ -178,20 +162,9 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
         class_to_idx, data_dir = dict(class_to_idx or {}), ""
         if not rel_paths:
             raise DatasetError(f"{where}: no file given")
-    elif opts.data_list:
-        rel_paths, labels = read_data_list(os.fspath(opts.data_list), data_dir)
-        where = where or f"{opts.data_list} (root {data_dir or '.'})"
-        if class_to_idx is None:
-            class_to_idx = {str(i): i for i in range(int(num_classes) if num_classes else max(labels) + 1)}
-        class_to_idx = {str(a): int(b) for a, b in class_to_idx.items()}
     else:
-        if not data_dir:
-            raise DatasetError("data_dir is empty: give an ImageFolder root (root/<class>/<image>)")
-        class_to_idx, rel_paths, labels = list_image_folder(data_dir, class_to_idx)
-        where = where or data_dir
-        if not rel_paths:
-            raise DatasetError(f"dataset folder has no image files: {data_dir} "
-                               f"(looked for {', '.join(IMAGE_EXTENSIONS[:6])}, ... in its class folders)")
+        class_to_idx, rel_paths, labels = list_dataset(data_dir, opts.data_list, class_to_idx, num_classes)
+        where = where or (f"{opts.data_list} (root {data_dir or '.'})" if opts.data_list else data_dir)
     n_classes = int(num_classes) if num_classes else (max(class_to_idx.values()) + 1 if class_to_idx else 1)
     bad_label = next((lb for lb in labels if lb >= n_classes), None)
     if bad_label is not None:
@@ -200,8 +173,9 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
         raise DatasetError(f"{where} has {len(class_to_idx)} classes but num_classes={num_classes}")
 
     abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
-    results = _check_files(abs_paths, data_dir, opts, group_size)
-    skipped = report_unusable(results, logger, where)
+    results = check_files(abs_paths, data_dir, where, verify=opts.verify_files, manifest=opts.verify_manifest,
+                          group_size=group_size, max_pixels=opts.max_image_pixels)
+    skipped = [(r.path, r.reason) for r in results if r.status == SKIP]
     keep = [i for i, r in enumerate(results) if r.status != SKIP]
     converted = [abs_paths[i] for i in keep if results[i].status == CONVERT]
     if converted:

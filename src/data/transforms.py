@@ -1,13 +1,9 @@
 """Train and eval transforms on the ``mindspore.dataset`` C++ engine, and image-size helpers.
 
-Train (the zoo's recipe): RandomCropDecodeResize (scale crop_scale_min-1, ratio 0.75-1.333),
-horizontal flip 0.5, colour jitter, ImageNet mean/std on 0-255 pixels, HWC2CHW; options
-RandAugment/AutoAugment (replacing the jitter, as timm), random erasing, mixup/CutMix on batches.
-Eval: Decode, resize (``squash`` as the zoo, or ``shorter`` as timm), centre crop, normalize, HWC2CHW.
-
-The train transforms read their options from the config's data section (``src.data.options``; checked there):
-a new augmentation is a field of ``src.config.DataConfig`` (and its default in ``default_config.yaml``) and its
-op appended below -- the pipeline passes the options through unchanged.
+Train (the zoo's recipe): RandomCropDecodeResize (scale crop_scale_min-1, ratio 0.75-1.333), horizontal flip,
+colour jitter (or RandAugment/AutoAugment instead, as timm), ImageNet mean/std on 0-255 pixels, HWC2CHW, random
+erasing; mixup/CutMix on batches. Eval: Decode, resize (``squash`` as the zoo, ``shorter`` as timm), centre crop,
+normalize, HWC2CHW. A new augmentation: a ``DataConfig`` field (``src.data.options``) and its op below.
 """
 from __future__ import annotations
 
@@ -56,10 +52,8 @@ def eval_resize_size(image_size, eval_resize: str = "squash", crop_pct: float = 
 
 
 def train_transforms(image_size, opts=None, **keys):
-    """The per-image train ops for the data options ``opts`` (``src.data.options.data_options(opts, **keys)``).
-    Zoo recipe: RandomCropDecodeResize(scale crop_scale_min-1, ratio 0.75-1.333), flip 0.5, colour jitter,
-    Normalize on 0-255, HWC2CHW. auto_augment replaces colour jitter (as in timm); random erasing
-    acts on the normalized CHW image (erased pixels = 0 = the mean colour)."""
+    """The per-image train ops for the data options ``src.data.options.data_options(opts, **keys)``; random
+    erasing acts on the normalized CHW image (erased pixels = 0 = the mean colour)."""
     import mindspore.dataset.vision as V
     from src.data.options import data_options
 

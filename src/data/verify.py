@@ -48,7 +48,7 @@ from src.utils.host import available_cpus
 logger = logging.getLogger(__name__)
 
 __all__ = ["OK", "CONVERT", "SKIP", "VerifyError", "VerifyResult", "verify_images", "default_manifest_path",
-           "manifest_path", "Manifest", "report_unusable", "summarize", "decoder_id"]
+           "manifest_path", "Manifest", "check_files", "report_unusable", "summarize", "decoder_id"]
 
 MANIFEST_FORMAT = "cspdarknet53-verify-manifest"
 MANIFEST_VERSION = 2
@@ -569,6 +569,25 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
     st["seconds"] = time.monotonic() - t0
     if stats is not None:
         stats.update(st)
+    return results
+
+
+def check_files(paths: Sequence[str], data_dir: str, where: str, *, verify: bool = True, manifest: Optional[str] = "",
+                log: Optional[logging.Logger] = None, **options) -> List[VerifyResult]:
+    """``verify_images`` of a dataset's files (``verify``: decoded in full, else the cheap check only;
+    ``manifest``: a ``manifest_path`` setting) with one log line, each unusable file named once
+    (``report_unusable``); ``options``: ``verify_images``'s."""
+    log, stats = log or logger, {}
+    manifest = manifest_path(manifest, data_dir) if verify else None
+    results = verify_images(paths, manifest=manifest, root=data_dir or None, decoder="mindspore" if verify else "cheap",
+                            stats=stats, **options)
+    if verify:
+        log.info("verified %d files in %.1f s (%d decoded now, %d known from %s)", len(paths), stats["seconds"],
+                 stats["checked"], stats["cached"], manifest or "no manifest")
+    else:
+        log.info("checked %d files (first and last bytes only: verify_files is off) in %.1f s", len(paths),
+                 stats["seconds"])
+    report_unusable(results, log, where)
     return results
 
 
