@@ -30,14 +30,10 @@ def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, s
 
 
 def restore_training_state(path, train_step, ema, arch_name, log):
-    """Loads weights, optimizer moments, global step, loss scale and EMA from ``path`` into the train step.
-
-    Returns the checkpoint's metadata with ``epoch`` (finished epochs), ``best_top1``, ``step_in_epoch`` and
-    ``step_losses`` (the data position inside epoch ``epoch``; 0 and [] at an epoch's end) added.
-    Raises ``CheckpointError`` when the file is not a training checkpoint of this project, was trained
-    with another architecture, or does not fit the train step (missing entries, other shapes); nothing
-    is changed then.
-    """
+    """Loads weights, optimizer moments, global step, loss scale and EMA from ``path`` into the train step; returns
+    the checkpoint's metadata plus ``epoch``, ``best_top1``, ``step_in_epoch`` and ``step_losses`` (the data position
+    in epoch ``epoch``). ``CheckpointError``, with nothing changed, when the file is no training checkpoint of this
+    project, has another arch, or does not fit the train step."""
     import mindspore as ms
 
     arrays, meta = read_state_dict(path)

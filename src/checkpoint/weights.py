@@ -32,13 +32,9 @@ class LoadReport:
 
 
 def load_weights(net, path, fine_tune=False, use_ema=False):
-    """Loads ``path`` into ``net`` (an ``ImageClassificationNetwork`` or ``FeatureExtractor``), strictly.
-
-    ``fine_tune``: a head whose shape differs from the network's is left at its fresh
-    initialisation (warned), instead of being an error. A ``FeatureExtractor`` ignores the head.
-    ``use_ema``: take the ``ema.*`` weights of a training checkpoint (an error if it has none).
-    Returns a ``LoadReport``; raises ``CheckpointError`` listing every problem at once.
-    """
+    """Loads ``path`` into ``net`` (an ``ImageClassificationNetwork`` or ``FeatureExtractor``, which ignores the
+    head) strictly: a ``LoadReport``, or one ``CheckpointError`` listing every problem. ``fine_tune``: a head of
+    another shape is left at its initialisation (warned); ``use_ema``: take a training checkpoint's ``ema.*``."""
     import mindspore as ms
 
     path = os.fspath(path)
@@ -110,12 +106,8 @@ def load_weights(net, path, fine_tune=False, use_ema=False):
 
 
 def build_inference_model(spec, use_ema=False, fp16_head=False, prepare=None):
-    """Builds the classifier of ``spec`` (a ``src.checkpoint.metadata.ModelSpec``), loads its checkpoint strictly
-    and switches it to eval mode; returns ``(net, LoadReport)``.
-
-    ``prepare``: ``src.utils.perf.prepare_network`` rewrites applied after loading (e.g. ``fold_bn``); the
-    network can then no longer take another checkpoint.
-    """
+    """The classifier of ``spec`` (a ``ModelSpec``) with its checkpoint loaded strictly, in eval mode: ``(net,
+    LoadReport)``. ``prepare``: ``src.utils.perf.prepare_network`` rewrites applied after loading (``fold_bn``)."""
     from src.image_classification import create_model
 
     net = create_model(spec.arch, num_classes=spec.num_classes, fp16_head=bool(fp16_head))

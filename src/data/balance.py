@@ -154,7 +154,8 @@ class ClassBalancedOrder(EpochOrder):
         return order[rng.permutation(order.size)]
 
 
-def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0, power: float = 0.0):
+def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0,
+                           power: float = 0.0):
     """``ClassBalancedOrder`` as a ``mindspore.dataset.Sampler`` (for ``GeneratorDataset(sampler=...)``)."""
     return mindspore_sampler(ClassBalancedOrder, labels, rank, group_size, seed, power)
 

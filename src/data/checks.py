@@ -118,15 +118,9 @@ def too_large(width: int, height: int, max_pixels: int) -> str:
 
 
 def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[str, str]:
-    """Classify one file: ``(OK|CONVERT|SKIP, reason)``.
-
-    Cheap for the common case: one open, the first 32 and last 64 bytes (on a cold page cache the
-    kernel's readahead brings the file in, which the first epoch then finds cached), and the image size its
-    header declares: a file of more than ``max_pixels`` pixels is skipped before anything decodes it. A JPEG
-    must end with its end-of-image marker (FFD9) and a PNG with its IEND chunk; when the marker is missing (a
-    truncated file, or harmless trailing bytes) the file is decoded in full by PIL to decide. Formats the
-    engine cannot decode (GIF, WebP, others PIL knows) are decoded in full by PIL here, once.
-    """
+    """Classify one file: ``(OK|CONVERT|SKIP, reason)``. Cheap for the common case: one open, the first 32 and
+    last 64 bytes, and the size its header declares (above ``max_pixels``: skipped undecoded). PIL decodes in
+    full a JPEG or PNG without its end marker, and the formats the engine cannot decode."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -145,16 +139,12 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
         return SKIP, f"cannot read: {exc}"
     if dims and too_large(*dims, max_pixels):
         return SKIP, too_large(*dims, max_pixels)
-    if fmt == "jpeg":
-        if b"\xff\xd9" in tail:
-            return OK, "jpeg"
-        err = _pil_full_decode(path)
-        return (OK, "jpeg with trailing bytes") if err is None else (SKIP, f"truncated or corrupt JPEG ({err})")
-    if fmt == "png":
-        if b"IEND" in tail:
-            return OK, "png"
-        err = _pil_full_decode(path)
-        return (OK, "png with trailing bytes") if err is None else (SKIP, f"truncated or corrupt PNG ({err})")
+    if fmt in ("jpeg", "png"):  # a JPEG ends with its end-of-image marker, a PNG with its IEND chunk
+        if (b"\xff\xd9" if fmt == "jpeg" else b"IEND") in tail:
+            return OK, fmt
+        err = _pil_full_decode(path)  # truncated, or harmless trailing bytes
+        return (OK, f"{fmt} with trailing bytes") if err is None else \
+            (SKIP, f"truncated or corrupt {fmt.upper()} ({err})")
     if fmt == "bmp":
         declared = int.from_bytes(head[2:6], "little")
         if declared and declared > size:
@@ -238,11 +228,9 @@ def collect_engine_dumps() -> List[str]:
                 dest_dir = engine_dump_dir()
                 os.makedirs(dest_dir, exist_ok=True)
                 dest = os.path.join(dest_dir, f"{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{name}")
-                try:
+                with contextlib.suppress(OSError):
                     shutil.move(os.path.join(cwd, name), dest)
-                except OSError:
-                    continue
-                moved.append(dest)
+                    moved.append(dest)
     if moved:
         logger.warning("the data engine met %d undecodable sample(s) that passed the up-front check and "
                        "skipped them; its image dump(s) were moved out of the working directory to %s",

@@ -87,7 +87,8 @@ def _resolve_target(folder: str, target: Target, trained: Mapping[str, int],
         return int(target)
     near = nearest_names(target, list(trained))
     hint = f" (nearest: {_listing(near, 3)})" if near else ""
-    raise ClassIndexError(f"class mapping: {display_name(folder)} -> {display_name(target)!r} is not a trained class{hint}")
+    raise ClassIndexError(f"class mapping: {display_name(folder)} -> {display_name(target)!r} is not a trained "
+                          f"class{hint}")
 
 
 def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
@@ -133,13 +134,10 @@ def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
     if unknown:
         res.kind = "mismatch"
         res.suggestions = {f: nearest_names(f, list(trained)) for f in unknown}
-        shown = []
-        for f in unknown[:_LISTED]:
-            near = res.suggestions[f]
-            shown.append(display_name(f) + (f" (nearest trained: {_listing(near, 3)})" if near else ""))
-        more = f", ... ({len(unknown) - _LISTED} more)" if len(unknown) > _LISTED else ""
+        shown = _listing([f + (f" (nearest trained: {_listing(near, 3)})" if near else "")
+                          for f, near in res.suggestions.items()])
         res.message = (f"{len(unknown)} of {len(folders)} class folder(s) of {where} are not classes of the model "
-                       f"({source}, {len(trained)} classes): {', '.join(shown)}{more}. The labels would be wrong; "
+                       f"({source}, {len(trained)} classes): {shown}. The labels would be wrong; "
                        f"rename the folders, or map them explicitly with a class mapping file "
                        f"(JSON {{\"folder\": \"trained class name or index\"}}, or 'folder target' lines)")
         if notes:

@@ -179,12 +179,10 @@ def create_dataset(data_dir, image_size, per_batch_size=None, *, mode="train", f
                          samples_per_pass=steps * per_batch_size if drop_remainder else rows.num_rows)
 
 
-def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, rank=0,
-                               group_size=1, data_dir=None, class_to_idx=None, **overrides) -> DatasetBundle:
-    """``create_dataset`` with the config's data section ``data`` (``src.config.DataConfig``) as its options
-    (``overrides``: call arguments or changed options). The preprocessing (``image_size``, ``eval_resize``,
-    ``crop_pct``) comes resolved from the caller (``src.archs.resolve_preprocess``); ``data_dir`` defaults to
-    ``data.data_dir``."""
+def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, data_dir=None,
+                               **overrides) -> DatasetBundle:
+    """``create_dataset`` with the config's data section ``data`` as its options (``overrides``: call arguments
+    or changed options) and the resolved preprocessing; ``data_dir`` defaults to ``data.data_dir``."""
     return create_dataset(data.data_dir if data_dir is None else data_dir, image_size, mode=mode, seed=seed,
-                          num_classes=num_classes, eval_resize=eval_resize, crop_pct=crop_pct, rank=rank,
-                          group_size=group_size, class_to_idx=class_to_idx, options=data, **overrides)
+                          num_classes=num_classes, eval_resize=eval_resize, crop_pct=crop_pct, options=data,
+                          **overrides)

@@ -33,6 +33,7 @@ from src.utils.host import available_cpus
 
 logger = logging.getLogger(__name__)
 
+
 def cap_workers(requested: int, key: str) -> int:
     """``requested`` workers (0: automatic), at most the cores this process may use; more is a warning naming
     ``key`` (MindSpore refuses more threads than cores with a traceback)."""

@@ -444,7 +444,8 @@ class Manifest:
             if not self._warned:
                 self._warned = True
                 logger.warning("cannot write the verification manifest %s: %s (%s); its files will be checked "
-                               "again next time", self.path, exc.strerror or exc, free_space(os.path.dirname(self.path)))
+                               "again next time", self.path, exc.strerror or exc,
+                               free_space(os.path.dirname(self.path)))
             return False
 
 
@@ -499,14 +500,12 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
                   progress: Optional[bool] = None, stats: Optional[dict] = None) -> List[VerifyResult]:
     """Classify every file by decoding it in full: ``[VerifyResult]`` in input order.
 
-    ``workers``: decoder processes (0: one per ``FILES_PER_WORKER`` files to check, up to the cores -- divided
-    among ``group_size`` local ranks when there is no manifest to share). ``manifest``: cache file (None: no
-    cache; a path holding anything else raises ``DatasetError``); its keys are relative to ``root`` (default:
-    its folder). ``timeout_s``: per file. ``decoder``: "mindspore", "pil", "cheap" (``check_image_file`` alone,
-    in threads) or "module:function". ``max_pixels``: larger images are skipped undecoded. ``progress``: log
-    lines every ``PROGRESS_EVERY_S`` (None: for ``AUTO_PROGRESS_FILES`` files or more). ``stats`` receives:
-    total, cached, checked, crashed, timed_out, collateral (crashes a fresh worker did not repeat), started
-    (workers), cpu_s (the workers' CPU time), seconds.
+    ``workers``: decoder processes (0: one per ``FILES_PER_WORKER`` files, up to the cores, shared among
+    ``group_size`` local ranks without a manifest). ``manifest``: cache file (None: none), keys relative to
+    ``root`` (default: its folder). ``timeout_s``: per file. ``decoder``: "mindspore", "pil", "cheap"
+    (``check_image_file`` alone, in threads) or "module:function". ``progress``: log lines (None: for
+    ``AUTO_PROGRESS_FILES`` files or more). ``stats`` receives total, cached, checked, crashed, timed_out,
+    collateral (crashes a fresh worker did not repeat), started (workers), cpu_s (theirs), seconds.
     """
     t0 = time.monotonic()
     paths = [os.fspath(p) for p in paths]
