@@ -34,13 +34,8 @@ def is_weights_only(arrays):
 
 def training_checkpoints(folder):
     """``[(epoch, step, path)]`` of the zoo-named checkpoints in ``folder``, oldest first."""
-    found = []
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            m = CKPT_PATTERN.match(name)
-            if m:
-                found.append((int(m.group(2)), int(m.group(3)), os.path.join(folder, name)))
-    return sorted(found)
+    matches = map(CKPT_PATTERN.match, os.listdir(folder) if os.path.isdir(folder) else [])
+    return sorted((int(m.group(2)), int(m.group(3)), os.path.join(folder, m.group(0))) for m in matches if m)
 
 
 def find_resume_checkpoint(path):
@@ -74,17 +69,13 @@ def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
     if not path:
         raise CheckpointError("no checkpoint given")
     if os.path.isdir(path):
-        def scan(folder):
-            return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                          if f.lower().endswith(tuple(extensions)) and not f.startswith(".")
-                          and os.path.isfile(os.path.join(folder, f)))
-
-        files = scan(path)
-        if not files and os.path.isdir(os.path.join(path, "ckpt_0")):
-            files = scan(os.path.join(path, "ckpt_0"))  # a training run folder: rank 0's checkpoints
-        if not files:
-            raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(extensions)} files")
-        return files
+        for folder in (path, os.path.join(path, "ckpt_0")):  # a training run folder: rank 0's checkpoints
+            files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(tuple(extensions))
+                           and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))) \
+                if os.path.isdir(folder) else []
+            if files:
+                return files
+        raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(extensions)} files")
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint file {path!r} does not exist")
     return [path]

@@ -61,21 +61,16 @@ def restore_training_state(path, train_step, ema, arch_name, log):
         wanted -= {n for n in wanted if n.startswith("ema")}
     missing = sorted(n for n in wanted if n not in arrays)
     shape_errors = sorted(n for n in wanted if n in arrays and tuple(arrays[n].shape) != tuple(targets[n].shape))
-    if missing or shape_errors:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-        if shape_errors:
-            parts.append(f"other shapes for {', '.join(shape_errors[:8])}{' ...' if len(shape_errors) > 8 else ''}")
+    parts = [f"{what} {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
+             for what, names in (("missing", missing), ("other shapes for", shape_errors)) if names]
+    if parts:
         raise CheckpointError(f"{path}: does not fit this config's network ({'; '.join(parts)})")
     for name in wanted:
         param = targets[name]
         param.set_data(ms.Tensor(arrays[name].astype(ms.dtype_to_nptype(param.dtype)), param.dtype))
     if ema is not None and "ema_updates" not in wanted:
         ema.reset_from_network()
-    meta = dict(meta)
-    meta["epoch"] = recorded["epoch"]
-    meta["best_top1"] = -1.0 if recorded["best_top1"] is None else recorded["best_top1"]
-    meta["step_in_epoch"] = int(arrays["step_in_epoch"]) if "step_in_epoch" in arrays else 0
-    meta["step_losses"] = np.asarray(arrays.get("epoch_step_losses", []), np.float64).reshape(-1).tolist()
-    return meta
+    return {**meta, "epoch": recorded["epoch"],
+            "best_top1": -1.0 if recorded["best_top1"] is None else recorded["best_top1"],
+            "step_in_epoch": int(arrays["step_in_epoch"]) if "step_in_epoch" in arrays else 0,
+            "step_losses": np.asarray(arrays.get("epoch_step_losses", []), np.float64).reshape(-1).tolist()}

@@ -59,22 +59,14 @@ def list_image_folder(root: str, class_to_idx: Optional[Dict[str, int]]):
     rel_paths: List[str] = []
     labels: List[int] = []
     ignored = 0
-    for name in class_dirs:
-        if name not in class_to_idx:
-            continue
-        label = class_to_idx[name]
-        names = []
+    for name in (n for n in class_dirs if n in class_to_idx):
         with os.scandir(os.path.join(root, name)) as it:
-            for e in it:
-                if e.name.startswith("."):
-                    continue
-                if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and entry_is_file(e):
-                    names.append(e.name)
-                else:
-                    ignored += 1
-        for fname in sorted(names):
-            rel_paths.append(name + "/" + fname)
-            labels.append(label)
+            entries = [e for e in it if not e.name.startswith(".")]
+        names = sorted(e.name for e in entries
+                       if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and entry_is_file(e))
+        ignored += len(entries) - len(names)
+        rel_paths += [f"{name}/{f}" for f in names]
+        labels += [class_to_idx[name]] * len(names)
     if ignored:
         logger.debug("ignored %d entries without an image file name ending under %s", ignored, root)
     return class_to_idx, rel_paths, labels

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from src.data.listing import load_class_index
 from src.data.reader import Rows, SampleTally
 from src.errors import DatasetError
 from src.utils.paths import require_utf8
@@ -91,12 +92,10 @@ def read_meta(prefix: str) -> MindRecordInfo:
                 raise DatasetError(f"MindRecord dataset {prefix}: shard file {p} has {os.path.getsize(p)} bytes, "
                                    f"the meta file says {size} (changed or partly copied?)")
         files.append(path)
-    ci_path = prefix + CLASS_INDEX_SUFFIX
     try:
-        with open(ci_path, "r", encoding="utf-8") as f:
-            class_to_idx = {str(k): int(v) for k, v in json.load(f).items()}
-    except (OSError, ValueError, AttributeError) as exc:
-        raise DatasetError(f"MindRecord dataset {prefix}: cannot read its class index {ci_path}: {exc}") from None
+        class_to_idx = load_class_index(prefix + CLASS_INDEX_SUFFIX)
+    except DatasetError as exc:
+        raise DatasetError(f"MindRecord dataset {prefix}: {exc}") from None
     return MindRecordInfo(prefix=prefix, files=files, num_rows=int(meta["num_rows"]), class_to_idx=class_to_idx,
                           class_counts={str(k): int(v) for k, v in meta.get("class_counts", {}).items()},
                           skipped=[(str(p), str(r)) for p, r in meta.get("skipped", [])])

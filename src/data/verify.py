@@ -232,19 +232,6 @@ class _Worker:
         self.conn.send((index, os.path.abspath(path)))  # absolute: a worker runs in its own folder
         self.job = (index, time.monotonic(), self.mark)
 
-    def said(self) -> str:
-        return _said(self.err_path, self.job[2] if self.job else 0)
-
-    def stop(self, kill: bool = False) -> None:
-        if not kill and self.proc.is_alive():
-            with contextlib.suppress(OSError):
-                self.conn.send(None)
-            self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join()
-        self.conn.close()
-
 
 def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, workers: int, timeout_s: float,
                 max_pixels: Optional[int], on_result: Callable[[int, str, str, Optional[int]], None],
@@ -257,13 +244,20 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
     workdir = tempfile.mkdtemp(prefix="cspdarknet53_verify_")
 
     def retire(w: _Worker, kill: bool) -> None:
-        w.stop(kill)
+        if not kill and w.proc.is_alive():
+            with contextlib.suppress(OSError):
+                w.conn.send(None)
+            w.proc.join(5)
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join()
+        w.conn.close()
         stats["cpu_s"] += w.cpu
         pool.remove(w)
 
     def fault(w: _Worker, what: str) -> None:
-        index = w.job[0]
-        reason = what + (f" (decoder said: {w.said()})" if w.said() else "")
+        index, said = w.job[0], _said(w.err_path, w.job[2])
+        reason = what + (f" (decoder said: {said})" if said else "")
         if w.dirty and index not in first_fault:
             first_fault[index] = reason
             confirm.append(index)
@@ -316,10 +310,8 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
                         fault(w, f"the decoder crashed on this file ({_signal_name(w.proc.exitcode)})")
                     retire(w, kill=True)
                 elif w.job is not None and now - w.job[1] > timeout_s:
-                    w.proc.kill()
-                    w.proc.join()
-                    fault(w, f"the decoder did not finish this file within {timeout_s:g} s (killed)")
                     retire(w, kill=True)
+                    fault(w, f"the decoder did not finish this file within {timeout_s:g} s (killed)")
                 elif not w.ready and now - w.started > STARTUP_TIMEOUT_S:
                     retire(w, kill=True)
                     raise VerifyError(f"the {decoder!r} decoder worker did not start within "
