@@ -33,9 +33,6 @@ CSV_COLUMNS = (
 )
 
 
-# --------------------------------------------------------------------------------------------------
-# machine description
-
 def _read(path):
     try:
         with open(path) as f:
@@ -108,9 +105,6 @@ def cpu_jiffies():
     return (v[0] + v[1] + v[2] + v[5] + v[6], v[7])
 
 
-# --------------------------------------------------------------------------------------------------
-# parent side: one fresh process per spec
-
 def run_spec(spec, script, timeout_s=1800, cwd=None, extra_env=None):
     """Runs ``script --_worker SPEC`` in a fresh process; returns the result dict (a row).
 
@@ -181,9 +175,6 @@ def run_spec(spec, script, timeout_s=1800, cwd=None, extra_env=None):
         row.setdefault("status", "ok")
     return row
 
-
-# --------------------------------------------------------------------------------------------------
-# child side
 
 def _vm_kb(field):
     for line in _read("/proc/self/status").splitlines():
@@ -445,9 +436,6 @@ def worker_main(spec_json):
     print(RESULT_TAG + json.dumps(result), flush=True)
     return 0
 
-
-# --------------------------------------------------------------------------------------------------
-# output
 
 def write_csv(rows, path):
     import csv

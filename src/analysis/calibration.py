@@ -207,7 +207,6 @@ def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter
     return TemperatureFit(t, before, nll(z, y, t), hit, it)
 
 
-# ---------------------------------------------------------------------------------------------- the record
 def calibration_record(logits, labels, fit=None, bins=DEFAULT_BINS, checkpoint=None, data=None, checkpoint_sha256=None):
     """The calibration record of held-out ``logits``/``labels``: the fitted temperature (``fit``, or fitted
     here) with NLL and ECE before and after, the bin count, the checkpoint it belongs to and the data."""
@@ -272,7 +271,6 @@ def read_calibration(path, checkpoint_sha256=None):
     return record
 
 
-# ---------------------------------------------------------------------------------------------- the picture
 def plot_reliability(stats, path, after=None, title=None, dpi=100):
     """Draws the reliability diagram of ``reliability(...)`` stats to ``path`` (PNG; returns the absolute
     path): per bin, accuracy as bars against the diagonal of perfect calibration, the gap to the mean

@@ -159,10 +159,6 @@ def grad_cam(net, images, class_index=None, output_size=None):
     return GradCAM(net)(images, class_index, output_size)
 
 
-# ----------------------------------------------------------------------------------------------
-# maps
-# ----------------------------------------------------------------------------------------------
-
 def _interp_matrix(n_out, n_in):
     """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, edges clamped."""
     src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5

@@ -166,10 +166,6 @@ def create_tensorboard_logger(tensorboard_dir, run_dir=None, rank=0, purge_step=
     return TensorBoardLogger(tensorboard_dir, run_name=name, purge_step=purge_step, **kwargs)
 
 
-# ----------------------------------------------------------------------------------------------
-# reading
-# ----------------------------------------------------------------------------------------------
-
 def event_files(path):
     """The event files of ``path`` (a file, or a folder searched recursively), sorted."""
     path = os.fspath(path)
