@@ -33,13 +33,10 @@ def display_name(name):
     return shown(name, escape_controls=True)
 
 
-def default_class_names(num_classes):
-    return [f"class_{i}" for i in range(int(num_classes))]
-
-
-def _names(class_names, num_classes):
+def class_names_or_default(class_names, num_classes):
+    """``class_names`` through ``display_name`` (checked: one per class), or ``class_<i>`` when None."""
     if class_names is None:
-        return default_class_names(num_classes)
+        return [f"class_{i}" for i in range(int(num_classes))]
     names = [display_name(n) for n in class_names]
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names given for {num_classes} classes")
@@ -288,7 +285,7 @@ class EvalAccumulator:
 
     def summary(self, class_names=None, top_pairs=10):
         """For eval_result.json: counts, macro P/R/F1/top-k recall and the ``top_pairs`` most confused pairs."""
-        names = _names(class_names, self.num_classes)
+        names = class_names_or_default(class_names, self.num_classes)
         macro = macro_averages(self.per_class(names))
         return {
             "images": self.total,
@@ -327,7 +324,7 @@ def per_class_metrics(matrix, topk_hits=None, class_names=None):
     k = matrix.shape[0]
     if matrix.shape != (k, k):
         raise ValueError(f"confusion matrix must be square, got {matrix.shape}")
-    names = _names(class_names, k)
+    names = class_names_or_default(class_names, k)
     images = matrix.sum(axis=1)
     predicted = matrix.sum(axis=0)
     correct = np.diag(matrix)
@@ -364,7 +361,7 @@ def top_confused_pairs(matrix, n=10, class_names=None):
     """The ``n`` largest off-diagonal cells: ``[{true, true_name, predicted, predicted_name, count, fraction}]``."""
     matrix = np.asarray(matrix, dtype=np.int64)
     k = matrix.shape[0]
-    names = _names(class_names, k)
+    names = class_names_or_default(class_names, k)
     off = matrix.copy()
     np.fill_diagonal(off, 0)
     t, p = np.nonzero(off)
@@ -403,7 +400,7 @@ def write_confusion_matrix_csv(matrix, class_names, path):
     """``confusion_matrix.csv``: header ``true_index,true_name,<predicted name 0>,...``, then one row per true
     class ``i,name_i,count_i0,...`` (raw counts). Returns the absolute path."""
     matrix = np.asarray(matrix, dtype=np.int64)
-    names = _names(class_names, matrix.shape[0])
+    names = class_names_or_default(class_names, matrix.shape[0])
     return _write_csv([["true_index", "true_name"] + names] +
                       [[i, name] + matrix[i].tolist() for i, name in enumerate(names)], path)
 
