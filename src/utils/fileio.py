@@ -6,10 +6,10 @@ import tempfile
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix=".tmp"):
-    """Yields a temporary name in ``path``'s folder (created); when the block ends the file gets the
-    permissions of any new file (umask, not ``mkstemp``'s 0600) and is renamed to ``path``; on any error it is
-    removed. A reader never sees half a file. The absolute path is ``os.path.abspath(path)``."""
+def atomic_path(path, suffix=".tmp", mode=None):
+    """Yields a temporary name in ``path``'s folder (created); when the block ends the file gets ``mode``
+    (default: a new file's under the umask, not ``mkstemp``'s 0600) and is renamed to ``path``; on any error
+    it is removed. A reader never sees half a file."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -17,7 +17,7 @@ def atomic_path(path, suffix=".tmp"):
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, new_file_mode())
+        os.chmod(tmp, new_file_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
