@@ -159,10 +159,8 @@ def _vm_kb(field):
 
 
 def _timed_loop(step, first_sync, warmup, steps, min_time=0.0, max_steps=None):
-    """Times the first step, runs ``warmup`` untimed steps, then at least ``steps`` timed steps and, with
-    ``min_time``, more until that many seconds of timed steps have passed (at most ``max_steps``): short
-    steps (batch-1 inference) get enough samples for a stable median. Returns (first wall s, first CPU s,
-    wall times, CPU times)."""
+    """The first step timed alone, ``warmup`` untimed steps, then at least ``steps`` timed steps, more up to
+    ``max_steps`` until ``min_time`` seconds (a stable median for batch 1). ``(first s, first CPU s, walls, CPUs)``."""
     t0, c0 = time.perf_counter(), time.process_time()
     first_sync(step())
     first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -476,18 +474,10 @@ LOAD_MARGIN = 0.5
 
 
 def annotate(rows, sgemm=None):
-    """Adds each row's FLOP count and rate, its fraction of the machine's sgemm limit and the load flag.
-
-    ``gflops``: the row's network FLOPs per step (``benchmarks.flops``, training = 3x forward) over its
-    median wall time; ``flop_limit_frac``: that over the sgemm peak measured at the same thread count (wall
-    rates: both suffer from other load alike); ``flop_limit_frac_cpu``: FLOPs per CPU-second of the row over
-    sgemm FLOPs per CPU-second (per-core efficiency, robust to other load; PyTorch's spinning OpenMP threads
-    count against it). ``loaded``: other jobs shared the cores during the row: the rest of the machine used
-    ``OTHER_CORES_LIMIT`` cores or more meanwhile (``other_cores``, from /proc/stat), or the load average at
-    the row's start or end exceeded its thread count by more than ``LOAD_MARGIN``. The margin is there
-    because the benchmark's own threads (this row's, and the previous row's in the 1-minute average) count
-    in the load average: on a quiet machine a 2-thread row reads about 2.0, sometimes 2.05.
-    """
+    """Adds each row's FLOPs per step and rate (``gflops``), its fraction of the sgemm peak by wall time
+    (``flop_limit_frac``) and per CPU-second (``flop_limit_frac_cpu``, robust to other load), and ``loaded``:
+    other processes used ``OTHER_CORES_LIMIT`` cores meanwhile, or the load average exceeded the row's threads
+    by more than ``LOAD_MARGIN`` (the benchmark's own threads count in it)."""
     from benchmarks.flops import step_flops
 
     peak = (sgemm or {}).get("gflops") if (sgemm or {}).get("status") == "ok" else None
@@ -523,10 +513,7 @@ def _pct(value):
 
 
 def markdown_table(rows):
-    """The mindcv model-table layout, plus CPU time, FLOP-limit fraction, peak memory and load columns.
-
-    A row measured while the load average exceeded its thread count is marked ``(!)`` in the load column.
-    """
+    """mindcv's model-table layout plus CPU time, FLOP-limit fraction, peak memory and load ((!): loaded)."""
     head = ("| model name | framework | mode | params(M) | cards | batch size | resolution | precision | jit level "
             "| graph compile | ms/step | img/s | CPU s/img | FLOP limit (wall / CPU) | peak mem (GB) | load avg "
             "| other cores |")
