@@ -98,18 +98,11 @@ def load_labels(label_path):
 def result_name_candidates(key):
     """Result names a label key may have been written under, most specific first: the key itself,
     the key without its last extension (this project's C++ app), the key up to its first '.' (zoo app)."""
-    out = []
-    for cand in (key, os.path.splitext(key)[0], key.split(".", 1)[0]):
-        if cand and cand not in out:
-            out.append(cand)
-    return out
+    return list(dict.fromkeys(c for c in (key, os.path.splitext(key)[0], key.split(".", 1)[0]) if c))
 
 
 def match_labels(results, labels, label_path=""):
-    """Pair result names with label keys. Return ({result name: label key}, [keys without a result]).
-
-    Raises PostprocessError when two label keys claim the same result file.
-    """
+    """``({result name: label key}, [keys without a result])``; two keys claiming one file is an error."""
     claimed, without_result = {}, []
     for key in sorted(labels):
         name = next((c for c in result_name_candidates(key) if c in results), None)

@@ -47,13 +47,10 @@ class RunContext:
                 data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started)
             data.setdefault("resumes", []).append(dict(started=started, argv=sys.argv, checkpoint=resumed_from))
             return write_json_atomic(data, path)
-        data = asdict(self)
-        data.update(python=platform.python_version(), argv=sys.argv, started=started)
-        try:
-            import mindspore
-            data["mindspore"] = mindspore.__version__
-        except ImportError:  # pragma: no cover - MindSpore is a requirement
-            pass
+        import mindspore
+
+        data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started,
+                    mindspore=mindspore.__version__)
         if cfg is not None:
             data.update(profile=cfg.profile, config_path=cfg.config_path, explicit_keys=sorted(cfg.explicit))
         return write_json_atomic(data, path)
