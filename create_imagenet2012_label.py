@@ -98,6 +98,9 @@ def main(argv=None):
         parser.add_argument("--model_path", default="",
                             help="exported model whose record's class names number the folders")
         args = parser.parse_args(argv)
+        if os.path.isdir(args.output):
+            raise LabelError(f"--output {args.output} is a folder; expected a file name such as "
+                             f"{args.output}/imagenet_label.json")
         check_output_file(args.output, "--output")
         names = None
         if args.model_path:
