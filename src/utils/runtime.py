@@ -122,7 +122,7 @@ def start_context(device_cfg, mode, network=True):
     target = setup_device(device_cfg.device_target)
     applied, rewrites = apply_recommended_settings(target, mode, network=network)
     rank, group_size = init_distributed(resolve_is_distributed(device_cfg.is_distributed))
-    signals.reinstall()  # the device and communication set-up may have installed their own handlers
+    signals.install()  # the device and communication set-up may have installed their own handlers
     settings = {**applied, **{k: v for k, v in rewrites.items() if v}}
     return RunContext(device_target=target, rank=rank, group_size=group_size, settings=settings), rewrites
 
@@ -144,8 +144,7 @@ class RunLog:
         self.stream = None
         if to_stdout and rank == 0:
             # info lines to stdout; a program that prints its own results shows only warnings, on stderr
-            self.stream = signals.passes_stops(logging.StreamHandler(sys.stdout if console_level <= logging.INFO
-                                                                     else sys.stderr))
+            self.stream = logging.StreamHandler(sys.stdout if console_level <= logging.INFO else sys.stderr)
             self.stream.setLevel(console_level)
             self.stream.setFormatter(self.formatter)
             self.root.addHandler(self.stream)
@@ -163,7 +162,7 @@ class RunLog:
 
     def attach_file(self, path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        handler = signals.passes_stops(logging.FileHandler(path, encoding="utf-8", errors="backslashreplace"))
+        handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
         handler.setFormatter(self.formatter)
         for record in self.buffer.buffer:
             handler.emit(record)
