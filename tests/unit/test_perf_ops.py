@@ -190,10 +190,10 @@ def test_recommended_settings_fuse_activations_but_export_does_not(monkeypatch):
     _, rewrites = perf.apply_recommended_settings("CPU", "infer", network=False)  # what export.py asks for
     assert rewrites == {}
     assert perf.apply_recommended_settings("GPU", "train") == ({}, {})
-    assert perf._fused_mish_kind(True) == "aot" and perf._fused_mish_kind("nn") == "nn"
-    assert perf._fused_mish_kind(False) is None
+    assert perf._fused_act_kind(True) == "all" and perf._fused_act_kind("mish") == "mish"
+    assert perf._fused_act_kind(False) is None
     with pytest.raises(ValueError):
-        perf._fused_mish_kind("fast")
+        perf._fused_act_kind("fast")
 
 
 def test_kernel_build_is_cached_and_reports_errors(tmp_path, monkeypatch):
