@@ -42,7 +42,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, OK, SKIP, check_image_file, scan_files
 from src.errors import DatasetError
-from src.utils.fileio import free_space, write_text_atomic
+from src.utils.fileio import atomic_path, free_space
 from src.utils.host import available_cpus
 
 logger = logging.getLogger(__name__)
@@ -426,11 +426,10 @@ class Manifest:
         one warning naming the file and the free space there (the files are then checked again next time)."""
         self.entries = {**self._read(), **self.entries}
         head = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "decoder": self.decoder_id, "root": self.root}
-        # ensure_ascii keeps names that are not valid UTF-8 (surrogate escapes) lossless
-        lines = [json.dumps(head, ensure_ascii=True)] + [json.dumps([k, *self.entries[k]], ensure_ascii=True)
-                                                          for k in sorted(self.entries)]
-        try:
-            write_text_atomic("\n".join(lines) + "\n", self.path)
+        try:  # ensure_ascii keeps names that are not valid UTF-8 (surrogate escapes) lossless
+            with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(head, ensure_ascii=True) + "\n")
+                f.writelines(json.dumps([k, *self.entries[k]], ensure_ascii=True) + "\n" for k in sorted(self.entries))
             return True
         except OSError as exc:
             if not self._warned:
