@@ -672,8 +672,12 @@ def test_amp_and_sink_resolvers_take_exactly_the_configs_choices():
     assert set(choices["device_target"]) == {"auto", *DEVICE_PREFERENCE}
 
 
-def test_train_step_and_sink_use_the_configs_resolvers():
-    """They are imported from src.config, not parsed again (the modules import MindSpore: read, not imported)."""
-    for module in ("src/train_step.py", "src/sink.py"):
+def test_auto_values_are_resolved_only_in_the_config():
+    """amp_level and dataset_sink_mode "auto" are parsed by src.config's resolvers alone: the modules that use
+    them (they import MindSpore: read, not imported) call those and define none of their own."""
+    for module in ("src/train_step.py", "src/sink.py", "src/trainer.py"):
         text = open(os.path.join(REPO, module), encoding="utf-8").read()
-        assert "from src.config import resolve_" in text and "def resolve_" not in text, module
+        assert "def resolve_amp" not in text and "def resolve_sink" not in text, module
+        assert '== "auto"' not in text and "== 'auto'" not in text, module
+    trainer = open(os.path.join(REPO, "src/trainer.py"), encoding="utf-8").read()
+    assert "resolve_amp_level(" in trainer and "resolve_sink_mode(" in trainer
