@@ -1,10 +1,12 @@
 """Small file helpers shared by the entry scripts and src/ modules: atomic JSON writes, and the up-front
 checks that an output location can be written (so a run fails before any device work, not at its end)."""
+import hashlib
 import json
 import os
 import tempfile
 
-__all__ = ["write_text_atomic", "write_json_atomic", "check_output_dir", "check_output_file", "free_space"]
+__all__ = ["write_text_atomic", "write_json_atomic", "check_output_dir", "check_output_file", "free_space",
+           "file_sha256"]
 
 
 def write_text_atomic(text, path, newline=None):
@@ -139,3 +141,12 @@ def check_output_file(path, key, inputs=(), ours=None):
                                 "choose another path)")
     check_output_dir(os.path.dirname(full), key, value=path)
     return full
+
+
+def file_sha256(path, chunk=1 << 20):
+    """The SHA-256 of a file's bytes, as hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
