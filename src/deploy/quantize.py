@@ -275,7 +275,8 @@ def quantize_exported(fp32_path, out_path, data_dir, record, num_images=300, see
                       log=print, **options):
     """INT8 model of the exported FP32 ONNX ``fp32_path`` (with ``record``, its model record) written to
     ``out_path``: ``num_images`` images of the ImageFolder ``data_dir`` calibrate it (``select_images``), up to
-    ``check_images`` other images of it compare it with the FP32 model. ``options``: ``quantize_onnx``'s.
+    ``check_images`` other images of it compare it with the FP32 model (the comparison goes into the INT8
+    model's record too, as ``quantization.check``). ``options``: ``quantize_onnx``'s.
     Logs what it does through ``log`` (one line per call) and returns ``quantize_onnx``'s description with a
     ``check`` entry: ``{"images", "top1_agreement", "max_abs_logit_diff", "top1_fp32", "top1_int8"}`` (top-1
     against the folders' labels only when every class folder is one of the record's class names; None else),
@@ -309,6 +310,12 @@ def quantize_exported(fp32_path, out_path, data_dir, record, num_images=300, see
         labels = np.asarray([names.index(folder_of[label_of[f]]) for f in used])
         result.update(top1_fp32=float(np.mean(a.argmax(1) == labels)), top1_int8=float(np.mean(q.argmax(1) == labels)))
     info["check"] = result
+    from src.deploy.record import read_model_record, write_model_record
+
+    stored, _ = read_model_record(out_path)
+    if stored is not None:  # the record says how the INT8 model compared with the FP32 one
+        stored["quantization"] = dict(stored["quantization"], check=result)
+        write_model_record(out_path, stored)
     line = (f"INT8 vs FP32 on {k} images of {data_dir} that the calibration did not use: top-1 agreement "
             f"{100 * agree:.1f}%, max |logit difference| {result['max_abs_logit_diff']:.3g}")
     if result["top1_fp32"] is not None:

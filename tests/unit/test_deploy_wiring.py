@@ -158,3 +158,43 @@ def test_predict_from_an_exported_model_refuses_what_its_record_fixes(tmp_path, 
     code = predict.main([f"--model_path={tmp_path / 'm.onnx'}", f"--image_path={image}"] + extra)
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("error:") == 1
+
+
+# ------------------------------------------------------------------------------------------------ eval --calibrate
+def _fit(logits, labels):
+    """eval's calibration step (``src.eval_job._calibration_result``) on given held-out logits, one rank."""
+    import logging
+    from types import SimpleNamespace
+
+    from src.analysis.calibration import reliability
+    from src.eval_job import _calibration_result
+
+    result = SimpleNamespace(extra={"calibration": {"plain": reliability(logits, labels), "scaled": None},
+                                    "held_out": (logits, labels)})
+    entry = {"record": None, "path": "m.ckpt.calibration.json", "write": "m.ckpt.calibration.json", "sha256": "ab12"}
+    cfg = SimpleNamespace(eval=SimpleNamespace(tta="none"))
+    data = {"data_dir": "/d", "image_size": "32,32", "eval_resize": "squash", "crop_pct": 0.875}
+    return _calibration_result(SimpleNamespace(checkpoint="m.ckpt", num_classes=logits.shape[1]), result, entry, cfg,
+                               SimpleNamespace(group_size=1), data, logging.getLogger("t"))
+
+
+def test_calibrate_fits_a_record_bound_to_the_checkpoint_that_lowers_the_nll():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, 200)
+    logits = 0.3 * (rng.normal(size=(200, 4)) + 2.0 * np.eye(4)[labels])   # right mostly, under-confident
+    fields, record, after = _fit(logits, labels)
+    assert record["checkpoint_sha256"] == "ab12" and record["data"]["tta"] == "none"
+    assert record["nll_after"] < record["nll_before"] and record["temperature"] < 1
+    assert fields["calibration"]["fitted"] and fields["calibration"]["file"] == "m.ckpt.calibration.json"
+    assert fields["nll"] == pytest.approx(record["nll_before"], abs=1e-6) and after["nll"] == record["nll_after"]
+    assert "calibration_refused" not in fields
+
+
+def test_calibrate_writes_no_record_when_no_temperature_fits():
+    """Every image right with room to spare: the NLL falls towards T -> 0, where every probability would be 1;
+    no record (eval writes its results, then exits 2 with the reason)."""
+    labels = np.arange(30) % 3
+    logits = 5.0 * np.eye(3)[labels]
+    fields, record, _ = _fit(logits, labels)
+    assert record is None and fields["calibration"]["file"] is None
+    assert "every image is right" in fields["calibration_refused"]
