@@ -301,8 +301,8 @@ def predict_job(cfg, run_log):
         if not os.path.isfile(exported):
             raise ConfigError(f"model_path={exported}: no such file (an exported .onnx or .mindir model)")
     elif not ckpt:
-        raise ConfigError("no model given: pass --ckpt_file=PATH (or --pretrained=PATH), a .ckpt, .safetensors or "
-                          "timm .pth file, or --model_path=M.onnx, a model exported by export.py")
+        raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a .ckpt, .safetensors or "
+                          "timm .pth file (or --model_path=M.onnx, a model exported by export.py)")
     elif not os.path.exists(ckpt):
         raise CheckpointError(f"checkpoint file {ckpt!r} does not exist")
     files = list_images(cfg.predict.image_path)
