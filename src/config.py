@@ -279,6 +279,11 @@ class WeightsConfig:
     ckpt_file: str = key("The checkpoint to load: eval scores a file, or every checkpoint of a folder; export and "
                          "predict load one file.")
     use_ema: bool = key("Use the checkpoint's EMA weights.")
+    calibration_file: str = key("The checkpoint's calibration record (the temperature eval.py --calibrate fits): "
+                                "empty = <checkpoint>.calibration.json beside the checkpoint, used when it exists "
+                                "(eval --calibrate writes it there); none = no calibration (temperature 1); else "
+                                "that file. A record fitted for another checkpoint is refused. predict "
+                                "--model_path: empty = the exported model's own temperature.")
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,12 @@ class EvalConfig:
                               "(0: none).", check=_at_least(0))
     class_map: str = key("A file mapping the data's class folders to the model's classes (JSON {\"folder\": class "
                          "name, index or null} or 'folder target' lines), for folders named unlike the classes.")
+    calibrate: bool = key("Fit a temperature on the scored images and write the checkpoint's calibration record "
+                          "(calibration_file; the checkpoint is never rewritten); ECE/NLL before and after are "
+                          "reported. Score a held-out split for it (e.g. half of the validation images, then eval "
+                          "the other half), never the test set whose figures you report.")
+    tta: str = key("Test-time augmentation: none, or flip (each image's logits averaged with its mirror "
+                   "image's).", choices=("none", "flip"), scripts=("eval", "predict"))
 
 
 @dataclass(frozen=True)
@@ -304,6 +315,15 @@ class ExportConfig:
                      check=_at_least(0, MAX_SIDE, _SIDE_WHY))
     height: int = key("Exported input height in pixels; 0: from the checkpoint (or the architecture).",
                       check=_at_least(0, MAX_SIDE, _SIDE_WHY))
+    quantize: str = key("int8: also write <file_name>.int8.onnx, INT8 post-training quantized (onnxruntime QDQ) "
+                        "on calib_data_dir's images (ONNX only; needs onnx and onnxruntime).",
+                        choices=("none", "int8"))
+    calib_data_dir: str = key("quantize=int8: an ImageFolder of training images to calibrate on (root/<class>/"
+                              "<image>), read with the model's eval preprocessing.")
+    calib_images: int = key("quantize=int8: how many calib_data_dir images calibrate (taken in turn from each "
+                            "class); images left over check INT8 against FP32.",
+                            check=_at_least(1, 100000, "a few hundred suffice; more only slows the calibration"))
+    calib_seed: int = key("quantize=int8: seed of the calibration image choice.", check=_between(0, 2 ** 32 - 1))
 
 
 @dataclass(frozen=True)
@@ -317,6 +337,8 @@ class PredictConfig:
     cam_class: int = key("The class the Grad-CAM heatmap explains; -1: each image's predicted class.",
                          check=_at_least(-1))
     cam_dir: str = key("Folder of the Grad-CAM PNGs; empty: beside result_file, else ./cam.")
+    model_path: str = key("An exported model (ONNX, or MINDIR with its <model>.json record) to predict with instead "
+                          "of a checkpoint: its record gives the class names, preprocessing and temperature.")
 
 
 SECTIONS = {"modelarts": ModelArtsConfig, "device": DeviceConfig, "model": ModelConfig, "data": DataConfig,
@@ -577,6 +599,15 @@ def validate(flat):
     if flat["dataset_format"] == "mindrecord" and flat["sampler"] == "class_balanced":
         raise ConfigError("sampler=class_balanced needs dataset_format=folder (MindRecord's reader takes only "
                           "MindSpore's built-in samplers); use class_weights=balanced instead")
+    if flat["quantize"] == "int8" and flat["file_format"] != "ONNX":
+        raise ConfigError("quantize=int8 needs file_format=ONNX (the INT8 model is an ONNX QDQ graph), got "
+                          "file_format=%s" % flat["file_format"])
+    if flat["quantize"] == "int8" and not flat["calib_data_dir"]:
+        raise ConfigError("quantize=int8 needs calib_data_dir: a folder of training images (root/<class>/<image>) "
+                          "to calibrate on")
+    if flat["calib_data_dir"] and flat["quantize"] != "int8":
+        raise ConfigError("calib_data_dir=%s is only read with quantize=int8 (add --quantize=int8 for an INT8 model)"
+                          % _show(flat["calib_data_dir"]))
     if flat["width"] and flat["height"]:
         check_input_size(flat["export_batch_size"], flat["height"], flat["width"])
     max_epoch = flat["max_epoch"]

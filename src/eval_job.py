@@ -179,13 +179,20 @@ def analysis_dirs(ckpts, run_dir):
             for c, stem in zip(ckpts, stems)}
 
 
-def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
+def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes, temperature=None, keep_logits=False):
     """Scores ``net`` (eval mode, at its precision) on ``bundle``: ``(EvalResult, EvalAccumulator or None)``, the
     counts of all ranks. Zero images scored is a ``DatasetError`` (``evaluate``: the pipeline's sample
     count); outputs that are not finite (NaN or infinite logits) are a ``CheckpointError`` naming how many:
-    neither ever becomes a result."""
+    neither ever becomes a result.
+
+    When the labels fit the model (the accumulator exists), ``result.extra["calibration"]`` holds the
+    reliability statistics of all ranks (``src.analysis.calibration.reliability_from_sums``: ECE over 15 bins,
+    NLL) at temperature 1 (``"plain"``) and at ``temperature`` (``"scaled"``, None without one);
+    ``keep_logits`` keeps this rank's logits and labels in ``result.extra["held_out"]`` (for fitting a
+    temperature)."""
     import numpy as np
 
+    from src.analysis.calibration import DEFAULT_BINS, calibration_sums, reliability_from_sums
     from src.analysis.metrics import EvalAccumulator, SumAcrossRanks
     from src.evaluation import evaluate
     from src.utils import signals
@@ -198,6 +205,8 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
         log.warning("%s has %d classes, fewer than the data's labels: no per-class analysis for it",
                     spec.checkpoint, spec.num_classes)
     state = {"not_finite": 0, "first": True}
+    sums = {"plain": np.zeros(3 * DEFAULT_BINS + 2), "scaled": np.zeros(3 * DEFAULT_BINS + 2)}
+    held = ([], [])
 
     def on_batch(logits, labels):
         signals.install()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
@@ -205,6 +214,13 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
         state["not_finite"] += bad
         if acc is not None and not bad:
             acc.update(logits, labels)
+            labels = np.asarray(labels).astype(np.int64)
+            sums["plain"] += calibration_sums(logits, labels)
+            if temperature is not None:
+                sums["scaled"] += calibration_sums(logits, labels, temperature=temperature)
+            if keep_logits:
+                held[0].append(np.asarray(logits, np.float32))
+                held[1].append(labels)
         if state["first"]:
             state["first"] = False
             log.info("scoring started: the first batch of %s is done", os.path.basename(spec.checkpoint))
@@ -219,6 +235,17 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
                               "not scored")
     if acc is not None:
         acc.all_reduce(ctx.rank, ctx.group_size)  # every rank: the totals of all shards
+        both = np.concatenate([sums["plain"], sums["scaled"]])
+        if ctx.group_size > 1:
+            both = SumAcrossRanks()(both)  # summed like the confusion matrix
+        n = len(sums["plain"])
+        result.extra["calibration"] = {
+            "plain": reliability_from_sums(both[:n]),
+            "scaled": reliability_from_sums(both[n:], temperature=temperature) if temperature is not None else None}
+        if keep_logits:
+            k = spec.num_classes
+            result.extra["held_out"] = (np.concatenate(held[0]) if held[0] else np.zeros((0, k), np.float32),
+                                        np.concatenate(held[1]) if held[1] else np.zeros((0,), np.int64))
     return result, acc
 
 
@@ -281,6 +308,123 @@ def _ranking(records):
                               f"{100 * r['top5']:6.2f}%  {r['images']}" for r in ranked])
 
 
+# ------------------------------------------------------------------------------------------------ calibration
+def _calibration_plan(cfg, specs, log):
+    """Per checkpoint, before any work: ``{"record": the calibration record applied (not with calibrate; None:
+    none), "path": its file, or where one was looked for (None: calibration_file=none), "write": where
+    calibrate writes the record (None: not calibrating; checked by the output guard), "sha256": the
+    checkpoint's, which the record is bound to (calibrate only)}``. A record fitted for another checkpoint is a
+    ``ModelRecordError``."""
+    from src.analysis.calibration import calibration_for, calibration_path, is_calibration_file
+    from src.utils.fileio import check_output_file, file_sha256
+
+    given = str(cfg.weights.calibration_file or "").strip()
+    if given and given.lower() != "none" and len(specs) > 1:
+        raise ConfigError(f"calibration_file={given} names one file, but {cfg.weights.ckpt_file} holds {len(specs)} "
+                          "checkpoints: leave calibration_file empty (each checkpoint's record is "
+                          "<checkpoint>.calibration.json) or score one checkpoint")
+    folder = cfg.weights.ckpt_file if os.path.isdir(cfg.weights.ckpt_file) else None
+    inputs = tuple(s.checkpoint for s in specs) + tuple(p for p in _inputs(cfg) if p != folder)
+    plan = {}
+    for spec in specs:
+        ckpt = spec.checkpoint
+        if cfg.eval.calibrate:
+            path = calibration_path(ckpt, given)
+            if path is None:
+                raise ConfigError("calibrate writes the checkpoint's calibration record and calibration_file=none "
+                                  "says there is none: leave calibration_file empty (<checkpoint>.calibration.json) "
+                                  "or name the file to write")
+            check_output_file(path, "calibration_file", inputs=inputs, ours=is_calibration_file)
+            plan[ckpt] = {"record": None, "path": path, "write": path, "sha256": file_sha256(ckpt)}
+        else:
+            record, path = calibration_for(ckpt, given)
+            plan[ckpt] = {"record": record, "path": path, "write": None, "sha256": None}
+            if record is not None:
+                log.info("calibration record of %s: %s (temperature %.4g)", ckpt, path, record["temperature"])
+    return plan
+
+
+def _calibration_result(spec, result, entry, cfg, ctx, data, log):
+    """``(fields for the result record, calibration record to write or None, stats at the temperature or None)``:
+    ECE and NLL at temperature 1; at the checkpoint's recorded temperature when it has one; with ``calibrate``,
+    the temperature fitted on these images (over all ranks) and the record binding it to the checkpoint."""
+    import numpy as np
+
+    from src.analysis.calibration import calibration_sums, fit_temperature, record_from_stats, reliability_from_sums
+    from src.analysis.metrics import SumAcrossRanks
+
+    stats = result.extra.get("calibration")
+    if stats is None:
+        if entry["write"]:
+            raise CheckpointError(f"{spec.checkpoint}: calibrate needs labels that are classes of the model, and "
+                                  f"the data's labels go beyond its {spec.num_classes} classes")
+        return {}, None, None
+    plain, tta = stats["plain"], cfg.eval.tta
+    fields = {"ece": round(plain["ece"], 6), "nll": round(plain["nll"], 6), "calibration_bins": plain["bins"],
+              "tta": tta, "calibration": None}
+    log.info("probabilities (%d-bin ECE, NLL) at temperature 1: ECE %.4f, NLL %.4f", plain["bins"], plain["ece"],
+             plain["nll"])
+    record, after, pending = entry["record"], stats["scaled"], None
+    if record is not None:
+        fields["calibration"] = {"temperature": record["temperature"], "file": entry["path"], "fitted": False,
+                                 "ece": round(after["ece"], 6), "nll": round(after["nll"], 6)}
+        log.info("at the calibration record's temperature %.4g (%s): ECE %.4f, NLL %.4f", record["temperature"],
+                 entry["path"], after["ece"], after["nll"])
+        fitted_with = (record.get("data") or {}).get("tta", "none")
+        if fitted_with != tta:
+            log.warning("the temperature of %s was fitted with tta=%s, this eval runs tta=%s: it may not fit these "
+                        "logits", entry["path"], fitted_with, tta)
+    elif entry["write"]:
+        logits, labels = result.extra["held_out"]
+        reduce = SumAcrossRanks() if ctx.group_size > 1 else None
+        fit = fit_temperature(logits, labels, reduce=reduce)
+        local = calibration_sums(logits, labels, temperature=fit.temperature) if len(labels) else \
+            np.zeros(3 * plain["bins"] + 2)
+        after = reliability_from_sums(reduce(local) if reduce else local, temperature=fit.temperature)
+        pending = record_from_stats(fit, plain, after, checkpoint=spec.checkpoint, checkpoint_sha256=entry["sha256"],
+                                    data={"data_dir": data["data_dir"], "data_list": data.get("data_list", ""),
+                                          "tta": tta, "image_size": data["image_size"],
+                                          "eval_resize": data["eval_resize"], "crop_pct": data["crop_pct"]})
+        if fit.hit_bound:  # no finite optimum: a "temperature" there would make every probability 1 (or 1/K)
+            pending = None
+            fields["calibration_refused"] = (
+                f"{spec.checkpoint}: no temperature fits the {plain['images']} scored images (the NLL keeps falling "
+                f"towards T={fit.temperature:g}: " + ("every image is right, with room to spare" if fit.hit_bound ==
+                                                      "min" else "the logits carry no information about the labels")
+                + f"); no calibration record written. Calibrate on a held-out split with mistakes (more or harder "
+                "images)")
+        fields["calibration"] = {"temperature": round(fit.temperature, 6), "file": pending and entry["write"],
+                                 "fitted": True,
+                                 "hit_bound": fit.hit_bound, "ece_before": round(plain["ece"], 6),
+                                 "ece_after": round(after["ece"], 6), "nll_before": round(plain["nll"], 6),
+                                 "nll_after": round(after["nll"], 6)}
+        log.info("temperature fitted on these %d images: T=%.4g%s; ECE %.4f -> %.4f, NLL %.4f -> %.4f",
+                 plain["images"], fit.temperature, f" (at the {fit.hit_bound} bound of the search)" if fit.hit_bound
+                 else "", plain["ece"], after["ece"], plain["nll"], after["nll"])
+    return fields, pending, after
+
+
+def _reliability_png(plain, after, folder, cfg, log):
+    """``reliability.png`` in ``folder`` (rank 0; not with ``no_plots``; never fails the eval): the reliability
+    diagram at temperature 1, and at the temperature applied or fitted."""
+    from src.analysis.calibration import plot_reliability
+    from src.analysis.plots import plotting_unavailable_reason
+
+    if cfg.eval.no_plots:
+        return None
+    reason = plotting_unavailable_reason()
+    if reason:
+        log.info("reliability.png not drawn: %s", reason)
+        return None
+    try:
+        path = plot_reliability(plain, os.path.join(folder, "reliability.png"), after=after)
+        log.info("reliability diagram: %s", path)
+        return path
+    except Exception as err:  # a picture must never fail the evaluation
+        log.info("reliability.png not drawn: %s: %s", type(err).__name__, err)
+        return None
+
+
 # ------------------------------------------------------------------------------------------------ the job
 def _open_run_folder(cfg, ctx, specs, run_log):
     """``<log_path>/eval_<timestamp>/`` with the rank's log, and on rank 0 ``config.yaml`` (the keys eval reads,
@@ -339,9 +483,11 @@ def _analyze(spec, acc, bundle, cfg, class_check, folder, log):
     return {"output": out, "worst_mistakes": mistakes, "dir": os.path.abspath(folder)}
 
 
-def _score(spec, bundle, cfg, ctx, rewrites, cache, log):
-    """Loads one checkpoint (``CheckpointError`` when it does not fit), scores it: ``(result, acc, report,
-    precision)``."""
+def _score(spec, bundle, cfg, ctx, rewrites, cache, log, calibration):
+    """Loads one checkpoint (``CheckpointError`` when it does not fit), scores it (with ``tta``; the
+    reliability statistics at the temperature of ``calibration``, a ``_calibration_plan`` entry, too):
+    ``(result, acc, report, precision)``."""
+    from src.deploy.tta import wrap_tta
     from src.evaluation import apply_eval_precision
     from src.utils.runtime import important_info
 
@@ -353,8 +499,13 @@ def _score(spec, bundle, cfg, ctx, rewrites, cache, log):
         log.info("%s also holds EMA weights (training validated with them when ema was on); these are the raw "
                  "weights: use_ema=1 scores the EMA ones", spec.checkpoint)
     run_net, precision = apply_eval_precision(net, ctx.device_target)
+    run_net = wrap_tta(run_net, cfg.eval.tta)
     run_net.set_train(False)
-    result, acc = score_checkpoint(run_net, bundle, spec, ctx, log, cfg.eval.worst_mistakes)
+    if cfg.eval.tta != "none":
+        log.info("test-time augmentation: %s (each image's logits averaged with its mirror image's)", cfg.eval.tta)
+    temperature = calibration["record"]["temperature"] if calibration["record"] else None
+    result, acc = score_checkpoint(run_net, bundle, spec, ctx, log, cfg.eval.worst_mistakes, temperature=temperature,
+                                   keep_logits=calibration["write"] is not None)
     for line in result.zoo_lines():
         log.info(line)
     log.info("scored %d images in %.1f s (%s)%s", result.total, result.seconds, precision,
@@ -373,6 +524,7 @@ def evaluate_job(cfg, run_log):
     check_output_dir(cfg.eval.log_path, "log_path", inputs=_inputs(cfg))
     if cfg.eval.result_file:
         check_output_file(cfg.eval.result_file, "result_file", inputs=_inputs(cfg))
+    calibration = _calibration_plan(cfg, specs, log)
     cfg, note = _eval_data(cfg)
     first, total = specs[0], len(specs) + len(unreadable)
     class_to_idx, class_check = label_check(cfg, next((s for s in specs if s.class_names), first), log)
@@ -391,10 +543,13 @@ def evaluate_job(cfg, run_log):
     data = _describe_data(cfg, bundle, first.preprocess, class_check, log)
     dirs = analysis_dirs([s.checkpoint for s in specs], ctx.run_dir)
 
-    records, cache = [], {}
+    records, cache, to_write = [], {}, []
     for spec in specs:
         try:
-            result, acc, report, precision = _score(spec, bundle, cfg, ctx, rewrites, cache, log)
+            result, acc, report, precision = _score(spec, bundle, cfg, ctx, rewrites, cache, log,
+                                                    calibration[spec.checkpoint])
+            fields, pending, after = _calibration_result(spec, result, calibration[spec.checkpoint], cfg, ctx, data,
+                                                         log)
         except CheckpointError as err:
             if total == 1:
                 raise
@@ -405,17 +560,31 @@ def evaluate_job(cfg, run_log):
         analysis = None
         if acc is not None and ctx.is_main:  # the counts of all ranks; rank 0 writes
             analysis = _analyze(spec, acc, bundle, cfg, class_check, dirs[spec.checkpoint], log)
-        records.append(result_record(spec, result, report, precision, ctx.device_target, data, analysis))
+            png = _reliability_png(result.extra["calibration"]["plain"], after, dirs[spec.checkpoint], cfg, log)
+            if png:
+                analysis["output"].files["reliability_png"] = png
+        records.append({**result_record(spec, result, report, precision, ctx.device_target, data, analysis),
+                        **fields})
+        if pending is not None:
+            to_write.append((pending, calibration[spec.checkpoint]["write"]))
 
     given = cfg.weights.ckpt_file
+    refused = [r.pop("calibration_refused") for r in records if "calibration_refused" in r]
     if not records:
         raise CheckpointError(f"none of the {total} checkpoints in {given} could be scored: "
                               + "; ".join(e for _, e in unreadable))
     if len(records) > 1:
         log.info("%d checkpoints in %s, best first:\n%s", len(records), given, _ranking(records))
     if ctx.is_main:
+        from src.analysis.calibration import write_calibration
+
+        for record, path in to_write:
+            log.info("calibration record (temperature %.4g) written to %s", record["temperature"],
+                     write_calibration(record, path))
         paths = [os.path.join(ctx.run_dir, RESULT_NAME)] + ([cfg.eval.result_file] if cfg.eval.result_file else [])
         log.info("results written to %s", ", ".join(write_results(records, unreadable, given, paths)))
+    if refused:
+        raise DatasetError("; ".join(refused))
     if unreadable:
         raise CheckpointError(f"{len(unreadable)} of {total} checkpoints could not be read or loaded and were not "
                               f"scored (the others were; results in {ctx.run_dir}): "

@@ -7,6 +7,11 @@ that are not finite refused) is exported into a temporary folder, run on a rando
 its own logits (``verify``: MINDIR through ``mindspore.load`` + ``nn.GraphCell``, ONNX through onnxruntime
 against the network with an accurate-tanh Mish, since MindSpore's CPU Tanh is approximate); only then is
 the file moved into place (``src.export_utils.export_network``), so a failed or stopped export leaves none.
+Then the model record (``src.deploy.record``: class names, preprocessing, source checkpoint, and the
+temperature of the checkpoint's calibration record when there is one) goes into the ONNX file's metadata (before
+it is moved into place) or into the sidecar ``<file>.json`` of a MINDIR / AIR file. ``quantize=int8`` then
+writes ``<file_name>.int8.onnx`` (``src.deploy.quantize.quantize_exported``: calibrated on ``calib_data_dir``,
+checked against the FP32 file on images the calibration did not use).
 Returns 0 when verified, 1 when the file does not reproduce the network (it is written all the same).
 """
 import os
@@ -118,14 +123,47 @@ def verify(fmt, path, net_logits, x, build_reference):
     return check.ok, lines
 
 
+def _calibration(cfg, ckpt, sha256):
+    """The checkpoint's calibration record by ``calibration_file`` (``src.analysis.calibration.calibration_for``:
+    one fitted for another checkpoint is refused) and a line saying which temperature the record gets."""
+    from src.analysis.calibration import calibration_for
+
+    record, path = calibration_for(ckpt, cfg.weights.calibration_file, sha256)
+    if record is not None:
+        return record, (f"calibration: temperature {record['temperature']:.4g} from {path} (fitted on "
+                        f"{record['images']} images; NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f})")
+    why = "calibration_file=none" if path is None else f"no calibration record at {path}"
+    return None, f"calibration: none ({why}; eval.py --calibrate fits one), probabilities at temperature 1"
+
+
+def _int8_checks(cfg, out, inputs):
+    """quantize=int8, before any work: onnx/onnxruntime importable, calib_data_dir a folder with images, and the
+    INT8 file's path (``<file_name>.int8.onnx``) through the output guard. Returns that path (None without int8)."""
+    if cfg.export.quantize != "int8":
+        return None
+    from src.deploy.quantize import int8_path, require_onnx_tools, select_images
+    from src.errors import DatasetError
+    from src.utils.fileio import check_output_file
+
+    require_onnx_tools()
+    data = cfg.export.calib_data_dir
+    if not os.path.isdir(data):
+        raise DatasetError(f"calib_data_dir={data}: no such folder (an ImageFolder of training images, "
+                           "root/<class>/<image>)")
+    select_images(data, [cfg.export.calib_images], cfg.export.calib_seed)  # no class folders or images: an error now
+    return check_output_file(int8_path(out), "file_name", inputs=inputs)
+
+
 def export_job(cfg, run_log):
     import mindspore as ms
 
     from src.archs import get_arch
     from src.checkpoint import build_inference_model, resolve_model
+    from src.deploy.record import build_model_record, describe_record, is_sidecar_record, sidecar_path, \
+        write_model_record
     from src.export_utils import export_network, export_path
     from src.utils import signals
-    from src.utils.fileio import check_output_file
+    from src.utils.fileio import check_output_file, file_sha256
     from src.utils.runtime import resolve_device_target, start_context
 
     fmt = cfg.export.file_format.upper()
@@ -134,8 +172,14 @@ def export_job(cfg, run_log):
         raise ConfigError(f"file_format=AIR needs an Ascend device (MindSpore writes AIR only with the Ascend "
                           f"backend) and this run's device is {target}; export MINDIR or ONNX instead")
     ckpt = _checkpoint(cfg)
-    out = check_output_file(export_path(cfg.export.file_name, fmt), "file_name", inputs=(ckpt, cfg.config_path))
+    inputs = tuple(p for p in (ckpt, cfg.config_path, cfg.export.calib_data_dir) if p)
+    out = check_output_file(export_path(cfg.export.file_name, fmt), "file_name", inputs=inputs)
+    sidecar = None if fmt == "ONNX" else check_output_file(sidecar_path(out), "file_name", inputs=inputs,
+                                                           ours=is_sidecar_record)
+    int8_out = _int8_checks(cfg, out, inputs)
     spec = resolve_model(cfg, ckpt, log=run_log.log)
+    sha256 = file_sha256(ckpt)
+    calibration, calibration_line = _calibration(cfg, ckpt, sha256)
     shape = input_shape(cfg, spec, target)
     start_context(cfg.device, "infer", network=False)  # process settings only: the graph is exported as built
 
@@ -149,15 +193,21 @@ def export_job(cfg, run_log):
     net_logits = net(ms.Tensor(x)).asnumpy()
     signals.install()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
     has_mish = get_arch(spec.arch).activation == "mish"
+    info = {"class_names": spec.class_names, "class_names_source": spec.class_names_source, "layout": spec.layout,
+            "preprocess": spec.preprocess}
+    record = build_model_record(ckpt, spec.arch, spec.num_classes, shape, info=info, output_dtype=str(net_logits.dtype),
+                                used_ema=report.used_ema, calibration=calibration, file_format=fmt, sha256=sha256)
     checked = {}
 
-    def check(staged):  # the file is checked before it is moved into place
+    def check(staged):  # the file is checked before it is moved into place, and an ONNX file gets its record
         checked["seconds"] = time.perf_counter() - start
         checked["size_mb"] = os.path.getsize(staged) / 2 ** 20
         print(f"checking the {fmt} file ({checked['size_mb']:.1f} MiB) against the network", flush=True)
         checked["ok"], checked["lines"] = verify(fmt, staged, net_logits, x, lambda: _accurate_reference(
             build, x) if has_mish else None)
-        signals.install()  # again after the file's own run
+        signals.install()  # again after the file's own run; a stop signal swallowed on its way ends the job here
+        if fmt == "ONNX":
+            write_model_record(staged, record)
 
     start = time.perf_counter()
     path = export_network(net, x, out, fmt, before_publish=check)
@@ -165,4 +215,18 @@ def export_job(cfg, run_log):
           f"{net_logits.dtype}, {checked['size_mb']:.1f} MiB, {checked['seconds']:.1f} s)")
     for line in checked["lines"]:
         print(line)
-    return 0 if checked["ok"] else 1
+    where = path + " (ONNX metadata 'model_record')" if sidecar is None else write_model_record(path, record)
+    print(f"model record in {where}: {describe_record(record)}")
+    print(calibration_line)
+    if int8_out is None:
+        return 0 if checked["ok"] else 1
+    if not checked["ok"]:
+        print("INT8: not quantized, since the FP32 file did not pass its check")
+        return 1
+    from src.deploy.quantize import quantize_exported
+
+    quantized = quantize_exported(path, int8_out, cfg.export.calib_data_dir, record, cfg.export.calib_images,
+                                  cfg.export.calib_seed, log=lambda line: print(line, flush=True))
+    print(f"exported {int8_out} (INT8, {os.path.getsize(int8_out) / 2 ** 20:.1f} MiB: {quantized['scheme']}, weights "
+          f"{quantized['weights']}, activations {quantized['activations']}); its model record says how it was made")
+    return 0

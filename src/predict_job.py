@@ -2,10 +2,15 @@
 
 ``predict_files(net, files, ...)`` runs eval's preprocessing (``src.data.create_dataset(files=...)``: the same
 pixels eval would feed, every file decoded once in an isolated worker first, unusable ones skipped) and the
-network over the files. ``predict_job(cfg, run_log)`` resolves the checkpoint (``src.checkpoint.resolve_model``),
-checks its outputs before any work (``result_file``, ``cam_dir``: never an input), predicts, and then prints
-and writes one record per input file, in input order (a skipped file in its place, with the reason), once at
-the end: a run stopped before that writes nothing. Outputs that are not finite are an error, never a result.
+network (or an exported model) over the files, with test-time augmentation (``tta``) and the probabilities at a
+temperature. ``predict_job(cfg, run_log)`` resolves the model, checks its outputs before any work
+(``result_file``, ``cam_dir``: never an input), predicts, and then prints and writes one record per input file,
+in input order (a skipped file in its place, with the reason), once at the end: a run stopped before that writes
+nothing. Outputs that are not finite are an error, never a result.
+
+The model: a checkpoint (``src.checkpoint.resolve_model``; the temperature of its calibration record,
+``src.analysis.calibration.calibration_for``, when it has one), or with ``model_path`` an exported model alone
+(``src.deploy.exported.ExportedModel``: its record gives the classes, the preprocessing and the temperature).
 """
 import os
 
@@ -93,22 +98,27 @@ def _compare_names(names, source, spec, log):
                 len(trained), shown, ", ..." if len(differ) > 5 else "", source)
 
 
-def _softmax(logits):
-    x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(axis=1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=1, keepdims=True)
+def _numpy_runner(net):
+    """``net`` as a function of a NumPy NCHW float32 batch: a MindSpore cell is called on a Tensor; anything
+    else (``ExportedModel.logits``) is already such a function."""
+    import mindspore as ms
+
+    if isinstance(net, ms.nn.Cell):
+        return lambda images: net(ms.Tensor(images)).asnumpy()
+    return net
 
 
-def predict_files(net, files, cfg, spec, on_batch=None):
+def predict_files(net, files, cfg, spec, on_batch=None, tta="none", temperature=1.0):
     """Runs eval's preprocessing (``spec.preprocess``) and the network over ``files``; returns
-    ``(probabilities [N, K] of the readable files in order, {file: reason} of the skipped ones)``.
+    ``(probabilities softmax(logits / temperature) [N, K] of the readable files in order, {file: reason} of the
+    skipped ones)``. ``net``: a MindSpore cell, or a function of a NumPy batch giving logits. ``tta``: "flip"
+    averages each image's logits with its mirror image's (``src.deploy.tta.tta_logits``).
     ``on_batch(images, files, start)``: called with each batch's network inputs, their files and the index of
     the first one among the readable files (Grad-CAM). Images the pipeline drops, or outputs that are not
     finite, are errors."""
-    import mindspore as ms
-
+    from src.analysis.calibration import softmax
     from src.data import create_dataset
+    from src.deploy.tta import tta_logits
     from src.utils import signals
 
     pre = spec.preprocess
@@ -120,10 +130,11 @@ def predict_files(net, files, cfg, spec, on_batch=None):
                             verify_manifest="none")
     skipped = dict(bundle.skipped)
     readable = [p for p in files if p not in skipped]
-    outputs = []
+    run, outputs = _numpy_runner(net), []
     for images, _ in signals.guarded(bundle.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)):
         start = sum(len(o) for o in outputs)
-        outputs.append(net(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy().astype(np.float32))
+        outputs.append(np.asarray(tta_logits(run, np.ascontiguousarray(images, dtype=np.float32), tta),
+                                  dtype=np.float32))
         signals.install()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
         if on_batch is not None:
             on_batch(images, readable[start:start + images.shape[0]], start)
@@ -138,7 +149,7 @@ def predict_files(net, files, cfg, spec, on_batch=None):
         raise CheckpointError(f"{spec.checkpoint}: the network's outputs are NaN or infinite for {len(bad)} of "
                               f"{len(readable)} images (e.g. {bad[0]}): its precision on this device, or broken "
                               "weights; nothing is written")
-    return _softmax(logits), skipped
+    return softmax(logits, temperature), skipped
 
 
 def cam_folder(cfg):
@@ -223,51 +234,127 @@ def _print(records):
             print(f"  Grad-CAM ({rec['cam_class_name']}): {rec['cam']}")
 
 
+#: what an exported model's record fixes: predict --model_path refuses these keys on the command line
+_RECORD_KEYS = ("image_size", "eval_resize", "crop_pct", "arch", "num_classes", "use_ema")
+
+
+def _exported(cfg):
+    """``(ExportedModel, ModelSpec of it, temperature, where the temperature comes from)`` for ``model_path``."""
+    from src.analysis.calibration import read_calibration
+    from src.checkpoint import ModelSpec
+    from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from src.deploy.exported import ExportedModel
+    from src.deploy.record import record_preprocess
+    from src.errors import ModelRecordError
+
+    path = os.path.abspath(cfg.predict.model_path)
+    model = ExportedModel(path)
+    record = model.record
+    pre = record["preprocess"]
+    if not (np.allclose(pre["mean"], IMAGENET_MEAN, atol=1e-3) and np.allclose(pre["std"], IMAGENET_STD, atol=1e-3)):
+        raise ModelRecordError(f"{model.record_source}: preprocess mean={pre['mean']} std={pre['std']} are not the "
+                               "ImageNet values this project's pipeline normalizes with")
+    size, mode, pct = record_preprocess(record)
+    spec = ModelSpec(checkpoint=path, arch=record["arch"], num_classes=record["num_classes"],
+                     preprocess={"image_size": size, "eval_resize": mode, "crop_pct": pct},
+                     class_names=record.get("class_names"), class_names_source=f"the model record of {path}",
+                     layout="exported")
+    given = str(cfg.weights.calibration_file or "").strip()
+    if given.lower() == "none":
+        return model, spec, 1.0, "calibration_file=none"
+    if given:
+        sha = (record.get("source_checkpoint") or {}).get("sha256")
+        cal = read_calibration(os.path.abspath(given), sha)
+        return model, spec, float(cal["temperature"]), os.path.abspath(given)
+    cal = record.get("calibration")
+    if cal is None:
+        return model, spec, 1.0, f"none in the model record of {path}"
+    return model, spec, float(cal["temperature"]), f"the model record of {path}"
+
+
+def _model_path_checks(cfg):
+    if cfg.weights.ckpt_file:
+        raise ConfigError(f"give one model: ckpt_file={cfg.weights.ckpt_file} or model_path={cfg.predict.model_path} "
+                          "(an exported model predicts alone, from its own record)")
+    if cfg.predict.cam:
+        raise ConfigError("cam needs the network's layers, which an exported model (model_path) does not expose: "
+                          "predict from the checkpoint (ckpt_file) for Grad-CAM")
+    fixed = [k for k in _RECORD_KEYS if cfg.is_explicit(k)]
+    if fixed:
+        raise ConfigError(f"model_path={cfg.predict.model_path}: its model record fixes {', '.join(fixed)}; leave "
+                          f"--{fixed[0]} out")
+
+
 def predict_job(cfg, run_log):
+    from src.analysis.calibration import calibration_for
     from src.checkpoint import build_inference_model, resolve_model
+    from src.deploy.record import sidecar_path
     from src.evaluation import apply_eval_precision
     from src.utils.fileio import check_output_dir, check_output_file, write_text_atomic
     from src.utils.paths import display_name, json_dumps
     from src.utils.runtime import start_context
 
-    ckpt = cfg.weights.ckpt_file
-    if not ckpt:
-        raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a .ckpt, "
-                          ".safetensors or timm .pth file")
-    if not os.path.exists(ckpt):
+    ckpt, exported = cfg.weights.ckpt_file, cfg.predict.model_path
+    if exported:
+        _model_path_checks(cfg)
+        if not os.path.isfile(exported):
+            raise ConfigError(f"model_path={exported}: no such file (an exported .onnx or .mindir model)")
+    elif not ckpt:
+        raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a .ckpt, .safetensors or "
+                          "timm .pth file (or --model_path=M.onnx, a model exported by export.py)")
+    elif not os.path.exists(ckpt):
         raise CheckpointError(f"checkpoint file {ckpt!r} does not exist")
     files = list_images(cfg.predict.image_path)
-    inputs = [ckpt, cfg.predict.class_names_file, cfg.config_path] + \
+    model_files = [exported, sidecar_path(exported)] if exported else [ckpt]
+    inputs = model_files + [cfg.predict.class_names_file, cfg.config_path, cfg.weights.calibration_file] + \
         [p.strip() for p in str(cfg.predict.image_path).split(",")]
+    inputs = [p for p in inputs if p and p.lower() != "none"]
     if cfg.eval.result_file:
         check_output_file(cfg.eval.result_file, "result_file", inputs=inputs)
     if cfg.predict.cam:
         check_output_dir(cam_folder(cfg), "cam_dir", inputs=inputs)
     check_usable(files, cfg.predict.image_path)
-    spec = resolve_model(cfg, ckpt, log=run_log.log)
+    if exported:
+        start_context(cfg.device, "infer", network=False)  # process settings (a MINDIR model runs in MindSpore)
+        model, spec, temperature, t_source = _exported(cfg)
+        net, model_line = model.logits, f"model: {spec.arch}, {spec.num_classes} classes, exported model {exported}"
+    else:
+        spec = resolve_model(cfg, ckpt, log=run_log.log)
+        calibration, where = calibration_for(ckpt, cfg.weights.calibration_file)
+        temperature = float(calibration["temperature"]) if calibration else 1.0
+        t_source = where if calibration else "calibration_file=none" if where is None else f"no calibration record at {where}"
     names, names_source = resolve_class_names(cfg.predict.class_names_file, spec)
     if cfg.predict.cam and cfg.predict.cam_class >= spec.num_classes:
         raise ConfigError(f"cam_class={cfg.predict.cam_class} is outside the model's classes "
                           f"0..{spec.num_classes - 1} (-1: each image's predicted class)")
     _compare_names(names, names_source, spec, run_log.log)
-    ctx, rewrites = start_context(cfg.device, "infer")
-    net, report = build_inference_model(spec, use_ema=cfg.weights.use_ema, prepare=rewrites)
-    cam_net = net  # the classifier itself (forward_features / forward_head), before any precision wrapper
-    net, precision = apply_eval_precision(net, ctx.device_target)
-    net.set_train(False)
+    cam_net = None
+    if not exported:
+        ctx, rewrites = start_context(cfg.device, "infer")
+        net, report = build_inference_model(spec, use_ema=cfg.weights.use_ema, prepare=rewrites)
+        cam_net = net  # the classifier itself (forward_features / forward_head), before any precision wrapper
+        net, precision = apply_eval_precision(net, ctx.device_target)
+        net.set_train(False)
+        model_line = (f"model: {spec.arch}, {spec.num_classes} classes, from {ckpt} ({report.layout} layout"
+                      f"{', EMA weights' if report.used_ema else ''}); {precision} on {ctx.device_target}")
     pre = spec.preprocess
-    print(display_name(f"model: {spec.arch}, {spec.num_classes} classes, from {ckpt} ({report.layout} layout"
-          f"{', EMA weights' if report.used_ema else ''}); {precision} on {ctx.device_target}; input "
-          f"{pre['image_size']} ({pre['eval_resize']} resize, crop_pct {pre['crop_pct']}); class names: "
-          f"{names_source}"))
+    print(display_name(f"{model_line}; input {pre['image_size']} ({pre['eval_resize']} resize, crop_pct "
+                       f"{pre['crop_pct']}); class names: {names_source}"))
+    print(display_name(f"probabilities: softmax(logits / T), T={temperature:.4g} ({t_source})"
+                       + (f"; test-time augmentation: {cfg.eval.tta}" if cfg.eval.tta != "none" else "")))
     cams = {}
     on_batch = _cam_writer(cam_net, cfg, names, cams) if cfg.predict.cam else None
-    probs, skipped = predict_files(net, files, cfg, spec, on_batch=on_batch)
+    probs, skipped = predict_files(net, files, cfg, spec, on_batch=on_batch, tta=cfg.eval.tta, temperature=temperature)
     records = _records(files, probs, skipped, names, max(1, min(cfg.predict.topk, spec.num_classes)), cams)
     _print(records)
     if cfg.eval.result_file:
-        doc = {"checkpoint": os.path.abspath(ckpt), "arch": spec.arch, "num_classes": spec.num_classes,
-               "class_names": names_source, "image_size": pre["image_size"], "predictions": records}
+        doc = {"checkpoint": os.path.abspath(ckpt) if ckpt else None, "arch": spec.arch,
+               "num_classes": spec.num_classes, "class_names": names_source, "image_size": pre["image_size"],
+               "temperature": temperature, "temperature_source": t_source, "tta": cfg.eval.tta,
+               "predictions": records}
+        if exported:
+            source = model.record.get("source_checkpoint") or {}
+            doc.update(model=os.path.abspath(exported), checkpoint=source.get("path"))
         out = write_text_atomic(json_dumps(doc, indent=2, allow_nan=False) + "\n", cfg.eval.result_file)
         print(f"\npredictions written to {display_name(out)}")
     return 0

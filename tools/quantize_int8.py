@@ -1,13 +1,17 @@
-"""INT8 post-training quantization of an exported ONNX model, in one command.
+"""INT8 post-training quantization of an ONNX model already exported, with the options export.py does not take.
 
-    python export.py --ckpt_file=CKPT --file_format=ONNX --file_name=net          # FP32 ONNX
+The one command for an INT8 model is ``python export.py --ckpt_file=CKPT --file_format=ONNX --quantize=int8
+--calib_data_dir=/data/train`` (the same calibration and check, ``src.deploy.quantize.quantize_exported``). This
+tool adds what measurements and hard cases need: quantizing an ONNX file that exists (exported before records
+existed: ``--ckpt_file``), the calibration method, nodes kept in float32, per-tensor weights, and an OpenVINO IR.
+
     python tools/quantize_int8.py --model=net.onnx --calib_data_dir=/data/train [--ckpt_file=CKPT]
         [--output=net.int8.onnx] [--calib_images=300] [--calib_seed=0] [--calib_method=minmax]
         [--exclude_nodes=NAME,NAME] [--fp32_activations] [--openvino]
 
 Calibration: ``--calib_images`` images of ``--calib_data_dir`` (an ImageFolder training tree), spread evenly
 over its classes, preprocessed by the project's eval pipeline exactly as the model's record says (input size,
-resize mode, crop fraction). Output: ``--output`` (default ``<model>.int8.onnx``), a QDQ model (int8 weights per
+resize mode, crop fraction); up to 100 other images of it then compare INT8 with FP32 (agreement printed). Output: ``--output`` (default ``<model>.int8.onnx``), a QDQ model (int8 weights per
 channel, uint8 activations) that onnxruntime and ``ascend310_infer`` (ORT_CPU) run, with the model record
 copied in and a ``quantization`` entry added. ``--openvino`` also writes ``<output stem>.xml/.bin``, an OpenVINO
 IR quantized by NNCF (needs ``pip install openvino nncf``; not a requirement).
@@ -91,8 +95,8 @@ def main(argv=None):
 def _run(args):
     import tempfile
 
-    from src.deploy.quantize import (calibration_batches, onnx_node_names, preprocessed_graph, quantize_onnx,
-                                     quantize_openvino, require_onnx_tools)
+    from src.deploy.quantize import (calibration_batches, int8_path, onnx_node_names, preprocessed_graph,
+                                     quantize_exported, quantize_openvino, require_onnx_tools)
     from src.deploy.record import describe_record
     from src.errors import ConfigError, DatasetError
     from src.utils.fileio import check_output_file
@@ -114,23 +118,24 @@ def _run(args):
         raise ConfigError("--calib_data_dir is required: a folder of training images (root/<class>/<image>)")
     if not os.path.isdir(args.calib_data_dir):
         raise DatasetError(f"--calib_data_dir={args.calib_data_dir}: no such folder")
-    output = args.output or os.path.splitext(model)[0] + ".int8.onnx"
+    output = args.output or int8_path(model)
     output = check_output_file(output, "output", inputs=[model, args.calib_data_dir] + ([args.ckpt_file] if
                                                                                         args.ckpt_file else []))
     record, where = _record_for(model, args.ckpt_file)
     print(f"model record: {where}: {describe_record(record)}")
-    batch = int(record["input"]["shape"][0])
-    batches = calibration_batches(args.calib_data_dir, record, args.calib_images, batch, args.calib_seed)
-    print(f"calibration: {sum(len(b) for b in batches)} images of {args.calib_data_dir} (seed {args.calib_seed})")
     exclude = [n for n in args.exclude_nodes.split(",") if n]
-    info = quantize_onnx(model, output, batches, calibrate_method=args.calib_method, per_channel=not args.per_tensor,
-                         exclude_nodes=exclude, op_types=WEIGHT_OPS if args.fp32_activations else None)
+    info = quantize_exported(model, output, args.calib_data_dir, record, args.calib_images, args.calib_seed,
+                             log=lambda line: print(line, flush=True), calibrate_method=args.calib_method,
+                             per_channel=not args.per_tensor, exclude_nodes=exclude,
+                             op_types=WEIGHT_OPS if args.fp32_activations else None)
     size = os.path.getsize(output) / 2 ** 20
     print(f"wrote {output} ({size:.1f} MiB): {info['scheme']}, weights {info['weights']}, "
           f"activations {info['activations'] if not args.fp32_activations else 'float32'}, "
           f"calibration {info['calibration']}" + (f", {len(exclude)} nodes in float32" if exclude else ""))
     if args.openvino:
         xml = os.path.splitext(output)[0] + ".xml"
+        batches = calibration_batches(args.calib_data_dir, record, args.calib_images, int(record["input"]["shape"][0]),
+                                      args.calib_seed)
         ov_info = quantize_openvino(model, xml, batches, ignored_nodes=())
         print(f"wrote {xml} (+ .bin): {ov_info['scheme']}")
     return 0

@@ -134,39 +134,59 @@ class TemperatureFit:
                 + (f", at the {self.hit_bound} bound" if self.hit_bound else "") + ")")
 
 
-def _nll_slope(z, y, b):
-    """d NLL / d b at inverse temperature b: mean over images of E_p[z] - z_y, p = softmax(b z)."""
+def _nll_slope_sum(z, y, b):
+    """Sum over images of d NLL_i / d b at inverse temperature b: E_p[z] - z_y, p = softmax(b z)."""
+    if len(y) == 0:
+        return 0.0
     s = b * z
     s = s - s.max(axis=1, keepdims=True)
     p = np.exp(s)
     p /= p.sum(axis=1, keepdims=True)
-    return float(np.mean((p * z).sum(axis=1) - z[np.arange(len(y)), y]))
+    return float(np.sum((p * z).sum(axis=1) - z[np.arange(len(y)), y]))
 
 
-def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter=200):
+def _nll_sum(z, y, t):
+    return nll(z, y, t) * len(y) if len(y) else 0.0
+
+
+def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter=200, reduce=None):
     """The temperature T in [t_min, t_max] that minimises ``nll(logits, labels, T)``; a ``TemperatureFit``.
 
-    With ``b = 1/T`` the NLL is convex in ``b`` and its derivative ``mean(E_p[z] - z_y)`` increases, so the
-    minimum is found by bisection on the derivative's sign over ``log b`` (no step size, no SciPy). When the
-    sign never changes in the range, the bound is returned and ``hit_bound`` says which."""
-    z, y = _check(logits, labels)
+    ``reduce``: for logits split over processes (distributed eval), a function summing a small float vector
+    over all of them (``src.analysis.metrics.SumAcrossRanks``); every process calls this with its own share
+    (possibly none) and all get the same fit, of all the images."""
+    if reduce is not None and len(logits) == 0:
+        z, y = np.zeros((0, 2)), np.zeros((0,), np.int64)
+    else:
+        z, y = _check(logits, labels)
+
+    def total(*values):  # sums over every process's images: (sum..., count)
+        out = np.asarray(reduce([*values, len(y)]) if reduce is not None else [*values, len(y)], dtype=np.float64)
+        if out[-1] <= 0:
+            raise ValueError("no images to fit a temperature on")
+        return out[:-1] / out[-1]
+
+    def slope(log_b):
+        return total(_nll_slope_sum(z, y, math.exp(log_b)))[0]
+
     lo, hi = math.log(1.0 / t_max), math.log(1.0 / t_min)   # over log b, b = 1/T
-    hit, it = None, 0
-    if _nll_slope(z, y, math.exp(lo)) >= 0:
-        log_b, hit = lo, "max"
-    elif _nll_slope(z, y, math.exp(hi)) <= 0:
-        log_b, hit = hi, "min"
+    before = total(_nll_sum(z, y, 1.0))[0]
+    hit = None
+    if slope(lo) >= 0:
+        log_b, hit, it = lo, "max", 0
+    elif slope(hi) <= 0:
+        log_b, hit, it = hi, "min", 0
     else:
         while hi - lo > tol and it < max_iter:
             mid = 0.5 * (lo + hi)
-            if _nll_slope(z, y, math.exp(mid)) > 0:
+            if slope(mid) > 0:
                 hi = mid
             else:
                 lo = mid
             it += 1
         log_b = 0.5 * (lo + hi)
     t = 1.0 / math.exp(log_b)
-    return TemperatureFit(t, nll(z, y, 1.0), nll(z, y, t), hit, it)
+    return TemperatureFit(t, before, total(_nll_sum(z, y, t))[0], hit, it)
 
 
 def calibration_record(logits, labels, fit=None, bins=DEFAULT_BINS, checkpoint=None, data=None, checkpoint_sha256=None):
@@ -174,10 +194,16 @@ def calibration_record(logits, labels, fit=None, bins=DEFAULT_BINS, checkpoint=N
     here) with NLL and ECE before and after, the bin count, the checkpoint it belongs to and the data."""
     if fit is None:
         fit = fit_temperature(logits, labels)
-    before = reliability(logits, labels, bins, 1.0)
-    after = reliability(logits, labels, bins, fit.temperature)
+    return record_from_stats(fit, reliability(logits, labels, bins, 1.0),
+                             reliability(logits, labels, bins, fit.temperature), checkpoint=checkpoint, data=data,
+                             checkpoint_sha256=checkpoint_sha256)
+
+
+def record_from_stats(fit, before, after, checkpoint=None, data=None, checkpoint_sha256=None):
+    """The calibration record of a ``TemperatureFit`` and the ``reliability`` stats (or ``reliability_from_sums``,
+    e.g. summed over ranks) of the same images at temperature 1 (``before``) and at the fitted one (``after``)."""
     record = {"format": CALIBRATION_FORMAT, "version": CALIBRATION_VERSION, "method": "temperature scaling",
-              "temperature": float(fit.temperature), "hit_bound": fit.hit_bound, "bins": int(bins),
+              "temperature": float(fit.temperature), "hit_bound": fit.hit_bound, "bins": int(before["bins"]),
               "images": int(before["images"]), "accuracy_top1": before["accuracy_top1"],
               "nll_before": before["nll"], "nll_after": after["nll"],
               "ece_before": before["ece"], "ece_after": after["ece"],
@@ -231,6 +257,39 @@ def read_calibration(path, checkpoint_sha256=None):
                                f"{recorded[:12]}...), not this one ({checkpoint_sha256[:12]}...): fit it again "
                                "with eval.py --calibrate on this checkpoint")
     return record
+
+
+def is_calibration_file(path):
+    """True when ``path`` holds a calibration record (the output guard's test before replacing a file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("format") == CALIBRATION_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def calibration_path(checkpoint, calibration_file):
+    """Where the calibration record of ``checkpoint`` is, by the ``calibration_file`` setting: "" = beside the
+    checkpoint (``default_calibration_path``), "none" = nowhere (None), else that path."""
+    value = str(calibration_file or "").strip()
+    if value.lower() == "none":
+        return None
+    return os.path.abspath(os.path.expanduser(value)) if value else os.path.abspath(default_calibration_path(checkpoint))
+
+
+def calibration_for(checkpoint, calibration_file, checkpoint_sha256=None):
+    """``(record or None, path or None)``: the calibration record that applies to ``checkpoint`` by the
+    ``calibration_file`` setting. "" = ``<checkpoint>.calibration.json`` when it exists (none there: ``(None,
+    that path)``); "none" = ``(None, None)``; another value names a file that must exist. A record fitted for
+    another checkpoint is a ``ModelRecordError`` (the SHA-256 is computed only when a record is found;
+    ``checkpoint_sha256`` when already known)."""
+    path = calibration_path(checkpoint, calibration_file)
+    if path is None or (not str(calibration_file or "").strip() and not os.path.exists(path)):
+        return None, path
+    if checkpoint_sha256 is None:
+        from src.utils.fileio import file_sha256
+        checkpoint_sha256 = file_sha256(checkpoint)
+    return read_calibration(path, checkpoint_sha256), path
 
 
 def plot_reliability(stats, path, after=None, title=None, dpi=100):

@@ -1,12 +1,13 @@
-"""An exported ONNX model used the way its record says: the eval preprocessing, the class names and the
+"""An exported model used the way its record says: the eval preprocessing, the class names and the
 calibration temperature come from the file itself (``src.deploy.record``), so ``predict.py --model_path=...``
-(round 2) and other Python callers need no flags.
+and other Python callers need no flags.
 
     model = ExportedModel("net.onnx")
     model.predict(["cat.jpg"], topk=5, tta="flip")   # [{"file", "top": [(index, name, probability), ...]}]
 
-onnxruntime runs the model (FP32 or the INT8 QDQ model of ``src.deploy.quantize``); without it,
-``ExportError`` says what to install. Images are preprocessed by MindSpore's eval transforms
+onnxruntime runs an ONNX model (FP32 or the INT8 QDQ model of ``src.deploy.quantize``; without onnxruntime,
+``ExportError`` says what to install); MindSpore runs a MINDIR one (``mindspore.load`` + ``nn.GraphCell``, its
+record in the sidecar ``<model>.json``). Images are preprocessed by MindSpore's eval transforms
 (``src.data.transforms.eval_transforms``) one by one, exactly as eval.py and the C++ app do.
 """
 import os
@@ -23,10 +24,25 @@ class ExportedModel:
         from src.deploy.record import read_model_record
 
         path = os.fspath(path)
-        if not path.lower().endswith(".onnx"):
-            raise ExportError(f"{path}: only ONNX models run in Python here (MINDIR: mindspore.load; the C++ app "
-                              "runs MINDIR on Ascend)")
+        kind = os.path.splitext(path)[1].lower()
+        if kind not in (".onnx", ".mindir"):
+            raise ExportError(f"{path}: expected an exported .onnx or .mindir model (AIR files run on Ascend only, "
+                              "in the C++ app)")
+        if not os.path.isfile(path):
+            raise ModelRecordError(f"model file not found: {path}")
         self.record, self.record_source = read_model_record(path, required=True)
+        if kind == ".onnx":
+            self._run = self._onnx_runner(path, threads)
+        else:
+            self._run = self._mindir_runner(path)
+        self.batch = self.record["input"]["shape"][0]
+        self.path = path
+        cal = self.record.get("calibration")
+        self.temperature = float(cal["temperature"]) if cal else 1.0
+        self._ops = None
+
+    @staticmethod
+    def _onnx_runner(path, threads):
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -35,13 +51,27 @@ class ExportedModel:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.batch = self.record["input"]["shape"][0]
-        self.path = path
-        cal = self.record.get("calibration")
-        self.temperature = float(cal["temperature"]) if cal else 1.0
-        self._ops = None
+        try:
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own error types: a file it cannot load
+            raise ModelRecordError(f"onnxruntime cannot load {path}: {str(err).splitlines()[0][:300]}") from None
+        name = session.get_inputs()[0].name
+        return lambda batch: session.run(None, {name: batch})[0]
+
+    @staticmethod
+    def _mindir_runner(path):
+        import mindspore as ms
+        from mindspore import nn
+
+        try:
+            cell = nn.GraphCell(ms.load(path))
+        except (RuntimeError, ValueError) as err:
+            raise ModelRecordError(f"MindSpore cannot load {path}: {str(err).splitlines()[0][:300]}") from None
+
+        def run(batch):
+            out = cell(ms.Tensor(batch))
+            return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
+        return run
 
     @property
     def class_names(self):
@@ -73,7 +103,7 @@ class ExportedModel:
             pad = self.batch - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            out.append(self.session.run(None, {self.input_name: np.ascontiguousarray(chunk)})[0][:self.batch - pad])
+            out.append(np.asarray(self._run(np.ascontiguousarray(chunk)))[:self.batch - pad])
         return np.concatenate(out).astype(np.float32)
 
     def predict(self, image_paths, topk=5, tta="none"):

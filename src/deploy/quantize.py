@@ -28,8 +28,9 @@ import numpy as np
 
 from src.errors import DatasetError, ExportError
 
-__all__ = ["CALIBRATION_METHODS", "ONNX_HINT", "OPENVINO_HINT", "require_onnx_tools", "select_calibration_images",
-           "calibration_batches", "preprocessed_graph", "quantize_onnx", "quantize_openvino", "onnx_node_names", "run_onnx_batches"]
+__all__ = ["CALIBRATION_METHODS", "ONNX_HINT", "OPENVINO_HINT", "CHECK_IMAGES", "require_onnx_tools", "select_images",
+           "select_calibration_images", "image_batches", "calibration_batches", "preprocessed_graph", "quantize_onnx",
+           "quantize_openvino", "onnx_node_names", "run_onnx_batches", "int8_path", "quantize_exported"]
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 ONNX_HINT = "pip install onnxruntime==1.32.0 onnx==1.23.2"
@@ -48,14 +49,16 @@ def require_onnx_tools():
 
 
 # ---------------------------------------------------------------------------------------------- calibration data
-def select_calibration_images(data_dir, num_images, seed=0):
-    """``(rel_paths, labels, class_to_idx)``: ``num_images`` images of the ImageFolder ``data_dir``, taken in
-    turn from each class (a seeded shuffle within each class), so every class is represented as evenly as its
-    image count allows. Fewer images in the folder than asked: all of them."""
+def select_images(data_dir, counts, seed=0):
+    """Disjoint image sets of the ImageFolder ``data_dir``, one per entry of ``counts``: ``([(rel_paths,
+    labels), ...], class_to_idx)``. Images are taken in turn from each class (a seeded shuffle within each
+    class), so every class is represented as evenly as its image count allows; the first set takes the first
+    ``counts[0]`` images of that order, the next set the following ones. A set for which too few images are left
+    holds what is left (possibly none); each set is sorted by path."""
     from src.data.listing import list_image_folder
 
-    if int(num_images) < 1:
-        raise DatasetError(f"calib_images must be >= 1, got {num_images}")
+    if not counts or int(counts[0]) < 1:
+        raise DatasetError(f"calib_images must be >= 1, got {counts[0] if counts else None}")
     class_to_idx, rel_paths, labels = list_image_folder(os.fspath(data_dir), None)[:3]
     if not rel_paths:
         raise DatasetError(f"no image files in the class folders of {data_dir} (calibration data)")
@@ -63,37 +66,60 @@ def select_calibration_images(data_dir, num_images, seed=0):
     by_class = {}
     for path, label in zip(rel_paths, labels):
         by_class.setdefault(label, []).append(path)
-    queues = [list(rng.permutation(by_class[c])) for c in sorted(by_class)]
-    chosen = []
-    while len(chosen) < min(int(num_images), len(rel_paths)):
-        for c, queue in enumerate(queues):
-            if queue and len(chosen) < num_images:
-                chosen.append((queue.pop(), sorted(by_class)[c]))
-    chosen.sort()
-    return [p for p, _ in chosen], [int(lb) for _, lb in chosen], class_to_idx
+    queues = [(c, list(rng.permutation(by_class[c]))) for c in sorted(by_class)]
+    order = []
+    while len(order) < len(rel_paths):
+        for c, queue in queues:
+            if queue:
+                order.append((queue.pop(), int(c)))
+    sets, start = [], 0
+    for count in counts:
+        chosen = sorted(order[start:start + int(count)])
+        start += int(count)
+        sets.append(([p for p, _ in chosen], [lb for _, lb in chosen]))
+    return sets, class_to_idx
 
 
-def calibration_batches(data_dir, record, num_images=300, batch_size=1, seed=0):
-    """The calibration inputs: a list of float32 NCHW arrays of ``batch_size`` images each (the last one
-    padded by repeating images when ``batch_size`` does not divide the count, since an exported model has a
-    fixed batch), preprocessed by the eval pipeline as ``record`` (a model record) says."""
+def select_calibration_images(data_dir, num_images, seed=0):
+    """``(rel_paths, labels, class_to_idx)``: ``num_images`` images of the ImageFolder ``data_dir``, taken in
+    turn from each class (``select_images``). Fewer images in the folder than asked: all of them."""
+    (chosen,), class_to_idx = select_images(data_dir, [num_images], seed)
+    return chosen[0], chosen[1], class_to_idx
+
+
+def image_batches(files, record, batch_size=1, where="images"):
+    """Float32 NCHW arrays of ``batch_size`` images each (the last one padded by repeating images, since an
+    exported model has a fixed batch) of ``files``, preprocessed by the eval pipeline as ``record`` (a model
+    record) says; and the files they hold, in order (unreadable ones are skipped by the pipeline, with a
+    warning naming them)."""
     from src.data.pipeline import create_dataset
     from src.deploy.record import record_preprocess
+    from src.utils import signals
 
-    rel_paths, _, _ = select_calibration_images(data_dir, num_images, seed)
     image_size, eval_resize, crop_pct = record_preprocess(record)
-    files = [os.path.join(os.fspath(data_dir), p) for p in rel_paths]
-    bundle = create_dataset("", image_size, int(batch_size), mode="eval", files=files, eval_resize=eval_resize,
-                            crop_pct=crop_pct, shuffle=False, drop_remainder=False,
-                            where=f"{len(files)} calibration images of {data_dir}")
-    images = np.concatenate([np.asarray(b[0]) for b in bundle.dataset.create_tuple_iterator(
-        num_epochs=1, output_numpy=True)])
-    n = len(images)
-    pad = (-n) % int(batch_size)
+    bundle = create_dataset("", image_size, int(batch_size), mode="eval", files=list(files), eval_resize=eval_resize,
+                            crop_pct=crop_pct, shuffle=False, drop_remainder=False, where=where)
+    parts = [np.asarray(b[0]) for b in signals.guarded(bundle.dataset.create_tuple_iterator(num_epochs=1,
+                                                                                              output_numpy=True))]
+    if not parts:
+        raise DatasetError(f"{where}: none of the images could be read (see the warnings above)")
+    images = np.concatenate(parts)
+    used = [f for f in files if f not in dict(bundle.skipped)]
+    if len(images) != len(used):
+        raise DatasetError(f"{where}: {len(used)} readable images but the data pipeline gave {len(images)}")
+    pad = (-len(images)) % int(batch_size)
     if pad:
         images = np.concatenate([images, images[:pad]])
     return [np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)
-            for i in range(0, len(images), int(batch_size))]
+            for i in range(0, len(images), int(batch_size))], used
+
+
+def calibration_batches(data_dir, record, num_images=300, batch_size=1, seed=0):
+    """The calibration inputs: a list of float32 NCHW arrays of ``batch_size`` images each (``image_batches``)
+    of ``num_images`` images of ``data_dir`` (``select_calibration_images``)."""
+    rel_paths, _, _ = select_calibration_images(data_dir, num_images, seed)
+    files = [os.path.join(os.fspath(data_dir), p) for p in rel_paths]
+    return image_batches(files, record, batch_size, where=f"{len(files)} calibration images of {data_dir}")[0]
 
 
 def _reader(batches, input_name, quantization):
@@ -233,6 +259,69 @@ def run_onnx_batches(path, batches, threads=0):
     session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: b})[0] for b in batches])
+
+
+#: images of the calibration folder held out of the calibration to check the INT8 model against the FP32 one
+CHECK_IMAGES = 100
+
+
+def int8_path(fp32_path):
+    """``<model>.int8.onnx`` beside ``<model>.onnx``: where the INT8 model of an FP32 ONNX file goes."""
+    stem = os.fspath(fp32_path)
+    return (stem[:-len(".onnx")] if stem.lower().endswith(".onnx") else stem) + ".int8.onnx"
+
+
+def quantize_exported(fp32_path, out_path, data_dir, record, num_images=300, seed=0, check_images=CHECK_IMAGES,
+                      log=print, **options):
+    """INT8 model of the exported FP32 ONNX ``fp32_path`` (with ``record``, its model record) written to
+    ``out_path``: ``num_images`` images of the ImageFolder ``data_dir`` calibrate it (``select_images``), up to
+    ``check_images`` other images of it compare it with the FP32 model (the comparison goes into the INT8
+    model's record too, as ``quantization.check``). ``options``: ``quantize_onnx``'s.
+    Logs what it does through ``log`` (one line per call) and returns ``quantize_onnx``'s description with a
+    ``check`` entry: ``{"images", "top1_agreement", "max_abs_logit_diff", "top1_fp32", "top1_int8"}`` (top-1
+    against the folders' labels only when every class folder is one of the record's class names; None else),
+    or None when no image was left over for the check."""
+    data_dir = os.fspath(data_dir)
+    (calib, check), class_to_idx = select_images(data_dir, [num_images, check_images], seed)
+    batch = int(record["input"]["shape"][0])
+    files = [os.path.join(data_dir, p) for p in calib[0]]
+    batches, used = image_batches(files, record, batch, where=f"{len(files)} calibration images of {data_dir}")
+    n = len(used)
+    log(f"INT8 calibration: {n} images of {data_dir} (taken in turn from its {len(class_to_idx)} classes, seed {seed}), "
+        f"eval preprocessing of the model record")
+    info = quantize_onnx(fp32_path, out_path, batches, **options)
+    info["check"] = None
+    if not check[0]:
+        log(f"INT8 vs FP32: no image of {data_dir} is left over after the {n} calibration images, so none checks the "
+            "INT8 model (lower calib_images to keep some)")
+        return info
+    files = [os.path.join(data_dir, p) for p in check[0]]
+    batches, used = image_batches(files, record, batch, where=f"{len(files)} check images of {data_dir}")
+    k = len(used)
+    label_of = dict(zip(files, check[1]))
+    a = run_onnx_batches(fp32_path, batches)[:k].astype(np.float32)
+    q = run_onnx_batches(out_path, batches)[:k].astype(np.float32)
+    agree = float(np.mean(a.argmax(1) == q.argmax(1)))
+    result = {"images": int(k), "top1_agreement": agree, "max_abs_logit_diff": float(np.abs(a - q).max()),
+              "top1_fp32": None, "top1_int8": None}
+    names = record.get("class_names") or []
+    folder_of = {i: name for name, i in class_to_idx.items()}
+    if names and all(name in names for name in class_to_idx):
+        labels = np.asarray([names.index(folder_of[label_of[f]]) for f in used])
+        result.update(top1_fp32=float(np.mean(a.argmax(1) == labels)), top1_int8=float(np.mean(q.argmax(1) == labels)))
+    info["check"] = result
+    from src.deploy.record import read_model_record, write_model_record
+
+    stored, _ = read_model_record(out_path)
+    if stored is not None:  # the record says how the INT8 model compared with the FP32 one
+        stored["quantization"] = dict(stored["quantization"], check=result)
+        write_model_record(out_path, stored)
+    line = (f"INT8 vs FP32 on {k} images of {data_dir} that the calibration did not use: top-1 agreement "
+            f"{100 * agree:.1f}%, max |logit difference| {result['max_abs_logit_diff']:.3g}")
+    if result["top1_fp32"] is not None:
+        line += f"; top-1 FP32 {100 * result['top1_fp32']:.1f}%, INT8 {100 * result['top1_int8']:.1f}% (folder labels)"
+    log(line)
+    return info
 
 
 # ---------------------------------------------------------------------------------------------- OpenVINO

@@ -30,15 +30,15 @@ Where it is stored:
 
 ``read_model_record`` reads either; for an ONNX file without an embedded record it falls back to a sidecar.
 """
-import hashlib
 import json
 import os
 import tempfile
 
 from src.errors import ModelRecordError
+from src.utils.fileio import file_sha256
 
 __all__ = ["RECORD_FORMAT", "RECORD_VERSION", "RECORD_KEY", "build_model_record", "validate_record",
-           "write_model_record", "read_model_record", "sidecar_path", "onnx_metadata", "set_onnx_metadata",
+           "write_model_record", "read_model_record", "sidecar_path", "is_sidecar_record", "onnx_metadata", "set_onnx_metadata",
            "with_calibration", "record_preprocess", "file_sha256", "describe_record"]
 
 RECORD_FORMAT = "cspdarknet53-model-record"
@@ -51,14 +51,6 @@ _MODEL_GRAPH_FIELD = 7       # ModelProto.graph
 
 
 # ---------------------------------------------------------------------------------------------- building
-def file_sha256(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _class_names(info, num_classes):
     """The checkpoint's class names; the ImageNet-1k table for a 1000-class model without them (what
     predict.py shows for such a model too); else None."""
@@ -73,7 +65,7 @@ def _class_names(info, num_classes):
 
 def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info=None, output_dtype="float32",
                        eval_resize="auto", crop_pct=0.0, given=(), used_ema=False, calibration=None,
-                       file_format=None):
+                       file_format=None, sha256=None):
     """The record of a model exported from ``ckpt_path``.
 
     ``arch`` / ``num_classes``: what was built (``src.checkpoint.resolve_model``). ``input_shape``:
@@ -81,7 +73,8 @@ def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info=None, 
     ``info``: ``src.checkpoint.checkpoint_model_info(ckpt_path)`` (read when None). The eval resize mode and
     crop fraction come from ``src.archs.resolve_preprocess`` (``eval_resize`` / ``crop_pct`` / ``given``
     as there: the user's explicit values, else the checkpoint's training run, else the architecture's).
-    ``calibration``: a calibration record (``src.analysis.calibration``) to embed, or None.
+    ``calibration``: a calibration record (``src.analysis.calibration``) to embed, or None. ``sha256``: the
+    checkpoint's SHA-256 when already computed.
     """
     from src.archs import resolve_preprocess
     from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_resize_size
@@ -108,7 +101,7 @@ def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info=None, 
                        "mean": [round(float(v), 6) for v in IMAGENET_MEAN],
                        "std": [round(float(v), 6) for v in IMAGENET_STD]},
         "output": {"dtype": str(output_dtype), "kind": "logits"},
-        "source_checkpoint": {"path": os.path.abspath(os.fspath(ckpt_path)), "sha256": file_sha256(ckpt_path),
+        "source_checkpoint": {"path": os.path.abspath(os.fspath(ckpt_path)), "sha256": sha256 or file_sha256(ckpt_path),
                               "layout": info.get("layout"), "ema": bool(used_ema)},
         "calibration": None,
         "quantization": None,
@@ -342,6 +335,16 @@ def set_onnx_metadata(path, entries):
 def sidecar_path(model_path):
     """``<model file>.json``: where a MINDIR/AIR model's record lives."""
     return os.fspath(model_path) + SIDECAR_SUFFIX
+
+
+def is_sidecar_record(path):
+    """True when ``path`` is a JSON file holding a model record (the output guard's test before replacing a
+    sidecar)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("format") == RECORD_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _is_onnx(path):

@@ -1,6 +1,7 @@
 """Atomic writes, and the one guard every output path passes before any work (so a run fails before any
 device work, never clobbers an input or a file that is not the project's)."""
 import contextlib
+import hashlib
 import os
 import tempfile
 
@@ -126,3 +127,12 @@ def check_output_file(path, key, inputs=(), ours=None):
                                 "choose another path)")
     check_output_dir(os.path.dirname(full), key, value=path)
     return full
+
+
+def file_sha256(path, chunk=1 << 20):
+    """The SHA-256 of a file's bytes, as hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

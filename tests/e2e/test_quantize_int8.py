@@ -1,11 +1,14 @@
 """INT8 post-training quantization end to end (issue 23): train.py trains the tiny network on a learnable tiny
-set, export.py writes the FP32 ONNX, tools/quantize_int8.py calibrates on the training images (eval
-preprocessing) and writes the QDQ model; the INT8 model's top-1 on the held-out split stays within a tolerance
-of the FP32 model's, and its predictions agree with them. Heavy measurements (full networks, real data,
-speed): docs, not here (research/int8_deploy.py)."""
+set; one command, ``export.py --file_format=ONNX --quantize=int8 --calib_data_dir=<train>``, writes the FP32
+ONNX and its QDQ model ``<file_name>.int8.onnx`` (calibrated on the training images through the eval
+preprocessing, checked against FP32 on training images the calibration did not use); the INT8 model's top-1 on
+the held-out split stays within a tolerance of the FP32 model's, and its predictions agree with them.
+tools/quantize_int8.py (the expert options) quantizes an ONNX file exported before records existed. Heavy
+measurements (full networks, real data, speed): docs, not here (research/int8_deploy.py)."""
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -20,7 +23,8 @@ MIN_AGREEMENT = 0.9
 
 @pytest.fixture(scope="module")
 def trained(make_tiny_data, run_script, tmp_path_factory):
-    """(data root with train/ and val/, the FP32 ONNX) of cspdarknet_tiny trained 4 epochs at 32 px."""
+    """(data root with train/ and val/, the FP32 ONNX and its INT8 model, the checkpoint, export.py's output) of
+    cspdarknet_tiny trained 4 epochs at 32 px, exported with --quantize=int8."""
     data = make_tiny_data(classes=3, per_class={"train": 24, "val": 12}, size=40, ext="JPEG")
     out = tmp_path_factory.mktemp("int8")
     args = dict(arch="cspdarknet_tiny", max_epoch=4, log_interval=10, data_dir=data / "train", num_classes=3,
@@ -29,10 +33,11 @@ def trained(make_tiny_data, run_script, tmp_path_factory):
     result = run_script("train.py", [f"--{k}={v}" for k, v in args.items()], cwd=out)
     assert result.returncode == 0, result.output[-3000:]
     (ckpt,) = glob.glob(str(out / "runs" / "*" / "ckpt_0" / "*-4_*.ckpt"))
-    result = run_script("export.py", [f"--ckpt_file={ckpt}", "--file_format=ONNX", f"--file_name={out / 'tiny'}"],
+    result = run_script("export.py", [f"--ckpt_file={ckpt}", "--file_format=ONNX", f"--file_name={out / 'tiny'}",
+                                      "--quantize=int8", f"--calib_data_dir={data / 'train'}", "--calib_images=30"],
                         cwd=out)
     assert result.returncode == 0, result.output[-3000:]
-    return data, out / "tiny.onnx", ckpt
+    return data, out / "tiny.onnx", out / "tiny.int8.onnx", ckpt, result
 
 
 def _val(data, record):
@@ -47,20 +52,23 @@ def _val(data, record):
     return [x[i:i + 1] for i in range(len(x))], np.concatenate(ys)
 
 
-def test_int8_export_keeps_the_accuracy_of_fp32(trained, run_script, tmp_path):
+def test_int8_export_keeps_the_accuracy_of_fp32(trained):
     from src.deploy.quantize import run_onnx_batches
     from src.deploy.record import read_model_record
 
-    data, fp32, ckpt = trained
-    int8 = tmp_path / "tiny.int8.onnx"
-    result = run_script("tools/quantize_int8.py", [f"--model={fp32}", f"--calib_data_dir={data / 'train'}",
-                                                   "--calib_images=30", f"--ckpt_file={ckpt}", f"--output={int8}"])
-    assert result.returncode == 0, result.output[-3000:]
-    assert "calibration: 30 images" in result.stdout
+    data, fp32, int8, _, result = trained
+    assert "INT8 calibration: 30 images" in result.stdout
+    # the check on the 42 training images the calibration did not use, printed by export.py
+    check = re.search(r"INT8 vs FP32 on (\d+) images .* top-1 agreement ([0-9.]+)%", result.stdout)
+    assert check and int(check.group(1)) == 72 - 30 and float(check.group(2)) >= 100 * MIN_AGREEMENT, result.stdout
     record, _ = read_model_record(int8)
     assert record["quantization"]["calibration_images"] == 30 and record["class_names"] == ["class0", "class1",
                                                                                           "class2"]
-    assert read_model_record(fp32)[0]["preprocess"]["image_size"] == [32, 32]   # the FP32 file got its record too
+    assert record["quantization"]["check"]["images"] == 42
+    fp32_record = read_model_record(fp32)[0]
+    assert fp32_record["quantization"] is None and fp32_record["preprocess"]["image_size"] == [32, 32]
+    assert {k: v for k, v in record.items() if k != "quantization"} == \
+        {k: v for k, v in fp32_record.items() if k != "quantization"}
     # a QDQ model: int8 weights, much smaller than the float32 one
     assert os.path.getsize(int8) < 0.5 * os.path.getsize(fp32)
     batches, labels = _val(data, record)
@@ -75,8 +83,58 @@ def test_int8_export_keeps_the_accuracy_of_fp32(trained, run_script, tmp_path):
     assert not np.allclose(a, q)   # it is another model, not a copy of the float one
 
 
+def test_the_tool_quantizes_an_onnx_file_exported_without_a_record(trained, run_script, tmp_path):
+    """tools/quantize_int8.py --ckpt_file: the record is built from the checkpoint, written into both files."""
+    from src.deploy.record import RECORD_KEY, onnx_metadata, read_model_record
+
+    data, fp32, _, ckpt, _ = trained
+    bare = tmp_path / "bare.onnx"
+    import onnx
+    model = onnx.load(str(fp32))
+    del model.metadata_props[:]
+    onnx.save(model, str(bare))
+    assert RECORD_KEY not in onnx_metadata(bare)
+    result = run_script("tools/quantize_int8.py", [f"--model={bare}", f"--calib_data_dir={data / 'train'}",
+                                                   "--calib_images=12", f"--ckpt_file={ckpt}"])
+    assert result.returncode == 0, result.output[-3000:]
+    assert "INT8 calibration: 12 images" in result.stdout and "INT8 vs FP32 on 60 images" in result.stdout
+    assert read_model_record(bare)[0]["class_names"] == ["class0", "class1", "class2"]
+    assert read_model_record(tmp_path / "bare.int8.onnx")[0]["quantization"]["calibration_images"] == 12
+
+
+def test_int8_export_errors(trained, run_script, tmp_path, monkeypatch):
+    """Refused before any work, one error line, nothing written: a format other than ONNX; no calib_data_dir;
+    a calib_data_dir that is no folder or has no class folders; onnx/onnxruntime missing (names what to
+    install)."""
+    data, _, _, ckpt, _ = trained
+    base = [f"--ckpt_file={ckpt}", f"--file_name={tmp_path / 'm'}"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [(["--quantize=int8", f"--calib_data_dir={data / 'train'}"], "needs file_format=ONNX", {}),
+             (["--file_format=ONNX", "--quantize=int8"], "needs calib_data_dir", {}),
+             (["--file_format=ONNX", "--quantize=int8", f"--calib_data_dir={tmp_path / 'none'}"], "no such folder",
+              {}),
+             (["--file_format=ONNX", "--quantize=int8", f"--calib_data_dir={empty}"], str(empty), {}),
+             (["--file_format=ONNX", "--quantize=int8", f"--calib_data_dir={data / 'train'}"],
+              "pip install onnxruntime", {"PYTHONPATH": str(_no_onnx(tmp_path))})]
+    for args, message, env in cases:
+        result = run_script("export.py", base + args, env=env or None)
+        assert result.returncode == 2 and message in result.stderr, result.output[-2000:]
+        assert result.stderr.count("error:") == 1 and "Traceback" not in result.output
+        assert not list(tmp_path.glob("m.*")), list(tmp_path.glob("m.*"))
+
+
+def _no_onnx(tmp_path):
+    """A PYTHONPATH (the repository first) on which ``import onnx`` fails, as where it is not installed."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    shadow = tmp_path / "no_onnx"
+    (shadow / "onnx").mkdir(parents=True)
+    (shadow / "onnx" / "__init__.py").write_text("raise ImportError('No module named onnx')\n")
+    return f"{root}{os.pathsep}{shadow}"
+
+
 def test_quantize_tool_errors(trained, run_script, tmp_path):
-    data, fp32, _ = trained
+    data, fp32, _, _, _ = trained
     bare = tmp_path / "bare.onnx"
     from src.deploy.record import RECORD_KEY, onnx_metadata, set_onnx_metadata
     bare.write_bytes(fp32.read_bytes())
