@@ -41,11 +41,11 @@ def _convert(scripts, data, prefix, shards):
     return out
 
 
-def test_convert_train_resume_and_eval(tmp_path, scripts, make_images):
+def test_convert_train_resume_and_eval(tmp_path, scripts, write_images):
     from src.checkpoint import read_state_dict
     for split, n in (("train", 8), ("val", 3)):
         for k, name in enumerate(("ant", "bee", "cow")):
-            make_images(str(tmp_path / split / name), n, 40 + 80 * k, seed=10 * k + (split == "val"))
+            write_images(str(tmp_path / split / name), n, 40 + 80 * k, seed=10 * k + (split == "val"))
     name, data = known_crashers()[1]
     crasher = tmp_path / "train" / "bee" / name
     crasher.write_bytes(data)

@@ -1,5 +1,5 @@
 """scripts/run_tests.sh keeps the runtime environment .venv as README's first command made it: the tests get
-their own environment (.venv-test), the reference packages (torch, timm) only when selected tests import them,
+their own environment (.venv-test), the reference packages (torch, timm) only for tests/reference/ or tests that import them,
 the C++ app's build dependencies only when selected tests build the app. Checked in a copy of the script with
 a stand-in interpreter that logs every call (no package is installed, no test is run)."""
 import os
@@ -27,6 +27,7 @@ echo "install_cxx_deps.sh PYTHON=$PYTHON" >> "$CALL_LOG"
 TEST_MODULES = {
     "tests/unit/test_plain.py": "def test_x():\n    pass\n",
     "tests/reference/test_parity.py": "import torch\n\n\ndef test_x():\n    pass\n",
+    "tests/reference/test_tool.py": "def test_x():\n    pass\n",  # runs a torch tool in a child, say
     "tests/e2e/test_app.py": "APP = 'ascend310_infer'\n\n\ndef test_x():\n    pass\n",
 }
 
@@ -91,6 +92,9 @@ def test_tiers_get_their_own_environment_and_only_what_they_need(repo):
     assert installs == [f"{test_python} -m pip install -q -r {repo}/requirements-reference.txt"], calls
     assert f"install_cxx_deps.sh PYTHON={test_python}" in calls
     assert calls[-1] == f"{test_python} -m pytest -q", calls
+
+    proc, calls = _run_tests(repo, "tests/reference/test_tool.py")  # the reference tier needs them, imports or not
+    assert "(requirements-reference.txt, reused)" in proc.stdout and not any(" pip " in c for c in calls), calls
 
     proc, calls = _run_tests(repo, "e2e")
     assert "install_cxx_deps.sh PYTHON=" + test_python in calls and not any(" pip " in c for c in calls), calls
