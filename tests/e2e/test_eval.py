@@ -5,7 +5,6 @@ import json
 import glob
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -105,7 +104,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_eval_distributed_two_ranks_sum_counts(tmp_path, eval_data, save_trained):
+def test_eval_distributed_two_ranks_sum_counts(tmp_path, eval_data, save_trained, run_script):
     """msrun with 2 CPU ranks: disjoint shards (4 + 3 images), counts summed by AllReduce, rank 0 writes."""
     import shutil
     msrun = shutil.which("msrun") or os.path.join(os.path.dirname(sys.executable), "msrun")
@@ -116,12 +115,11 @@ def test_eval_distributed_two_ranks_sum_counts(tmp_path, eval_data, save_trained
     save_trained(net, ckpt)
     expected = eval_data.counts(net)
     # msrun starts the workers with the `python` found on PATH: make it this interpreter
-    env = dict(os.environ, GLOG_v="3", CSPDARKNET53_RUN_NAME="dist",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(CSPDARKNET53_RUN_NAME="dist", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     cmd = [msrun, "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", "--log_dir=msrun_logs", "--join=True", "--cluster_time_out=200",
            os.path.join(REPO, "eval.py")] + _common(eval_data) + [f"--pretrained={ckpt}", "--per_batch_size=2"]
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=400)
+    proc = run_script.cmd(cmd, cwd=tmp_path, env=env, timeout=400)
     logs = proc.stdout + proc.stderr
     assert proc.returncode == 0, logs[-5000:]
     run = tmp_path / "out" / "dist"

@@ -5,8 +5,6 @@ classes checked against the checkpoint's)."""
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -92,25 +90,23 @@ def test_convert_train_resume_and_eval(tmp_path, scripts, write_images):
 
 _KILLED = """
 import sys, time
-sys.path.insert(0, sys.argv[1])
 import mindspore.mindrecord as mr
 orig = mr.FileWriter.commit
 def slow_commit(self):
     r = orig(self)
-    open(sys.argv[4], "w").close()   # tell the test the shards exist (in the temporary folder)
+    open(sys.argv[3], "w").close()   # tell the test the shards exist (in the temporary folder)
     time.sleep(120)
     return r
 mr.FileWriter.commit = slow_commit
 from src.data.convert import convert_to_mindrecord
-convert_to_mindrecord(sys.argv[2], sys.argv[3], shards=2, verify=False, progress=False)
+convert_to_mindrecord(sys.argv[1], sys.argv[2], shards=2, verify=False, progress=False)
 """
 
 
-def test_a_killed_conversion_leaves_nothing_that_looks_complete(tree, tmp_path):
+def test_a_killed_conversion_leaves_nothing_that_looks_complete(tree, tmp_path, run_script):
     prefix = str(tmp_path / "out" / "mr.mindrecord")
     flag = str(tmp_path / "committed")
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, ROOT, tree, prefix, flag],
-                            env=dict(os.environ, GLOG_v="3"))
+    proc = run_script.popen(None, ["-c", _KILLED, tree, prefix, flag])
     try:
         deadline = time.monotonic() + 120
         while not os.path.exists(flag) and time.monotonic() < deadline and proc.poll() is None:
@@ -131,13 +127,12 @@ def test_a_killed_conversion_leaves_nothing_that_looks_complete(tree, tmp_path):
 
 
 
-def test_cli(tree, tmp_path):
+def test_cli(tree, tmp_path, run_script):
     out = str(tmp_path / "cli.mindrecord")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_to_mindrecord.py"), "--data_dir", tree,
-                        "--output", out, "--shards", "2", "--workers", "1", "--manifest", "none", "--quiet"],
-                       capture_output=True, text=True, env=dict(os.environ, GLOG_v="3"), timeout=300)
+    r = run_script("tools/convert_to_mindrecord.py", ["--data_dir", tree, "--output", out, "--shards", "2",
+                                                     "--workers", "1", "--manifest", "none", "--quiet"], timeout=300)
     assert r.returncode == 0, r.stderr
     assert "12 images, 3 classes, 0 left out -> 2 shard file(s)" in r.stdout
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_to_mindrecord.py"), "--data_dir",
-                        str(tmp_path / "nope"), "--output", out + "2"], capture_output=True, text=True, timeout=300)
+    r = run_script("tools/convert_to_mindrecord.py", ["--data_dir", tmp_path / "nope", "--output", out + "2"],
+                   timeout=300)
     assert r.returncode == 2 and "dataset folder not found" in r.stderr

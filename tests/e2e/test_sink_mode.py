@@ -4,8 +4,6 @@ validation; resume in sink mode continues exactly; progress lines come per sink.
 import csv
 import glob
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,15 +17,13 @@ def sink_data(make_tiny_data):
     return make_tiny_data(3, {"train": 12, "val": 4}, 40, ext="JPEG")
 
 
-def _train(tmp_path, data, out, **over):
+def _train(run_script, tmp_path, data, out, **over):
     args = dict(arch="cspdarknet_tiny", max_epoch=2, log_interval=1, data_dir=data / "train",
                 val_data_dir=data / "val", num_classes=3, image_size="32,32", per_batch_size=4, warmup_epochs=0,
                 lr=0.05, num_parallel_workers=1, ckpt_path=out, lr_scheduler="cosine_step", eta_min=0.0, ema=1,
                 ema_decay=0.9)
     args.update(over)
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py")] + [f"--{k}={v}" for k, v in args.items()],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_script("train.py", cwd=tmp_path, timeout=600, **args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = sorted(glob.glob(os.path.join(str(out), "*")))
     return runs[0] if len(runs) == 1 else runs
@@ -54,9 +50,9 @@ def _compare_states(a, b, atol=0.0):
     return worst
 
 
-def test_sink_mode_matches_the_loop_and_resumes_exactly(tmp_path, sink_data):
-    loop = _train(tmp_path, sink_data, tmp_path / "loop", dataset_sink_mode=0)
-    sink = _train(tmp_path, sink_data, tmp_path / "sink", dataset_sink_mode=1, sink_size=4)  # -> 3 (divides 9)
+def test_sink_mode_matches_the_loop_and_resumes_exactly(tmp_path, sink_data, run_script):
+    loop = _train(run_script, tmp_path, sink_data, tmp_path / "loop", dataset_sink_mode=0)
+    sink = _train(run_script, tmp_path, sink_data, tmp_path / "sink", dataset_sink_mode=1, sink_size=4)  # -> 3 (divides 9)
 
     m_loop, m_sink = _metrics(loop), _metrics(sink)
     assert [r["epoch"] for r in m_sink] == ["1", "2"]
@@ -74,15 +70,15 @@ def test_sink_mode_matches_the_loop_and_resumes_exactly(tmp_path, sink_data):
     assert "epoch[2], step[9/9], loss:" in log and "epoch[1], step[1/9], loss:" in log
 
 
-def test_sink_resume_continues_exactly(tmp_path, sink_data):
+def test_sink_resume_continues_exactly(tmp_path, sink_data, run_script):
     """Stopped after epoch 1 and resumed, a sink run ends in the very state of the uninterrupted sink run."""
     from src.checkpoint import read_state_dict
 
-    full = _train(tmp_path, sink_data, tmp_path / "full", dataset_sink_mode=1, sink_size=3, ckpt_older_weights_only=0)
+    full = _train(run_script, tmp_path, sink_data, tmp_path / "full", dataset_sink_mode=1, sink_size=3, ckpt_older_weights_only=0)
     resumed = tmp_path / "resumed"
     (resumed / "ckpt_0").mkdir(parents=True)
     os.link(os.path.join(full, "ckpt_0", "0-1_9.ckpt"), resumed / "ckpt_0" / "0-1_9.ckpt")
-    _train(tmp_path, sink_data, tmp_path / "unused", dataset_sink_mode=1, sink_size=3, resume=resumed)
+    _train(run_script, tmp_path, sink_data, tmp_path / "unused", dataset_sink_mode=1, sink_size=3, resume=resumed)
     a, _ = read_state_dict(os.path.join(full, "ckpt_0", "0-2_9.ckpt"))
     b, _ = read_state_dict(resumed / "ckpt_0" / "0-2_9.ckpt")
     assert set(a) == set(b) and any(k.startswith("ema.") for k in a)
