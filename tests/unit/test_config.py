@@ -317,10 +317,6 @@ def test_duplicate_and_non_mapping_yaml(tmp_path):
         load_config([], config_path=_write(tmp_path, "- 1\n- 2\n", "l.yaml"))
 
 
-def test_config_error_is_value_error():
-    assert issubclass(ConfigError, ValueError)
-
-
 # --------------------------------------------------------------------------- profiles
 def test_profile_respects_explicit_keys(tmp_path):
     path = _write(tmp_path, "num_classes: 10\nper_batch_size: 64\n")

@@ -211,6 +211,19 @@ def test_storage_errors_in_a_job_are_one_error_line(capsys, restore_src_logger, 
     assert len(lines) == 1 and lines[0].startswith(message), lines
 
 
+def test_a_config_error_raised_in_a_job_is_a_user_error(capsys, restore_src_logger):
+    """A ConfigError found while the job runs (a key whose value only the job can check) is the user's
+    mistake: exit 2 and its message as the one error line, never a traceback."""
+    from model_utils.entry import run_entry
+
+    def job(cfg, run_log):
+        raise ConfigError("image_size='7,7': smaller than the network's 32 px")
+
+    assert run_entry(job, []) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: image_size='7,7': smaller than the network's 32 px"], lines
+
+
 def test_a_very_long_error_is_one_bounded_line(capsys, restore_src_logger):
     from model_utils.entry import run_entry
     from src.utils.runtime import MAX_ERROR_LINE
