@@ -70,3 +70,43 @@ def eval_in_process(capsys):
         captured = capsys.readouterr()
         return code, captured.out + captured.err
     return run
+
+
+#: train.py options of the reference runs: 3 classes x 12 images at 32 px, 4 per batch (9 steps per epoch),
+#: 3 epochs, EMA and validation on; every checkpoint keeps its full training state (resumable)
+REFERENCE_RUN = dict(arch="cspdarknet_tiny", max_epoch=3, log_interval=1, num_classes=3, image_size="32,32",
+                     per_batch_size=4, warmup_epochs=0, lr=0.05, num_parallel_workers=1, lr_scheduler="cosine_step",
+                     eta_min=0.0, ema=1, ema_decay=0.9)
+#: dataset_sink_mode per mode; sink_size 4 becomes 3, the largest divisor of the 9 steps
+MODES = {"loop": dict(dataset_sink_mode=0), "sink": dict(dataset_sink_mode=1, sink_size=4)}
+
+
+class ReferenceRuns:
+    """``runs(mode) -> (run folder, train.py output)``: one uninterrupted 3-epoch run per mode ("loop",
+    "sink"), trained on first use and kept for the session; ``runs.args(out, mode="loop", **over)``: the
+    train.py arguments of such a run writing to ``out`` (``over`` wins); ``runs.data``: its data folder."""
+
+    def __init__(self, tmp_path_factory, data, run_script):
+        self.factory, self.data, self.run_script, self.runs = tmp_path_factory, data, run_script, {}
+
+    def args(self, out, mode="loop", **over):
+        args = dict(REFERENCE_RUN, data_dir=self.data / "train", val_data_dir=self.data / "val", ckpt_path=out,
+                    **MODES[mode])
+        args.update(over)
+        return [f"--{k}={v}" for k, v in args.items()]
+
+    def __call__(self, mode):
+        if mode not in self.runs:
+            root = self.factory.mktemp(f"reference_{mode}")
+            proc = self.run_script("train.py", self.args(root / "out", mode, ckpt_older_weights_only=0), cwd=root,
+                                   timeout=600)
+            assert proc.returncode == 0, proc.output[-3000:]
+            self.runs[mode] = (Scripts.run_dir(root / "out"), proc.output)
+        return self.runs[mode]
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, make_tiny_data, run_script):
+    """The session's uninterrupted reference runs (ReferenceRuns): the state that resumed and sink runs must
+    reproduce, and a finished run to inspect. Data: 3 classes, train/ 3 x 12 and val/ 3 x 4 JPEGs of 40 px."""
+    return ReferenceRuns(tmp_path_factory, make_tiny_data(3, {"train": 12, "val": 4}, 40, ext="JPEG"), run_script)

@@ -85,10 +85,10 @@ def test_wrong_num_classes_is_an_error_unless_fine_tuning(tmp_path):
 
 
 def test_wrong_arch_is_an_error(tmp_path):
-    path = tmp_path / "tiny.ckpt"
-    save_checkpoint_atomic(create_model("cspdarknet_tiny"), path, metadata={"arch": "cspdarknet_tiny"})
-    with pytest.raises(CheckpointError, match="arch 'cspdarknet_tiny'.*network is 'cspdarknet53'"):
-        load_weights(create_model("cspdarknet53"), path)
+    path = tmp_path / "other.ckpt"  # the arch recorded in the checkpoint is not the network's
+    save_checkpoint_atomic(create_model("cspdarknet_tiny"), path, metadata={"arch": "cspdarknet53"})
+    with pytest.raises(CheckpointError, match="arch 'cspdarknet53'.*network is 'cspdarknet_tiny'"):
+        load_weights(create_model("cspdarknet_tiny"), path)
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "empty", "garbage", "extension", "no_ema"])

@@ -47,7 +47,7 @@ def _tiny_net_with_bn_stats():
     return net
 
 
-def test_fold_batchnorm_keeps_the_logits(graph_mode):
+def test_fold_batchnorm_keeps_the_logits():
     import numpy as np
     from mindspore import Tensor, nn
 
