@@ -23,8 +23,8 @@ from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLASSES = 4
-TRAIN_PER_CLASS, VAL_PER_CLASS, BATCH = 12, 10, 8
-EVAL_BATCH = 7  # 40 val images: 5 full batches and one of 5 (2 ranks: 7, 7, 6 each)
+TRAIN_PER_CLASS, VAL_PER_CLASS, BATCH = 12, [11, 10, 10, 10], 8
+EVAL_BATCH = 7  # 41 val images: 5 full batches and one of 6; on 2 ranks unequal shards of 21 and 20 images
 EPOCHS = 2
 STEPS_PER_EPOCH = CLASSES * TRAIN_PER_CLASS // BATCH
 
@@ -51,8 +51,8 @@ def _read_csv(path):
 def run(tmp_path_factory, run_script, write_images):
     """Data, and one training run with TensorBoard on (2 epochs of 6 steps, validation each epoch)."""
     root = tmp_path_factory.mktemp("analysis_e2e")
-    for s, (split, n) in enumerate((("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS))):
-        for c in range(CLASSES):  # grey levels 40 apart, noise 35: neighbouring classes overlap
+    for s, (split, counts) in enumerate((("train", [TRAIN_PER_CLASS] * CLASSES), ("val", VAL_PER_CLASS))):
+        for c, n in enumerate(counts):  # grey levels 40 apart, noise 35: neighbouring classes overlap
             write_images(root / "data" / split / f"class{c}", n, 60 + 40 * c, seed=(s, c), noise=35)
     args = ["--arch=cspdarknet_tiny", f"--max_epoch={EPOCHS}", "--log_interval=4", f"--num_classes={CLASSES}",
             f"--data_dir={root / 'data' / 'train'}", f"--val_data_dir={root / 'data' / 'val'}",
@@ -147,9 +147,9 @@ def test_eval_writes_the_analysis_beside_the_json(one_process):
     names = [f"class{c}" for c in range(CLASSES)]
     matrix, csv_names = read_confusion_matrix_csv(folder / "confusion_matrix.csv")
     assert csv_names == names and matrix.shape == (CLASSES, CLASSES)
-    assert int(matrix.sum()) == data["images"] == CLASSES * VAL_PER_CLASS
+    assert int(matrix.sum()) == data["images"] == sum(VAL_PER_CLASS)
     assert int(np.trace(matrix)) == data["top1_correct"]
-    assert matrix.sum(axis=1).tolist() == [VAL_PER_CLASS] * CLASSES
+    assert matrix.sum(axis=1).tolist() == VAL_PER_CLASS
     rows = read_per_class_csv(folder / "per_class.csv")
     with open(folder / "per_class.csv", encoding="utf-8") as f:
         assert f.readline().strip() == "class_index,class_name,images,top1_correct,precision,recall,f1,top5_recall"
@@ -226,7 +226,8 @@ def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path, 
     two = json.loads((folder2 / "eval_result.json").read_text())
     assert two["group_size"] == 2 and one["group_size"] == 1
     rank1 = (folder2 / "eval_rank1.log").read_text()
-    assert "(20 on this rank" in rank1  # each rank scored half
+    assert "(20 on this rank" in rank1  # each rank scored its shard: 21 on rank 0, 20 here
+    assert two["group_size"] == 2
     for name in ("confusion_matrix.csv", "per_class.csv"):
         assert (folder2 / name).read_text() == (folder1 / name).read_text(), name
     for key in ("top1_correct", "top5_correct", "images", "macro_precision", "macro_recall", "macro_f1",

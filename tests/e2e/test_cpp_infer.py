@@ -1,4 +1,4 @@
-"""End-to-end tests of the C++ inference app (ascend310_infer/, issue 7).
+"""End-to-end tests of the C++ inference app (ascend310_infer/).
 
 What runs here (CPU only):
   * the ORT_CPU build (ONNX Runtime C++ API), built once per source hash into a cache folder;
@@ -9,7 +9,7 @@ What runs here (CPU only):
   * its logits against a Python reference on the same images (fp32: 1e-3 abs; fp16 head: one fp16 step),
     same top-1;
   * the whole scripts/run_infer_310.sh flow and its acc.log;
-  * the model record (issue 23): with no size flags the app preprocesses as the record says (shorter-side resize
+  * the model record: with no size flags the app preprocesses as the record says (shorter-side resize
     included, bit for bit), prints class names, refuses a size that does not fit naming the real option, reads
     a sidecar, and runs the INT8 (QDQ) model of tools/quantize_int8.py;
   * the ASCEND310 sources, compiled with -fsyntax-only -Werror against the MindSpore C++ API headers.

@@ -1,4 +1,4 @@
-"""INT8 post-training quantization end to end (issue 23): train.py trains the tiny network on a learnable tiny
+"""INT8 post-training quantization end to end: train.py trains the tiny network on a learnable tiny
 set, export.py writes the FP32 ONNX, tools/quantize_int8.py calibrates on the training images (eval
 preprocessing) and writes the QDQ model; the INT8 model's top-1 on the held-out split stays within a tolerance
 of the FP32 model's, and its predictions agree with them. Heavy measurements (full networks, real data,

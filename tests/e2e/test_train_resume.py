@@ -138,7 +138,6 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_matches_the_uninte
 
     resumed = run_script("train.py", [f"--resume={run}"], cwd=tmp_path)  # the run's own config, nothing else
     assert resumed.returncode == 0, resumed.output[-3000:]
-    assert f"and {done} steps of epoch 2 (replayed" in resumed.output
     _assert_same_state(os.path.join(straight, "ckpt_0", "0-3_9.ckpt"), os.path.join(run, "ckpt_0", "0-3_9.ckpt"))
     assert _metrics(run) == _metrics(straight)
     assert not os.path.exists(os.path.join(run, "ckpt_0", f"0-2_{done}.ckpt"))  # superseded, removed

@@ -1,5 +1,5 @@
 """src/utils/perf.py, the performance settings benchmark.py, train and eval share, and benchmark.py's run specs
-(in process; benchmark.py itself runs in tests/e2e/test_benchmark.py)."""
+(in process; benchmark.py itself runs in tests/reference/test_benchmark.py)."""
 import pytest
 
 

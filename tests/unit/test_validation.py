@@ -1,7 +1,7 @@
-"""Validation in-process (issue 13): config values and cross-key rules at load time, the up-front output
+"""Validation in-process: config values and cross-key rules at load time, the up-front output
 checks, what a failing or killed checkpoint save leaves, metrics.csv after redone epochs, and the entry
 points' mapping of storage errors to one ``error:`` line. The same cases as command lines are in
-``tests/e2e/test_failures.py``; ``docs/errors.md`` lists them all."""
+``tests/e2e/test_bad_input_and_storage_faults.py``; ``docs/errors.md`` lists them all."""
 import errno
 import os
 

@@ -131,9 +131,9 @@ def test_ema_validation_scores_the_ema_weights_and_best_ckpt_holds_them(tmp_path
 
 # -------------------------------------------------------------------------------- O2 / O3, overflow
 
-AMP_RUNS = {  # name: train.py options; batch 4: 9 steps
+AMP_RUNS = {  # name: train.py options; batch 4: 9 steps. O2 and O3 each with a fixed scale, and the dynamic
+    # scale where it overflows (a dynamic scale without overflow: tests/e2e/test_train.py)
     "O2_fixed": dict(amp_level="O2", is_dynamic_loss_scale=0, loss_scale=1024, val_data_dir="VAL"),
-    "O2_dynamic": dict(amp_level="O2", is_dynamic_loss_scale=1, loss_scale=65536),
     "O3_fixed": dict(amp_level="O3", is_dynamic_loss_scale=0, loss_scale=1024),
     "O3_dynamic_overflow": dict(amp_level="O3", is_dynamic_loss_scale=1, loss_scale=2 ** 21),
 }
@@ -204,7 +204,6 @@ def test_dynamic_loss_scale_overflow_is_logged_skipped_and_the_run_finishes(amp_
     assert int(arrays["global_step"].reshape(-1)[0]) == good
     assert float(arrays["scale_sense"].reshape(-1)[0]) == 2.0 ** (21 - len(events))
     assert int(arrays["loss_scale_good_steps"].reshape(-1)[0]) == STEPS - events[-1][0]  # good steps since then
-    assert "training finished: 1 epochs" in log
 
 
 def _step_losses(run):
@@ -220,8 +219,8 @@ def test_label_smooth_style_reaches_the_training_loss(tmp_path, data, run_script
                        "pytorch_same_targets": dict(label_smooth_style="pytorch", label_smooth_factor=0.15),
                        "default": dict(label_smooth_factor=0.1)}.items():
         (tmp_path / name).mkdir()
-        _, run = _train(run_script, tmp_path / name, data, tmp_path / name / "out", max_epoch=2, **over)
+        _, run = _train(run_script, tmp_path / name, data, tmp_path / name / "out", **over)  # one epoch
         runs[name] = _step_losses(run)
-    assert len(runs["zoo"]) == 2 * (36 // 8), runs  # 36 images, batch 8, the partial batch dropped
+    assert len(runs["zoo"]) == 36 // 8, runs  # 36 images, batch 8, the partial batch dropped
     np.testing.assert_allclose(runs["zoo"], runs["pytorch_same_targets"], rtol=1e-4)
     assert np.abs(np.asarray(runs["zoo"]) - np.asarray(runs["default"])).max() > 1e-3, runs

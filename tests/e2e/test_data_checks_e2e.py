@@ -1,4 +1,4 @@
-"""The data guards as a user meets them (train.py / eval.py / tools as subprocesses, real files):
+"""The data checks as a user meets them (train.py / eval.py / tools as subprocesses, real files):
 
 * ``--verify_manifest`` naming a user's file or a device: one ``error:`` line, exit 2, before any work, the
   file or device untouched;
