@@ -1,31 +1,17 @@
-"""Write the label JSON for the C++ inference flow (postprocess.py reads it).
+"""Write the label JSON of the C++ inference flow (postprocess.py reads it): ``{image file name: class index}``.
 
-The image folder must be arranged as an ImageFolder: one sub-folder per class. Sub-folders are sorted
-by name and numbered 0, 1, ... (the order the training ImageFolder uses, so for ImageNet the synset
-folders n01440764 ... n15075141 give indices 0 ... 999). Every regular file directly inside a class
-folder is mapped by its basename to the class index, e.g. {"ILSVRC2012_val_00000001.JPEG": 65, ...},
-as the model zoo's script did. Files directly in img_path are ignored (reported). Hidden entries (names
-starting with '.', e.g. the data check's ``.cspdarknet53_verified.jsonl`` manifest) are skipped silently, as
-the C++ app skips them.
+    python create_imagenet2012_label.py --img_path=/path/to/val [--output=./imagenet_label.json] [--model_path=M]
 
-With ``--model_path`` (an exported model with a model record, ``src.deploy.record``) the class folders are
-numbered by the model's class names instead: a folder named like a trained class gets that class's index,
-so a subset of the classes, or folders sorted differently, still score right. If no folder is a class name
-(e.g. ImageNet synset folders against a model whose names are words) the sorted order is kept, with a
-warning; if only some are, it is an error naming the others.
-
-Usage: python create_imagenet2012_label.py --img_path=/path/to/val [--output=./imagenet_label.json]
-       [--model_path=MODEL]
-Exit status: 0 written, 2 bad input (missing or empty folder, duplicate file names, an output that cannot
-be written, a bad command line): one ``error:`` line on stderr.
+``img_path`` is an ImageFolder: its class sub-folders, sorted by name, are numbered 0, 1, ... (the training
+order: ImageNet's synset folders give 0 ... 999), and every regular file directly in a class folder maps by
+its basename to that index, as the model zoo's script did. Hidden entries (``.``) are skipped, files directly
+in img_path ignored (reported). With ``--model_path`` (an exported model with a model record) folders named
+like the model's classes get those classes' indices; if none is, the sorted order is kept (a warning); if only
+some are, it is an error naming the others. Exit status: 0 written; 2 bad input (one ``error:`` line).
 """
 import argparse
-import json
 import os
 import sys
-import tempfile
-
-__all__ = ["LabelError", "build_labels", "check_output", "write_labels", "main"]
 
 
 class LabelError(ValueError):
@@ -37,14 +23,9 @@ def _visible(names):
 
 
 def build_labels(img_path, class_names=None):
-    """Return (labels {basename: class index}, class folder names in index order, stats dict).
-
-    ``class_names``: the model's class names in index order; folders named like them get their index
-    (see the module doc; ``stats["by_name"]`` says whether that happened).
-
-    Raises LabelError for a missing folder, a folder without class sub-folders, no image files at
-    all, or the same file name in two class folders (its label would be ambiguous).
-    """
+    """``(labels {basename: class index}, class folders, stats)``; ``class_names``: the model's, in index order
+    (``stats["by_name"]``: whether folders were numbered by them). LabelError for a missing folder, no class
+    sub-folders, no image files, or one file name in two class folders (its label would be ambiguous)."""
     if not os.path.exists(img_path):
         raise LabelError(f"image folder not found: {img_path}")
     if not os.path.isdir(img_path):
@@ -97,40 +78,6 @@ def build_labels(img_path, class_names=None):
     return labels, classes, stats
 
 
-def check_output(output):
-    """Raises LabelError when the label JSON cannot be written at ``output`` (before the folder is scanned)."""
-    full = os.path.abspath(output)
-    if os.path.isdir(full):
-        raise LabelError(f"--output {output} is a folder; expected a file name such as {output}/imagenet_label.json")
-    base = os.path.dirname(full)
-    while not os.path.lexists(base) and os.path.dirname(base) != base:
-        base = os.path.dirname(base)
-    if not os.path.isdir(base):
-        raise LabelError(f"--output {output}: cannot create its folder: {base} is a file, not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".write_probe.", dir=base)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as err:
-        raise LabelError(f"--output {output}: cannot write in {base}: {err.strerror or err}") from None
-
-
-def write_labels(labels, output):
-    """Write the label JSON atomically (temporary file, then rename); LabelError when it cannot be written."""
-    folder = os.path.dirname(os.path.abspath(output))
-    tmp = None
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(output) + ".", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(labels, f)
-        os.replace(tmp, output)
-    except OSError as err:
-        if tmp and os.path.exists(tmp):
-            os.remove(tmp)
-        raise LabelError(f"cannot write --output {output}: {err.strerror or err}") from None
-
-
 class _ArgumentParser(argparse.ArgumentParser):
     """Bad command lines raise LabelError (one ``error:`` line, exit 2) instead of printing the usage."""
 
@@ -138,12 +85,11 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise LabelError(f"{message} (see --help)")
 
 
-def _printable(name):
-    """A file name as it can be printed whatever its bytes (non-UTF-8 names are shown with escapes)."""
-    return name.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(name, str) else str(name)
-
-
 def main(argv=None):
+    from src.errors import UserError
+    from src.utils.fileio import check_output_file, write_json_atomic
+    from src.utils.paths import display_name as shown
+
     try:
         parser = _ArgumentParser(description="Create the image-name -> class-index JSON for postprocess.py")
         parser.add_argument("--img_path", required=True, help="ImageFolder root: <img_path>/<class>/<image>")
@@ -152,42 +98,40 @@ def main(argv=None):
         parser.add_argument("--model_path", default="",
                             help="exported model whose record's class names number the folders")
         args = parser.parse_args(argv)
-        check_output(args.output)
+        if os.path.isdir(args.output):
+            raise LabelError(f"--output {args.output} is a folder; expected a file name such as "
+                             f"{args.output}/imagenet_label.json")
+        check_output_file(args.output, "--output")
         names = None
         if args.model_path:
             from src.deploy.record import read_model_record
-            from src.errors import ModelRecordError
-            try:
-                record, _ = read_model_record(args.model_path, required=True)
-            except ModelRecordError as err:
-                raise LabelError(str(err)) from None
-            names = record.get("class_names")
+            names = read_model_record(args.model_path, required=True)[0].get("class_names")
         else:
             print("[WARNING] Create imagenet label. Currently only use for Imagenet2012!")
         labels, classes, stats = build_labels(args.img_path, names)
-        write_labels(labels, args.output)
-    except LabelError as err:
-        print(f"error: {_printable(str(err))}", file=sys.stderr)
+        write_json_atomic(labels, args.output, indent=None)
+    except (LabelError, UserError) as err:
+        print(f"error: {shown(str(err))}", file=sys.stderr)
         return 2
-    except OSError as err:  # a folder that cannot be listed
-        print(f"error: {_printable(str(err.filename or ''))}{': ' if err.filename else ''}{err.strerror or err}",
+    except OSError as err:  # a folder that cannot be listed, an output that cannot be written
+        print(f"error: {shown(err.filename or '')}{': ' if err.filename else ''}{err.strerror or err}",
               file=sys.stderr)
         return 2
     if stats["stray_files"]:
         print(f"[WARNING] {len(stats['stray_files'])} files directly in {args.img_path} ignored "
-              f"(not in a class folder): {', '.join(map(_printable, stats['stray_files'][:10]))}", file=sys.stderr)
+              f"(not in a class folder): {', '.join(map(shown, stats['stray_files'][:10]))}", file=sys.stderr)
     if stats["empty_classes"]:
         print(f"[WARNING] {len(stats['empty_classes'])} class folders hold no file: "
-              f"{', '.join(map(_printable, stats['empty_classes'][:10]))}", file=sys.stderr)
+              f"{', '.join(map(shown, stats['empty_classes'][:10]))}", file=sys.stderr)
     if stats["stem_clashes"]:
         a, b = stats["stem_clashes"][0]
         print(f"[WARNING] {len(stats['stem_clashes'])} file names differ only in their extension "
-              f"(e.g. {_printable(a)} and {_printable(b)}); the C++ app cannot write a result file for each",
+              f"(e.g. {shown(a)} and {shown(b)}); the C++ app cannot write a result file for each",
               file=sys.stderr)
     elif stats["first_dot_clashes"]:
         a, b = stats["first_dot_clashes"][0]
         print(f"[WARNING] {len(stats['first_dot_clashes'])} file names share the part before the first '.' "
-              f"(e.g. {_printable(a)} and {_printable(b)}); the zoo's C++ app would write both to one result file",
+              f"(e.g. {shown(a)} and {shown(b)}); the zoo's C++ app would write both to one result file",
               file=sys.stderr)
     if names and not stats["by_name"]:
         print(f"[WARNING] no class folder of {args.img_path} is named like a class of the model; labels follow "

@@ -1,41 +1,19 @@
 """Top-1 / top-5 accuracy of the C++ inference app's result files.
 
-Inputs
-  --result_path  folder of ``<name>_0.bin`` files (raw logits, row-major [B, K], float16 or float32,
-                 little-endian), as written by ascend310_infer (``<name>``: the image file name without its
-                 extension). Files not ending in ``_0.bin`` are ignored (counted).
-  --label_path   JSON object. Key: an image file name (``ILSVRC2012_val_00000001.JPEG``, as written by
-                 create_imagenet2012_label.py) or directly the result name (``ILSVRC2012_val_00000001``).
-                 A key is matched to the first existing of ``<key>_0.bin``, ``<key without its last
-                 extension>_0.bin`` (this project's app) and ``<key up to its first '.'>_0.bin`` (the zoo's
-                 app); two keys matching one file is an error. Value: the class index (int) for a
-                 one-image result file, or a list of class indices, one per row, for a result file that
-                 holds a batch of B images (row i of the file is scored against element i).
-  --dtype        auto (default) | float16 | float32
-  --num_classes  K, 0 (default) = infer.
-  --model_path   optional: the exported model the results came from (.onnx, or a MINDIR/AIR with its sidecar
-                 ``<model>.json``). Its model record (``src.deploy.record``) gives K and the logits' dtype
-                 (no guessing from file sizes) and the class names, used in the per-class lines.
+    python postprocess.py --result_path=result_Files --label_path=imagenet_label.json [--model_path=MODEL]
 
-Layout detection (``auto``). For every scored file, bytes per row = file size / B, where B is the
-number of labels given for it; this must be the same for every file. Then:
-  * K given: itemsize = bytes per row / K must be 2 (float16) or 4 (float32);
-  * dtype given: K = bytes per row / itemsize;
-  * neither: the candidates are float32 with K = row/4 and float16 with K = row/2. A candidate is
-    possible only if K > the largest label. If both are possible, the one with K == largest label + 1
-    wins (a label file that covers every class); otherwise it is ambiguous and the run stops asking
-    for --dtype or --num_classes. (The zoo's fp16-head export with 1000 classes: 2000 bytes per row,
-    labels up to 999 -> float16, K=1000. A float32 export scored on the full val set -> float32, K=1000.)
+``--result_path``: a folder of ``<name>_0.bin`` files, raw little-endian logits ``[B, K]`` (float16 or float32);
+other files are ignored (counted). ``--label_path``: a JSON object from create_imagenet2012_label.py; a key
+(an image file name or a result name) matches the first existing of ``<key>_0.bin``, ``<key without its last
+extension>_0.bin`` (this project's app) and ``<key up to its first '.'>_0.bin`` (the zoo's); its value is a
+class index, or one per row for a result file holding a batch. ``--model_path``: the exported model (.onnx,
+or MINDIR/AIR with its ``<model>.json`` sidecar), whose model record gives K, the logits' dtype and the class
+names (then one ``class I NAME: N images, top1 X`` line per class). Without it the layout is detected from the
+file sizes (``resolve_layout``).
 
-Output: ``Total data: N, top1 accuracy: X, top5 accuracy: Y`` on stdout (N = images scored, X and Y
-plain fractions), then with a model record that has class names one line per class present:
-``class I NAME: N images, top1 X``. Result files without a label and labels without a result file are
-counted and listed on stderr.
-
-Non-finite logits (NaN, inf: a broken model or a float16 overflow) are refused: no accuracy is reported over
-them (an all-NaN row would otherwise rank class 0 first). Exit status: 0 done; 1 with --strict when unmatched
-entries exist; 2 malformed input or command line, or non-finite logits (one ``error:`` line on stderr naming
-the file or flag).
+Output: ``Total data: N, top1 accuracy: X, top5 accuracy: Y``; unmatched files and labels are listed on
+stderr. Non-finite logits are refused (an all-NaN row would rank class 0 first). Exit status: 0 done; 1 with
+``--strict`` and unmatched entries; 2 bad input or command line (one ``error:`` line naming the file or flag).
 """
 import argparse
 import json
@@ -44,10 +22,6 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-
-__all__ = ["PostprocessError", "PostprocessResult", "RESULT_SUFFIX", "collect_result_files", "load_labels",
-           "result_name_candidates", "match_labels",
-           "resolve_layout", "score_file", "evaluate", "read_record", "format_summary", "format_per_class", "main"]
 
 RESULT_SUFFIX = "_0.bin"
 DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
@@ -124,18 +98,11 @@ def load_labels(label_path):
 def result_name_candidates(key):
     """Result names a label key may have been written under, most specific first: the key itself,
     the key without its last extension (this project's C++ app), the key up to its first '.' (zoo app)."""
-    out = []
-    for cand in (key, os.path.splitext(key)[0], key.split(".", 1)[0]):
-        if cand and cand not in out:
-            out.append(cand)
-    return out
+    return list(dict.fromkeys(c for c in (key, os.path.splitext(key)[0], key.split(".", 1)[0]) if c))
 
 
 def match_labels(results, labels, label_path=""):
-    """Pair result names with label keys. Return ({result name: label key}, [keys without a result]).
-
-    Raises PostprocessError when two label keys claim the same result file.
-    """
+    """``({result name: label key}, [keys without a result])``; two keys claiming one file is an error."""
     claimed, without_result = {}, []
     for key in sorted(labels):
         name = next((c for c in result_name_candidates(key) if c in results), None)
@@ -150,7 +117,10 @@ def match_labels(results, labels, label_path=""):
 
 
 def resolve_layout(row_bytes, max_label, dtype="auto", num_classes=0, where=""):
-    """Return (numpy dtype name, K) for rows of ``row_bytes`` bytes; see the module doc for the rule."""
+    """``(dtype name, K)`` of rows of ``row_bytes`` bytes. With K given the itemsize must be 2 or 4; with the
+    dtype given K follows; with neither, float32 x row/4 and float16 x row/2 are the candidates with K > the
+    largest label, and when both are, the one with K == largest label + 1 wins (a label file that covers every
+    class), else it is ambiguous: pass --dtype or --num_classes."""
     if dtype not in ("auto", "float16", "float32"):
         raise PostprocessError(f"--dtype must be auto, float16 or float32, got {dtype!r}")
     num_classes = int(num_classes or 0)
@@ -186,9 +156,8 @@ def resolve_layout(row_bytes, max_label, dtype="auto", num_classes=0, where=""):
 
 
 def score_file(path, dtype, num_classes, labels, per_class=None):
-    """Return (top-1 hits, top-5 hits, rows with non-finite logits) for one result file. Rows with a
-    non-finite logit score no hit (they are counted; ``evaluate`` refuses a run that has any).
-    ``per_class``: a dict {label: [images, top-1 hits]} updated in place."""
+    """``(top-1 hits, top-5 hits, rows with non-finite logits)`` of one result file; a non-finite row scores
+    no hit. ``per_class``: ``{label: [images, top-1 hits]}``, updated in place."""
     raw = np.fromfile(path, dtype=DTYPES[dtype])
     rows = len(labels)
     if raw.size != rows * num_classes:
@@ -211,10 +180,8 @@ def score_file(path, dtype, num_classes, labels, per_class=None):
 
 
 def evaluate(result_path, label_path, dtype="auto", num_classes=0, allow_nonfinite=False):
-    """Score every ``<name>_0.bin`` in ``result_path`` that has a label; return a PostprocessResult.
-
-    Non-finite logits raise ``PostprocessError`` unless ``allow_nonfinite`` (then such rows score no hit and
-    ``nonfinite_rows`` counts them)."""
+    """Scores every ``<name>_0.bin`` in ``result_path`` that has a label (one bytes-per-row value for all);
+    non-finite logits raise ``PostprocessError`` unless ``allow_nonfinite`` (then they are misses, counted)."""
     results, ignored = collect_result_files(result_path)
     all_labels = load_labels(label_path)
     pairs, without_result = match_labels(results, all_labels, label_path)
@@ -224,7 +191,6 @@ def evaluate(result_path, label_path, dtype="auto", num_classes=0, allow_nonfini
     if not matched:
         raise PostprocessError(f"no result file in {result_path} has a label in {label_path} "
                                f"({len(results)} result files, {len(all_labels)} labels)")
-    # one bytes-per-row value for the whole run
     row_bytes, first = None, None
     for name in matched:
         path = results[name]
@@ -259,15 +225,11 @@ def evaluate(result_path, label_path, dtype="auto", num_classes=0, allow_nonfini
 
 
 def read_record(model_path):
-    """``(num_classes, dtype, class names or None, description)`` from an exported model's record; a model
-    without one is an error (the option exists to use it)."""
+    """``(num_classes, dtype, class names or None, description)`` from an exported model's record (a model
+    without one is a ``ModelRecordError``)."""
     from src.deploy.record import describe_record, read_model_record
-    from src.errors import ModelRecordError
 
-    try:
-        record, where = read_model_record(model_path, required=True)
-    except ModelRecordError as err:
-        raise PostprocessError(str(err)) from None
+    record, where = read_model_record(model_path, required=True)
     dtype = record["output"]["dtype"]
     if dtype not in DTYPES:
         raise PostprocessError(f"{where}: output dtype {dtype!r} is not float16 or float32")
@@ -305,9 +267,11 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def main(argv=None):
+    from src.errors import UserError
+
     try:
         return _main(argv)
-    except PostprocessError as err:
+    except (PostprocessError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a file that vanished or cannot be read while scoring

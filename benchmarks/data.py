@@ -1,20 +1,15 @@
 """Images per second of the data pipelines alone (no model) on an ImageFolder tree: the folder reader and the
-MindRecord reader on the same images, per worker count (``benchmark.py --data_dir`` runs it after its model rows).
+MindRecord reader on the same images, per worker count (``benchmark.py --data_dir`` runs it).
 
     python benchmarks/data.py --data_dir /path/to/imagenet/train --workers 1 2 --image_size 224
-    python benchmarks/data.py --data_dir /tmp/bench_jpegs --make_synthetic 300   # make test JPEGs first
-    python benchmarks/data.py --data_dir DIR --model_rate 2.1    # also print pipeline / model ratio
     python benchmarks/data.py --data_dir DIR --readers folder mindrecord [--mindrecord PREFIX] [--cold]
+    python benchmarks/data.py --data_dir /tmp/bench_jpegs --make_synthetic 300 [--model_rate 2.1]
 
-For each mode (train, eval), reader and worker count it builds the real pipeline (``src.data.create_dataset``;
-``create_dataset(..., dataset_format="mindrecord")`` for ``mindrecord``: the same transforms; without
-``--mindrecord`` the folder is converted first, into a temporary folder), skips the first batch (start-up),
-times ``--batches`` batches (repeating epochs as needed), and prints the median over ``--repeats`` runs, in
-images per wall-clock second and per CPU second of the process (the second is the pipeline's cost, much
-less sensitive to other load on the machine). ``--cold`` evicts the image (or shard) files from the page
-cache before each run. ``--make_synthetic N`` writes N photo-like 500x375 JPEGs (Fashion-MNIST items, upscaled
-and coloured, on a textured background, ~75 KB each, like ImageNet's) into ``--data_dir`` in 10 class folders.
-The cost of the file checks is measured by ``research/benchmark_verify.py``.
+Each (mode, reader, workers) builds the real pipeline (``src.data.create_dataset``; without --mindrecord the
+folder is converted first, into a temporary folder), skips the first batch, times --batches batches and prints
+the median of --repeats runs per wall second and per CPU second (the pipeline's cost, robust to other load).
+--cold evicts the files from the page cache first; --make_synthetic N writes N photo-like 500x375 JPEGs
+(Fashion-MNIST items on textured backgrounds, ~75 KB each, like ImageNet's) in 10 class folders.
 """
 import argparse
 import gzip

@@ -1,20 +1,11 @@
 """Multiply-accumulates of a registered architecture, counted from its ``CspArch`` (no MindSpore import).
 
-Counts the convolutions and the classifier (``2 * MACs`` = FLOPs); BatchNorm, activations, adds,
-concatenations and pooling are left out (under 1 % of the total here). Walks the structure exactly as
-``src.cspdarknet53`` builds it: a stem conv, then per stage a 3x3 stride-2 ``conv_down``, the split
-(two 1x1 convs or one merged one: the same MACs), the dark blocks (1x1 then 3x3), the blocks-path
-transition and the fusing 1x1. Output sizes: ``ceil(H / stride)``, which both paddings give (TF SAME
-and symmetric ``k // 2``). For cspdarknet53 at 224x224: 5.0026 GMACs = 10.005 GFLOP per image, what
-``torch.utils.flop_counter.FlopCounterMode`` reports for timm's network (checked in the tests).
-
-Training is counted as 3x the forward pass (the backward pass computes a data and a weight gradient of
-every layer, each as large as its forward; the first conv's data gradient, which is not needed, is
-included: the usual convention).
+Counts the convolutions and the classifier (FLOPs = 2 x MACs; BatchNorm, activations, adds and pooling, under
+1 % here, are left out), walking the structure as ``src.cspdarknet53`` builds it, with output sizes
+``ceil(H / stride)`` (both paddings). It equals ``torch.utils.flop_counter`` on timm's network (tested).
+Training counts 3x the forward pass (a data and a weight gradient per layer, the usual convention).
 """
 import math
-
-__all__ = ["conv_layers", "forward_macs", "forward_flops", "step_flops"]
 
 
 def conv_layers(arch, image_size=224):

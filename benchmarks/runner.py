@@ -1,15 +1,10 @@
-"""Building blocks of ``benchmark.py``: one measurement per fresh process, machine description, tables.
+"""benchmark.py's measurements: one row per fresh process, the machine's description, the tables.
 
-A *spec* (a JSON-able dict) describes one measurement: framework (``mindspore`` or ``torch``), mode
-(``infer`` or ``train``), batch size, resolution, precision, steps, threads. :func:`run_spec` starts
-``benchmark.py --_worker SPEC`` as a child process, waits for it with ``os.wait4`` and takes the
-child's peak resident memory (``ru_maxrss``) from the kernel, so each row's peak belongs to that row
-alone. The child runs :func:`worker_main`, which measures and prints one ``BENCH_RESULT {json}`` line.
-
-Timing of one row: the first step (graph compile + run for MindSpore; kernel selection + run for
-PyTorch eager) is timed on its own, then ``warmup`` untimed steps, then ``steps`` timed steps, each
-synchronised (``asnumpy()`` / ``.item()``). ``ms_per_step`` is the median, ``compile_s`` is
-``first_step_s`` minus that median, ``images_per_s`` is ``batch / median``.
+A *spec* (a JSON-able dict: framework, mode, batch size, resolution, precision, steps, threads) is measured by
+``benchmark.py --_worker SPEC`` (:func:`worker_main`, one ``BENCH_RESULT {json}`` line); :func:`run_spec`
+waits for it with ``os.wait4``, so the row's peak memory (``ru_maxrss``) is that child's alone. A row times
+its first step (compile) alone, then ``warmup`` untimed and ``steps`` timed synchronised steps:
+``ms_per_step`` is their median, ``compile_s`` the first step minus it.
 """
 import json
 import os
@@ -33,9 +28,6 @@ CSV_COLUMNS = (
 )
 
 
-# --------------------------------------------------------------------------------------------------
-# machine description
-
 def _read(path):
     try:
         with open(path) as f:
@@ -44,51 +36,41 @@ def _read(path):
         return ""
 
 
-def machine_info():
-    """CPU model, usable cores, RAM, SIMD level, OS and library versions, load average now."""
-    cpuinfo = _read("/proc/cpuinfo")
-    model, flags = platform.processor() or platform.machine(), set()
-    fam = mod = None
-    for line in cpuinfo.splitlines():
+def _proc_fields(path):
+    """``{key: value}`` of a /proc file's ``key: value`` lines (the first of each key)."""
+    fields = {}
+    for line in _read(path).splitlines():
         key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "model name" and model in ("", platform.machine(), platform.processor()):
-            model = value
-        elif key == "flags" and not flags:
-            flags = set(value.split())
-        elif key == "cpu family" and fam is None:
-            fam = value
-        elif key == "model" and mod is None:
-            mod = value
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE" if flags else "?"
-    if "fma" in flags:
-        simd += "+FMA"
-    mem_kb = 0
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kb = int(line.split()[1])
-    from src.utils.host import available_cpus
-    info = {
-        "cpu": model + (f" (family {fam}, model {mod})" if fam else ""),
-        "simd": simd,
-        "cores": available_cpus(),
-        "host_cpus": os.cpu_count(),
-        "ram_gib": round(mem_kb / 2 ** 20, 1),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "load_avg": round(os.getloadavg()[0], 2),
-    }
-    for name, module in (("mindspore", "mindspore"), ("torch", "torch"), ("timm", "timm"), ("numpy", "numpy")):
-        info[name] = _package_version(module)
-    return info
+        fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 def _package_version(module):
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        from importlib.metadata import version
         return version(module)
-    except Exception:  # noqa: BLE001 - not installed or no metadata
+    except PackageNotFoundError:
         return None
+
+
+def machine_info():
+    """CPU model, usable cores, RAM, SIMD level, OS and library versions, load average now."""
+    from src.utils.host import available_cpus, cpu_flags
+
+    cpu, flags = _proc_fields("/proc/cpuinfo"), cpu_flags()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE" if flags else "?"
+    mem_kb = int((_proc_fields("/proc/meminfo").get("MemTotal") or "0").split()[0])
+    info = {
+        "cpu": (cpu.get("model name") or platform.processor() or platform.machine())
+        + (f" (family {cpu['cpu family']}, model {cpu.get('model')})" if "cpu family" in cpu else ""),
+        "simd": simd + ("+FMA" if "fma" in flags else ""), "cores": available_cpus(), "host_cpus": os.cpu_count(),
+        "ram_gib": round(mem_kb / 2 ** 20, 1), "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "load_avg": round(os.getloadavg()[0], 2),
+    }
+    for module in ("mindspore", "torch", "timm", "numpy"):
+        info[module] = _package_version(module)
+    return info
 
 
 def describe_machine(info):
@@ -108,33 +90,20 @@ def cpu_jiffies():
     return (v[0] + v[1] + v[2] + v[5] + v[6], v[7])
 
 
-# --------------------------------------------------------------------------------------------------
-# parent side: one fresh process per spec
-
-def run_spec(spec, script, timeout_s=1800, cwd=None, extra_env=None):
-    """Runs ``script --_worker SPEC`` in a fresh process; returns the result dict (a row).
-
-    The row's ``peak_rss_mb`` is the child's ``ru_maxrss`` as reported to the parent by ``wait4``.
-    A failed or timed-out child gives a row with ``status`` != "ok" and the error text.
-    """
-    env = dict(os.environ)
+def run_spec(spec, script, timeout_s=1800):
+    """Runs ``script --_worker SPEC`` in a fresh process; returns the row (``peak_rss_mb``: the child's
+    ``ru_maxrss`` from ``wait4``; a failed or timed-out child: ``status`` != "ok" and the error text)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("GLOG_v", "3")
     threads = str(spec.get("threads") or "")
-    if threads:
-        # Same thread count for both frameworks; OpenMP/MKL pools (PyTorch) read these.
-        env["OMP_NUM_THREADS"] = threads
-        env["MKL_NUM_THREADS"] = threads
-    env["PYTHONUNBUFFERED"] = "1"
-    if extra_env:
-        env.update(extra_env)
-    if threads:
-        env["OPENBLAS_NUM_THREADS"] = threads
+    if threads:  # the same thread count for both frameworks: the OpenMP / MKL / OpenBLAS pools read these
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
     cmd = [sys.executable, script, "--_worker", json.dumps(spec)]
     start = time.time()
     load_start = os.getloadavg()[0]
     stat_start = cpu_jiffies()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
         status, rusage, timed_out = None, None, False
         deadline = start + timeout_s
         while True:
@@ -182,9 +151,6 @@ def run_spec(spec, script, timeout_s=1800, cwd=None, extra_env=None):
     return row
 
 
-# --------------------------------------------------------------------------------------------------
-# child side
-
 def _vm_kb(field):
     for line in _read("/proc/self/status").splitlines():
         if line.startswith(field + ":"):
@@ -193,10 +159,8 @@ def _vm_kb(field):
 
 
 def _timed_loop(step, first_sync, warmup, steps, min_time=0.0, max_steps=None):
-    """Times the first step, runs ``warmup`` untimed steps, then at least ``steps`` timed steps and, with
-    ``min_time``, more until that many seconds of timed steps have passed (at most ``max_steps``): short
-    steps (batch-1 inference) get enough samples for a stable median. Returns (first wall s, first CPU s,
-    wall times, CPU times)."""
+    """The first step timed alone, ``warmup`` untimed steps, then at least ``steps`` timed steps, more up to
+    ``max_steps`` until ``min_time`` seconds (a stable median for batch 1). ``(first s, first CPU s, walls, CPUs)``."""
     t0, c0 = time.perf_counter(), time.process_time()
     first_sync(step())
     first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -428,9 +392,6 @@ def describe_sgemm(sgemm, threads):
 def worker_main(spec_json):
     """Child entry point: measure one spec, print ``BENCH_RESULT {json}``, exit 0 (or raise)."""
     spec = json.loads(spec_json)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
     load_start = os.getloadavg()[0]
     if spec["framework"] == "mindspore":
         result = _ms_worker(spec)
@@ -445,9 +406,6 @@ def worker_main(spec_json):
     print(RESULT_TAG + json.dumps(result), flush=True)
     return 0
 
-
-# --------------------------------------------------------------------------------------------------
-# output
 
 def write_csv(rows, path):
     import csv
@@ -472,7 +430,6 @@ def describe_settings(row):
              "fused Mish kernel (src.utils.fused_ops), LeakyReLU as Maximum(a*x, x)"
              if str(settings.get("fused_act")) == "mish" else
              "fused Mish and LeakyReLU kernels (src.utils.fused_ops)" if settings.get("fused_act") else
-             f"one-kernel Mish (fused_mish={settings['fused_mish']})" if settings.get("fused_mish") else
              "Mish as Softplus-Tanh-Mul, LeakyReLU as Maximum(a*x, x)"]
     if row["mode"] == "infer":
         parts.append("BN folded" if settings.get("fold_bn") else "BN not folded")
@@ -482,6 +439,24 @@ def describe_settings(row):
     if applied.get("jit_level"):
         parts.append(f"jit {applied['jit_level']}")
     return ", ".join(parts)
+
+
+def describe_row(row, threads):
+    """The console line of one finished row (and a warning line when other jobs shared the cores)."""
+    head = f"{row['model'][:34]:34s} {row['mode']:5s} bs={row['batch_size']:<3d}"
+    frac = row.get("flop_limit_frac")
+    line = (f"{head}: {row['status']}: {row.get('error')}" if row["status"] != "ok" else
+            f"{head} {row['img_size']}px: {row['ms_per_step']:9.1f} ms/step {row['images_per_s']:8.2f} img/s "
+            f"{row['cpu_s_per_image']:7.3f} CPU s/img" + (f" {100 * frac:4.0f}% of FLOP limit" if frac is not None
+                                                           else "")
+            + f"  first step {row['first_step_s']:.1f}s  peak {row['peak_rss_mb'] / 1024:.2f} GB  "
+            f"load {row['load_avg_start']}-{row['load_avg_end']}")
+    if row.get("loaded"):
+        line += (f"\nWARNING: other jobs shared the cores during this row (other processes used "
+                 f"{row.get('other_cores', '?')} cores; load average {row['load_avg_start']}-{row['load_avg_end']} "
+                 f"for its {row.get('threads') or threads} threads): its wall-clock figures are not a quiet "
+                 "machine's (marked (!); compare CPU s/img)")
+    return line
 
 
 def _fmt(value, digits=2):
@@ -499,18 +474,10 @@ LOAD_MARGIN = 0.5
 
 
 def annotate(rows, sgemm=None):
-    """Adds each row's FLOP count and rate, its fraction of the machine's sgemm limit and the load flag.
-
-    ``gflops``: the row's network FLOPs per step (``benchmarks.flops``, training = 3x forward) over its
-    median wall time; ``flop_limit_frac``: that over the sgemm peak measured at the same thread count (wall
-    rates: both suffer from other load alike); ``flop_limit_frac_cpu``: FLOPs per CPU-second of the row over
-    sgemm FLOPs per CPU-second (per-core efficiency, robust to other load; PyTorch's spinning OpenMP threads
-    count against it). ``loaded``: other jobs shared the cores during the row: the rest of the machine used
-    ``OTHER_CORES_LIMIT`` cores or more meanwhile (``other_cores``, from /proc/stat), or the load average at
-    the row's start or end exceeded its thread count by more than ``LOAD_MARGIN``. The margin is there
-    because the benchmark's own threads (this row's, and the previous row's in the 1-minute average) count
-    in the load average: on a quiet machine a 2-thread row reads about 2.0, sometimes 2.05.
-    """
+    """Adds each row's FLOPs per step and rate (``gflops``), its fraction of the sgemm peak by wall time
+    (``flop_limit_frac``) and per CPU-second (``flop_limit_frac_cpu``, robust to other load), and ``loaded``:
+    other processes used ``OTHER_CORES_LIMIT`` cores meanwhile, or the load average exceeded the row's threads
+    by more than ``LOAD_MARGIN`` (the benchmark's own threads count in it)."""
     from benchmarks.flops import step_flops
 
     peak = (sgemm or {}).get("gflops") if (sgemm or {}).get("status") == "ok" else None
@@ -546,10 +513,7 @@ def _pct(value):
 
 
 def markdown_table(rows):
-    """The mindcv model-table layout, plus CPU time, FLOP-limit fraction, peak memory and load columns.
-
-    A row measured while the load average exceeded its thread count is marked ``(!)`` in the load column.
-    """
+    """mindcv's model-table layout plus CPU time, FLOP-limit fraction, peak memory and load ((!): loaded)."""
     head = ("| model name | framework | mode | params(M) | cards | batch size | resolution | precision | jit level "
             "| graph compile | ms/step | img/s | CPU s/img | FLOP limit (wall / CPU) | peak mem (GB) | load avg "
             "| other cores |")

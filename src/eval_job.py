@@ -200,7 +200,7 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes):
     state = {"not_finite": 0, "first": True}
 
     def on_batch(logits, labels):
-        signals.reinstall()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
+        signals.install()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
         bad = int((~np.isfinite(logits).all(axis=1)).sum())
         state["not_finite"] += bad
         if acc is not None and not bad:
@@ -365,7 +365,6 @@ def _score(spec, bundle, cfg, ctx, rewrites, cache, log):
 
 def evaluate_job(cfg, run_log):
     from src.data.pipeline import create_dataset_from_config
-    from src.utils import signals
     from src.utils.fileio import check_output_dir, check_output_file
     from src.utils.runtime import start_context
 
@@ -414,7 +413,6 @@ def evaluate_job(cfg, run_log):
                               + "; ".join(e for _, e in unreadable))
     if len(records) > 1:
         log.info("%d checkpoints in %s, best first:\n%s", len(records), given, _ranking(records))
-    signals.check()  # a stop signal swallowed on its way (by logging) ends the job here, before any result
     if ctx.is_main:
         paths = [os.path.join(ctx.run_dir, RESULT_NAME)] + ([cfg.eval.result_file] if cfg.eval.result_file else [])
         log.info("results written to %s", ", ".join(write_results(records, unreadable, given, paths)))

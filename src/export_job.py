@@ -147,7 +147,7 @@ def export_job(cfg, run_log):
           f"{spec.arch} with {spec.num_classes} classes")
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     net_logits = net(ms.Tensor(x)).asnumpy()
-    signals.reinstall()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
+    signals.install()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
     has_mish = get_arch(spec.arch).activation == "mish"
     checked = {}
 
@@ -157,7 +157,7 @@ def export_job(cfg, run_log):
         print(f"checking the {fmt} file ({checked['size_mb']:.1f} MiB) against the network", flush=True)
         checked["ok"], checked["lines"] = verify(fmt, staged, net_logits, x, lambda: _accurate_reference(
             build, x) if has_mish else None)
-        signals.reinstall()  # again after the file's own run; a stop signal swallowed on its way ends the job here
+        signals.install()  # again after the file's own run
 
     start = time.perf_counter()
     path = export_network(net, x, out, fmt, before_publish=check)

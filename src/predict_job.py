@@ -124,7 +124,7 @@ def predict_files(net, files, cfg, spec, on_batch=None):
     for images, _ in signals.guarded(bundle.dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)):
         start = sum(len(o) for o in outputs)
         outputs.append(net(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy().astype(np.float32))
-        signals.reinstall()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
+        signals.install()  # the network's first call (graph compilation) installs MindSpore's SIGINT handler
         if on_batch is not None:
             on_batch(images, readable[start:start + images.shape[0]], start)
     logits = np.concatenate(outputs) if outputs else np.zeros((0, spec.num_classes), np.float32)
@@ -226,7 +226,6 @@ def _print(records):
 def predict_job(cfg, run_log):
     from src.checkpoint import build_inference_model, resolve_model
     from src.evaluation import apply_eval_precision
-    from src.utils import signals
     from src.utils.fileio import check_output_dir, check_output_file, write_text_atomic
     from src.utils.paths import display_name, json_dumps
     from src.utils.runtime import start_context
@@ -265,7 +264,6 @@ def predict_job(cfg, run_log):
     on_batch = _cam_writer(cam_net, cfg, names, cams) if cfg.predict.cam else None
     probs, skipped = predict_files(net, files, cfg, spec, on_batch=on_batch)
     records = _records(files, probs, skipped, names, max(1, min(cfg.predict.topk, spec.num_classes)), cams)
-    signals.check()  # a stop signal swallowed on its way (by logging) ends the job here, before any result
     _print(records)
     if cfg.eval.result_file:
         doc = {"checkpoint": os.path.abspath(ckpt), "arch": spec.arch, "num_classes": spec.num_classes,

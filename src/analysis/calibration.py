@@ -1,38 +1,17 @@
-"""Calibrated probabilities, in NumPy: how well softmax confidences match accuracy, and one temperature that
-makes them match better.
-
-* ``softmax(logits, temperature)`` and ``nll(logits, labels, temperature)`` (mean negative log-likelihood,
-  computed with a stable log-sum-exp in float64);
-* ``reliability(logits, labels, bins=15, temperature)``: per equal-width confidence bin ``(lo, hi]`` the
-  image count, accuracy and mean confidence of the top-1 prediction, and the expected calibration error
-  ``ECE = sum_b |B_b|/N * |acc_b - conf_b|`` (Guo et al., 2017, 15 bins); ``expected_calibration_error`` is
-  its ECE alone; ``calibration_sums`` / ``reliability_from_sums`` the same from sums over batches and ranks;
-* ``fit_temperature(logits, labels)``: the T > 0 that minimises the NLL of ``softmax(logits / T)`` on held-out
-  logits. With ``b = 1/T`` the NLL is convex in ``b`` (a log-sum-exp of linear functions minus a linear one)
-  and its derivative ``mean(E_p[z] - z_y)`` is increasing, so the minimum is found by bisection on the sign of
-  the derivative over ``log b`` (no step size, no starting point, no SciPy). When the derivative keeps one sign
-  over the whole range (e.g. every held-out image right with a growing margin) the bound is returned and
-  ``hit_bound`` says so;
-* the calibration record: ``calibration_record(...)`` builds it, ``write_calibration`` /
-  ``read_calibration`` store it as its own small JSON file (never inside a checkpoint), by default
-  ``<checkpoint>.calibration.json``; ``src.deploy.record`` embeds it into an exported model's record;
-* ``plot_reliability(stats, path)``: the reliability diagram (matplotlib, optional: without it
-  ``PlottingUnavailable`` says what to install).
-
-Non-finite logits are refused (``ValueError``): a NaN would otherwise become a confident prediction.
+"""Calibrated probabilities in NumPy: reliability statistics and the expected calibration error of the top-1
+confidences (Guo et al., 2017: 15 equal-width bins ``(lo, hi]``), and temperature scaling fitted on held-out
+logits. The calibration record is its own small JSON file (default ``<checkpoint>.calibration.json``, never
+inside a checkpoint); ``src.deploy.record`` embeds it into an exported model's record. Non-finite logits are
+refused (``ValueError``): a NaN would otherwise become a confident prediction.
 """
 import json
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from src.errors import ModelRecordError
-
-__all__ = ["DEFAULT_BINS", "CALIBRATION_FORMAT", "CALIBRATION_VERSION", "softmax", "log_softmax", "nll",
-           "reliability", "calibration_sums", "reliability_from_sums", "expected_calibration_error", "fit_temperature", "TemperatureFit",
-           "calibration_record", "validate_calibration", "write_calibration", "read_calibration",
-           "default_calibration_path", "plot_reliability"]
 
 DEFAULT_BINS = 15
 CALIBRATION_FORMAT = "cspdarknet53-calibration"
@@ -89,46 +68,27 @@ def nll(logits, labels, temperature=1.0):
 
 
 def reliability(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
-    """Reliability statistics of the top-1 predictions over ``bins`` equal-width confidence bins.
+    """Reliability statistics of the top-1 predictions over ``bins`` equal-width confidence bins:
+    ``{"bins", "edges" (bins + 1), "count", "accuracy", "confidence" (per bin; NaN where empty), "ece", "nll",
+    "accuracy_top1", "mean_confidence", "temperature", "images"}``."""
+    return reliability_from_sums(calibration_sums(logits, labels, bins, temperature), bins, temperature)
 
-    Returns ``{"bins", "edges" (bins + 1), "count", "accuracy", "confidence" (per bin; NaN where empty),
-    "ece", "nll", "accuracy_top1", "mean_confidence", "temperature", "images"}``.
-    """
+
+def calibration_sums(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
+    """Additive statistics of a batch, ``float64 [3 * bins + 2]``: per bin the image count, the sums of the
+    top-1 confidences and of the top-1 hits, then the summed NLL and the image count. Summed over batches and
+    ranks, ``reliability_from_sums`` turns them into ``reliability``'s dict."""
     z, y = _check(logits, labels)
     bins = int(bins)
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    p = softmax(z, temperature)
+    lp = log_softmax(z, temperature)
+    p = np.exp(lp)
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
     # bin b holds confidences in (edges[b], edges[b+1]]; a confidence is > 0, and 1.0 falls in the last bin
     index = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
-    count = np.bincount(index, minlength=bins).astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.bincount(index, weights=correct, minlength=bins) / count
-        mean_conf = np.bincount(index, weights=conf, minlength=bins) / count
-    n = len(y)
-    filled = count > 0
-    ece = float(np.sum(count[filled] / n * np.abs(acc[filled] - mean_conf[filled])))
-    return {"bins": bins, "edges": edges.tolist(), "count": count.tolist(), "accuracy": acc.tolist(),
-            "confidence": mean_conf.tolist(), "ece": ece, "nll": nll(z, y, temperature),
-            "accuracy_top1": float(correct.mean()), "mean_confidence": float(conf.mean()),
-            "temperature": float(temperature), "images": n}
-
-
-def calibration_sums(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
-    """Additive statistics of a batch, ``float64 [3 * bins + 2]``: per bin the image count, the sum of the top-1
-    confidences and of the top-1 hits, then the summed NLL and the image count. Sum them over batches and ranks
-    (e.g. ``src.analysis.metrics.SumAcrossRanks``) and ``reliability_from_sums`` gives what ``reliability`` gives
-    for all the images at once."""
-    z, y = _check(logits, labels)
-    lp = log_softmax(z, temperature)
-    p = np.exp(lp)
-    conf = p.max(axis=1)
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, int(bins) + 1)
-    index = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, int(bins) - 1)
     return np.concatenate([np.bincount(index, minlength=bins), np.bincount(index, weights=conf, minlength=bins),
                            np.bincount(index, weights=correct, minlength=bins),
                            [-lp[np.arange(len(y)), y].sum(), len(y)]]).astype(np.float64)
@@ -159,15 +119,15 @@ def expected_calibration_error(logits, labels, bins=DEFAULT_BINS, temperature=1.
     return reliability(logits, labels, bins, temperature)["ece"]
 
 
+@dataclass(repr=False)
 class TemperatureFit:
     """The result of ``fit_temperature``."""
 
-    def __init__(self, temperature, nll_before, nll_after, hit_bound, iterations):
-        self.temperature = temperature
-        self.nll_before = nll_before
-        self.nll_after = nll_after
-        self.hit_bound = hit_bound          # None, "min" or "max": the optimum lies at or beyond that bound
-        self.iterations = iterations
+    temperature: float
+    nll_before: float
+    nll_after: float
+    hit_bound: str = None    # None, "min" or "max": the optimum lies at or beyond that bound
+    iterations: int = 0
 
     def __repr__(self):
         return (f"TemperatureFit(T={self.temperature:.6g}, nll {self.nll_before:.6g} -> {self.nll_after:.6g}"
@@ -184,17 +144,19 @@ def _nll_slope(z, y, b):
 
 
 def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter=200):
-    """The temperature T in [t_min, t_max] that minimises ``nll(logits, labels, T)``; a ``TemperatureFit``."""
+    """The temperature T in [t_min, t_max] that minimises ``nll(logits, labels, T)``; a ``TemperatureFit``.
+
+    With ``b = 1/T`` the NLL is convex in ``b`` and its derivative ``mean(E_p[z] - z_y)`` increases, so the
+    minimum is found by bisection on the derivative's sign over ``log b`` (no step size, no SciPy). When the
+    sign never changes in the range, the bound is returned and ``hit_bound`` says which."""
     z, y = _check(logits, labels)
     lo, hi = math.log(1.0 / t_max), math.log(1.0 / t_min)   # over log b, b = 1/T
-    before = nll(z, y, 1.0)
-    hit = None
+    hit, it = None, 0
     if _nll_slope(z, y, math.exp(lo)) >= 0:
-        log_b, hit, it = lo, "max", 0
+        log_b, hit = lo, "max"
     elif _nll_slope(z, y, math.exp(hi)) <= 0:
-        log_b, hit, it = hi, "min", 0
+        log_b, hit = hi, "min"
     else:
-        it = 0
         while hi - lo > tol and it < max_iter:
             mid = 0.5 * (lo + hi)
             if _nll_slope(z, y, math.exp(mid)) > 0:
@@ -204,10 +166,9 @@ def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter
             it += 1
         log_b = 0.5 * (lo + hi)
     t = 1.0 / math.exp(log_b)
-    return TemperatureFit(t, before, nll(z, y, t), hit, it)
+    return TemperatureFit(t, nll(z, y, 1.0), nll(z, y, t), hit, it)
 
 
-# ---------------------------------------------------------------------------------------------- the record
 def calibration_record(logits, labels, fit=None, bins=DEFAULT_BINS, checkpoint=None, data=None, checkpoint_sha256=None):
     """The calibration record of held-out ``logits``/``labels``: the fitted temperature (``fit``, or fitted
     here) with NLL and ECE before and after, the bin count, the checkpoint it belongs to and the data."""
@@ -241,7 +202,7 @@ def validate_calibration(record, where):
 
 
 def default_calibration_path(checkpoint):
-    """``<checkpoint>.calibration.json``: where eval's ``--calibrate`` writes and export looks."""
+    """``<checkpoint>.calibration.json``: where eval writes a calibration and export looks for it."""
     return os.fspath(checkpoint) + ".calibration.json"
 
 
@@ -272,13 +233,12 @@ def read_calibration(path, checkpoint_sha256=None):
     return record
 
 
-# ---------------------------------------------------------------------------------------------- the picture
 def plot_reliability(stats, path, after=None, title=None, dpi=100):
-    """Draws the reliability diagram of ``reliability(...)`` stats to ``path`` (PNG; returns the absolute
-    path): per bin, accuracy as bars against the diagonal of perfect calibration, the gap to the mean
-    confidence shaded, the image count per bin below. ``after``: the stats with the fitted temperature, drawn
-    as a second series. Raises ``src.analysis.plots.PlottingUnavailable`` without matplotlib."""
-    from src.analysis.plots import _matplotlib, _commit, _tmp_png
+    """Draws the reliability diagram of ``reliability`` stats to ``path`` (PNG; returns the absolute path):
+    per bin accuracy bars against the diagonal, mean confidence as dots, image counts below; ``after`` (the
+    stats at the fitted temperature) as a second series. ``PlottingUnavailable`` without matplotlib."""
+    from src.analysis.plots import _matplotlib
+    from src.utils.fileio import atomic_path
 
     _, Figure, FigureCanvasAgg = _matplotlib()
     series = [("T = 1", stats, "#4472c4")]
@@ -310,6 +270,6 @@ def plot_reliability(stats, path, after=None, title=None, dpi=100):
     axc.set_xticks(edges[::3])
     axc.set_xlabel("top-1 confidence")
     axc.set_ylabel("images")
-    path, tmp = _tmp_png(path)
-    fig.savefig(tmp, dpi=dpi, format="png")
-    return _commit(tmp, path)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return os.path.abspath(os.fspath(path))

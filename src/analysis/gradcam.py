@@ -1,32 +1,16 @@
 """Grad-CAM (Selvaraju et al., ICCV 2017) for the project's classifiers, and heatmap overlays.
 
-For an input batch ``x`` (N, 3, H, W) and a class ``c`` per image (the predicted one by default):
-
-* ``A = net.forward_features(x)``: the last stage's feature map (N, C, h, w), stride 32
-  (``h = ceil(H / 32)`` for both architectures' padding);
-* ``score = net.forward_head(A)[:, c]``: the logit of ``c`` (before any output activation);
-* ``alpha_k = mean_ij d score / d A_k(i, j)``; ``cam = ReLU(sum_k alpha_k A_k)``;
-* ``cam`` is upsampled to (H, W) bilinearly (half-pixel centres, as PIL / OpenCV / PyTorch's
-  ``align_corners=False``) and normalised per image to [0, 1] (``(cam - min) / (max - min)``, all zeros
-  when it is constant, e.g. when no location speaks for the class).
-
-The gradient is taken in a graph-compiled Cell (``ops.GradOperation`` over a Cell whose construct is the
-head's class score, ``sum_n onehot_n . forward_head(A)_n``, with respect to its feature-map input), so
-it runs in GRAPH mode like the rest of the project; each image is independent because the network is
-in eval mode (BatchNorm uses its moving statistics). Works for ``cspdarknet53`` (Mish, TF-SAME padding),
-``cspdarknet53_timm`` (LeakyReLU, symmetric padding), their variants and any input size; with the
-project's head (mean pool + Dense) ``alpha_k = W[c, k] / (h * w)``.
-
-Overlays (``overlay_cam`` / ``save_cam_overlay``) blend a colour map onto the image with PIL and NumPy:
-matplotlib's colormap when matplotlib is installed, else a built-in jet. ``denormalize`` turns a network
-input (ImageNet mean/std on 0-255 pixels, CHW) back into the picture the network saw.
+For images ``x`` and a class ``c`` per image (the predicted one by default): ``A = forward_features(x)``
+(stride 32), ``alpha_k = mean_ij d logit_c / d A_k(i, j)``, ``cam = ReLU(sum_k alpha_k A_k)``, upsampled
+bilinearly to the input size (half-pixel centres, as PIL / PyTorch's ``align_corners=False``) and scaled per
+image to [0, 1] (zeros when constant). The gradient comes from a graph-compiled Cell; the network is in eval
+mode, so each image is independent. Overlays use matplotlib's colour map when installed, else a built-in jet.
 """
 import os
 
-import numpy as np
+from dataclasses import dataclass
 
-__all__ = ["GradCAM", "GradCAMResult", "grad_cam", "upsample_bilinear", "normalize_cam", "denormalize",
-           "apply_colormap", "overlay_cam", "save_cam_overlay"]
+import numpy as np
 
 
 def _cells(net):
@@ -73,12 +57,13 @@ def _cells(net):
     return _Features(net), logits, _ScoreGrad(_ClassScore(logits))
 
 
+@dataclass
 class GradCAMResult:
-    """``cams`` (N, H, W) float32 in [0, 1]; ``classes`` (N,) the explained classes; ``logits`` (N, K);
-    ``raw`` (N, h, w) the unnormalised ReLU map at feature resolution; ``weights`` (N, C) the alphas."""
-
-    def __init__(self, cams, classes, logits, raw, weights):
-        self.cams, self.classes, self.logits, self.raw, self.weights = cams, classes, logits, raw, weights
+    cams: np.ndarray     # (N, H, W) float32 in [0, 1]
+    classes: np.ndarray  # (N,) the explained classes
+    logits: np.ndarray   # (N, K)
+    raw: np.ndarray      # (N, h, w) the unnormalised ReLU map at feature resolution
+    weights: np.ndarray  # (N, C) the alphas
 
     @property
     def probabilities(self):
@@ -93,11 +78,8 @@ class GradCAMResult:
 
 
 class GradCAM:
-    """Grad-CAM for a classifier with ``forward_features`` / ``forward_head`` (``src.image_classification``).
-
-    ``cam = GradCAM(net); result = cam(images, class_index=None)``. The network is switched to eval mode.
-    Call it in GRAPH mode (``src.utils.runtime.setup_device``); PyNative works too, only slower.
-    """
+    """``GradCAM(net)(images, class_index=None)`` for a network with ``forward_features`` / ``forward_head``
+    (``src.image_classification``), switched to eval mode. GRAPH mode; PyNative works too, only slower."""
 
     def __init__(self, net):
         if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
@@ -153,15 +135,6 @@ class GradCAM:
         cams = normalize_cam(upsample_bilinear(raw, size))
         return GradCAMResult(cams=cams, classes=classes, logits=logits, raw=raw, weights=weights)
 
-
-def grad_cam(net, images, class_index=None, output_size=None):
-    """One-shot ``GradCAM(net)(images, class_index, output_size)``."""
-    return GradCAM(net)(images, class_index, output_size)
-
-
-# ----------------------------------------------------------------------------------------------
-# maps
-# ----------------------------------------------------------------------------------------------
 
 def _interp_matrix(n_out, n_in):
     """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, edges clamped."""
@@ -226,13 +199,10 @@ def apply_colormap(cam, colormap="jet"):
     """(H, W) values in [0, 1] -> (H, W, 3) uint8 colours: matplotlib's ``colormap`` when importable
     (and known), else the built-in jet."""
     x = np.clip(np.nan_to_num(np.asarray(cam, dtype=np.float64)), 0.0, 1.0)
-    rgb = None
     try:
         import matplotlib
         rgb = matplotlib.colormaps[colormap](x)[..., :3]
     except (ImportError, KeyError, AttributeError):
-        pass
-    if rgb is None:
         rgb = _builtin_jet(x)
     return (rgb * 255.0).round().astype(np.uint8)
 
@@ -255,12 +225,9 @@ def overlay_cam(image, cam, alpha=0.5, colormap="jet"):
 
 def save_cam_overlay(image, cam, path, alpha=0.5, colormap="jet", caption=None, side_by_side=False,
                      min_size=160):
-    """Writes the overlay as PNG to ``path`` (atomically) and returns the absolute path.
-
-    side_by_side: the image on the left, the overlay on the right. caption: a text line under it (e.g.
-    ``"pred: tabby cat (p=0.81)"``). Images smaller than ``min_size`` pixels on their longer side are
-    enlarged pixel by pixel (32 px inputs stay readable).
-    """
+    """Writes the overlay (beside the image with ``side_by_side``, a ``caption`` line under it) as PNG to
+    ``path`` atomically; returns the absolute path. Images under ``min_size`` pixels are enlarged pixel by
+    pixel."""
     from PIL import Image, ImageDraw
 
     from src.analysis.plots import _fit, _font, _save_png, load_rgb

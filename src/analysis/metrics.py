@@ -1,110 +1,47 @@
 """Per-class metrics, the confusion matrix and the most confident mistakes of a classifier, batch by batch.
 
-``EvalAccumulator`` is fed one batch at a time (logits, or top-k indices with optional confidences) and
-keeps only what the reports need, whatever the dataset size:
+``EvalAccumulator`` keeps only the ``K x K`` confusion matrix (rows = true class, columns = top-1
+prediction), the per-class top-k hits and a bounded heap of the ``worst_n`` most confident mistakes.
+Top-k ranks as ``src.evaluation.topk_correct`` (stable sort: ties go to the lower class index), so
+``trace(matrix)`` and ``topk_hits.sum()`` equal ``evaluate``'s counts. Distributed eval sums one flat
+vector across ranks (``all_reduce``; exact in float32 while every count and sample index is below 2**24).
 
-* the confusion matrix, int64 ``K x K``, rows = true class, columns = top-1 predicted class
-  (8 MB for 1000 classes);
-* the per-class top-k hits, int64 ``K`` (top-5 recall);
-* a bounded min-heap of the ``worst_n`` most confident wrong predictions
-  ``(confidence, true, predicted, sample index)``; confidence is the softmax probability of the
-  predicted class.
-
-Top-k follows ``src.evaluation.topk_correct`` exactly (stable sort of the negated logits: ties go to the
-lower class index), so ``trace(matrix)`` and ``topk_hits.sum()`` equal ``evaluate``'s top-1 / top-5
-counts on the same logits. With fewer than ``k`` classes every label is within the top-k.
-
-Distributed eval: every rank feeds its own shard, then ``counts_vector()`` (a flat ``K*K + K`` vector)
-is summed across ranks (``SumAcrossRanks``) and ``load_counts_vector(summed)`` puts the
-totals back; ``mistakes_vector(slot=rank, slots=group_size)`` / ``load_mistakes_vector(summed)`` do the
-same for the mistake heaps (each rank fills only its own slot, so a sum is a gather). The vectors are
-exact through a float32 AllReduce while every count is below 2**24 (16.7 million) and every sample
-index too. ``merge(other)`` does the same in one process.
-
-Definitions (the 0/0 cases, explicitly):
-
-* ``images`` (support) = row sum; ``top1_correct`` = diagonal; ``predicted`` = column sum.
-* recall = top1_correct / images and top5_recall = top-k hits / images; **undefined (NaN)** when the
-  class has no image.
-* precision = top1_correct / predicted; when the class was never predicted it is **0.0** if the class
-  has images (scikit-learn's ``zero_division=0``) and **NaN** if it has none.
-* F1 = 2PR / (P + R); 0.0 when P + R = 0; NaN when recall is NaN.
-* Macro averages (precision, recall, F1, top-5 recall) are plain means over the classes **with at least
-  one image** (a 1000-class model scored on a 100-class subset averages over those 100), so they are
-  always defined when any image was scored; macro F1 is the mean of the per-class F1 values
-  (scikit-learn's), not the F1 of macro P and R.
-* Confused pairs: off-diagonal cells with a non-zero count, largest count first (ties: lower true
-  index, then lower predicted index); ``fraction`` = count / images of the true class.
-
-CSV files are UTF-8, written atomically, with the csv module's quoting (ImageNet names hold commas);
-names go through ``display_name`` (undecodable bytes and control characters become visible escapes),
-NaN is an empty cell.
+The 0/0 cases: recall and top-5 recall are NaN for a class without images; precision of a class never
+predicted is 0.0 if it has images (scikit-learn's ``zero_division=0``), else NaN; F1 is 0.0 when P + R = 0
+and NaN when recall is. Macro averages are means over the classes with at least one image (macro F1 is the
+mean of the per-class F1s, as scikit-learn's). CSV files are UTF-8, written atomically, names through
+``display_name``, NaN as an empty cell.
 """
 import csv
 import heapq
 import io
 import math
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
-
-__all__ = ["PER_CLASS_FIELDS", "SumAcrossRanks", "Mistake", "EvalAccumulator", "analyze", "confusion_matrix",
-           "topk_indices",
-           "softmax_confidence", "per_class_metrics", "macro_averages", "top_confused_pairs", "display_name",
-           "default_class_names", "write_per_class_csv", "write_confusion_matrix_csv", "read_per_class_csv",
-           "read_confusion_matrix_csv"]
 
 PER_CLASS_FIELDS = ("class_index", "class_name", "images", "top1_correct", "precision", "recall", "f1",
                     "top5_recall")
 _NO_MISTAKE = -1.0  # confidence marking an empty row of a mistakes vector
 
 
-# ----------------------------------------------------------------------------------------------
-# names
-# ----------------------------------------------------------------------------------------------
-
 def display_name(name):
-    """A class name that any UTF-8 file, terminal or plot can show.
+    """A class name as one line of valid UTF-8 (``src.utils.paths.display_name`` with control characters
+    escaped)."""
+    from src.utils.paths import display_name as shown
 
-    ``bytes`` are decoded as UTF-8 with undecodable bytes as ``\\xNN``; a ``str`` holding surrogate
-    escapes (what ``os.listdir`` returns for a folder name that is not valid UTF-8) gets its original
-    bytes back the same way; control characters (newline, tab, ...) become ``\\n``, ``\\t``, ``\\xNN``.
-    Anything else goes through ``str``.
-    """
-    if isinstance(name, (bytes, bytearray)):
-        text = bytes(name).decode("utf-8", "backslashreplace")
-    else:
-        text = str(name)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            try:
-                text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            except UnicodeEncodeError:  # lone surrogates outside the escape range
-                text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if any(unicodedata.category(c) == "Cc" for c in text):
-        text = "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" else c
-                       for c in text)
-    return text
+    return shown(name, escape_controls=True)
 
 
-def default_class_names(num_classes):
-    return [f"class_{i}" for i in range(int(num_classes))]
-
-
-def _names(class_names, num_classes):
+def class_names_or_default(class_names, num_classes):
+    """``class_names`` through ``display_name`` (checked: one per class), or ``class_<i>`` when None."""
     if class_names is None:
-        return default_class_names(num_classes)
+        return [f"class_{i}" for i in range(int(num_classes))]
     names = [display_name(n) for n in class_names]
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names given for {num_classes} classes")
     return names
 
-
-# ----------------------------------------------------------------------------------------------
-# batch helpers
-# ----------------------------------------------------------------------------------------------
 
 def topk_indices(logits, k=5):
     """The ``k`` best classes per row, best first; ties towards the lower index (as ``topk_correct``)."""
@@ -147,13 +84,8 @@ def confusion_matrix(labels, predictions, num_classes):
         np.int64).reshape(num_classes, num_classes)
 
 
-# ----------------------------------------------------------------------------------------------
-# the accumulator
-# ----------------------------------------------------------------------------------------------
-
-
 class SumAcrossRanks:
-    """Sums a small float vector across ranks: an ``ops.AllReduce`` inside a graph-mode Cell."""
+    """Sums a small float vector across ranks (an ``ops.AllReduce`` in a graph-mode Cell)."""
 
     def __init__(self):
         from mindspore import nn, ops
@@ -173,6 +105,7 @@ class SumAcrossRanks:
         out = self.cell(ms.Tensor(np.asarray(values, dtype=np.float32)))
         return out.asnumpy().astype(np.float64)
 
+
 @dataclass(frozen=True)
 class Mistake:
     confidence: float  # softmax probability of the predicted class
@@ -184,10 +117,8 @@ class Mistake:
 class EvalAccumulator:
     """Confusion matrix, per-class top-k hits and the ``worst_n`` most confident mistakes, fed batch by batch.
 
-    num_classes: K. topk: the k of top-k recall (5). worst_n: how many mistakes to keep (0: none).
-    index_offset, index_stride: the sample index of the i-th image fed (when ``update`` gets no
-    ``indices``) is ``index_offset + i * index_stride``; ``(rank, group_size)`` gives the global index
-    in the file list for ``src.data.pipeline``'s eval shards (rank r holds images r, r+G, r+2G, ...).
+    The sample index of the i-th image fed without ``indices`` is ``index_offset + i * index_stride``:
+    ``(rank, group_size)`` gives the global index of ``src.data.pipeline``'s eval shards (r, r+G, ...).
     """
 
     def __init__(self, num_classes, topk=5, worst_n=0, index_offset=0, index_stride=1):
@@ -203,7 +134,6 @@ class EvalAccumulator:
         self.seen = 0  # images fed to this accumulator (not counting merged / loaded ones)
         self._heap = []  # min-heap of (confidence, -index, true, predicted)
 
-    # -- feeding ---------------------------------------------------------------------------------
     def _indices(self, n, indices):
         if indices is None:
             local = np.arange(self.seen, self.seen + n, dtype=np.int64)
@@ -225,9 +155,8 @@ class EvalAccumulator:
         self.update_topk(labels, top, confidences, indices)
 
     def update_topk(self, labels, topk, confidences=None, indices=None):
-        """One batch of top-k predicted indices ``[B, k]`` (best first; ``[B]`` is top-1 only, and then
-        no top-k hit is counted beyond it). ``confidences`` ``[B]`` (the top-1's probability) feeds the
-        mistakes heap; without it no mistake is kept."""
+        """One batch of top-k predicted indices ``[B, k]`` best first (``[B]``: top-1 only); ``confidences``
+        ``[B]`` (the top-1's probability) feeds the mistakes heap, without it no mistake is kept."""
         labels = _labels(labels, self.num_classes)
         topk = np.asarray(topk)
         if topk.ndim == 1:
@@ -263,7 +192,6 @@ class EvalAccumulator:
         elif item > self._heap[0]:  # more confident, or as confident with a lower index
             heapq.heapreplace(self._heap, item)
 
-    # -- combining -------------------------------------------------------------------------------
     def merge(self, other):
         """Adds ``other``'s counts and mistakes to this one (same ``num_classes``); returns self."""
         if other.num_classes != self.num_classes:
@@ -298,9 +226,8 @@ class EvalAccumulator:
         return self
 
     def mistakes_vector(self, slot=0, slots=1, dtype=np.float64):
-        """The kept mistakes as a flat ``slots * worst_n * 4`` vector ``(confidence, true, predicted, index)``
-        filled only in ``slot`` (rank ``slot`` of ``slots``), zeros elsewhere: summed across ranks it holds
-        every rank's mistakes. Empty rows of the own slot have confidence -1."""
+        """The kept mistakes as a flat ``slots * worst_n * 4`` vector of ``(confidence, true, predicted, index)``,
+        filled only in ``slot`` (zeros elsewhere, confidence -1 in empty rows): a sum across ranks is a gather."""
         if not 0 <= slot < slots:
             raise ValueError(f"slot {slot} outside 0..{slots - 1}")
         out = np.zeros((slots, self.worst_n, 4), dtype=np.float64)
@@ -319,10 +246,8 @@ class EvalAccumulator:
         return self
 
     def all_reduce(self, rank, group_size, reducer=None):
-        """Distributed eval: replaces this rank's counts and mistakes by those of all ranks (every rank must
-        call it; all hold the totals afterwards). One AllReduce of ``counts_vector`` + ``mistakes_vector``
-        through ``reducer`` (default ``SumAcrossRanks``, float32: exact below 2**24 per
-        count and sample index, checked). No-op for ``group_size <= 1``. Returns self."""
+        """Replaces this rank's counts and mistakes by those of all ranks (every rank must call it): one sum of
+        ``counts_vector`` + ``mistakes_vector`` through ``reducer`` (default ``SumAcrossRanks``). Returns self."""
         if group_size <= 1:
             return self
         if reducer is None:
@@ -332,13 +257,12 @@ class EvalAccumulator:
         summed = np.asarray(reducer(np.concatenate([counts, mistakes])), dtype=np.float64)
         if summed.size != counts.size + mistakes.size:
             raise ValueError(f"the reducer returned {summed.size} values for {counts.size + mistakes.size}")
-        if np.max(summed[:counts.size], initial=0.0) >= 2 ** 24 or np.max(summed[counts.size:], initial=0.0) >= 2 ** 24:
+        if np.max(summed, initial=0.0) >= 2 ** 24:
             raise ValueError("a count or sample index reached 2**24: a float32 AllReduce is no longer exact")
         self.load_counts_vector(summed[:counts.size])
         self.load_mistakes_vector(summed[counts.size:])
         return self
 
-    # -- results ---------------------------------------------------------------------------------
     @property
     def total(self):
         return int(self.matrix.sum())
@@ -361,7 +285,7 @@ class EvalAccumulator:
 
     def summary(self, class_names=None, top_pairs=10):
         """For eval_result.json: counts, macro P/R/F1/top-k recall and the ``top_pairs`` most confused pairs."""
-        names = _names(class_names, self.num_classes)
+        names = class_names_or_default(class_names, self.num_classes)
         macro = macro_averages(self.per_class(names))
         return {
             "images": self.total,
@@ -394,17 +318,13 @@ def analyze(labels, logits=None, topk=None, num_classes=None, confidences=None, 
     return acc
 
 
-# ----------------------------------------------------------------------------------------------
-# metrics from counts
-# ----------------------------------------------------------------------------------------------
-
 def per_class_metrics(matrix, topk_hits=None, class_names=None):
     """One dict per class with ``PER_CLASS_FIELDS`` (plus ``predicted``), NaN where undefined (module doc)."""
     matrix = np.asarray(matrix, dtype=np.int64)
     k = matrix.shape[0]
     if matrix.shape != (k, k):
         raise ValueError(f"confusion matrix must be square, got {matrix.shape}")
-    names = _names(class_names, k)
+    names = class_names_or_default(class_names, k)
     images = matrix.sum(axis=1)
     predicted = matrix.sum(axis=0)
     correct = np.diag(matrix)
@@ -413,10 +333,7 @@ def per_class_metrics(matrix, topk_hits=None, class_names=None):
     for i in range(k):
         n, p, c = int(images[i]), int(predicted[i]), int(correct[i])
         recall = c / n if n else math.nan
-        if p:
-            precision = c / p
-        else:
-            precision = 0.0 if n else math.nan
+        precision = c / p if p else 0.0 if n else math.nan
         if math.isnan(recall) or math.isnan(precision):
             f1 = math.nan
         elif precision + recall == 0:
@@ -444,7 +361,7 @@ def top_confused_pairs(matrix, n=10, class_names=None):
     """The ``n`` largest off-diagonal cells: ``[{true, true_name, predicted, predicted_name, count, fraction}]``."""
     matrix = np.asarray(matrix, dtype=np.int64)
     k = matrix.shape[0]
-    names = _names(class_names, k)
+    names = class_names_or_default(class_names, k)
     off = matrix.copy()
     np.fill_diagonal(off, 0)
     t, p = np.nonzero(off)
@@ -457,16 +374,6 @@ def top_confused_pairs(matrix, n=10, class_names=None):
              "count": int(counts[i]), "fraction": round(float(counts[i] / images[t[i]]), 6)} for i in order]
 
 
-# ----------------------------------------------------------------------------------------------
-# files
-# ----------------------------------------------------------------------------------------------
-
-def _write_text_atomic(text, path):
-    from src.utils.fileio import write_text_atomic
-
-    return write_text_atomic(text, path, newline="")
-
-
 def _fmt(value):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -475,27 +382,27 @@ def _fmt(value):
     return value
 
 
+def _write_csv(rows, path):
+    from src.utils.fileio import write_text_atomic
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return write_text_atomic(buf.getvalue(), path, newline="")
+
+
 def write_per_class_csv(rows, path):
     """``per_class.csv``: a header of ``PER_CLASS_FIELDS`` and one row per class; returns the absolute path."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(PER_CLASS_FIELDS)
-    for r in rows:
-        writer.writerow([_fmt(display_name(r[k]) if k == "class_name" else r[k]) for k in PER_CLASS_FIELDS])
-    return _write_text_atomic(buf.getvalue(), path)
+    return _write_csv([PER_CLASS_FIELDS] + [[_fmt(display_name(r[k]) if k == "class_name" else r[k])
+                                             for k in PER_CLASS_FIELDS] for r in rows], path)
 
 
 def write_confusion_matrix_csv(matrix, class_names, path):
     """``confusion_matrix.csv``: header ``true_index,true_name,<predicted name 0>,...``, then one row per true
     class ``i,name_i,count_i0,...`` (raw counts). Returns the absolute path."""
     matrix = np.asarray(matrix, dtype=np.int64)
-    names = _names(class_names, matrix.shape[0])
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["true_index", "true_name"] + names)
-    for i, name in enumerate(names):
-        writer.writerow([i, name] + matrix[i].tolist())
-    return _write_text_atomic(buf.getvalue(), path)
+    names = class_names_or_default(class_names, matrix.shape[0])
+    return _write_csv([["true_index", "true_name"] + names] +
+                      [[i, name] + matrix[i].tolist() for i, name in enumerate(names)], path)
 
 
 def read_per_class_csv(path):

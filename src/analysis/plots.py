@@ -1,31 +1,16 @@
-"""Pictures of an evaluation: the confusion matrix (matplotlib) and a contact sheet of images (PIL only).
-
-* ``plot_confusion_matrix(matrix, names, path, top_pairs)``: row-normalised colours on a square-root
-  scale (so a 2% confusion is visible next to a 90% diagonal), class names on both axes up to
-  ``names_max`` (40) classes, otherwise class-index ticks only, raw counts written in the cells up to 20
-  classes, and the most-confused pairs listed in a text panel on the right. matplotlib is imported
-  only here and lazily (``Figure`` + the Agg canvas, no pyplot, no global backend switch); without it
-  the function raises ``PlottingUnavailable`` (an ``ImportError`` whose message says what to install),
-  and ``plotting_unavailable_reason()`` says so up front without raising.
-* ``contact_sheet(images, captions, path)``: thumbnails in a grid with captions under each, drawn with
-  PIL alone (works without matplotlib). Images are file paths (read with PIL: grey, palette, RGBA,
-  16-bit and EXIF-rotated files are handled), PIL images or NumPy arrays (HW, HWC with 1/3/4 channels,
-  uint8 or float in [0, 1]); a file that cannot be read becomes a grey tile, it does not stop the sheet.
-  ``mistake_caption(true, predicted, p)`` makes the worst-mistakes caption.
-
-Every PNG is written to a temporary name in the target folder and renamed.
+"""Pictures of an evaluation: the confusion matrix (matplotlib, imported lazily: ``Figure`` + the Agg canvas,
+no pyplot) and a contact sheet of images with captions (PIL only). Without matplotlib the confusion matrix
+raises ``PlottingUnavailable``, an ``ImportError`` saying what to install. PNGs are written atomically.
 """
 import io
 import math
 import os
 import re
-import tempfile
 import warnings
 
 import numpy as np
 
-__all__ = ["PlottingUnavailable", "plotting_unavailable_reason", "plot_confusion_matrix", "contact_sheet",
-           "mistake_caption", "load_rgb", "shorten"]
+from src.utils.fileio import atomic_path
 
 MATPLOTLIB_HINT = "pip install matplotlib==3.11.2"
 
@@ -55,13 +40,13 @@ def _matplotlib():
 
 
 def shorten(text, width, middle=False):
-    """``text`` cut to ``width`` characters with an ellipsis at the end (or in the ``middle``, which keeps
-    the ends of names that differ only there, "class name number 22")."""
+    """``text`` cut to ``width`` characters with an ellipsis at the end (or in the ``middle``, keeping the
+    ends of names that differ only there)."""
     text = str(text)
     if len(text) <= width:
         return text
     if middle and width >= 5:
-        head = (width - 1 + 1) // 2
+        head = width // 2
         tail = width - 1 - head
         return text[:head] + "\u2026" + (text[-tail:] if tail else "")
     return text[:max(width - 1, 1)] + "\u2026"
@@ -72,39 +57,17 @@ def _mpl_text(text):
     return str(text).replace("$", r"\$")
 
 
-def _tmp_png(path):
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".png", dir=folder)
-    os.close(fd)
-    return path, tmp
-
-
-def _commit(tmp, path):
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-# ----------------------------------------------------------------------------------------------
-# confusion matrix
-# ----------------------------------------------------------------------------------------------
-
 _NICE_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000)
 
 
 def plot_confusion_matrix(matrix, names, path, top_pairs=None, max_pairs=20, names_max=40, title=None,
                           annotate_max=20, dpi=100):
-    """Draws the confusion matrix to ``path`` (PNG); returns the absolute path.
+    """Draws the ``K x K`` counts (rows = true class) to ``path`` (PNG); returns the absolute path.
 
-    matrix: ``K x K`` raw counts, rows = true class. names: K class names (None: indices). top_pairs:
-    ``metrics.top_confused_pairs`` entries for the side panel (None: computed here); ``max_pairs``
-    of them are listed. Raises ``PlottingUnavailable`` without matplotlib.
+    Colours are row-normalised on a square-root scale (a 2% confusion shows beside a 90% diagonal); class
+    names label the axes up to ``names_max`` classes (else index ticks), counts are written in the cells up
+    to ``annotate_max`` classes, and ``max_pairs`` of ``top_pairs`` (``metrics.top_confused_pairs`` entries;
+    None: computed here) are listed in a side panel.
     """
     from src.analysis.metrics import display_name, top_confused_pairs
 
@@ -193,18 +156,10 @@ def _quantized(buf):
 
 
 def _save_png(img, path):
-    path, tmp = _tmp_png(path)
-    try:
+    with atomic_path(path, ".png") as tmp:
         img.save(tmp, format="PNG", optimize=True)
-    except BaseException:
-        os.remove(tmp)
-        raise
-    return _commit(tmp, path)
+    return os.path.abspath(os.fspath(path))
 
-
-# ----------------------------------------------------------------------------------------------
-# contact sheet (PIL only)
-# ----------------------------------------------------------------------------------------------
 
 def mistake_caption(true_name, predicted_name, confidence):
     """``"true: X\\npred: Y (p=0.93)"``."""
@@ -212,7 +167,8 @@ def mistake_caption(true_name, predicted_name, confidence):
 
 
 def load_rgb(item, background=(255, 255, 255)):
-    """An RGB ``PIL.Image`` from a path, a PIL image or an array; transparency composited on ``background``."""
+    """An RGB ``PIL.Image`` from a path (EXIF-rotated), a PIL image or an array (HW or HWC with 1/3/4 channels,
+    uint8 or float in [0, 1]); 16/32-bit grey scaled to 8 bits, transparency composited on ``background``."""
     from PIL import Image, ImageOps
 
     if isinstance(item, (str, bytes, os.PathLike)):
@@ -292,13 +248,9 @@ def _thumbnail(img, size):
 
 def contact_sheet(images, captions, path, thumb_size=128, columns=None, title=None, font_size=10,
                   background=(255, 255, 255), caption_width=160):
-    """Thumbnails of ``images`` in a grid with ``captions`` (strings, lines split at ``\\n``) under each;
-    writes a PNG to ``path`` and returns the absolute path. PIL only.
-
-    Each cell is ``max(thumb_size, caption_width)`` pixels wide plus a 6 px margin on each side, the
-    thumbnail centred in it; a caption line too long for it is cut with an ellipsis, keeping a trailing
-    ``" (p=0.93)"``. ``columns`` defaults to ``min(len(images), 8)``.
-    """
+    """Thumbnails of ``images`` (``load_rgb``'s inputs; an unreadable file becomes a grey tile) in a grid
+    with ``captions`` (lines split at ``\\n``, each cut to the cell keeping a trailing ``" (p=0.93)"``) under
+    each; writes a PNG to ``path`` and returns the absolute path. PIL only."""
     from PIL import Image, ImageDraw
 
     from src.analysis.metrics import display_name

@@ -1,20 +1,10 @@
-"""Everything eval.py writes beside eval_result.json, from one ``EvalAccumulator``, in one call.
-
-    acc = EvalAccumulator(num_classes, worst_n=cfg.worst_mistakes, index_offset=rank, index_stride=group_size)
-    ... acc.update(logits, labels) per batch ...; acc.all_reduce(rank, group_size)   # every rank
-    if rank == 0:
-        out = write_eval_analysis(acc, run_dir, names, image_for_index=..., plots=not cfg.no_plots, log=log)
-        # out.summary: EvalAccumulator.summary(); src.eval_job.result_record takes its JSON_KEYS
-
-Files: ``per_class.csv`` and ``confusion_matrix.csv`` always; ``confusion_matrix.png`` when ``plots`` and
-matplotlib is importable (otherwise the log and ``out.notes`` say why); ``worst_mistakes.png`` when
-``plots``, mistakes were kept and ``image_for_index`` maps a sample index to its image (PIL only, so it is
-drawn without matplotlib too). A picture that fails is reported in the notes; it never fails the eval.
+"""Everything eval writes beside eval_result.json, from one ``EvalAccumulator``: ``per_class.csv`` and
+``confusion_matrix.csv`` always; ``confusion_matrix.png`` (matplotlib) and ``worst_mistakes.png`` (PIL, needs
+``image_for_index``) unless ``plots`` is off. A picture that cannot be drawn is logged and listed in
+``notes``; it never fails the eval.
 """
 import os
 from dataclasses import dataclass, field
-
-__all__ = ["AnalysisOutput", "write_eval_analysis", "JSON_KEYS", "FILE_NAMES"]
 
 FILE_NAMES = {"per_class": "per_class.csv", "confusion_csv": "confusion_matrix.csv",
               "confusion_png": "confusion_matrix.png", "worst_mistakes": "worst_mistakes.png"}
@@ -31,18 +21,15 @@ class AnalysisOutput:
 
 
 def write_eval_analysis(acc, out_dir, class_names=None, image_for_index=None, plots=True, top_pairs=10,
-                        plot_pairs=20, log=None, thumb_size=128, columns=None):
-    """Writes the analysis files of ``acc`` into ``out_dir`` and returns an ``AnalysisOutput``.
+                        plot_pairs=20, log=None):
+    """Writes the analysis files of ``acc`` into ``out_dir``; returns an ``AnalysisOutput``.
 
-    class_names: K names (None: ``class_<i>``). image_for_index: ``index -> path/PIL image/array`` for the
-    worst-mistakes sheet (the accumulator's sample indices). plots: False skips both PNGs (``no_plots``).
-    top_pairs: how many confused pairs the summary lists; plot_pairs: how many the picture lists.
+    image_for_index: sample index -> path / PIL image / array, for the worst-mistakes sheet. top_pairs /
+    plot_pairs: how many confused pairs the summary / the picture lists.
     """
-    from src.analysis.metrics import (default_class_names, display_name, top_confused_pairs,
-                                      write_confusion_matrix_csv, write_per_class_csv)
+    from src.analysis.metrics import class_names_or_default, write_confusion_matrix_csv, write_per_class_csv
 
-    names = [display_name(n) for n in class_names] if class_names is not None else \
-        default_class_names(acc.num_classes)
+    names = class_names_or_default(class_names, acc.num_classes)
     out = AnalysisOutput(summary=acc.summary(names, top_pairs=top_pairs))
     out.files["per_class"] = write_per_class_csv(acc.per_class(names), os.path.join(out_dir, FILE_NAMES["per_class"]))
     out.files["confusion_csv"] = write_confusion_matrix_csv(acc.matrix, names,
@@ -65,13 +52,12 @@ def write_eval_analysis(acc, out_dir, class_names=None, image_for_index=None, pl
     else:
         try:
             out.files["confusion_png"] = plot_confusion_matrix(
-                acc.matrix, names, os.path.join(out_dir, FILE_NAMES["confusion_png"]),
-                top_pairs=top_confused_pairs(acc.matrix, plot_pairs, names))
+                acc.matrix, names, os.path.join(out_dir, FILE_NAMES["confusion_png"]), max_pairs=plot_pairs)
         except Exception as err:  # a picture must never fail the evaluation
             note(f"confusion_matrix.png not drawn: {type(err).__name__}: {err}")
-    mistakes = acc.worst_mistakes()
     if not acc.worst_n:
         return out
+    mistakes = acc.worst_mistakes()
     if not mistakes:
         note("no wrong prediction: worst_mistakes.png is not drawn")
         return out
@@ -82,8 +68,8 @@ def write_eval_analysis(acc, out_dir, class_names=None, image_for_index=None, pl
         images = [image_for_index(m.index) for m in mistakes]
         captions = [mistake_caption(names[m.true], names[m.predicted], m.confidence) for m in mistakes]
         out.files["worst_mistakes"] = contact_sheet(
-            images, captions, os.path.join(out_dir, FILE_NAMES["worst_mistakes"]), thumb_size=thumb_size,
-            columns=columns, title=f"{len(mistakes)} most confident mistakes of {acc.total} images")
+            images, captions, os.path.join(out_dir, FILE_NAMES["worst_mistakes"]),
+            title=f"{len(mistakes)} most confident mistakes of {acc.total} images")
     except Exception as err:
         note(f"worst_mistakes.png not drawn: {type(err).__name__}: {err}")
     return out

@@ -1,27 +1,17 @@
 """Activation cells that export everywhere and train as PyTorch's.
 
-``Mish`` is built from the ``Softplus``, ``Tanh`` and ``Mul`` primitives, as the model zoo's
-``src/utils/custom_op.py`` does, rather than ``nn.Mish``: MindSpore 2.10 cannot export ``nn.Mish``
-to ONNX ("Can not find key Mish in convert map") and MindSpore Lite silently drops it, while the
-three-primitive form exports to MINDIR and ONNX (opset 11 Softplus/Tanh/Mul) with identical logits.
-
-``LeakyReLU`` is ``nn.LeakyReLU`` (same forward, bit for bit) with PyTorch's gradient at x == 0: the slope
-``alpha``. MindSpore 2.10 builds ``nn.LeakyReLU`` as ``Maximum(alpha * x, x)``, whose CPU backward splits a tie
-between the two inputs, (1 + alpha) / 2 = 0.505 x the incoming gradient at x == 0 for alpha 0.01, against
-PyTorch's 0.01. That is no corner case here: with timm's initialisation (each residual block's last BatchNorm
-gamma 0, the default ``init=timm``) every element of those blocks' activation input is exactly 0 at the
-start, so the zero-init gammas got ~50x PyTorch's gradient on the first step (docs/convergence.md). The
-fused CPU kernel (``src/utils/fused_ops.FusedLeakyReLU``) already had PyTorch's convention; this cell gives
-it to every device (GPU, Ascend, CPU without the fused kernels).
+``Mish`` is built from ``Softplus``, ``Tanh`` and ``Mul`` as the model zoo's: MindSpore 2.10 cannot export
+``nn.Mish`` to ONNX and MindSpore Lite drops it. ``LeakyReLU`` has PyTorch's gradient at x == 0 (the slope):
+MindSpore's ``Maximum(alpha * x, x)`` splits a tie, 0.505 x the gradient for alpha 0.01, and with timm's
+initialisation (zero-init gammas) every input of those activations is exactly 0 at the start, so the first
+steps got ~50x PyTorch's gradient (docs/convergence.md).
 """
 from mindspore import nn, ops
 
 
 class LeakyReLU(nn.LeakyReLU):
-    """LeakyReLU(x) = max(alpha x, x) (0 <= alpha <= 1), MindSpore's own forward graph (so inference speed and
-    export are those of ``nn.LeakyReLU``), with a backward of gradient 1 where x > 0 and alpha elsewhere
-    (PyTorch's convention, x == 0 included). A subclass, so code that looks for ``nn.LeakyReLU`` (the fused
-    kernel swap, activation recompute) finds it."""
+    """``nn.LeakyReLU``'s forward (speed and export unchanged) with PyTorch's backward: 1 where x > 0, alpha
+    elsewhere. A subclass, so the fused kernel swap and activation recompute find it."""
 
     def __init__(self, alpha=0.01):
         alpha = float(alpha)
@@ -52,11 +42,8 @@ class Mish(nn.Cell):
 
 
 def create_activation(name, leaky_slope=0.01):
-    """Returns a new activation cell: ``mish`` or ``leaky_relu``.
-
-    MindSpore's ``nn.LeakyReLU`` default slope is 0.2; timm's weights need PyTorch's 0.01, so the
-    slope is always passed explicitly.
-    """
+    """A new ``mish`` or ``leaky_relu`` cell (the slope always explicit: MindSpore's default is 0.2, timm's
+    weights need PyTorch's 0.01)."""
     if name == "mish":
         return Mish()
     if name == "leaky_relu":

@@ -1,49 +1,48 @@
-"""Small file helpers shared by the entry scripts and src/ modules: atomic JSON writes, and the up-front
-checks that an output location can be written (so a run fails before any device work, not at its end)."""
+"""Atomic writes, and the one guard every output path passes before any work (so a run fails before any
+device work, never clobbers an input or a file that is not the project's)."""
+import contextlib
 import os
 import tempfile
 
-__all__ = ["write_text_atomic", "write_json_atomic", "new_file_mode", "check_output_dir", "check_output_file",
-           "free_space"]
 
-
-def write_text_atomic(text, path, newline=None):
-    """Writes the str ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and a rename, so a
-    reader never sees a half-written file; the temporary file is removed on any error. Creates the folder;
-    returns the absolute path. ``newline``: as ``open``'s ("" for CSV text that has its own line ends). The
-    file gets the permissions of any new file (umask), not ``mkstemp``'s 0600."""
+@contextlib.contextmanager
+def atomic_path(path, suffix=".tmp", mode=None):
+    """Yields a temporary name in ``path``'s folder (created); when the block ends the file gets ``mode``
+    (default: a new file's under the umask, not ``mkstemp``'s 0600) and is renamed to ``path``; on any error
+    it is removed. A reader never sees half a file."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
-            f.write(text)
-        os.chmod(tmp, new_file_mode())
+        yield tmp
+        os.chmod(tmp, new_file_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return path
+
+
+def write_text_atomic(text, path, newline=None):
+    """Writes the str ``text`` (UTF-8) to ``path`` atomically (``atomic_path``); returns the absolute path.
+    ``newline``: as ``open``'s ("" for CSV text that has its own line ends)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as f:
+        f.write(text)
+    return os.path.abspath(os.fspath(path))
 
 
 def new_file_mode():
-    """The permissions the user's umask gives a new file (0o666 minus the umask), for files that are written
-    under a temporary name first (``mkstemp`` makes them 0600, MindSpore's checkpoint writer 0400)."""
+    """The permissions the user's umask gives a new file (0o666 minus the umask)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
 
 
 def write_json_atomic(data, path, indent=2, ensure_ascii=True):
-    """Writes ``data`` as JSON to ``path`` via a temporary file in the same folder and a rename, so a
-    reader never sees a half-written file. Creates the folder; returns the absolute path.
-
-    With ``ensure_ascii=False`` non-ASCII text stays readable, and a file name that is not valid UTF-8 (a
-    surrogate-escaped str from ``os.listdir``) is written as ``\\udcXX`` escapes instead of failing, which
-    ``json.load`` turns back into the same str (``src.utils.paths.json_dumps``). The file gets the
-    permissions of any new file (umask), not ``mkstemp``'s 0600."""
+    """``data`` as JSON, written atomically; returns the absolute path. With ``ensure_ascii=False`` text stays
+    readable and a name that is not valid UTF-8 is written losslessly (``src.utils.paths.json_dumps``)."""
     from src.utils.paths import json_dumps
 
     return write_text_atomic(json_dumps(data, indent=indent, ensure_ascii=ensure_ascii) + "\n", path)
@@ -73,17 +72,8 @@ def _error(key, value, reason):
     return ConfigError(f"{key}={value!r}: {reason}")
 
 
-def _inside(path, folder):
-    """Whether ``path`` is ``folder`` or lies under it (both absolute, symbolic links resolved)."""
-    try:
-        return os.path.commonpath([path, folder]) == folder
-    except ValueError:  # different drives
-        return False
-
-
 def _check_not_input(full, key, value, inputs):
-    """Raises ``ConfigError`` when ``full`` is one of ``inputs`` (files or folders the run reads) or lies
-    inside an input folder: an output must never replace what the run reads, nor mix with its data."""
+    """An output must never be one of the run's ``inputs`` (files or folders) nor lie inside an input folder."""
     real = os.path.realpath(full)
     for given in inputs or ():
         if not given:
@@ -91,20 +81,15 @@ def _check_not_input(full, key, value, inputs):
         source = os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(given))))
         if real == source or (os.path.exists(real) and os.path.exists(source) and os.path.samefile(real, source)):
             raise _error(key, value, f"is one of this run's inputs ({given}); choose another output path")
-        if os.path.isdir(source) and _inside(real, source):
+        if os.path.isdir(source) and os.path.commonpath([real, source]) == source:
             raise _error(key, value, f"lies inside the input folder {given}; outputs never go into the data "
                                      "or checkpoints a run reads")
 
 
 def check_output_dir(path, key, value=None, inputs=()):
-    """Raises ``ConfigError`` naming ``key`` when the folder ``path`` cannot be created or written, or is
-    one of ``inputs`` / lies inside an input folder (see ``check_output_file``).
-
-    Nothing is left behind: the folder is not created (the first existing folder on the way is probed
-    with a temporary file, removed at once). Root ignores permission bits, so the probe is a real write:
-    it catches read-only file systems, a regular file on the way, and missing permissions alike.
-    ``value``: what the message quotes as the key's value (default ``path``).
-    """
+    """Raises ``ConfigError`` naming ``key`` (quoting ``value``, default ``path``) when the folder ``path``
+    cannot be created or written, or is / lies inside one of ``inputs``. Nothing is left behind: the first
+    existing folder on the way is probed with a temporary file (a real write: root ignores permission bits)."""
     value = path if value is None else value
     full = os.path.abspath(os.path.expanduser(os.fspath(path) or "."))
     _check_not_input(full, key, value, inputs)
@@ -122,16 +107,12 @@ def check_output_dir(path, key, value=None, inputs=()):
 
 
 def check_output_file(path, key, inputs=(), ours=None):
-    """The one guard for every file the project writes, called before any work; returns the absolute path.
+    """The guard for every file the project writes, called before any work; returns the absolute path.
 
-    Raises ``ConfigError`` naming ``key`` when ``path``:
-      * is a folder, or an existing file that is not a regular file (a device node, FIFO or socket);
-      * is one of the run's ``inputs`` (data, checkpoints, configs, images: files or folders) or lies inside
-        an input folder;
-      * exists and ``ours`` (a predicate) says it is not a file this project wrote (e.g. a manifest path that
-        names a user's text file). ``ours=None``: writing that file is the key's documented purpose, and the
-        writer replaces it atomically (``write_text_atomic``), so a reader never sees half of it;
-      * cannot be written (its folder cannot be created or written).
+    Raises ``ConfigError`` naming ``key`` when ``path`` is a folder or not a regular file (device, FIFO,
+    socket, broken link); is one of the run's ``inputs`` or lies inside an input folder; exists and
+    ``ours(path)`` says the project did not write it (``ours=None``: replacing the file is the key's purpose);
+    or cannot be written.
     """
     full = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if os.path.isdir(full):

@@ -1,14 +1,8 @@
-"""Optimizer set-up: weight-decay groups and the zoo's SGD-momentum optimizer.
-
-Weight decay (coupled L2, as in the zoo) applies to conv and dense weights only. Parameters whose
-name ends in ``.bias``, ``.gamma`` or ``.beta`` (biases, BatchNorm affine parameters) get
-``weight_decay = 0.0``. Non-trainable parameters (BN moving statistics) are never included.
-"""
+"""The zoo's SGD-momentum optimizer with coupled L2 weight decay on conv and dense weights only (no decay for
+``.bias``, ``.gamma``, ``.beta``; non-trainable BatchNorm statistics never included)."""
 import numpy as np
 import mindspore as ms
 from mindspore import nn, Tensor
-
-__all__ = ["NO_DECAY_SUFFIXES", "get_param_groups", "create_optimizer"]
 
 NO_DECAY_SUFFIXES = ("bias", "gamma", "beta")
 
@@ -25,11 +19,8 @@ def _trainable(net_or_params):
 
 
 def get_param_groups(net):
-    """Split trainable parameters into ``[{'params': decay}, {'params': no_decay, 'weight_decay': 0.0}]``.
-
-    The decay group carries no ``weight_decay`` key, so it inherits the optimizer's default.
-    Empty groups are left out. ``net`` is a Cell or an iterable of Parameters.
-    """
+    """``[{'params': decay}, {'params': no_decay, 'weight_decay': 0.0}]`` of the trainable parameters of a Cell
+    or an iterable of Parameters (empty groups left out; the first inherits the optimizer's weight decay)."""
     decay, no_decay = [], []
     for param in _trainable(net):
         (no_decay if _is_no_decay(param.name) else decay).append(param)
@@ -43,13 +34,10 @@ def get_param_groups(net):
 
 def create_optimizer(net_or_params, learning_rate, momentum=0.9, weight_decay=1e-4, loss_scale=1.0,
                      nesterov=False):
-    """``nn.Momentum`` over :func:`get_param_groups` (zoo: momentum 0.9, wd 1e-4, Nesterov off).
+    """``nn.Momentum`` over :func:`get_param_groups` (or given group dicts), as the zoo's.
 
-    ``learning_rate``: a per-step array (as from ``src.lr_generator.get_lr``; indexed by the global
-    step), a Tensor, or a float. ``net_or_params``: a Cell, an iterable of Parameters, or a list of
-    group dicts (used as given). ``loss_scale`` must equal the fixed loss scale of the train step so
-    gradients are unscaled inside the optimizer (1.0 with a dynamic loss-scale cell).
-    """
+    ``learning_rate``: a per-step array (``src.lr_generator.get_lr``), a Tensor or a float. ``loss_scale``
+    must equal the train step's fixed loss scale (1.0 with a dynamic one): the optimizer unscales."""
     if isinstance(learning_rate, (list, tuple, np.ndarray)):
         learning_rate = Tensor(np.asarray(learning_rate, dtype=np.float32))
     elif isinstance(learning_rate, Tensor):

@@ -1,12 +1,9 @@
-"""Run-time setup shared by the entry scripts: device, graph mode, distributed init, logging, and the run
-context that holds this state (kept apart from the immutable config). Run folders: ``src.utils.run_folder``.
-
-Nothing happens at import. Modern MindSpore 2.x APIs only (``mindspore.set_device``,
-``mindspore.communication``).
-"""
+"""Run-time setup shared by the jobs: device, graph mode, distributed init, the run's log, and the run
+context that holds this state (apart from the immutable config). Nothing happens at import."""
 import datetime
 import json
 import logging
+import logging.handlers
 import os
 import platform
 import sys
@@ -15,9 +12,6 @@ from typing import List
 
 from src.errors import DeviceError, DistributedInitError
 from src.utils import signals
-
-__all__ = ["RunContext", "resolve_device_target", "setup_device", "init_distributed", "start_context",
-           "RunLog", "important_info", "user_error_exit", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"  # the zoo's log-file format
 DEVICE_PREFERENCE = ("Ascend", "GPU", "CPU")
@@ -40,9 +34,8 @@ class RunContext:
         return self.rank == 0
 
     def save(self, path, cfg=None, resumed_from=None):
-        """Writes the context as JSON (``run.json``), with the versions and the command line. A resumed run
-        (``resumed_from``: the checkpoint) keeps what the file says and adds ``{started, argv, checkpoint}``
-        to its ``resumes`` list."""
+        """Writes the context, versions and command line as JSON (``run.json``). A resumed run (``resumed_from``:
+        the checkpoint) keeps the file and adds ``{started, argv, checkpoint}`` to its ``resumes`` list."""
         from src.utils.fileio import write_json_atomic
 
         started = datetime.datetime.now().isoformat(timespec="seconds")
@@ -54,21 +47,17 @@ class RunContext:
                 data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started)
             data.setdefault("resumes", []).append(dict(started=started, argv=sys.argv, checkpoint=resumed_from))
             return write_json_atomic(data, path)
-        data = asdict(self)
-        data.update(python=platform.python_version(), argv=sys.argv, started=started)
-        try:
-            import mindspore
-            data["mindspore"] = mindspore.__version__
-        except ImportError:  # pragma: no cover - MindSpore is a requirement
-            pass
+        import mindspore
+
+        data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started,
+                    mindspore=mindspore.__version__)
         if cfg is not None:
             data.update(profile=cfg.profile, config_path=cfg.config_path, explicit_keys=sorted(cfg.explicit))
         return write_json_atomic(data, path)
 
 
 def resolve_device_target(value):
-    """``auto`` -> Ascend if present, else GPU, else CPU; a named target must be available (the accepted
-    values are the config's choices: tests/unit/test_config.py)."""
+    """``auto`` -> Ascend if present, else GPU, else CPU; a named target must be available."""
     import mindspore as ms
 
     if value in (None, "", "auto"):
@@ -102,12 +91,8 @@ def setup_device(device_target="auto", device_id=None, graph_mode=True):
 
 
 def init_distributed(enabled):
-    """Initialises collective communication for data parallelism; returns ``(rank, group_size)``.
-
-    Under msrun (GPU, CPU) or an HCCL rank table (Ascend) ``init()`` picks the backend itself.
-    Gradients are averaged across ranks (``gradients_mean``), as the zoo does; BatchNorm
-    statistics stay per rank.
-    """
+    """Initialises data parallelism (msrun on GPU/CPU, an HCCL rank table on Ascend; gradients averaged as
+    the zoo's, BatchNorm statistics per rank); returns ``(rank, group_size)``."""
     if not enabled:
         return 0, 1
     import mindspore as ms
@@ -137,30 +122,16 @@ def start_context(device_cfg, mode, network=True):
     target = setup_device(device_cfg.device_target)
     applied, rewrites = apply_recommended_settings(target, mode, network=network)
     rank, group_size = init_distributed(resolve_is_distributed(device_cfg.is_distributed))
-    signals.reinstall()  # the device and communication set-up may have installed their own handlers
+    signals.install()  # the device and communication set-up may have installed their own handlers
     settings = {**applied, **{k: v for k, v in rewrites.items() if v}}
     return RunContext(device_target=target, rank=rank, group_size=group_size, settings=settings), rewrites
 
 
-class _BufferHandler(logging.Handler):
-    """Keeps records until the log file is known."""
-
-    def __init__(self):
-        super().__init__()
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
 class RunLog:
-    """The run's logger: the zoo's line format to stdout (rank 0) and to a log file.
-
-    The file may be named later (``attach_file``), once the run is known to start: what was logged
-    before is written to it then, so nothing is lost and nothing is written for a run that is refused.
-    Handlers go on the ``src`` logger, so every library module's warnings (``src.data`` ...) reach the
-    log file too. Creating a RunLog replaces the handlers of an earlier one (tests run several jobs).
-    """
+    """The run's logger on the ``src`` logger (every library module's warnings reach it): the zoo's line
+    format to stdout (rank 0) and to a log file named later by ``attach_file``, once the run is known to start
+    (what was logged before goes into it then; a refused run writes no file). A new RunLog replaces the
+    handlers of an earlier one."""
 
     def __init__(self, name="run", rank=0, to_stdout=True, level=logging.INFO, console_level=logging.INFO):
         self.root = logging.getLogger(PROJECT_LOGGER)
@@ -173,12 +144,11 @@ class RunLog:
         self.stream = None
         if to_stdout and rank == 0:
             # info lines to stdout; a program that prints its own results shows only warnings, on stderr
-            self.stream = signals.passes_stops(logging.StreamHandler(sys.stdout if console_level <= logging.INFO
-                                                                     else sys.stderr))
+            self.stream = logging.StreamHandler(sys.stdout if console_level <= logging.INFO else sys.stderr)
             self.stream.setLevel(console_level)
             self.stream.setFormatter(self.formatter)
             self.root.addHandler(self.stream)
-        self.buffer = _BufferHandler()
+        self.buffer = logging.handlers.BufferingHandler(capacity=float("inf"))  # until the file is known
         self.root.addHandler(self.buffer)
         self.path = None
         self.file_handler = None
@@ -192,12 +162,12 @@ class RunLog:
 
     def attach_file(self, path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        handler = signals.passes_stops(logging.FileHandler(path, encoding="utf-8", errors="backslashreplace"))
+        handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
         handler.setFormatter(self.formatter)
-        for record in self.buffer.records:
+        for record in self.buffer.buffer:
             handler.emit(record)
         self.root.removeHandler(self.buffer)
-        self.buffer.records = []
+        self.buffer.buffer = []
         self.root.addHandler(handler)
         self.path, self.file_handler = path, handler
         return path
@@ -218,8 +188,8 @@ MAX_ERROR_LINE = 2000  # characters of an error line; longer messages keep their
 
 
 def user_error_exit(err, run_log=None):
-    """Prints a user-facing error line (no traceback, at most ``MAX_ERROR_LINE`` characters) to stderr, and to
-    the run's log file when there is one; returns exit status 2."""
+    """Prints one ``error:`` line (at most ``MAX_ERROR_LINE`` characters) to stderr and the run's log file;
+    returns exit status 2."""
     message = f"error: {err}"
     if len(message) > MAX_ERROR_LINE:
         head, tail = MAX_ERROR_LINE * 3 // 4, MAX_ERROR_LINE // 4 - 40

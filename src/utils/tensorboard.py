@@ -1,36 +1,17 @@
-"""TensorBoard scalars for training runs, through tensorboardX (no TensorFlow, no PyTorch needed).
+"""TensorBoard scalars of a training run through tensorboardX (no TensorFlow, no PyTorch), and a reader.
 
-    tb = create_tensorboard_logger(cfg.tensorboard_dir, run_dir, rank)        # None when off or rank != 0
-    tb.add_scalars(global_step, step_scalars(loss=..., lr=..., images_per_sec=..., loss_scale=...))
-    tb.add_scalars(global_step, epoch_scalars(row))   # row: the dict written to metrics.csv
-    tb.close()
-
-* One folder per run: ``<tensorboard_dir>/<run name>/`` (the run folder's name, e.g.
-  ``2026-11-26_time_10_00_00``), so ``tensorboard --logdir <tensorboard_dir>`` compares runs. A resumed run
-  writes a new event file in the same folder; pass ``purge_step`` (the global step it resumes from) and
-  TensorBoard hides what the interrupted run had logged from that step on.
-* Every scalar is logged against the **global step** (epoch-level values at the global step of the epoch's
-  end, with ``epoch/epoch`` holding the epoch number), so step and epoch curves share one axis and
-  ``purge_step`` applies to all of them.
-* ``add_scalars`` calls tensorboardX's ``add_scalar`` once per tag. (tensorboardX's own ``add_scalars``
-  would write one sub-folder per tag and keep every value in memory.)
-* tensorboardX is imported lazily, only when a logger is created; without it ``TensorBoardUnavailable``
-  (an ImportError) names the package and the pin to install. tensorboardX's writer module imports PyTorch
-  when PyTorch is installed, only to recognise torch tensors; that import (1.4 s, ~GB of libraries in a
-  MindSpore process) is blocked while tensorboardX loads, unless torch is already imported.
-* Which rank logs is the caller's choice (``create_tensorboard_logger`` returns None off rank 0).
-
-``read_scalars(path)`` reads event files back (tfrecord framing with CRC checks, tensorboardX's protobuf
-classes): ``{tag: [(step, value), ...]}``, for tests and tools without TensorBoard installed.
+One folder per run, ``<tensorboard_dir>/<run folder name>/``; every scalar (epoch values too) is logged
+against the global step, so a resumed run's ``purge_step`` hides what the interrupted run logged from there
+on. tensorboardX is imported only when a logger is created (``TensorBoardUnavailable`` names the pin), with
+``import torch`` blocked meanwhile (its writer would load PyTorch just to recognise torch tensors).
+``read_scalars`` reads event files back with CRC checks and the purge rule, for tests and
+tools/plot_tensorboard.py without TensorBoard installed.
 """
 import contextlib
 import glob
 import os
 import struct
 import sys
-
-__all__ = ["TENSORBOARDX_PIN", "TensorBoardUnavailable", "TensorBoardLogger", "create_tensorboard_logger",
-           "step_scalars", "epoch_scalars", "STEP_TAGS", "EPOCH_TAGS", "read_scalars", "event_files"]
 
 TENSORBOARDX_PIN = "tensorboardX==2.6.5"
 
@@ -40,8 +21,6 @@ STEP_TAGS = {"loss": "train/loss", "lr": "train/lr", "images_per_sec": "train/im
 #: metrics.csv column (src.reporting.METRICS_FIELDS) -> tag
 EPOCH_TAGS = {"epoch": "epoch/epoch", "train_loss": "epoch/train_loss", "lr": "epoch/lr", "val_top1": "val/top1",
               "val_top5": "val/top5", "epoch_time_s": "epoch/time_s", "images_per_sec": "epoch/img_per_s"}
-
-
 _writers_opened = 0
 
 
@@ -97,25 +76,22 @@ def step_scalars(loss=None, lr=None, images_per_sec=None, loss_scale=None):
 
 
 def epoch_scalars(row):
-    """A metrics.csv row (``MetricsWriter.write`` keywords or a ``MetricsWriter.read`` row) as ``{tag: value}``;
-    empty cells (no validation this epoch) are left out, unknown columns ignored."""
+    """A metrics.csv row as ``{tag: value}``; empty cells (no validation that epoch) and unknown columns are
+    left out."""
     return {tag: row[key] for key, tag in EPOCH_TAGS.items() if key in row and _number(row[key]) is not None}
 
 
 class TensorBoardLogger:
     """A tensorboardX ``SummaryWriter`` on ``<tensorboard_dir>/<run_name>/`` that logs plain scalars."""
 
-    def __init__(self, tensorboard_dir, run_name=None, purge_step=None, flush_secs=30, max_queue=100):
+    def __init__(self, tensorboard_dir, run_name, purge_step=None, flush_secs=30, max_queue=100):
         tbx = _tensorboardx()
         if not tensorboard_dir:
             raise ValueError("tensorboard_dir is empty")
-        if run_name is None:
-            import datetime
-            run_name = datetime.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
         self.log_dir = os.path.abspath(os.path.join(os.fspath(tensorboard_dir), str(run_name)))
         os.makedirs(self.log_dir, exist_ok=True)
-        # tensorboardX names event files by the second and opens them with "wb": a second writer in the
-        # same second (a quick resume, tests) would overwrite the first file without a unique suffix.
+        # tensorboardX names event files by the second and opens them "wb": a unique suffix keeps a second
+        # writer in the same second (a quick resume) from overwriting the first file
         global _writers_opened
         _writers_opened += 1
         suffix = f".{os.getpid()}.{_writers_opened:04d}"
@@ -155,20 +131,14 @@ class TensorBoardLogger:
         return False
 
 
-def create_tensorboard_logger(tensorboard_dir, run_dir=None, rank=0, purge_step=None, **kwargs):
-    """The trainer's entry point: None when ``tensorboard_dir`` is empty or ``rank != 0``; else a
-    ``TensorBoardLogger`` whose run folder is named after ``run_dir`` (the training run folder).
-    Raises ``TensorBoardUnavailable`` when tensorboardX is missing (only then: with the option off,
-    nothing is imported)."""
+def create_tensorboard_logger(tensorboard_dir, run_dir, rank=0, purge_step=None, **kwargs):
+    """None when ``tensorboard_dir`` is empty or ``rank != 0`` (nothing imported); else a ``TensorBoardLogger``
+    named after the run folder ``run_dir``."""
     if not tensorboard_dir or int(rank) != 0:
         return None
-    name = os.path.basename(os.path.normpath(os.fspath(run_dir))) if run_dir else None
+    name = os.path.basename(os.path.normpath(os.fspath(run_dir)))
     return TensorBoardLogger(tensorboard_dir, run_name=name, purge_step=purge_step, **kwargs)
 
-
-# ----------------------------------------------------------------------------------------------
-# reading
-# ----------------------------------------------------------------------------------------------
 
 def event_files(path):
     """The event files of ``path`` (a file, or a folder searched recursively), sorted."""
@@ -180,8 +150,7 @@ def event_files(path):
 
 def _records(path):
     """The payloads of a TFRecord file: u64 length, u32 masked CRC-32C of it, data, u32 masked CRC of the data."""
-    with _without_torch():
-        from tensorboardX.record_writer import masked_crc32c
+    from tensorboardX.record_writer import masked_crc32c  # loaded by _tensorboardx() without torch
     with open(path, "rb") as f:
         while True:
             header = f.read(12)
@@ -205,8 +174,7 @@ def read_scalars(path):
     """``{tag: [(step, value), ...]}`` from the event files of ``path``, in file then write order, with
     TensorBoard's purge rule applied (a session START at step s drops earlier values with step >= s)."""
     _tensorboardx()
-    with _without_torch():
-        from tensorboardX.proto.event_pb2 import Event, SessionLog
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
     out = {}
     for name in event_files(path):
         for data in _records(name):

@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from src.utils.paths import (display_name, harden_log_handlers, is_utf8_name, json_dumps, path_fields,
-                             path_from_fields, read_lines, entry_is_file, require_utf8,
-                             write_lines)
+from src.utils.paths import (display_name, entry_is_file, harden_log_handlers, is_utf8_name, json_dumps,
+                             read_lines, require_utf8)
 
 LATIN = b"caf\xe9 cr\xe8me.jpg"
 
@@ -51,15 +50,6 @@ def test_json_dumps_is_readable_utf8_and_lossless(latin_file, tmp_path):
     with open(out, encoding="utf-8") as f:
         back = json.load(f)
     assert back == obj and os.path.exists(back["file"])
-
-
-def test_path_fields_roundtrip_for_other_tools(latin_file):
-    rec = path_fields(latin_file)
-    assert rec["file"] == display_name(latin_file) and rec["file_bytes"] == os.fsencode(latin_file).hex()
-    json.dumps(rec, ensure_ascii=False).encode("utf-8")
-    assert path_from_fields(rec) == latin_file
-    assert path_fields("/a/b.jpg") == {"file": "/a/b.jpg"}
-    assert path_from_fields({"file": "/a/b.jpg"}) == "/a/b.jpg"
 
 
 def test_require_utf8_names_the_file(latin_file):
@@ -114,7 +104,8 @@ def test_print_fails_under_a_strict_utf8_locale_but_display_name_does_not(latin_
 
 def test_lists_with_such_names_roundtrip_and_latin1_lists_are_read(latin_file, tmp_path):
     lst = str(tmp_path / "list.txt")
-    write_lines(lst, [f"{latin_file} 0", "plain.jpg 1"])
+    with open(lst, "w", encoding="utf-8", errors="surrogateescape") as f:  # the name's raw bytes
+        f.write(f"{latin_file} 0\nplain.jpg 1\n")
     lines, bad = read_lines(lst)
     assert lines == [f"{latin_file} 0", "plain.jpg 1"] and bad == 1
     assert os.path.exists(lines[0].rsplit(None, 1)[0])      # the same file opens

@@ -10,7 +10,8 @@ def test_recommended_and_split_settings():
     assert train["onednn_isa"] == infer["onednn_isa"] == "auto"
     assert train.get("recompute_act") and not train.get("fold_bn")
     assert infer.get("fold_bn") and not infer.get("recompute_act")
-    assert not train.get("fused_mish") and not infer.get("fused_mish")  # MindSpore's Mish kernel: NaN > 44
+    with pytest.raises(ValueError, match="unknown performance settings"):  # MindSpore's Mish kernel: NaN > 44
+        perf.split_settings({"fused_mish": "nn"})
     process, network = perf.split_settings(dict(infer, jit_level="O0"))
     assert process == {"onednn_isa": "auto", "jit_level": "O0"} and network == {"fold_bn": True, "fused_act": "mish"}
     with pytest.raises(ValueError, match="unknown performance settings"):
@@ -104,10 +105,10 @@ def test_recommended_settings_fuse_activations_but_export_does_not(monkeypatch):
     _, rewrites = perf.apply_recommended_settings("CPU", "infer", network=False)  # what export.py asks for
     assert rewrites == {}
     assert perf.apply_recommended_settings("GPU", "train") == ({}, {})
-    assert perf._fused_mish_kind(True) == "aot" and perf._fused_mish_kind("nn") == "nn"
-    assert perf._fused_mish_kind(False) is None
+    assert perf._fused_act_kind(True) == "all" and perf._fused_act_kind("mish") == "mish"
+    assert perf._fused_act_kind(False) is None
     with pytest.raises(ValueError):
-        perf._fused_mish_kind("fast")
+        perf._fused_act_kind("fast")
 
 
 def test_annotate_pairs_and_flags():
