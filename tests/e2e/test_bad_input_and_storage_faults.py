@@ -18,7 +18,6 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(REPO, "scripts")
@@ -54,23 +53,12 @@ def _tree_digest(folder):
     return out
 
 
-def _images(root, classes, per_class, seed=0):
-    rng = np.random.RandomState(seed)
-    for c in range(classes):
-        folder = os.path.join(root, f"class{c}")
-        os.makedirs(folder, exist_ok=True)
-        for i in range(per_class):
-            pixels = (rng.rand(36, 36, 3) * 60 + c * 90).astype(np.uint8)
-            Image.fromarray(pixels).save(os.path.join(folder, f"img{i}.jpg"), quality=90)
-    return root
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, write_images):
     root = tmp_path_factory.mktemp("failures_data")
-    _images(str(root / "train"), 2, 4)
-    _images(str(root / "val"), 2, 2, seed=1)
-    _images(str(root / "one_class"), 1, 4, seed=2)
+    for split, classes, n in (("train", 2, 4), ("val", 2, 2), ("one_class", 1, 4)):
+        for c in range(classes):
+            write_images(root / split / f"class{c}", n, 30 + 90 * c, seed=(len(split), c), size=(36, 36))
     (root / "no_images" / "a").mkdir(parents=True)
     (root / "no_images" / "b").mkdir()
     (root / "a_file").write_text("not a folder")
