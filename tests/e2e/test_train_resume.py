@@ -98,19 +98,19 @@ def test_sink_mode_matches_the_loop(reference_run):
 
 @pytest.mark.parametrize("mode", ["loop", "sink"])
 def test_resume_from_an_epoch_checkpoint_continues_exactly(tmp_path, reference_run, run_script, mode):
-    """Stopped after epoch 1 and resumed, the run ends in the very state of the uninterrupted one."""
+    """Stopped after epoch 2 and resumed, the run ends in the very state of the uninterrupted one."""
     straight, _ = reference_run(mode)
     resumed = tmp_path / "resumed"
     (resumed / "ckpt_0").mkdir(parents=True)
-    epoch1 = os.path.join(straight, "ckpt_0", "0-1_9.ckpt")
-    os.link(epoch1, resumed / "ckpt_0" / "0-1_9.ckpt")
+    epoch2 = os.path.join(straight, "ckpt_0", "0-2_9.ckpt")
+    os.link(epoch2, resumed / "ckpt_0" / "0-2_9.ckpt")
     proc = run_script("train.py", reference_run.args(tmp_path / "unused", mode, resume=resumed), cwd=tmp_path)
     assert proc.returncode == 0, proc.output[-3000:]
     _assert_same_state(os.path.join(straight, "ckpt_0", "0-3_9.ckpt"), resumed / "ckpt_0" / "0-3_9.ckpt")
     final, _ = read_state_dict(resumed / "ckpt_0" / "0-3_9.ckpt")
-    first, _ = read_state_dict(epoch1)
+    start, _ = read_state_dict(epoch2)
     moment = next(k for k in final if k.startswith("moments."))
-    assert not np.array_equal(first[moment], final[moment])  # the moments did move on after epoch 1
+    assert not np.array_equal(start[moment], final[moment])  # the moments did move on in epoch 3
     assert int(final["global_step"].reshape(-1)[0]) == 3 * STEPS and int(final["epoch"]) == 3
     assert not os.path.exists(tmp_path / "unused")  # resume writes into the checkpoint's own run folder
 
