@@ -113,9 +113,19 @@ def test_tensorboard_event_file_holds_metrics_csv(run):
 
 def test_missing_tensorboardx_is_a_user_error_before_any_work(run, tmp_path, run_script):
     blocked = _blocker(tmp_path / "block", "tensorboardX")
-    code, out = _script(run_script, "train.py", [f"--data_dir={run['val']}", "--arch=cspdarknet_tiny", "--num_classes=4",
-                                     f"--tensorboard_dir={tmp_path / 'tb'}", f"--ckpt_path={tmp_path / 'out'}"],
-                        tmp_path, PYTHONPATH=blocked + os.pathsep + REPO)
+    code, out = _script(
+        run_script,
+        "train.py",
+        [
+            f"--data_dir={run['val']}",
+            "--arch=cspdarknet_tiny",
+            "--num_classes=4",
+            f"--tensorboard_dir={tmp_path / 'tb'}",
+            f"--ckpt_path={tmp_path / 'out'}",
+        ],
+        tmp_path,
+        PYTHONPATH=blocked + os.pathsep + REPO,
+    )
     assert code == 2, out[-3000:]
     assert "error:" in out and "tensorboardX" in out and "pip install tensorboardX==2.6.5" in out
     assert "Traceback" not in out
@@ -254,8 +264,19 @@ def test_predict_cam_overlays_beside_the_json(run, tmp_path, run_script):
         sorted(glob.glob(str(run["val"] / "class0" / "*.jpg")))[:1]
     result = tmp_path / "pred" / "predictions.json"
     # 64x96: a 2x3 last-stage map (stride 32); the checkpoint was trained at 32 px
-    code, text = _script(run_script, "predict.py", [f"--ckpt_file={run['ckpt']}", "--image_path=" + ",".join(images), "--cam",
-                                        "--image_size=64,96", f"--result_file={result}", "--topk=2"], tmp_path)
+    code, text = _script(
+        run_script,
+        "predict.py",
+        [
+            f"--ckpt_file={run['ckpt']}",
+            "--image_path=" + ",".join(images),
+            "--cam",
+            "--image_size=64,96",
+            f"--result_file={result}",
+            "--topk=2",
+        ],
+        tmp_path,
+    )
     assert code == 0, text[-4000:]
     preds = json.loads(result.read_text())["predictions"]
     assert [p["image"] for p in preds] == images

@@ -140,8 +140,14 @@ def test_device_and_launcher_errors_fail_before_a_run_folder(tmp_path, data, ext
 def test_odd_but_legitimate_values_run_with_warnings(tmp_path, data, run_script):
     """A warmup longer than the run and an interval longer than the run are allowed; the log says why odd."""
     out = tmp_path / "out"
-    proc = _run(run_script, "train.py", _train_args(data, out, "--warmup_epochs=5", "--ckpt_interval=3", "--val_interval=4",
-                                        f"--val_data_dir={data / 'val'}"), tmp_path)
+    proc = _run(
+        run_script,
+        "train.py",
+        _train_args(
+            data, out, "--warmup_epochs=5", "--ckpt_interval=3", "--val_interval=4", f"--val_data_dir={data / 'val'}"
+        ),
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "warmup_epochs=5 is longer than max_epoch=1" in proc.stdout
     assert "ckpt_interval=3 is longer than max_epoch=1: only the last epoch gets one" in proc.stdout
@@ -175,8 +181,15 @@ def test_unwritable_eval_outputs(tmp_path, data, trained, where, run_script):
     line = _error_line(_run(run_script, "eval.py", common + [f"--log_path={target}"], tmp_path, timeout=120))
     assert line.startswith(f"error: log_path={target!r}: cannot ")
     result = os.path.join(target, "r.json")
-    line = _error_line(_run(run_script, "eval.py", common + [f"--log_path={tmp_path / 'logs'}", f"--result_file={result}"],
-                            tmp_path, timeout=120))
+    line = _error_line(
+        _run(
+            run_script,
+            "eval.py",
+            common + [f"--log_path={tmp_path / 'logs'}", f"--result_file={result}"],
+            tmp_path,
+            timeout=120,
+        )
+    )
     assert line.startswith(f"error: result_file={result!r}: cannot ")
     assert not (tmp_path / "logs").exists()  # refused before the eval run folder was made
 
@@ -185,7 +198,9 @@ def test_unwritable_eval_outputs(tmp_path, data, trained, where, run_script):
 def test_unwritable_export_and_predict_outputs(tmp_path, data, trained, where, run_script):
     target = _unwritable(data, where)
     ckpt = os.path.join(trained, "ckpt_0", "0-2_2.ckpt")
-    line = _error_line(_run(run_script, "export.py", [f"--ckpt_file={ckpt}", f"--file_name={target}/net"], tmp_path, timeout=120))
+    line = _error_line(
+        _run(run_script, "export.py", [f"--ckpt_file={ckpt}", f"--file_name={target}/net"], tmp_path, timeout=120)
+    )
     assert line.startswith(f"error: file_name='{target}/net.mindir': cannot ")
     image = glob.glob(str(data / "val" / "class0" / "*.jpg"))[0]
     line = _error_line(_run(run_script, "predict.py", [f"--ckpt_file={ckpt}", f"--image_path={image}",
@@ -211,8 +226,12 @@ def test_export_to_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, tr
 def test_rejected_resume_leaves_the_run_folder_byte_identical(tmp_path, data, trained, extra, message, run_script):
     run = _copy_run(trained, tmp_path / "run")
     before = _tree_digest(run)
-    proc = _run(run_script, "train.py", _train_args(data, tmp_path / "unused", "--max_epoch=3", "--resume", run, *extra),
-                tmp_path)
+    proc = _run(
+        run_script,
+        "train.py",
+        _train_args(data, tmp_path / "unused", "--max_epoch=3", "--resume", run, *extra),
+        tmp_path,
+    )
     assert message in _error_line(proc)
     assert _tree_digest(run) == before  # config.yaml, class_index.json, run.json, log.txt, metrics.csv ...
     assert not (tmp_path / "unused").exists()
@@ -226,8 +245,13 @@ def test_failed_checkpoint_save_keeps_earlier_checkpoints_and_no_temp_file(tmp_p
     ckpt_dir = os.path.join(run, "ckpt_0")
     before = _tree_digest(ckpt_dir)
     size = os.path.getsize(os.path.join(ckpt_dir, "0-2_2.ckpt"))
-    proc = _run(run_script, "train.py", _train_args(data, tmp_path / "unused", "--max_epoch=3", f"--resume={run}"), tmp_path,
-                preexec_fn=_limit_file_size(size // 2))
+    proc = _run(
+        run_script,
+        "train.py",
+        _train_args(data, tmp_path / "unused", "--max_epoch=3", f"--resume={run}"),
+        tmp_path,
+        preexec_fn=_limit_file_size(size // 2),
+    )
     line = _error_line(proc)
     assert line.startswith(f"error: cannot write checkpoint {os.path.join(ckpt_dir, '0-3_2.ckpt')} (")
     assert "MiB free there): [Errno 27] File too large" in line
@@ -286,7 +310,9 @@ def _killed_save(run_script, folder):
     return left
 
 
-def test_killed_saves_are_cleaned_up_and_metrics_hold_one_row_per_epoch_after_resumes(tmp_path, data, trained, run_script):
+def test_killed_saves_are_cleaned_up_and_metrics_hold_one_row_per_epoch_after_resumes(
+    tmp_path, data, trained, run_script
+):
     """A run killed after epoch 2's metrics row but before its checkpoint was complete: its temporary file
     is removed at the next start (never counted as a checkpoint) and the redone epoch has one row."""
     from src.checkpoint import checkpoint_files, find_resume_checkpoint
@@ -298,8 +324,18 @@ def test_killed_saves_are_cleaned_up_and_metrics_hold_one_row_per_epoch_after_re
     assert find_resume_checkpoint(run).endswith("0-1_2.ckpt")
     assert not any(".partial." in p for p in checkpoint_files(ckpt_dir))
     for max_epoch in (3, 4):  # two resumes
-        proc = _run(run_script, "train.py", _train_args(data, tmp_path / "unused", f"--max_epoch={max_epoch}", f"--resume={run}",
-                                            f"--val_data_dir={data / 'val'}"), tmp_path)
+        proc = _run(
+            run_script,
+            "train.py",
+            _train_args(
+                data,
+                tmp_path / "unused",
+                f"--max_epoch={max_epoch}",
+                f"--resume={run}",
+                f"--val_data_dir={data / 'val'}",
+            ),
+            tmp_path,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert not [n for n in os.listdir(ckpt_dir) if n.startswith(".") or n in left]  # removed at the start
     with open(os.path.join(run, "metrics.csv"), newline="") as f:
@@ -354,8 +390,20 @@ def test_eval_of_a_checkpoint_without_cspdarknet53_weights_leaves_no_run_folder(
 
 def test_eval_checkpoint_that_does_not_fit_the_asked_network_leaves_no_run_folder(tmp_path, data, trained, run_script):
     ckpt = os.path.join(trained, "ckpt_0", "0-2_2.ckpt")
-    line = _error_line(_run(run_script, "eval.py", [f"--pretrained={ckpt}", f"--data_dir={data / 'val'}", "--arch=cspdarknet53",
-                                        f"--log_path={tmp_path / 'logs'}"], tmp_path, timeout=120))
+    line = _error_line(
+        _run(
+            run_script,
+            "eval.py",
+            [
+                f"--pretrained={ckpt}",
+                f"--data_dir={data / 'val'}",
+                "--arch=cspdarknet53",
+                f"--log_path={tmp_path / 'logs'}",
+            ],
+            tmp_path,
+            timeout=120,
+        )
+    )
     assert "holds weights for arch 'cspdarknet_tiny' but --arch=cspdarknet53" in line
     assert not (tmp_path / "logs").exists()
 
@@ -366,7 +414,9 @@ def test_predict_with_only_unusable_images_names_the_users_files(tmp_path, train
     images.mkdir()
     (images / "a.jpg").write_text("not an image")
     (images / "b.png").write_bytes(os.urandom(64))
-    line = _error_line(_run(run_script, "predict.py", [f"--ckpt_file={ckpt}", f"--image_path={images}"], tmp_path, timeout=120))
+    line = _error_line(
+        _run(run_script, "predict.py", [f"--ckpt_file={ckpt}", f"--image_path={images}"], tmp_path, timeout=120)
+    )
     assert f"image_path={str(images)!r}: none of its 2 file(s) is a readable image" in line
     assert str(images / "a.jpg") in line and str(images / "b.png") in line
     assert "predict_list" not in line  # not the internal temporary list
@@ -431,8 +481,13 @@ def test_label_tool_takes_file_names_that_are_not_utf8(tmp_path, run_script):
     for name in (b"caf\xe9.JPEG", b"caf\xe9.png"):  # and they clash: a warning names them
         with open(os.path.join(folder, name), "w") as f:
             f.write("x")
-    proc = _run(run_script, "create_imagenet2012_label.py", [f"--img_path={tmp_path / 'imgs'}", f"--output={tmp_path / 'l.json'}"],
-                tmp_path, timeout=60)
+    proc = _run(
+        run_script,
+        "create_imagenet2012_label.py",
+        [f"--img_path={tmp_path / 'imgs'}", f"--output={tmp_path / 'l.json'}"],
+        tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "differ only in their extension" in proc.stderr
     with open(tmp_path / "l.json") as f:
@@ -483,7 +538,9 @@ def test_launchers_forward_both_flag_styles_and_values_with_spaces(tmp_path, dat
         msrun.write_text(f"#!/bin/bash\nprintf '%s\\n' \"$@\" > {record}\n")
         msrun.chmod(0o755)
         args = [os.path.join(SCRIPTS, "run_distribute_train_msrun.sh"), "2", data / "train", "CPU", *flags]
-    proc = _bash(run_script, args, tmp_path, PYTHON=fake, OUTPUT_ROOT=out, **({"MSRUN": msrun} if launcher == "msrun" else {}))
+    proc = _bash(
+        run_script, args, tmp_path, PYTHON=fake, OUTPUT_ROOT=out, **({"MSRUN": msrun} if launcher == "msrun" else {})
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     argv = record.read_text().splitlines()
     for flag in ("--image_size=32,32", "--max_epoch=1", "--lr=0.001", f"--val_data_dir={spaced}", "--ema",
@@ -502,7 +559,9 @@ def test_launchers_forward_both_flag_styles_and_values_with_spaces(tmp_path, dat
 def test_launchers_refuse_bad_flags_before_a_run_folder(tmp_path, data, trained, args, message, run_script):
     out = tmp_path / "out"
     args = [a.format(train=data / "train", val=data / "val", ckpt=os.path.join(trained, "ckpt_0")) for a in args]
-    proc = _bash(run_script, [os.path.join(SCRIPTS, args[0])] + args[1:], tmp_path, PYTHON=sys.executable, OUTPUT_ROOT=out)
+    proc = _bash(
+        run_script, [os.path.join(SCRIPTS, args[0])] + args[1:], tmp_path, PYTHON=sys.executable, OUTPUT_ROOT=out
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(message), proc.stderr
@@ -516,8 +575,13 @@ def test_launchers_refuse_bad_flags_before_a_run_folder(tmp_path, data, trained,
 @needs_bash
 def test_launcher_removes_the_run_folder_of_a_job_that_refused_its_input(tmp_path, data, run_script):
     out = tmp_path / "out"
-    proc = _bash(run_script, [os.path.join(SCRIPTS, "run_standalone_train.sh"), "0", data / "no_images", *TRAIN_FLAGS], tmp_path,
-                 PYTHON=sys.executable, OUTPUT_ROOT=out)
+    proc = _bash(
+        run_script,
+        [os.path.join(SCRIPTS, "run_standalone_train.sh"), "0", data / "no_images", *TRAIN_FLAGS],
+        tmp_path,
+        PYTHON=sys.executable,
+        OUTPUT_ROOT=out,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [f"error: dataset folder has no image files: {data / 'no_images'} "
                                                 "(looked for .jpg, .jpeg, .jpe, .jfif, .png, .bmp, ... in its class "
@@ -536,7 +600,9 @@ def test_launcher_removes_the_run_folder_of_a_job_that_refused_its_input(tmp_pat
 ])
 def test_launcher_usage_errors_exit_2(tmp_path, data, script, args, message, run_script):
     args = [a.format(train=data / "train", val=data / "val", missing=tmp_path / "missing") for a in args]
-    proc = _bash(run_script, [os.path.join(SCRIPTS, script)] + args, tmp_path, PYTHON=sys.executable, OUTPUT_ROOT=tmp_path / "o")
+    proc = _bash(
+        run_script, [os.path.join(SCRIPTS, script)] + args, tmp_path, PYTHON=sys.executable, OUTPUT_ROOT=tmp_path / "o"
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     first, *rest = proc.stderr.splitlines()
     assert first.startswith(message) and "Usage: bash" in proc.stderr, proc.stderr

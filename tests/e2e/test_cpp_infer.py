@@ -51,7 +51,9 @@ def _missing_deps():
             missing.append(tool)
     if not any(Path(d, "opencv2", "core.hpp").exists() for d in ("/usr/include/opencv4", "/usr/local/include/opencv4")):
         missing.append("OpenCV headers (libopencv-core-dev, libopencv-imgproc-dev, libopencv-imgcodecs-dev)")
-    if not (ORT_ROOT / "include" / "onnxruntime_cxx_api.h").exists() or not list(ORT_ROOT.glob("lib/libonnxruntime.so*")):
+    if not (ORT_ROOT / "include" / "onnxruntime_cxx_api.h").exists() or not list(
+        ORT_ROOT.glob("lib/libonnxruntime.so*")
+    ):
         missing.append(f"ONNX Runtime headers/library under {ORT_ROOT}")
     return missing
 
@@ -87,8 +89,9 @@ def app_build(run_script):
     stamp = build_dir / "BUILD_OK"
     if not stamp.exists():
         shutil.rmtree(build_dir, ignore_errors=True)
-        result = run_script.cmd(["bash", APP_DIR / "build.sh", "ORT_CPU"], env={"BUILD_DIR": str(build_dir), "JOBS": "2"},
-                      timeout=600)
+        result = run_script.cmd(
+            ["bash", APP_DIR / "build.sh", "ORT_CPU"], env={"BUILD_DIR": str(build_dir), "JOBS": "2"}, timeout=600
+        )
         assert result.returncode == 0, f"ORT_CPU build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         assert binary.exists()
         stamp.write_text("ok\n")
@@ -388,8 +391,19 @@ def _same_top1(actual, expected, tol):
 
 def _run_app(run_script, binary, model, data, out_dir, *extra):
     out_dir.mkdir(parents=True, exist_ok=True)
-    return run_script.cmd([binary, f"--model_path={model}", f"--dataset_path={data}", f"--result_path={out_dir / 'result_Files'}",
-                 f"--resize={RESIZE}", f"--crop={CROP}", "--threads=1", *extra], cwd=out_dir)
+    return run_script.cmd(
+        [
+            binary,
+            f"--model_path={model}",
+            f"--dataset_path={data}",
+            f"--result_path={out_dir / 'result_Files'}",
+            f"--resize={RESIZE}",
+            f"--crop={CROP}",
+            "--threads=1",
+            *extra,
+        ],
+        cwd=out_dir,
+    )
 
 
 def _stem(name):
@@ -650,15 +664,26 @@ def _record_preprocess(path):
 
 
 @pytest.mark.parametrize("kind", ["embedded", "sidecar", "int8"])
-def test_app_uses_the_model_record_with_no_size_flags(app_build, recorded_models, image_set, tmp_path, kind, run_script):
+def test_app_uses_the_model_record_with_no_size_flags(
+    app_build, recorded_models, image_set, tmp_path, kind, run_script
+):
     """No --resize/--crop: the input is the record's preprocessing (a shorter-side resize, which the old app could
     not do), bit for bit; each image's top-1 is printed with its class name; the logits match onnxruntime."""
     _, binary = app_build
     models, _ = recorded_models
     data, paths = image_set
     model = models[kind]
-    result = run_script.cmd([binary, f"--model_path={model}", f"--dataset_path={data}", f"--result_path={tmp_path / 'res'}",
-                   f"--dump_input_path={tmp_path / 'inputs'}", "--threads=1"], cwd=tmp_path)
+    result = run_script.cmd(
+        [
+            binary,
+            f"--model_path={model}",
+            f"--dataset_path={data}",
+            f"--result_path={tmp_path / 'res'}",
+            f"--dump_input_path={tmp_path / 'inputs'}",
+            "--threads=1",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "preprocessing: shorter side to 70, centre crop 56x56, from the model record" in result.stdout
     reference = _ort_reference(model)
@@ -694,8 +719,9 @@ def test_app_refuses_a_size_that_does_not_fit_naming_the_real_option(app_build, 
     wrong["input"]["shape"] = [1, 3, 64, 64]
     wrong["preprocess"].update(image_size=[64, 64], resize=[80])
     write_model_record(other, wrong)
-    result = run_script.cmd([binary, f"--model_path={other}", f"--dataset_path={data}", f"--result_path={tmp_path / 'r'}"],
-                  cwd=tmp_path)
+    result = run_script.cmd(
+        [binary, f"--model_path={other}", f"--dataset_path={data}", f"--result_path={tmp_path / 'r'}"], cwd=tmp_path
+    )
     assert result.returncode == 1 and "another export" in result.stderr and "CROP=56" in result.stderr
     # through run_infer_310.sh: its variables are what the message names, never a flag the script lacks
     result = run_script.cmd(["bash", ROOT / "scripts" / "run_infer_310.sh", models["embedded"], data], cwd=tmp_path,
@@ -703,7 +729,9 @@ def test_app_refuses_a_size_that_does_not_fit_naming_the_real_option(app_build, 
     assert result.returncode == 1 and "CROP=64" in result.stderr
 
 
-def test_run_infer_310_flow_with_a_recorded_model_and_a_manifest(app_build, recorded_models, image_set, tmp_path, run_script):
+def test_run_infer_310_flow_with_a_recorded_model_and_a_manifest(
+    app_build, recorded_models, image_set, tmp_path, run_script
+):
     """No RESIZE/CROP: the record decides; a data folder that holds the data check's manifest raises no
     warning; acc.log has per-class lines with the record's names and the label file uses them."""
     build_dir, _ = app_build

@@ -103,7 +103,9 @@ def test_two_ranks_train_identical_weights_on_disjoint_shards(tmp_path, tiny_dat
     assert len(trainable) > 50 and moving
     unequal = [k for k in trainable if not np.array_equal(w0[k], w1[k])]
     assert not unequal, f"trainable weights differ between ranks: {unequal[:5]}"
-    assert any(not np.array_equal(w0[k], w1[k]) for k in moving), "BN statistics equal: did both ranks see the same images?"
+    assert any(
+        not np.array_equal(w0[k], w1[k]) for k in moving
+    ), "BN statistics equal: did both ranks see the same images?"
     assert any(np.abs(w0[k]).max() > 0 for k in w0 if k.startswith("moments.")), "no optimizer update happened"
 
 

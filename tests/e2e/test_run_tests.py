@@ -2,6 +2,7 @@
 their own environment (.venv-test), the reference packages (torch, timm) only for tests/reference/ or tests that import them,
 the C++ app's build dependencies only when selected tests build the app. Checked in a copy of the script with
 a stand-in interpreter that logs every call (no package is installed, no test is run)."""
+
 import os
 import shutil
 import sys
@@ -91,7 +92,9 @@ def test_tiers_get_their_own_environment_and_only_what_they_need(repo, run_scrip
     assert f"install_cxx_deps.sh PYTHON={test_python}" in calls
     assert calls[-1] == f"{test_python} -m pytest -q", calls
 
-    proc, calls = _run_tests(run_script, repo, "tests/reference/test_tool.py")  # the reference tier needs them, imports or not
+    proc, calls = _run_tests(
+        run_script, repo, "tests/reference/test_tool.py"
+    )  # the reference tier needs them, imports or not
     assert "(requirements-reference.txt, reused)" in proc.stdout and not any(" pip " in c for c in calls), calls
 
     proc, calls = _run_tests(run_script, repo, "e2e")
@@ -107,8 +110,11 @@ def test_tiers_get_their_own_environment_and_only_what_they_need(repo, run_scrip
 
 
 def test_the_runtime_environment_is_refused_as_the_test_environment(repo, run_script):
-    for env in ({"CSPDARKNET53_TEST_VENV": str(repo / ".venv")}, {"CSPDARKNET53_TEST_VENV": str(repo / "x" / ".." / ".venv")},
-                {"CSPDARKNET53_VENV": str(repo / ".venv")}):  # the old variable, which meant the runtime .venv
+    for env in (
+        {"CSPDARKNET53_TEST_VENV": str(repo / ".venv")},
+        {"CSPDARKNET53_TEST_VENV": str(repo / "x" / ".." / ".venv")},
+        {"CSPDARKNET53_VENV": str(repo / ".venv")},
+    ):  # the old variable, which meant the runtime .venv
         proc, calls = _run_tests(run_script, repo, "unit", **env)
         assert proc.returncode == 2 and proc.stderr.startswith("run_tests.sh: error: "), proc.stderr
         assert calls == [] and not (repo / ".venv-test").exists()

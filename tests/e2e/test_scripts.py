@@ -74,25 +74,47 @@ def test_other_argument_errors(tmp_path, tiny_data, run_script):
     for bad in ("x", "-1", "4096", "99999999999999999999"):
         _assert_usage_error(_run(run_script, [STANDALONE, bad, data], tmp_path),
                             "DEVICE_ID must be an integer in 0..4095", f"'{bad}'")
-        _assert_usage_error(_run(run_script, [EVAL, bad, data, data], tmp_path), "DEVICE_ID must be an integer in 0..4095")
-    _assert_usage_error(_run(run_script, [STANDALONE, "0", data, str(tmp_path / "none.ckpt")], tmp_path), "PATH_CHECKPOINT not found")
+        _assert_usage_error(
+            _run(run_script, [EVAL, bad, data, data], tmp_path), "DEVICE_ID must be an integer in 0..4095"
+        )
+    _assert_usage_error(
+        _run(run_script, [STANDALONE, "0", data, str(tmp_path / "none.ckpt")], tmp_path), "PATH_CHECKPOINT not found"
+    )
     _assert_usage_error(_run(run_script, [STANDALONE, "0", data, "max_epoch=1"], tmp_path), "PATH_CHECKPOINT not found")
-    _assert_usage_error(_run(run_script, [STANDALONE, "0", data, "--max_epoch=1", "oops"], tmp_path), "--key=value flags", "'oops'")
-    _assert_usage_error(_run(run_script, [EVAL, "0", data, str(tmp_path / "none.ckpt")], tmp_path), "PATH_CHECKPOINT not found")
+    _assert_usage_error(
+        _run(run_script, [STANDALONE, "0", data, "--max_epoch=1", "oops"], tmp_path), "--key=value flags", "'oops'"
+    )
+    _assert_usage_error(
+        _run(run_script, [EVAL, "0", data, str(tmp_path / "none.ckpt")], tmp_path), "PATH_CHECKPOINT not found"
+    )
     # msrun launcher: device count, target, multi-node settings
     for bad in ("0", "two", "-1", "4097", "99999999999999999999"):
-        _assert_usage_error(_run(run_script, [MSRUN, bad, data, "CPU"], tmp_path), "DEVICE_NUM must be an integer in 1..4096")
+        _assert_usage_error(
+            _run(run_script, [MSRUN, bad, data, "CPU"], tmp_path), "DEVICE_NUM must be an integer in 1..4096"
+        )
     _assert_usage_error(_run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM="99999999999999999999"),
                         "NODE_NUM must be an integer in 1..4096")
-    _assert_usage_error(_run(run_script, [MSRUN, "4096", data, "CPU"], tmp_path, NODE_NUM="17", NODE_RANK="0", MASTER_ADDR="10.0.0.1"),
-                        "at most 65536 workers")
+    _assert_usage_error(
+        _run(run_script, [MSRUN, "4096", data, "CPU"], tmp_path, NODE_NUM="17", NODE_RANK="0", MASTER_ADDR="10.0.0.1"),
+        "at most 65536 workers",
+    )
     for port in ("0", "65536", "http"):
-        _assert_usage_error(_run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, MASTER_PORT=port), "MASTER_PORT must be a port")
-    _assert_usage_error(_run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, EXIT_GRACE_S="1" + "0" * 30), "EXIT_GRACE_S")
-    _assert_usage_error(_run(run_script, [MSRUN, "2", data, "TPU"], tmp_path), "DEVICE_TARGET must be GPU, CPU or Ascend")
-    _assert_usage_error(_run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM=2, NODE_RANK=0), "set MASTER_ADDR")
-    _assert_usage_error(_run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM=2, NODE_RANK=2, MASTER_ADDR="10.0.0.1"),
-                        "NODE_RANK must be in 0..1")
+        _assert_usage_error(
+            _run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, MASTER_PORT=port), "MASTER_PORT must be a port"
+        )
+    _assert_usage_error(
+        _run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, EXIT_GRACE_S="1" + "0" * 30), "EXIT_GRACE_S"
+    )
+    _assert_usage_error(
+        _run(run_script, [MSRUN, "2", data, "TPU"], tmp_path), "DEVICE_TARGET must be GPU, CPU or Ascend"
+    )
+    _assert_usage_error(
+        _run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM=2, NODE_RANK=0), "set MASTER_ADDR"
+    )
+    _assert_usage_error(
+        _run(run_script, [MSRUN, "2", data, "CPU"], tmp_path, NODE_NUM=2, NODE_RANK=2, MASTER_ADDR="10.0.0.1"),
+        "NODE_RANK must be in 0..1",
+    )
     assert not (tmp_path / "outputs").exists()  # nothing is created for a refused command line
 
 
@@ -199,7 +221,9 @@ def test_launcher_python_that_does_not_exist(tmp_path, tiny_data, fake_repo, run
 def test_launcher_finds_the_repository_venv_and_honours_python(tmp_path, tiny_data, fake_repo, script, run_script):
     repo, path = fake_repo
     venv_python = _stand_in(repo / ".venv" / "bin" / "python", sys.executable)
-    proc, _ = _launch(run_script, repo, script, tmp_path, tiny_data, PATH=path, DRY_RUN=1)  # PATH's pythons have no MindSpore
+    proc, _ = _launch(
+        run_script, repo, script, tmp_path, tiny_data, PATH=path, DRY_RUN=1
+    )  # PATH's pythons have no MindSpore
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f" {venv_python} " in proc.stdout, proc.stdout  # the job runs with the repository's .venv
     other = _stand_in(tmp_path / "elsewhere" / "python", sys.executable)
@@ -271,7 +295,9 @@ def test_rank_table_dry_run_binds_cores_and_picks_this_server(tmp_path, tiny_dat
     if shutil.which("taskset") and cores >= 2:
         per = cores // 2
         assert f"taskset -c 0-{per - 1} " in launches[2][1] and f"taskset -c {per}-{2 * per - 1} " in launches[3][1]
-    proc = _run(run_script, [RANK_TABLE, str(table), str(tiny_data)], tmp_path, DRY_RUN=1, SERVER_ID="10.9.9.2", BIND_CORES=0)
+    proc = _run(
+        run_script, [RANK_TABLE, str(table), str(tiny_data)], tmp_path, DRY_RUN=1, SERVER_ID="10.9.9.2", BIND_CORES=0
+    )
     assert "taskset -c" not in proc.stdout and "no core binding (BIND_CORES=0" in proc.stdout
 
 
@@ -314,7 +340,9 @@ def test_rank_table_all_ranks_succeed(tmp_path, tiny_data, run_script):
     fake = tmp_path / "fake_python"
     fake.write_text(FAKE_PYTHON.format(python=sys.executable, fail_rank="none").replace("sleep 60", "exit 0"))
     fake.chmod(0o755)
-    proc = _run(run_script, [RANK_TABLE, str(table), str(tiny_data)], tmp_path, PYTHON=fake, OUTPUT_ROOT=tmp_path / "out")
+    proc = _run(
+        run_script, [RANK_TABLE, str(table), str(tiny_data)], tmp_path, PYTHON=fake, OUTPUT_ROOT=tmp_path / "out"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "done: all 2 ranks finished" in proc.stdout
 
