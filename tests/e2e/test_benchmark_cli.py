@@ -1,7 +1,7 @@
 """benchmark.py's command line and benchmarks/data.py (what --data_dir runs), as subprocesses. (The model
 benchmark itself, against timm: tests/reference/test_benchmark.py.)"""
-
 import pytest
+
 
 @pytest.mark.parametrize("args, message", [(["--steps", "0"], "--steps"), (["--arch", "resnet50"], "cspdarknet53"),
                                            (["--set", "no_such_knob=1"], "unknown performance settings")])
@@ -9,6 +9,7 @@ def test_bad_arguments_exit_2(tmp_path, run_script, args, message):
     proc = run_script("benchmark.py", args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr
+
 
 def test_data_pipeline_benchmark(tmp_path, run_script):
     """benchmarks/data.py (what --data_dir runs), given a relative folder: one row per (pipeline, reader,
