@@ -364,7 +364,7 @@ C = [
 
 
 # --------------------------------------------------------------------------- which test covers each case
-# "unit::" tests/unit/test_validation.py, "e2e::" tests/e2e/test_failures.py, "old::" an existing test file
+# "unit::" tests/unit/test_validation.py, "e2e::" tests/e2e/test_bad_input_and_storage_faults.py, "old::" an existing test file
 U = "unit::"
 E = "e2e::"
 BV = E + "test_bad_train_value_is_one_error_line_and_creates_nothing"

@@ -3,8 +3,8 @@
 # touches the runtime environment .venv that README's first command makes; the tests get their own:
 #   1. the test environment <repository>/.venv-test (created, or reused while the requirement files are
 #      unchanged): requirements-test.txt (the runtime + pytest, onnx, onnxruntime, ...), plus
-#      requirements-reference.txt (torch, torchvision, timm: ~5 GB) only when a selected test module
-#      imports torch, torchvision or timm (the reference tier; the whole suite does);
+#      requirements-reference.txt (torch, torchvision, timm: ~5 GB) only when a selected test module is
+#      in tests/reference/ or imports torch, torchvision or timm (the whole suite does; tests/unit never does);
 #   2. the C++ inference app's build dependencies (bash .ci/install_cxx_deps.sh: apt packages as root,
 #      ONNX Runtime, MindSpore C++ API headers; it lists them before installing) only when a selected
 #      test module builds the app (tests/e2e/test_cpp_infer.py; the whole suite does);
@@ -12,7 +12,7 @@
 #
 # Usage: bash scripts/run_tests.sh [TIER | PYTEST_ARGS...]
 #   bash scripts/run_tests.sh                     the whole suite (every tier)
-#   bash scripts/run_tests.sh unit                one tier: a folder of tests/ (unit, e2e, ...)
+#   bash scripts/run_tests.sh unit                one tier: a folder of tests/ (unit, reference, e2e)
 #   bash scripts/run_tests.sh unit -x -k config   a tier, then any pytest arguments
 #   bash scripts/run_tests.sh tests/e2e/test_scripts.py -m e2e   paths relative to the repository
 # Environment:
@@ -73,6 +73,7 @@ uses() { [ "${#modules[@]}" -gt 0 ] && grep -qlE "$1" "${modules[@]}"; }
 NEED_REFERENCE=0
 NEED_CXX=0
 uses '^\s*(import|from) (torch|torchvision|timm)\b|importorskip\("(torch|torchvision|timm)"' && NEED_REFERENCE=1
+for m in "${modules[@]}"; do case "$m" in */tests/reference/*) NEED_REFERENCE=1 ;; esac; done
 uses 'ascend310_infer' && NEED_CXX=1
 [ "${SKIP_CXX_DEPS:-0}" != 1 ] || NEED_CXX=0
 

@@ -24,7 +24,7 @@ Who feeds the steps:
 * ``HostFeeder`` (any device; what ``dataset_sink_mode=1`` uses on CPU): a fresh iterator per epoch
   exactly as the loop (same order, same augmentation seed per epoch), ``sink_size`` calls of the
   compiled ``SinkStep`` without reading anything back in between. Same numerics as the loop path
-  (tests/e2e/test_sink_mode.py), one synchronisation per sink.
+  (tests/e2e/test_train_resume.py), one synchronisation per sink.
 """
 from src.config import resolve_sink_mode  # noqa: F401  (re-exported: the one resolver of the "auto" sink mode)
 from src.errors import ConfigError

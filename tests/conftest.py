@@ -1,21 +1,28 @@
-"""Shared pytest setup for tests/unit/ (in process) and tests/e2e/ (entry scripts, launchers, the C++ app).
+"""Shared pytest setup for the three tiers: tests/unit/ (in process, fast), tests/reference/ (torch/timm
+parity, the full-size network, the fused-kernel build) and tests/e2e/ (entry scripts, launchers, msrun and
+the C++ app as subprocesses).
+
+This file imports no MindSpore (a test module that needs it imports it; the fixtures below import it when
+called), so that a MindSpore-free test pays nothing for it.
 
 Process setup: the repository root on sys.path, GLOG_v=3 (quiet MindSpore C++ logs; set before the first
-mindspore import, and inherited by every subprocess), MindSpore on CPU in PYNATIVE mode.
+mindspore import, and inherited by every subprocess); once a test module has imported MindSpore, MindSpore
+on CPU in PYNATIVE mode before its first test runs.
 
-Markers: every test under tests/unit/ is marked ``unit``, every test under tests/e2e/ ``e2e`` (registered
-in pytest.ini); a test module anywhere else is a usage error.
+Markers: every test is marked by its tier folder (``unit``, ``reference``, ``e2e``, registered in pytest.ini);
+a test module anywhere else is a usage error.
 
 Fixtures (``pytest --fixtures tests`` lists them with these docstrings):
+    write_images     THE image maker: JPEG/PNG files of one class (noise around a grey level)
+    make_tiny_data   tiny ImageFolder trees of brightness-coded classes (write_images), written once per session
+    run_script       THE subprocess runner: entry scripts, tools, bash launchers and ``python -c`` children
+    job_processes    live processes of a launcher job, found by CSPDARKNET53_RUN_NAME in their env
     graph_mode       GRAPH mode for one test, the previous (PYNATIVE) mode restored after it
-    make_tiny_data   tiny ImageFolder trees of brightness-coded classes, written once per session
     eval_data        the 7-image eval folder, the reference top-1/top-5 counter, randomised tiny nets
     randomize        non-trivial BN statistics / affine / head weights, so a mis-mapped tensor shows
     save_trained     a checkpoint as train.py writes it (src.checkpoint.checkpoint_metadata, the one writer)
     calibrate        "trained-like" weights with BN statistics measured on a calibration batch
     timm_model       timm's cspdarknet53 (PyTorch) with random BN, the timm-parity reference
-    run_script       runs an entry script (train.py, eval.py, ...) in a subprocess with the test env
-    job_processes    live processes of a launcher job, found by CSPDARKNET53_RUN_NAME in their env
 """
 import os
 import subprocess
@@ -30,58 +37,83 @@ os.environ.setdefault("GLOG_v", "3")  # before the first mindspore import
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = Path(ROOT) / "tests"
+TIERS = ("unit", "reference", "e2e")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import mindspore as ms  # noqa: E402
-
-ms.set_device("CPU")
-ms.set_context(mode=ms.PYNATIVE_MODE)
-
-# Job-control variables of an enclosing launcher (msrun, scripts/*.sh); a test's subprocess must not inherit them.
-LAUNCHER_VARS = ("MS_ROLE", "CSPDARKNET53_RUN_NAME")
+# Job-control variables of an enclosing launcher (msrun, scripts/*.sh) or of a test's own launch; a test's
+# subprocess never inherits them (a test that wants one passes it in ``env``).
+LAUNCHER_VARS = ("MS_ROLE", "MS_WORKER_NUM", "MS_NODE_ID", "CSPDARKNET53_RUN_NAME", "RANK_SIZE", "RANK_ID",
+                 "NODE_NUM", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "SERVER_ID", "DRY_RUN")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Marks each test ``unit`` or ``e2e`` by its folder (tests/unit/, tests/e2e/)."""
+    """Marks each test by its tier folder (tests/unit/, tests/reference/, tests/e2e/)."""
     for item in items:
         try:
             kind = Path(item.path).resolve().relative_to(TESTS.resolve()).parts[0]
         except ValueError:
             continue  # not under tests/ (e.g. a file passed by hand from elsewhere)
-        if kind not in ("unit", "e2e"):
-            raise pytest.UsageError(f"{item.nodeid}: test modules go in tests/unit/ (in process) or tests/e2e/")
+        if kind not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: test modules go in one of the tier folders tests/{{"
+                                    f"{','.join(TIERS)}}}/")
         item.add_marker(kind)
 
 
-# ------------------------------------------------------------------------------------------------ mode
-@pytest.fixture
-def graph_mode():
-    """GRAPH mode (as train.py and eval.py run) for one test; the previous mode is restored after it."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+_MINDSPORE_SET = []
 
 
-# ------------------------------------------------------------------------------------------------ data
-def _write_tiny_data(root, classes, per_class, size, seed, ext):
+def _mindspore_on_cpu():
+    """CPU and PYNATIVE once MindSpore is imported (by a test module or a fixture), before it runs a kernel."""
+    ms = sys.modules.get("mindspore")
+    if ms is None or _MINDSPORE_SET:
+        return
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    _MINDSPORE_SET.append(True)
+
+
+def pytest_collection_finish(session):
+    _mindspore_on_cpu()
+
+
+def pytest_runtest_setup(item):
+    _mindspore_on_cpu()
+
+
+# ------------------------------------------------------------------------------------------------ images
+def write_images(folder, n, value, seed=0, size=(40, 40), ext="jpg", noise=25.0, first=0):
+    """``n`` images of one class in ``folder`` (created): pixels drawn from N(value, noise) per channel,
+    clipped to 0..255 (brightness tells classes apart), ``size`` = (width, height), named
+    ``img<first + i:03d>.<ext>`` (JPEG quality 90). Returns the paths."""
     from PIL import Image
-    rng = np.random.RandomState(seed)
-    splits = per_class.items() if isinstance(per_class, dict) else [(None, per_class)]
-    for split, n in splits:
-        for c in range(classes):
-            folder = root / split / f"class{c}" if split else root / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = (rng.rand(size, size, 3) * 60 + c * 90).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"img{i}.{ext}", quality=90)
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        pixels = np.clip(rng.normal(value, noise, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+        path = os.path.join(str(folder), f"img{first + i:03d}.{ext}")
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session", name="write_images")
+def write_images_fixture():
+    """``write_images(folder, n, value, seed=0, size=(40, 40), ext="jpg", noise=25.0, first=0) -> [paths]``:
+    the one image maker of the tests (see tests/conftest.py write_images)."""
+    return write_images
+
+
+def tiny_value(c):
+    """The grey level of class ``c`` in make_tiny_data's trees."""
+    return 30 + 90 * c
 
 
 @pytest.fixture(scope="session")
 def make_tiny_data(tmp_path_factory):
     """``make_tiny_data(classes, per_class, size, seed=0, ext="jpg") -> Path``: an ImageFolder tree whose
-    class c has pixels uniform in [90c, 90c + 60) (told apart by brightness: learnable in a few steps).
+    class c has pixels around 30 + 90c (write_images: told apart by brightness, learnable in a few steps).
 
     ``per_class`` is an int (``root/class<c>/img<i>.<ext>``) or a dict ``{split: n}``
     (``root/<split>/class<c>/...``). Each parameter set is written once per session; treat it as read-only.
@@ -92,10 +124,142 @@ def make_tiny_data(tmp_path_factory):
         key = (classes, tuple(per_class.items()) if isinstance(per_class, dict) else per_class, size, seed, ext)
         if key not in cache:
             root = tmp_path_factory.mktemp("tiny_data")
-            _write_tiny_data(root, classes, per_class, size, seed, ext)
+            splits = per_class.items() if isinstance(per_class, dict) else [(None, per_class)]
+            for s, (split, n) in enumerate(splits):
+                for c in range(classes):
+                    folder = root / split / f"class{c}" if split else root / f"class{c}"
+                    write_images(folder, n, tiny_value(c), seed=(seed, s, c), size=(size, size), ext=ext, noise=17)
             cache[key] = root
         return cache[key]
     return make
+
+
+# ------------------------------------------------------------------------------------------------ processes
+class ScriptRun(subprocess.CompletedProcess):
+    @property
+    def output(self):
+        """stdout and stderr, for assertion messages and searches that do not care which."""
+        return (self.stdout or "") + (self.stderr or "")
+
+
+def script_env(env=None):
+    """os.environ with GLOG_v=3, the repository first on PYTHONPATH and no launcher job variables; ``env``
+    wins, a value of None removes the variable (e.g. ``{"GLOG_v": None}`` to run as a user does)."""
+    full = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    full["GLOG_v"] = "3"
+    full["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    for key, value in (env or {}).items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = str(value)
+    return full
+
+
+def _decode(data):
+    return None if data is None else data.decode("utf-8", "backslashreplace")
+
+
+class ScriptRunner:
+    """Runs the repository's scripts and any other command in a child process with ``script_env(env)``."""
+
+    env = staticmethod(script_env)
+    python = sys.executable
+
+    def command(self, script, args=()):
+        """``[python, <repo>/<script>, *args]`` for a .py script, ``["bash", <repo>/<script>, *args]`` for a .sh
+        one, ``[python, *args]`` for ``script=None`` (e.g. ``("-c", code)``)."""
+        args = [str(a) for a in args]
+        if script is None:
+            return [self.python, *args]
+        path = script if os.path.isabs(str(script)) else os.path.join(ROOT, str(script))
+        return ["bash", path, *args] if str(script).endswith(".sh") else [self.python, path, *args]
+
+    def __call__(self, script, args=(), cwd=None, env=None, timeout=600, input=None, **keys):
+        """``script`` with ``args`` then ``--key=value`` for each of ``keys``; see the fixture."""
+        argv = self.command(script, list(args) + [f"--{k}={v}" for k, v in keys.items()])
+        return self.cmd(argv, cwd=cwd, env=env, timeout=timeout, input=input)
+
+    def cmd(self, argv, cwd=None, env=None, timeout=600, input=None, **kwargs):
+        """Any command line ``argv`` (a list), captured as text (undecodable bytes backslash-escaped)."""
+        proc = subprocess.run([str(a) for a in argv], cwd=None if cwd is None else str(cwd), env=script_env(env),
+                              capture_output=True, timeout=timeout,
+                              input=None if input is None else input.encode(), **kwargs)
+        return ScriptRun(proc.args, proc.returncode, _decode(proc.stdout), _decode(proc.stderr))
+
+    def popen(self, script, args=(), cwd=None, env=None, **kwargs):
+        """``script`` (as ``command``) started in the background: ``subprocess.Popen(..., **kwargs)``; the
+        caller waits (and kills it in a ``finally``)."""
+        return self.popen_cmd(self.command(script, args), cwd=cwd, env=env, **kwargs)
+
+    def popen_cmd(self, argv, cwd=None, env=None, **kwargs):
+        return subprocess.Popen([str(a) for a in argv], cwd=None if cwd is None else str(cwd), env=script_env(env),
+                                **kwargs)
+
+
+@pytest.fixture(scope="session")
+def run_script():
+    """The one subprocess runner of the tests. ``run_script(script, args=(), cwd=None, env=None, timeout=600,
+    input=None, **keys) -> ScriptRun`` runs ``<this Python> <repo>/<script> args --key=value...`` (``bash``
+    for a ``.sh`` script; ``script=None`` runs ``<this Python> args``, e.g. ``("-c", code)``) in ``cwd`` with
+    ``script_env(env)`` (GLOG_v=3, the repository first on PYTHONPATH, no launcher job variables; None
+    removes a variable), captures text output (``.returncode``, ``.stdout``, ``.stderr``, ``.output`` = both)
+    and kills the child after ``timeout`` seconds. ``run_script.cmd(argv, ...)`` runs any command line the
+    same way; ``run_script.popen(script, args, ...)`` / ``.popen_cmd(argv, ...)`` start it in the background;
+    ``run_script.env(env)`` is that environment."""
+    return ScriptRunner()
+
+
+def _live_job_processes(run_name):
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        if env.get(b"CSPDARKNET53_RUN_NAME") == run_name.encode() and state != "Z":
+            found[int(entry)] = (comm, env.get(b"MS_ROLE", b"").decode(), env.get(b"MS_NODE_ID", b"").decode())
+    return found
+
+
+def _job_processes(run_name, settle=0.0):
+    """{pid: (comm, MS_ROLE, MS_NODE_ID)} of the live (not zombie) processes whose environment has
+    CSPDARKNET53_RUN_NAME=run_name. With ``settle`` > 0, first waits up to that many seconds for them to be
+    gone (a SIGKILLed process needs a moment to exit) and returns the ones still alive."""
+    end = time.monotonic() + settle
+    found = _live_job_processes(run_name)
+    while found and time.monotonic() < end:
+        time.sleep(0.1)
+        found = _live_job_processes(run_name)
+    return found
+
+
+@pytest.fixture(scope="session")
+def job_processes():
+    """``job_processes(run_name, settle=0.0) -> {pid: (comm, MS_ROLE, MS_NODE_ID)}``: the live processes of a
+    launcher job (Linux /proc), e.g. to kill a chosen rank or to check that none is left behind."""
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs Linux /proc")
+    return _job_processes
+
+
+# ------------------------------------------------------------------------------------------------ MindSpore
+@pytest.fixture
+def graph_mode():
+    """GRAPH mode (as train.py and eval.py run) for one test; the previous mode is restored after it."""
+    import mindspore as ms
+    _mindspore_on_cpu()
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=previous)
 
 
 class EvalData:
@@ -117,6 +281,8 @@ class EvalData:
     def counts(self, net):
         """(top1_correct, top5_correct, images) counted here from the network's logits on eval's
         preprocessing: the reference that src/evaluation.py and eval.py are checked against."""
+        import mindspore as ms
+
         from src.data import create_dataset
         net.set_train(False)
         bundle = create_dataset(str(self.root), self.SIZE, self.BATCH, mode="eval", num_classes=self.NUM_CLASSES,
@@ -135,20 +301,16 @@ class EvalData:
 @pytest.fixture(scope="session")
 def eval_data(tmp_path_factory):
     """The eval tests' image folder (``.root``), reference counter (``.counts(net)``) and randomised networks
-    (``.net(seed)``), see EvalData."""
-    from PIL import Image
+    (``.net(seed)``), see EvalData. Images: class i % 3, sizes 44 x (36 + 3i), broad noise (hard to tell apart)."""
     root = tmp_path_factory.mktemp("evaldata") / "val"
-    rng = np.random.RandomState(0)
     for i in range(7):
-        folder = root / f"class{i % 3}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = (rng.rand(36 + 3 * i, 44, 3) * 200 + (i % 3) * 20).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i}.jpg", quality=90)
+        write_images(root / f"class{i % 3}", 1, 100 + 20 * (i % 3), seed=i, size=(44, 36 + 3 * i), noise=58,
+                     first=i)
     return EvalData(root)
 
 
-# ------------------------------------------------------------------------------------------------ weights
 def _randomize(net, seed, shift=0.2, variance=(0.5, 1.5), gamma=(0.4, 0.8), head=None):
+    import mindspore as ms
     ranges = {"moving_mean": (-shift, shift) if shift is not None else None,
               "beta": (-shift, shift) if shift is not None else None,
               "moving_variance": variance, "gamma": gamma,
@@ -193,6 +355,7 @@ def save_trained():
 
 
 def _calibrate(net, seed, batch):
+    import mindspore as ms
     from mindspore import nn
     rng = np.random.default_rng(seed)
     for name, param in net.parameters_and_names():
@@ -237,9 +400,9 @@ def calibrate():
 @pytest.fixture(scope="session")
 def timm_model():
     """timm's cspdarknet53 (PyTorch, eval mode; torch.manual_seed(0) init) with random BN affine parameters and
-    statistics (RandomState(7)): the reference of the timm-parity tests. Read-only; skipped without torch/timm."""
-    torch = pytest.importorskip("torch", reason="reference test needs torch (requirements-reference.txt)")
-    timm = pytest.importorskip("timm")
+    statistics (RandomState(7)): the reference of the timm-parity tests (tests/reference/). Read-only."""
+    import timm
+    import torch
     torch.manual_seed(0)
     model = timm.create_model("cspdarknet53", pretrained=False)
     rng = np.random.RandomState(7)
@@ -253,89 +416,3 @@ def timm_model():
                 module.running_mean.copy_(torch.from_numpy(rng.uniform(-0.2, 0.2, c).astype(np.float32)))
                 module.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c).astype(np.float32)))
     return model.eval()
-
-
-# ------------------------------------------------------------------------------------------------ processes
-class ScriptRun(subprocess.CompletedProcess):
-    @property
-    def output(self):
-        """stdout and stderr, for assertion messages and searches that do not care which."""
-        return (self.stdout or "") + (self.stderr or "")
-
-
-def script_env(env=None):
-    """os.environ with GLOG_v=3, the repository first on PYTHONPATH, no launcher job variables; ``env`` wins."""
-    full = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
-    full["GLOG_v"] = "3"
-    full["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-    full.update({k: str(v) for k, v in (env or {}).items()})
-    return full
-
-
-class ScriptRunner:
-    """Runs the repository's entry scripts with this interpreter and ``script_env(env)``."""
-
-    env = staticmethod(script_env)
-
-    def command(self, script, args=()):
-        return [sys.executable, os.path.join(ROOT, script), *[str(a) for a in args]]
-
-    def __call__(self, script, args=(), cwd=None, env=None, timeout=600):
-        proc = subprocess.run(self.command(script, args), cwd=None if cwd is None else str(cwd), env=script_env(env),
-                              capture_output=True, text=True, timeout=timeout)
-        return ScriptRun(proc.args, proc.returncode, proc.stdout, proc.stderr)
-
-    def popen(self, script, args=(), cwd=None, env=None, **kwargs):
-        """The script started in the background (``subprocess.Popen(..., **kwargs)``); the caller waits."""
-        return subprocess.Popen(self.command(script, args), cwd=None if cwd is None else str(cwd),
-                                env=script_env(env), **kwargs)
-
-
-@pytest.fixture(scope="session")
-def run_script():
-    """``run_script(script, args=(), cwd=None, env=None, timeout=600) -> ScriptRun``: runs
-    ``<this Python> <repo>/<script> args`` in ``cwd`` with ``script_env(env)`` (GLOG_v=3, the repository
-    first on PYTHONPATH, no launcher job variables), captures text output (``.stdout``, ``.stderr``,
-    ``.output`` = both) and kills the script after ``timeout`` seconds. ``run_script.popen(...)`` starts it
-    in the background instead; ``run_script.env(env)`` is that environment."""
-    return ScriptRunner()
-
-
-def _live_job_processes(run_name):
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-            with open(f"/proc/{entry}/comm") as f:
-                comm = f.read().strip()
-        except (OSError, ValueError, IndexError):
-            continue
-        if env.get(b"CSPDARKNET53_RUN_NAME") == run_name.encode() and state != "Z":
-            found[int(entry)] = (comm, env.get(b"MS_ROLE", b"").decode(), env.get(b"MS_NODE_ID", b"").decode())
-    return found
-
-
-def _job_processes(run_name, settle=0.0):
-    """{pid: (comm, MS_ROLE, MS_NODE_ID)} of the live (not zombie) processes whose environment has
-    CSPDARKNET53_RUN_NAME=run_name. With ``settle`` > 0, first waits up to that many seconds for them to be
-    gone (a SIGKILLed process needs a moment to exit) and returns the ones still alive."""
-    end = time.monotonic() + settle
-    found = _live_job_processes(run_name)
-    while found and time.monotonic() < end:
-        time.sleep(0.1)
-        found = _live_job_processes(run_name)
-    return found
-
-
-@pytest.fixture(scope="session")
-def job_processes():
-    """``job_processes(run_name, settle=0.0) -> {pid: (comm, MS_ROLE, MS_NODE_ID)}``: the live processes of a
-    launcher job (Linux /proc), e.g. to kill a chosen rank or to check that none is left behind."""
-    if not os.path.isdir("/proc"):
-        pytest.skip("needs Linux /proc")
-    return _job_processes

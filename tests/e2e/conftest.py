@@ -1,15 +1,10 @@
-"""Fixtures for the end-to-end tests of the data checks: the entry scripts run as a user runs them (a fresh
-``python train.py ...`` process each), on real image files written by the tests, at 32 px with
-``cspdarknet_tiny``."""
+"""e2e fixtures: ``scripts`` runs train.py / eval.py / predict.py / tools/*.py as a user runs them (a fresh
+process each, through tests/conftest.py's run_script), with a short ``cspdarknet_tiny`` training at 32 px as
+the default; ``eval_in_process`` runs eval.py's ``main`` in this process for quick label checks."""
 import glob
 import os
-import subprocess
-import sys
 
-import numpy as np
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: train.py options of a short run (one epoch unless the test says otherwise)
 TINY = dict(arch="cspdarknet_tiny", max_epoch=1, log_interval=5, image_size="32,32", per_batch_size=8,
@@ -18,26 +13,22 @@ TINY = dict(arch="cspdarknet_tiny", max_epoch=1, log_interval=5, image_size="32,
 
 
 class Scripts:
-    """Runs train.py / eval.py / predict.py / tools/*.py in a child process; returns (exit status, output)."""
+    """``run(script, *args, **keys) -> (exit status, stdout + stderr)`` in ``cwd`` with the data-cache folder
+    ``cache`` and a strict UTF-8 stdout (as in an en_US.UTF-8 terminal); ``train(data_dir, out, **over)``."""
 
-    def __init__(self, cwd, cache):
+    def __init__(self, cwd, cache, runner):
         self.cwd = str(cwd)
-        self.env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO, CSPDARKNET53_CACHE=str(cache),
-                        PYTHONIOENCODING="utf-8")  # a strict UTF-8 stdout, as in an en_US.UTF-8 terminal
-        self.env.pop("CSPDARKNET53_RUN_NAME", None)
+        self.env = {"CSPDARKNET53_CACHE": str(cache), "PYTHONIOENCODING": "utf-8"}
+        self.runner = runner  # tests/conftest.py run_script
 
     def run(self, script, *args, timeout=300, **keys):
-        argv = [sys.executable, os.path.join(REPO, script)] + [str(a) for a in args]
-        argv += [f"--{k}={v}" for k, v in keys.items()]
-        proc = subprocess.run(argv, cwd=self.cwd, env=self.env, capture_output=True, timeout=timeout)
-        out = (proc.stdout + proc.stderr).decode("utf-8", "backslashreplace")
-        return proc.returncode, out
+        proc = self.runner(script, args, cwd=self.cwd, env=self.env, timeout=timeout, **keys)
+        return proc.returncode, proc.output
 
     def train(self, data_dir, out, timeout=400, **over):
         keys = dict(TINY, data_dir=data_dir, ckpt_path=out)
         keys.update(over)
         return self.run("train.py", timeout=timeout, **keys)
-
 
     @staticmethod
     def run_dir(out):
@@ -53,8 +44,14 @@ class Scripts:
 
 
 @pytest.fixture
-def scripts(tmp_path):
-    return Scripts(tmp_path, tmp_path / "cache")
+def scripts(tmp_path, run_script):
+    return Scripts(tmp_path, tmp_path / "cache", run_script)
+
+
+@pytest.fixture(scope="session")
+def make_scripts(run_script):
+    """``make_scripts(cwd, cache) -> Scripts`` for module-scoped fixtures."""
+    return lambda cwd, cache: Scripts(cwd, cache, run_script)
 
 
 @pytest.fixture
@@ -75,27 +72,41 @@ def eval_in_process(capsys):
     return run
 
 
-def write_class_images(folder, n, value, seed=0, size=(40, 40), ext="jpg"):
-    """``n`` images of one class: noise around a grey level ``value`` (brightness tells the classes apart)."""
-    from PIL import Image
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        pixels = np.clip(rng.normal(value, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
-        path = os.path.join(folder, f"img{i:03d}.{ext}")
-        Image.fromarray(pixels).save(path, quality=90)
-        paths.append(path)
-    return paths
+#: train.py options of the reference runs: 3 classes x 12 images at 32 px, 4 per batch (9 steps per epoch),
+#: 3 epochs, EMA and validation on; every checkpoint keeps its full training state (resumable)
+REFERENCE_RUN = dict(arch="cspdarknet_tiny", max_epoch=3, log_interval=1, num_classes=3, image_size="32,32",
+                     per_batch_size=4, warmup_epochs=0, lr=0.05, num_parallel_workers=1, lr_scheduler="cosine_step",
+                     eta_min=0.0, ema=1, ema_decay=0.9)
+#: dataset_sink_mode per mode; sink_size 4 becomes 3, the largest divisor of the 9 steps
+MODES = {"loop": dict(dataset_sink_mode=0), "sink": dict(dataset_sink_mode=1, sink_size=4)}
 
 
-@pytest.fixture
-def make_images():
-    return write_class_images
+class ReferenceRuns:
+    """``runs(mode) -> (run folder, train.py output)``: one uninterrupted 3-epoch run per mode ("loop",
+    "sink"), trained on first use and kept for the session; ``runs.args(out, mode="loop", **over)``: the
+    train.py arguments of such a run writing to ``out`` (``over`` wins); ``runs.data``: its data folder."""
+
+    def __init__(self, tmp_path_factory, data, run_script):
+        self.factory, self.data, self.run_script, self.runs = tmp_path_factory, data, run_script, {}
+
+    def args(self, out, mode="loop", **over):
+        args = dict(REFERENCE_RUN, data_dir=self.data / "train", val_data_dir=self.data / "val", ckpt_path=out,
+                    **MODES[mode])
+        args.update(over)
+        return [f"--{k}={v}" for k, v in args.items()]
+
+    def __call__(self, mode):
+        if mode not in self.runs:
+            root = self.factory.mktemp(f"reference_{mode}")
+            proc = self.run_script("train.py", self.args(root / "out", mode, ckpt_older_weights_only=0), cwd=root,
+                                   timeout=600)
+            assert proc.returncode == 0, proc.output[-3000:]
+            self.runs[mode] = (Scripts.run_dir(root / "out"), proc.output)
+        return self.runs[mode]
 
 
 @pytest.fixture(scope="session")
-def e2e():
-    """The helpers above for module-scoped fixtures: ``e2e.Scripts(cwd, cache)``, ``e2e.write_class_images``."""
-    from types import SimpleNamespace
-    return SimpleNamespace(Scripts=Scripts, write_class_images=write_class_images)
+def reference_run(tmp_path_factory, make_tiny_data, run_script):
+    """The session's uninterrupted reference runs (ReferenceRuns): the state that resumed and sink runs must
+    reproduce, and a finished run to inspect. Data: 3 classes, train/ 3 x 12 and val/ 3 x 4 JPEGs of 40 px."""
+    return ReferenceRuns(tmp_path_factory, make_tiny_data(3, {"train": 12, "val": 4}, 40, ext="JPEG"), run_script)

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -65,7 +64,7 @@ def _worker(out_dir):
         json.dump(report, f)
 
 
-def test_all_reduce_on_two_msrun_ranks_equals_one_process(tmp_path):
+def test_all_reduce_on_two_msrun_ranks_equals_one_process(tmp_path, run_script):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -73,13 +72,11 @@ def test_all_reduce_on_two_msrun_ranks_equals_one_process(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (bin_dir / "python").chmod(0o755)
-    env = dict(os.environ, GLOG_v="3", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("MS_ROLE", None)
     cmd = [sys.executable, "-m", "mindspore.parallel.cluster.run", "--worker_num=2", "--local_worker_num=2",
            "--master_addr=127.0.0.1", f"--master_port={port}", f"--log_dir={tmp_path / 'msrun_log'}",
            "--join=True", "--cluster_time_out=120", HERE, str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=400)
+    proc = run_script.cmd(cmd, cwd=tmp_path, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+                          timeout=400)
     logs = "".join(open(p, errors="replace").read()[-3000:] for p in sorted((tmp_path / "msrun_log").glob("*.log")))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs
     for rank in (0, 1):

@@ -15,9 +15,7 @@ import glob
 import json
 import os
 import socket
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,25 +23,15 @@ from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLASSES = 4
-TRAIN_PER_CLASS, VAL_PER_CLASS, BATCH = 12, 10, 8
-EVAL_BATCH = 7  # 40 val images: 5 full batches and one of 5 (2 ranks: 7, 7, 6 each)
+TRAIN_PER_CLASS, VAL_PER_CLASS, BATCH = 12, [11, 10, 10, 10], 8
+EVAL_BATCH = 7  # 41 val images: 5 full batches and one of 6; on 2 ranks unequal shards of 21 and 20 images
 EPOCHS = 2
 STEPS_PER_EPOCH = CLASSES * TRAIN_PER_CLASS // BATCH
 
 
-def _env(**extra):
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("MS_ROLE", None)
-    env.update(extra)
-    return env
-
-
-def _script(name, args, cwd, timeout=400, **env):
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, os.path.join(REPO, name)] + [str(a) for a in args], cwd=str(cwd),
-                          env=_env(**env), capture_output=True, text=True, timeout=timeout)
-    print(f"{name} {' '.join(str(a) for a in args)[:120]}: {time.time() - t0:.1f} s")
-    return proc.returncode, proc.stdout + proc.stderr
+def _script(run_script, name, args, cwd, timeout=400, **env):
+    proc = run_script(name, args, cwd=cwd, env=env, timeout=timeout)
+    return proc.returncode, proc.output
 
 
 def _blocker(folder, package):
@@ -60,23 +48,18 @@ def _read_csv(path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, run_script, write_images):
     """Data, and one training run with TensorBoard on (2 epochs of 6 steps, validation each epoch)."""
     root = tmp_path_factory.mktemp("analysis_e2e")
-    rng = np.random.RandomState(0)
-    for split, n in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
-        for c in range(CLASSES):
-            folder = root / "data" / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = (rng.rand(40, 40, 3) * 120 + c * 40).astype(np.uint8)  # neighbours overlap
-                Image.fromarray(pixels).save(folder / f"img{i}.jpg", quality=90)
+    for s, (split, counts) in enumerate((("train", [TRAIN_PER_CLASS] * CLASSES), ("val", VAL_PER_CLASS))):
+        for c, n in enumerate(counts):  # grey levels 40 apart, noise 35: neighbouring classes overlap
+            write_images(root / "data" / split / f"class{c}", n, 60 + 40 * c, seed=(s, c), noise=35)
     args = ["--arch=cspdarknet_tiny", f"--max_epoch={EPOCHS}", "--log_interval=4", f"--num_classes={CLASSES}",
             f"--data_dir={root / 'data' / 'train'}", f"--val_data_dir={root / 'data' / 'val'}",
             "--image_size=32,32", f"--per_batch_size={BATCH}", "--warmup_epochs=0", "--lr=0.05",
             "--lr_scheduler=cosine_step", "--num_parallel_workers=1", f"--ckpt_path={root / 'out'}",
             f"--tensorboard_dir={root / 'tb'}"]
-    code, out = _script("train.py", args, root)
+    code, out = _script(run_script, "train.py", args, root)
     assert code == 0, out[-4000:]
     (run_dir,) = glob.glob(str(root / "out" / "*"))
     return {"root": root, "run_dir": run_dir, "val": root / "data" / "val",
@@ -128,11 +111,21 @@ def test_tensorboard_event_file_holds_metrics_csv(run):
     assert top1 == {int(r["epoch"]) * STEPS_PER_EPOCH: pytest.approx(float(r["val_top1"]), rel=1e-6) for r in rows}
 
 
-def test_missing_tensorboardx_is_a_user_error_before_any_work(run, tmp_path):
+def test_missing_tensorboardx_is_a_user_error_before_any_work(run, tmp_path, run_script):
     blocked = _blocker(tmp_path / "block", "tensorboardX")
-    code, out = _script("train.py", [f"--data_dir={run['val']}", "--arch=cspdarknet_tiny", "--num_classes=4",
-                                     f"--tensorboard_dir={tmp_path / 'tb'}", f"--ckpt_path={tmp_path / 'out'}"],
-                        tmp_path, PYTHONPATH=blocked + os.pathsep + REPO)
+    code, out = _script(
+        run_script,
+        "train.py",
+        [
+            f"--data_dir={run['val']}",
+            "--arch=cspdarknet_tiny",
+            "--num_classes=4",
+            f"--tensorboard_dir={tmp_path / 'tb'}",
+            f"--ckpt_path={tmp_path / 'out'}",
+        ],
+        tmp_path,
+        PYTHONPATH=blocked + os.pathsep + REPO,
+    )
     assert code == 2, out[-3000:]
     assert "error:" in out and "tensorboardX" in out and "pip install tensorboardX==2.6.5" in out
     assert "Traceback" not in out
@@ -149,9 +142,9 @@ def _eval_args(run, log_path, *extra):
 
 
 @pytest.fixture(scope="module")
-def one_process(run):
+def one_process(run, run_script):
     out = run["root"] / "eval1"
-    code, text = _script("eval.py", _eval_args(run, out), run["root"], CSPDARKNET53_RUN_NAME="one")
+    code, text = _script(run_script, "eval.py", _eval_args(run, out), run["root"], CSPDARKNET53_RUN_NAME="one")
     assert code == 0, text[-4000:]
     return out / "one", text
 
@@ -164,9 +157,9 @@ def test_eval_writes_the_analysis_beside_the_json(one_process):
     names = [f"class{c}" for c in range(CLASSES)]
     matrix, csv_names = read_confusion_matrix_csv(folder / "confusion_matrix.csv")
     assert csv_names == names and matrix.shape == (CLASSES, CLASSES)
-    assert int(matrix.sum()) == data["images"] == CLASSES * VAL_PER_CLASS
+    assert int(matrix.sum()) == data["images"] == sum(VAL_PER_CLASS)
     assert int(np.trace(matrix)) == data["top1_correct"]
-    assert matrix.sum(axis=1).tolist() == [VAL_PER_CLASS] * CLASSES
+    assert matrix.sum(axis=1).tolist() == VAL_PER_CLASS
     rows = read_per_class_csv(folder / "per_class.csv")
     with open(folder / "per_class.csv", encoding="utf-8") as f:
         assert f.readline().strip() == "class_index,class_name,images,top1_correct,precision,recall,f1,top5_recall"
@@ -197,8 +190,8 @@ def test_eval_writes_the_analysis_beside_the_json(one_process):
     assert "analysis: " in (folder / "eval_rank0.log").read_text()
 
 
-def test_eval_no_plots_and_without_matplotlib(run, tmp_path):
-    code, text = _script("eval.py", _eval_args(run, tmp_path / "a", "--no_plots"), tmp_path,
+def test_eval_no_plots_and_without_matplotlib(run, tmp_path, run_script):
+    code, text = _script(run_script, "eval.py", _eval_args(run, tmp_path / "a", "--no_plots"), tmp_path,
                          CSPDARKNET53_RUN_NAME="np")
     assert code == 0, text[-4000:]
     files = sorted(os.listdir(tmp_path / "a" / "np"))
@@ -207,7 +200,7 @@ def test_eval_no_plots_and_without_matplotlib(run, tmp_path):
     assert "no_plots is set" in text
 
     blocked = _blocker(tmp_path / "block", "matplotlib")
-    code, text = _script("eval.py", _eval_args(run, tmp_path / "b"), tmp_path, CSPDARKNET53_RUN_NAME="nm",
+    code, text = _script(run_script, "eval.py", _eval_args(run, tmp_path / "b"), tmp_path, CSPDARKNET53_RUN_NAME="nm",
                          PYTHONPATH=blocked + os.pathsep + REPO)
     assert code == 0, text[-4000:]
     files = sorted(os.listdir(tmp_path / "b" / "nm"))
@@ -224,7 +217,7 @@ def _free_port():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="msrun workers need Linux")
-def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path):
+def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path, run_script):
     folder1, _ = one_process
     bin_dir = tmp_path / ".bin"  # msrun starts the workers as `python <script>` from PATH
     bin_dir.mkdir()
@@ -234,11 +227,8 @@ def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path):
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", f"--log_dir={tmp_path / 'msrun_log'}",
            "--join=True", "--cluster_time_out=200", os.path.join(REPO, "eval.py")] + \
         _eval_args(run, tmp_path / "out")
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=_env(CSPDARKNET53_RUN_NAME="two",
-                                                           PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"),
-                          capture_output=True, text=True, timeout=500)
-    print(f"2-rank msrun eval: {time.time() - t0:.1f} s")
+    proc = run_script.cmd(cmd, cwd=tmp_path, env=dict(CSPDARKNET53_RUN_NAME="two",
+                                                      PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"), timeout=500)
     logs = "".join(open(p, errors="replace").read()[-3000:] for p in sorted((tmp_path / "msrun_log").glob("*.log")))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs
     folder2 = tmp_path / "out" / "two"
@@ -246,7 +236,8 @@ def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path):
     two = json.loads((folder2 / "eval_result.json").read_text())
     assert two["group_size"] == 2 and one["group_size"] == 1
     rank1 = (folder2 / "eval_rank1.log").read_text()
-    assert "(20 on this rank" in rank1  # each rank scored half
+    assert "(20 on this rank" in rank1  # each rank scored its shard: 21 on rank 0, 20 here
+    assert two["group_size"] == 2
     for name in ("confusion_matrix.csv", "per_class.csv"):
         assert (folder2 / name).read_text() == (folder1 / name).read_text(), name
     for key in ("top1_correct", "top5_correct", "images", "macro_precision", "macro_recall", "macro_f1",
@@ -268,13 +259,24 @@ def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path):
 # predict.py --cam
 # ------------------------------------------------------------------------------------------------
 
-def test_predict_cam_overlays_beside_the_json(run, tmp_path):
+def test_predict_cam_overlays_beside_the_json(run, tmp_path, run_script):
     images = sorted(glob.glob(str(run["val"] / "class3" / "*.jpg")))[:2] + \
         sorted(glob.glob(str(run["val"] / "class0" / "*.jpg")))[:1]
     result = tmp_path / "pred" / "predictions.json"
     # 64x96: a 2x3 last-stage map (stride 32); the checkpoint was trained at 32 px
-    code, text = _script("predict.py", [f"--ckpt_file={run['ckpt']}", "--image_path=" + ",".join(images), "--cam",
-                                        "--image_size=64,96", f"--result_file={result}", "--topk=2"], tmp_path)
+    code, text = _script(
+        run_script,
+        "predict.py",
+        [
+            f"--ckpt_file={run['ckpt']}",
+            "--image_path=" + ",".join(images),
+            "--cam",
+            "--image_size=64,96",
+            f"--result_file={result}",
+            "--topk=2",
+        ],
+        tmp_path,
+    )
     assert code == 0, text[-4000:]
     preds = json.loads(result.read_text())["predictions"]
     assert [p["image"] for p in preds] == images
@@ -290,7 +292,7 @@ def test_predict_cam_overlays_beside_the_json(run, tmp_path):
         assert np.abs(left - right).mean() > 5  # the heatmap is there
     assert "Grad-CAM (" in text
 
-    code, text = _script("predict.py", [f"--ckpt_file={run['ckpt']}", f"--image_path={images[0]}", "--cam",
+    code, text = _script(run_script, "predict.py", [f"--ckpt_file={run['ckpt']}", f"--image_path={images[0]}", "--cam",
                                         "--cam_class=1", f"--cam_dir={tmp_path / 'cams'}"], tmp_path)
     assert code == 0, text[-4000:]
     assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "cams" / "*.png"))] == \

@@ -5,10 +5,10 @@ import os
 import re
 
 
-def test_class_weights_and_class_balanced_sampler(tmp_path, scripts, make_images):
+def test_class_weights_and_class_balanced_sampler(tmp_path, scripts, write_images):
     data = tmp_path / "data"
-    make_images(str(data / "common"), 24, 60, seed=1)
-    make_images(str(data / "rare"), 4, 190, seed=2)
+    write_images(str(data / "common"), 24, 60, seed=1)
+    write_images(str(data / "rare"), 4, 190, seed=2)
 
     # balanced class weights and the class-balanced sampler, reading recorded
     code, out = scripts.train(data, tmp_path / "out", num_classes=2, max_epoch=2, per_batch_size=4,

@@ -11,8 +11,6 @@ import csv
 import glob
 import math
 import os
-import subprocess
-import sys
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,7 +19,7 @@ MIN_TOP1 = 50.0   # percent; chance is 10
 EPOCHS = 6
 
 
-def _train(tmp_path, **over):
+def _train(run_script, tmp_path, **over):
     from src.data.demo import ensure_demo_dataset
 
     demo = ensure_demo_dataset()
@@ -30,17 +28,15 @@ def _train(tmp_path, **over):
                 lr_scheduler="cosine_step", crop_scale_min=0.35, seed=1, val_interval=EPOCHS,
                 ckpt_interval=EPOCHS, ckpt_save_max=1, log_interval=100, ckpt_path=tmp_path / "out")
     args.update(over)
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py")] + [f"--{k}={v}" for k, v in args.items()],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_script("train.py", cwd=tmp_path, timeout=600, **args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (metrics,) = glob.glob(str(tmp_path / "out" / "*" / "metrics.csv"))
     with open(metrics, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def test_tiny_network_learns_the_fashion_mnist_slice(tmp_path):
-    rows = _train(tmp_path)
+def test_tiny_network_learns_the_fashion_mnist_slice(tmp_path, run_script):
+    rows = _train(run_script, tmp_path)
     losses = [float(r["train_loss"]) for r in rows]
     top1 = float(rows[-1]["val_top1"])
     print(f"convergence guard: val top-1 {top1:.2f}%, train losses {losses}")

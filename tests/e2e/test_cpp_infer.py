@@ -1,4 +1,4 @@
-"""End-to-end tests of the C++ inference app (ascend310_infer/, issue 7).
+"""End-to-end tests of the C++ inference app (ascend310_infer/).
 
 What runs here (CPU only):
   * the ORT_CPU build (ONNX Runtime C++ API), built once per source hash into a cache folder;
@@ -9,7 +9,7 @@ What runs here (CPU only):
   * its logits against a Python reference on the same images (fp32: 1e-3 abs; fp16 head: one fp16 step),
     same top-1;
   * the whole scripts/run_infer_310.sh flow and its acc.log;
-  * the model record (issue 23): with no size flags the app preprocesses as the record says (shorter-side resize
+  * the model record: with no size flags the app preprocesses as the record says (shorter-side resize
     included, bit for bit), prints class names, refuses a size that does not fit naming the real option, reads
     a sidecar, and runs the INT8 (QDQ) model of tools/quantize_int8.py;
   * the ASCEND310 sources, compiled with -fsyntax-only -Werror against the MindSpore C++ API headers.
@@ -51,7 +51,9 @@ def _missing_deps():
             missing.append(tool)
     if not any(Path(d, "opencv2", "core.hpp").exists() for d in ("/usr/include/opencv4", "/usr/local/include/opencv4")):
         missing.append("OpenCV headers (libopencv-core-dev, libopencv-imgproc-dev, libopencv-imgcodecs-dev)")
-    if not (ORT_ROOT / "include" / "onnxruntime_cxx_api.h").exists() or not list(ORT_ROOT.glob("lib/libonnxruntime.so*")):
+    if not (ORT_ROOT / "include" / "onnxruntime_cxx_api.h").exists() or not list(
+        ORT_ROOT.glob("lib/libonnxruntime.so*")
+    ):
         missing.append(f"ONNX Runtime headers/library under {ORT_ROOT}")
     return missing
 
@@ -63,13 +65,6 @@ def _require_deps():
         if os.environ.get("SKIP_CXX_INFER") == "1":
             pytest.skip(message)
         pytest.fail(message)
-
-
-def _run(cmd, cwd=None, env=None, timeout=300):
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 # ------------------------------------------------------------------------------------------------ build
@@ -86,7 +81,7 @@ def _source_hash():
 
 
 @pytest.fixture(scope="session")
-def app_build():
+def app_build(run_script):
     """ORT_CPU build of the app, cached by source hash: (build dir, path of the binary)."""
     _require_deps()
     build_dir = CACHE / "builds" / f"ort_cpu-{_source_hash()}"
@@ -94,8 +89,9 @@ def app_build():
     stamp = build_dir / "BUILD_OK"
     if not stamp.exists():
         shutil.rmtree(build_dir, ignore_errors=True)
-        result = _run(["bash", APP_DIR / "build.sh", "ORT_CPU"], env={"BUILD_DIR": str(build_dir), "JOBS": "2"},
-                      timeout=600)
+        result = run_script.cmd(
+            ["bash", APP_DIR / "build.sh", "ORT_CPU"], env={"BUILD_DIR": str(build_dir), "JOBS": "2"}, timeout=600
+        )
         assert result.returncode == 0, f"ORT_CPU build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         assert binary.exists()
         stamp.write_text("ok\n")
@@ -285,7 +281,7 @@ class _exact_tanh_mish:
         return False
 
 
-def _project_model_cases(folder: Path, calibration, calibrate) -> List[OnnxCase]:
+def _project_model_cases(run_script, folder: Path, calibration, calibrate) -> List[OnnxCase]:
     """The project's own network (tiny CSPDarkNet53 variant, random BN-calibrated weights, see the calibrate
     fixture in tests/conftest.py) with a float32 and a float16 head, saved as checkpoints and exported to ONNX by
     export.py (both exports run side by side), or by mindspore.onnx.export where export.py does not exist.
@@ -301,10 +297,10 @@ def _project_model_cases(folder: Path, calibration, calibrate) -> List[OnnxCase]
         if (ROOT / "export.py").exists():
             ckpt = folder / f"cspdarknet_tiny_{tag}.ckpt"
             ms.save_checkpoint(net, str(ckpt))
-            cmd = [sys.executable, ROOT / "export.py", "--arch=cspdarknet_tiny", "--file_format=ONNX",
-                   f"--ckpt_file={ckpt}", f"--width={CROP}", f"--height={CROP}", f"--num_classes={NUM_CLASSES}",
-                   f"--file_name={folder / f'cspdarknet_tiny_{tag}'}", f"--fp16_head={int(fp16_head)}"]
-            exports[tag] = subprocess.Popen([str(c) for c in cmd], cwd=folder, stdout=subprocess.PIPE,
+            args = ["--arch=cspdarknet_tiny", "--file_format=ONNX", f"--ckpt_file={ckpt}", f"--width={CROP}",
+                    f"--height={CROP}", f"--num_classes={NUM_CLASSES}",
+                    f"--file_name={folder / f'cspdarknet_tiny_{tag}'}", f"--fp16_head={int(fp16_head)}"]
+            exports[tag] = run_script.popen("export.py", args, cwd=folder, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, text=True)
         else:
             ms.onnx.export(net, ms.Tensor(np.zeros((1, 3, CROP, CROP), np.float32)),
@@ -341,7 +337,7 @@ def _project_model_cases(folder: Path, calibration, calibrate) -> List[OnnxCase]
 
 
 @pytest.fixture(scope="session")
-def exported_onnx(tmp_path_factory, image_set, calibrate) -> Dict[str, OnnxCase]:
+def exported_onnx(tmp_path_factory, image_set, calibrate, run_script) -> Dict[str, OnnxCase]:
     """HOOK: the ONNX models the app is checked on, each with the reference its logits must match.
 
     * onnx_fp32 / onnx_fp16: small nets built with onnx.helper, reference = onnxruntime from Python on the
@@ -361,7 +357,7 @@ def exported_onnx(tmp_path_factory, image_set, calibrate) -> Dict[str, OnnxCase]
                                         [Reference("onnxruntime (Python)", _ort_reference(path))])
     if (ROOT / "src" / "image_classification.py").exists():
         calibration = [eval_preprocess(p) for p in image_set[1].values()]
-        for case in _project_model_cases(folder, calibration, calibrate):
+        for case in _project_model_cases(run_script, folder, calibration, calibrate):
             cases[case.name] = case
     return cases
 
@@ -393,10 +389,21 @@ def _same_top1(actual, expected, tol):
     return (top[0] - top[1]) <= tol and int(np.argmax(actual)) == int(order[1])
 
 
-def _run_app(binary, model, data, out_dir, *extra):
+def _run_app(run_script, binary, model, data, out_dir, *extra):
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _run([binary, f"--model_path={model}", f"--dataset_path={data}", f"--result_path={out_dir / 'result_Files'}",
-                 f"--resize={RESIZE}", f"--crop={CROP}", "--threads=1", *extra], cwd=out_dir)
+    return run_script.cmd(
+        [
+            binary,
+            f"--model_path={model}",
+            f"--dataset_path={data}",
+            f"--result_path={out_dir / 'result_Files'}",
+            f"--resize={RESIZE}",
+            f"--crop={CROP}",
+            "--threads=1",
+            *extra,
+        ],
+        cwd=out_dir,
+    )
 
 
 def _stem(name):
@@ -404,9 +411,9 @@ def _stem(name):
 
 
 # ------------------------------------------------------------------------------------------------ tests
-def test_build_and_help(app_build):
+def test_build_and_help(app_build, run_script):
     _, binary = app_build
-    result = _run([binary, "--help"])
+    result = run_script.cmd([binary, "--help"])
     assert result.returncode == 0
     for flag in ("--model_path", "--mindir_path", "--dataset_path", "--device_id", "--result_path", "--threads",
                  "--resize", "--crop"):
@@ -414,11 +421,11 @@ def test_build_and_help(app_build):
 
 
 @pytest.mark.parametrize("resize,crop", [(RESIZE, CROP), (61, CROP)])
-def test_preprocessing_matches_mindspore_eval(app_build, exported_onnx, image_set, tmp_path, resize, crop):
+def test_preprocessing_matches_mindspore_eval(app_build, exported_onnx, image_set, tmp_path, resize, crop, run_script):
     """The tensor the app feeds equals MindSpore's eval transforms bit for bit (odd crop offset included)."""
     _, binary = app_build
     data, paths = image_set
-    result = _run([binary, f"--model_path={exported_onnx['onnx_fp32'].path}", f"--dataset_path={data}",
+    result = run_script.cmd([binary, f"--model_path={exported_onnx['onnx_fp32'].path}", f"--dataset_path={data}",
                    f"--result_path={tmp_path / 'res'}", f"--dump_input_path={tmp_path / 'inputs'}",
                    f"--resize={resize}", f"--crop={crop}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -430,11 +437,11 @@ def test_preprocessing_matches_mindspore_eval(app_build, exported_onnx, image_se
 
 
 @pytest.mark.parametrize("case_name", _case_names())
-def test_logits_match_reference(app_build, exported_onnx, image_set, tmp_path, case_name):
+def test_logits_match_reference(app_build, exported_onnx, image_set, tmp_path, case_name, run_script):
     _, binary = app_build
     case = exported_onnx[case_name]
     data, paths = image_set
-    result = _run_app(binary, case.path, data, tmp_path)
+    result = _run_app(run_script, binary, case.path, data, tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     itemsize = case.dtype.itemsize
     assert f"output 0: {case.dtype.name} [1,{NUM_CLASSES}], {NUM_CLASSES * itemsize} bytes per image" in result.stdout
@@ -463,10 +470,10 @@ def test_logits_match_reference(app_build, exported_onnx, image_set, tmp_path, c
     print(f"\n{case_name} ({case.dtype.name}, {len(paths)} images): " + "; ".join(report))
 
 
-def test_timing_output(app_build, exported_onnx, image_set, tmp_path):
+def test_timing_output(app_build, exported_onnx, image_set, tmp_path, run_script):
     _, binary = app_build
     data, paths = image_set
-    result = _run_app(binary, exported_onnx["onnx_fp16"].path, data, tmp_path)
+    result = _run_app(run_script, binary, exported_onnx["onnx_fp16"].path, data, tmp_path)
     assert result.returncode == 0, result.stderr
     pattern = rf"NN inference cost average time: [0-9.e+-]+ ms of infer_count {len(paths)}"
     assert re.search(pattern, result.stdout)
@@ -475,13 +482,13 @@ def test_timing_output(app_build, exported_onnx, image_set, tmp_path):
     assert "1 other files ignored" in result.stdout      # README.txt
 
 
-def test_errors_are_clear(app_build, exported_onnx, image_set, tmp_path):
+def test_errors_are_clear(app_build, exported_onnx, image_set, tmp_path, run_script):
     _, binary = app_build
     data, _ = image_set
     model = exported_onnx["onnx_fp32"].path
 
-    def check(args, needle, code=1):
-        result = _run([binary, *args], cwd=tmp_path)
+    def check(run_script, args, needle, code=1):
+        result = run_script.cmd([binary, *args], cwd=tmp_path)
         assert result.returncode == code, (args, result.stdout, result.stderr)
         assert needle in result.stderr, (args, result.stderr)
 
@@ -511,7 +518,7 @@ def test_errors_are_clear(app_build, exported_onnx, image_set, tmp_path):
     check([f"--model_path={model}", f"--dataset_path={dup}", f"--crop={CROP}", f"--resize={RESIZE}"],
           "would both write same_0.bin")
     # --mindir_path is the zoo's alias of --model_path
-    result = _run([binary, f"--mindir_path={model}", f"--dataset_path={data}", f"--crop={CROP}",
+    result = run_script.cmd([binary, f"--mindir_path={model}", f"--dataset_path={data}", f"--crop={CROP}",
                    f"--resize={RESIZE}", f"--result_path={tmp_path / 'alias'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
@@ -533,7 +540,7 @@ def _flow_dataset(folder: Path, case: OnnxCase, paths):
 
 
 @pytest.mark.parametrize("case_name", ["onnx_fp32", _case_names()[-1]])
-def test_run_infer_310_flow(app_build, exported_onnx, image_set, tmp_path, case_name):
+def test_run_infer_310_flow(app_build, exported_onnx, image_set, tmp_path, case_name, run_script):
     """scripts/run_infer_310.sh MODEL DATA from an unrelated CWD: build, infer, label file, acc.log."""
     build_dir, _ = app_build
     case = exported_onnx[case_name]
@@ -542,7 +549,7 @@ def test_run_infer_310_flow(app_build, exported_onnx, image_set, tmp_path, case_
     top1, top5 = _flow_dataset(val, case, paths)
     work = tmp_path / "work"
     work.mkdir()
-    result = _run(["bash", ROOT / "scripts" / "run_infer_310.sh", case.path, val, "0"], cwd=work,
+    result = run_script.cmd(["bash", ROOT / "scripts" / "run_infer_310.sh", case.path, val, "0"], cwd=work,
                   env={"PYTHON": sys.executable, "RESIZE": str(RESIZE), "CROP": str(CROP), "THREADS": "1",
                        "BUILD_DIR": str(build_dir)}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -557,35 +564,35 @@ def test_run_infer_310_flow(app_build, exported_onnx, image_set, tmp_path, case_
     assert float(match.group(3)) == pytest.approx(top5)
 
 
-def test_run_infer_310_usage_and_engine_errors(tmp_path):
+def test_run_infer_310_usage_and_engine_errors(tmp_path, run_script):
     script = ROOT / "scripts" / "run_infer_310.sh"
-    result = _run(["bash", script], cwd=tmp_path)
+    result = run_script.cmd(["bash", script], cwd=tmp_path)
     assert result.returncode == 2 and "Usage:" in result.stderr
     model = tmp_path / "net.pb"
     model.write_bytes(b"x")
-    result = _run(["bash", script, model, tmp_path], cwd=tmp_path)
+    result = run_script.cmd(["bash", script, model, tmp_path], cwd=tmp_path)
     assert result.returncode == 2 and "use a .mindir (Ascend 310) or .onnx (CPU) file" in result.stderr
     # a missing library gives one message that says what to install
     onnx_model = tmp_path / "net.onnx"
     onnx_model.write_bytes(b"x")
-    result = _run(["bash", script, onnx_model, tmp_path], cwd=tmp_path,
+    result = run_script.cmd(["bash", script, onnx_model, tmp_path], cwd=tmp_path,
                   env={"ORT_ROOT": str(tmp_path / "no_ort"), "BUILD_DIR": str(tmp_path / "build"),
                        "PYTHON": sys.executable})
     assert result.returncode == 1
     assert "ONNX Runtime headers/library not found" in result.stderr and "install_cxx_deps.sh" in result.stderr
 
 
-def test_ascend310_build_without_cxx_api_says_what_to_install(tmp_path):
+def test_ascend310_build_without_cxx_api_says_what_to_install(tmp_path, run_script):
     """build.sh ASCEND310 against a MindSpore without include/api (the PyPI CPU wheel) stops with one message."""
     fake = tmp_path / "mindspore"
     (fake / "include").mkdir(parents=True)
-    result = _run(["bash", APP_DIR / "build.sh", "ASCEND310"],
+    result = run_script.cmd(["bash", APP_DIR / "build.sh", "ASCEND310"],
                   env={"MINDSPORE_PATH": str(fake), "BUILD_DIR": str(tmp_path / "build")})
     assert result.returncode == 1
     assert "no MindSpore C++ inference API" in result.stderr and "Ascend package" in result.stderr
 
 
-def test_ascend310_sources_compile_against_mindspore_api():
+def test_ascend310_sources_compile_against_mindspore_api(run_script):
     """The ASCEND310 engine cannot rot unseen: -fsyntax-only -Werror against the MindSpore C++ API headers, and
     its old-ABI objects link against this OpenCV (the zoo's cv::imread-style ABI trap)."""
     if not (MS_API_ROOT / "include" / "api" / "model.h").exists():
@@ -593,7 +600,7 @@ def test_ascend310_sources_compile_against_mindspore_api():
         if os.environ.get("SKIP_CXX_INFER") == "1":
             pytest.skip(message)
         pytest.fail(message)
-    result = _run(["bash", APP_DIR / "check_ascend_syntax.sh", "--link-check", MS_API_ROOT])
+    result = run_script.cmd(["bash", APP_DIR / "check_ascend_syntax.sh", "--link-check", MS_API_ROOT])
     assert result.returncode == 0, result.stdout + result.stderr
     for src in ("src/main.cc", "src/utils.cc", "src/engine_ascend310.cc"):
         assert f"ok: {src}" in result.stdout
@@ -660,15 +667,26 @@ def _record_preprocess(path):
 
 
 @pytest.mark.parametrize("kind", ["embedded", "sidecar", "int8"])
-def test_app_uses_the_model_record_with_no_size_flags(app_build, recorded_models, image_set, tmp_path, kind):
+def test_app_uses_the_model_record_with_no_size_flags(
+    app_build, recorded_models, image_set, tmp_path, kind, run_script
+):
     """No --resize/--crop: the input is the record's preprocessing (a shorter-side resize, which the old app could
     not do), bit for bit; each image's top-1 is printed with its class name; the logits match onnxruntime."""
     _, binary = app_build
     models, _ = recorded_models
     data, paths = image_set
     model = models[kind]
-    result = _run([binary, f"--model_path={model}", f"--dataset_path={data}", f"--result_path={tmp_path / 'res'}",
-                   f"--dump_input_path={tmp_path / 'inputs'}", "--threads=1"], cwd=tmp_path)
+    result = run_script.cmd(
+        [
+            binary,
+            f"--model_path={model}",
+            f"--dataset_path={data}",
+            f"--result_path={tmp_path / 'res'}",
+            f"--dump_input_path={tmp_path / 'inputs'}",
+            "--threads=1",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "preprocessing: shorter side to 70, centre crop 56x56, from the model record" in result.stdout
     reference = _ort_reference(model)
@@ -687,13 +705,13 @@ def test_app_uses_the_model_record_with_no_size_flags(app_build, recorded_models
 
 
 def test_app_refuses_a_size_that_does_not_fit_naming_the_real_option(app_build, recorded_models, image_set,
-                                                                     tmp_path):
+                                                                     tmp_path, run_script):
     from src.deploy.record import write_model_record
 
     _, binary = app_build
     models, record = recorded_models
     data, _ = image_set
-    result = _run([binary, f"--model_path={models['embedded']}", f"--dataset_path={data}", "--crop=64",
+    result = run_script.cmd([binary, f"--model_path={models['embedded']}", f"--dataset_path={data}", "--crop=64",
                    f"--result_path={tmp_path / 'r'}"], cwd=tmp_path)
     assert result.returncode == 1
     assert "--crop=64" in result.stderr and "CROP=64" in result.stderr and "unset CROP" in result.stderr
@@ -704,16 +722,19 @@ def test_app_refuses_a_size_that_does_not_fit_naming_the_real_option(app_build, 
     wrong["input"]["shape"] = [1, 3, 64, 64]
     wrong["preprocess"].update(image_size=[64, 64], resize=[80])
     write_model_record(other, wrong)
-    result = _run([binary, f"--model_path={other}", f"--dataset_path={data}", f"--result_path={tmp_path / 'r'}"],
-                  cwd=tmp_path)
+    result = run_script.cmd(
+        [binary, f"--model_path={other}", f"--dataset_path={data}", f"--result_path={tmp_path / 'r'}"], cwd=tmp_path
+    )
     assert result.returncode == 1 and "another export" in result.stderr and "CROP=56" in result.stderr
     # through run_infer_310.sh: its variables are what the message names, never a flag the script lacks
-    result = _run(["bash", ROOT / "scripts" / "run_infer_310.sh", models["embedded"], data], cwd=tmp_path,
+    result = run_script.cmd(["bash", ROOT / "scripts" / "run_infer_310.sh", models["embedded"], data], cwd=tmp_path,
                   env={"PYTHON": sys.executable, "CROP": "64", "RESIZE": "72", "BUILD_DIR": str(app_build[0])})
     assert result.returncode == 1 and "CROP=64" in result.stderr
 
 
-def test_run_infer_310_flow_with_a_recorded_model_and_a_manifest(app_build, recorded_models, image_set, tmp_path):
+def test_run_infer_310_flow_with_a_recorded_model_and_a_manifest(
+    app_build, recorded_models, image_set, tmp_path, run_script
+):
     """No RESIZE/CROP: the record decides; a data folder that holds the data check's manifest raises no
     warning; acc.log has per-class lines with the record's names and the label file uses them."""
     build_dir, _ = app_build
@@ -731,7 +752,7 @@ def test_run_infer_310_flow_with_a_recorded_model_and_a_manifest(app_build, reco
     (val / ".cspdarknet53_verified.jsonl").write_text('{"format": "cspdarknet53-verify-manifest"}\n')
     work = tmp_path / "work"
     work.mkdir()
-    result = _run(["bash", ROOT / "scripts" / "run_infer_310.sh", models["embedded"], val], cwd=work,
+    result = run_script.cmd(["bash", ROOT / "scripts" / "run_infer_310.sh", models["embedded"], val], cwd=work,
                   env={"PYTHON": sys.executable, "THREADS": "1", "BUILD_DIR": str(build_dir)}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "WARNING" not in result.stdout + result.stderr and "verified.jsonl" not in result.stdout + result.stderr

@@ -41,12 +41,9 @@ def tiny_data(make_tiny_data):
 
 
 def _env(out, run_name, **extra):
-    env = dict(os.environ, PYTHON=sys.executable, OUTPUT_ROOT=str(out), CSPDARKNET53_RUN_NAME=run_name,
-               QUIET="1", CLUSTER_TIME_OUT="120")
-    for name in ("MS_ROLE", "GLOG_v"):  # GLOG_v: the launcher's own default must silence MindSpore
-        env.pop(name, None)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    # GLOG_v unset: the launcher's own default must silence MindSpore
+    return dict(PYTHON=sys.executable, OUTPUT_ROOT=out, CSPDARKNET53_RUN_NAME=run_name, QUIET="1",
+                CLUSTER_TIME_OUT="120", GLOG_v=None, **extra)
 
 
 def _read_shards(path):
@@ -58,14 +55,14 @@ def _read_shards(path):
     return by_epoch
 
 
-def test_two_ranks_train_identical_weights_on_disjoint_shards(tmp_path, tiny_data):
+def test_two_ranks_train_identical_weights_on_disjoint_shards(tmp_path, tiny_data, run_script):
     out, cwd = tmp_path / "out", tmp_path / "elsewhere"
     cwd.mkdir()
     run_name = "dp_" + uuid.uuid4().hex[:8]
     start = time.monotonic()
-    proc = subprocess.run(["bash", SCRIPT, "2", str(tiny_data), "CPU", *TRAIN_FLAGS, "--max_epoch=2",
+    proc = run_script.cmd(["bash", SCRIPT, "2", tiny_data, "CPU", *TRAIN_FLAGS, "--max_epoch=2",
                            "--is_save_on_master=0", "--dump_shard_files=1"],
-                          cwd=cwd, env=_env(out, run_name, QUIET=0), capture_output=True, text=True, timeout=400)
+                          cwd=cwd, env=_env(out, run_name, QUIET=0), timeout=400)
     wall = time.monotonic() - start
     run = out / run_name
     assert proc.returncode == 0, proc.stdout + proc.stderr + (run / "msrun.log").read_text()
@@ -106,18 +103,20 @@ def test_two_ranks_train_identical_weights_on_disjoint_shards(tmp_path, tiny_dat
     assert len(trainable) > 50 and moving
     unequal = [k for k in trainable if not np.array_equal(w0[k], w1[k])]
     assert not unequal, f"trainable weights differ between ranks: {unequal[:5]}"
-    assert any(not np.array_equal(w0[k], w1[k]) for k in moving), "BN statistics equal: did both ranks see the same images?"
+    assert any(
+        not np.array_equal(w0[k], w1[k]) for k in moving
+    ), "BN statistics equal: did both ranks see the same images?"
     assert any(np.abs(w0[k]).max() > 0 for k in w0 if k.startswith("moments.")), "no optimizer update happened"
 
 
 @pytest.mark.timeout(method="signal")  # a hang fails in Python, so that `finally` stops the job
-def test_dead_rank_ends_the_job_naming_it_and_only_rank0_saves(tmp_path, tiny_data, job_processes):
+def test_dead_rank_ends_the_job_naming_it_and_only_rank0_saves(tmp_path, tiny_data, job_processes, run_script):
     out = tmp_path / "out"
     run_name = "dead_" + uuid.uuid4().hex[:8]
     run = out / run_name
-    proc = subprocess.Popen(["bash", SCRIPT, "2", str(tiny_data), "CPU", *TRAIN_FLAGS, "--max_epoch=500"],
-                            cwd=tmp_path, env=_env(out, run_name, EXIT_GRACE_S=5), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = run_script.popen_cmd(["bash", SCRIPT, "2", tiny_data, "CPU", *TRAIN_FLAGS, "--max_epoch=500"],
+                                cwd=tmp_path, env=_env(out, run_name, EXIT_GRACE_S=5), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
     try:
         # until rank 1 is into epoch 2: both ranks are past the end of epoch 1, where checkpoints are saved
         # (500 epochs: the job cannot end by itself before that)

@@ -1,12 +1,10 @@
 """eval.py end to end: its counts equal a manual top-1/top-5 from the network's logits (every image, partial
-last batch), EMA weights, folder-of-checkpoints mode, demo data, two msrun ranks. (src/evaluation.py in
-process: tests/unit/test_evaluation.py; eval.py's user errors: tests/unit/test_entry_errors.py.)"""
+last batch), EMA weights, folder-of-checkpoints mode, demo data. (Two msrun ranks, unequal shards, equal to one process:
+tests/e2e/test_analysis_e2e.py; src/evaluation.py in process: tests/unit/test_evaluation.py; eval.py's user errors: tests/unit/test_entry_errors.py.)"""
 import json
 import glob
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import mindspore as ms
@@ -98,38 +96,3 @@ def test_eval_demo_data_when_no_data_dir(tmp_path, eval_data, run_script, save_t
     assert total == 500 and 0 <= top1 <= top5 <= total
 
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_eval_distributed_two_ranks_sum_counts(tmp_path, eval_data, save_trained):
-    """msrun with 2 CPU ranks: disjoint shards (4 + 3 images), counts summed by AllReduce, rank 0 writes."""
-    import shutil
-    msrun = shutil.which("msrun") or os.path.join(os.path.dirname(sys.executable), "msrun")
-    if not os.path.exists(msrun):
-        pytest.skip("msrun not installed")
-    net = eval_data.net(1)
-    ckpt = tmp_path / "m.ckpt"
-    save_trained(net, ckpt)
-    expected = eval_data.counts(net)
-    # msrun starts the workers with the `python` found on PATH: make it this interpreter
-    env = dict(os.environ, GLOG_v="3", CSPDARKNET53_RUN_NAME="dist",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [msrun, "--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "--log_dir=msrun_logs", "--join=True", "--cluster_time_out=200",
-           os.path.join(REPO, "eval.py")] + _common(eval_data) + [f"--pretrained={ckpt}", "--per_batch_size=2"]
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=400)
-    logs = proc.stdout + proc.stderr
-    assert proc.returncode == 0, logs[-5000:]
-    run = tmp_path / "out" / "dist"
-    with open(run / "eval_result.json") as f:
-        data = json.load(f)
-    assert (data["top1_correct"], data["top5_correct"], data["images"]) == expected
-    assert data["group_size"] == 2
-    with open(run / "eval_rank1.log") as f:
-        rank1 = f.read()
-    assert "(4 on this rank" in rank1 or "(3 on this rank" in rank1
-    assert _printed(rank1) == expected  # every rank knows the totals

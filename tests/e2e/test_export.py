@@ -1,6 +1,6 @@
 """export.py end to end: MINDIR/ONNX files reproduce the network's logits, fp16 head, a trained-like Mish network
-checked against the accurate-tanh reference, timm-variant ONNX parity with timm's PyTorch model. (The
-in-process parts: tests/unit/test_export_utils.py; the command line's user errors: tests/unit/test_entry_errors.py.)"""
+checked against the accurate-tanh reference. (timm-variant ONNX parity with timm's PyTorch model:
+tests/reference/test_export_parity.py; the in-process parts: tests/unit/test_export_utils.py; the command line's user errors: tests/unit/test_entry_errors.py.)"""
 import re
 
 import numpy as np
@@ -80,27 +80,3 @@ def test_cli_onnx_of_trained_like_mish_network(tmp_path, calibrate, run_script, 
 # timm variant: the exported ONNX gives timm's PyTorch logits
 # ------------------------------------------------------------------------------------------------
 
-def test_timm_variant_onnx_matches_timm(tmp_path, run_script, timm_model):
-    pytest.importorskip("onnxruntime")
-    import torch
-    from safetensors.torch import save_file
-
-    model = timm_model
-    ckpt = tmp_path / "cspdarknet53_timm.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
-
-    # No --arch: the timm key layout selects cspdarknet53_timm.
-    code, out = _run(run_script, [f"--ckpt_file={ckpt}", "--file_format=ONNX", "--height=64", "--width=64",
-                                  "--file_name=timm64"], tmp_path)
-    assert code == 0, out
-    assert "cspdarknet53_timm with 1000 classes" in out and "verify: OK" in out
-    x = _x((2, 3, 64, 64), seed=11)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
-    got = run_onnx(tmp_path / "timm64.onnx", np.ascontiguousarray(x[:1]))  # exported with batch 1
-    got2 = run_onnx(tmp_path / "timm64.onnx", np.ascontiguousarray(x[1:]))
-    got = np.concatenate([got, got2])
-    rel = float(np.abs(got - ref).max() / np.abs(ref).max())
-    print(f"timm-variant ONNX vs timm: max abs diff {np.abs(got - ref).max():.3e}, relative {rel:.3e}")
-    assert rel < 1e-4
-    assert (got.argmax(1) == ref.argmax(1)).all()

@@ -13,14 +13,13 @@ CLASSES = {"cat": 30, "dog": 130, "eel": 220}   # grey levels: learnable in a fe
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, e2e):
+def trained(tmp_path_factory, make_scripts, write_images):
     """(train data, val data, checkpoint) of a short train.py run."""
-    Scripts, write_class_images = e2e.Scripts, e2e.write_class_images
     root = tmp_path_factory.mktemp("labels")
     for split, n in (("train", 16), ("val", 5)):
         for k, (name, value) in enumerate(CLASSES.items()):
-            write_class_images(str(root / split / name), n, value, seed=10 * k + (split == "val"))
-    scripts = Scripts(root, root / "cache")
+            write_images(root / split / name, n, value, seed=10 * k + (split == "val"))
+    scripts = make_scripts(root, root / "cache")
     code, out = scripts.train(root / "train", root / "out", num_classes=3, max_epoch=3)
     assert code == 0, out[-3000:]
     run = scripts.run_dir(root / "out")

@@ -62,8 +62,8 @@ def modelarts(tmp_path, make_tiny_data):
     with zipfile.ZipFile(obs / "data" / "ImageNet.zip", "w") as zf:
         for split, n in splits.items():
             for c in range(2):
-                for i in range(n):
-                    zf.write(images / split / f"class{c}" / f"img{i}.jpg", f"ImageNet/{split}/class{c}/img{i}.jpg")
+                for path in sorted((images / split / f"class{c}").iterdir()):
+                    zf.write(path, f"ImageNet/{split}/class{c}/{path.name}")
     fake = tmp_path / "fake_site"
     (fake / "moxing").mkdir(parents=True)
     (fake / "moxing" / "__init__.py").write_text(FAKE_MOXING)
@@ -103,7 +103,7 @@ def test_train_on_modelarts_downloads_unzips_trains_uploads(modelarts, run_scrip
     assert (cache / "ckpt" / "README.txt").is_file()
     # the zip was extracted once, and the relative data_dir/val_data_dir point into it
     assert proc.stdout.count("unzip: extracting") == 1, proc.stdout
-    assert (cache / "data" / "ImageNet" / "train" / "class1" / "img3.jpg").is_file()
+    assert (cache / "data" / "ImageNet" / "train" / "class1" / "img003.jpg").is_file()
     # outputs under output_path/<ckpt_path>/<run>, uploaded to train_url
     (run,) = list((ma["obs"] / "out" / "outputs").iterdir())
     log = (run / "log.txt").read_text()

@@ -1,4 +1,4 @@
-"""INT8 post-training quantization end to end (issue 23): train.py trains the tiny network on a learnable tiny
+"""INT8 post-training quantization end to end: train.py trains the tiny network on a learnable tiny
 set; one command, ``export.py --file_format=ONNX --quantize=int8 --calib_data_dir=<train>``, writes the FP32
 ONNX and its QDQ model ``<file_name>.int8.onnx`` (calibrated on the training images through the eval
 preprocessing, checked against FP32 on training images the calibration did not use); the INT8 model's top-1 on

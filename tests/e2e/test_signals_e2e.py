@@ -1,8 +1,6 @@
 """A real SIGTERM after MindSpore's data engine started an iterator (which installs its own handler) still
 reaches src.utils.signals when the loop goes through ``signals.guarded``."""
 import os
-import subprocess
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,15 +25,13 @@ except Stopped as stop:
 """
 
 
-def _run(mode):
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=ROOT)
+def _run(run_script, mode):
+    return run_script(None, ["-c", SCRIPT, mode], timeout=120, cwd=ROOT)
 
 
-def test_guarded_loops_see_sigterm_despite_the_data_engine():
-    proc = _run("guarded")
+def test_guarded_loops_see_sigterm_despite_the_data_engine(run_script):
+    proc = _run(run_script, "guarded")
     assert proc.returncode == 0 and "stopped 143" in proc.stdout, proc.stdout + proc.stderr
     # without the guard the engine's handler takes the signal: the process ends without our Stopped
-    bare = _run("bare")
+    bare = _run(run_script, "bare")
     assert "stopped" not in bare.stdout

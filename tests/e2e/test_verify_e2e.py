@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -31,8 +30,8 @@ def _files_with_a_hang(tmp_path, n=4):
     return paths + [str(hang)]
 
 
-def _start_check(man, paths):
-    return subprocess.Popen([sys.executable, "-c", CHECK, ROOT, man] + paths, env=dict(os.environ, GLOG_v="3"))
+def _start_check(run_script, man, paths):
+    return run_script.popen(None, ["-c", CHECK, ROOT, man] + paths)
 
 
 def _wait_for_entries(man, n, proc, seconds=120):
@@ -44,10 +43,10 @@ def _wait_for_entries(man, n, proc, seconds=120):
     return False
 
 
-def test_a_killed_check_resumes_from_its_manifest(tmp_path):
+def test_a_killed_check_resumes_from_its_manifest(tmp_path, run_script):
     paths = _files_with_a_hang(tmp_path)
     man = str(tmp_path / "m.jsonl")
-    proc = _start_check(man, paths)
+    proc = _start_check(run_script, man, paths)
     try:
         assert _wait_for_entries(man, 4, proc)      # saved as it went, then stuck on the hang
     finally:
@@ -58,17 +57,16 @@ def test_a_killed_check_resumes_from_its_manifest(tmp_path):
     assert stats["cached"] == 4 and stats["checked"] == 0 and all(r.status == OK for r in res)
 
 
-def test_a_killed_lock_holder_lets_the_waiting_process_go_on(tmp_path):
+def test_a_killed_lock_holder_lets_the_waiting_process_go_on(tmp_path, run_script):
     paths = _files_with_a_hang(tmp_path)
     man = str(tmp_path / "m.jsonl")
-    holder = _start_check(man, paths)               # holds <manifest>.lock while it hangs on z_hang.png
+    holder = _start_check(run_script, man, paths)               # holds <manifest>.lock while it hangs on z_hang.png
     try:
         assert _wait_for_entries(man, 4, holder)
         stats, done = {}, []
-        waiter = subprocess.Popen(
-            [sys.executable, "-c", CHECK.replace("timeout_s=600", "timeout_s=2") +
-             "; print('done', flush=True)", ROOT, man] + paths, env=dict(os.environ, GLOG_v="3"),
-            stdout=subprocess.PIPE, text=True)
+        waiter = run_script.popen(None, ["-c", CHECK.replace("timeout_s=600", "timeout_s=2") +
+                                         "; print('done', flush=True)", ROOT, man] + paths,
+                                  stdout=subprocess.PIPE, text=True)
         time.sleep(3)
         assert waiter.poll() is None                # waits for the holder
         holder.send_signal(signal.SIGKILL)
@@ -87,23 +85,21 @@ def test_a_killed_lock_holder_lets_the_waiting_process_go_on(tmp_path):
     assert stats["cached"] == 5
 
 
-def test_verify_dataset_tool(tmp_path):
+def test_verify_dataset_tool(tmp_path, run_script):
     data = tmp_path / "data" / "c"
     data.mkdir(parents=True)
     for i in range(3):
         _png(data / f"{i}.png", i)
     (data / "bad.png").write_text("no image")
-    tool = [sys.executable, os.path.join(ROOT, "tools", "verify_dataset.py"), "--data_dir", str(tmp_path / "data"),
-            "--workers", "1", "--quiet"]
-    env = dict(os.environ, GLOG_v="3")
-    r = subprocess.run(tool + ["--json", str(tmp_path / "r.json"), "--fail_on_unusable"], capture_output=True,
-                       text=True, env=env, timeout=300)
+    tool = ["--data_dir", tmp_path / "data", "--workers", "1", "--quiet"]
+    r = run_script("tools/verify_dataset.py", tool + ["--json", tmp_path / "r.json", "--fail_on_unusable"],
+                   timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "4 files under" in r.stdout and "3 ok" in r.stdout and "1 unusable" in r.stdout
     report = json.load(open(tmp_path / "r.json"))
     assert [f["status"] for f in report["files"]] == ["ok", "ok", "ok", "skip"]
     notes = tmp_path / "notes.txt"
     notes.write_text("mine\n")
-    r = subprocess.run(tool + ["--manifest", str(notes)], capture_output=True, text=True, env=env, timeout=300)
+    r = run_script("tools/verify_dataset.py", tool + ["--manifest", notes], timeout=300)
     assert r.returncode == 2 and r.stderr.startswith(f"error: verify_manifest {notes} exists and is not")
     assert notes.read_text() == "mine\n"

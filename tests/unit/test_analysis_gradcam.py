@@ -70,9 +70,10 @@ def test_gradient_matches_finite_differences_and_closed_form(graph_mode):
     np.testing.assert_allclose(grads, expect, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("arch,hw", [("cspdarknet_tiny", (37, 50)), ("cspdarknet_tiny", (33, 97)),
-                                     (TIMM_TINY, (37, 50)), (TIMM_TINY, (64, 64))], ids=["mish-37x50", "mish-33x97",
-                                                                                       "timm-37x50", "timm-64x64"])
+# one odd, non-square size per architecture: each size is a new GRAPH compile, and every odd size takes the
+# same path (the last feature map rounds up; the CAM is upsampled to the input's own size)
+@pytest.mark.parametrize("arch,hw", [("cspdarknet_tiny", (33, 97)), (TIMM_TINY, (37, 50))],
+                         ids=["mish-33x97", "timm-37x50"])
 def test_both_architectures_any_input_size(graph_mode, arch, hw):
     net = _net(arch, num_classes=4, seed=3)
     x = np.random.RandomState(4).randn(3, 3, *hw).astype(np.float32)

@@ -20,18 +20,14 @@ from src.image_classification import create_model
 CLASSES = ["circle, round", "square", "stripe"]  # a comma: quoted in the CSV files
 
 
-def _folder(root, per_class=7):
-    rng = np.random.RandomState(0)
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = (rng.rand(40, 40, 3) * 80 + 60 * c).astype(np.uint8)
-            Image.fromarray(pixels).save(root / name / f"img{i}.png")
+def _folder(write_images, root, per_class=7):
+    for c, name in enumerate(CLASSES):  # grey levels 60 apart, broad noise: some mistakes
+        write_images(root / name, per_class, 100 + 60 * c, seed=c, ext="png", noise=23)
     return root
 
 
-def _evaluate(tmp_path, worst_n=6):
-    data = _folder(tmp_path / "val")
+def _evaluate(tmp_path, write_images, worst_n=6):
+    data = _folder(write_images, tmp_path / "val")
     bundle = create_dataset(str(data), 32, 5, mode="eval", num_classes=3, num_parallel_workers=1)
     net = create_model("cspdarknet_tiny", num_classes=3, seed=1)
     rng = np.random.RandomState(2)
@@ -46,8 +42,8 @@ def _evaluate(tmp_path, worst_n=6):
     return bundle, result, acc
 
 
-def test_eval_files_from_the_real_pipeline(tmp_path, graph_mode):
-    bundle, result, acc = _evaluate(tmp_path)
+def test_eval_files_from_the_real_pipeline(tmp_path, graph_mode, write_images):
+    bundle, result, acc = _evaluate(tmp_path, write_images)
     assert acc.total == result.total == 21
     assert acc.top1_correct == result.top1_correct and acc.topk_correct == result.top5_correct
     out = write_eval_analysis(acc, tmp_path / "run", CLASSES, image_for_index=bundle.source.table.__getitem__)
@@ -75,8 +71,8 @@ def test_eval_files_from_the_real_pipeline(tmp_path, graph_mode):
         assert im.width == min(len(mistakes), 8) * (160 + 12)
 
 
-def test_no_plots_and_no_matplotlib(tmp_path, graph_mode, monkeypatch):
-    bundle, _, acc = _evaluate(tmp_path)
+def test_no_plots_and_no_matplotlib(tmp_path, graph_mode, monkeypatch, write_images):
+    bundle, _, acc = _evaluate(tmp_path, write_images)
     lines = []
 
     class Log:

@@ -11,7 +11,6 @@ from src.config import ConfigError, load_config
 from src.data import DatasetError, create_dataset, load_class_index, save_class_index
 from src.data import checks, pipeline
 from src.data.pipeline import create_dataset_from_config
-from src.utils.host import available_cpus
 from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_resize_size, train_transforms
 
 MEAN = np.array(IMAGENET_MEAN, np.float64)
@@ -596,9 +595,14 @@ def test_create_dataset_from_config(tmp_path):
     assert b.num_images == 4 and rows(b)[0][0].shape == (2, 3, 32, 32)
 
 
-def test_default_workers():
-    assert 1 <= pipeline.default_num_workers() <= 16
-    assert pipeline.default_num_workers(8) == max(1, min(16, available_cpus() // 8))
+@pytest.mark.parametrize("cpus, group_size, workers", [
+    (2, 1, 2), (32, 1, 16), (192, 1, 16),      # all the cores, at most 16
+    (32, 8, 4), (32, 100, 4), (32, 0, 16),     # shared by the host's devices (at most 8 a host)
+    (4, 8, 1), (1, 1, 1),                      # never below 1
+])
+def test_default_workers(monkeypatch, cpus, group_size, workers):
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: cpus)
+    assert pipeline.default_num_workers(group_size) == workers
 
 
 def test_a_plain_list_of_files_without_labels(tmp_path, caplog):

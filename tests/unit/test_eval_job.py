@@ -1,7 +1,7 @@
 """The evaluation job (src/eval_job.py) in process: scoring refuses zero images and outputs that are not finite;
 through eval.py's main, the refusals before any device work (outputs that are inputs, checkpoints of one
 folder that disagree); the one result record. (The job end to end, with the errors found
-while scoring and stop signals: tests/e2e/test_inference_guards.py.)"""
+while scoring and stop signals: tests/e2e/test_inference_refusals_and_stops.py.)"""
 import numpy as np
 import pytest
 import mindspore as ms
@@ -60,7 +60,7 @@ def test_scoring_counts_every_image_and_feeds_the_analysis(eval_data):
 
 def test_outputs_that_are_not_finite_are_an_error(eval_data):
     """Finite weights whose logits overflow (a head weight of 3e38): no score is made of them. (Weights that are
-    not finite never get this far: tests/unit/test_checkpoint_metadata.py, tests/e2e/test_inference_guards.py.)"""
+    not finite never get this far: tests/unit/test_checkpoint_metadata.py, tests/e2e/test_inference_refusals_and_stops.py.)"""
     from src.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="outputs are NaN or infinite for 7 of 7 images"):

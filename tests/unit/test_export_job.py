@@ -1,7 +1,7 @@
 """The export job (src/export_job.py) through export.py's main, in process: input sizes that cannot be traced
 and checked (from the checkpoint, or beyond the memory available) are one error naming the keys and the
 reason, before any device work. (Weights that are not
-finite and stop signals, end to end: tests/e2e/test_inference_guards.py.)"""
+finite and stop signals, end to end: tests/e2e/test_inference_refusals_and_stops.py.)"""
 import os
 
 import pytest

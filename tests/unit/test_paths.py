@@ -1,9 +1,8 @@
 """Tests for src/utils/paths.py with a real Latin-1-named file."""
+import io
 import json
 import logging
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -93,14 +92,14 @@ def test_run_log_keeps_module_warnings_with_such_names(latin_file, tmp_path):
 
 
 def test_print_fails_under_a_strict_utf8_locale_but_display_name_does_not(latin_file):
-    """What breaks for a user in an en_US.UTF-8 terminal (stdout errors=strict)."""
-    code = ("import os,sys; sys.stdout.reconfigure(errors='strict'); p=os.fsdecode(bytes.fromhex(sys.argv[1])); "
-            "sys.path.insert(0, sys.argv[2]); from src.utils.paths import display_name; print(display_name(p)); "
-            "print(p)")
-    r = subprocess.run([sys.executable, "-c", code, os.fsencode(latin_file).hex(),
-                        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))],
-                       capture_output=True, text=True, errors="backslashreplace")
-    assert "caf\\xe9" in r.stdout and "UnicodeEncodeError" in r.stderr
+    """What breaks for a user in an en_US.UTF-8 terminal: a stdout that encodes UTF-8 with errors=strict."""
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    print(display_name(latin_file), file=stdout)
+    stdout.flush()
+    assert "caf\\xe9" in raw.getvalue().decode("utf-8")
+    with pytest.raises(UnicodeEncodeError):
+        print(latin_file, file=stdout)
 
 
 def test_lists_with_such_names_roundtrip_and_latin1_lists_are_read(latin_file, tmp_path):

@@ -1,5 +1,5 @@
 """src/utils/perf.py, the performance settings benchmark.py, train and eval share, and benchmark.py's run specs
-(in process; benchmark.py itself runs in tests/e2e/test_benchmark.py)."""
+(in process; benchmark.py itself runs in tests/reference/test_benchmark.py)."""
 import pytest
 
 
@@ -48,7 +48,7 @@ def _tiny_net_with_bn_stats():
     return net
 
 
-def test_fold_batchnorm_keeps_the_logits(graph_mode):
+def test_fold_batchnorm_keeps_the_logits():
     import numpy as np
     from mindspore import Tensor, nn
 
@@ -92,3 +92,65 @@ def test_make_specs_same_threads_both_sides():
     before = benchmark.make_specs(benchmark.build_parser().parse_args(["--no_perf", "--infer_batch_sizes", "1",
                                                                        "--train_batch_sizes", ""]))
     assert before[0]["settings"] == {"onednn_isa": None} and before[0]["threads"] == 0
+
+
+def test_recommended_settings_fuse_activations_but_export_does_not(monkeypatch):
+    from src.utils import perf
+
+    # the process settings are not the point here, and MindSpore refuses to set the thread count twice
+    monkeypatch.setattr(perf, "apply_cpu_performance_settings", lambda **kwargs: dict(kwargs))
+
+    assert perf.recommended_settings("train")["fused_act"] is True
+    assert perf.recommended_settings("infer")["fused_act"] == "mish"
+    _, rewrites = perf.apply_recommended_settings("CPU", "infer", network=False)  # what export.py asks for
+    assert rewrites == {}
+    assert perf.apply_recommended_settings("GPU", "train") == ({}, {})
+    assert perf._fused_act_kind(True) == "all" and perf._fused_act_kind("mish") == "mish"
+    assert perf._fused_act_kind(False) is None
+    with pytest.raises(ValueError):
+        perf._fused_act_kind("fast")
+
+
+def test_annotate_pairs_and_flags():
+    from benchmarks import runner
+
+    base = dict(status="ok", img_size=224, num_classes=1000, precision="fp32", threads=2, compile_s=1.0,
+                peak_rss_mb=1000.0)
+    rows = [dict(base, framework="mindspore", arch="cspdarknet53_timm", model="cspdarknet53_timm", mode="infer",
+                 batch_size=1, ms_per_step=100.0, cpu_ms_per_step=150.0, cpu_s_per_image=0.15, images_per_s=10.0,
+                 load_avg_start=1.0, load_avg_end=1.5),
+            dict(base, framework="torch", arch="cspdarknet53", pair_arch="cspdarknet53_timm", flops_arch="cspdarknet53_timm",
+                 model="timm cspdarknet53", mode="infer", batch_size=1, ms_per_step=200.0, cpu_ms_per_step=400.0,
+                 cpu_s_per_image=0.4, images_per_s=5.0, load_avg_start=2.6, load_avg_end=1.0)]
+    # a quiet machine: the benchmark's own 2 threads put the load average at ~2; other processes used ~0 cores
+    quiet = dict(rows[0], load_avg_start=2.05, load_avg_end=2.02, other_cores=0.03)
+    busy = dict(rows[0], load_avg_start=1.2, load_avg_end=1.9, other_cores=0.6)  # a job started meanwhile
+    runner.annotate([quiet, busy])
+    assert not quiet["loaded"] and busy["loaded"]
+    runner.annotate(rows, {"status": "ok", "gflops": 200.0, "gflops_per_cpu_s": 100.0})
+    assert rows[0]["gflop_per_step"] == pytest.approx(10.01, abs=0.01)
+    assert rows[0]["flop_limit_frac"] == pytest.approx(0.5, abs=0.01)        # 100 GFLOP/s of 200
+    assert rows[0]["flop_limit_frac_cpu"] == pytest.approx(0.667, abs=0.01)   # 66.7 GFLOP per CPU-s of 100
+    assert not rows[0]["loaded"] and rows[1]["loaded"]
+    (q,) = runner.ratio_rows(rows)
+    assert q["arch"] == "cspdarknet53_timm" and q["speed_ratio"] == pytest.approx(2.0) and q["loaded"]
+    assert q["cpu_ratio"] == pytest.approx(0.4 / 0.15)
+    table = runner.ratio_table([q])
+    assert "| infer | 1 | 224x224 | cspdarknet53_timm |" in table and "yes (!)" in table
+    assert "(!)" in runner.markdown_table(rows)
+
+
+def test_default_specs_compare_each_arch_with_its_twin():
+    import benchmark
+
+    args = benchmark.build_parser().parse_args(["--compare", "timm", "--infer_batch_sizes", "1",
+                                                "--train_batch_sizes", ""])
+    specs = benchmark.make_specs(args)
+    pairs = [(s["framework"], s.get("pair_arch", s["arch"]), s.get("timm_model"), dict(s.get("timm_kwargs") or []))
+             for s in specs]
+    assert pairs == [("mindspore", "cspdarknet53", None, {}),
+                     ("torch", "cspdarknet53", "cspdarknet53", {"act_layer": "mish"}),
+                     ("mindspore", "cspdarknet53_timm", None, {}),
+                     ("torch", "cspdarknet53_timm", "cspdarknet53", {})]
+    quick = benchmark.build_parser().parse_args(["--quick"])
+    assert benchmark.arch_list(quick) == ["cspdarknet53"]

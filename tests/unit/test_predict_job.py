@@ -1,7 +1,7 @@
 """Prediction (src/predict_job.py) in process: results in input order with skipped files in their place, images
 the pipeline drops and outputs that are not finite are errors (never a result), and through predict.py's main
 the refusals before any device work: ``result_file`` / ``cam_dir`` that are inputs. (End to end, with weights
-that are not finite and stop signals: tests/e2e/test_inference_guards.py; the CLI: tests/e2e/test_predict.py.)"""
+that are not finite and stop signals: tests/e2e/test_inference_refusals_and_stops.py; the CLI: tests/e2e/test_predict.py.)"""
 import json
 
 import numpy as np

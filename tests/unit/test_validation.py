@@ -1,19 +1,14 @@
-"""Validation in-process (issue 13): config values and cross-key rules at load time, the up-front output
+"""Validation in-process: config values and cross-key rules at load time, the up-front output
 checks, what a failing or killed checkpoint save leaves, metrics.csv after redone epochs, and the entry
 points' mapping of storage errors to one ``error:`` line. The same cases as command lines are in
-``tests/e2e/test_failures.py``; ``docs/errors.md`` lists them all."""
+``tests/e2e/test_bad_input_and_storage_faults.py``; ``docs/errors.md`` lists them all."""
 import errno
-import json
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 
 from src.config import ConfigError, load_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --------------------------------------------------------------------------- config values
@@ -123,16 +118,6 @@ def test_odd_but_legitimate_values_load_with_a_warning(argv, warning):
     assert any(warning in w for w in cfg.warnings), cfg.warnings
 
 
-def test_config_load_writes_nothing_and_imports_no_mindspore(tmp_path):
-    """Validation happens before anything exists: loading a bad config touches no file, imports no MindSpore."""
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from src.config import ConfigError, load_config\n"
-            "try:\n    load_config(['--lr', '-1', '--ckpt_path', %r])\nexcept ConfigError:\n    pass\n"
-            "assert 'mindspore' not in sys.modules\n" % (REPO, str(tmp_path / "out")))
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=60)
-    assert os.listdir(tmp_path) == []
-
-
 # --------------------------------------------------------------------------- output checks
 @pytest.fixture
 def a_file(tmp_path):
@@ -175,67 +160,6 @@ def test_output_checks_create_nothing(tmp_path, a_file):
 
 
 # --------------------------------------------------------------------------- checkpoint saves
-SAVE_CHILD = """
-import json, os, resource, signal, sys
-sys.path.insert(0, {repo!r})
-import numpy as np
-import mindspore as ms
-from src.checkpoint import CheckpointSaveError, save_checkpoint_atomic
-entries = [{{"name": "w%d" % i, "data": ms.Tensor(np.full((256, 256), {value}, np.float32))}} for i in range(8)]
-signal.signal(signal.SIGXFSZ, signal.{handler})
-resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
-try:
-    save_checkpoint_atomic(entries, {path!r}, metadata={{"arch": "x"}})
-    print(json.dumps({{"ok": True}}))
-except CheckpointSaveError as err:
-    print(json.dumps({{"error": str(err)}}))
-"""
-
-
-def _save_in_child(path, limit, value=1.0, killed=False):
-    """Runs ``save_checkpoint_atomic`` in a child whose files may not grow past ``limit`` bytes: writes past
-    it fail with EFBIG (as on a full disk), or with ``killed`` the kernel kills the child mid-write."""
-    code = SAVE_CHILD.format(repo=REPO, path=str(path), limit=limit, value=value,
-                             handler="SIG_DFL" if killed else "SIG_IGN")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, GLOG_v="3"))
-
-
-def test_failed_save_names_path_and_free_space_removes_temp_and_keeps_the_old_file(tmp_path):
-    from src.checkpoint import read_state_dict
-
-    path = tmp_path / "0-1_4.ckpt"
-    assert json.loads(_save_in_child(path, 2 ** 30).stdout) == {"ok": True}
-    before = path.read_bytes()
-    proc = _save_in_child(path, 500_000, value=2.0)  # the same name again, 2 MB: does not fit
-    result = json.loads(proc.stdout)
-    assert result["error"].startswith(f"cannot write checkpoint {path} (")
-    assert "MiB free there): [Errno 27] File too large" in result["error"]
-    assert "Failed to save the checkpoint file" not in proc.stderr  # MindSpore's line about the temp file
-    assert os.listdir(tmp_path) == ["0-1_4.ckpt"]  # no .partial.ckpt, no MindSpore .tmp
-    assert path.read_bytes() == before
-    assert float(read_state_dict(path)[0]["w0"][0, 0]) == 1.0
-
-
-def test_killed_save_leaves_only_temporary_files_that_are_never_checkpoints_and_get_removed(tmp_path):
-    from src.checkpoint import (CheckpointManager, checkpoint_files, find_resume_checkpoint, is_partial_file,
-                                training_checkpoints)
-
-    folder = tmp_path / "ckpt_0"
-    folder.mkdir()
-    assert json.loads(_save_in_child(folder / "0-1_4.ckpt", 2 ** 30).stdout) == {"ok": True}
-    proc = _save_in_child(folder / "0-2_4.ckpt", 500_000, killed=True)
-    assert proc.returncode == -signal.SIGXFSZ
-    left = sorted(n for n in os.listdir(folder) if n != "0-1_4.ckpt")
-    assert left and all(is_partial_file(n) for n in left), left  # e.g. .0-2_4.ckpt.<pid>.partial.tmp
-    assert [os.path.basename(p) for _, _, p in training_checkpoints(str(folder))] == ["0-1_4.ckpt"]
-    assert [os.path.basename(p) for p in checkpoint_files(str(folder))] == ["0-1_4.ckpt"]
-    assert find_resume_checkpoint(str(tmp_path)).endswith("0-1_4.ckpt")
-    manager = CheckpointManager(str(folder), 0, 10, steps_per_epoch=4, optimizer_names=[])
-    assert sorted(os.path.basename(p) for p in manager.removed_partials) == left
-    assert os.listdir(folder) == ["0-1_4.ckpt"]
-
-
 # --------------------------------------------------------------------------- metrics.csv
 def test_metrics_rows_of_redone_epochs_are_dropped(tmp_path):
     from src.reporting import MetricsWriter
@@ -285,6 +209,19 @@ def test_storage_errors_in_a_job_are_one_error_line(capsys, restore_src_logger, 
     assert run_entry(job, []) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_a_config_error_raised_in_a_job_is_a_user_error(capsys, restore_src_logger):
+    """A ConfigError found while the job runs (a key whose value only the job can check) is the user's
+    mistake: exit 2 and its message as the one error line, never a traceback."""
+    from model_utils.entry import run_entry
+
+    def job(cfg, run_log):
+        raise ConfigError("image_size='7,7': smaller than the network's 32 px")
+
+    assert run_entry(job, []) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: image_size='7,7': smaller than the network's 32 px"], lines
 
 
 def test_a_very_long_error_is_one_bounded_line(capsys, restore_src_logger):

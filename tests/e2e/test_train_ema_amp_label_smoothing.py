@@ -20,8 +20,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -39,32 +37,29 @@ def data(make_tiny_data):
     return make_tiny_data(3, {"train": 12, "val": 8}, 40, ext="JPEG")
 
 
-def _script(name, cwd, args, timeout=300):
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=REPO)
-    argv = [f"--{k}={v}" for k, v in args.items()]
-    return subprocess.run([sys.executable, os.path.join(REPO, name)] + argv, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def _script(run_script, name, cwd, args, timeout=300):
+    return run_script(name, cwd=cwd, timeout=timeout, **args)
 
 
-def _train(cwd, data, out, **over):
+def _train(run_script, cwd, data, out, **over):
     args = dict(arch="cspdarknet_tiny", max_epoch=1, log_interval=1, data_dir=data / "train", num_classes=3,
                 image_size="32,32", per_batch_size=8, warmup_epochs=0, lr=0.05, num_parallel_workers=1,
                 ckpt_path=out, lr_scheduler="cosine_step", eta_min=0.0)
     args.update(over)
-    proc = _script("train.py", cwd, args)
+    proc = _script(run_script, "train.py", cwd, args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = glob.glob(os.path.join(str(out), "*"))
     return proc, run
 
 
-def _eval(cwd, data, pretrained, output=None, **over):
+def _eval(run_script, cwd, data, pretrained, output=None, **over):
     """eval.py on ``pretrained`` (a file or a folder); returns {checkpoint file name: result record}.
     ``output``: a list that gets the run's stdout + stderr."""
     result = os.path.join(str(cwd), f"eval_{len(os.listdir(cwd))}.json")
     args = dict(pretrained=pretrained, data_dir=data / "val", per_batch_size=8, num_parallel_workers=1,
                 log_path=os.path.join(str(cwd), "eval_logs"), result_file=result, no_plots=1)
     args.update(over)
-    proc = _script("eval.py", cwd, args)
+    proc = _script(run_script, "eval.py", cwd, args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     if output is not None:
         output.append(proc.stdout + proc.stderr)
@@ -85,9 +80,9 @@ def _log(run):
 
 # ---------------------------------------------------------------------------------------------- EMA
 
-def test_ema_validation_scores_the_ema_weights_and_best_ckpt_holds_them(tmp_path, data):
+def test_ema_validation_scores_the_ema_weights_and_best_ckpt_holds_them(tmp_path, data, run_script):
     epochs, steps = 3, 4
-    _, run = _train(tmp_path, data, tmp_path / "out", max_epoch=epochs, lr=0.1, val_data_dir=data / "val",
+    _, run = _train(run_script, tmp_path, data, tmp_path / "out", max_epoch=epochs, lr=0.1, val_data_dir=data / "val",
                     ema=1, ema_decay=0.9, log_interval=4)
     log = _log(run)
     assert log.count("validation (EMA weights): top1") == epochs
@@ -96,8 +91,8 @@ def test_ema_validation_scores_the_ema_weights_and_best_ckpt_holds_them(tmp_path
     assert sorted(logged) == list(range(1, epochs + 1))
     folder = os.path.join(run, "ckpt_0")
     ema_out, raw_out = [], []
-    ema_scores = _eval(tmp_path, data, folder, ema_out, use_ema=1)
-    raw_scores = _eval(tmp_path, data, folder, raw_out, use_ema=0)
+    ema_scores = _eval(run_script, tmp_path, data, folder, ema_out, use_ema=1)
+    raw_scores = _eval(run_script, tmp_path, data, folder, raw_out, use_ema=0)
     assert all(r["use_ema"] for r in ema_scores.values()) and not any(r["use_ema"] for r in raw_scores.values())
     # scoring the raw weights of an EMA run says so, once per checkpoint (they are not what training validated)
     assert raw_out[0].count("also holds EMA weights") == len(raw_scores) and "also holds EMA" not in ema_out[0]
@@ -136,9 +131,9 @@ def test_ema_validation_scores_the_ema_weights_and_best_ckpt_holds_them(tmp_path
 
 # -------------------------------------------------------------------------------- O2 / O3, overflow
 
-AMP_RUNS = {  # name: train.py options; batch 4: 9 steps
+AMP_RUNS = {  # name: train.py options; batch 4: 9 steps. O2 and O3 each with a fixed scale, and the dynamic
+    # scale where it overflows (a dynamic scale without overflow: tests/e2e/test_train.py)
     "O2_fixed": dict(amp_level="O2", is_dynamic_loss_scale=0, loss_scale=1024, val_data_dir="VAL"),
-    "O2_dynamic": dict(amp_level="O2", is_dynamic_loss_scale=1, loss_scale=65536),
     "O3_fixed": dict(amp_level="O3", is_dynamic_loss_scale=0, loss_scale=1024),
     "O3_dynamic_overflow": dict(amp_level="O3", is_dynamic_loss_scale=1, loss_scale=2 ** 21),
 }
@@ -146,13 +141,13 @@ STEPS = 9
 
 
 @pytest.fixture(scope="module")
-def amp_runs(tmp_path_factory, data):
+def amp_runs(tmp_path_factory, data, run_script):
     """Every AMP_RUNS run, once: {name: (run folder, its last checkpoint)}."""
     runs = {}
     for name, over in AMP_RUNS.items():
         cwd = tmp_path_factory.mktemp(name)
         over = {k: (data / "val" if v == "VAL" else v) for k, v in over.items()}
-        _, run = _train(cwd, data, cwd / "out", per_batch_size=4, **over)
+        _, run = _train(run_script, cwd, data, cwd / "out", per_batch_size=4, **over)
         runs[name] = (run, os.path.join(run, "ckpt_0", f"0-1_{STEPS}.ckpt"))
     return runs
 
@@ -179,7 +174,7 @@ def test_amp_run_finishes_with_finite_losses(amp_runs, name):
         assert "gradient overflow" not in log and int(arrays["global_step"].reshape(-1)[0]) == STEPS
 
 
-def test_amp_checkpoints_hold_float32_master_weights_and_load_in_eval(amp_runs, data, tmp_path):
+def test_amp_checkpoints_hold_float32_master_weights_and_load_in_eval(amp_runs, data, tmp_path, run_script):
     folder = tmp_path / "ckpts"
     folder.mkdir()
     for name, (_, ckpt) in amp_runs.items():
@@ -189,7 +184,7 @@ def test_amp_checkpoints_hold_float32_master_weights_and_load_in_eval(amp_runs, 
         wrong = {k: str(arrays[k].dtype) for k in weights if arrays[k].dtype != np.float32}
         assert not wrong, f"{name}: not float32: {wrong}"
         os.link(ckpt, folder / f"{name}.ckpt")
-    scores = _eval(tmp_path, data, folder)
+    scores = _eval(run_script, tmp_path, data, folder)
     assert sorted(scores) == sorted(f"{n}.ckpt" for n in AMP_RUNS)
     for name, rec in scores.items():
         assert rec["images"] == 24 and rec["precision"] == "float32" and 0 <= rec["top1"] <= 1, (name, rec)
@@ -209,14 +204,13 @@ def test_dynamic_loss_scale_overflow_is_logged_skipped_and_the_run_finishes(amp_
     assert int(arrays["global_step"].reshape(-1)[0]) == good
     assert float(arrays["scale_sense"].reshape(-1)[0]) == 2.0 ** (21 - len(events))
     assert int(arrays["loss_scale_good_steps"].reshape(-1)[0]) == STEPS - events[-1][0]  # good steps since then
-    assert "training finished: 1 epochs" in log
 
 
 def _step_losses(run):
     return [float(m.group(4)) for m in STEP_LOSS.finditer(_log(run))]
 
 
-def test_label_smooth_style_reaches_the_training_loss(tmp_path, data):
+def test_label_smooth_style_reaches_the_training_loss(tmp_path, data, run_script):
     """label_smooth_style=zoo with eps is PyTorch's convention with eps*K/(K-1) (K=3: both give the true class
     0.9 and the others 0.05): the two runs log the same step losses; the default (pytorch, eps 0.1: 0.933 and
     0.033) logs other ones. A trainer that dropped the key would give zoo == default instead."""
@@ -225,8 +219,8 @@ def test_label_smooth_style_reaches_the_training_loss(tmp_path, data):
                        "pytorch_same_targets": dict(label_smooth_style="pytorch", label_smooth_factor=0.15),
                        "default": dict(label_smooth_factor=0.1)}.items():
         (tmp_path / name).mkdir()
-        _, run = _train(tmp_path / name, data, tmp_path / name / "out", max_epoch=2, **over)
+        _, run = _train(run_script, tmp_path / name, data, tmp_path / name / "out", **over)  # one epoch
         runs[name] = _step_losses(run)
-    assert len(runs["zoo"]) == 2 * (36 // 8), runs  # 36 images, batch 8, the partial batch dropped
+    assert len(runs["zoo"]) == 36 // 8, runs  # 36 images, batch 8, the partial batch dropped
     np.testing.assert_allclose(runs["zoo"], runs["pytorch_same_targets"], rtol=1e-4)
     assert np.abs(np.asarray(runs["zoo"]) - np.asarray(runs["default"])).max() > 1e-3, runs

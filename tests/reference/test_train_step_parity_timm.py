@@ -16,14 +16,14 @@ moves the zero-init gammas' norms by 50x.
 """
 import numpy as np
 import pytest
+import timm
+import torch
 
 BATCH, SIZE, CLASSES, EPS = 8, 32, 10, 0.1
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["plain_leaky_relu", "fused_leaky_relu"])
 def test_first_step_gradients_match_pytorch_on_timm_cspdarknet53(tmp_path, graph_mode, fused):
-    torch = pytest.importorskip("torch", reason="reference test needs torch (requirements-reference.txt)")
-    timm = pytest.importorskip("timm")
     from safetensors.torch import save_file
     import mindspore as ms
     from src.checkpoint import load_weights

@@ -1,4 +1,4 @@
-"""The data guards as a user meets them (train.py / eval.py / tools as subprocesses, real files):
+"""The data checks as a user meets them (train.py / eval.py / tools as subprocesses, real files):
 
 * ``--verify_manifest`` naming a user's file or a device: one ``error:`` line, exit 2, before any work, the
   file or device untouched;
@@ -29,10 +29,10 @@ def _rewrite_in_place(path, data):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_verify_manifest_never_replaces_a_users_file_or_a_device(tmp_path, scripts, make_images):
+def test_verify_manifest_never_replaces_a_users_file_or_a_device(tmp_path, scripts, write_images):
     data = tmp_path / "data"
     for k, name in enumerate(("a", "b")):
-        make_images(str(data / name), 4, 60 + 100 * k, seed=k)
+        write_images(str(data / name), 4, 60 + 100 * k, seed=k)
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     for target, message in ((notes, f"error: verify_manifest {notes} exists and is not a verification manifest"),
@@ -45,11 +45,11 @@ def test_verify_manifest_never_replaces_a_users_file_or_a_device(tmp_path, scrip
     assert notes.read_text() == "my notes\n" and stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
-def test_changed_files_and_runs_without_samples(tmp_path, scripts, make_images):
+def test_changed_files_and_runs_without_samples(tmp_path, scripts, write_images):
     data, val = tmp_path / "data", tmp_path / "val"
     for k, name in enumerate(("a", "b")):
-        make_images(str(data / name), 6, 60 + 100 * k, seed=k)
-        make_images(str(val / name), 2, 60 + 100 * k, seed=10 + k)
+        write_images(str(data / name), 6, 60 + 100 * k, seed=k)
+        write_images(str(val / name), 2, 60 + 100 * k, seed=10 + k)
     crasher_name, crasher = known_crashers()[1]     # the camera JPEG with 16 bytes overwritten: same size
     (_, _, camera), = [f for f in make_base_files(((96, 72),), ("camera",)) if f[0] == "jpeg-baseline420-camera-96x72"]
     assert len(camera) == len(crasher)
@@ -86,10 +86,10 @@ def test_changed_files_and_runs_without_samples(tmp_path, scripts, make_images):
     assert _error_lines(out)[0].startswith("error: evaluation: no sample") and "tot=0" not in out
 
 
-def test_mindrecord_rows_that_do_not_decode_are_counted_each_epoch(tmp_path, scripts, make_images):
+def test_mindrecord_rows_that_do_not_decode_are_counted_each_epoch(tmp_path, scripts, write_images):
     data = tmp_path / "data"
     for k, name in enumerate(("a", "b")):
-        make_images(str(data / name), 7, 60 + 100 * k, seed=k)
+        write_images(str(data / name), 7, 60 + 100 * k, seed=k)
     body = bytes(range(256)) * 12
     for i in range(3):
         (data / "b" / f"zz_bad{i}.jpg").write_bytes(b"\xff\xd8\xff" + body + b"\xff\xd9")

@@ -3,6 +3,7 @@ not finite, an image size in a checkpoint that no image can be scored at, stop s
 one ``error:`` line and no result file that looks complete; a scored eval writes standard JSON into an
 ``eval_<timestamp>`` folder whose record lists eval's settings. (In process: tests/unit/test_eval_job.py,
 test_predict_job.py, test_export_job.py, test_checkpoint_metadata.py.)"""
+
 import json
 import signal
 import subprocess

@@ -1,4 +1,4 @@
-"""Guards of the compiled train step (src/train_step.py), in GRAPH mode as in training.
+"""The compiled train step's weight EMA and loss scaling (src/train_step.py), in GRAPH mode as in training.
 
 * ``WeightEMA``: the update rule against a NumPy reference (weights and BatchNorm statistics, float32),
   ``swap`` twice is the identity (bit for bit), the EMA state survives a training checkpoint round trip.

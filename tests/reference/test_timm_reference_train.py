@@ -1,14 +1,10 @@
 """tools/timm_reference_train.py (the reference side of README's training-parity table): a one-epoch job of
 timm's full cspdarknet53 on a tiny ImageFolder tree at 32 px; the summary's fields, and the learning rate the
 optimizer used at each step against ``src.lr_generator.get_lr``."""
-import importlib.util
 import json
 
 import numpy as np
-import pytest
 
-pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("torch", "torchvision", "timm")),
-                                reason="torch, torchvision and timm are the reference side's requirements")
 
 TOOL = "tools/timm_reference_train.py"
 
