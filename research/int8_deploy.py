@@ -39,13 +39,18 @@ WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
 
 # ---------------------------------------------------------------------------------------------- models
-def _build(ckpt, arch=None, num_classes=None):
-    from src.checkpoint import build_inference_model, checkpoint_model_info
+def _build(ckpt):
+    """(network in eval mode, checkpoint_model_info, {"arch", "num_classes"}) of ``ckpt``, as eval builds it."""
+    from src.archs import resolve_preprocess
+    from src.checkpoint import ModelSpec, build_inference_model, checkpoint_model_info
 
     info = checkpoint_model_info(ckpt)
-    net, _, resolved = build_inference_model(ckpt, arch or info["arch"], num_classes or info["num_classes"],
-                                             info=info)
-    return net, info, resolved
+    spec = ModelSpec(checkpoint=ckpt, arch=info["arch"], num_classes=info["num_classes"],
+                     preprocess=resolve_preprocess(info["arch"], recorded=info["preprocess"]),
+                     class_names=info["class_names"], class_names_source=info["class_names_source"],
+                     layout=info["layout"])
+    net, _ = build_inference_model(spec)
+    return net, info, {"arch": spec.arch, "num_classes": spec.num_classes}
 
 
 def _trained_size(info, arch):
