@@ -22,7 +22,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from tests.e2e.test_cpp_infer import _run, app_build  # noqa: E402,F401 (the C++ app's cached ORT_CPU build)
+from tests.e2e.test_cpp_infer import app_build  # noqa: E402,F401 (the C++ app's cached ORT_CPU build)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAMES = ("tulip", "rose", "daisy")   # class c of make_tiny_data (pixels in [90c, 90c + 60)) gets NAMES[c]
@@ -301,15 +301,15 @@ def test_a_mindir_model_predicts_from_its_sidecar_record_and_none_turns_calibrat
 
 
 def test_the_cpp_app_prints_the_class_names_with_calibrated_probabilities_with_no_flags(app_build, exported, flowers,
-                                                                                       tmp_path):
+                                                                                       tmp_path, run_script):
     _, binary = app_build
     model, record, t = exported
     data = tmp_path / "images"   # the app names its output files by image stem: one folder, unique names
     for path in glob.glob(str(flowers / "val" / "*" / "*.JPEG")):
         (data / path.split("/")[-2]).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, data / path.split("/")[-2] / f"{path.split('/')[-2]}_{path.split('/')[-1]}")
-    result = _run([binary, f"--model_path={model}", f"--dataset_path={data}", f"--result_path={tmp_path / 'res'}",
-                   "--threads=1"], cwd=tmp_path)
+    result = run_script.cmd([binary, f"--model_path={model}", f"--dataset_path={data}",
+                             f"--result_path={tmp_path / 'res'}", "--threads=1"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     lines = re.findall(r"^Start predict input files:(\S+)\n  top-1: (\d+) (\S+) \(p=([0-9.]+)(, calibrated)?\)$",
                        result.stdout, flags=re.M)
