@@ -143,8 +143,12 @@ def _eval_args(run, log_path, *extra):
 
 @pytest.fixture(scope="module")
 def one_process(run, run_script):
+    """eval.py in one process, with --calibrate (its record in eval1/, not beside the shared checkpoint): the
+    reference of the two-rank run."""
     out = run["root"] / "eval1"
-    code, text = _script(run_script, "eval.py", _eval_args(run, out), run["root"], CSPDARKNET53_RUN_NAME="one")
+    code, text = _script(run_script, "eval.py", _eval_args(run, out, "--calibrate",
+                                                           f"--calibration_file={out / 'one.calibration.json'}"),
+                         run["root"], CSPDARKNET53_RUN_NAME="one")
     assert code == 0, text[-4000:]
     return out / "one", text
 
@@ -218,6 +222,8 @@ def _free_port():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="msrun workers need Linux")
 def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path, run_script):
+    """Also eval --calibrate on two ranks: the ECE/NLL sums and the temperature fit are reduced over the ranks,
+    so rank 0 writes the calibration record one process writes."""
     folder1, _ = one_process
     bin_dir = tmp_path / ".bin"  # msrun starts the workers as `python <script>` from PATH
     bin_dir.mkdir()
@@ -226,7 +232,7 @@ def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path, 
     cmd = [sys.executable, "-m", "mindspore.parallel.cluster.run", "--worker_num=2", "--local_worker_num=2",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", f"--log_dir={tmp_path / 'msrun_log'}",
            "--join=True", "--cluster_time_out=200", os.path.join(REPO, "eval.py")] + \
-        _eval_args(run, tmp_path / "out")
+        _eval_args(run, tmp_path / "out", "--calibrate", f"--calibration_file={tmp_path / 'two.calibration.json'}")
     proc = run_script.cmd(cmd, cwd=tmp_path, env=dict(CSPDARKNET53_RUN_NAME="two",
                                                       PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"), timeout=500)
     logs = "".join(open(p, errors="replace").read()[-3000:] for p in sorted((tmp_path / "msrun_log").glob("*.log")))
@@ -253,6 +259,14 @@ def test_eval_on_two_msrun_ranks_equals_one_process(run, one_process, tmp_path, 
     assert {order.index(m["image"]) % 2 for m in two["worst_mistakes"]} == {0, 1}  # both ranks' mistakes
     assert (folder2 / "worst_mistakes.png").is_file() and (folder2 / "confusion_matrix.png").is_file()
     assert not (folder2 / "eval_rank1.log").read_text().count("analysis: ")  # only rank 0 writes them
+    cal_two = json.loads((tmp_path / "two.calibration.json").read_text())
+    cal_one = json.loads((folder1.parent / "one.calibration.json").read_text())
+    assert cal_two["images"] == cal_one["images"] == sum(VAL_PER_CLASS)
+    assert cal_two["temperature"] == pytest.approx(cal_one["temperature"], rel=1e-5)
+    assert cal_one["temperature"] != pytest.approx(1.0, abs=1e-3)  # a real fit, not the identity
+    for key in ("nll_before", "nll_after", "ece_before", "ece_after"):
+        assert cal_two[key] == pytest.approx(cal_one[key], abs=1e-5), key
+    assert two["nll"] == pytest.approx(one["nll"], abs=1e-5) and two["ece"] == pytest.approx(one["ece"], abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------

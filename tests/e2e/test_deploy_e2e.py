@@ -3,7 +3,8 @@
 class names with calibrated probabilities in Python (predict.py ``--model_path``, the exported model alone;
 ``--ckpt_file``) and in the C++ app. Also: flip TTA in eval and predict against a reference average of the
 exported model's logits, a calibration record of another checkpoint refused by export, a MINDIR model with its
-sidecar record, and the refusals of eval ``--calibrate`` before any work.
+sidecar record, and the refusals of eval ``--calibrate`` before any work. (eval ``--calibrate`` on two msrun ranks:
+tests/e2e/test_analysis_e2e.py, with the analysis files of the same run.)
 
 Each reference is computed here independently: onnxruntime on the eval transforms' pixels, NumPy's softmax.
 INT8 export end to end: tests/e2e/test_quantize_int8.py."""
@@ -13,9 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,7 +22,6 @@ pytest.importorskip("onnxruntime")
 
 from tests.e2e.test_cpp_infer import app_build  # noqa: E402,F401 (the C++ app's cached ORT_CPU build)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAMES = ("tulip", "rose", "daisy")   # class c of make_tiny_data (pixels in [90c, 90c + 60)) gets NAMES[c]
 
 
@@ -118,38 +115,6 @@ def test_calibrate_refuses_an_output_that_is_not_its_own_before_any_work(trained
     assert notes.read_text() == '{"mine": 1}' and _sha(ckpt) == sha
     result, _ = _eval(run_script, ckpt, flowers / "held", tmp_path / "logs", "--calibrate", "--calibration_file=none")
     assert result.returncode == 2 and "calibration_file=none" in result.stderr
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="msrun workers need Linux")
-def test_calibrate_on_two_msrun_ranks_fits_the_temperature_of_all_the_images(trained, calibrated, flowers, tmp_path):
-    """Distributed eval: each rank scores its half of the split; the ECE/NLL sums and the temperature fit are
-    reduced over the ranks, so rank 0 writes the record one process would have written."""
-    ckpt = trained[0]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    bin_dir = tmp_path / ".bin"  # msrun starts workers as `python <script>` from PATH
-    bin_dir.mkdir()
-    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    (bin_dir / "python").chmod(0o755)
-    env = dict(os.environ, GLOG_v="3", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("MS_ROLE", None)
-    record = tmp_path / "two_ranks.calibration.json"
-    cmd = [sys.executable, "-m", "mindspore.parallel.cluster.run", "--worker_num=2", "--local_worker_num=2",
-           "--master_addr=127.0.0.1", f"--master_port={port}", f"--log_dir={tmp_path / 'msrun_log'}",
-           "--join=True", "--cluster_time_out=120", os.path.join(REPO, "eval.py"), f"--ckpt_file={ckpt}",
-           f"--data_dir={flowers / 'held'}", "--calibrate", f"--calibration_file={record}",
-           f"--log_path={tmp_path / 'logs'}", "--num_parallel_workers=1", "--no_plots"]
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
-    logs = "".join(open(p, errors="replace").read() for p in sorted((tmp_path / "msrun_log").glob("*.log")))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs[-3000:]
-    assert "(rank 0 of 2" in logs and "18 on this rank" in logs
-    two, one = json.loads(record.read_text()), calibrated[2]
-    assert two["images"] == one["images"] == 36
-    assert two["temperature"] == pytest.approx(one["temperature"], rel=1e-5)
-    for key in ("nll_before", "nll_after", "ece_before", "ece_after"):
-        assert two[key] == pytest.approx(one[key], abs=1e-5), key
 
 
 @pytest.fixture(scope="module")
