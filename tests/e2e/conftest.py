@@ -3,6 +3,7 @@ process each, through tests/conftest.py's run_script), with a short ``cspdarknet
 the default; ``eval_in_process`` runs eval.py's ``main`` in this process for quick label checks."""
 import glob
 import os
+import shutil
 
 import pytest
 
@@ -110,3 +111,31 @@ def reference_run(tmp_path_factory, make_tiny_data, run_script):
     """The session's uninterrupted reference runs (ReferenceRuns): the state that resumed and sink runs must
     reproduce, and a finished run to inspect. Data: 3 classes, train/ 3 x 12 and val/ 3 x 4 JPEGs of 40 px."""
     return ReferenceRuns(tmp_path_factory, make_tiny_data(3, {"train": 12, "val": 4}, 40, ext="JPEG"), run_script)
+
+
+#: class c of make_tiny_data's 3-class trees (grey level 30 + 90c) under a user's name (sorted: daisy, rose, tulip)
+FLOWER_NAMES = ("tulip", "rose", "daisy")
+
+
+@pytest.fixture(scope="session")
+def flowers_run(make_tiny_data, run_script, tmp_path_factory):
+    """One learnable run shared by the deployment tests (test_deploy_e2e, test_quantize_int8): ``(data root,
+    run folder)``. Data: train/ 3 x 24 and val/ 3 x 12 JPEGs of 40 px in class folders named FLOWER_NAMES, and
+    held/ (val with one image of each class filed under the next class: label noise, so that a temperature
+    fit has a finite answer). Run: cspdarknet_tiny, 4 epochs at 32 px, a checkpoint per epoch. Read-only:
+    copy a checkpoint before writing beside it."""
+    tiny = make_tiny_data(classes=3, per_class={"train": 24, "val": 12}, size=40, ext="JPEG")
+    root = tmp_path_factory.mktemp("flowers")
+    for split in ("train", "val"):
+        for c, name in enumerate(FLOWER_NAMES):
+            shutil.copytree(tiny / split / f"class{c}", root / split / name)
+    shutil.copytree(root / "val", root / "held")
+    for c, name in enumerate(FLOWER_NAMES):
+        (root / "held" / name / "img000.JPEG").rename(root / "held" / FLOWER_NAMES[(c + 1) % 3] / f"moved_{name}.JPEG")
+    out = tmp_path_factory.mktemp("flowers_run")
+    args = dict(arch="cspdarknet_tiny", max_epoch=4, log_interval=10, data_dir=root / "train", num_classes=3,
+                image_size="32,32", per_batch_size=8, warmup_epochs=0, lr=0.05, num_parallel_workers=1,
+                ckpt_path=out / "runs", lr_scheduler="cosine_step", eta_min=0.0, crop_scale_min=0.5)
+    result = run_script("train.py", [f"--{k}={v}" for k, v in args.items()], cwd=out)
+    assert result.returncode == 0, result.output[-3000:]
+    return root, Scripts.run_dir(out / "runs")

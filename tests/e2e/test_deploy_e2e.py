@@ -22,7 +22,7 @@ pytest.importorskip("onnxruntime")
 
 from tests.e2e.test_cpp_infer import app_build  # noqa: E402,F401 (the C++ app's cached ORT_CPU build)
 
-NAMES = ("tulip", "rose", "daisy")   # class c of make_tiny_data (pixels in [90c, 90c + 60)) gets NAMES[c]
+from tests.e2e.conftest import FLOWER_NAMES as NAMES  # noqa: E402 (class c of make_tiny_data gets NAMES[c])
 
 
 def _sha(path):
@@ -36,31 +36,20 @@ def _softmax(z, t=1.0):
 
 
 @pytest.fixture(scope="module")
-def flowers(make_tiny_data, tmp_path_factory):
+def flowers(flowers_run):
     """train/ and val/ with the user's class names; held/: val with one image of each class filed under the next
     class (label noise: on a split the model gets all right, no finite temperature exists)."""
-    tiny = make_tiny_data(classes=3, per_class={"train": 24, "val": 12}, size=40, ext="JPEG")
-    root = tmp_path_factory.mktemp("flowers")
-    for split in ("train", "val"):
-        for c, name in enumerate(NAMES):
-            shutil.copytree(tiny / split / f"class{c}", root / split / name)
-    shutil.copytree(root / "val", root / "held")
-    for c, name in enumerate(NAMES):
-        (root / "held" / name / "img0.JPEG").rename(root / "held" / NAMES[(c + 1) % 3] / f"moved_{name}.JPEG")
-    return root
+    return flowers_run[0]
 
 
 @pytest.fixture(scope="module")
-def trained(flowers, run_script, tmp_path_factory):
-    """(the epoch-4 checkpoint, the epoch-3 one, the epoch-4 one's SHA-256 before anything read it)."""
-    out = tmp_path_factory.mktemp("deploy_run")
-    args = dict(arch="cspdarknet_tiny", max_epoch=4, log_interval=10, data_dir=flowers / "train", num_classes=3,
-                image_size="32,32", per_batch_size=8, warmup_epochs=0, lr=0.05, num_parallel_workers=1,
-                ckpt_path=out / "runs", lr_scheduler="cosine_step", eta_min=0.0, crop_scale_min=0.5)
-    result = run_script("train.py", [f"--{k}={v}" for k, v in args.items()], cwd=out)
-    assert result.returncode == 0, result.output[-3000:]
-    (ckpt,) = glob.glob(str(out / "runs" / "*" / "ckpt_0" / "*-4_*.ckpt"))
-    (before,) = glob.glob(str(out / "runs" / "*" / "ckpt_0" / "*-3_*.ckpt"))
+def trained(flowers_run, tmp_path_factory):
+    """(the epoch-4 checkpoint, the epoch-3 one, the epoch-4 one's SHA-256 before anything read it), copied
+    from the shared run (tests/e2e/conftest.py flowers_run) into this module's folder."""
+    folder = tmp_path_factory.mktemp("deploy_run")
+    (ckpt,) = glob.glob(os.path.join(flowers_run[1], "ckpt_0", "*-4_*.ckpt"))
+    (before,) = glob.glob(os.path.join(flowers_run[1], "ckpt_0", "*-3_*.ckpt"))
+    ckpt, before = shutil.copy(ckpt, folder), shutil.copy(before, folder)
     return ckpt, before, _sha(ckpt)
 
 
@@ -153,7 +142,7 @@ def _reference(model, files, record, tta="none"):
 
 
 def _images(flowers):
-    return sorted(glob.glob(str(flowers / "val" / "*" / "img[1-3].JPEG")))
+    return sorted(glob.glob(str(flowers / "val" / "*" / "img00[1-3].JPEG")))
 
 
 def _predict(run_script, tmp_path, *args):
