@@ -487,7 +487,7 @@ def test_errors_are_clear(app_build, exported_onnx, image_set, tmp_path, run_scr
     data, _ = image_set
     model = exported_onnx["onnx_fp32"].path
 
-    def check(run_script, args, needle, code=1):
+    def check(args, needle, code=1):
         result = run_script.cmd([binary, *args], cwd=tmp_path)
         assert result.returncode == code, (args, result.stdout, result.stderr)
         assert needle in result.stderr, (args, result.stderr)
@@ -519,7 +519,7 @@ def test_errors_are_clear(app_build, exported_onnx, image_set, tmp_path, run_scr
           "would both write same_0.bin")
     # --mindir_path is the zoo's alias of --model_path
     result = run_script.cmd([binary, f"--mindir_path={model}", f"--dataset_path={data}", f"--crop={CROP}",
-                   f"--resize={RESIZE}", f"--result_path={tmp_path / 'alias'}"], cwd=tmp_path)
+                             f"--resize={RESIZE}", f"--result_path={tmp_path / 'alias'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
 

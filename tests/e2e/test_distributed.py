@@ -42,8 +42,8 @@ def tiny_data(make_tiny_data):
 
 def _env(out, run_name, **extra):
     # GLOG_v unset: the launcher's own default must silence MindSpore
-    return dict(PYTHON=sys.executable, OUTPUT_ROOT=out, CSPDARKNET53_RUN_NAME=run_name, QUIET="1",
-                CLUSTER_TIME_OUT="120", GLOG_v=None, **extra)
+    return dict(dict(PYTHON=sys.executable, OUTPUT_ROOT=out, CSPDARKNET53_RUN_NAME=run_name, QUIET="1",
+                     CLUSTER_TIME_OUT="120", GLOG_v=None), **extra)
 
 
 def _read_shards(path):
