@@ -1,19 +1,10 @@
 """Resuming a run: what a resume may change, its class names, and whether anything is left to do.
 
-``--resume=RUN`` (a run folder, or a checkpoint in one) continues RUN with the config it was trained with:
-``src.config.load_config`` makes ``RUN/config.yaml`` the base, a ``--config_path`` YAML and the command line
-change it, and ``cfg.changed_on_resume`` lists each change. Here each is judged by what it does to the run:
-
-* how the run is carried out (``CARRIED_OUT``: checkpoint and validation intervals, retention, logging,
-  TensorBoard, workers, the file check, sink mode, the device, the validation data): allowed, logged;
-* ``max_epoch`` (train longer, or stop earlier): allowed, logged as a deliberate change, with what it does to
-  the learning-rate schedule of the remaining epochs;
-* ``ckpt_path`` and the ModelArts transfer keys do not matter (a resumed run writes into its own folder);
-* anything else changes what the run computes (model, data, image size, batch, schedule, loss, augmentation,
-  seed, precision, warm start): refused, one error line naming every such change.
-
-A checkpoint outside a run folder (no ``config.yaml``) resumes with the config given now (the config loader
-warns); the checkpoint's arch, num_classes and class names are checked against it all the same.
+``--resume=RUN`` continues RUN with its own ``config.yaml`` (``src.config.load_config``), ``cfg.changed_on_resume``
+listing each change on top: how the run is carried out (``CARRIED_OUT``) is allowed and logged, ``max_epoch`` is a
+deliberate change (logged with its effect on the schedule), ``IGNORED`` keys do not matter, and anything else would
+change what the run computes: refused, one error naming every such change. A checkpoint outside a run folder
+resumes with the config given now; its arch, num_classes and class names are checked all the same.
 """
 import json
 import os

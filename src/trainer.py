@@ -1,35 +1,11 @@
-"""The training loop: ``fit`` and its parts.
+"""The training loop: ``fit`` = ``build_training`` -> ``restore`` (refuses a checkpoint that does not fit, before
+anything is written) -> ``open_run`` (claims or locks the run folder, writes its files) -> ``Run`` epochs (the
+Python loop or ``src.sink``; each epoch's order and augmentation seed derive from the epoch, so a resume is bit-exact)
+-> ``Run.finish``. Stop signals are deferred from ``open_run`` on: the step in progress ends, the position is saved
+and ``Stopped`` raised; a resumed epoch replays its iterator through the steps already done without training them.
 
-``fit(cfg, ctx, run_log)`` is what ``train.py`` runs, in this order:
-
-1. ``build_training``: data (train and validation), network, AMP, optimizer with its per-step LR array,
-   loss, train step (fixed or dynamic loss scale), EMA, sink runner -- everything a run needs, nothing
-   written yet;
-2. ``restore``: a resumed run restores its training state and its data position; a checkpoint that does not
-   fit the config, or data with other class names, is refused here, before anything of the run is written;
-3. ``open_run``: the run folder is claimed (a new run) or locked (a resumed one; ``src.utils.run_folder``),
-   and ``log.txt``, ``config.yaml``, ``run.json`` and ``class_index.json`` are written (a resumed run adds
-   to its log and run.json, and rewrites config.yaml only when a resume changed it);
-4. epochs (``Run.train_epoch``, ``Run.end_epoch``): the steps in the Python loop (``train_one_epoch``) or in
-   sinks (``src.sink``), one ``src.reporting.StepBook`` after each step (losses, overflow warnings, the
-   non-finite check, progress, TensorBoard); every epoch's data order and augmentation seed derive from the
-   epoch, so a resumed run reproduces an uninterrupted one; validation every ``val_interval`` epochs (with
-   the EMA weights when EMA is on), ``metrics.csv``, checkpoints every ``ckpt_interval`` epochs (the newest
-   with the full training state, older ones weights-only: ``src.checkpoint.CheckpointManager``) and
-   ``best.ckpt``;
-5. ``Run.finish``: ``curves.png`` and the closing line.
-
-**Stop signals** (SIGTERM from a scheduler before preemption, SIGINT from Ctrl-C; ``src.utils.signals``) are
-deferred from the claim of the run folder on: the step (or sink) in progress finishes, the run saves a
-checkpoint of its position (epoch, step in the epoch and the epoch's losses), logs one line saying so and how
-to resume, and ``train.py`` exits 143 / 130. A resumed epoch replays its data iterator through the steps done
-before the stop without training them, so the later steps get the batches and augmentation draws of the
-uninterrupted run and the run continues bit for bit. A signal before the first step saves nothing (nothing was
-trained).
-
-Deviations from the model zoo's ``train.py`` (which ran ``Model.train`` with sink mode and callbacks):
-a Python loop over a compiled train step, so that validation, EMA, exact resume and per-step progress
-work the same on every device.
+Deviation from the zoo's ``train.py`` (``Model.train`` with sink mode and callbacks): a Python loop over a compiled
+train step, so that validation, EMA, exact resume and per-step progress work the same on every device.
 """
 import atexit
 import math
@@ -52,7 +28,7 @@ from src.utils.fileio import check_output_dir, check_output_file
 from src.utils.seeding import seed_everything, set_augmentation_seed
 
 __all__ = ["NonFiniteLoss", "TrainingSetup", "Start", "build_training", "restore", "open_run", "Run",
-           "train_one_epoch", "validate", "fit", "resolve_train_preprocess", "check_outputs", "check_data_paths"]
+           "train_one_epoch", "validate", "fit", "check_outputs", "check_data_paths"]
 
 #: the files a run folder holds besides ckpt_<rank>/ (the output guard checks each before the run writes)
 RUN_FILES = ("config.yaml", "run.json", "class_index.json", "metrics.csv", "log.txt", "curves.png")
@@ -82,18 +58,11 @@ class TrainingSetup:
         return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
 
 
-def resolve_train_preprocess(cfg):
-    """The input size and eval preprocessing of a training run: the config's, "auto" filled in from the
-    architecture. Returns ``{"image_size": "H,W", "eval_resize": ..., "crop_pct": ...}``."""
-    from src.archs import resolve_preprocess
-
-    return resolve_preprocess(cfg.model.arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct)
-
-
 def build_training(cfg, ctx, log, network_rewrites=None):
     """Data, network, optimizer, loss, train step and EMA for ``cfg`` on ``ctx``'s device and rank."""
     import mindspore as ms
 
+    from src.archs import resolve_preprocess
     from src.checkpoint import load_weights
     from src.data.pipeline import create_dataset_from_config
     from src.image_classification import create_model
@@ -104,7 +73,7 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     from src.utils.optimizers_init import create_optimizer
 
     seed_everything(cfg.device.seed)
-    preprocess = resolve_train_preprocess(cfg)
+    preprocess = resolve_preprocess(cfg.model.arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct)
     common = dict(seed=cfg.device.seed, num_classes=cfg.model.num_classes, rank=ctx.rank,
                   group_size=ctx.group_size, image_size=preprocess["image_size"],
                   eval_resize=preprocess["eval_resize"], crop_pct=preprocess["crop_pct"])
