@@ -116,8 +116,7 @@ def build_training(cfg, ctx, log, network_rewrites=None):
 
 
 def _lr_array(optim, steps_per_epoch, build):
-    """The per-step LR array, or a ``ConfigError`` when ``max_epoch`` makes it too long: past the optimizer's
-    int32 step counter, or too large to allocate."""
+    """The per-step LR array; ``ConfigError`` when it is past the int32 step counter or cannot be allocated."""
     total = int(optim.max_epoch) * int(steps_per_epoch)
     if total >= 2 ** 31:
         raise ConfigError(f"max_epoch={optim.max_epoch}: {total} steps ({steps_per_epoch} per epoch) exceed the "
@@ -130,14 +129,12 @@ def _lr_array(optim, steps_per_epoch, build):
 
 
 def _class_weights(mode, data, num_classes, log):
-    """The loss's per-class weights for ``class_weights`` (None for none), logged with the class balance."""
+    """The loss's per-class weights (None for none), logged with the class balance."""
     from src.data.balance import class_weights_from_counts, describe_counts
 
-    counts = data.class_counts
-    if counts is not None:
-        names = {i: n for n, i in data.class_to_idx.items()}
-        log.info("class balance of the training data: %s", describe_counts(counts[:num_classes], names))
-    weights = class_weights_from_counts(counts, num_classes, mode, data.class_to_idx)
+    names = {i: n for n, i in data.class_to_idx.items()}
+    log.info("class balance of the training data: %s", describe_counts(data.class_counts[:num_classes], names))
+    weights = class_weights_from_counts(data.class_counts, num_classes, mode, data.class_to_idx)
     if weights is not None:
         shown = ", ".join(f"{w:.3g}" for w in weights[:10]) + (", ..." if len(weights) > 10 else "")
         log.info("class_weights=%s: loss weights per class %s (min %.3g, max %.3g)", mode, shown,
@@ -147,9 +144,7 @@ def _class_weights(mode, data, num_classes, log):
 
 @dataclass
 class Start:
-    """Where a run starts: ``epoch`` epochs done and ``step`` steps of the next one (with their ``step_losses``),
-    the best validation top-1 so far, and the checkpoint it resumes from (None for a new run) with its run
-    folder."""
+    """Where a run starts: ``epoch`` epochs and ``step`` steps of the next done, and what it resumes from."""
     epoch: int = 0
     step: int = 0
     step_losses: List[float] = field(default_factory=list)
@@ -159,24 +154,15 @@ class Start:
 
 
 def train_one_epoch(setup, book, seed, ctx):
-    """Runs the steps of epoch ``book.epoch`` after the ``book.step`` steps already done, until the epoch
-    ends or a stop signal is pending (checked after every step). The steps already done (a resumed epoch) are
-    replayed, not trained: their batches are drawn from the epoch's iterator and dropped, so the next step gets
-    the batch and augmentation draws of the uninterrupted run. A finished epoch's sample count is checked
-    (``DatasetBundle.account``: none is a ``DatasetError``, fewer a warning).
-
-    Raises ``NonFiniteLoss`` when the loss stops being finite (with a fixed loss scale; a dynamic scale
-    skips such steps and logs them).
-    """
-    # A fresh iterator per epoch, its order and augmentation seed derived from the epoch: the data of an
-    # epoch is the same whether the run was resumed or not.
+    """The steps of epoch ``book.epoch`` after the ``book.step`` done, until its end or a stop signal. Steps done
+    (a resumed epoch) are replayed, not trained, so later steps get the uninterrupted run's batches and draws."""
     set_augmentation_seed(seed, ctx.rank, book.epoch, ctx.group_size)
     setup.data.set_epoch(book.epoch)
     replay, samples = book.step, 0
     if replay >= setup.steps_per_epoch:
         return
     for images, labels in signals.guarded(setup.data.dataset.create_tuple_iterator(num_epochs=1)):
-        samples += images.shape[0]  # replayed ones too: the pass delivered them
+        samples += images.shape[0]
         if replay:
             replay -= 1
         else:
@@ -186,13 +172,12 @@ def train_one_epoch(setup, book, seed, ctx):
             book.record(float(loss.asnumpy()), bool(overflow.asnumpy()), scale)
         if signals.requested():
             return
-    setup.data.account(samples, f"epoch {book.epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
+    setup.data.account(samples, f"epoch {book.epoch + 1}")
 
 
 def restore(cfg, ctx, setup, log):
-    """The ``Start`` of the run: a new run's, or the position and state restored from ``cfg.train.resume``
-    (into ``setup``). Raises ``CheckpointError`` / ``ClassIndexError`` when the checkpoint does not fit the
-    config, the device count or the data's classes; nothing of the run has been written then."""
+    """The ``Start`` of the run, restoring ``cfg.train.resume`` into ``setup``; ``CheckpointError`` /
+    ``ClassIndexError`` when it does not fit the config, the device count or the data's classes."""
     if not cfg.train.resume:
         return Start()
     path = find_resume_checkpoint(cfg.train.resume)
@@ -214,9 +199,7 @@ def restore(cfg, ctx, setup, log):
 
 
 def run_inputs(cfg, checkpoint=None, run_dir=None):
-    """What a training run reads (an output must never be one of them, nor lie inside one): the data, the
-    warm-start and resume checkpoints, the class-weights file and the config file (unless it is the resumed
-    run's own config.yaml, which the run rewrites when a resume changes it)."""
+    """What a run reads (no output may be or lie in one); not the resumed run's own config.yaml (rewritten)."""
     own = os.path.join(run_dir, "config.yaml") if run_dir else None
     config = cfg.config_path if not (own and cfg.config_path and os.path.exists(own)
                                      and os.path.exists(cfg.config_path)
@@ -227,10 +210,8 @@ def run_inputs(cfg, checkpoint=None, run_dir=None):
 
 
 def check_outputs(cfg):
-    """Fails fast (before any device work, nothing created) when the run's folder cannot be written or is one of
-    the run's inputs, when the resumed run is in use by another process, when ``$CSPDARKNET53_RUN_NAME`` is not one
-    folder name (or, for a single process, names a folder that holds another run), or when ``pretrained`` does
-    not exist."""
+    """Fails before any device work when an output cannot be written or is an input, the resumed run is in use,
+    ``$CSPDARKNET53_RUN_NAME`` is bad (``src.utils.run_folder``) or ``pretrained`` does not exist."""
     from src.utils.run_folder import check_not_locked, check_run_name
 
     if cfg.weights.pretrained and not os.path.exists(cfg.weights.pretrained):
@@ -251,10 +232,7 @@ def check_outputs(cfg):
 
 
 def open_run(cfg, ctx, run_log, setup, start):
-    """Claims the folder of a new run, or locks the resumed one (``src.utils.run_folder``); attaches
-    ``log.txt`` (``log_rank<r>.txt`` off rank 0) and writes ``config.yaml``, ``run.json`` and
-    ``class_index.json``. Returns ``(run_dir, lock)``; the lock is held until the process ends or
-    ``lock.release()``."""
+    """Claims (new) or locks (resumed) the run folder, attaches its log, writes its files; ``(run_dir, lock)``."""
     from src.utils.run_folder import RunLock, new_run_dir
 
     key = "resume" if start.run_dir else "ckpt_path"
@@ -283,8 +261,7 @@ def open_run(cfg, ctx, run_log, setup, start):
 
 
 class Run:
-    """One run in its folder, from its first epoch to its end: the epochs, what happens at each epoch's end,
-    on a stop signal, and at the finish."""
+    """One run in its folder: its epochs, each epoch's end, a stop signal, the finish."""
 
     def __init__(self, cfg, ctx, setup, start, run_dir, log):
         from src.sink import train_one_epoch_sink
@@ -326,8 +303,7 @@ class Run:
         self.run_epoch = train_one_epoch if setup.sink is None else train_one_epoch_sink
 
     def train_epoch(self, epoch):
-        """The steps of ``epoch`` (a resumed one continues after its saved position); on a stop signal, saves
-        the position and raises ``Stopped``."""
+        """The steps of ``epoch``; on a stop signal, saves the position and raises ``Stopped``."""
         start, book = self.start, self.book
         first, losses = (start.step, start.step_losses) if epoch == start.epoch else (0, ())
         if signals.requested():  # arrived during the start-up or the last epoch's end
@@ -372,8 +348,7 @@ class Run:
             log.info("new best top1 %.2f%%: saved %s", top1, self.ckpts.save_best(entries, self.metadata))
 
     def save(self, epoch, step, step_losses=()):
-        """Saves the full training state at ``epoch`` epochs done plus ``step`` steps of the next; returns the
-        path (None on a rank that does not save)."""
+        """Saves the training state at ``epoch`` epochs + ``step`` steps; the path (None on a rank that does not save)."""
         if self.ckpts is None:
             return None
         entries = training_state_entries(self.setup.step, self.setup.ema, epoch, self.best_top1, step, step_losses)
@@ -384,9 +359,7 @@ class Run:
         return path
 
     def stop(self, signum, epoch, step, step_losses):
-        """A stop signal at ``epoch`` epochs done plus ``step`` steps of the next: saves that position (unless
-        the newest checkpoint is it, or nothing was trained) and raises ``Stopped`` with the line that says what
-        was kept and how to resume."""
+        """Saves the position (unless saved already or nothing trained); raises ``Stopped`` saying how to resume."""
         import signal
 
         name = signal.Signals(signum).name
@@ -438,7 +411,7 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
 
 
 def log_setup(cfg, ctx, setup, start, run_dir, log):
-    """The run's opening lines: notes and warnings, the folder, the data, the recipe, the schedule, the resume."""
+    """The run's opening lines."""
     for line in ctx.notes:
         log.info(line)
     for line in cfg.warnings:
@@ -482,9 +455,8 @@ def validate(setup, ctx):
 
 
 def warn_if_not_learning(log, epoch, mean_loss, num_classes, warmup_epochs):
-    """Warns when an epoch after the warmup ends with a mean loss at or above chance: ln(num_classes) is the
-    cross entropy of a uniform prediction (with or without label smoothing), so a network that learns
-    anything stays below it. Returns whether it warned."""
+    """Warns (returns True) when an epoch after the warmup ends with a mean loss at or above chance, ln(K) (the
+    cross entropy of a uniform prediction, with or without label smoothing)."""
     chance = math.log(num_classes)
     if num_classes < 2 or epoch + 1 <= max(1, math.ceil(warmup_epochs)) or not mean_loss >= chance:
         return False
@@ -503,8 +475,7 @@ def _log_schedule(log, lr, steps_per_epoch):
 
 
 def check_data_paths(cfg):
-    """Fails fast (before any device work) when a data path the config names does not exist, or when
-    ``tensorboard_dir`` is set and tensorboardX cannot be imported (a ``ConfigError``)."""
+    """Fails before any device work on a missing data path, or a ``tensorboard_dir`` without tensorboardX."""
     for k in ("data_dir", "val_data_dir", "data_list"):
         path = getattr(cfg.data, k)
         if k != "data_list" and path and cfg.data.dataset_format == "mindrecord":
