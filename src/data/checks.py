@@ -1,12 +1,9 @@
 """Cheap up-front checks of image files (``check_image_file``), and the engine's image dumps.
 
-Skipped and named once: empty or missing files, files that are not images, truncated or corrupt files PIL
-cannot decode either, images whose header declares more than ``max_image_pixels`` pixels (never decoded: a
-small PNG can declare 30000 x 30000). Used as they are (the engine's ``Decode`` gives the same RGB as PIL):
-JPEG, PNG, BMP, TIFF. Converted to RGB by PIL when read: GIF (first frame), WebP and other formats PIL reads.
-Last guard: the engine runs in ``ErrorSamplesMode.SKIP`` (a file that still fails there is dropped and named
-by ``DatasetBundle.account``); the images it then dumps into the working directory (``abnormal_image.jpg``,
-``unsupported_image.<ext>``) are moved to ``<tmp>/cspdarknet53_engine_dumps/`` with a warning.
+Skipped: empty, missing, non-image, truncated or corrupt files (PIL cannot decode them either) and images declaring
+more than ``max_image_pixels`` (never decoded). JPEG, PNG, BMP, TIFF go to the engine as they are; other formats PIL
+reads (GIF, WebP) are converted to RGB. The engine runs in ``ErrorSamplesMode.SKIP``; the images it then dumps into
+the working directory are moved to ``<tmp>/cspdarknet53_engine_dumps/`` with a warning.
 """
 from __future__ import annotations
 
@@ -61,8 +58,7 @@ def _pil_full_decode(path: str) -> Optional[str]:
         return f"{type(exc).__name__}: {exc}"
 
 
-#: ``max_image_pixels``'s default: 100 megapixels (10000 x 10000; 300 MB once decoded to RGB). Photos from
-#: current cameras have 12-50 MP; a file that declares more is refused before anything decodes it.
+#: ``max_image_pixels``'s default: 100 MP (300 MB as RGB; camera photos have 12-50 MP)
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
@@ -118,9 +114,8 @@ def too_large(width: int, height: int, max_pixels: int) -> str:
 
 
 def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[str, str]:
-    """Classify one file: ``(OK|CONVERT|SKIP, reason)``. Cheap for the common case: one open, the first 32 and
-    last 64 bytes, and the size its header declares (above ``max_pixels``: skipped undecoded). PIL decodes in
-    full a JPEG or PNG without its end marker, and the formats the engine cannot decode."""
+    """``(OK|CONVERT|SKIP, reason)`` from the first 32 and last 64 bytes and the declared size; PIL decodes in full
+    only a JPEG or PNG without its end marker and the formats the engine cannot decode."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -163,8 +158,7 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
 
 
 def pil_rgb_bytes(data, fmt: str = "BMP", **save_args) -> bytes:
-    """An encoded image (a path, or its bytes) decoded by PIL -> RGB (alpha dropped) -> ``fmt`` bytes (BMP,
-    uncompressed, or PNG: formats the engine decodes natively)."""
+    """An image (path or bytes) decoded by PIL -> RGB (alpha dropped) -> ``fmt`` bytes the engine decodes."""
     from PIL import Image
     src = data if isinstance(data, (str, os.PathLike)) else io.BytesIO(bytes(data))
     with Image.open(src) as im:
@@ -185,9 +179,7 @@ def scan_files(paths: Sequence[str], workers: int = 0,
         return [result for part in parts for result in part]
 
 
-# ---------------------------------------------------------------------------------------------------
 # engine dumps (./abnormal_image.jpg, ./unsupported_image.<ext>)
-# ---------------------------------------------------------------------------------------------------
 _DUMP_PREFIXES = ("abnormal_image.", "unsupported_image.")
 _dump_lock = threading.Lock()
 _dump_watch: Dict[str, Dict[str, float]] = {}  # cwd -> {dump file name: mtime when watching began}
@@ -217,8 +209,7 @@ def engine_dump_dir() -> str:
 
 
 def collect_engine_dumps() -> List[str]:
-    """Move image dumps the engine wrote into a watched working directory since the pipeline was built
-    (it writes them when it meets a file it cannot decode) to ``engine_dump_dir()``. Returns new paths."""
+    """Moves the dumps the engine wrote into a watched working directory to ``engine_dump_dir()``; the new paths."""
     moved = []
     with _dump_lock:
         for cwd, before in _dump_watch.items():

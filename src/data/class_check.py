@@ -1,16 +1,8 @@
-"""The label check: the class index a model was trained with against the class folders of new data.
+"""The label check: a model's trained class index against the class folders of new data.
 
-    res = compare_class_index(trained_class_index(info["class_names"]), data_folders,
-                              mapping=load_class_mapping(path) if path else None)
-    if not res.ok:
-        raise res.error()            # ClassIndexError: the entry script exits with status 2
-    create_dataset(..., class_to_idx=res.class_to_idx)           # folder -> *trained* label index
-
-``ClassCheck.kind``: ``identical`` (the folders are the trained classes; labels follow the trained index, so
-also when its order is not the sorted folder order), ``subset`` (some trained classes have no folder: fine for
-eval, said), ``mapped`` (either, after an explicit mapping: data folder -> trained name or index, ``null`` /
-``-`` leaves a folder out), ``mismatch`` (folders that are no trained class: the error names them with the
-nearest trained names). The trained names come from ``src.checkpoint.checkpoint_model_info``.
+``compare_class_index(trained, folders, mapping)`` -> ``ClassCheck``: ``identical`` (labels follow the trained
+index), ``subset`` (some trained classes have no folder), ``mapped`` (after an explicit mapping: folder -> trained
+name or index, null / ``-`` leaves it out) or ``mismatch`` (``error()``: names the folders and the nearest names).
 """
 from __future__ import annotations
 

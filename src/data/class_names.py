@@ -1,8 +1,6 @@
-"""Class names for predictions (``load_class_names``): ``None`` gives the shipped ImageNet-1k table
-(``data/imagenet/imagenet1k_classes.tsv``) for 1000 classes, else ``class_0 ... class_{K-1}``; a ``.tsv`` /
-``.txt`` file has one class per line in index order (``id<TAB>name`` or ``name``); a ``.json`` file is a class
-index ``{"folder": index}`` (also ``{"class_to_idx": {...}}``, a list of names, or ``{"0": "name"}``); a folder
-(a run folder) gives the first of ``CLASS_INDEX_FILES`` in it.
+"""Class names for predictions (``load_class_names``): the shipped ImageNet-1k table for 1000 classes or
+``class_<i>``; a ``.tsv`` / ``.txt`` (``id<TAB>name`` or ``name`` lines), a ``.json`` class index (also
+``{"class_to_idx": ...}``, a list, ``{"0": "name"}``), or a folder holding one of ``CLASS_INDEX_FILES``.
 """
 import json
 import os

@@ -1,11 +1,6 @@
-"""The embedded demo dataset: a slice of Fashion-MNIST, materialized as ImageFolder trees of JPEG files.
-
-``data/fashion_mnist/slice.npz`` (made by ``tools/make_fashion_mnist_slice.py`` from the Debian package
-``dataset-fashion-mnist``, MIT licence, Copyright 2017 Zalando SE) holds 100 train + 50 val 28x28 grayscale
-images per class. ``ensure_demo_dataset()`` writes them once as ``<cache>/fashion_mnist_<hash>/{train,val}/
-00_tshirt_top/00000.jpg ...`` (cache: ``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``) so that the real
-pipeline runs on them: built in a temporary folder and renamed into place (a concurrent process never sees a
-half-built tree); a marker with the slice's SHA-256 decides whether a tree is reused.
+"""The embedded demo data: ``data/fashion_mnist/slice.npz`` (Fashion-MNIST, MIT, (c) 2017 Zalando SE; made by
+``tools/make_fashion_mnist_slice.py``), written once as ImageFolder JPEG trees in the user cache (built in a temporary
+folder and renamed into place; a marker with the slice's SHA-256 decides reuse).
 """
 from __future__ import annotations
 
@@ -131,9 +126,8 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
 
 
 def with_demo_data(cfg, split="train"):
-    """``(cfg, note)`` for a run on the embedded slice (no data_dir given): the demo profile
-    (``configs/demo.yaml``) for every key the user did not set, data_dir the ``split`` ("train" or "val")
-    slice and, for train, val_data_dir the val slice unless given; the note says what was chosen."""
+    """``(cfg, note)`` on the embedded slice: the demo profile for every key not set, the ``split``'s data (train:
+    validation on the val slice unless given)."""
     from src.errors import ConfigError
 
     demo = ensure_demo_dataset()

@@ -1,7 +1,5 @@
-"""Listing a dataset: an ImageFolder tree (``root/<class>/<image>``) or a ``data_list`` text file of
-``relative/path label`` lines; and the class index a run saves (``class_index.json``).
-
-Class indices follow the sorted folder names; hidden entries are ignored.
+"""Listing a dataset (an ImageFolder tree, sorted class folders, hidden entries ignored; or a ``data_list`` of
+``relative/path label`` lines) and the run's class index (``class_index.json``).
 """
 from __future__ import annotations
 
@@ -15,9 +13,7 @@ from src.utils.paths import display_name, entry_is_file, read_lines
 
 logger = logging.getLogger(__name__)
 
-#: File name endings (lower case) taken as images when an ImageFolder tree is listed; other files are
-#: ignored (counted in a debug message). A file with an image ending but other content is checked and
-#: skipped if it is not an image.
+#: endings (lower case) listed as images in an ImageFolder tree (the content is checked later)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".gif",
                     ".webp", ".ppm", ".pgm", ".pbm", ".pnm")
 MAX_LISTED = 10  # names listed in a one-off warning
@@ -73,12 +69,8 @@ def list_image_folder(root: str, class_to_idx: Optional[Dict[str, int]]):
 
 
 def read_data_list(list_path: str, data_dir: str):
-    """Lines ``relative/path label`` (the label is the last field; paths may contain spaces).
-
-    The file is read as UTF-8; bytes that are not UTF-8 are kept as they are (surrogate escapes), so a line
-    naming a file whose name is not UTF-8 (a Latin-1 name written by a Latin-1 tool) finds that file, and a
-    warning names the first such line. A line that is not UTF-8 and names no file (the list was saved in
-    another encoding than the file names) is an error naming the line."""
+    """``relative/path label`` lines (paths may contain spaces). Bytes that are not UTF-8 are kept (surrogate
+    escapes) when they name an existing file (one warning), else the line is an error."""
     if not os.path.isfile(list_path):
         raise DatasetError(f"data_list file not found: {list_path}")
     if data_dir and not os.path.isdir(data_dir):
