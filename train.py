@@ -18,7 +18,8 @@ from model_utils.entry import run_entry
 def train(cfg, run_log):
     from src.data.demo import with_demo_data
     from src.resume import nothing_left, resume_config
-    from src.trainer import NonFiniteLoss, check_data_paths, check_outputs, fit
+    from src.errors import NonFiniteLoss
+    from src.trainer import check_data_paths, check_outputs, fit
     from src.utils.runtime import start_context
 
     notes = []

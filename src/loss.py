@@ -10,7 +10,6 @@ a compile-time constant. ``class_weights`` (K numbers): the weighted mean ``sum_
 import mindspore as ms
 from mindspore import nn, ops, Tensor
 
-__all__ = ["CrossEntropySmooth", "create_loss", "smoothed_target_values", "SMOOTH_STYLES"]
 
 SMOOTH_STYLES = ("pytorch", "zoo")
 

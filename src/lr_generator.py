@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 
-__all__ = ["SCHEDULERS", "get_lr", "get_lr_from_config"]
 
 SCHEDULERS = ("cosine_annealing", "exponential", "multistep", "cosine_step")
 

@@ -12,8 +12,6 @@ import os
 from src.checkpoint import find_resume_checkpoint, read_state_dict
 from src.errors import CheckpointError, ClassIndexError, ConfigError
 
-__all__ = ["CARRIED_OUT", "DELIBERATE", "IGNORED", "resume_config", "nothing_left", "trained_class_names",
-           "check_same_classes", "check_group_size"]
 
 CARRIED_OUT = frozenset({
     "ckpt_interval", "ckpt_save_max", "ckpt_older_weights_only", "is_save_on_master", "dump_shard_files",

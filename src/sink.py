@@ -7,12 +7,9 @@ records once and books them as the loop does. Validation, checkpoints and resume
 the pipeline is launched once and runs on through the epochs; each epoch's ORDER is the sampler's, but later
 epochs' augmentation draws continue one stream, so a resumed device-sink run differs in augmentation only.
 """
-from src.config import resolve_sink_mode  # noqa: F401  (re-exported: the one resolver of the "auto" sink mode)
 from src.errors import ConfigError
 from src.utils import signals
 from src.utils.seeding import set_augmentation_seed
-
-__all__ = ["resolve_sink_mode", "sink_chunk_size", "SinkRunner", "build_sink", "train_one_epoch_sink"]
 
 
 def sink_chunk_size(steps_per_epoch, requested=0):

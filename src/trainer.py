@@ -20,15 +20,13 @@ from src.checkpoint import (CheckpointError, CheckpointManager, checkpoint_metad
                             restore_training_state, run_folder_of, training_state_entries)
 from src.config import resolve_is_distributed, save_config
 from src.data import save_class_index
-from src.errors import ConfigError, DatasetError, NonFiniteLoss, Stopped
+from src.errors import ConfigError, DatasetError, Stopped
 from src.reporting import MetricsWriter, ProgressLogger, StepBook, plot_curves
 from src.resume import check_group_size, check_same_classes, trained_class_names
 from src.utils import signals
 from src.utils.fileio import check_output_dir, check_output_file
 from src.utils.seeding import seed_everything, set_augmentation_seed
 
-__all__ = ["NonFiniteLoss", "TrainingSetup", "Start", "build_training", "restore", "open_run", "Run",
-           "train_one_epoch", "validate", "fit", "check_outputs", "check_data_paths"]
 
 #: the files a run folder holds besides ckpt_<rank>/ (the output guard checks each before the run writes)
 RUN_FILES = ("config.yaml", "run.json", "class_index.json", "metrics.csv", "log.txt", "curves.png")
@@ -108,7 +106,8 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     step = TrainStep(train_net, loss_fn, optimizer, loss_scale=optim.loss_scale, dynamic=dynamic)
     ema = WeightEMA(net, optim.ema_decay) if optim.ema else None
     sink = None
-    from src.sink import build_sink, resolve_sink_mode
+    from src.config import resolve_sink_mode
+    from src.sink import build_sink
     if resolve_sink_mode(cfg.train.dataset_sink_mode, ctx.device_target):
         sink = build_sink(step, ema, data, ctx.device_target, cfg.train.sink_size)
     return TrainingSetup(data=data, val_data=val_data, net=net, train_net=train_net, step=step, optimizer=optimizer,

@@ -7,8 +7,6 @@ import os
 
 from src.errors import ClassNamesError
 
-__all__ = ["IMAGENET_CLASSES_TSV", "CLASS_INDEX_FILES", "ClassNamesError", "load_class_names",
-           "load_imagenet_class_names", "load_imagenet_synsets"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGENET_CLASSES_TSV = os.path.join(REPO_ROOT, "data", "imagenet", "imagenet1k_classes.tsv")

@@ -54,11 +54,8 @@ def write_image_folder(out_dir: str, images: np.ndarray, labels: np.ndarray, qua
 
 def sha256(path: str) -> str:
     """The hex SHA-256 of a file (the slice's identity in the cache marker)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _marker_ok(folder: str, digest: str) -> bool:

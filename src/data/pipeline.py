@@ -23,8 +23,6 @@ from src.utils.seeding import set_augmentation_seed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatasetBundle", "create_dataset", "create_dataset_from_config", "default_num_workers"]
-
 
 @dataclass
 class DatasetBundle(Rows):
@@ -74,21 +72,16 @@ class DatasetBundle(Rows):
         """Whether ``record_reads`` works (the folder reader)."""
         return self.source is not None
 
-    def file_of(self, index):
-        """The file of sample ``index`` of this shard (the folder reader), else None."""
-        return self.source.table[int(index)] if self.source is not None else None
-
-    def record_reads(self, on=True):
-        """Starts (or stops) recording the path of every file read."""
+    def record_reads(self):
+        """Starts recording the path of every file read."""
         if self.source is None:
             raise DatasetError("recording the files read needs the folder reader (dataset_format=folder)")
-        self.source.read_log = [] if on else None
+        self.source.read_log = []
 
     def pop_reads(self):
         """The paths read since the last call (sorted), clearing the record."""
-        log = self.source.read_log or []
-        out = sorted(log)
-        log.clear()
+        out = sorted(self.source.read_log)
+        self.source.read_log.clear()
         return out
 
 

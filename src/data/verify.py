@@ -38,8 +38,6 @@ from src.utils.host import available_cpus
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OK", "CONVERT", "SKIP", "VerifyError", "VerifyResult", "verify_images", "default_manifest_path",
-           "manifest_path", "Manifest", "check_files", "report_unusable", "summarize", "decoder_id"]
 
 MANIFEST_FORMAT = "cspdarknet53-verify-manifest"
 MANIFEST_VERSION = 2
