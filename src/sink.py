@@ -21,13 +21,24 @@ def sink_chunk_size(steps_per_epoch, requested=0):
     return max(d for d in range(1, requested + 1) if steps % d == 0)
 
 
-class HostFeeder:
+class _Feeder:
+    """The sink step and what feeds it (``kind``: host or device)."""
+
+    def __init__(self, step, data, sink_size):
+        self.step, self.data, self.sink_size = step, data, int(sink_size)
+
+    def check_resume_step(self, step):
+        """A device sink resumes only at the end of a sink (``ConfigError``); the host feed and the loop anywhere."""
+        if self.kind == "device" and step % self.sink_size:
+            raise ConfigError(f"the checkpoint stopped after step {step} of its epoch, which does not end a sink of "
+                              f"{self.sink_size} steps; resume with dataset_sink_mode=0, or a sink_size that divides "
+                              f"{step}")
+
+
+class HostFeeder(_Feeder):
     """Feeds the sink step from a host iterator (a fresh one per epoch, as the loop path)."""
 
-    kind = "host"
-
-    def __init__(self, sink_step, data):
-        self.sink_step, self.data, self.iterator = sink_step, data, None
+    kind, iterator = "host", None
 
     def begin_epoch(self, epoch, seed, rank, group_size, done=0):
         """A fresh iterator for ``epoch``; the ``done`` steps of a resumed epoch are drawn and dropped, as the loop."""
@@ -48,7 +59,7 @@ class HostFeeder:
             if batch is None:
                 return n
             self.samples += batch[0].shape[0]
-            self.sink_step(*batch)
+            self.step(*batch)
         return count
 
     def end_epoch(self, drain=True):
@@ -59,13 +70,10 @@ class HostFeeder:
         return self.samples
 
 
-class DeviceFeeder:
+class DeviceFeeder(_Feeder):
     """Feeds the sink step from the device queue with ``mindspore.data_sink`` (Ascend/GPU only)."""
 
-    kind = "device"
-
-    def __init__(self, sink_step, data, sink_size):
-        self.sink_step, self.data, self.sink_size, self.run_fn = sink_step, data, int(sink_size), None
+    kind, run_fn = "device", None
 
     def begin_epoch(self, epoch, seed, rank, group_size, done=0):
         if self.run_fn is None:  # the pipeline starts here and runs on through the epochs (module docstring)
@@ -76,7 +84,7 @@ class DeviceFeeder:
             if done:  # a resumed epoch: the engine replays the first `done` batches (fast recovery off)
                 ms.dataset.config.set_fast_recovery(False)
                 self.data.dataset.set_init_step(done)
-            self.run_fn = ms.data_sink(self.sink_step, self.data.dataset, sink_size=self.sink_size,
+            self.run_fn = ms.data_sink(self.step, self.data.dataset, sink_size=self.sink_size,
                                        jit_config=ms.JitConfig())
 
     def run(self, count):  # count == sink_size: it divides the epoch, and check_resume_step the resume position
@@ -87,33 +95,14 @@ class DeviceFeeder:
         return None  # the device queue runs on through the epochs: no per-epoch count on the host
 
 
-class SinkRunner:
-    """The sink step and its feeder."""
-
-    def __init__(self, sink_step, feeder, sink_size):
-        self.step, self.feeder, self.sink_size = sink_step, feeder, int(sink_size)
-
-    @property
-    def kind(self):
-        return self.feeder.kind
-
-    def check_resume_step(self, step):
-        """A device sink resumes only at the end of a sink (``ConfigError``); the host feed and the loop anywhere."""
-        if self.kind == "device" and step % self.sink_size:
-            raise ConfigError(f"the checkpoint stopped after step {step} of its epoch, which does not end a sink of "
-                              f"{self.sink_size} steps; resume with dataset_sink_mode=0, or a sink_size that divides "
-                              f"{step}")
-
-
 def build_sink(setup_step, ema, data, device_target, sink_size=0):
-    """The ``SinkRunner`` of a run: fed from the device queue on Ascend/GPU, from a host iterator elsewhere."""
+    """The sink feeder of a run: from the device queue on Ascend/GPU, from a host iterator elsewhere."""
     from src.train_step import SinkStep
 
     size = sink_chunk_size(data.steps_per_epoch, sink_size)
     sink_step = SinkStep(setup_step, ema, size)
     sink_step.set_train(True)
-    device = device_target in ("Ascend", "GPU")
-    return SinkRunner(sink_step, DeviceFeeder(sink_step, data, size) if device else HostFeeder(sink_step, data), size)
+    return (DeviceFeeder if device_target in ("Ascend", "GPU") else HostFeeder)(sink_step, data, size)
 
 
 def train_one_epoch_sink(setup, book, seed, ctx):
@@ -121,12 +110,12 @@ def train_one_epoch_sink(setup, book, seed, ctx):
     runner, steps = setup.sink, setup.steps_per_epoch
     if book.step >= steps:
         return
-    runner.feeder.begin_epoch(book.epoch, seed, ctx.rank, ctx.group_size, done=book.step)
+    runner.begin_epoch(book.epoch, seed, ctx.rank, ctx.group_size, done=book.step)
     try:
         while book.step < steps and not signals.requested():
             first, count = book.step, min(runner.sink_size, steps - book.step)
             runner.step.reset_records()
-            ran = runner.feeder.run(count)
+            ran = runner.run(count)
             values, overflows, scales = runner.step.read_records(ran)
             for j in range(ran):
                 book.record(float(values[j]), bool(overflows[j]), float(scales[j]),
@@ -134,6 +123,6 @@ def train_one_epoch_sink(setup, book, seed, ctx):
             if ran < count:
                 break
     finally:
-        samples = runner.feeder.end_epoch(drain=not signals.requested())
+        samples = runner.end_epoch(drain=not signals.requested())
     if samples is not None and not signals.requested():
         setup.data.account(samples, f"epoch {book.epoch + 1}")

@@ -45,7 +45,7 @@ class TrainingSetup:
     lr: np.ndarray             # per-step learning rates
     amp_level: str
     preprocess: dict           # image_size, eval_resize, crop_pct used
-    sink: Optional[Any] = None  # src.sink.SinkRunner in sink mode (dataset_sink_mode), else None
+    sink: Optional[Any] = None  # a src.sink feeder in sink mode (dataset_sink_mode), else None
 
     @property
     def steps_per_epoch(self):
