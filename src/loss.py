@@ -41,13 +41,11 @@ class CrossEntropySmooth(nn.Cell):
         if smooth_factor > 0 and num_classes < 2:
             raise ValueError("label smoothing needs num_classes >= 2")
         on, off = smoothed_target_values(smooth_factor, num_classes, style)
-        self.smooth_factor = smooth_factor
         self.num_classes = num_classes
         self.smooth_soft_targets = bool(smooth_soft_targets) and smooth_factor > 0
         self.on_value = Tensor(on, ms.float32)
         self.off_value = Tensor(off, ms.float32)
         self.soft_scale = Tensor(on - off, ms.float32)
-        self.soft_shift = Tensor(off, ms.float32)
         self.log_softmax = nn.LogSoftmax(axis=-1)
         self.weighted = class_weights is not None
         if self.weighted:
@@ -72,7 +70,7 @@ class CrossEntropySmooth(nn.Cell):
         else:
             target = ops.cast(label, ms.float32)
             if self.smooth_soft_targets:
-                target = target * self.soft_scale + self.soft_shift
+                target = target * self.soft_scale + self.off_value
         per_sample = -ops.sum(target * self.log_softmax(logits), -1)
         if not self.weighted:
             return ops.mean(per_sample)

@@ -21,13 +21,6 @@ def _parse_epochs(lr_epochs):
     return [float(m) for m in np.atleast_1d(lr_epochs if lr_epochs is not None else [])]
 
 
-def _warmup(lr, warmup_steps, total_steps):
-    n = min(warmup_steps, total_steps)
-    if n <= 0:
-        return np.zeros(0, np.float64)
-    return lr * (np.arange(n, dtype=np.float64) + 1.0) / warmup_steps
-
-
 def get_lr(lr_scheduler, lr, steps_per_epoch, max_epoch, warmup_epochs=0,
            lr_epochs=(30, 60, 90, 120), lr_gamma=0.1, eta_min=0.0, T_max=None):
     """``max_epoch * steps_per_epoch`` learning rates (float32); ``ValueError`` on an unknown scheduler or bad value."""
@@ -49,7 +42,7 @@ def get_lr(lr_scheduler, lr, steps_per_epoch, max_epoch, warmup_epochs=0,
 
     total = max_epoch * steps_per_epoch
     warmup_steps = int(warmup_epochs * steps_per_epoch)
-    head = _warmup(lr, warmup_steps, total)
+    head = lr * np.arange(1, min(warmup_steps, total) + 1) / max(warmup_steps, 1)
     steps = np.arange(len(head), total, dtype=np.int64)
 
     if name == "cosine_annealing":

@@ -132,8 +132,9 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
         return SKIP, "missing file"
     except OSError as exc:
         return SKIP, f"cannot read: {exc}"
-    if dims and too_large(*dims, max_pixels):
-        return SKIP, too_large(*dims, max_pixels)
+    big = too_large(*dims, max_pixels) if dims else ""
+    if big:
+        return SKIP, big
     if fmt in ("jpeg", "png"):  # a JPEG ends with its end-of-image marker, a PNG with its IEND chunk
         if (b"\xff\xd9" if fmt == "jpeg" else b"IEND") in tail:
             return OK, fmt

@@ -161,9 +161,3 @@ def mindrecord_rows(prefix: str, *, mode: str = "train", rank: int = 0, group_si
                 skipped=list(info.skipped), tally=SampleTally(), serves=False,
                 name_of=lambda rel: f"{info.prefix}: record {json.loads(str(rel))}")
 
-
-def read_rows(prefix: str) -> List[Tuple[str, bytes, int]]:
-    """Every row as (relative path, bytes, label), in the stored order (for checks and tests)."""
-    dataset, _, _ = _dataset(read_meta(prefix), "eval", 0, 1, 0, False, None)
-    return [(json.loads(str(r["path"])), r["image"].tobytes(), int(r["label"]))
-            for r in dataset.create_dict_iterator(output_numpy=True, num_epochs=1)]
