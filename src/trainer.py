@@ -285,7 +285,7 @@ class Run:
                          ", ".join(os.path.basename(p) for p in self.ckpts.removed_partials))
         self.metadata = checkpoint_metadata(setup.net, setup.preprocess, setup.data.class_to_idx)
         self.shard_file = os.path.join(run_dir, f"shard_rank{ctx.rank}.txt") if cfg.train.dump_shard_files else None
-        if self.shard_file and not setup.data.can_record_reads:
+        if self.shard_file and setup.data.source is None:
             log.warning("dump_shard_files is ignored: a %s dataset has no file source to record", setup.data.format)
             self.shard_file = None
         if self.shard_file:

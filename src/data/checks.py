@@ -171,11 +171,10 @@ def pil_rgb_bytes(data, fmt: str = "BMP", **save_args) -> bytes:
     return buf.getvalue()
 
 
-def scan_files(paths: Sequence[str], workers: int = 0,
-               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> List[Tuple[str, str]]:
+def scan_files(paths: Sequence[str], max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> List[Tuple[str, str]]:
     """``check_image_file`` over many files in a thread pool (the work is mostly I/O), 512 files a task."""
     chunks = [paths[i:i + 512] for i in range(0, len(paths), 512)]
-    with ThreadPoolExecutor(max_workers=workers or min(32, 4 * available_cpus())) as pool:
+    with ThreadPoolExecutor(max_workers=min(32, 4 * available_cpus())) as pool:
         parts = pool.map(lambda ps: [check_image_file(p, max_pixels) for p in ps], chunks)
         return [result for part in parts for result in part]
 

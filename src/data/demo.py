@@ -5,7 +5,6 @@ folder and renamed into place; a marker with the slice's SHA-256 decides reuse).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.errors import DatasetError
+from src.utils.fileio import file_sha256
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLICE_PATH = os.path.join(ROOT, "data", "fashion_mnist", "slice.npz")
@@ -52,12 +52,6 @@ def write_image_folder(out_dir: str, images: np.ndarray, labels: np.ndarray, qua
     return len(images)
 
 
-def sha256(path: str) -> str:
-    """The hex SHA-256 of a file (the slice's identity in the cache marker)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _marker_ok(folder: str, digest: str) -> bool:
     try:
         with open(os.path.join(folder, _MARKER), "r", encoding="utf-8") as f:
@@ -88,7 +82,7 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
     cache_dir = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
     if not os.path.isfile(slice_path):
         load_slice(slice_path)  # raises DatasetError naming the path
-    digest = sha256(slice_path)
+    digest = file_sha256(slice_path)
     final = os.path.join(cache_dir, f"fashion_mnist_{digest[:16]}")
     if _marker_ok(final, digest):
         return _paths(final)

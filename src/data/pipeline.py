@@ -67,11 +67,6 @@ class DatasetBundle(Rows):
             logger.warning("%s: %d of %d samples of %s%s", what, samples, self.samples_per_pass, self.where, detail)
         return len(dropped)
 
-    @property
-    def can_record_reads(self):
-        """Whether ``record_reads`` works (the folder reader)."""
-        return self.source is not None
-
     def record_reads(self):
         """Starts recording the path of every file read."""
         if self.source is None:
