@@ -7,13 +7,13 @@ file: one weight per line (``#`` comments), a JSON list of K numbers, or ``{"cla
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from src.data.listing import read_table_file
 from src.data.sampler import EpochOrder, mindspore_sampler
 from src.errors import BalanceError
 
@@ -32,19 +32,8 @@ def balanced_weights(counts: Sequence[int]) -> np.ndarray:
 
 def load_weights_file(path: str, num_classes: int,
                       class_to_idx: Optional[Mapping[str, int]] = None) -> np.ndarray:
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise BalanceError(f"class_weights file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise BalanceError(f"class_weights file {path} is not UTF-8 text") from None
-    stripped = text.strip()
-    if stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(stripped)
-        except ValueError as exc:
-            raise BalanceError(f"class_weights file {path} is not valid JSON: {exc}") from None
+    data, lines = read_table_file(path, "class_weights file", BalanceError)
+    if data is not None:
         if isinstance(data, dict):
             if class_to_idx is None:
                 raise BalanceError(f"class_weights file {path} maps class names, but no class index is known")
@@ -58,12 +47,8 @@ def load_weights_file(path: str, num_classes: int,
         else:
             w = np.array([_number(v, path, i) for i, v in enumerate(data)], np.float64)
     else:
-        vals = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            line = line.split("#", 1)[0].strip()
-            if line:
-                vals.append(_number(line, path, f"line {lineno}"))
-        w = np.array(vals, np.float64)
+        cut = ((n, line.split("#", 1)[0].strip()) for n, line in lines)
+        w = np.array([_number(line, path, f"line {n}") for n, line in cut if line], np.float64)
     if w.shape != (num_classes,):
         raise BalanceError(f"class_weights file {path} has {w.size} weights, expected one per class "
                            f"({num_classes})")

@@ -7,11 +7,11 @@ name or index, null / ``-`` leaves it out) or ``mismatch`` (``error()``: names t
 from __future__ import annotations
 
 import difflib
-import json
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
+from src.data.listing import read_table_file
 from src.errors import ClassIndexError
 from src.utils.paths import display_name
 
@@ -152,40 +152,22 @@ def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
     return res
 
 
-# ---------------------------------------------------------------------------------------------------
-# files
-# ---------------------------------------------------------------------------------------------------
 def load_class_mapping(path: str) -> Dict[str, Target]:
     """A mapping file: JSON object ``{"folder": "trained name" | index | null}``, or text lines
     ``folder<TAB>target`` / ``folder target`` (the target is the last field; ``-`` leaves the folder out;
     ``#`` starts a comment). Names that are not valid UTF-8 may be written as JSON ``\\udcXX`` escapes."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ClassIndexError(f"cannot read class mapping file {path}: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ClassIndexError(f"class mapping file {path} is not UTF-8 (byte {exc.start}); save it as UTF-8") \
-            from None
-    stripped = text.lstrip("\ufeff").strip()
-    if stripped.startswith("{"):
-        try:
-            data = json.loads(stripped)
-        except ValueError as exc:
-            raise ClassIndexError(f"class mapping file {path} is not valid JSON: {exc}") from None
-        out: Dict[str, Target] = {}
+    data, lines = read_table_file(path, "class mapping file", ClassIndexError)
+    if data is not None:
+        if not isinstance(data, dict):
+            raise ClassIndexError(f"class mapping file {path} must be a JSON object {{\"folder\": target}}")
         for k, v in data.items():
             if v is not None and not isinstance(v, (str, int)) or isinstance(v, bool):
                 raise ClassIndexError(f"class mapping file {path}: {k!r} -> {v!r} must be a class name, an index "
                                       f"or null")
-            out[str(k)] = v
-        return out
+        return {str(k): v for k, v in data.items()}
     out = {}
-    for lineno, line in enumerate(stripped.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for lineno, line in lines:
+        if line.startswith("#"):
             continue
         parts = line.split("\t") if "\t" in line else line.rsplit(None, 1)
         if len(parts) != 2:

@@ -129,6 +129,24 @@ def list_dataset(data_dir: str, data_list: str = "", class_to_idx: Optional[Dict
     return class_to_idx, rel_paths, labels
 
 
+def read_table_file(path: str, what: str, error=DatasetError):
+    """A UTF-8 text file given by the user: ``(its JSON value, [])`` when it starts with ``[`` or ``{``, else
+    ``(None, [(line number, stripped line)])`` of its non-blank lines; ``error`` names ``what`` and ``path``."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8").lstrip("\ufeff")
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    if text.strip().startswith(("[", "{")):
+        try:
+            return json.loads(text), []
+        except ValueError as exc:
+            raise error(f"{what} {path} is not valid JSON: {exc}") from None
+    return None, [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
 def save_class_index(class_to_idx: Dict[str, int], path: str) -> None:
     """Write the class -> index map as JSON (atomically), ordered by index."""
     from src.utils.fileio import write_json_atomic
