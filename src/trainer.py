@@ -66,15 +66,15 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     from src.image_classification import create_model
     from src.loss import create_loss
     from src.lr_generator import get_lr_from_config
-    from src.config import resolve_amp_level
+    from src.config import resolve_amp_level, resolve_sink_mode
+    from src.sink import build_sink
     from src.train_step import TrainStep, WeightEMA, apply_amp
     from src.utils.optimizers_init import create_optimizer
 
     seed_everything(cfg.device.seed)
     preprocess = resolve_preprocess(cfg.model.arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct)
-    common = dict(seed=cfg.device.seed, num_classes=cfg.model.num_classes, rank=ctx.rank,
-                  group_size=ctx.group_size, image_size=preprocess["image_size"],
-                  eval_resize=preprocess["eval_resize"], crop_pct=preprocess["crop_pct"])
+    common = dict(seed=cfg.device.seed, num_classes=cfg.model.num_classes, rank=ctx.rank, group_size=ctx.group_size,
+                  **preprocess)
     data = create_dataset_from_config(cfg.data, "train", **common)
     if len(data.class_to_idx) < cfg.model.num_classes:  # more classes than outputs is a DatasetError already
         log.warning("data has %d classes, the head has num_classes=%d outputs", len(data.class_to_idx),
@@ -105,11 +105,8 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     train_net = apply_amp(net, amp_level)
     step = TrainStep(train_net, loss_fn, optimizer, loss_scale=optim.loss_scale, dynamic=dynamic)
     ema = WeightEMA(net, optim.ema_decay) if optim.ema else None
-    sink = None
-    from src.config import resolve_sink_mode
-    from src.sink import build_sink
-    if resolve_sink_mode(cfg.train.dataset_sink_mode, ctx.device_target):
-        sink = build_sink(step, ema, data, ctx.device_target, cfg.train.sink_size)
+    sink = build_sink(step, ema, data, ctx.device_target, cfg.train.sink_size) \
+        if resolve_sink_mode(cfg.train.dataset_sink_mode, ctx.device_target) else None
     return TrainingSetup(data=data, val_data=val_data, net=net, train_net=train_net, step=step, optimizer=optimizer,
                          ema=ema, lr=lr, amp_level=amp_level, preprocess=preprocess, sink=sink)
 
@@ -420,13 +417,15 @@ def log_setup(cfg, ctx, setup, start, run_dir, log):
         log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in ctx.settings.items()))
     data, val_data, optim, steps = setup.data, setup.val_data, cfg.optim, setup.steps_per_epoch
     log.info("train: %d images, %d classes, %d steps/epoch of %d per device, %s px%s",
-             data.total_images or data.num_images, len(data.class_to_idx), steps, cfg.data.per_batch_size,
+             data.total_images, len(data.class_to_idx), steps, cfg.data.per_batch_size,
              setup.preprocess["image_size"],
-             f"; validation: {val_data.total_images or val_data.num_images} images" if val_data else "")
+             f"; validation: {val_data.total_images} images" if val_data else "")
     log.info("arch %s, init %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
              cfg.model.init, setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
              optim.lr_scheduler, optim.lr, f"on (decay {optim.ema_decay})" if setup.ema is not None else "off")
-    _log_schedule(log, setup.lr, steps)
+    lr, n = setup.lr, len(setup.lr)
+    log.info("lr schedule: %s", ", ".join(f"step {i} (epoch {i // steps + 1}): {lr[i]:.6g}"
+                                          for i in sorted({0, n // 2, n - 1})))
     if setup.sink is not None:
         log.info("sink mode: %d steps per sink (%s feed), one host synchronisation per sink", setup.sink.sink_size,
                  setup.sink.kind)
@@ -463,14 +462,6 @@ def warn_if_not_learning(log, epoch, mean_loss, num_classes, warmup_epochs):
                 "network is not learning (check lr, the data and its labels, or init)", epoch + 1, mean_loss,
                 num_classes, chance)
     return True
-
-
-def _log_schedule(log, lr, steps_per_epoch):
-    """The LR at the start, middle and end of the schedule (what each step really uses)."""
-    n = len(lr)
-    points = sorted({0, n // 2, n - 1})
-    log.info("lr schedule: %s", ", ".join(f"step {i} (epoch {i // steps_per_epoch + 1}): {lr[i]:.6g}"
-                                          for i in points))
 
 
 def check_data_paths(cfg):

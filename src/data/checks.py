@@ -31,20 +31,14 @@ SKIP = "skip"        # unusable
 _TAIL_BYTES = 64
 
 
+_MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"BM", "bmp"), (b"II*\x00", "tiff"),
+          (b"MM\x00*", "tiff"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
+
+
 def _sniff(head: bytes) -> str:
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if head[:2] == b"BM":
-        return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    return "other"
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), "other")
 
 
 def _pil_full_decode(path: str) -> Optional[str]:
