@@ -15,25 +15,16 @@ CLASS_INDEX_FILES = ("class_index.json", "class_to_idx.json", "class_indices.jso
 
 
 def _read_table(path):
-    """Return [(id or None, name)] from a TSV/TXT file."""
-    rows = []
+    """[(id or None, name)] of a TSV/TXT file's non-blank lines (``id<TAB>name`` or ``name``)."""
     try:
         with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                if "\t" in line:
-                    key, _, name = line.partition("\t")
-                    rows.append((key.strip(), name.strip()))
-                else:
-                    rows.append((None, line.strip()))
+            lines = [line.rstrip("\r\n").partition("\t") for line in f if line.strip()]
     except (OSError, UnicodeDecodeError) as err:  # not UTF-8: a names file saved in a legacy code page
         raise ClassNamesError(f"cannot read class names file {path}: {err}"
                               f"{' (save it as UTF-8)' if isinstance(err, UnicodeDecodeError) else ''}") from None
-    if not rows:
+    if not lines:
         raise ClassNamesError(f"class names file {path} is empty")
-    return rows
+    return [(key.strip(), name.strip()) if tab else (None, key.strip()) for key, tab, name in lines]
 
 
 def _names_from_json(path):
