@@ -344,7 +344,7 @@ class Run:
             log.info("new best top1 %.2f%%: saved %s", top1, self.ckpts.save_best(entries, self.metadata))
 
     def save(self, epoch, step, step_losses=()):
-        """Saves the training state at ``epoch`` epochs + ``step`` steps; the path (None on a rank that does not save)."""
+        """Saves the training state at ``epoch`` epochs + ``step`` steps; the path (None on a rank that saves none)."""
         if self.ckpts is None:
             return None
         entries = training_state_entries(self.setup.step, self.setup.ema, epoch, self.best_top1, step, step_losses)

@@ -99,14 +99,6 @@ def _dimensions(path: str, fd: int, size: int, fmt: str, head: bytes) -> Optiona
         return None
 
 
-def too_large(width: int, height: int, max_pixels: int) -> str:
-    """The reason a ``width`` x ``height`` image is refused under ``max_pixels``, or "" when it is not."""
-    if max_pixels and width * height > int(max_pixels):
-        return (f"{width}x{height} = {width * height:,} pixels, above max_image_pixels={int(max_pixels):,} "
-                "(not decoded)")
-    return ""
-
-
 def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[str, str]:
     """``(OK|CONVERT|SKIP, reason)`` from the first 32 and last 64 bytes and the declared size; PIL decodes in full
     only a JPEG or PNG without its end marker and the formats the engine cannot decode."""
@@ -126,9 +118,9 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
         return SKIP, "missing file"
     except OSError as exc:
         return SKIP, f"cannot read: {exc}"
-    big = too_large(*dims, max_pixels) if dims else ""
-    if big:
-        return SKIP, big
+    if dims and dims[0] * dims[1] > int(max_pixels):
+        return SKIP, (f"{dims[0]}x{dims[1]} = {dims[0] * dims[1]:,} pixels, above max_image_pixels={int(max_pixels):,} "
+                      "(not decoded)")
     if fmt in ("jpeg", "png"):  # a JPEG ends with its end-of-image marker, a PNG with its IEND chunk
         if (b"\xff\xd9" if fmt == "jpeg" else b"IEND") in tail:
             return OK, fmt
@@ -198,19 +190,15 @@ def watch_engine_dumps() -> None:
             _dump_watch[cwd] = _dump_files(cwd)
 
 
-def engine_dump_dir() -> str:
-    return os.path.join(tempfile.gettempdir(), "cspdarknet53_engine_dumps")
-
-
 def collect_engine_dumps() -> List[str]:
-    """Moves the dumps the engine wrote into a watched working directory to ``engine_dump_dir()``; the new paths."""
-    moved = []
+    """Moves the dumps the engine wrote into a watched working directory to ``<tmp>/cspdarknet53_engine_dumps``;
+    returns their new paths."""
+    moved, dest_dir = [], os.path.join(tempfile.gettempdir(), "cspdarknet53_engine_dumps")
     with _dump_lock:
         for cwd, before in _dump_watch.items():
             for name, mtime in _dump_files(cwd).items():
                 if name in before and before[name] >= mtime:
                     continue  # was there before we started and unchanged: not ours
-                dest_dir = engine_dump_dir()
                 os.makedirs(dest_dir, exist_ok=True)
                 dest = os.path.join(dest_dir, f"{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{name}")
                 with contextlib.suppress(OSError):
@@ -219,5 +207,5 @@ def collect_engine_dumps() -> List[str]:
     if moved:
         logger.warning("the data engine met %d undecodable sample(s) that passed the up-front check and "
                        "skipped them; its image dump(s) were moved out of the working directory to %s",
-                       len(moved), engine_dump_dir())
+                       len(moved), dest_dir)
     return moved

@@ -164,17 +164,15 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
         if written == 0:
             raise DatasetError(f"no usable image in {where} could be read")
         writer.commit()
-        tmp_files = shard_files(tmp_prefix, shards)
-        for p in tmp_files:  # FileWriter creates its files 0600; give them the user's umask like any file
-            for q in (p, p + ".db"):
-                os.chmod(q, new_file_mode())
-        # ---- publish: no meta -> incomplete; move the shards; class index; meta last
+        # publish: no meta (incomplete), the shards (FileWriter makes them 0600: give them the umask's mode),
+        # the class index, the meta last
         if os.path.exists(prefix + META_SUFFIX):
             os.remove(prefix + META_SUFFIX)
         final_files = shard_files(prefix, shards)
-        for p, q in zip(tmp_files, final_files):
-            os.replace(p, q)
-            os.replace(p + ".db", q + ".db")
+        for p, q in zip(shard_files(tmp_prefix, shards), final_files):
+            for ext in ("", ".db"):
+                os.chmod(p + ext, new_file_mode())
+                os.replace(p + ext, q + ext)
         for p in old_shards:  # shards of an older, larger conversion to this prefix
             for q in (p, p + ".db"):
                 if os.path.isfile(q):

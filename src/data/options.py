@@ -7,7 +7,7 @@ import dataclasses
 
 
 def data_options(base=None, **keys):
-    """``base`` (None: the defaults) with ``keys`` checked as command-line keys (``ConfigError``; unknown: TypeError)."""
+    """``base`` (None: the defaults) with ``keys`` checked as command-line keys (``ConfigError``, or TypeError)."""
     from src.config import DataConfig, load_config
 
     fields = {f.name for f in dataclasses.fields(DataConfig)}

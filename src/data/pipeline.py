@@ -29,7 +29,6 @@ class DatasetBundle(Rows):
     """The reader's ``Rows`` with ``dataset`` batched (image float32 NCHW, label int32 [B] or float32 [B, K])."""
     steps_per_epoch: int = 0           # batches per epoch in this shard
     samples_per_pass: int = 0          # samples one pass yields when nothing is dropped
-    mode: str = "train"
     named: set = field(default_factory=set)  # dropped samples already named in a warning
     num_images = property(lambda self: self.num_rows)     # usable images in this shard (train: padded)
     total_images = property(lambda self: self.total)      # usable images over all shards
@@ -142,7 +141,7 @@ def create_dataset(data_dir, image_size, per_batch_size=None, *, mode="train", f
     dataset = dataset.batch(per_batch_size, drop_remainder=drop_remainder, num_parallel_workers=min(workers, 4))
     for op, columns in batch_ops:
         dataset = dataset.map(operations=op, input_columns=columns)
-    return DatasetBundle(**{**vars(rows), "dataset": dataset}, steps_per_epoch=steps, mode=mode,
+    return DatasetBundle(**{**vars(rows), "dataset": dataset}, steps_per_epoch=steps,
                          samples_per_pass=steps * per_batch_size if drop_remainder else rows.num_rows)
 
 

@@ -90,7 +90,7 @@ class Rows:
     source: Any = None                    # the file source (folder reader)
     all_paths: Any = None                 # every usable file of all shards, in global sample order
     skipped: List[Tuple[str, str]] = field(default_factory=list)
-    converted: List[str] = field(default_factory=list)
+    converted: List[str] = field(default_factory=list)    # files decoded through PIL
 
 
 class _PathTable:
