@@ -14,7 +14,7 @@ from typing import Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from src.data.listing import read_table_file
-from src.data.sampler import EpochOrder, mindspore_sampler
+from src.data.sampler import EpochOrder
 from src.errors import BalanceError
 
 
@@ -116,11 +116,6 @@ class ClassBalancedOrder(EpochOrder):
                  for m, q in zip(self.members, quota) if q > 0]
         order = np.concatenate(parts)
         return order[rng.permutation(order.size)]
-
-
-def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0,
-                           power: float = 0.0):
-    return mindspore_sampler(ClassBalancedOrder, labels, rank, group_size, seed, power)
 
 
 def describe_counts(counts: Sequence[int], class_names: Optional[Dict[int, str]] = None, limit: int = 5) -> str:

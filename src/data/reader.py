@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from src.data.balance import class_balanced_sampler
+from src.data.balance import ClassBalancedOrder
 from src.data.checks import CONVERT, SKIP, pil_rgb_bytes
 from src.data.listing import MAX_LISTED, list_dataset
 from src.data.sampler import EpochShardOrder, mindspore_sampler
@@ -196,7 +196,7 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
                          np.asarray([-1 if results[i].crc is None else results[i].crc for i in keep], np.int64), tally)
     sampler, shuffle_arg = None, None
     if train and opts.sampler == "class_balanced":
-        sampler = class_balanced_sampler(lab_keep, rank, group_size, seed=seed)
+        sampler = mindspore_sampler(ClassBalancedOrder, lab_keep, rank, group_size, seed=seed)
     elif train and (shuffle or group_size > 1):
         sampler = mindspore_sampler(EpochShardOrder, len(source), rank, group_size, shuffle=shuffle, seed=seed)
     else:

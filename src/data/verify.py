@@ -393,7 +393,7 @@ class Manifest:
     def put(self, path: str, size: int, mtime_ns: int, status: str, reason: str, crc: Optional[int]) -> None:
         self.entries[self.key(path)] = (int(size), int(mtime_ns), status, reason, crc)
 
-    def write(self) -> bool:
+    def write(self) -> None:
         """Atomically writes the entries merged with the file's (ours win); a storage error is one warning."""
         self.entries = {**self._read(), **self.entries}
         head = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "decoder": self.decoder_id, "root": self.root}
@@ -401,14 +401,12 @@ class Manifest:
             with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
                 f.write(json.dumps(head, ensure_ascii=True) + "\n")
                 f.writelines(json.dumps([k, *self.entries[k]], ensure_ascii=True) + "\n" for k in sorted(self.entries))
-            return True
         except OSError as exc:
             if not self._warned:
                 self._warned = True
                 logger.warning("cannot write the verification manifest %s: %s (%s); its files will be checked "
                                "again next time", self.path, exc.strerror or exc,
                                free_space(os.path.dirname(self.path)))
-            return False
 
 
 @contextlib.contextmanager
@@ -462,7 +460,8 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
     t0 = time.monotonic()
     paths = [os.fspath(p) for p in paths]
     results: List[Optional[VerifyResult]] = [None] * len(paths)
-    st = dict(total=len(paths), cached=0, checked=0, crashed=0, timed_out=0, collateral=0, started=0, cpu_s=0.0)
+    st = {} if stats is None else stats
+    st.update(total=len(paths), cached=0, checked=0, crashed=0, timed_out=0, collateral=0, started=0, cpu_s=0.0)
     man = Manifest(manifest, root, decoder, max_pixels) if manifest else None
     if man is not None:
         man.check_path()  # before any work: a user's file or a device is refused, never replaced
@@ -518,8 +517,6 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
         if man is not None and todo:
             man.write()
     st["seconds"] = time.monotonic() - t0
-    if stats is not None:
-        stats.update(st)
     return results
 
 
