@@ -27,9 +27,7 @@ def get_lr(lr_scheduler, lr, steps_per_epoch, max_epoch, warmup_epochs=0,
     name = str(lr_scheduler).strip().lower()
     if name not in SCHEDULERS:
         raise ValueError(f"unknown lr_scheduler {lr_scheduler!r}; valid: {', '.join(SCHEDULERS)}")
-    lr = float(lr)
-    eta_min = float(eta_min)
-    warmup_epochs = float(warmup_epochs)
+    lr, eta_min, warmup_epochs = float(lr), float(eta_min), float(warmup_epochs)
     if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
     if int(max_epoch) != max_epoch or max_epoch < 1:

@@ -14,8 +14,7 @@ from src.utils.seeding import set_augmentation_seed
 
 def sink_chunk_size(steps_per_epoch, requested=0):
     """``requested`` (0: a whole epoch) rounded down to a divisor of ``steps_per_epoch`` (epochs end on a sink)."""
-    steps = int(steps_per_epoch)
-    requested = int(requested or 0)
+    steps, requested = int(steps_per_epoch), int(requested or 0)
     if requested <= 0 or requested >= steps:
         return steps
     return max(d for d in range(1, requested + 1) if steps % d == 0)

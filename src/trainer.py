@@ -246,9 +246,8 @@ def open_run(cfg, ctx, run_log, setup, start):
     ctx.run_dir = run_dir
     run_log.attach_file(os.path.join(run_dir, "log.txt" if ctx.is_main else f"log_rank{ctx.rank}.txt"))
     if ctx.is_main:
-        config_path = os.path.join(run_dir, "config.yaml")
         if not (start.run_dir and cfg.resumed_from) or set(cfg.changed_on_resume) - {"ckpt_path"}:
-            save_config(cfg, config_path)  # a resume rewrites it only when it changed a key
+            save_config(cfg, os.path.join(run_dir, "config.yaml"))  # a resume rewrites it only when it changed a key
         ctx.save(os.path.join(run_dir, "run.json"), cfg, resumed_from=start.checkpoint)
         index_path = os.path.join(run_dir, "class_index.json")
         if not os.path.isfile(index_path):
@@ -287,9 +286,8 @@ class Run:
             self.shard_file = None
         if self.shard_file:
             setup.data.record_reads()
-        position = start.epoch * steps + start.step
-        self.tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank,
-                                            purge_step=position + 1 if start.checkpoint else None)
+        purge = start.epoch * steps + start.step + 1 if start.checkpoint else None  # TensorBoard drops later steps
+        self.tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank, purge_step=purge)
         if self.tb is not None:
             atexit.register(self.tb.close)  # flushed even when the run stops with an error
             log.info("TensorBoard scalars: %s (tensorboard --logdir %s)", self.tb.log_dir, cfg.train.tensorboard_dir)
@@ -444,12 +442,11 @@ def validate(setup, ctx):
         setup.ema.swap()
     setup.train_net.set_train(False)
     try:
-        result = evaluate(setup.train_net, setup.val_data, rank=ctx.rank, group_size=ctx.group_size)
+        return evaluate(setup.train_net, setup.val_data, rank=ctx.rank, group_size=ctx.group_size)
     finally:
         setup.train_net.set_train(True)
         if setup.ema is not None:
             setup.ema.swap()
-    return result
 
 
 def warn_if_not_learning(log, epoch, mean_loss, num_classes, warmup_epochs):
