@@ -2,9 +2,9 @@
 ``class_<i>``; a ``.tsv`` / ``.txt`` (``id<TAB>name`` or ``name`` lines), a ``.json`` class index (also
 ``{"class_to_idx": ...}``, a list, ``{"0": "name"}``), or a folder holding one of ``CLASS_INDEX_FILES``.
 """
-import json
 import os
 
+from src.data.listing import read_table_file
 from src.errors import ClassNamesError
 
 
@@ -28,11 +28,7 @@ def _read_table(path):
 
 
 def _names_from_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ClassNamesError(f"cannot read class index {path}: {err}") from None
+    data, _ = read_table_file(path, "class index", ClassNamesError)
     if isinstance(data, dict) and isinstance(data.get("class_to_idx"), dict):
         data = data["class_to_idx"]
     if isinstance(data, list):

@@ -156,13 +156,7 @@ def save_class_index(class_to_idx: Dict[str, int], path: str) -> None:
 
 
 def load_class_index(path: str) -> Dict[str, int]:
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"class index file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read class index {path}: {exc}") from None
+    data, _ = read_table_file(path, "class index")
     if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
                                              for v in data.values()):
         raise DatasetError(f"class index {path} must be a JSON object of class name -> integer index")
