@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from src.data.listing import load_class_index
+from src.data.listing import load_class_index, read_table_file
 from src.data.reader import Rows, SampleTally
 from src.errors import DatasetError
 from src.utils.paths import require_utf8
@@ -63,11 +63,7 @@ def read_meta(prefix: str) -> MindRecordInfo:
                                "with tools/convert_to_mindrecord.py")
         raise DatasetError(f"MindRecord dataset not found: {prefix} (no {os.path.basename(meta_path)}; make one "
                            "with tools/convert_to_mindrecord.py --data_dir DIR --output PREFIX)")
-    try:
-        with open(meta_path, "r", encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {meta_path}: {exc}") from None
+    meta, _ = read_table_file(meta_path, "MindRecord meta file")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DatasetError(f"{meta_path} is not a {FORMAT} meta file")
     if int(meta.get("version", 0)) > VERSION:
