@@ -32,8 +32,7 @@ class CrossEntropySmooth(nn.Cell):
     def __init__(self, smooth_factor=0.1, num_classes=1000, smooth_soft_targets=False, class_weights=None,
                  style="pytorch"):
         super().__init__()
-        smooth_factor = float(smooth_factor)
-        num_classes = int(num_classes)
+        smooth_factor, num_classes = float(smooth_factor), int(num_classes)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if not 0.0 <= smooth_factor < 1.0:

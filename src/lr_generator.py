@@ -64,8 +64,7 @@ def get_lr(lr_scheduler, lr, steps_per_epoch, max_epoch, warmup_epochs=0,
 
 
 def get_lr_from_config(optim, steps_per_epoch):
-    """``get_lr`` with the config's optim section (``src.config.OptimConfig``); ``T_max`` 0 means
-    ``max_epoch``, so a shortened run still decays to its end."""
+    """``get_lr`` with the config's optim section; ``T_max`` 0 means ``max_epoch`` (a shortened run still decays)."""
     return get_lr(lr_scheduler=optim.lr_scheduler, lr=optim.lr, steps_per_epoch=steps_per_epoch,
                   max_epoch=optim.max_epoch, warmup_epochs=optim.warmup_epochs, lr_epochs=optim.lr_epochs,
                   lr_gamma=optim.lr_gamma, eta_min=optim.eta_min, T_max=optim.T_max or optim.max_epoch)

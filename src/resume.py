@@ -23,9 +23,7 @@ IGNORED = frozenset({"ckpt_path", "enable_modelarts", "data_url", "train_url", "
 
 
 def resume_config(cfg):
-    """The config a resumed run trains with, and the log lines about it: ``(cfg, notes)`` (module docstring).
-
-    Raises ``ConfigError`` naming every change that would alter what the run computes."""
+    """``(cfg, notes)``: the config a resumed run trains with and the log lines about it (module docstring)."""
     if not cfg.resumed_from:
         return cfg, []
     changed = {k: v for k, v in cfg.changed_on_resume.items() if k not in IGNORED}
@@ -48,8 +46,7 @@ def resume_config(cfg):
 
 
 def nothing_left(cfg):
-    """For a resume: a sentence when its newest checkpoint already finished ``max_epoch`` epochs (the run then
-    writes nothing), else None."""
+    """A sentence when the resumed run's newest checkpoint already has ``max_epoch`` epochs, else None."""
     path = find_resume_checkpoint(cfg.train.resume)
     arrays, _ = read_state_dict(path)
     if "epoch" not in arrays:
@@ -62,8 +59,7 @@ def nothing_left(cfg):
 
 
 def trained_class_names(meta, run_dir):
-    """The class names a run trains (index order): recorded in its checkpoint's metadata ``meta``, else in the
-    run folder's ``class_index.json``; None when neither says."""
+    """The run's class names (index order): from its checkpoint's ``meta``, else ``class_index.json``, else None."""
     from src.data.listing import load_class_index
 
     if meta.get("class_names"):
@@ -101,8 +97,7 @@ def check_same_classes(trained, class_to_idx, checkpoint):
 
 
 def check_group_size(run_dir, group_size, checkpoint):
-    """``CheckpointError`` when the run (its ``run.json``) trained on another number of devices: the data shards
-    and the steps per epoch would change."""
+    """``CheckpointError`` when the run (its ``run.json``) trained on another number of devices."""
     try:
         with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
             before = int(json.load(f)["group_size"])

@@ -191,8 +191,7 @@ def watch_engine_dumps() -> None:
 
 
 def collect_engine_dumps() -> List[str]:
-    """Moves the dumps the engine wrote into a watched working directory to ``<tmp>/cspdarknet53_engine_dumps``;
-    returns their new paths."""
+    """Moves the engine's new dumps in watched folders to ``<tmp>/cspdarknet53_engine_dumps``; their new paths."""
     moved, dest_dir = [], os.path.join(tempfile.gettempdir(), "cspdarknet53_engine_dumps")
     with _dump_lock:
         for cwd, before in _dump_watch.items():

@@ -178,6 +178,5 @@ def load_class_mapping(path: str) -> Dict[str, Target]:
 
 
 def trained_class_index(names: Sequence[str]) -> Dict[str, int]:
-    """The ``name -> index`` map of class names in index order (what ``checkpoint_model_info`` returns as
-    ``class_names``: recorded in the checkpoint, or read from the run folder's ``class_index.json``)."""
+    """``name -> index`` of class names in index order (``checkpoint_model_info``'s ``class_names``)."""
     return {str(n): i for i, n in enumerate(names)}

@@ -34,7 +34,6 @@ class DemoPaths:
     train: str
     val: str
     num_classes = len(CLASS_NAMES)
-    class_names = CLASS_NAMES
 
 
 def default_cache_dir() -> str:
@@ -117,8 +116,7 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
 
 
 def with_demo_data(cfg, split="train"):
-    """``(cfg, note)`` on the embedded slice: the demo profile for every key not set, the ``split``'s data (train:
-    validation on the val slice unless given)."""
+    """``(cfg, note)`` on the embedded slice (train: validated on its val slice) with the demo profile's defaults."""
     from src.errors import ConfigError
 
     demo = ensure_demo_dataset()

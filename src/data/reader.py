@@ -39,8 +39,7 @@ def cap_workers(requested: int, key: str) -> int:
 
 
 class SampleTally:
-    """Per pass: how often each sample id was served and came out of the transforms; ``notes``: why the reader
-    dropped one. Called from the engine's threads."""
+    """Per pass (from the engine's threads): each id's count served and out of the transforms; ``notes``: why cut."""
 
     def __init__(self):
         self.lock = threading.Lock()

@@ -522,8 +522,7 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
 
 def check_files(paths: Sequence[str], data_dir: str, where: str, *, verify: bool = True, manifest: Optional[str] = "",
                 log: Optional[logging.Logger] = None, **options) -> List[VerifyResult]:
-    """``verify_images`` of a dataset's files (``verify`` off: the cheap check) with one log line, each unusable file
-    named once (``report_unusable``)."""
+    """``verify_images`` of a dataset's files (``verify`` off: the cheap check), logged, unusable ones named once."""
     log, stats = log or logger, {}
     manifest = manifest_path(manifest, data_dir) if verify else None
     results = verify_images(paths, manifest=manifest, root=data_dir or None, decoder="mindspore" if verify else "cheap",
@@ -542,12 +541,10 @@ def summarize(results: Sequence[VerifyResult]) -> Dict[str, int]:
     return {OK: 0, CONVERT: 0, SKIP: 0, **Counter(r.status for r in results)}
 
 
-def report_unusable(results: Sequence[VerifyResult], log: Optional[logging.Logger] = None,
-                    where: str = "") -> List[Tuple[str, str]]:
-    """One warning per unusable file and a summary; returns ``[(path, reason)]``."""
+def report_unusable(results: Sequence[VerifyResult], log: logging.Logger, where: str = "") -> None:
+    """One warning per unusable file, and a summary."""
     from src.utils.paths import display_name
 
-    log = log or logger
     bad = [(r.path, r.reason) for r in results if r.status == SKIP]
     for path, reason in bad:
         log.warning("unusable image %s: %s", display_name(path), reason)
@@ -555,4 +552,3 @@ def report_unusable(results: Sequence[VerifyResult], log: Optional[logging.Logge
         crashed = sum(1 for _, r in bad if r.startswith(("the decoder crashed", "the decoder did not finish")))
         log.warning("skipped %d of %d image files%s that cannot be used (%d of them crash or hang the decoder); "
                     "each is named above", len(bad), len(results), f" under {where}" if where else "", crashed)
-    return bad
