@@ -34,6 +34,7 @@ class DemoPaths:
     train: str
     val: str
     num_classes = len(CLASS_NAMES)
+    class_names = CLASS_NAMES
 
 
 def default_cache_dir() -> str:
