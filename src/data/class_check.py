@@ -92,8 +92,7 @@ def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
     folders = list(dict.fromkeys(str(c) for c in data_classes))  # keep order, drop duplicates
     mapping = dict(mapping or {})
     class_to_idx: Dict[str, int] = {}
-    unknown: List[str] = []
-    ignored: List[str] = []
+    unknown, ignored = [], []
     for f in folders:
         if f in mapping:
             idx = _resolve_target(f, mapping[f], trained, by_index)
