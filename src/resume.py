@@ -10,6 +10,7 @@ import json
 import os
 
 from src.checkpoint import find_resume_checkpoint, read_state_dict
+from src.data.listing import load_class_index
 from src.errors import CheckpointError, ClassIndexError, ConfigError
 
 
@@ -60,8 +61,6 @@ def nothing_left(cfg):
 
 def trained_class_names(meta, run_dir):
     """The run's class names (index order): from its checkpoint's ``meta``, else ``class_index.json``, else None."""
-    from src.data.listing import load_class_index
-
     if meta.get("class_names"):
         try:
             return [str(n) for n in json.loads(meta["class_names"])]

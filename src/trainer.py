@@ -10,22 +10,31 @@ train step, so that validation, EMA, exact resume and per-step progress work the
 import atexit
 import math
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 import numpy as np
 
+from src.archs import resolve_preprocess
 from src.checkpoint import (CheckpointError, CheckpointManager, checkpoint_metadata, find_resume_checkpoint,
-                            restore_training_state, run_folder_of, training_state_entries)
-from src.config import resolve_is_distributed, save_config
+                            load_weights, restore_training_state, run_folder_of, training_state_entries)
+from src.config import resolve_amp_level, resolve_is_distributed, resolve_sink_mode, save_config
 from src.data import save_class_index
+from src.data.balance import class_weights_from_counts, describe_counts
+from src.data.pipeline import create_dataset_from_config
 from src.errors import ConfigError, DatasetError, Stopped
+from src.lr_generator import get_lr_from_config
 from src.reporting import MetricsWriter, ProgressLogger, StepBook, plot_curves
 from src.resume import check_group_size, check_same_classes, trained_class_names
+from src.sink import build_sink, train_one_epoch_sink
 from src.utils import signals
 from src.utils.fileio import check_output_dir, check_output_file
+from src.utils.run_folder import RunLock, check_not_locked, check_run_name, new_run_dir
+from src.utils.runtime import important_info
 from src.utils.seeding import seed_everything, set_augmentation_seed
+from src.utils.tensorboard import TensorBoardUnavailable, _tensorboardx, create_tensorboard_logger, epoch_scalars
 
 
 #: the files a run folder holds besides ckpt_<rank>/ (the output guard checks each before the run writes)
@@ -60,14 +69,8 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     """Data, network, optimizer, loss, train step and EMA for ``cfg`` on ``ctx``'s device and rank."""
     import mindspore as ms
 
-    from src.archs import resolve_preprocess
-    from src.checkpoint import load_weights
-    from src.data.pipeline import create_dataset_from_config
     from src.image_classification import create_model
     from src.loss import create_loss
-    from src.lr_generator import get_lr_from_config
-    from src.config import resolve_amp_level, resolve_sink_mode
-    from src.sink import build_sink
     from src.train_step import TrainStep, WeightEMA, apply_amp
     from src.utils.optimizers_init import create_optimizer
 
@@ -126,8 +129,6 @@ def _lr_array(optim, steps_per_epoch, build):
 
 def _class_weights(mode, data, num_classes, log):
     """The loss's per-class weights (None for none), logged with the class balance."""
-    from src.data.balance import class_weights_from_counts, describe_counts
-
     names = {i: n for n, i in data.class_to_idx.items()}
     log.info("class balance of the training data: %s", describe_counts(data.class_counts[:num_classes], names))
     weights = class_weights_from_counts(data.class_counts, num_classes, mode, data.class_to_idx)
@@ -208,8 +209,6 @@ def run_inputs(cfg, checkpoint=None, run_dir=None):
 def check_outputs(cfg):
     """Fails before any device work when an output cannot be written or is an input, the resumed run is in use,
     ``$CSPDARKNET53_RUN_NAME`` is bad (``src.utils.run_folder``) or ``pretrained`` does not exist."""
-    from src.utils.run_folder import check_not_locked, check_run_name
-
     if cfg.weights.pretrained and not os.path.exists(cfg.weights.pretrained):
         raise CheckpointError(f"pretrained={cfg.weights.pretrained!r}: no such checkpoint file")
     checkpoint = find_resume_checkpoint(cfg.train.resume) if cfg.train.resume else None
@@ -229,8 +228,6 @@ def check_outputs(cfg):
 
 def open_run(cfg, ctx, run_log, setup, start):
     """Claims (new) or locks (resumed) the run folder, attaches its log, writes its files; ``(run_dir, lock)``."""
-    from src.utils.run_folder import RunLock, new_run_dir
-
     key = "resume" if start.run_dir else "ckpt_path"
     run_dir = start.run_dir or new_run_dir(cfg.train.ckpt_path)
     inputs = run_inputs(cfg, start.checkpoint, start.run_dir)
@@ -259,9 +256,6 @@ class Run:
     """One run in its folder: its epochs, each epoch's end, a stop signal, the finish."""
 
     def __init__(self, cfg, ctx, setup, start, run_dir, log):
-        from src.sink import train_one_epoch_sink
-        from src.utils.tensorboard import create_tensorboard_logger
-
         self.cfg, self.ctx, self.setup, self.start, self.run_dir, self.log = cfg, ctx, setup, start, run_dir, log
         self.best_top1 = start.best_top1
         steps = setup.steps_per_epoch
@@ -332,7 +326,6 @@ class Run:
         if self.metrics is not None:
             self.metrics.write(**row)
         if self.tb is not None:
-            from src.utils.tensorboard import epoch_scalars
             self.tb.add_scalars((epoch + 1) * steps, epoch_scalars(row))
             self.tb.flush()
         if (epoch + 1) % cfg.train.ckpt_interval == 0 or last:
@@ -354,8 +347,6 @@ class Run:
 
     def stop(self, signum, epoch, step, step_losses):
         """Saves the position (unless saved already or nothing trained); raises ``Stopped`` saying how to resume."""
-        import signal
-
         name = signal.Signals(signum).name
         if (epoch, step) == (0, 0):
             raise Stopped(signum, f"stopped by {name} before the first step: nothing was trained, no checkpoint "
@@ -383,8 +374,6 @@ class Run:
 
 def fit(cfg, ctx, run_log, network_rewrites=None):
     """Trains ``cfg`` on ``ctx`` (see the module docstring); returns the exit status (0)."""
-    from src.utils.runtime import important_info
-
     log = run_log.log
     important_info(log, "start create network")
     setup = build_training(cfg, ctx, log, network_rewrites)
@@ -471,7 +460,6 @@ def check_data_paths(cfg):
         elif path and not os.path.exists(path):
             raise DatasetError(f"{k}: {path} does not exist")
     if cfg.train.tensorboard_dir:
-        from src.utils.tensorboard import TensorBoardUnavailable, _tensorboardx
         try:
             _tensorboardx()
         except TensorBoardUnavailable as err:

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 import numpy as np
 
-from src.errors import DatasetError
+from src.errors import ConfigError, DatasetError
 from src.utils.fileio import file_sha256
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -118,8 +118,6 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
 
 def with_demo_data(cfg, split="train"):
     """``(cfg, note)`` on the embedded slice (train: validated on its val slice) with the demo profile's defaults."""
-    from src.errors import ConfigError
-
     demo = ensure_demo_dataset()
     if cfg.is_explicit("num_classes") and cfg.model.num_classes != demo.num_classes:
         raise ConfigError(f"no data_dir given, so the embedded demo data ({demo.num_classes} classes) is used, "

@@ -9,6 +9,7 @@ import os
 from typing import Dict, List, Optional
 
 from src.errors import DatasetError
+from src.utils.fileio import write_json_atomic
 from src.utils.paths import display_name, entry_is_file, read_lines
 
 logger = logging.getLogger(__name__)
@@ -149,8 +150,6 @@ def read_table_file(path: str, what: str, error=DatasetError):
 
 def save_class_index(class_to_idx: Dict[str, int], path: str) -> None:
     """Write the class -> index map as JSON (atomically), ordered by index."""
-    from src.utils.fileio import write_json_atomic
-
     items = sorted(((str(k), int(v)) for k, v in class_to_idx.items()), key=lambda kv: kv[1])
     write_json_atomic(dict(items), path, indent=1, ensure_ascii=False)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from src.config import DataConfig, load_config
+
 
 def data_options(base=None, **keys):
     """``base`` (None: the defaults) with ``keys`` checked as command-line keys (``ConfigError``, or TypeError)."""
-    from src.config import DataConfig, load_config
-
     fields = {f.name for f in dataclasses.fields(DataConfig)}
     unknown = sorted(set(keys) - fields)
     if unknown:

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from src.data.checks import watch_engine_dumps
 from src.data.listing import MAX_LISTED
+from src.data.mindrecord import mindrecord_rows
 from src.data.options import data_options
 from src.data.reader import Rows, cap_workers, file_rows
 from src.data.transforms import batch_transforms, eval_transforms, parse_image_size, train_transforms
@@ -112,7 +113,6 @@ def create_dataset(data_dir, image_size, per_batch_size=None, *, mode="train", f
     common = dict(mode=mode, rank=rank, group_size=group_size, seed=int(seed), shuffle=shuffle,
                   class_to_idx=class_to_idx, num_classes=num_classes)
     if files is None and opts.dataset_format == "mindrecord":
-        from src.data.mindrecord import mindrecord_rows
         rows = mindrecord_rows(data_dir, workers=min(workers, 8), **common)
     else:
         rows = file_rows(data_dir, opts, files=files, where=where, workers=workers, **common)

@@ -12,6 +12,7 @@ from typing import Tuple
 import numpy as np
 
 from src.archs import EVAL_RESIZE_MODES
+from src.data.options import data_options
 from src.errors import DatasetError
 
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
@@ -52,7 +53,6 @@ def eval_resize_size(image_size, eval_resize: str = "squash", crop_pct: float = 
 def train_transforms(image_size, opts=None, **keys):
     """The per-image train ops for ``data_options(opts, **keys)`` (random erasing on the normalized CHW image)."""
     import mindspore.dataset.vision as V
-    from src.data.options import data_options
 
     o = data_options(opts, **keys)
     h, w = parse_image_size(image_size)

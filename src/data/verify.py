@@ -32,9 +32,11 @@ from collections import Counter, deque
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, OK, SKIP, check_image_file, scan_files
+from src.data.demo import default_cache_dir
 from src.errors import DatasetError
 from src.utils.fileio import atomic_path, free_space
 from src.utils.host import available_cpus
+from src.utils.paths import display_name
 
 logger = logging.getLogger(__name__)
 
@@ -312,8 +314,6 @@ def decoder_id(decoder: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> 
 
 def default_manifest_path(data_dir: str) -> str:
     """``DATA/.cspdarknet53_verified.jsonl`` if writable, else one named after the folder in the user cache."""
-    from src.data.demo import default_cache_dir
-
     data_dir = os.path.abspath(data_dir)
     if os.access(data_dir, os.W_OK):
         return os.path.join(data_dir, DEFAULT_MANIFEST_NAME)
@@ -543,8 +543,6 @@ def summarize(results: Sequence[VerifyResult]) -> Dict[str, int]:
 
 def report_unusable(results: Sequence[VerifyResult], log: logging.Logger, where: str = "") -> None:
     """One warning per unusable file, and a summary."""
-    from src.utils.paths import display_name
-
     bad = [(r.path, r.reason) for r in results if r.status == SKIP]
     for path, reason in bad:
         log.warning("unusable image %s: %s", display_name(path), reason)
