@@ -13,9 +13,7 @@ from mindspore.common import dtype as mstype
 
 def apply_amp(net, amp_level):
     """Casts ``net`` for ``amp_level`` (O2: float16 with BatchNorm in float32; O3: all float16)."""
-    if amp_level == "O0":
-        return net
-    return ms.amp.auto_mixed_precision(net, amp_level)
+    return net if amp_level == "O0" else ms.amp.auto_mixed_precision(net, amp_level)
 
 
 def _unscale(scale, grad):
@@ -88,8 +86,7 @@ class TrainStep(nn.Cell):
     def construct(self, images, labels):
         if self.dynamic:
             return self.step(images, labels)
-        loss = self.step(images, labels)
-        return loss, self.no_overflow, self.fixed_scale
+        return self.step(images, labels), self.no_overflow, self.fixed_scale
 
 
 class WeightEMA(nn.Cell):
@@ -108,8 +105,7 @@ class WeightEMA(nn.Cell):
         self.hyper_map = ops.HyperMap()
 
     def _update(self, decay, shadow, param):
-        new = shadow * decay + ops.cast(param, mstype.float32) * (1.0 - decay)
-        return ops.assign(shadow, new)
+        return ops.assign(shadow, shadow * decay + ops.cast(param, mstype.float32) * (1.0 - decay))
 
     def construct(self):
         t = self.updates + 1.0
