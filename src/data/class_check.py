@@ -138,15 +138,12 @@ def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
         res.kind = "mismatch"
         res.message = f"no class folder of {where} is left to evaluate after the mapping"
         return res
-    if missing:
-        base = (f"subset: {len(class_to_idx)} class folder(s) of {where} are classes of the model; "
-                f"{len(missing)} of its {len(trained)} classes have no folder: {_listing(missing)}")
-    else:
-        base = f"identical: the {len(folders)} class folder(s) of {where} are the model's classes ({source})"
-    res.kind = "mapped" if mapping and any(f in mapping for f in folders) else ("subset" if missing else "identical")
-    if res.kind == "mapped":
-        base = "mapped: " + base.split(": ", 1)[1] + f" (mapping applied to {sum(f in mapping for f in folders)} " \
-                                                     f"folder(s))"
+    mapped = sum(f in mapping for f in folders)
+    res.kind = "mapped" if mapping and mapped else ("subset" if missing else "identical")
+    base = (f"{len(class_to_idx)} class folder(s) of {where} are classes of the model; {len(missing)} of its "
+            f"{len(trained)} classes have no folder: {_listing(missing)}" if missing else
+            f"the {len(folders)} class folder(s) of {where} are the model's classes ({source})")
+    base = f"{res.kind}: {base}" + (f" (mapping applied to {mapped} folder(s))" if res.kind == "mapped" else "")
     res.message = base + (". " + "; ".join(notes) if notes else "")
     return res
 
