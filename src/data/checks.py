@@ -19,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from PIL import Image
+
 from src.utils.host import available_cpus
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,6 @@ def _sniff(head: bytes) -> str:
 
 def _pil_full_decode(path: str) -> Optional[str]:
     """Decode the whole file with PIL; return None if it decodes, else the reason."""
-    from PIL import Image
     try:
         with Image.open(path) as im:
             im.load()
@@ -89,7 +90,6 @@ def _dimensions(path: str, fd: int, size: int, fmt: str, head: bytes) -> Optiona
             abs(int.from_bytes(head[22:26], "little", signed=True))
     if fmt == "gif" and len(head) >= 10:
         return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
-    from PIL import Image
     try:
         with Image.open(path) as im:  # reads the header only
             return im.size
@@ -146,7 +146,6 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
 
 def pil_rgb_bytes(data, fmt: str = "BMP", **save_args) -> bytes:
     """An image (path or bytes) decoded by PIL -> RGB (alpha dropped) -> ``fmt`` bytes the engine decodes."""
-    from PIL import Image
     src = data if isinstance(data, (str, os.PathLike)) else io.BytesIO(bytes(data))
     with Image.open(src) as im:
         if im.mode == "P" and "transparency" in im.info:
