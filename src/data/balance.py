@@ -89,10 +89,7 @@ def class_weights_from_counts(counts: Optional[Sequence[int]], num_classes: int,
 def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
     raw = shares / shares.sum() * total
     q = np.floor(raw).astype(np.int64)
-    rest = total - int(q.sum())
-    if rest > 0:
-        order = np.argsort(-(raw - q), kind="stable")  # ties: the lower class index first
-        q[order[:rest]] += 1
+    q[np.argsort(-(raw - q), kind="stable")[:total - int(q.sum())]] += 1  # ties: the lower class index first
     return q
 
 
