@@ -60,10 +60,6 @@ class TrainingSetup:
     def steps_per_epoch(self):
         return self.data.steps_per_epoch
 
-    @property
-    def global_step(self):
-        return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
-
 
 def build_training(cfg, ctx, log, network_rewrites=None):
     """Data, network, optimizer, loss, train step and EMA for ``cfg`` on ``ctx``'s device and rank."""
@@ -418,9 +414,10 @@ def log_setup(cfg, ctx, setup, start, run_dir, log):
                  setup.sink.kind)
     if start.checkpoint:
         position = start.epoch * steps + start.step
+        global_step = int(setup.optimizer.global_step.asnumpy().reshape(-1)[0])
         log.info("resumed from %s: %d epochs done%s, global step %d, next lr %.6g", start.checkpoint, start.epoch,
                  f" and {start.step} steps of epoch {start.epoch + 1} (replayed without training to restore the "
-                 "data position)" if start.step else "", setup.global_step, setup.lr[min(position, len(setup.lr) - 1)])
+                 "data position)" if start.step else "", global_step, setup.lr[min(position, len(setup.lr) - 1)])
 
 
 def validate(setup, ctx):
