@@ -15,11 +15,10 @@ import sys
 
 from model_utils.entry import run_entry
 from src.export_job import export_job
-from src.export_utils import ExportError
 
 
 def main(argv=None):
-    return run_entry(export_job, argv, log_name="export", uses_data=False, extra_errors=(ExportError,), quiet=True)
+    return run_entry(export_job, argv, log_name="export", uses_data=False, quiet=True)
 
 
 if __name__ == "__main__":
