@@ -171,7 +171,7 @@ def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter
 
     lo, hi = math.log(1.0 / t_max), math.log(1.0 / t_min)   # over log b, b = 1/T
     before = total(_nll_sum(z, y, 1.0))[0]
-    hit = None
+    hit, it = None, 0
     if slope(lo) >= 0:
         log_b, hit, it = lo, "max", 0
     elif slope(hi) <= 0:
