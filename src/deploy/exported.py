@@ -1,14 +1,9 @@
-"""An exported model used the way its record says: the eval preprocessing, the class names and the
-calibration temperature come from the file itself (``src.deploy.record``), so ``predict.py --model_path=...``
-and other Python callers need no flags.
+"""An exported model run the way its record says (preprocessing, class names, temperature from the file):
 
-    model = ExportedModel("net.onnx")
-    model.predict(["cat.jpg"], topk=5, tta="flip")   # [{"file", "top": [(index, name, probability), ...]}]
+    ExportedModel("net.onnx").predict(["cat.jpg"], topk=5, tta="flip")   # [{"file", "top": [(i, name, p), ...]}]
 
-onnxruntime runs an ONNX model (FP32 or the INT8 QDQ model of ``src.deploy.quantize``; without onnxruntime,
-``ExportError`` says what to install); MindSpore runs a MINDIR one (``mindspore.load`` + ``nn.GraphCell``, its
-record in the sidecar ``<model>.json``). Images are preprocessed by MindSpore's eval transforms
-(``src.data.transforms.eval_transforms``) one by one, exactly as eval.py and the C++ app do.
+ONNX runs in onnxruntime, MINDIR in MindSpore (record in the sidecar); images go through MindSpore's eval
+transforms one by one, as eval.py and the C++ app do.
 """
 import os
 
