@@ -300,13 +300,8 @@ def sidecar_path(model_path):
 
 
 def is_sidecar_record(path):
-    """True when ``path`` is a JSON file holding a model record (the output guard's test before replacing a
-    sidecar)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f).get("format") == RECORD_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    from src.analysis.calibration import json_format
+    return json_format(path) == RECORD_FORMAT
 
 
 def _is_onnx(path):
