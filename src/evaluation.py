@@ -54,12 +54,11 @@ def topk_correct(logits, labels, k=5):
     return top1, topk
 
 
-def evaluate(net, dataset, rank=0, group_size=1, limit=None, collect_logits=False, on_batch=None):
+def evaluate(net, dataset, rank=0, group_size=1, limit=None, on_batch=None):
     """Scores ``net`` (in eval mode, at its precision) on every image of ``dataset`` (a ``DatasetBundle`` or a
     MindSpore dataset of ``(image NCHW float32, label)``): an ``EvalResult``, summed over ranks when
     ``group_size > 1`` (every rank must call this). ``limit``: count only the first samples (an eval bundle's
-    ``num_images`` by default). ``collect_logits`` keeps this rank's logits and labels in ``result.extra``;
-    ``on_batch(logits, labels)`` sees every counted batch."""
+    ``num_images`` by default). ``on_batch(logits, labels)`` sees every counted batch."""
     import mindspore as ms
 
     ds = getattr(dataset, "dataset", dataset)
@@ -68,7 +67,6 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, collect_logits=Fals
     top1 = top5 = total = steps = 0
     timed_images, timed_seconds = 0, 0.0
     seen_shapes = set()
-    all_logits, all_labels = [], []
     start = previous_end = time.perf_counter()
     for images, labels in signals.guarded(ds.create_tuple_iterator(output_numpy=True, num_epochs=1)):
         if limit is not None and total >= limit:
@@ -94,18 +92,12 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, collect_logits=Fals
         top5 += c5
         total += n
         steps += 1
-        if collect_logits:
-            all_logits.append(logits)
-            all_labels.append(labels)
     seconds = time.perf_counter() - start
     if timed_images and timed_seconds > 0:
         ips = timed_images / timed_seconds
     else:  # a single batch shape seen once: only the compile-inclusive rate exists
         ips = total / seconds if seconds > 0 else 0.0
     extra = {"compiled_shapes": len(seen_shapes), "timed_images": timed_images}
-    if collect_logits:
-        extra["logits"] = np.concatenate(all_logits) if all_logits else np.zeros((0, 0), np.float32)
-        extra["labels"] = np.concatenate(all_labels) if all_labels else np.zeros((0,), np.int64)
     collective = group_size > 1
     if hasattr(dataset, "account"):  # a DatasetBundle: fewer samples than it holds is a warning naming them
         dataset.account(total, "evaluation", zero_is_error=not collective)
