@@ -16,7 +16,6 @@ __all__ = ["RESULT_NAME", "evaluate_job", "select_checkpoints", "label_check", "
 RESULT_NAME = "eval_result.json"
 
 
-# ------------------------------------------------------------------------------------------------ checkpoints
 def select_checkpoints(cfg, log):
     """``(specs, unreadable)``: a ``ModelSpec`` per checkpoint to score, ``[(checkpoint, error)]`` for those of a
     folder that cannot be read; the checkpoints of a folder must agree on their classes and preprocessing."""
@@ -56,7 +55,6 @@ def _describe(spec, key):
     return ", ".join(f"{k}={v}" for k, v in spec.preprocess.items())
 
 
-# ------------------------------------------------------------------------------------------------ labels
 def _imagenet_class_index(data_dir, num_classes):
     """``{folder: ImageNet index}`` when a 1000-class model meets a subset of ImageNet's synset folders; else None."""
     if num_classes != 1000 or not data_dir or not os.path.isdir(data_dir):
@@ -125,7 +123,6 @@ def class_names_for(spec, bundle, num_classes, imagenet_labels, data_list):
     return [folders.get(i, generic[i]) for i in range(num_classes)]
 
 
-# ------------------------------------------------------------------------------------------------ data
 def _eval_data(cfg):
     """``(cfg, note)``: the embedded demo val slice when no data is given; else the data checked to exist."""
     from src.data.demo import with_demo_data
@@ -147,7 +144,6 @@ def _inputs(cfg):
                              cfg.config_path) if p)
 
 
-# ------------------------------------------------------------------------------------------------ scoring
 def analysis_dirs(ckpts, run_dir):
     """The run folder for one checkpoint's analysis files, ``<run>/<checkpoint stem>/`` for several."""
     if len(ckpts) == 1:
@@ -233,7 +229,6 @@ def _load(spec, cfg, ctx, rewrites, cache):
     return net, report
 
 
-# ------------------------------------------------------------------------------------------------ results
 def result_record(spec, result, report, precision, device, data, analysis=None):
     """One checkpoint's record in eval_result.json: counts, model, data (``images_listed`` only when it differs
     from the images scored) and the analysis summary (macro P/R/F1, confused pairs, worst mistakes)."""
@@ -281,7 +276,6 @@ def _ranking(records):
                               f"{100 * r['top5']:6.2f}%  {r['images']}" for r in ranked])
 
 
-# ------------------------------------------------------------------------------------------------ calibration
 def _calibration_plan(cfg, specs, log):
     """Per checkpoint, before any work: ``{"record": the calibration record applied, "path": its file (or where
     one was looked for), "write": where calibrate writes one (output-guarded), "sha256": the checkpoint's}``."""
@@ -392,7 +386,6 @@ def _reliability_png(plain, after, folder, cfg, log):
         return None
 
 
-# ------------------------------------------------------------------------------------------------ the job
 def _open_run_folder(cfg, ctx, specs, run_log):
     """``<log_path>/eval_<timestamp>/`` with the rank's log; on rank 0 ``config.yaml`` (the keys eval reads, with
     the values the run uses) and ``run.json``."""

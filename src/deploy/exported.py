@@ -15,7 +15,7 @@ __all__ = ["ExportedModel"]
 
 
 class ExportedModel:
-    def __init__(self, path, threads=0):
+    def __init__(self, path):
         from src.deploy.record import read_model_record
 
         path = os.fspath(path)
@@ -23,13 +23,8 @@ class ExportedModel:
         if kind not in (".onnx", ".mindir"):
             raise ExportError(f"{path}: expected an exported .onnx or .mindir model (AIR files run on Ascend only, "
                               "in the C++ app)")
-        if not os.path.isfile(path):
-            raise ModelRecordError(f"model file not found: {path}")
-        self.record, self.record_source = read_model_record(path, required=True)
-        if kind == ".onnx":
-            self._run = self._onnx_runner(path, threads)
-        else:
-            self._run = self._mindir_runner(path)
+        self.record, self.record_source = read_model_record(path, required=True)  # a missing file: ModelRecordError
+        self._run = self._onnx_runner(path) if kind == ".onnx" else self._mindir_runner(path)
         self.batch = self.record["input"]["shape"][0]
         self.path = path
         cal = self.record.get("calibration")
@@ -37,15 +32,13 @@ class ExportedModel:
         self._ops = None
 
     @staticmethod
-    def _onnx_runner(path, threads):
+    def _onnx_runner(path):
         try:
             import onnxruntime as ort
         except ImportError as err:
             raise ExportError(f"running {path} needs onnxruntime ({err}): pip install onnxruntime==1.32.0") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
         try:
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own error types: a file it cannot load
@@ -67,10 +60,6 @@ class ExportedModel:
             out = cell(ms.Tensor(batch))
             return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
         return run
-
-    @property
-    def class_names(self):
-        return self.record.get("class_names")
 
     def preprocess(self, image_path):
         """CHW float32 input of one image file, as the record says (eval transforms with its mean/std)."""
@@ -113,7 +102,7 @@ class ExportedModel:
         if not np.isfinite(logits).all():
             raise ModelRecordError(f"{self.path} gives non-finite logits; no prediction")
         probs = softmax(logits, self.temperature)
-        names = self.class_names
+        names = self.record.get("class_names")
         out = []
         for path, row in zip(image_paths, probs):
             order = np.argsort(-row, kind="stable")[:int(topk)]

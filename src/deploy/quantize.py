@@ -35,7 +35,6 @@ def require_onnx_tools():
     return onnx, onnxruntime, quantization
 
 
-# ---------------------------------------------------------------------------------------------- calibration data
 def select_images(data_dir, counts, seed=0):
     """``([(rel_paths, labels), ...], class_to_idx)``: disjoint image sets of the ImageFolder ``data_dir``, one per
     entry of ``counts``, taken in turn from each class (seeded shuffle within a class), each sorted by path; a
@@ -109,7 +108,6 @@ def _reader(batches, input_name, quantization):
     return Reader()
 
 
-# ---------------------------------------------------------------------------------------------- onnxruntime
 def _input_name(path, onnxruntime):
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
@@ -288,7 +286,6 @@ def quantize_exported(fp32_path, out_path, data_dir, record, num_images=300, see
     return info
 
 
-# ---------------------------------------------------------------------------------------------- OpenVINO
 def quantize_openvino(fp32_path, out_xml, batches, *, ignored_nodes=(), preset="performance", subset_size=None):
     """Writes an INT8 OpenVINO IR (``out_xml`` + ``.bin``) of the ONNX ``fp32_path`` by NNCF on ``batches``, its
     record in the sidecar ``<out_xml>.json``; returns a dict describing it."""

@@ -25,7 +25,6 @@ _MODEL_METADATA_FIELD = 14   # ModelProto.metadata_props (repeated StringStringE
 _MODEL_GRAPH_FIELD = 7       # ModelProto.graph
 
 
-# ---------------------------------------------------------------------------------------------- building
 def _class_names(info, num_classes):
     """The checkpoint's class names; for a 1000-class model without them the ImageNet-1k table; else None."""
     names, source = info.get("class_names"), info.get("class_names_source")
@@ -85,7 +84,6 @@ def with_calibration(record, calibration):
     return out
 
 
-# ---------------------------------------------------------------------------------------------- checking
 def _fail(where, message):
     raise ModelRecordError(f"{where}: model record {message}")
 
@@ -155,7 +153,6 @@ def describe_record(record):
             + (f", temperature {cal['temperature']:.4g}" if cal else ""))
 
 
-# ---------------------------------------------------------------------------------------------- ONNX metadata
 def _varint(buf, pos):
     result = shift = 0
     while True:
@@ -293,7 +290,6 @@ def set_onnx_metadata(path, entries):
     return path
 
 
-# ---------------------------------------------------------------------------------------------- files
 def sidecar_path(model_path):
     """``<model file>.json``: where a MINDIR/AIR model's record lives."""
     return os.fspath(model_path) + SIDECAR_SUFFIX
