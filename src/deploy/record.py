@@ -7,7 +7,6 @@ sidecar ``<model file>.json``.
 """
 import json
 import os
-import tempfile
 
 from src.errors import ModelRecordError
 from src.utils.fileio import file_sha256
@@ -170,14 +169,15 @@ def _varint(buf, pos):
 
 def _encode_varint(n):
     out = bytearray()
-    while True:
-        b = n & 0x7F
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
         n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return bytes(out + bytes([n]))
+
+
+def _length_delimited(num, data):
+    """A serialized length-delimited field (wire type 2) ``num`` holding ``data``."""
+    return _encode_varint(num << 3 | 2) + _encode_varint(len(data)) + data
 
 
 def _fields(buf):
@@ -206,15 +206,9 @@ def _fields(buf):
 
 def _entry(buf):
     """``(key, value)`` of a serialized StringStringEntryProto."""
-    key = value = ""
-    for num, wire, _, payload, end in _fields(buf):
-        if wire == 2 and num in (1, 2):
-            text = bytes(buf[payload:end]).decode("utf-8")
-            if num == 1:
-                key = text
-            else:
-                value = text
-    return key, value
+    text = {num: bytes(buf[payload:end]).decode("utf-8") for num, wire, _, payload, end in _fields(buf)
+            if wire == 2 and num in (1, 2)}
+    return text.get(1, ""), text.get(2, "")
 
 
 def _read_onnx(path):
@@ -266,27 +260,14 @@ def set_onnx_metadata(path, entries):
             if key in entries:
                 continue
         keep.append((start, end))
-    tail = bytearray()
-    for key, value in entries.items():
-        body = bytearray()
-        for num, text in ((1, key), (2, value)):
-            data = str(text).encode("utf-8")
-            body += _encode_varint((num << 3) | 2) + _encode_varint(len(data)) + data
-        tail += _encode_varint((_MODEL_METADATA_FIELD << 3) | 2) + _encode_varint(len(body)) + body
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for start, end in keep:
-                f.write(buf[start:end])
-            f.write(tail)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    tail = b"".join(_length_delimited(_MODEL_METADATA_FIELD, _length_delimited(1, str(key).encode("utf-8"))
+                                      + _length_delimited(2, str(value).encode("utf-8")))
+                    for key, value in entries.items())
+    from src.utils.fileio import atomic_path
+    with atomic_path(path, mode=os.stat(path).st_mode & 0o7777) as tmp, open(tmp, "wb") as f:
+        for start, end in keep:
+            f.write(buf[start:end])
+        f.write(tail)
     return path
 
 
