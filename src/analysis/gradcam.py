@@ -34,27 +34,19 @@ def _cells(net):
         def construct(self, features):
             return ops.cast(self.model.forward_head(features), ms.float32)
 
-    class _ClassScore(nn.Cell):
-        """sum_n onehot_n . logits_n: its gradient w.r.t. the features is every image's own d score_c / d A."""
+    class _ScoreGrad(nn.Cell):
+        """d sum_n onehot_n . logits_n / d features: every image's own d logit_c / d A (logits weighted by onehot)."""
 
         def __init__(self, logits):
             super().__init__(auto_prefix=False)
             self.logits = logits
+            self.grad = ops.GradOperation(sens_param=True)  # w.r.t. the first input: the feature map
 
         def construct(self, features, onehot):
-            return ops.sum(self.logits(features) * onehot)
-
-    class _ScoreGrad(nn.Cell):
-        def __init__(self, score):
-            super().__init__(auto_prefix=False)
-            self.score = score
-            self.grad = ops.GradOperation()  # w.r.t. the first input: the feature map
-
-        def construct(self, features, onehot):
-            return self.grad(self.score)(features, onehot)
+            return self.grad(self.logits)(features, onehot)
 
     logits = _Logits(net)
-    return _Features(net), logits, _ScoreGrad(_ClassScore(logits))
+    return _Features(net), logits, _ScoreGrad(logits)
 
 
 @dataclass
