@@ -113,16 +113,9 @@ def use_accurate_mish(net):
 
 
 def run_mindir(path, inputs):
-    """Runs an exported MINDIR: ``nn.GraphCell(mindspore.load(path))`` on ``inputs``; returns NumPy."""
-    import mindspore as ms
-    from mindspore import nn
-
-    graph = ms.load(os.fspath(path))
-    cell = nn.GraphCell(graph)
-    out = cell(ms.Tensor(np.ascontiguousarray(inputs)))
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    return out.asnumpy()
+    """Runs an exported MINDIR on ``inputs``; returns NumPy."""
+    from src.deploy.exported import mindir_runner
+    return mindir_runner(path)(inputs)
 
 
 def onnxruntime_available():
@@ -132,13 +125,8 @@ def onnxruntime_available():
 
 def run_onnx(path, inputs):
     """Runs an exported ONNX file with onnxruntime on the CPU; returns the first output."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(inputs)})[0]
+    from src.deploy.exported import onnx_runner
+    return onnx_runner(path)(inputs)
 
 
 @dataclass

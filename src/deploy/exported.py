@@ -11,8 +11,41 @@ import numpy as np
 
 from src.errors import ExportError, ModelRecordError
 
-__all__ = ["ExportedModel"]
+__all__ = ["ExportedModel", "onnx_runner", "mindir_runner"]
 
+
+def onnx_runner(path, threads=0):
+    """``batch -> first output`` of an ONNX file in onnxruntime on the CPU."""
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise ExportError(f"running {path} needs onnxruntime ({err}): pip install onnxruntime==1.32.0") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's own error types: a file it cannot load
+        raise ModelRecordError(f"onnxruntime cannot load {path}: {str(err).splitlines()[0][:300]}") from None
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: np.ascontiguousarray(batch)})[0]
+
+
+def mindir_runner(path):
+    """``batch -> first output`` of a MINDIR file (``mindspore.load`` + ``nn.GraphCell``), as NumPy."""
+    import mindspore as ms
+    from mindspore import nn
+
+    try:
+        cell = nn.GraphCell(ms.load(os.fspath(path)))
+    except (RuntimeError, ValueError) as err:
+        raise ModelRecordError(f"MindSpore cannot load {path}: {str(err).splitlines()[0][:300]}") from None
+
+    def run(batch):
+        out = cell(ms.Tensor(np.ascontiguousarray(batch)))
+        return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
+    return run
 
 class ExportedModel:
     def __init__(self, path):
@@ -24,42 +57,12 @@ class ExportedModel:
             raise ExportError(f"{path}: expected an exported .onnx or .mindir model (AIR files run on Ascend only, "
                               "in the C++ app)")
         self.record, self.record_source = read_model_record(path, required=True)  # a missing file: ModelRecordError
-        self._run = self._onnx_runner(path) if kind == ".onnx" else self._mindir_runner(path)
+        self._run = onnx_runner(path) if kind == ".onnx" else mindir_runner(path)
         self.batch = self.record["input"]["shape"][0]
         self.path = path
         cal = self.record.get("calibration")
         self.temperature = float(cal["temperature"]) if cal else 1.0
         self._ops = None
-
-    @staticmethod
-    def _onnx_runner(path):
-        try:
-            import onnxruntime as ort
-        except ImportError as err:
-            raise ExportError(f"running {path} needs onnxruntime ({err}): pip install onnxruntime==1.32.0") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own error types: a file it cannot load
-            raise ModelRecordError(f"onnxruntime cannot load {path}: {str(err).splitlines()[0][:300]}") from None
-        name = session.get_inputs()[0].name
-        return lambda batch: session.run(None, {name: batch})[0]
-
-    @staticmethod
-    def _mindir_runner(path):
-        import mindspore as ms
-        from mindspore import nn
-
-        try:
-            cell = nn.GraphCell(ms.load(path))
-        except (RuntimeError, ValueError) as err:
-            raise ModelRecordError(f"MindSpore cannot load {path}: {str(err).splitlines()[0][:300]}") from None
-
-        def run(batch):
-            out = cell(ms.Tensor(batch))
-            return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
-        return run
 
     def preprocess(self, image_path):
         """CHW float32 input of one image file, as the record says (eval transforms with its mean/std)."""

@@ -217,14 +217,9 @@ def quantize_onnx(fp32_path, out_path, batches, *, calibrate_method="minmax", pe
 
 def run_onnx_batches(path, batches, threads=0):
     """Logits of an ONNX model over a list of NCHW batches, concatenated (onnxruntime, CPU)."""
-    _, onnxruntime, _ = require_onnx_tools()
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: b})[0] for b in batches])
+    from src.deploy.exported import onnx_runner
+    run = onnx_runner(path, threads)
+    return np.concatenate([run(b) for b in batches])
 
 
 #: images of the calibration folder held out of the calibration to check the INT8 model against the FP32 one
