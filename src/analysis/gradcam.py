@@ -1,10 +1,8 @@
 """Grad-CAM (Selvaraju et al., ICCV 2017) for the project's classifiers, and heatmap overlays.
 
-For images ``x`` and a class ``c`` per image (the predicted one by default): ``A = forward_features(x)``
-(stride 32), ``alpha_k = mean_ij d logit_c / d A_k(i, j)``, ``cam = ReLU(sum_k alpha_k A_k)``, upsampled
-bilinearly to the input size (half-pixel centres, as PIL / PyTorch's ``align_corners=False``) and scaled per
-image to [0, 1] (zeros when constant). The gradient comes from a graph-compiled Cell; the network is in eval
-mode, so each image is independent. Overlays use matplotlib's colour map when installed, else a built-in jet.
+``alpha_k = mean_ij d logit_c / d A_k(i, j)`` over the feature map ``A = forward_features(x)``, ``cam = ReLU(sum_k
+alpha_k A_k)`` upsampled bilinearly (half-pixel centres, as PIL / PyTorch's ``align_corners=False``) and scaled
+per image to [0, 1]. Overlays use matplotlib's colour map, else a built-in jet.
 """
 import os
 
