@@ -40,8 +40,7 @@ class ProgressLogger:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.run_start = time.time()
         self.steps_done = 0  # in this process, for the ETA
-        self.epoch_start = self.window_start = time.time()
-        self.window_steps = self.epoch_steps = self.steps_done_before = 0
+        self.epoch_begin()
 
     def epoch_begin(self, done=0):
         """An epoch starts (or continues after ``done`` steps, in a resumed run)."""
@@ -49,12 +48,9 @@ class ProgressLogger:
         self.window_steps = self.epoch_steps = 0
         self.steps_done_before = int(done)
 
-    def _eta(self):
+    def _eta(self):  # after at least one step
         total = (self.max_epoch - self.start_epoch) * self.steps_per_epoch - self.start_step
-        if self.steps_done == 0:
-            return float("nan")
-        per_step = (time.time() - self.run_start) / self.steps_done
-        return per_step * (total - self.steps_done)
+        return (time.time() - self.run_start) / self.steps_done * (total - self.steps_done)
 
     def step_end(self, epoch, step_in_epoch, loss, lr):
         """Counts a step; on the steps it logs, returns the images/s since the last logged step (else None)."""
@@ -70,12 +66,11 @@ class ProgressLogger:
             self.stream.flush()
         if step_in_epoch % self.log_interval == 0 or step_in_epoch == self.steps_per_epoch:
             fps = self.global_batch * self.window_steps / max(now - self.window_start, 1e-9)
-            eta = self._eta()
             if self.tty:
                 self.stream.write("\n")
             self.log.info(f"epoch[{epoch}], step[{step_in_epoch}/{self.steps_per_epoch}], loss: {loss:.4f}, "
                           f"lr: {lr:.6g}, imgs/sec: {fps:.2f}, elapsed: {_format_duration(now - self.run_start)}, "
-                          f"ETA: {'?' if math.isnan(eta) else _format_duration(eta)}")
+                          f"ETA: {_format_duration(self._eta())}")
             self.window_start, self.window_steps = now, 0
             return fps
         return None
