@@ -17,11 +17,8 @@ def check_tta(tta):
 
 
 def flip_images(images):
-    """The batch mirrored left-right: NCHW, the last axis reversed."""
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"expected an NCHW batch, got shape {images.shape}")
-    return np.ascontiguousarray(images[..., ::-1])
+    """The NCHW batch mirrored left-right (the last axis reversed)."""
+    return np.ascontiguousarray(np.asarray(images)[..., ::-1])
 
 
 def tta_logits(predict, images, tta="flip"):
@@ -31,8 +28,6 @@ def tta_logits(predict, images, tta="flip"):
     if tta == "none":
         return out
     flipped = np.asarray(predict(flip_images(images)))
-    if flipped.shape != out.shape:
-        raise ValueError(f"the flipped batch gave logits of shape {flipped.shape}, the batch {out.shape}")
     mean = (out.astype(np.float32) + flipped.astype(np.float32)) * np.float32(0.5)
     return mean.astype(out.dtype) if out.dtype == np.float16 else mean
 
