@@ -154,10 +154,8 @@ def analysis_dirs(ckpts, run_dir):
 
 
 def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes, temperature=None, keep_logits=False):
-    """``(EvalResult, EvalAccumulator or None)`` of ``net`` on ``bundle``, over all ranks. Non-finite outputs are a
-    ``CheckpointError``. When the labels fit the model, ``result.extra["calibration"]`` holds the reliability
-    statistics at temperature 1 and at ``temperature``; ``keep_logits`` keeps this rank's logits and labels in
-    ``result.extra["held_out"]`` (for fitting a temperature)."""
+    """``(EvalResult, EvalAccumulator or None)`` over all ranks (non-finite outputs: ``CheckpointError``), with
+    ``extra["calibration"]`` (reliability at T=1 and at ``temperature``) and, ``keep_logits``, ``extra["held_out"]``."""
     import numpy as np
 
     from src.analysis.calibration import DEFAULT_BINS, calibration_sums, reliability_from_sums

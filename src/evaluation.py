@@ -55,10 +55,8 @@ def topk_correct(logits, labels, k=5):
 
 
 def evaluate(net, dataset, rank=0, group_size=1, limit=None, on_batch=None):
-    """Scores ``net`` (in eval mode, at its precision) on every image of ``dataset`` (a ``DatasetBundle`` or a
-    MindSpore dataset of ``(image NCHW float32, label)``): an ``EvalResult``, summed over ranks when
-    ``group_size > 1`` (every rank must call this). ``limit``: count only the first samples (an eval bundle's
-    ``num_images`` by default). ``on_batch(logits, labels)`` sees every counted batch."""
+    """The ``EvalResult`` of ``net`` (eval mode) on every image of ``dataset`` (a bundle or ``(image, label)`` rows),
+    summed over ranks; ``limit``: count only the first samples; ``on_batch(logits, labels)``: a hook."""
     import mindspore as ms
 
     ds = getattr(dataset, "dataset", dataset)

@@ -43,10 +43,8 @@ def _new_file_mode():
 
 
 def export_network(net, inputs, file_name, file_format="MINDIR", before_publish=None):
-    """Exports ``net`` traced with ``inputs`` to ``file_name`` (an existing file is replaced) and returns its path.
-    ``before_publish(staged path)`` (the check) runs before the file is moved into place: an error or a stop
-    signal before that leaves no file.
-    """
+    """Exports ``net`` traced with ``inputs`` to ``file_name`` (replaced) and returns its path; ``before_publish(staged
+    path)`` runs before the move into place, so an error or a stop before that leaves no file."""
     import mindspore as ms
 
     fmt = file_format.upper()

@@ -98,10 +98,8 @@ def _numpy_runner(net):
 
 
 def predict_files(net, files, cfg, spec, on_batch=None, tta="none", temperature=1.0):
-    """``(softmax(logits / temperature) [N, K] of the readable files in order, {file: reason} of the skipped)``
-    with eval's preprocessing (``spec.preprocess``) and ``tta``. ``net``: a cell or a function of a NumPy batch.
-    ``on_batch(images, files, start)`` sees each batch's inputs (Grad-CAM). Dropped images or non-finite outputs
-    are errors."""
+    """``(softmax(logits / temperature) of the readable files, {skipped file: reason})`` with eval's preprocessing;
+    ``net``: a cell or a NumPy batch function; ``on_batch(images, files, start)``: a hook (Grad-CAM)."""
     from src.analysis.calibration import softmax
     from src.data import create_dataset
     from src.deploy.tta import tta_logits

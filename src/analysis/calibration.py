@@ -67,9 +67,8 @@ def nll(logits, labels, temperature=1.0):
 
 
 def reliability(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
-    """Reliability statistics of the top-1 predictions over ``bins`` equal-width confidence bins:
-    ``{"bins", "edges" (bins + 1), "count", "accuracy", "confidence" (per bin; NaN where empty), "ece", "nll",
-    "accuracy_top1", "mean_confidence", "temperature", "images"}``."""
+    """Reliability statistics of the top-1 predictions over ``bins`` equal-width bins (per-bin count, accuracy,
+    confidence; NaN where empty), with ECE, NLL, top-1 accuracy and mean confidence."""
     return reliability_from_sums(calibration_sums(logits, labels, bins, temperature), bins, temperature)
 
 
@@ -281,9 +280,8 @@ def calibration_for(checkpoint, calibration_file, checkpoint_sha256=None):
 
 
 def plot_reliability(stats, path, after=None, title=None, dpi=100):
-    """Draws the reliability diagram of ``reliability`` stats to ``path`` (PNG; returns the absolute path):
-    per bin accuracy bars against the diagonal, mean confidence as dots, image counts below; ``after`` (the
-    stats at the fitted temperature) as a second series. ``PlottingUnavailable`` without matplotlib."""
+    """Draws the reliability diagram of ``reliability`` stats (and ``after``, at another temperature) to ``path``;
+    returns the absolute path. ``PlottingUnavailable`` without matplotlib."""
     from src.analysis.plots import _matplotlib
     from src.utils.fileio import atomic_path
 

@@ -108,9 +108,8 @@ class GradCAM:
         return self._grad(features, ms.Tensor(onehot)).asnumpy().astype(np.float32)
 
     def __call__(self, images, class_index=None, output_size=None):
-        """images: (N, 3, H, W) network inputs (preprocessed as eval). class_index: None (the predicted
-        class), one class for all images, or one per image. output_size: (H, W) of the heatmaps (default
-        the input's)."""
+        """Grad-CAM of eval-preprocessed (N, 3, H, W) ``images`` for ``class_index`` (None: the predicted class; one
+        for all, or one per image), heatmaps of ``output_size`` (default: the input's)."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise ValueError(f"images must be (N, 3, H, W), got shape {images.shape}")
@@ -215,9 +214,8 @@ def overlay_cam(image, cam, alpha=0.5, colormap="jet"):
 
 def save_cam_overlay(image, cam, path, alpha=0.5, colormap="jet", caption=None, side_by_side=False,
                      min_size=160):
-    """Writes the overlay (beside the image with ``side_by_side``, a ``caption`` line under it) as PNG to
-    ``path`` atomically; returns the absolute path. Images under ``min_size`` pixels are enlarged pixel by
-    pixel."""
+    """Writes the overlay (beside the image with ``side_by_side``, ``caption`` under it) to the PNG ``path``; returns
+    its absolute path. Images under ``min_size`` pixels are enlarged pixel by pixel."""
     from PIL import Image, ImageDraw
 
     from src.analysis.plots import _fit, _font, _save_png, load_rgb

@@ -61,9 +61,8 @@ def select_images(data_dir, counts, seed=0):
 
 
 def image_batches(files, record, batch_size=1, where="images"):
-    """``(batches, files used)``: float32 NCHW arrays of ``batch_size`` images of ``files`` (the last one padded by
-    repeating images: an exported model has a fixed batch), eval-preprocessed as ``record`` says (unreadable
-    files skipped with a warning)."""
+    """``(batches, files used)``: eval-preprocessed NCHW float32 batches of ``files`` as ``record`` says, the last
+    padded by repeating images (an exported model has a fixed batch)."""
     from src.data.pipeline import create_dataset
     from src.deploy.record import record_preprocess
     from src.utils import signals
@@ -234,10 +233,8 @@ def int8_path(fp32_path):
 
 def quantize_exported(fp32_path, out_path, data_dir, record, num_images=300, seed=0, check_images=CHECK_IMAGES,
                       log=print, **options):
-    """The INT8 model of ``fp32_path`` (model record ``record``) written to ``out_path``, calibrated on
-    ``num_images`` images of ``data_dir`` and compared with the FP32 model on up to ``check_images`` others
-    (top-1 agreement, largest logit difference, and top-1 when the folders are the record's classes), a
-    comparison stored as ``quantization.check``. Returns ``quantize_onnx``'s entry with that ``check``."""
+    """Writes the INT8 model of ``fp32_path``, calibrated on ``num_images`` images of ``data_dir`` and compared with
+    the FP32 one on up to ``check_images`` others; returns ``quantize_onnx``'s entry with that ``check``."""
     data_dir = os.fspath(data_dir)
     (calib, check), class_to_idx = select_images(data_dir, [num_images, check_images], seed)
     batch = int(record["input"]["shape"][0])
