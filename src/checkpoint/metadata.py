@@ -1,11 +1,8 @@
 """What a checkpoint of this project records besides its weights: one writer (``checkpoint_metadata``, used by
-training and by the tests' checkpoints), one reader (``checkpoint_model_info``: this project's, the zoo's or
-timm's files, every recorded value checked: a ``CheckpointError`` names the file, key and value) and
-``resolve_model`` (that and the config -> the model eval, predict and export build; the command line wins).
-
-Recorded: ``arch``, ``num_classes``, ``image_size`` / ``eval_resize`` / ``crop_pct`` and ``class_names`` (JSON
-list, index order); a training checkpoint adds ``epoch`` and ``best_top1`` as tensors. A checkpoint without
-names takes them from a ``class_index.json`` beside it or in its run folder (``<run>/ckpt_<rank>/``).
+training and the tests), one reader (``checkpoint_model_info``: own, zoo or timm files, every value checked) and
+``resolve_model`` (checkpoint + config -> the model eval, predict and export build; the command line wins).
+Recorded: ``arch``, ``num_classes``, ``image_size``/``eval_resize``/``crop_pct``, ``class_names`` (JSON list);
+training adds ``epoch`` and ``best_top1`` tensors. Names missing there come from a nearby ``class_index.json``.
 """
 import json
 import logging
@@ -31,8 +28,8 @@ _NOT_WEIGHTS = ("ema.", "moments.", "accum.")
 
 
 def checkpoint_metadata(net, preprocess, class_to_idx):
-    """The writer: the string entries (``save_checkpoint_atomic``'s ``metadata``) for the classifier ``net``,
-    ``preprocess`` as ``src.archs.resolve_preprocess`` gives it and the training data's ``class_to_idx``."""
+    """The writer: ``save_checkpoint_atomic``'s ``metadata`` for ``net``, ``preprocess``
+    (``src.archs.resolve_preprocess``'s) and the training data's ``class_to_idx``."""
     from src.utils.paths import json_dumps
 
     names = [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
@@ -67,9 +64,8 @@ def _int(path, key, value, low):
 
 
 def read_metadata(path, arrays, meta):
-    """Checks and decodes ``read_state_dict(path)``'s ``(arrays, meta)``: ``{"arch", "num_classes" (checked
-    against the head's rows), "preprocess", "class_names", "epoch", "best_top1"}``, None (an empty
-    ``preprocess``) where nothing is recorded; a bad value is a ``CheckpointError`` naming key and value."""
+    """``read_state_dict(path)``'s ``(arrays, meta)`` checked and decoded: ``{"arch", "num_classes" (the head's
+    rows), "preprocess", "class_names", "epoch", "best_top1"}``, None (``preprocess`` empty) where not recorded."""
     meta = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in meta.items()}
     out = {"arch": meta.get("arch") or None, "num_classes": None, "preprocess": {}, "class_names": None,
            "epoch": None, "best_top1": None}
@@ -124,8 +120,8 @@ def read_metadata(path, arrays, meta):
 
 
 def _class_index_near(path):
-    """Class names from a ``class_index.json`` beside ``path`` or in the training run folder around it:
-    ``(names in index order, that file)``, or ``(None, None)``."""
+    """``(names in index order, file)`` of a ``class_index.json`` beside ``path`` or in its run folder, or
+    ``(None, None)``."""
     from src.checkpoint.store import run_folder_of
     from src.data.listing import load_class_index
 
@@ -139,10 +135,9 @@ def _class_index_near(path):
 
 
 def checkpoint_model_info(path):
-    """The reader: ``read_metadata``'s dict plus ``layout`` (own, zoo, timm, unknown), ``problem`` (why no
-    network can load it, else None) and ``class_names_source``; ``arch`` falls back to the one a foreign layout
-    implies, ``class_names`` to a nearby ``class_index.json`` (module doc). ``CheckpointError`` for an
-    unreadable file or bad metadata."""
+    """The reader: ``read_metadata``'s dict plus ``layout``, ``problem`` (why no network can load it, else None)
+    and ``class_names_source``; ``arch`` falls back to a foreign layout's, ``class_names`` to a nearby
+    ``class_index.json``."""
     arrays, meta = read_state_dict(path)
     info = read_metadata(path, arrays, meta)
     info["layout"] = layout = detect_layout(strip_wrappers(name) for name in arrays)
@@ -172,13 +167,9 @@ class ModelSpec:
 
 
 def resolve_model(cfg, ckpt, info=None, log=None):
-    """The one checkpoint -> model resolution of eval, predict and export: a ``ModelSpec``.
-
-    ``arch`` and ``num_classes``: the checkpoint's (recorded, implied by its layout, its head's shape), else
-    the config's; an explicit ``--arch`` / ``--num_classes`` that contradicts the checkpoint is a
-    ``CheckpointError``. The preprocessing: each of ``image_size`` / ``eval_resize`` / ``crop_pct`` from the
-    command line when given, else recorded, else the config's or the architecture's (an own checkpoint that
-    records none is said in the log). ``info``: ``checkpoint_model_info(ckpt)`` when already read."""
+    """The one checkpoint -> model resolution of eval, predict and export (a ``ModelSpec``): ``arch`` and
+    ``num_classes`` the checkpoint's, else the config's (an explicit contradicting one is a ``CheckpointError``);
+    preprocessing by ``src.archs.resolve_preprocess``. ``info``: ``checkpoint_model_info(ckpt)`` if read."""
     info = checkpoint_model_info(ckpt) if info is None else info
     if info["problem"]:
         raise CheckpointError(f"{ckpt}: {info['problem']}")

@@ -1,8 +1,6 @@
-"""Where checkpoints live: a training run's ``ckpt_<rank>/`` folders with the zoo's names
-``<rank>-<epoch>_<step_in_epoch>.ckpt`` and ``best.ckpt`` (beside the run's ``config.yaml`` and
-``class_index.json``), retention, weights-only copies and lookups. Saves are atomic, so a killed run leaves
-complete checkpoints plus at worst temporary files, which the next start removes and no lookup returns.
-"""
+"""Where checkpoints live: a run's ``ckpt_<rank>/`` with the zoo's ``<rank>-<epoch>_<step_in_epoch>.ckpt`` and
+``best.ckpt``, retention, weights-only copies and lookups. Saves are atomic; a killed run's temporary files are
+removed at the next start and never returned by a lookup."""
 import os
 import re
 
@@ -17,10 +15,8 @@ _RESUME_ONLY = ("step_in_epoch", "epoch_step_losses")
 
 
 def weights_only(entries, optimizer_names):
-    """A weights-only checkpoint (``best.ckpt``, a run's older epochs: for eval, export, predict and
-    ``pretrained=``, half the size) out of a training checkpoint's ``entries`` (``{"name", "data"}`` dicts) or
-    arrays (a dict): all but the optimizer's state (``optimizer_names``: the train step's parameters that are
-    not the network's) and the data position."""
+    """A training checkpoint's ``entries`` (``{"name", "data"}`` dicts, or an arrays dict) without the
+    optimizer's state (``optimizer_names``) and the data position: ``best.ckpt``, a run's older epochs."""
     drop = set(optimizer_names) | set(_RESUME_ONLY)
     if isinstance(entries, dict):
         return {k: v for k, v in entries.items() if k not in drop}
@@ -62,9 +58,8 @@ def run_folder_of(checkpoint):
 
 
 def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
-    """``path`` itself if it is a file; else the sorted checkpoint files in the folder (in a run folder
-    without any, those of its ``ckpt_0/``), hidden files (unfinished saves) never. ``CheckpointError`` naming
-    the path when it does not exist or a folder holds none."""
+    """``[path]`` for a file; else the folder's sorted checkpoint files (a run folder: its ``ckpt_0/``'s), never
+    hidden ones (unfinished saves); ``CheckpointError`` naming the path when there are none."""
     path = os.fspath(path)
     if not path:
         raise CheckpointError("no checkpoint given")
@@ -82,13 +77,10 @@ def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
 
 
 class CheckpointManager:
-    """Saves a run's ``<rank>-<epoch>_<step>.ckpt`` and ``best.ckpt`` atomically, and keeps its folder small:
-    the newest checkpoint holds the full training state; of the older epoch checkpoints the newest
-    ``keep_max - 1`` are kept (weights-only with ``older_weights_only``), the rest removed; a mid-epoch
-    checkpoint (a stop signal) is removed once a newer one exists; ``best.ckpt`` is weights-only.
-    ``newest``: the full checkpoint the run resumed from (slimmed like the others once superseded). Creating
-    it removes the temporary files of killed saves (``removed_partials``).
-    """
+    """Saves a run's checkpoints atomically and keeps its folder small: the newest holds the full training
+    state; of the older epoch checkpoints the newest ``keep_max - 1`` stay (weights-only with
+    ``older_weights_only``), mid-epoch ones (a stop signal) go once a newer one exists; ``best.ckpt`` is
+    weights-only. ``newest``: the checkpoint resumed from. Removes killed saves' files (``removed_partials``)."""
 
     def __init__(self, folder, rank, keep_max, steps_per_epoch, optimizer_names, newest=None, older_weights_only=True):
         self.folder = os.path.abspath(folder)
