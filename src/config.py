@@ -1,11 +1,8 @@
-"""The configuration: one declaration per key (a field of its section's dataclass: type, ``key(help, choices,
-check, scripts)``), typed sections, strict loading. ``default_config.yaml`` holds every key's value (the zoo's
-ImageNet recipe), ``configs/<profile>.yaml`` some. Precedence, highest first: command line (``--key value`` or
-``--key=value``), ``--config_path`` YAML, a resumed run's ``config.yaml`` (``--resume``: instead of the next two),
-profile (``Config.with_profile``), defaults. For a script, the command line takes its keys and ``ALIASES`` only,
-and a YAML's other keys are ignored. Bad input is a ``ConfigError`` naming the key and its source; odd settings
-are ``Config.warnings``. Each "auto" has one resolver: ``resolve_*`` here, ``src.utils.runtime.
-resolve_device_target`` and ``src.archs.resolve_preprocess``. Runtime state lives in ``RunContext``.
+"""The configuration: one declaration per key (a field of its section's dataclass: type and ``key(help, choices,
+check, scripts)``), strict loading. Precedence: command line (``--key value`` / ``--key=value``) > ``--config_path``
+YAML > a resumed run's ``config.yaml`` (instead of the next two) > profile > ``default_config.yaml`` (the zoo's
+ImageNet recipe). A script's command line takes its keys and ``ALIASES`` only; a YAML's other keys are ignored.
+Bad input is a ``ConfigError`` naming the key and its source; odd settings are ``Config.warnings``.
 """
 import argparse
 import dataclasses
@@ -21,10 +18,6 @@ import yaml
 from src.archs import EVAL_RESIZE_MODES, arch_names
 from src.errors import ConfigError
 from src.utils.host import available_cpus
-
-__all__ = ["ConfigError", "Config", "SECTIONS", "SCRIPTS", "ALIASES", "DEFAULT_CONFIG_PATH", "PROFILES_DIR",
-           "load_config", "save_config", "script_keys", "used_by", "unknown_option", "run_config_of",
-           "launch_env", "resolve_is_distributed", "resolve_amp_level", "resolve_sink_mode", "check_input_size"]
 
 REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 DEFAULT_CONFIG_PATH = os.path.join(REPO_ROOT, "default_config.yaml")
@@ -49,14 +42,6 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _parse_bool(value):
-    """True/False for a bool, 0/1, or a true/false/yes/no/on/off/1/0 string (any case); else None."""
-    if isinstance(value, bool) or (_is_int(value) and value in (0, 1)):
-        return bool(value)
-    text = value.strip().lower() if isinstance(value, str) else None
-    return True if text in ("true", "yes", "on", "1") else False if text in ("false", "no", "off", "0") else None
-
-
 def _epochs(text):
     """lr_epochs "30,60,90" as floats (ValueError when they are not numbers)."""
     return [float(p) for p in str(text).replace(";", ",").split(",") if p.strip()]
@@ -64,8 +49,8 @@ def _epochs(text):
 
 # --------------------------------------------------------------------------- key declarations
 def key(help, choices=None, check=None, scripts=None):
-    """Declares a config key: help text, allowed values, range check (``check(value)``: None when fine, else
-    what it must be, e.g. ">= 1") and the scripts that read it (None: the section's ``USED_BY``)."""
+    """A config key: help, allowed values, ``check(value)`` (None, or what it must be, e.g. ">= 1") and the
+    scripts that read it (None: the section's ``USED_BY``)."""
     return field(metadata={"help": help, "choices": tuple(choices) if choices else None, "check": check,
                            "scripts": scripts})
 
@@ -374,12 +359,12 @@ class Config:
     export: ExportConfig
     predict: PredictConfig
     explicit: FrozenSet[str] = frozenset()   # keys the user set (command line, or a YAML value != default)
-    profile: str = ""                        # the profile applied, if any
-    config_path: str = ""                    # the user YAML, if any
+    profile: str = ""
+    config_path: str = ""                    # the user YAML
     warnings: Tuple[str, ...] = ()           # odd but legitimate settings, for the run's log
     script: str = ""                         # the entry script it was loaded for ("": every key)
     resumed_from: str = ""                   # the run's config.yaml that --resume made the base
-    #: {key: (value the resumed run saved, value now)} for each key a YAML or the command line changed
+    #: {key: (saved value, value now)} of each key a YAML or the command line changed on resume
     changed_on_resume: Dict[str, tuple] = field(default_factory=dict, hash=False)
 
     def flat(self):
@@ -387,12 +372,10 @@ class Config:
         return {k: getattr(getattr(self, section), k) for k, (section, _) in _KEYS.items()}
 
     def is_explicit(self, name):
-        """True if ``name`` was given on the command line, or in a YAML with a non-default value."""
         return name in self.explicit
 
     def replace(self, _mark_explicit=False, **values):
-        """A copy with the given keys changed (validated again); ``_mark_explicit`` marks them as set by
-        the user (for values a script derives from the user's, e.g. ModelArts paths)."""
+        """A copy with the given keys changed (validated again); ``_mark_explicit``: as if the user set them."""
         for k in values:
             if k not in _KEYS:
                 raise ConfigError("unknown key %s%s" % (_show(k), _did_you_mean(_suggest_key(k, _KEYS), "'%s'")))
@@ -400,8 +383,8 @@ class Config:
         return self._rebuild(values, {k: "%s (set by the program)" % k for k in values}, explicit)
 
     def with_profile(self, name):
-        """``(config, changed)``: the profile's values for each key of the script not set explicitly. A
-        resumed run keeps its saved values (its profile was applied when it started)."""
+        """``(config, changed)``: the profile's values for each of the script's keys not set explicitly (none on
+        resume: the run's profile was applied when it started)."""
         path = _profile_path(name)
         values = _read_values(path, "profile %r" % name, extra_documents=False)
         if self.resumed_from:
@@ -419,12 +402,12 @@ class Config:
 
 # --------------------------------------------------------------------------- YAML files
 _MAX_FILE_BYTES = 1 << 20     # a config file holds one short value per key: about 3 KB
-_IGNORED_KEYS = ("runtime",)  # held by configs that earlier versions saved; means nothing now
+_IGNORED_KEYS = ("runtime",)  # in configs earlier versions saved
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader for config files: refuses duplicate keys (PyYAML keeps the last), aliases (``*name``: a
-    few hundred bytes of nested aliases expand to gigabytes) and nesting deeper than 8 levels."""
+    """SafeLoader refusing duplicate keys (PyYAML keeps the last), aliases (nested ones expand to gigabytes) and
+    nesting deeper than 8 levels."""
 
     depth = 0
 
@@ -449,8 +432,8 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _read_values(path, what, extra_documents=True):
-    """The key -> value mapping of a YAML file (its first document; a zoo-style file's further documents,
-    help and choices, are ignored when ``extra_documents``). Refuses keys that are not the config's."""
+    """The key -> value mapping of a YAML file's first document (a zoo-style file's help and choices documents
+    ignored with ``extra_documents``); keys that are not the config's are refused."""
     if not os.path.exists(path):
         raise ConfigError("%s: file not found: %s" % (what, path))
     if not os.path.isfile(path):
@@ -491,8 +474,8 @@ def _profile_path(name):
 
 
 def run_config_of(resume):
-    """The ``config.yaml`` of the run folder that ``resume`` names (the folder, its ``ckpt_<rank>/`` or a
-    checkpoint in that, as ``src.checkpoint.run_folder_of`` finds it); None when there is none."""
+    """The ``config.yaml`` of the run folder ``resume`` names (it, its ``ckpt_<rank>/`` or a checkpoint there);
+    None when there is none."""
     path = os.path.abspath(os.path.expanduser(str(resume)))
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     if os.path.basename(folder).startswith("ckpt_"):
@@ -504,7 +487,7 @@ def run_config_of(resume):
 
 
 # --------------------------------------------------------------------------- suggestions
-# Names other tools use for some keys (timm, mindcv, ...): suggested before any spelling match.
+# other tools' names (timm, mindcv ...), suggested before any spelling match
 _HINTS = {
     "epochs": "max_epoch", "num_epochs": "max_epoch", "batch_size": "per_batch_size",
     "workers": "num_parallel_workers", "num_workers": "num_parallel_workers", "model": "arch",
@@ -540,8 +523,11 @@ def _convert(tp, value, has_choices):
     """A YAML value or command-line text as type ``tp``; None when it is not one."""
     if isinstance(value, (dict, list)):
         return None
-    if tp is bool:
-        return _parse_bool(value)
+    if tp is bool:  # a bool, 0/1, or true/false/yes/no/on/off/1/0 in any case
+        if isinstance(value, bool) or (_is_int(value) and value in (0, 1)):
+            return bool(value)
+        text = value.strip().lower() if isinstance(value, str) else None
+        return True if text in ("true", "yes", "on", "1") else False if text in ("false", "no", "off", "0") else None
     if tp is str:
         if isinstance(value, bool):
             return str(int(value)) if has_choices else None  # is_distributed: true -> "1"
@@ -557,8 +543,7 @@ def _convert(tp, value, has_choices):
 
 
 def _coerce(name, value, where):
-    """``value`` as key ``name``'s type, checked against its choices and range; ``where`` names the source in
-    messages (``--max_epoch``, ``lr in x.yaml``)."""
+    """``value`` as key ``name``'s type, checked; ``where`` names the source (``--max_epoch``, ``lr in x.yaml``)."""
     f = _KEYS[name][1]
     choices, check = f.metadata["choices"], f.metadata["check"]
     out = _convert(f.type, value, bool(choices))
@@ -670,8 +655,8 @@ def _build_parser(script, defaults):
 
 
 def unknown_option(name, script=None, known=None):
-    """The error line for ``--name`` on ``script``'s command line (``known``: its option names; default: its
-    keys and aliases): another script's key names the scripts using it, else the nearest option is shown."""
+    """The error line for ``--name`` on ``script``'s command line (``known``: its options; default: its keys and
+    aliases): another script's key names the scripts using it, else the nearest option is suggested."""
     if name in _KEYS and script is not None:
         return "command line: --%s is not an option of %s.py; it is used by %s" % (
             name, script, ", ".join("%s.py" % s for s in used_by(name)))
@@ -738,8 +723,7 @@ def load_config(argv=None, config_path=None, script=None, environ=None):
 
 
 def save_config(cfg, path):
-    """Writes every key's value to ``path`` as one YAML mapping, atomically; it loads back (``--config_path``,
-    ``--resume``) to the same values. Returns the absolute path."""
+    """Every key's value as one YAML mapping, written atomically (it loads back to the same values)."""
     from src.utils.fileio import write_text_atomic
 
     text = yaml.safe_dump(cfg.flat(), sort_keys=False, default_flow_style=False, allow_unicode=True)
@@ -751,8 +735,7 @@ _LAUNCH_VARS = {"DEVICE_ID": (0, 4095), "RANK_ID": (0, 65535), "RANK_SIZE": (1, 
 
 
 def launch_env(environ=None):
-    """``{name: int}`` of the launcher variables set (DEVICE_ID, RANK_ID, RANK_SIZE, MS_WORKER_NUM; MindSpore
-    takes device ids 0-4095); ``ConfigError`` naming one that is not an integer or out of range."""
+    """``{name: int}`` of the launcher variables set; ``ConfigError`` naming one not an integer or out of range."""
     env, out = os.environ if environ is None else environ, {}
     for name, (low, high) in _LAUNCH_VARS.items():
         raw = str(env.get(name) or "").strip()
@@ -770,8 +753,8 @@ def launch_env(environ=None):
 
 
 def resolve_is_distributed(value, environ=None):
-    """``is_distributed`` as a bool: "1"/"0" (or 1/0/True/False) as given; "auto": True iff launched by
-    msrun (MS_ROLE set, or MS_WORKER_NUM > 1) or RANK_SIZE > 1 in ``environ`` (default: os.environ)."""
+    """``is_distributed`` as a bool; "auto": launched by msrun (MS_ROLE set, or MS_WORKER_NUM > 1) or
+    RANK_SIZE > 1."""
     value, env = _coerce("is_distributed", value, "is_distributed"), os.environ if environ is None else environ
     counts = launch_env(env) if value == "auto" else {}
     return value == "1" or (value == "auto" and (bool(str(env.get("MS_ROLE", "")).strip()) or
@@ -779,13 +762,12 @@ def resolve_is_distributed(value, environ=None):
 
 
 def resolve_amp_level(value, device_target):
-    """``amp_level`` (the config's choices) -> O0, O2 or O3; auto: O2 on Ascend and GPU (the zoo's), O0 on
-    CPU (float16 kernels measured about 2x slower there, with about 3x the memory)."""
+    """``amp_level`` -> O0, O2 or O3; auto: O2 on Ascend and GPU (the zoo's), O0 on CPU (float16 is slower there)."""
     value = _coerce("amp_level", value, "amp_level")
     return value if value != "auto" else "O0" if device_target == "CPU" else "O2"
 
 
 def resolve_sink_mode(value, device_target):
-    """``dataset_sink_mode`` (the config's choices, or a bool) -> bool; auto: on for Ascend/GPU, off on CPU."""
+    """``dataset_sink_mode`` -> bool; auto: on for Ascend/GPU, off on CPU."""
     value = _coerce("dataset_sink_mode", value, "dataset_sink_mode")
     return device_target in ("Ascend", "GPU") if value == "auto" else value == "1"
