@@ -105,8 +105,7 @@ class ModelArtsConfig:
     load_path: str = key("ModelArts: local folder for the checkpoint_url download.")
     need_modelarts_dataset_unzip: bool = key("ModelArts: unzip <data_path>/<modelarts_dataset_unzip_name>.zip "
                                              "once per server before the run.")
-    modelarts_dataset_unzip_name: str = key("ModelArts: base name of the dataset zip file and of the folder "
-                                            "it extracts to.")
+    modelarts_dataset_unzip_name: str = key("ModelArts: base name of the dataset zip file and its folder.")
 
 
 @dataclass(frozen=True)
@@ -126,9 +125,8 @@ class DeviceConfig:
 class ModelConfig:
     USED_BY = SCRIPTS
     arch: str = key("Network: " + ", ".join(arch_names()) + " (see src/archs.py).", choices=arch_names())
-    init: str = key("Weight init: timm (Kaiming-normal fan_out, each residual block's last BatchNorm gamma 0; "
-                    "trains well, docs/convergence.md) or zoo (Kaiming-uniform a=sqrt(5), gamma 1).",
-                    choices=("timm", "zoo"), scripts=_TRAIN)
+    init: str = key("Weight init: timm (Kaiming-normal fan_out, zero-init last BN gamma of each residual block; "
+                    "trains well) or zoo (Kaiming-uniform a=sqrt(5)).", choices=("timm", "zoo"), scripts=_TRAIN)
     num_classes: int = key("Number of output classes of the classifier.",
                            check=_at_least(1, 100000, "a larger classifier alone holds over 10^8 weights"))
     fp16_head: bool = key("Compute the classifier in float16 (model zoo behaviour); false: float32.",
@@ -142,21 +140,17 @@ class DataConfig:
                         "data (train.py, eval.py).")
     data_list: str = key("Optional text file of 'relative/path label' lines (relative to data_dir), used "
                          "instead of scanning data_dir.")
-    dataset_format: str = key("How data_dir / val_data_dir are stored: folder (an ImageFolder tree) or mindrecord "
-                              "(the PREFIX given to tools/convert_to_mindrecord.py --output).",
-                              choices=("folder", "mindrecord"))
-    verify_files: bool = key("Decode every file once in isolated workers and skip (and name) the unusable ones; "
-                             "false: check the first and last bytes only (a corrupt file can crash the run).",
+    dataset_format: str = key("folder (an ImageFolder tree) or mindrecord (the PREFIX given to "
+                              "tools/convert_to_mindrecord.py --output).", choices=("folder", "mindrecord"))
+    verify_files: bool = key("Decode every file once in isolated workers, skipping (and naming) unusable ones; "
+                             "false: check first and last bytes only (a corrupt file can crash the run).",
                              scripts=_IMAGES)
-    verify_manifest: str = key("Where the decode check's results are kept (by path, size and mtime): empty = "
-                               "<data_dir>/.cspdarknet53_verified.jsonl (the user cache when data_dir is read-only); "
-                               "none = nowhere; else that file.")
-    max_image_pixels: int = key("Images whose header declares more pixels (width x height) are named and skipped "
-                                "without being decoded (100000000: 10000 x 10000, 300 MB as RGB).",
-                                check=_at_least(1), scripts=_IMAGES)
-    sampler: str = key("Train order: epoch_shard (every image once per epoch) or class_balanced (each class an "
-                       "equal share of every epoch; folder format only).", choices=("epoch_shard", "class_balanced"),
-                       scripts=_TRAIN)
+    verify_manifest: str = key("Cache of the decode check's results: empty = <data_dir>/.cspdarknet53_verified.jsonl "
+                               "(a user cache if read-only); none = nowhere; else that file.")
+    max_image_pixels: int = key("Images whose header declares more pixels (width x height; 10^8: 10000 x 10000) "
+                                "are named and skipped undecoded.", check=_at_least(1), scripts=_IMAGES)
+    sampler: str = key("Train order: epoch_shard (every image once per epoch) or class_balanced (equal class "
+                       "shares; folder format only).", choices=("epoch_shard", "class_balanced"), scripts=_TRAIN)
     val_data_dir: str = key("Train: ImageFolder validated every val_interval epochs; empty: no validation.",
                             scripts=_TRAIN)
     image_size: str = key("Train crop and eval input size as 'height,width'; auto: the architecture's.",
@@ -165,12 +159,11 @@ class DataConfig:
                               check=_at_least(1), scripts=_IMAGES)
     num_parallel_workers: int = key("Data-loading workers per device; 0 uses the machine's cores (divided "
                                     "among local devices).", check=_workers, scripts=_IMAGES)
-    eval_resize: str = key("Eval resize: squash (both sides to size/crop_pct, model zoo) or shorter (the "
-                           "shorter side, keeping the aspect ratio), then a centre crop; auto: the "
-                           "architecture's.", choices=("auto",) + EVAL_RESIZE_MODES, scripts=_IMAGES)
-    crop_pct: float = key("Eval centre-crop fraction (0.875: 256 -> 224); 0: the architecture's.",
-                          check=lambda v: None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]",
-                          scripts=_IMAGES)
+    eval_resize: str = key("Eval resize before the centre crop: squash (both sides, model zoo) or shorter (the "
+                           "shorter side, keeping the aspect ratio); auto: the architecture's.",
+                           choices=("auto",) + EVAL_RESIZE_MODES, scripts=_IMAGES)
+    crop_pct: float = key("Eval centre-crop fraction (0.875: 256 -> 224); 0: the architecture's.", scripts=_IMAGES,
+                          check=lambda v: None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]")
     auto_augment: str = key("Extra train augmentation: none, randaugment or autoaugment (ImageNet policy).",
                             choices=("none", "randaugment", "autoaugment"), scripts=_TRAIN)
     re_prob: float = key("Random-erasing probability in training (0 disables).", check=_between(0, 1),
@@ -190,11 +183,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     USED_BY = _TRAIN
-    lr: float = key("Peak learning rate, reached at the end of the warmup; not scaled by the number of "
-                    "devices.", check=_at_least(0))
-    lr_scheduler: str = key("cosine_annealing (model zoo, per-epoch staircase), cosine_step (per-step cosine "
-                            "to eta_min) or exponential / multistep (decay by lr_gamma at lr_epochs; "
-                            "exponential is the zoo's name).",
+    lr: float = key("Peak learning rate (end of warmup); not scaled by the number of devices.", check=_at_least(0))
+    lr_scheduler: str = key("cosine_annealing (zoo, per-epoch staircase), cosine_step (per-step cosine to eta_min) "
+                            "or exponential (the zoo's name) / multistep: decay by lr_gamma at lr_epochs.",
                             choices=("cosine_annealing", "cosine_step", "exponential", "multistep"))
     lr_epochs: str = key("Milestone epochs of the exponential/multistep schedule, comma separated.",
                          check=_numbers)
@@ -212,9 +203,8 @@ class OptimConfig:
                                       "the fixed loss_scale.")
     loss_scale: float = key("Fixed loss scale, or the initial one with is_dynamic_loss_scale.",
                             check=_at_least(1))
-    class_weights: str = key("Per-class loss weights: none; balanced (inverse class frequency of the training "
-                             "data, mean 1); or a file: one weight per line in class-index order, a JSON list, or "
-                             "a JSON object {class name: weight} (others 1).",
+    class_weights: str = key("Per-class loss weights: none; balanced (inverse class frequency, mean 1); or a file: "
+                             "one weight per line by class index, a JSON list, or a JSON {class name: weight}.",
                              check=lambda v: None if v.strip().lower() in ("none", "balanced") or os.path.isfile(v)
                              else "none, balanced or an existing weights file")
     label_smooth: bool = key("Label-smoothed cross entropy with label_smooth_factor; false: plain cross "
@@ -222,8 +212,7 @@ class OptimConfig:
     label_smooth_factor: float = key("Label-smoothing epsilon (how much target mass leaves the true class).",
                                      check=_between(0, 1, high_open=True))
     label_smooth_style: str = key("pytorch (true class 1 - eps + eps/K, others eps/K; timm, mindcv) or zoo (true "
-                                  "class 1 - eps, others eps/(K-1)).",
-                                  choices=("pytorch", "zoo"))  # src.loss.SMOOTH_STYLES (tested equal)
+                                  "class 1 - eps, others eps/(K-1)).", choices=("pytorch", "zoo"))
     ema: bool = key("Keep an exponential moving average (EMA) of the weights with decay ema_decay.")
     ema_decay: float = key("Decay of the weight EMA.", check=_between(0, 1))
 
@@ -237,9 +226,8 @@ class TrainConfig:
                              check=_at_least(1))
     ckpt_save_max: int = key("Number of epoch checkpoints to keep, the newest included (best.ckpt is kept "
                              "besides).", check=_at_least(1))
-    ckpt_older_weights_only: bool = key("Keep the older epoch checkpoints (all but the newest) weights-only: half "
-                                        "the size, for eval/export/predict/pretrained, not resumable; false keeps "
-                                        "the optimizer state in every kept checkpoint.")
+    ckpt_older_weights_only: bool = key("Keep older epoch checkpoints weights-only (half the size, not resumable); "
+                                        "false keeps the optimizer state in every kept checkpoint.")
     ckpt_path: str = key("Root of the training output folders (checkpoints, logs, metrics).")
     is_save_on_master: bool = key("Only rank 0 saves checkpoints; false: every rank does.")
     dump_shard_files: bool = key("For tests: each rank writes <run>/shard_rank<r>.txt, one 'epoch<TAB>path' "
@@ -249,9 +237,8 @@ class TrainConfig:
                             check=_at_least(1))
     tensorboard_dir: str = key("TensorBoard scalars to <tensorboard_dir>/<run name>/ (rank 0; needs tensorboardX "
                                "2.6.5); empty: off.")
-    dataset_sink_mode: str = key("Run sink_size steps per host call (the host reads the losses once per sink); auto: "
-                                 "on for Ascend/GPU (device queue), off on CPU (1 on CPU: same numerics as 0).",
-                                 choices=("auto", "0", "1"))
+    dataset_sink_mode: str = key("Run sink_size steps per host call; auto: on for Ascend/GPU, off on CPU (where 1 "
+                                 "gives the same numerics as 0).", choices=("auto", "0", "1"))
     sink_size: int = key("Steps per sink in sink mode, rounded down to a divisor of the steps per epoch; 0: a "
                          "whole epoch.", check=_at_least(0))
 
@@ -264,11 +251,9 @@ class WeightsConfig:
     ckpt_file: str = key("The checkpoint to load: eval scores a file, or every checkpoint of a folder; export and "
                          "predict load one file.")
     use_ema: bool = key("Use the checkpoint's EMA weights.")
-    calibration_file: str = key("The checkpoint's calibration record (the temperature eval.py --calibrate fits): "
-                                "empty = <checkpoint>.calibration.json beside the checkpoint, used when it exists "
-                                "(eval --calibrate writes it there); none = no calibration (temperature 1); else "
-                                "that file. A record fitted for another checkpoint is refused. predict "
-                                "--model_path: empty = the exported model's own temperature.")
+    calibration_file: str = key("The checkpoint's temperature record (eval --calibrate writes it): empty = "
+                                "<checkpoint>.calibration.json if it exists (predict --model_path: the model's own); "
+                                "none = temperature 1; else that file. A record of another checkpoint is refused.")
 
 
 @dataclass(frozen=True)
@@ -281,10 +266,8 @@ class EvalConfig:
                               "(0: none).", check=_at_least(0))
     class_map: str = key("A file mapping the data's class folders to the model's classes (JSON {\"folder\": class "
                          "name, index or null} or 'folder target' lines), for folders named unlike the classes.")
-    calibrate: bool = key("Fit a temperature on the scored images and write the checkpoint's calibration record "
-                          "(calibration_file; the checkpoint is never rewritten); ECE/NLL before and after are "
-                          "reported. Score a held-out split for it (e.g. half of the validation images, then eval "
-                          "the other half), never the test set whose figures you report.")
+    calibrate: bool = key("Fit a temperature on the scored images and write calibration_file (ECE/NLL before and "
+                          "after reported); score a held-out split for it, never the test set you report.")
     tta: str = key("Test-time augmentation: none, or flip (each image's logits averaged with its mirror "
                    "image's).", choices=("none", "flip"), scripts=("eval", "predict"))
 
@@ -300,13 +283,12 @@ class ExportConfig:
                      check=_at_least(0, MAX_SIDE, _SIDE_WHY))
     height: int = key("Exported input height in pixels; 0: from the checkpoint (or the architecture).",
                       check=_at_least(0, MAX_SIDE, _SIDE_WHY))
-    quantize: str = key("int8: also write <file_name>.int8.onnx, INT8 post-training quantized (onnxruntime QDQ) "
-                        "on calib_data_dir's images (ONNX only; needs onnx and onnxruntime).",
-                        choices=("none", "int8"))
+    quantize: str = key("int8: also write <file_name>.int8.onnx, INT8 post-training quantized (onnxruntime QDQ) on "
+                        "calib_data_dir's images (ONNX; needs onnxruntime).", choices=("none", "int8"))
     calib_data_dir: str = key("quantize=int8: an ImageFolder of training images to calibrate on (root/<class>/"
                               "<image>), read with the model's eval preprocessing.")
-    calib_images: int = key("quantize=int8: how many calib_data_dir images calibrate (taken in turn from each "
-                            "class); images left over check INT8 against FP32.",
+    calib_images: int = key("quantize=int8: how many calib_data_dir images calibrate (in turn from each class); "
+                            "the rest check INT8 against FP32.",
                             check=_at_least(1, 100000, "a few hundred suffice; more only slows the calibration"))
     calib_seed: int = key("quantize=int8: seed of the calibration image choice.", check=_between(0, 2 ** 32 - 1))
 
