@@ -6,16 +6,6 @@ import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings bury the one-line error; before its import
 
-__all__ = ["user_errors", "run_entry", "STORAGE_ERRNOS", "storage_error_message"]
-
-
-def user_errors():
-    """The exception types that mean "bad input": their message names the file, key or value."""
-    from model_utils.moxing_adapter import ModelArtsError
-    from src.errors import UserError
-
-    return (UserError, ModelArtsError)
-
 
 def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), quiet=False, script=None):
     """``job(cfg, run_log)``'s exit status for the config of ``argv`` (default ``sys.argv[1:]``); a user error is
@@ -24,14 +14,15 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
     the dataset. ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
     import logging
 
+    from model_utils.moxing_adapter import ModelArtsError
     from src.config import SCRIPTS, load_config
-    from src.errors import Stopped
+    from src.errors import Stopped, UserError
     from src.utils import signals
     from src.utils.runtime import RunLog, user_error_exit
 
     signals.install()  # SIGTERM / SIGINT -> Stopped: exit 143 / 130, never 0, never a half-written result
     run_log = RunLog(log_name, console_level=logging.WARNING if quiet else logging.INFO)
-    errors = user_errors() + tuple(extra_errors)
+    errors = (UserError, ModelArtsError) + tuple(extra_errors)  # bad input: the message names file, key or value
     try:
         cfg = load_config(argv, script=script or (log_name if log_name in SCRIPTS else None))
         if cfg.modelarts.enable_modelarts:
