@@ -10,9 +10,6 @@ SAME (stride 2: 0 top/left, 1 bottom/right) vs k//2; split two 1x1 convs (``conv
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-__all__ = ["CspArch", "Preprocess", "ArchSpec", "REGISTRY", "arch_names", "get_arch", "get_arch_spec",
-           "arch_for_layout", "resolve_preprocess", "EVAL_RESIZE_MODES"]
-
 EVAL_RESIZE_MODES = ("squash", "shorter")
 
 
@@ -81,7 +78,6 @@ class ArchSpec:
     """One registry entry: the structure, its preprocessing, checkpoint layouts and timm twin."""
 
     net: CspArch
-    summary: str
     preprocess: Preprocess = Preprocess()
     checkpoint_layouts: Tuple[str, ...] = ()
     timm_model: str = ""                       # "" = no timm twin
@@ -95,21 +91,18 @@ class ArchSpec:
 _SPECS = (
     ArchSpec(
         net=CspArch(name="cspdarknet53"),
-        summary="model zoo numerics: Mish, TF-SAME padding; loads zoo checkpoints",
         checkpoint_layouts=("zoo",),
         # timm's like-for-like network is its cspdarknet53 with Mish (its default is LeakyReLU).
         timm_model="cspdarknet53", timm_kwargs=(("act_layer", "mish"),)),
     ArchSpec(
         net=CspArch(name="cspdarknet53_timm", activation="leaky_relu", leaky_slope=0.01, padding="symmetric",
                     split="merged", concat_order="cross_first"),
-        summary="timm numerics: LeakyReLU 0.01, symmetric padding; loads timm weights unchanged",
         # timm's cspdarknet53.ra_in1k: 256 px, shorter side resized to 256/0.887, centre crop.
         preprocess=Preprocess(input_size=(256, 256), eval_resize="shorter", crop_pct=0.887),
         checkpoint_layouts=("timm",), timm_model="cspdarknet53"),
     ArchSpec(
         # A narrow, shallow variant with the zoo's numerics, for smoke runs and fast tests.
         net=CspArch(name="cspdarknet_tiny", stem_channels=8, depths=(1, 1, 1, 1, 1), widths=(16, 16, 32, 64, 128)),
-        summary="zoo numerics, depths 1x5, widths 16..128: smoke runs and tests",
         preprocess=Preprocess(input_size=(64, 64))),
 )
 

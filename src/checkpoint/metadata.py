@@ -18,9 +18,6 @@ from src.checkpoint.formats import CheckpointError, read_state_dict
 from src.checkpoint.layouts import detect_layout, strip_wrappers, unknown_layout
 from src.config import MAX_SIDE
 
-__all__ = ["PREPROCESS_KEYS", "checkpoint_metadata", "read_metadata", "checkpoint_model_info", "ModelSpec",
-           "resolve_model"]
-
 logger = logging.getLogger(__name__)
 
 PREPROCESS_KEYS = ("image_size", "eval_resize", "crop_pct")

@@ -9,8 +9,6 @@ import signal
 
 from src.errors import Stopped
 
-__all__ = ["STOP_SIGNALS", "install", "deferred", "requested", "guarded"]
-
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _pending = []    # the signal numbers received while deferred
 _defer = [False]
