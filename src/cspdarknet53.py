@@ -11,7 +11,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from src.archs import get_arch
-from src.utils.custom_op import create_activation
+from src.utils.custom_op import LeakyReLU, Mish
 
 
 class ConvNormAct(nn.Cell):
@@ -26,7 +26,7 @@ class ConvNormAct(nn.Cell):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, has_bias=False,
                               weight_init="zeros", **conv_kwargs)
         self.bn = nn.BatchNorm2d(out_channels, momentum=arch.bn_momentum, eps=arch.bn_eps)
-        self.act = create_activation(arch.activation, arch.leaky_slope)
+        self.act = Mish() if arch.activation == "mish" else LeakyReLU(alpha=arch.leaky_slope)  # slope explicit
 
     def construct(self, x):
         return self.act(self.bn(self.conv(x)))

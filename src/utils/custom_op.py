@@ -37,11 +37,3 @@ class Mish(nn.Cell):
     def construct(self, x):
         return self.mul(x, self.tanh(self.softplus(x)))
 
-
-def create_activation(name, leaky_slope=0.01):
-    """A new ``mish`` or ``leaky_relu`` cell (the slope explicit: MindSpore's default 0.2 is not PyTorch's)."""
-    if name == "mish":
-        return Mish()
-    if name == "leaky_relu":
-        return LeakyReLU(alpha=leaky_slope)
-    raise ValueError(f"unknown activation {name!r}: expected 'mish' or 'leaky_relu'")
