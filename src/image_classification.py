@@ -75,9 +75,8 @@ class FeatureExtractor(nn.Cell):
 
 def create_model(arch="cspdarknet53", num_classes=1000, fp16_head=False, features_only=False, out_indices=None,
                  activation="None", seed=0, init=DEFAULT_INIT):
-    """A classifier (or, ``features_only``, a feature extractor of ``out_indices``, default the zoo's detection
-    levels 3, 4, 5), initialised by scheme ``init`` (``src.utils.var_init``) from a private RNG seeded with
-    ``seed``, so every rank builds identical weights."""
+    """A classifier (``features_only``: a feature extractor, default the zoo's detection levels) initialised by
+    scheme ``init`` from a private RNG seeded with ``seed``: every rank builds identical weights."""
     arch = get_arch(arch)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")

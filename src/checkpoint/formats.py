@@ -157,9 +157,8 @@ def remove_partial_files(folder):
 
 
 def save_checkpoint_atomic(params, path, metadata=None):
-    """Saves a Cell or ``{"name", "data"}`` entries (plus ``metadata`` values) to a temporary name, then
-    ``os.replace``: MindSpore's ``save_checkpoint`` deletes the old file before writing. A failed write leaves
-    ``path`` as it was and raises ``CheckpointSaveError`` naming the path and the free space."""
+    """Saves a Cell or ``{"name", "data"}`` entries (and ``metadata``) to a temporary name, then ``os.replace``
+    (MindSpore deletes the old file first); a failure leaves ``path`` as it was (``CheckpointSaveError``)."""
     import mindspore as ms
 
     path = os.fspath(path)

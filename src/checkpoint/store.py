@@ -35,8 +35,7 @@ def training_checkpoints(folder):
 
 
 def find_resume_checkpoint(path):
-    """A checkpoint file as is; a run folder (or its ``ckpt_<rank>`` folder) gives its newest; else a
-    ``CheckpointError`` naming the path."""
+    """A checkpoint file as is, a run folder's (or ``ckpt_<rank>``'s) newest, else a ``CheckpointError``."""
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
@@ -49,8 +48,7 @@ def find_resume_checkpoint(path):
 
 
 def run_folder_of(checkpoint):
-    """``<run>/ckpt_<rank>/x.ckpt`` -> ``<run>`` (where training saved class_index.json and config.yaml);
-    None when the checkpoint is not inside a run folder."""
+    """``<run>/ckpt_<rank>/x.ckpt`` -> ``<run>``; None when the checkpoint is not inside a run folder."""
     parent = os.path.dirname(os.path.abspath(checkpoint))
     if os.path.basename(parent).startswith("ckpt_"):
         return os.path.dirname(parent)

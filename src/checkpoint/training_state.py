@@ -27,9 +27,8 @@ def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, s
 
 
 def restore_training_state(path, train_step, ema, arch_name, log):
-    """Loads the whole train step (and EMA) from ``path``; returns its metadata plus ``epoch``, ``best_top1``,
-    ``step_in_epoch`` and ``step_losses``. ``CheckpointError``, nothing changed, when it is no training checkpoint
-    of this project, has another arch or does not fit."""
+    """Loads the train step (and EMA) from ``path``; returns its metadata plus ``epoch``, ``best_top1``,
+    ``step_in_epoch``, ``step_losses``. ``CheckpointError``, nothing changed, when it does not fit."""
     import mindspore as ms
 
     arrays, meta = read_state_dict(path)

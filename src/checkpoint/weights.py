@@ -30,9 +30,8 @@ class LoadReport:
 
 
 def load_weights(net, path, fine_tune=False, use_ema=False):
-    """Loads ``path`` into ``net`` (a classifier or a ``FeatureExtractor``, which ignores the head) strictly: a
-    ``LoadReport``, or one ``CheckpointError`` listing every problem. ``fine_tune``: a head of another shape is
-    left at its initialisation (warned); ``use_ema``: take a training checkpoint's ``ema.*``."""
+    """Loads ``path`` into ``net`` strictly (a ``FeatureExtractor`` ignores the head): a ``LoadReport`` or one
+    ``CheckpointError`` listing every problem. ``fine_tune``: a head of another shape stays initialised."""
     import mindspore as ms
 
     path = os.fspath(path)

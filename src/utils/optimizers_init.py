@@ -17,9 +17,8 @@ def get_param_groups(net):
 
 
 def create_optimizer(net_or_params, learning_rate, momentum=0.9, weight_decay=1e-4, loss_scale=1.0):
-    """``nn.Momentum`` over :func:`get_param_groups`, as the zoo's. ``learning_rate``: a per-step array
-    (``src.lr_generator.get_lr``), a Tensor or a float. ``loss_scale`` must equal the train step's fixed loss
-    scale (1.0 with a dynamic one): the optimizer unscales."""
+    """``nn.Momentum`` over :func:`get_param_groups`, as the zoo's; ``loss_scale`` must be the train step's fixed
+    one (1.0 with a dynamic one): the optimizer unscales."""
     if isinstance(learning_rate, (list, tuple, np.ndarray)):
         learning_rate = Tensor(np.asarray(learning_rate, dtype=np.float32))
     elif isinstance(learning_rate, Tensor):

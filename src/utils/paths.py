@@ -16,9 +16,8 @@ def is_utf8_name(p):
 
 
 def display_name(name, escape_controls=False):
-    """``name`` (a path, bytes, or anything ``str`` takes) as valid UTF-8 text: undecodable bytes and
-    surrogate escapes appear as ``\\xNN``; with ``escape_controls`` control characters become ``\\n``,
-    ``\\t``, ``\\xNN`` too (one line per name in CSVs, plots and captions). Idempotent."""
+    """``name`` (path, bytes, anything ``str`` takes) as valid UTF-8: undecodable bytes as ``\\xNN``; with
+    ``escape_controls`` control characters escaped too (one line per name in CSVs and plots). Idempotent."""
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
     if isinstance(name, (bytes, bytearray)):
@@ -46,9 +45,8 @@ def require_utf8(p, what="this path"):
 
 
 def read_lines(path):
-    """``(lines, first_bad_lineno)``: the file's lines decoded as UTF-8 with ``surrogateescape`` (names that
-    are not UTF-8 open the same files), a BOM dropped; ``first_bad_lineno``: the first line (1-based) that is
-    not valid UTF-8, or None."""
+    """``(lines, first_bad_lineno)``: the lines as UTF-8 with ``surrogateescape`` (a BOM dropped) and the first
+    line number (1-based) that is not valid UTF-8, or None."""
     with open(path, "rb") as f:
         lines = f.read().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape").splitlines()
     bad = next((i for i, ln in enumerate(lines, 1) if _SURROGATE.search(ln)), None)

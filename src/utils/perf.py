@@ -143,10 +143,8 @@ def recompute_activations(net):
 
 
 def prepare_network(net, train, fused_act=False, fold_bn=False, recompute_act=False):
-    """Applies the network rewrites in place, before its first call; returns ``net``. ``fused_act``: "mish" or
-    "all" (Mish and LeakyReLU; ``src.utils.fused_ops``), skipped with a warning where the kernels cannot be
-    built; ``fold_bn`` only for inference, ``recompute_act`` only for training (fused cells are not recomputed:
-    their backward needs only the input)."""
+    """The network rewrites, in place before the first call: ``fused_act`` "mish" or "all" (a warning where the
+    kernels cannot be built), ``fold_bn`` for inference, ``recompute_act`` for training (of unfused cells)."""
     from mindspore import nn
 
     from src.utils.custom_op import Mish

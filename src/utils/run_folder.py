@@ -85,9 +85,8 @@ def _taken(path, key):
 
 
 def check_run_name(root, single=True, key="ckpt_path"):
-    """Checks ``$CSPDARKNET53_RUN_NAME`` before any work (nothing is created): one folder name, and, for a job of
-    one process (``single``), not a folder that already holds a run. (The ranks of a distributed job share the
-    folder; ``new_run_dir`` tells them from another job.)"""
+    """Checks ``$CSPDARKNET53_RUN_NAME`` before any work: one folder name, and for one process (``single``) not
+    a folder holding a run (a distributed job's ranks share it; ``new_run_dir`` tells them from another job)."""
     name = run_name_from_env()
     path = os.path.join(os.path.abspath(root), name) if name else None
     if path and single and holds_run(path):
@@ -115,9 +114,8 @@ def claim_run_dir(path, token, key="ckpt_path"):
 
 
 def new_run_dir(root, token=None, key="ckpt_path", prefix=""):
-    """Creates and claims the folder of a new run under ``root`` (module docstring); returns its absolute
-    path. ``token``: the job's (``job_token()`` when None; every rank of a distributed job must call this).
-    ``prefix`` goes before the timestamp (eval: ``eval_``), so eval folders never look like training runs."""
+    """Creates and claims a new run folder under ``root`` (every rank calls it); returns its absolute path.
+    ``prefix`` goes before the timestamp (eval: ``eval_``, never taken for a training run)."""
     token = token or job_token()
     root = os.path.abspath(root)
     shared = run_name_from_env()
