@@ -2,7 +2,7 @@
 each way, keeping only the input (Mish) or output (LeakyReLU) for backward. ``kernels/activations.cc`` (AVX2+FMA
 where available) is more exact than the three-primitive Mish (4 ulp from float64; MindSpore's CPU ``Tanh``
 saturates near |x| = 5) and finite everywhere. Built with ``g++`` at first use into ``$CSPDARKNET_KERNEL_CACHE``
-(default ``~/.cache/cspdarknet53/kernels``; under ``MS_CUSTOM_AOT_WHITE_LIST`` when that is set), named by a hash
+(default ``~/.cache/cspdarknet53/kernels``; it must lie under ``MS_CUSTOM_AOT_WHITE_LIST`` if set), named by a hash
 of source and compile command. CPU training and evaluation only: export keeps the exportable form.
 """
 import ctypes
@@ -76,13 +76,9 @@ def kernel_library():
         return _state["path"], _state["lib"]
 
 
-THREADS_ENV = "CSPDARKNET_FUSED_THREADS"
-
-
 def set_kernel_threads(threads):
-    """Threads of the fused kernels (``$CSPDARKNET_FUSED_THREADS`` overrides ``threads``)."""
     with _lock:
-        _state["threads"] = max(1, int(os.environ.get(THREADS_ENV) or threads))
+        _state["threads"] = max(1, int(threads))
         if _state["lib"] is not None:
             _state["lib"].mish_set_threads(_state["threads"])
 

@@ -75,7 +75,7 @@ def epoch_scalars(row):
     return {tag: row[key] for key, tag in EPOCH_TAGS.items() if key in row and _number(row[key]) is not None}
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(contextlib.AbstractContextManager):
     """A tensorboardX ``SummaryWriter`` on ``<tensorboard_dir>/<run_name>/`` that logs plain scalars."""
 
     def __init__(self, tensorboard_dir, run_name, purge_step=None, flush_secs=30, max_queue=100):
@@ -110,12 +110,8 @@ class TensorBoardLogger:
             self._writer.close()
             self.closed = True
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
         self.close()
-        return False
 
 
 def create_tensorboard_logger(tensorboard_dir, run_dir, rank=0, purge_step=None, **kwargs):
