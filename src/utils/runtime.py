@@ -59,11 +59,8 @@ def resolve_device_target(value):
     """``auto`` -> Ascend if present, else GPU, else CPU; a named target must be available."""
     import mindspore as ms
 
-    if value in (None, "", "auto"):
-        for target in DEVICE_PREFERENCE:
-            if ms.hal.is_available(target):
-                return target
-        return "CPU"
+    if value == "auto":
+        return next((target for target in DEVICE_PREFERENCE if ms.hal.is_available(target)), "CPU")
     if value not in DEVICE_PREFERENCE:
         raise DeviceError(f"device_target={value!r}: expected auto, Ascend, GPU or CPU")
     if not ms.hal.is_available(value):
@@ -76,15 +73,13 @@ def setup_device(device_target="auto", device_id=None, graph_mode=True):
     """Selects the device (``DEVICE_ID`` env when ``device_id`` is None) and graph mode; returns the target."""
     import mindspore as ms
 
+    from src.config import launch_env
+
     target = resolve_device_target(device_target)
     if target == "CPU":
         ms.set_device("CPU")
     else:
-        if device_id is None:
-            from src.config import launch_env
-
-            device_id = launch_env().get("DEVICE_ID", 0)
-        ms.set_device(target, device_id)
+        ms.set_device(target, launch_env().get("DEVICE_ID", 0) if device_id is None else device_id)
     ms.set_context(mode=ms.GRAPH_MODE if graph_mode else ms.PYNATIVE_MODE)
     return target
 
