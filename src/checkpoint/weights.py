@@ -4,7 +4,7 @@ keys, other shapes and weights that are not finite are one ``CheckpointError`` (
 another number of classes is dropped, with a warning, only when fine-tuning."""
 import logging
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 
@@ -15,18 +15,9 @@ from src.checkpoint.layouts import (HEAD_KEYS, detect_layout, format_list, is_no
                                     to_own_layout, unknown_layout)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadReport:
-    path: str
-    layout: str
-    num_loaded: int
-    skipped_non_weights: int
-    head_reinitialized: bool
-    used_ema: bool
-    metadata: dict
-    has_ema: bool = False  # the checkpoint holds EMA weights (ema.*), used or not
+#: what ``load_weights`` did; ``has_ema``: the file holds ``ema.*`` weights, used or not
+LoadReport = namedtuple("LoadReport", "path layout num_loaded skipped_non_weights head_reinitialized used_ema metadata "
+                                      "has_ema")
 
 
 def load_weights(net, path, fine_tune=False, use_ema=False):
