@@ -132,15 +132,6 @@ def modelarts_unzip(zip_path, dest, extracted_name=None, device_id=None, device_
     return target
 
 
-def unzip_modelarts_dataset(modelarts):
-    """The extracted <data_path>/<modelarts_dataset_unzip_name>.zip with ``need_modelarts_dataset_unzip``, else None."""
-    if not modelarts.need_modelarts_dataset_unzip:
-        return None
-    name = modelarts.modelarts_dataset_unzip_name
-    return modelarts_unzip(os.path.join(modelarts.data_path, name + ".zip"), modelarts.data_path,
-                           extracted_name=name)
-
-
 # path keys by the folder they are relative to on ModelArts
 DATA_KEYS = ("data_dir", "val_data_dir", "data_list")               # the downloaded (unzipped) dataset
 WEIGHT_KEYS = ("pretrained", "ckpt_file", "resume")                 # load_path (the checkpoint_url download)
@@ -173,7 +164,9 @@ def run_on_modelarts(cfg, job, uses_data=True):
     os.makedirs(ma.output_path, exist_ok=True)
     ok = False
     try:
-        dataset_root = (unzip_modelarts_dataset(ma) or ma.data_path) if uses_data else None
+        dataset_root, name = (ma.data_path if uses_data else None), ma.modelarts_dataset_unzip_name
+        if uses_data and ma.need_modelarts_dataset_unzip:
+            dataset_root = modelarts_unzip(os.path.join(ma.data_path, name + ".zip"), ma.data_path, name)
         result = job(localize_paths(cfg, dataset_root))
         ok = True
         return result
