@@ -65,11 +65,6 @@ def kernel_library():
             path = build_kernel()
             lib = ctypes.CDLL(path)
             lib.mish_set_threads.argtypes = [ctypes.c_int]
-            lib.mish_get_threads.restype = ctypes.c_int
-            for name in ("mish_forward_f32", "mish_forward_f32_scalar"):
-                getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-            for name in ("mish_backward_f32", "mish_backward_f32_scalar"):
-                getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
             _state["path"], _state["lib"] = path, lib
             if _state["threads"] is not None:
                 lib.mish_set_threads(int(_state["threads"]))
