@@ -55,7 +55,7 @@ def run_folder_of(checkpoint):
     return None
 
 
-def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
+def checkpoint_files(path):
     """``[path]`` for a file; else the folder's sorted checkpoint files (a run folder: its ``ckpt_0/``'s), never
     hidden ones (unfinished saves); ``CheckpointError`` naming the path when there are none."""
     path = os.fspath(path)
@@ -63,12 +63,12 @@ def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
         raise CheckpointError("no checkpoint given")
     if os.path.isdir(path):
         for folder in (path, os.path.join(path, "ckpt_0")):  # a training run folder: rank 0's checkpoints
-            files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(tuple(extensions))
-                           and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))) \
-                if os.path.isdir(folder) else []
+            names = os.listdir(folder) if os.path.isdir(folder) else []
+            files = sorted(os.path.join(folder, f) for f in names if f.lower().endswith(CHECKPOINT_EXTENSIONS)
+                           and not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
             if files:
                 return files
-        raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(extensions)} files")
+        raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(CHECKPOINT_EXTENSIONS)} files")
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint file {path!r} does not exist")
     return [path]

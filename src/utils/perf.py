@@ -12,7 +12,6 @@ from src.utils import host
 JIT_LEVELS = ("O0", "O1", "O2")
 PROCESS_SETTINGS = ("onednn_isa", "jit_level", "compile_cache_dir")
 NETWORK_SETTINGS = ("fused_act", "fold_bn", "recompute_act")
-FUSED_ACT_KINDS = ("all", "mish")
 
 
 def recommended_settings(mode="train"):
@@ -92,14 +91,11 @@ def _replace_children(net, predicate, make):
 
 
 def _fused_act_kind(value):
-    """``fused_act`` -> None (false, 0, "", "off", "none"), "all" (true, 1, "on") or "mish"; else ValueError."""
-    if value in (None, False, 0, "", "false", "off", "none", "0"):
-        return None
-    if value in (True, 1, "true", "on", "1"):
-        return "all"
-    if value in FUSED_ACT_KINDS:
-        return value
-    raise ValueError(f"fused_act={value!r}: expected false, true (= all), all or mish")
+    """``fused_act`` (false, true = all, "all", "mish") -> None, "all" or "mish"; else ValueError."""
+    kinds = {None: None, False: None, True: "all", "all": "all", "mish": "mish"}
+    if value not in kinds:
+        raise ValueError(f"fused_act={value!r}: expected false, true (= all), all or mish")
+    return kinds[value]
 
 
 def fold_batchnorm(net):
