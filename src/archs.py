@@ -68,10 +68,6 @@ class Preprocess:
     eval_resize: str = "squash"                # zoo: squash to 256x256 then centre crop 224
     crop_pct: float = 0.875
 
-    def __post_init__(self):
-        if self.eval_resize not in EVAL_RESIZE_MODES:
-            raise ValueError(f"eval_resize={self.eval_resize!r}: expected one of {EVAL_RESIZE_MODES}")
-
 
 @dataclass(frozen=True)
 class ArchSpec:
