@@ -104,10 +104,11 @@ def _extract(zip_path, dest, log):
     try:
         with zipfile.ZipFile(zip_path) as zf:
             infos, start = zf.infolist(), time.time()
+            log(f"unzip: extracting {len(infos)} entries of {zip_path} into {dest}")
             for i, info in enumerate(infos, 1):
                 zf.extract(info, dest)  # zipfile drops absolute paths and '..' components
                 if i * 10 // len(infos) > (i - 1) * 10 // len(infos):  # every 10%
-                    log(f"unzip {zip_path}: {i * 100 // len(infos)}% ({i} entries, {time.time() - start:.1f} s)")
+                    log(f"unzip: {i * 100 // len(infos)}% ({i}/{len(infos)}, {time.time() - start:.1f} s)")
     except zipfile.BadZipFile as e:
         raise ConfigError(f"not a valid zip file: {zip_path} ({e})") from None
 
