@@ -140,8 +140,9 @@ class DataConfig:
                         "data (train.py, eval.py).")
     data_list: str = key("Optional text file of 'relative/path label' lines (relative to data_dir), used "
                          "instead of scanning data_dir.")
-    dataset_format: str = key("folder (an ImageFolder tree) or mindrecord (the PREFIX given to "
-                              "tools/convert_to_mindrecord.py --output).", choices=("folder", "mindrecord"))
+    dataset_format: str = key("How data_dir / val_data_dir are stored: folder (an ImageFolder) or mindrecord (the "
+                              "PREFIX given to tools/convert_to_mindrecord.py --output).",
+                              choices=("folder", "mindrecord"))
     verify_files: bool = key("Decode every file once in isolated workers, skipping (and naming) unusable ones; "
                              "false: check first and last bytes only (a corrupt file can crash the run).",
                              scripts=_IMAGES)
