@@ -205,7 +205,8 @@ class OptimConfig:
     loss_scale: float = key("Fixed loss scale, or the initial one with is_dynamic_loss_scale.",
                             check=_at_least(1))
     class_weights: str = key("Per-class loss weights: none; balanced (inverse class frequency, mean 1); or a file: "
-                             "one weight per line by class index, a JSON list, or a JSON {class name: weight}.",
+                             "one weight per line by class index, a JSON list, or a JSON {class name: weight} "
+                             "(others 1).",
                              check=lambda v: None if v.strip().lower() in ("none", "balanced") or os.path.isfile(v)
                              else "none, balanced or an existing weights file")
     label_smooth: bool = key("Label-smoothed cross entropy with label_smooth_factor; false: plain cross "
