@@ -6,7 +6,6 @@ training adds ``epoch`` and ``best_top1`` tensors. Names missing there come from
 """
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from typing import List, Optional
@@ -49,6 +48,14 @@ def _scalar(value):
     return arr.reshape(-1)[0].item() if arr.size == 1 else value
 
 
+def _parsed(parse, text):
+    """``parse(text)``, or None when it raises ValueError."""
+    try:
+        return parse(text)
+    except ValueError:
+        return None
+
+
 def _int(path, key, value, low):
     value = _scalar(value)
     try:
@@ -80,28 +87,19 @@ def read_metadata(path, arrays, meta):
         out["num_classes"] = int(head.shape[0])
     pre = {k: meta[k] for k in PREPROCESS_KEYS if meta.get(k) not in (None, "")}
     if "image_size" in pre:
-        try:
-            hw = [int(v) for v in str(pre["image_size"]).split(",")]
-        except ValueError:
-            hw = []
+        hw = _parsed(lambda text: [int(v) for v in text.split(",")], str(pre["image_size"])) or []
         if len(hw) != 2 or min(hw) < 1 or max(hw) > MAX_SIDE:
             raise _bad(path, "image_size", pre["image_size"], f"'height,width' of integers in [1, {MAX_SIDE}]")
         pre["image_size"] = "%d,%d" % tuple(hw)
     if "eval_resize" in pre and pre["eval_resize"] not in EVAL_RESIZE_MODES:
         raise _bad(path, "eval_resize", pre["eval_resize"], f"one of {', '.join(EVAL_RESIZE_MODES)}")
     if "crop_pct" in pre:
-        try:
-            pre["crop_pct"] = float(pre["crop_pct"])
-        except ValueError:
-            pre["crop_pct"] = math.nan
-        if not 0 < pre["crop_pct"] <= 1:
+        pre["crop_pct"] = _parsed(float, pre["crop_pct"])
+        if pre["crop_pct"] is None or not 0 < pre["crop_pct"] <= 1:
             raise _bad(path, "crop_pct", meta["crop_pct"], "a number in (0, 1]")
     out["preprocess"] = pre
     if meta.get("class_names"):
-        try:
-            names = json.loads(meta["class_names"])
-        except ValueError:
-            names = None
+        names = _parsed(json.loads, meta["class_names"])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
                 (out["num_classes"] is not None and len(names) > out["num_classes"]):
             raise _bad(path, "class_names", meta["class_names"], "a JSON list of at most num_classes names")
