@@ -3,6 +3,7 @@ ConfigError), a once-per-server dataset unzip, and the config's paths placed in 
 done once per server is done by its first device (``DEVICE_ID % min(RANK_SIZE, 8) == 0``); the others wait for the
 lock file it writes ("ok" or "failed: ..."), named by the job id and the paths.
 """
+import functools
 import hashlib
 import os
 import sys
@@ -24,8 +25,7 @@ class ModelArtsError(RuntimeError):
     """A ModelArts synchronisation step failed or timed out."""
 
 
-def _log(msg):
-    print(msg, flush=True)
+_log = functools.partial(print, flush=True)
 
 
 def get_job_id():

@@ -15,7 +15,8 @@ from src.utils.fileio import free_space, new_file_mode
 
 
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-                       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+                       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+                       "BF16": np.uint16}  # read as bits, widened to float32
 
 
 def _count(value):
@@ -53,9 +54,9 @@ def _read_safetensors(path):
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: corrupt safetensors header entry for tensor {name!r} (expected dtype, "
                                   f"shape and data_offsets within the {size}-byte data section)") from None
-        if dtype_name != "BF16" and dtype_name not in _SAFETENSORS_DTYPES:
+        if dtype_name not in _SAFETENSORS_DTYPES:
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}")
-        dtype = np.dtype("<u2" if dtype_name == "BF16" else _SAFETENSORS_DTYPES[dtype_name]).newbyteorder("<")
+        dtype = np.dtype(_SAFETENSORS_DTYPES[dtype_name]).newbyteorder("<")
         expected = math.prod(shape)
         if end - begin != expected * dtype.itemsize:
             raise CheckpointError(f"{path}: tensor {name!r} holds {end - begin} bytes, its shape {shape} and dtype "
