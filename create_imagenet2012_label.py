@@ -2,12 +2,9 @@
 
     python create_imagenet2012_label.py --img_path=/path/to/val [--output=./imagenet_label.json] [--model_path=M]
 
-``img_path`` is an ImageFolder: its class sub-folders, sorted by name, are numbered 0, 1, ... (the training
-order: ImageNet's synset folders give 0 ... 999), and every regular file directly in a class folder maps by
-its basename to that index, as the model zoo's script did. Hidden entries (``.``) are skipped, files directly
-in img_path ignored (reported). With ``--model_path`` (an exported model with a model record) folders named
-like the model's classes get those classes' indices; if none is, the sorted order is kept (a warning); if only
-some are, it is an error naming the others. Exit status: 0 written; 2 bad input (one ``error:`` line).
+Class sub-folders of ``img_path``, sorted, are numbered 0, 1, ... as in the zoo's script (hidden entries skipped);
+with ``--model_path``, folders named like the model record's classes get those indices (some but not all: an
+error). Exit status: 0 written; 2 bad input (one ``error:`` line).
 """
 import argparse
 import os
@@ -23,9 +20,8 @@ def _visible(names):
 
 
 def build_labels(img_path, class_names=None):
-    """``(labels {basename: class index}, class folders, stats)``; ``class_names``: the model's, in index order
-    (``stats["by_name"]``: whether folders were numbered by them). LabelError for a missing folder, no class
-    sub-folders, no image files, or one file name in two class folders (its label would be ambiguous)."""
+    """``(labels {basename: class index}, class folders, stats)``; ``class_names``: the model's, in index order.
+    ``LabelError`` for a missing folder, no class folders or images, or one file name in two class folders."""
     if not os.path.exists(img_path):
         raise LabelError(f"image folder not found: {img_path}")
     if not os.path.isdir(img_path):

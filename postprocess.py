@@ -2,18 +2,12 @@
 
     python postprocess.py --result_path=result_Files --label_path=imagenet_label.json [--model_path=MODEL]
 
-``--result_path``: a folder of ``<name>_0.bin`` files, raw little-endian logits ``[B, K]`` (float16 or float32);
-other files are ignored (counted). ``--label_path``: a JSON object from create_imagenet2012_label.py; a key
-(an image file name or a result name) matches the first existing of ``<key>_0.bin``, ``<key without its last
-extension>_0.bin`` (this project's app) and ``<key up to its first '.'>_0.bin`` (the zoo's); its value is a
-class index, or one per row for a result file holding a batch. ``--model_path``: the exported model (.onnx,
-or MINDIR/AIR with its ``<model>.json`` sidecar), whose model record gives K, the logits' dtype and the class
-names (then one ``class I NAME: N images, top1 X`` line per class). Without it the layout is detected from the
-file sizes (``resolve_layout``).
-
-Output: ``Total data: N, top1 accuracy: X, top5 accuracy: Y``; unmatched files and labels are listed on
-stderr. Non-finite logits are refused (an all-NaN row would rank class 0 first). Exit status: 0 done; 1 with
-``--strict`` and unmatched entries; 2 bad input or command line (one ``error:`` line naming the file or flag).
+Result files are ``<name>_0.bin``: raw little-endian logits ``[B, K]`` (float16 or float32). A label key (from
+create_imagenet2012_label.py) matches ``<key>_0.bin``, else the key without its last extension (this project's
+app), else the key up to its first '.' (the zoo's); its value is a class index, or one per row of a batch.
+K and the dtype come from the model record (``--model_path``, then also per-class lines with the class names),
+else from the file sizes (``resolve_layout``). Non-finite logits are refused. Exit status: 0 done; 1 with
+``--strict`` and unmatched entries; 2 bad input or command line (one ``error:`` line).
 """
 import argparse
 import json
@@ -73,7 +67,7 @@ def collect_result_files(result_path):
 
 
 def load_labels(label_path):
-    """Return {label key: [class indices]} from the label JSON (an int value becomes a 1-element list)."""
+    """``{label key: [class indices]}`` from the label JSON (an int value becomes a 1-element list)."""
     try:
         with open(label_path, encoding="utf-8") as f:
             data = json.load(f)
@@ -96,8 +90,7 @@ def load_labels(label_path):
 
 
 def result_name_candidates(key):
-    """Result names a label key may have been written under, most specific first: the key itself,
-    the key without its last extension (this project's C++ app), the key up to its first '.' (zoo app)."""
+    """Result names a label key may have been written under, most specific first (module doc)."""
     return list(dict.fromkeys(c for c in (key, os.path.splitext(key)[0], key.split(".", 1)[0]) if c))
 
 
@@ -117,10 +110,8 @@ def match_labels(results, labels, label_path=""):
 
 
 def resolve_layout(row_bytes, max_label, dtype="auto", num_classes=0, where=""):
-    """``(dtype name, K)`` of rows of ``row_bytes`` bytes. With K given the itemsize must be 2 or 4; with the
-    dtype given K follows; with neither, float32 x row/4 and float16 x row/2 are the candidates with K > the
-    largest label, and when both are, the one with K == largest label + 1 wins (a label file that covers every
-    class), else it is ambiguous: pass --dtype or --num_classes."""
+    """``(dtype name, K)`` of rows of ``row_bytes`` bytes, from the dtype or K when given; else the candidate with
+    K > the largest label (float32 before float16), ``K == largest label + 1`` deciding between two."""
     if dtype not in ("auto", "float16", "float32"):
         raise PostprocessError(f"--dtype must be auto, float16 or float32, got {dtype!r}")
     num_classes = int(num_classes or 0)
@@ -156,8 +147,8 @@ def resolve_layout(row_bytes, max_label, dtype="auto", num_classes=0, where=""):
 
 
 def score_file(path, dtype, num_classes, labels, per_class=None):
-    """``(top-1 hits, top-5 hits, rows with non-finite logits)`` of one result file; a non-finite row scores
-    no hit. ``per_class``: ``{label: [images, top-1 hits]}``, updated in place."""
+    """``(top-1 hits, top-5 hits, non-finite rows)`` of one result file (a non-finite row is a miss);
+    ``per_class`` ``{label: [images, top-1 hits]}`` is updated in place."""
     raw = np.fromfile(path, dtype=DTYPES[dtype])
     rows = len(labels)
     if raw.size != rows * num_classes:
@@ -180,8 +171,8 @@ def score_file(path, dtype, num_classes, labels, per_class=None):
 
 
 def evaluate(result_path, label_path, dtype="auto", num_classes=0, allow_nonfinite=False):
-    """Scores every ``<name>_0.bin`` in ``result_path`` that has a label (one bytes-per-row value for all);
-    non-finite logits raise ``PostprocessError`` unless ``allow_nonfinite`` (then they are misses, counted)."""
+    """Scores every labelled ``<name>_0.bin`` of ``result_path``; non-finite logits raise ``PostprocessError``
+    unless ``allow_nonfinite`` (then they are counted misses)."""
     results, ignored = collect_result_files(result_path)
     all_labels = load_labels(label_path)
     pairs, without_result = match_labels(results, all_labels, label_path)
@@ -225,8 +216,7 @@ def evaluate(result_path, label_path, dtype="auto", num_classes=0, allow_nonfini
 
 
 def read_record(model_path):
-    """``(num_classes, dtype, class names or None, description)`` from an exported model's record (a model
-    without one is a ``ModelRecordError``)."""
+    """``(num_classes, dtype, class names or None, description)`` from an exported model's record."""
     from src.deploy.record import describe_record, read_model_record
 
     record, where = read_model_record(model_path, required=True)

@@ -1,18 +1,7 @@
-"""The evaluation job behind eval.py: which checkpoints, which labels, scoring, and the one result record.
-
-``evaluate_job(cfg, run_log)`` in order, every check before any device work or output folder:
-
-1. the checkpoints (``ckpt_file``, or ``pretrained``: a file, or a folder of ``*.ckpt`` / ``*.safetensors``),
-   each read and resolved into the model it needs (``src.checkpoint.resolve_model``); in a folder, one that
-   cannot be read or does not fit is set aside and reported at the end, the others are scored;
-2. the outputs (``log_path``, ``result_file``): never one of the run's inputs (``src.utils.fileio``);
-3. the labels (``label_check``): the data's class folders against the classes the checkpoints were trained on;
-4. the data pipeline, the run folder ``<log_path>/eval_<timestamp>/`` (its log, config.yaml with the keys
-   eval reads (``src.config.script_keys``), run.json);
-5. each checkpoint scored (``score_checkpoint``: zero images scored or outputs that are not finite are errors,
-   never a result) with its analysis files (``src.analysis.report``);
-6. one record per checkpoint (``result_record``), written once at the end, atomically, as standard JSON
-   (``write_results``): a run stopped before that leaves no ``eval_result.json``.
+"""The evaluation job behind eval.py. ``evaluate_job`` checks everything (checkpoints, outputs, labels) before
+any device work or output folder, then scores each checkpoint into ``<log_path>/eval_<timestamp>/`` and writes
+one record per checkpoint once at the end (``write_results``): a run stopped before that leaves no result.
+In a folder of checkpoints, one that cannot be read or scored is set aside and reported at the end (exit 2).
 """
 import dataclasses
 import os
@@ -27,12 +16,9 @@ __all__ = ["RESULT_NAME", "evaluate_job", "select_checkpoints", "label_check", "
 RESULT_NAME = "eval_result.json"
 
 
-# ------------------------------------------------------------------------------------------------ checkpoints
 def select_checkpoints(cfg, log):
-    """``(specs, unreadable)``: a ``ModelSpec`` for every checkpoint to score, and ``[(checkpoint, error)]`` for
-    those of a folder that cannot be read or do not fit (a single checkpoint raises ``CheckpointError``).
-    The checkpoints of one folder that record their classes or their preprocessing must agree on them (one
-    dataset scores them all, with the recorded preprocessing, which every spec then carries)."""
+    """``(specs, unreadable)``: a ``ModelSpec`` per checkpoint to score, ``[(checkpoint, error)]`` for those of a
+    folder that cannot be read; the checkpoints of a folder must agree on their classes and preprocessing."""
     path = cfg.weights.ckpt_file
     if not path:
         raise ConfigError("no checkpoint given: pass --ckpt_file=PATH (or --pretrained=PATH), a checkpoint file "
@@ -69,10 +55,8 @@ def _describe(spec, key):
     return ", ".join(f"{k}={v}" for k, v in spec.preprocess.items())
 
 
-# ------------------------------------------------------------------------------------------------ labels
 def _imagenet_class_index(data_dir, num_classes):
-    """For a 1000-class model and a folder whose class folders are all ImageNet synset ids (e.g. a
-    subset of the val set), the ImageNet label of each folder; None otherwise."""
+    """``{folder: ImageNet index}`` when a 1000-class model meets a subset of ImageNet's synset folders; else None."""
     if num_classes != 1000 or not data_dir or not os.path.isdir(data_dir):
         return None
     from src.data.class_names import load_imagenet_synsets
@@ -85,14 +69,9 @@ def _imagenet_class_index(data_dir, num_classes):
 
 
 def label_check(cfg, spec, log):
-    """The labels to score with: ``(class_to_idx or None, record for the result JSON)``.
-
-    The classes ``spec`` was trained on (recorded in the checkpoint, or a class_index.json) are compared with
-    the data's class folders (a MindRecord dataset's stored classes): a folder that is no trained class is an
-    error naming it (``ClassIndexError``, exit 2) unless ``class_map`` maps it; a subset of the classes is fine
-    and logged; the labels are then the trained indices. Without class names: ImageNet synset folders get
-    their ImageNet indices for a 1000-class model, anything else is scored in sorted folder order with a
-    warning that it is unchecked."""
+    """``(class_to_idx or None, record for the result JSON)``: the data's class folders checked against the
+    classes ``spec`` was trained on (``ClassIndexError`` naming a folder that is none of them, unless
+    ``class_map`` maps it); without class names, ImageNet synset folders or sorted folder order (a warning)."""
     from src.data.class_check import compare_class_index, load_class_mapping, trained_class_index
 
     data_dir = cfg.data.data_dir
@@ -129,10 +108,8 @@ def label_check(cfg, spec, log):
 
 
 def class_names_for(spec, bundle, num_classes, imagenet_labels, data_list):
-    """Names of the ``num_classes`` rows of the confusion matrix (the labels scored): ImageNet's when the labels
-    are ImageNet indices (``imagenet_labels``: synset folders, or a 1000-class model without recorded names
-    whose classes are ImageNet's or that reads a ``data_list``); else the names the checkpoint records; else
-    the data's class folders (not with a ``data_list``: its labels are indices, not names); gaps ``class_<i>``."""
+    """Names of the confusion matrix's rows: ImageNet's when the labels are ImageNet indices, else the recorded
+    names, else the data's class folders (not with a ``data_list``), gaps ``class_<i>``."""
     from src.data.class_names import load_class_names, load_imagenet_synsets
 
     generic = [f"class_{i}" for i in range(num_classes)]
@@ -146,10 +123,8 @@ def class_names_for(spec, bundle, num_classes, imagenet_labels, data_list):
     return [folders.get(i, generic[i]) for i in range(num_classes)]
 
 
-# ------------------------------------------------------------------------------------------------ data
 def _eval_data(cfg):
-    """``(cfg, note)``: the embedded demo val slice when no data is given; a MindRecord dataset's or a folder's
-    existence checked (``DatasetError`` naming it)."""
+    """``(cfg, note)``: the embedded demo val slice when no data is given; else the data checked to exist."""
     from src.data.demo import with_demo_data
 
     if not cfg.data.data_dir and not cfg.data.data_list:
@@ -169,9 +144,8 @@ def _inputs(cfg):
                              cfg.config_path) if p)
 
 
-# ------------------------------------------------------------------------------------------------ scoring
 def analysis_dirs(ckpts, run_dir):
-    """Where each checkpoint's analysis files go: the run folder for one, ``<run>/<checkpoint stem>/`` for several."""
+    """The run folder for one checkpoint's analysis files, ``<run>/<checkpoint stem>/`` for several."""
     if len(ckpts) == 1:
         return {ckpts[0]: run_dir}
     stems = [os.path.splitext(os.path.basename(c))[0] for c in ckpts]
@@ -180,16 +154,8 @@ def analysis_dirs(ckpts, run_dir):
 
 
 def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes, temperature=None, keep_logits=False):
-    """Scores ``net`` (eval mode, at its precision) on ``bundle``: ``(EvalResult, EvalAccumulator or None)``, the
-    counts of all ranks. Zero images scored is a ``DatasetError`` (``evaluate``: the pipeline's sample
-    count); outputs that are not finite (NaN or infinite logits) are a ``CheckpointError`` naming how many:
-    neither ever becomes a result.
-
-    When the labels fit the model (the accumulator exists), ``result.extra["calibration"]`` holds the
-    reliability statistics of all ranks (``src.analysis.calibration.reliability_from_sums``: ECE over 15 bins,
-    NLL) at temperature 1 (``"plain"``) and at ``temperature`` (``"scaled"``, None without one);
-    ``keep_logits`` keeps this rank's logits and labels in ``result.extra["held_out"]`` (for fitting a
-    temperature)."""
+    """``(EvalResult, EvalAccumulator or None)`` over all ranks (non-finite outputs: ``CheckpointError``), with
+    ``extra["calibration"]`` (reliability at T=1 and at ``temperature``) and, ``keep_logits``, ``extra["held_out"]``."""
     import numpy as np
 
     from src.analysis.calibration import DEFAULT_BINS, calibration_sums, reliability_from_sums
@@ -250,8 +216,8 @@ def score_checkpoint(net, bundle, spec, ctx, log, worst_mistakes, temperature=No
 
 
 def _load(spec, cfg, ctx, rewrites, cache):
-    """The network of ``spec`` with its weights: on CPU without network rewrites one compiled network serves
-    every checkpoint of the same arch and classes (a folded network, fold_bn, cannot take other weights)."""
+    """The network of ``spec`` with its weights; on CPU without rewrites one compiled network serves every
+    checkpoint of the same arch and classes (a folded network, fold_bn, cannot take other weights)."""
     key = (spec.arch, spec.num_classes)
     if cache.get("key") == key and ctx.device_target == "CPU" and not any(rewrites.values()):
         return cache["net"], load_weights(cache["net"], spec.checkpoint, use_ema=cfg.weights.use_ema)
@@ -261,12 +227,9 @@ def _load(spec, cfg, ctx, rewrites, cache):
     return net, report
 
 
-# ------------------------------------------------------------------------------------------------ results
 def result_record(spec, result, report, precision, device, data, analysis=None):
-    """One checkpoint's result as eval_result.json holds it: counts and rates, the model, the data (``data``:
-    data_dir, preprocessing, class check, ``images_listed``: kept only when it differs from the images scored)
-    and, from ``analysis`` (``{"output": src.analysis.report.AnalysisOutput, "worst_mistakes": [...], "dir"}``),
-    macro precision / recall / F1, the most confused pairs and the worst mistakes' files."""
+    """One checkpoint's record in eval_result.json: counts, model, data (``images_listed`` only when it differs
+    from the images scored) and the analysis summary (macro P/R/F1, confused pairs, worst mistakes)."""
     from src.analysis.report import JSON_KEYS
 
     rec = {"arch": spec.arch, "checkpoint": os.path.abspath(spec.checkpoint), "images": result.total,
@@ -285,13 +248,12 @@ def result_record(spec, result, report, precision, device, data, analysis=None):
 
 
 def write_results(records, unreadable, given, paths):
-    """Writes the results document to every one of ``paths`` (atomically, standard JSON: no NaN or Infinity
-    tokens) and returns them: the one record, or the best one's fields at the top and every record, best
-    first, under ``results`` (with ``unreadable``: the checkpoints not scored, and why)."""
+    """Writes the results (standard JSON, atomically) to every one of ``paths``: the one record, or the best
+    one's fields with every record, best first, under ``results`` and the ``unreadable`` checkpoints."""
     from src.utils.fileio import write_text_atomic
     from src.utils.paths import json_dumps
 
-    ranked = sorted(records, key=lambda r: (-r["top1"], -r["top5"], r["checkpoint"]))
+    ranked = _best_first(records)
     data = dict(ranked[0])
     if len(records) > 1 or unreadable:
         data.update(pretrained=os.path.abspath(given), results=ranked,
@@ -300,21 +262,21 @@ def write_results(records, unreadable, given, paths):
     return [write_text_atomic(text, path) for path in paths]
 
 
+def _best_first(records):
+    return sorted(records, key=lambda r: (-r["top1"], -r["top5"], r["checkpoint"]))
+
+
 def _ranking(records):
-    ranked = sorted(records, key=lambda r: (-r["top1"], -r["top5"], r["checkpoint"]))
+    ranked = _best_first(records)
     width = max([len("checkpoint")] + [len(os.path.basename(r["checkpoint"])) for r in ranked])
     lines = [f"{'checkpoint':<{width}}  {'top1':>7}  {'top5':>7}  images"]
     return "\n".join(lines + [f"{os.path.basename(r['checkpoint']):<{width}}  {100 * r['top1']:6.2f}%  "
                               f"{100 * r['top5']:6.2f}%  {r['images']}" for r in ranked])
 
 
-# ------------------------------------------------------------------------------------------------ calibration
 def _calibration_plan(cfg, specs, log):
-    """Per checkpoint, before any work: ``{"record": the calibration record applied (not with calibrate; None:
-    none), "path": its file, or where one was looked for (None: calibration_file=none), "write": where
-    calibrate writes the record (None: not calibrating; checked by the output guard), "sha256": the
-    checkpoint's, which the record is bound to (calibrate only)}``. A record fitted for another checkpoint is a
-    ``ModelRecordError``."""
+    """Per checkpoint, before any work: ``{"record": the calibration record applied, "path": its file (or where
+    one was looked for), "write": where calibrate writes one (output-guarded), "sha256": the checkpoint's}``."""
     from src.analysis.calibration import calibration_for, calibration_path, is_calibration_file
     from src.utils.fileio import check_output_file, file_sha256
 
@@ -345,9 +307,8 @@ def _calibration_plan(cfg, specs, log):
 
 
 def _calibration_result(spec, result, entry, cfg, ctx, data, log):
-    """``(fields for the result record, calibration record to write or None, stats at the temperature or None)``:
-    ECE and NLL at temperature 1; at the checkpoint's recorded temperature when it has one; with ``calibrate``,
-    the temperature fitted on these images (over all ranks) and the record binding it to the checkpoint."""
+    """``(result record fields, calibration record to write or None, stats at the temperature or None)``: ECE
+    and NLL at temperature 1, at the recorded temperature, or (``calibrate``) at one fitted over all ranks."""
     import numpy as np
 
     from src.analysis.calibration import calibration_sums, fit_temperature, record_from_stats, reliability_from_sums
@@ -391,11 +352,10 @@ def _calibration_result(spec, result, entry, cfg, ctx, data, log):
                 f"{spec.checkpoint}: no temperature fits the {plain['images']} scored images (the NLL keeps falling "
                 f"towards T={fit.temperature:g}: " + ("every image is right, with room to spare" if fit.hit_bound ==
                                                       "min" else "the logits carry no information about the labels")
-                + f"); no calibration record written. Calibrate on a held-out split with mistakes (more or harder "
+                + "); no calibration record written. Calibrate on a held-out split with mistakes (more or harder "
                 "images)")
         fields["calibration"] = {"temperature": round(fit.temperature, 6), "file": pending and entry["write"],
-                                 "fitted": True,
-                                 "hit_bound": fit.hit_bound, "ece_before": round(plain["ece"], 6),
+                                 "fitted": True, "hit_bound": fit.hit_bound, "ece_before": round(plain["ece"], 6),
                                  "ece_after": round(after["ece"], 6), "nll_before": round(plain["nll"], 6),
                                  "nll_after": round(after["nll"], 6)}
         log.info("temperature fitted on these %d images: T=%.4g%s; ECE %.4f -> %.4f, NLL %.4f -> %.4f",
@@ -405,8 +365,7 @@ def _calibration_result(spec, result, entry, cfg, ctx, data, log):
 
 
 def _reliability_png(plain, after, folder, cfg, log):
-    """``reliability.png`` in ``folder`` (rank 0; not with ``no_plots``; never fails the eval): the reliability
-    diagram at temperature 1, and at the temperature applied or fitted."""
+    """``reliability.png`` (not with ``no_plots``; a picture never fails the eval): at temperature 1 and after."""
     from src.analysis.calibration import plot_reliability
     from src.analysis.plots import plotting_unavailable_reason
 
@@ -425,10 +384,9 @@ def _reliability_png(plain, after, folder, cfg, log):
         return None
 
 
-# ------------------------------------------------------------------------------------------------ the job
 def _open_run_folder(cfg, ctx, specs, run_log):
-    """``<log_path>/eval_<timestamp>/`` with the rank's log, and on rank 0 ``config.yaml`` (the keys eval reads,
-    with the values the run uses: the checkpoint's where the user set none) and ``run.json``."""
+    """``<log_path>/eval_<timestamp>/`` with the rank's log; on rank 0 ``config.yaml`` (the keys eval reads, with
+    the values the run uses) and ``run.json``."""
     import yaml
 
     from src.config import script_keys
@@ -484,8 +442,7 @@ def _analyze(spec, acc, bundle, cfg, class_check, folder, log):
 
 
 def _score(spec, bundle, cfg, ctx, rewrites, cache, log, calibration):
-    """Loads one checkpoint (``CheckpointError`` when it does not fit), scores it (with ``tta``; the
-    reliability statistics at the temperature of ``calibration``, a ``_calibration_plan`` entry, too):
+    """Loads and scores one checkpoint (with ``tta``, and ``calibration``'s temperature):
     ``(result, acc, report, precision)``."""
     from src.deploy.tta import wrap_tta
     from src.evaluation import apply_eval_precision

@@ -1,24 +1,11 @@
 """Scoring a classifier: top-1/top-5 counts over a dataset, and the eval precision of each device.
 
-``evaluate(net, dataset)`` is the one scoring loop of the project (eval.py, and train.py's validation
-while training). It runs the network over every batch of a ``DatasetBundle`` (or a bare MindSpore
-dataset yielding ``(image, label)``), counts the images whose label is the top-1 / among the top-5
-logits in NumPy, and measures throughput. Differences from the model zoo's eval loop:
-
-* every image is scored: a smaller last batch is run as it is (graph mode recompiles once for it);
-* images/s (end to end: data pipeline wait plus network) is measured over the batches whose shape had
-  already been compiled, so neither the first compilation nor the recompile of a smaller last batch
-  is in the figure (the zoo subtracted one batch of images but kept the first batch's compile time);
-  with too few batches for that, it falls back to the whole loop's rate (``extra["timed_images"]`` 0);
-* with ``group_size > 1`` the counts of every rank are summed with an AllReduce. The shards must not
-  overlap: ``src.data``'s eval shards are disjoint; for a dataset sharded with MindSpore's own
-  distributed sampler (which repeats samples so every shard has the same length) pass
-  ``limit=shard_sample_count(N, rank, group_size)`` so the repeats are not counted.
-
-Nothing here parses config or sets up the device.
+``evaluate`` is the project's one scoring loop (eval.py, train.py's validation). Deviations from the zoo's loop:
+a smaller last batch is scored as it is; images/s (data wait plus network) counts only batches of an already
+compiled shape; with ``group_size > 1`` the counts of the (disjoint) rank shards are summed with an AllReduce.
 """
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,7 +13,7 @@ from src.analysis.metrics import SumAcrossRanks
 from src.errors import DatasetError
 from src.utils import signals
 
-__all__ = ["EvalResult", "evaluate", "topk_correct", "shard_sample_count", "apply_eval_precision"]
+__all__ = ["EvalResult", "evaluate", "topk_correct", "apply_eval_precision"]
 
 
 @dataclass
@@ -42,17 +29,11 @@ class EvalResult:
 
     @property
     def top1(self):
-        """Top-1 accuracy as a fraction (0 when no image was scored)."""
         return self.top1_correct / self.total if self.total else 0.0
 
     @property
     def top5(self):
         return self.top5_correct / self.total if self.total else 0.0
-
-    def to_dict(self):
-        out = asdict(self)
-        out.update(top1=self.top1, top5=self.top5)
-        return out
 
     def zoo_lines(self):
         """The model zoo's three result lines."""
@@ -62,12 +43,7 @@ class EvalResult:
 
 
 def topk_correct(logits, labels, k=5):
-    """Number of rows of ``logits`` whose ``labels`` entry is the top-1 and among the top-``k`` classes.
-
-    Ties are broken towards the lower class index (a stable sort of the negated logits), so the
-    answer does not depend on the sorting algorithm. With fewer than ``k`` classes every label is
-    within the top-k.
-    """
+    """``(top-1 hits, top-k hits)`` of ``logits`` [N, K]; ties go to the lower class index (stable sort)."""
     logits = np.asarray(logits, dtype=np.float32)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
@@ -78,48 +54,17 @@ def topk_correct(logits, labels, k=5):
     return top1, topk
 
 
-def shard_sample_count(num_images, rank, group_size):
-    """Real (non-padding) samples on shard ``rank`` of ``group_size`` for MindSpore's interleaved sharding:
-    shard r holds samples r, r+G, r+2G, ... and is padded with repeats up to ceil(N/G)."""
-    if group_size <= 1:
-        return int(num_images)
-    return len(range(rank, int(num_images), group_size))
+def evaluate(net, dataset, rank=0, group_size=1, limit=None, on_batch=None):
+    """The ``EvalResult`` of ``net`` (eval mode) on every image of ``dataset`` (a bundle or ``(image, label)`` rows),
+    summed over ranks; ``limit``: count only the first samples; ``on_batch(logits, labels)``: a hook."""
+    import mindspore as ms
 
-
-def _dataset_and_limit(dataset, limit):
-    """Unwraps a DatasetBundle; the number of real samples to count (None: all).
-
-    An eval ``DatasetBundle`` knows its shard's real image count (``num_images``; eval shards of
-    ``src.data`` are disjoint and unpadded), which caps the count as a guard against padding.
-    """
     ds = getattr(dataset, "dataset", dataset)
     if limit is None and getattr(dataset, "mode", None) == "eval":
         limit = getattr(dataset, "num_images", None)
-    return ds, limit
-
-
-def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True, log=None, log_interval=0,
-             collect_logits=False, on_batch=None):
-    """Scores ``net`` on every image of ``dataset`` and returns an ``EvalResult``.
-
-    dataset: a ``DatasetBundle`` (its ``.dataset``) or a MindSpore dataset whose rows are
-    ``(image NCHW float32, label int)``; it is iterated once, in its own order.
-    rank, group_size: this process's shard; with ``group_size > 1`` and ``reduce`` the counts and the
-    throughput are summed over ranks (every rank must call this), so every rank returns the totals.
-    limit: count only the first ``limit`` samples (a shard's real samples, for a sharded dataset whose
-    sampler pads; an eval bundle's ``num_images`` by default, see ``shard_sample_count`` for MindSpore's
-    padding sampler). ``collect_logits`` keeps this rank's float32 logits and labels in
-    ``result.extra`` (tests, analysis). ``on_batch(logits, labels)`` is called with every batch's float32
-    logits and labels as counted (padding trimmed), e.g. ``src.analysis.metrics.EvalAccumulator.update``.
-    The network must already be in eval mode (``set_train(False)``) and at the wanted precision.
-    """
-    import mindspore as ms
-
-    ds, limit = _dataset_and_limit(dataset, limit)
     top1 = top5 = total = steps = 0
     timed_images, timed_seconds = 0, 0.0
     seen_shapes = set()
-    all_logits, all_labels = [], []
     start = previous_end = time.perf_counter()
     for images, labels in signals.guarded(ds.create_tuple_iterator(output_numpy=True, num_epochs=1)):
         if limit is not None and total >= limit:
@@ -140,26 +85,18 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True
         seen_shapes.add(shape)
         if on_batch is not None:
             on_batch(logits, labels)
-        c1, c5 = topk_correct(logits, labels, topk)
+        c1, c5 = topk_correct(logits, labels)
         top1 += c1
         top5 += c5
         total += n
         steps += 1
-        if collect_logits:
-            all_logits.append(logits)
-            all_labels.append(labels)
-        if log is not None and log_interval and steps % log_interval == 0:
-            log.info("eval step %d: %d images, top1 %.4f", steps, total, top1 / max(total, 1))
     seconds = time.perf_counter() - start
     if timed_images and timed_seconds > 0:
         ips = timed_images / timed_seconds
     else:  # a single batch shape seen once: only the compile-inclusive rate exists
         ips = total / seconds if seconds > 0 else 0.0
     extra = {"compiled_shapes": len(seen_shapes), "timed_images": timed_images}
-    if collect_logits:
-        extra["logits"] = np.concatenate(all_logits) if all_logits else np.zeros((0, 0), np.float32)
-        extra["labels"] = np.concatenate(all_labels) if all_labels else np.zeros((0,), np.int64)
-    collective = group_size > 1 and reduce
+    collective = group_size > 1
     if hasattr(dataset, "account"):  # a DatasetBundle: fewer samples than it holds is a warning naming them
         dataset.account(total, "evaluation", zero_is_error=not collective)
     if collective:
@@ -173,14 +110,9 @@ def evaluate(net, dataset, rank=0, group_size=1, limit=None, topk=5, reduce=True
                       seconds=float(seconds), steps=steps, group_size=int(group_size), extra=extra)
 
 
-# ----------------------------------------------------------------------------------------------
-# Precision
-# ----------------------------------------------------------------------------------------------
-
 def apply_eval_precision(net, device_target):
-    """Eval precision by device, as the model zoo: Ascend runs the whole network in float16 (BatchNorm
-    included, ``to_float``); GPU runs float16 with BatchNorm in float32 (``auto_mixed_precision`` O2);
-    CPU stays float32. Returns ``(net, description)``; load the weights before calling this."""
+    """``(net, description)`` at the zoo's eval precision: Ascend all float16, GPU float16 with float32 BatchNorm
+    (amp O2), CPU float32. Load the weights first."""
     import mindspore as ms
 
     if device_target == "Ascend":

@@ -1,18 +1,7 @@
-"""The export job behind export.py: a checkpoint to MINDIR / ONNX / AIR, checked against the network.
-
-``export_job(cfg, run_log)``: everything that needs no device or weights is checked first (format and device,
-the checkpoint, the output path: never one of the inputs, the input shape: within bounds and within the
-memory the check run needs); then the network of the checkpoint (``src.checkpoint.resolve_model``, weights
-that are not finite refused) is exported into a temporary folder, run on a random input and compared with
-its own logits (``verify``: MINDIR through ``mindspore.load`` + ``nn.GraphCell``, ONNX through onnxruntime
-against the network with an accurate-tanh Mish, since MindSpore's CPU Tanh is approximate); only then is
-the file moved into place (``src.export_utils.export_network``), so a failed or stopped export leaves none.
-Then the model record (``src.deploy.record``: class names, preprocessing, source checkpoint, and the
-temperature of the checkpoint's calibration record when there is one) goes into the ONNX file's metadata (before
-it is moved into place) or into the sidecar ``<file>.json`` of a MINDIR / AIR file. ``quantize=int8`` then
-writes ``<file_name>.int8.onnx`` (``src.deploy.quantize.quantize_exported``: calibrated on ``calib_data_dir``,
-checked against the FP32 file on images the calibration did not use).
-Returns 0 when verified, 1 when the file does not reproduce the network (it is written all the same).
+"""The export job behind export.py: everything that needs no device is checked first; the network is exported
+into a temporary folder, run and compared with its own logits (``verify``), and only then moved into place with
+its model record (ONNX metadata, or the sidecar ``<file>.json``); ``quantize=int8`` then writes
+``<file_name>.int8.onnx``. Returns 0 when verified, 1 when the file does not reproduce the network.
 """
 import os
 import time
@@ -24,8 +13,7 @@ from src.errors import ConfigError
 
 __all__ = ["BYTES_PER_PIXEL", "input_shape", "verify", "export_job"]
 
-#: host memory the check run needs per input pixel on CPU, beyond what the process already holds (cspdarknet53,
-#: MindSpore 2.10: the peak RSS of export.py grew by ~340-390 bytes per pixel from 224 px to 448 px and batch 8)
+#: host memory the CPU check run needs per input pixel, with headroom (peak RSS grows ~340-390 bytes per pixel)
 BYTES_PER_PIXEL = 512
 
 
@@ -54,10 +42,8 @@ def _available_memory():
 
 
 def input_shape(cfg, spec, device_target):
-    """``[batch, 3, height, width]``: height / width as given, else the checkpoint's training size, else the
-    architecture's. An input above the config's bound (``src.config.check_input_size``: the given sizes are
-    checked when the config loads, a size taken from the checkpoint here), or on CPU one whose check run needs
-    more memory than is available, is a ``ConfigError`` naming the keys and the reason."""
+    """``[batch, 3, height, width]`` (given, else the checkpoint's training size); beyond the config's bounds, or
+    on CPU beyond the available memory, a ``ConfigError`` naming the keys."""
     from src.config import check_input_size
 
     h, w = (int(v) for v in spec.preprocess["image_size"].split(","))
@@ -84,12 +70,8 @@ def _accurate_reference(build, x):
 
 
 def verify(fmt, path, net_logits, x, build_reference):
-    """Runs the exported file and compares; returns (ok, message lines).
-
-    MINDIR runs MindSpore's own kernels, so it is compared with the Cell. ONNX is compared with the Cell
-    computed with an accurate tanh when the network has Mish (``build_reference()``; MindSpore's CPU Tanh
-    kernel is approximate, see ``src.export_utils``), and its difference to the Cell itself is reported too.
-    """
+    """``(ok, message lines)`` of running the exported file against the network: MINDIR against the Cell, ONNX
+    against the Cell with an accurate-tanh Mish (``build_reference()``; the plain Cell's difference is shown)."""
     from src.export_utils import compare_logits, onnxruntime_available, run_mindir, run_onnx
 
     if fmt == "MINDIR":
@@ -124,8 +106,7 @@ def verify(fmt, path, net_logits, x, build_reference):
 
 
 def _calibration(cfg, ckpt, sha256):
-    """The checkpoint's calibration record by ``calibration_file`` (``src.analysis.calibration.calibration_for``:
-    one fitted for another checkpoint is refused) and a line saying which temperature the record gets."""
+    """The checkpoint's calibration record (``calibration_for``) and a line saying which temperature goes in."""
     from src.analysis.calibration import calibration_for
 
     record, path = calibration_for(ckpt, cfg.weights.calibration_file, sha256)
@@ -137,8 +118,8 @@ def _calibration(cfg, ckpt, sha256):
 
 
 def _int8_checks(cfg, out, inputs):
-    """quantize=int8, before any work: onnx/onnxruntime importable, calib_data_dir a folder with images, and the
-    INT8 file's path (``<file_name>.int8.onnx``) through the output guard. Returns that path (None without int8)."""
+    """quantize=int8, before any work: the tools, ``calib_data_dir`` and the INT8 output path checked; returns that
+    path (None without int8)."""
     if cfg.export.quantize != "int8":
         return None
     from src.deploy.quantize import int8_path, require_onnx_tools, select_images

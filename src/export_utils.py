@@ -1,32 +1,16 @@
 """Model export (MINDIR, ONNX, AIR) and the check that an exported file gives the network's logits.
 
-``export_network`` wraps ``mindspore.export`` with two fixes for side effects measured on
-MindSpore 2.10 (reference: mindspore_runtime.md section 4):
-
-* ONNX export ``chmod``s the folder it writes into to 0700 when the file is new (with a bare file
-  name, the user's current directory). Every format is therefore exported into a fresh temporary
-  folder beside the destination and the file is moved into place; the destination folder's mode is
-  restored if anything changed it anyway.
-* MindSpore leaves every file it writes read-only (0400). The moved file gets the ordinary mode
-  for new files (0666 minus the umask), so users and other tools can replace it.
-
-``run_mindir`` (``mindspore.load`` + ``nn.GraphCell``) and ``run_onnx`` (onnxruntime, optional)
-run an exported file; ``compare_logits`` applies the acceptance rule.
-
-The ONNX reference: MindSpore 2.10's CPU ``Tanh`` kernel is an approximation (max abs error 1.0e-4 for
-inputs in [4, 9], 1.5e-5 in [2, 4]; measured against float64), while ONNX Runtime's is accurate. Through
-the 72 Mish layers of ``cspdarknet53`` with trained-like activations that moves MindSpore's logits by
-~2e-4 of the largest logit, so an exact ONNX file would fail a 1e-4 check against the Cell. For a Mish
-network the ONNX file is therefore compared with the same network whose Mish computes tanh from
-``Exp`` (``use_accurate_mish``; max abs error 2.4e-6), and the difference to the Cell is reported too.
-
-MindSpore 2.10 cannot export the same Cell object to ONNX twice in one process (the second call fails
-in ``get_func_graph_proto``, "anf.cc:453 input"); build a fresh Cell for a second ONNX export.
+MindSpore 2.10 side effects worked around by ``export_network`` (README): ONNX export chmods the
+folder it writes into to 0700, and every written file is read-only (0400); so the file is exported into a
+temporary folder, moved into place with the ordinary mode, and the folder's mode restored. MindSpore's CPU
+``Tanh`` is approximate (up to 1e-4 absolute), so an ONNX file is compared with the network whose Mish computes
+tanh from ``Exp`` (``use_accurate_mish``). A Cell cannot be exported to ONNX twice in one process.
 """
 import os
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,13 +43,8 @@ def _new_file_mode():
 
 
 def export_network(net, inputs, file_name, file_format="MINDIR", before_publish=None):
-    """Exports ``net`` traced with ``inputs`` (a NumPy array or MindSpore Tensor) and returns the file path.
-
-    The parent folder is created; an existing file of the same name is replaced. The file is written into a
-    temporary folder beside the destination and moved into place only at the end, after
-    ``before_publish(path of the file in the temporary folder)`` (e.g. its verification) returned: an error
-    or a stop signal before that leaves no file, nor the temporary folder.
-    """
+    """Exports ``net`` traced with ``inputs`` to ``file_name`` (replaced) and returns its path; ``before_publish(staged
+    path)`` runs before the move into place, so an error or a stop before that leaves no file."""
     import mindspore as ms
 
     fmt = file_format.upper()
@@ -92,15 +71,12 @@ def export_network(net, inputs, file_name, file_format="MINDIR", before_publish=
         mode = _new_file_mode()
         # MindSpore may write companion files (external weights of very large models) beside the graph.
         for entry in sorted(os.listdir(tmp_dir)):
-            src = os.path.join(tmp_dir, entry)
-            target = os.path.join(parent, entry)
-            if os.path.isdir(src):
-                if os.path.isdir(target):
-                    shutil.rmtree(target)
-                os.replace(src, target)
-            else:
+            src, target = os.path.join(tmp_dir, entry), os.path.join(parent, entry)
+            if not os.path.isdir(src):
                 os.chmod(src, mode)
-                os.replace(src, target)
+            elif os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(src, target)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if stat.S_IMODE(os.stat(parent).st_mode) != parent_mode:
@@ -108,32 +84,21 @@ def export_network(net, inputs, file_name, file_format="MINDIR", before_publish=
     return dest
 
 
-def _accurate_mish_class():
+def AccurateMish():  # noqa: N802 (a cell factory: mindspore is imported lazily)
+    """Mish with tanh(s) = (1 - e^(-2s)) / (1 + e^(-2s)) from MindSpore's Exp (s = softplus(x) >= 0): float32-accurate."""
     from mindspore import nn, ops
 
-    class AccurateMish(nn.Cell):
-        """Mish with tanh(s) computed as (1 - e^(-2s)) / (1 + e^(-2s)) from MindSpore's Exp (s = softplus(x) >= 0,
-        so e^(-2s) is in (0, 1]): float32-accurate where MindSpore's Tanh kernel is off by up to 1e-4."""
-
-        def __init__(self):
-            super().__init__()
-            self.softplus = ops.Softplus()
-            self.exp = ops.Exp()
-
+    class _AccurateMish(nn.Cell):
         def construct(self, x):
-            e = self.exp(-2.0 * self.softplus(x))
+            e = ops.exp(-2.0 * ops.softplus(x))
             return x * (1.0 - e) / (1.0 + e)
 
-    return AccurateMish
-
-
-def AccurateMish():  # noqa: N802 (a factory: mindspore is imported lazily)
-    return _accurate_mish_class()()
+    return _AccurateMish()
 
 
 def use_accurate_mish(net):
-    """Replaces every ``src.utils.custom_op.Mish`` in ``net`` by ``AccurateMish``, in place, before the network's
-    first call (a compiled graph would not see the change). Returns the number replaced (0 for LeakyReLU nets)."""
+    """Replaces every ``src.utils.custom_op.Mish`` of ``net`` by ``AccurateMish`` before its first call; returns
+    the number replaced (0 for LeakyReLU nets)."""
     from src.utils.custom_op import Mish
 
     count = 0
@@ -146,64 +111,41 @@ def use_accurate_mish(net):
 
 
 def run_mindir(path, inputs):
-    """Runs an exported MINDIR: ``nn.GraphCell(mindspore.load(path))`` on ``inputs``; returns NumPy."""
-    import mindspore as ms
-    from mindspore import nn
-
-    graph = ms.load(os.fspath(path))
-    cell = nn.GraphCell(graph)
-    out = cell(ms.Tensor(np.ascontiguousarray(inputs)))
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    return out.asnumpy()
+    """Runs an exported MINDIR on ``inputs``; returns NumPy."""
+    from src.deploy.exported import mindir_runner
+    return mindir_runner(path)(inputs)
 
 
 def onnxruntime_available():
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def run_onnx(path, inputs):
     """Runs an exported ONNX file with onnxruntime on the CPU; returns the first output."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(inputs)})[0]
+    from src.deploy.exported import onnx_runner
+    return onnx_runner(path)(inputs)
 
 
+@dataclass
 class ParityCheck:
     """The result of comparing an exported file's logits with the network's."""
-
-    def __init__(self, max_abs_diff, tolerance, rule, same_argmax, dtype_ok, ref_dtype, out_dtype):
-        self.max_abs_diff = max_abs_diff
-        self.tolerance = tolerance
-        self.rule = rule
-        self.same_argmax = same_argmax
-        self.dtype_ok = dtype_ok
-        self.ref_dtype = ref_dtype
-        self.out_dtype = out_dtype
+    max_abs_diff: float
+    tolerance: float
+    rule: str
+    same_argmax: bool
+    dtype_ok: bool
+    ref_dtype: str
+    out_dtype: str
 
     @property
     def ok(self):
         return self.dtype_ok and self.max_abs_diff <= self.tolerance
 
-    def __repr__(self):
-        return (f"ParityCheck(max_abs_diff={self.max_abs_diff:.3e}, tolerance={self.tolerance:.3e} ({self.rule}), "
-                f"same_argmax={self.same_argmax}, dtypes={self.ref_dtype}/{self.out_dtype})")
-
 
 def compare_logits(reference, output):
-    """Acceptance rule for an exported model's logits against the network's.
-
-    float32 logits: max abs difference at most 1e-4 of the largest |logit|. float16 logits (the fp16
-    head): at most one float16 step (ulp) at the largest |logit|. The output dtype must match.
-    """
+    """Acceptance rule: float32 logits within 1e-4 of the largest |logit|, float16 ones (fp16 head) within one
+    float16 step at the largest |logit|; the dtype must match."""
     ref = np.asarray(reference)
     out = np.asarray(output)
     peak = float(np.abs(ref.astype(np.float64)).max()) if ref.size else 0.0

@@ -1,16 +1,7 @@
-"""Prediction: top-k classes with names and softmax probabilities for a list of image files (predict.py's job).
-
-``predict_files(net, files, ...)`` runs eval's preprocessing (``src.data.create_dataset(files=...)``: the same
-pixels eval would feed, every file decoded once in an isolated worker first, unusable ones skipped) and the
-network (or an exported model) over the files, with test-time augmentation (``tta``) and the probabilities at a
-temperature. ``predict_job(cfg, run_log)`` resolves the model, checks its outputs before any work
-(``result_file``, ``cam_dir``: never an input), predicts, and then prints and writes one record per input file,
-in input order (a skipped file in its place, with the reason), once at the end: a run stopped before that writes
-nothing. Outputs that are not finite are an error, never a result.
-
-The model: a checkpoint (``src.checkpoint.resolve_model``; the temperature of its calibration record,
-``src.analysis.calibration.calibration_for``, when it has one), or with ``model_path`` an exported model alone
-(``src.deploy.exported.ExportedModel``: its record gives the classes, the preprocessing and the temperature).
+"""Prediction behind predict.py: top-k classes with names and softmax probabilities for a list of image files,
+from a checkpoint (``src.checkpoint.resolve_model``) or an exported model alone (``model_path``: its record gives
+classes, preprocessing and temperature). Records are printed and written once at the end, in input order (an
+unreadable file in its place, with the reason); non-finite outputs are an error, never a result.
 """
 import os
 
@@ -49,8 +40,8 @@ def list_images(image_path):
 
 
 def check_usable(files, image_path):
-    """Raises ``DatasetError`` naming the user's files when none of them is an image that can be decoded
-    (before any device work); the unusable ones among usable ones are reported later and skipped."""
+    """``DatasetError`` before any device work when no file is a decodable image (unusable ones among usable
+    ones are skipped later)."""
     from src.data.checks import SKIP, scan_files
 
     results = scan_files(files)
@@ -82,8 +73,7 @@ def resolve_class_names(class_names_file, spec):
 
 
 def _compare_names(names, source, spec, log):
-    """A class-names file that disagrees with the classes the checkpoint was trained on is said (a warning
-    naming the classes that differ): the names shown would be wrong."""
+    """Warns, naming the classes that differ, when a class-names file disagrees with the trained classes."""
     from src.utils.paths import display_name
 
     trained = spec.class_names
@@ -99,8 +89,7 @@ def _compare_names(names, source, spec, log):
 
 
 def _numpy_runner(net):
-    """``net`` as a function of a NumPy NCHW float32 batch: a MindSpore cell is called on a Tensor; anything
-    else (``ExportedModel.logits``) is already such a function."""
+    """``net`` as a function of a NumPy NCHW float32 batch (an ``ExportedModel.logits`` already is one)."""
     import mindspore as ms
 
     if isinstance(net, ms.nn.Cell):
@@ -109,13 +98,8 @@ def _numpy_runner(net):
 
 
 def predict_files(net, files, cfg, spec, on_batch=None, tta="none", temperature=1.0):
-    """Runs eval's preprocessing (``spec.preprocess``) and the network over ``files``; returns
-    ``(probabilities softmax(logits / temperature) [N, K] of the readable files in order, {file: reason} of the
-    skipped ones)``. ``net``: a MindSpore cell, or a function of a NumPy batch giving logits. ``tta``: "flip"
-    averages each image's logits with its mirror image's (``src.deploy.tta.tta_logits``).
-    ``on_batch(images, files, start)``: called with each batch's network inputs, their files and the index of
-    the first one among the readable files (Grad-CAM). Images the pipeline drops, or outputs that are not
-    finite, are errors."""
+    """``(softmax(logits / temperature) of the readable files, {skipped file: reason})`` with eval's preprocessing;
+    ``net``: a cell or a NumPy batch function; ``on_batch(images, files, start)``: a hook (Grad-CAM)."""
     from src.analysis.calibration import softmax
     from src.data import create_dataset
     from src.deploy.tta import tta_logits
@@ -162,9 +146,8 @@ def cam_folder(cfg):
 
 
 def _cam_writer(net, cfg, names, saved):
-    """A ``predict_files`` batch hook: Grad-CAM of each image for ``cam_class`` (-1: the predicted class),
-    saved as ``<cam folder>/<index>_<file stem>_cam.png`` (the index among the readable images), the input and
-    its overlay side by side; ``saved[index] = {"cam": png path, "cam_class": c, "cam_class_name": name}``."""
+    """A ``predict_files`` hook saving each image's Grad-CAM for ``cam_class`` (-1: the predicted class) beside the
+    input as ``<cam folder>/<index>_<file stem>_cam.png``; ``saved[index]`` gets the PNG and the class."""
     from src.analysis.gradcam import GradCAM, denormalize, save_cam_overlay
 
     cam = GradCAM(net)
@@ -194,8 +177,7 @@ def _cam_writer(net, cfg, names, saved):
 
 
 def _image_fields(path):
-    """``{"image": path}`` (a name that is not UTF-8 is written as lossless ``\\udcXX`` escapes), plus
-    ``"image_bytes"``, the raw name in hex, for other tools when the name is not UTF-8."""
+    """``{"image": path}``, plus ``"image_bytes"`` (the raw name in hex) when the name is not UTF-8."""
     from src.utils.paths import is_utf8_name
 
     out = {"image": path}

@@ -1,6 +1,7 @@
-"""What a training run reports: progress lines (step, loss, lr, images/s, ETA), the metrics CSV and the
-curves PNG. Checkpoints are ``src.checkpoint``'s business."""
+"""What a training run reports: progress lines (step, loss, lr, images/s, ETA), the metrics CSV and the curves
+PNG. Checkpoints are ``src.checkpoint``'s business."""
 import csv
+import io
 import math
 import os
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 
 from src.analysis.plots import MATPLOTLIB_HINT
 from src.errors import NonFiniteLoss
+from src.utils.fileio import atomic_path, write_text_atomic
 from src.utils.tensorboard import step_scalars
 
 METRICS_FIELDS = ("epoch", "train_loss", "lr", "val_top1", "val_top5", "epoch_time_s", "images_per_sec")
@@ -23,11 +25,8 @@ def _format_duration(seconds):
 
 
 class ProgressLogger:
-    """Step and epoch lines with loss, lr, images/s, elapsed and ETA; a one-line bar on a terminal.
-
-    The epoch-end line is the zoo's with the loss labelled (the step lines give each step's loss, this line
-    the epoch's mean): ``epoch[E], iter[I], mean loss: L, mean_fps: F imgs/sec, per_step_time: T ms``.
-    """
+    """Step and epoch lines with loss, lr, images/s, elapsed and ETA; a one-line bar on a terminal. The epoch line
+    is the zoo's with the loss labelled the epoch's mean: ``epoch[E], iter[I], mean loss: L, mean_fps: ...``."""
 
     def __init__(self, log, steps_per_epoch, max_epoch, global_batch, log_interval, start_epoch=0, stream=None,
                  start_step=0):
@@ -41,8 +40,7 @@ class ProgressLogger:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.run_start = time.time()
         self.steps_done = 0  # in this process, for the ETA
-        self.epoch_start = self.window_start = time.time()
-        self.window_steps = self.epoch_steps = self.steps_done_before = 0
+        self.epoch_begin()
 
     def epoch_begin(self, done=0):
         """An epoch starts (or continues after ``done`` steps, in a resumed run)."""
@@ -50,12 +48,9 @@ class ProgressLogger:
         self.window_steps = self.epoch_steps = 0
         self.steps_done_before = int(done)
 
-    def _eta(self):
+    def _eta(self):  # after at least one step
         total = (self.max_epoch - self.start_epoch) * self.steps_per_epoch - self.start_step
-        if self.steps_done == 0:
-            return float("nan")
-        per_step = (time.time() - self.run_start) / self.steps_done
-        return per_step * (total - self.steps_done)
+        return (time.time() - self.run_start) / self.steps_done * (total - self.steps_done)
 
     def step_end(self, epoch, step_in_epoch, loss, lr):
         """Counts a step; on the steps it logs, returns the images/s since the last logged step (else None)."""
@@ -71,12 +66,11 @@ class ProgressLogger:
             self.stream.flush()
         if step_in_epoch % self.log_interval == 0 or step_in_epoch == self.steps_per_epoch:
             fps = self.global_batch * self.window_steps / max(now - self.window_start, 1e-9)
-            eta = self._eta()
             if self.tty:
                 self.stream.write("\n")
             self.log.info(f"epoch[{epoch}], step[{step_in_epoch}/{self.steps_per_epoch}], loss: {loss:.4f}, "
                           f"lr: {lr:.6g}, imgs/sec: {fps:.2f}, elapsed: {_format_duration(now - self.run_start)}, "
-                          f"ETA: {'?' if math.isnan(eta) else _format_duration(eta)}")
+                          f"ETA: {_format_duration(self._eta())}")
             self.window_start, self.window_steps = now, 0
             return fps
         return None
@@ -96,12 +90,8 @@ class ProgressLogger:
 
 
 class MetricsWriter:
-    """Appends one row per epoch to ``metrics.csv``; a resumed run continues the same file.
-
-    ``keep_epochs_before``: the first epoch this run will write; rows of that epoch and later (written by a
-    run that was killed and is now redone) are dropped first, so the file holds one row per epoch after
-    any number of resumes.
-    """
+    """Appends one row per epoch to ``metrics.csv``; a resumed run continues it after dropping the rows of
+    ``keep_epochs_before`` and later (written by a killed run that is now redone): one row per epoch."""
 
     def __init__(self, path, keep_epochs_before=None):
         self.path = path
@@ -112,12 +102,11 @@ class MetricsWriter:
             rows = self.read()
             kept = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) < keep_epochs_before]
             if len(kept) != len(rows):
-                tmp = path + ".tmp"
-                with open(tmp, "w", newline="") as f:
-                    writer = csv.writer(f)
-                    writer.writerow(METRICS_FIELDS)
-                    writer.writerows([[r.get(k, "") for k in METRICS_FIELDS] for r in kept])
-                os.replace(tmp, path)
+                buf = io.StringIO()
+                writer = csv.writer(buf)
+                writer.writerow(METRICS_FIELDS)
+                writer.writerows([[r.get(k, "") for k in METRICS_FIELDS] for r in kept])
+                write_text_atomic(buf.getvalue(), path, newline="")
 
     def write(self, **row):
         with open(self.path, "a", newline="") as f:
@@ -129,8 +118,8 @@ class MetricsWriter:
 
 
 def plot_curves(metrics_csv, png_path, log):
-    """Draws the train loss and validation accuracy per epoch into ``png_path`` (replaced atomically); returns
-    the path, or None (no rows; or matplotlib is not installed, which one log line says with how to get it)."""
+    """Draws train loss and validation accuracy per epoch into ``png_path`` (atomically); returns it, or None (no
+    rows, or no matplotlib: one log line says how to get it)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -155,13 +144,8 @@ def plot_curves(metrics_csv, png_path, log):
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("validation accuracy (%)")
     fig.tight_layout()
-    tmp = f"{png_path}.{os.getpid()}.tmp"
-    try:
+    with atomic_path(png_path, ".png") as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, png_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return png_path
 
 
@@ -171,16 +155,11 @@ def _scalar(value):
 
 
 class StepBook:
-    """The bookkeeping after each training step, one object for the loop (``src.trainer``) and sink mode
-    (``src.sink``, which reads a sink's records back first): an overflow is logged (the update was skipped), a
-    non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint, any other loss is kept for the
-    epoch's mean; then the progress line and the TensorBoard scalars.
-
-    It also knows where the run stands: ``epoch`` (0-based, the one in progress), ``step`` (its steps done) and
-    ``step_losses`` (one per step, NaN where the update was skipped). A checkpoint saved in the middle of an
-    epoch keeps the last two, so that a resumed epoch reports the mean loss of the uninterrupted one.
-    ``last_saved``: the newest checkpoint, for the non-finite-loss message.
-    """
+    """The bookkeeping after each training step, for the loop (``src.trainer``) and sink mode (``src.sink``): an
+    overflow is logged, a non-finite loss raises ``NonFiniteLoss`` naming the last good checkpoint (``last_saved``),
+    the loss is kept for the epoch's mean; then the progress line and TensorBoard. ``epoch`` (0-based), ``step``
+    (its steps done) and ``step_losses`` (NaN where the update was skipped) say where the run stands: a mid-epoch
+    checkpoint keeps the last two so a resumed epoch reports the uninterrupted mean."""
 
     def __init__(self, lr, steps_per_epoch, progress, log, tb=None, last_saved=None):
         self.lr, self.steps_per_epoch, self.progress, self.log, self.tb = lr, int(steps_per_epoch), progress, log, tb
@@ -198,9 +177,8 @@ class StepBook:
         return self.epoch * self.steps_per_epoch + self.step
 
     def record(self, loss_value, overflow, scale, where=""):
-        """Step ``step + 1`` of the epoch ran: ``loss_value`` (float), ``overflow`` (bool), ``scale`` (the loss
-        scale: a number, or the step's Tensor, read from the device only when logged). ``where``: said in the
-        non-finite-loss error."""
+        """Step ``step + 1`` ran: ``loss_value``, ``overflow``, ``scale`` (a number or the step's Tensor, read only
+        when logged); ``where`` goes into the non-finite-loss error."""
         i, lr = self.step + 1, float(self.lr[self.global_step])
         if overflow:
             self.log.warning("epoch %d step %d: gradient overflow, update skipped; loss scale now %g", self.epoch + 1,

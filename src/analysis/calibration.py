@@ -1,7 +1,6 @@
 """Calibrated probabilities in NumPy: reliability statistics and the expected calibration error of the top-1
-confidences (Guo et al., 2017: 15 equal-width bins ``(lo, hi]``), and temperature scaling fitted on held-out
-logits. The calibration record is its own small JSON file (default ``<checkpoint>.calibration.json``, never
-inside a checkpoint); ``src.deploy.record`` embeds it into an exported model's record. Non-finite logits are
+confidences (Guo et al., 2017: 15 equal-width bins ``(lo, hi]``), temperature scaling fitted on held-out logits,
+and the calibration record (its own JSON file, default ``<checkpoint>.calibration.json``). Non-finite logits are
 refused (``ValueError``): a NaN would otherwise become a confident prediction.
 """
 import json
@@ -68,9 +67,8 @@ def nll(logits, labels, temperature=1.0):
 
 
 def reliability(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
-    """Reliability statistics of the top-1 predictions over ``bins`` equal-width confidence bins:
-    ``{"bins", "edges" (bins + 1), "count", "accuracy", "confidence" (per bin; NaN where empty), "ece", "nll",
-    "accuracy_top1", "mean_confidence", "temperature", "images"}``."""
+    """Reliability statistics of the top-1 predictions over ``bins`` equal-width bins (per-bin count, accuracy,
+    confidence; NaN where empty), with ECE, NLL, top-1 accuracy and mean confidence."""
     return reliability_from_sums(calibration_sums(logits, labels, bins, temperature), bins, temperature)
 
 
@@ -114,24 +112,13 @@ def reliability_from_sums(sums, bins=DEFAULT_BINS, temperature=1.0):
             "temperature": float(temperature), "images": int(n)}
 
 
-def expected_calibration_error(logits, labels, bins=DEFAULT_BINS, temperature=1.0):
-    """ECE of the top-1 confidences (``reliability(...)["ece"]``)."""
-    return reliability(logits, labels, bins, temperature)["ece"]
-
-
-@dataclass(repr=False)
+@dataclass
 class TemperatureFit:
-    """The result of ``fit_temperature``."""
-
     temperature: float
     nll_before: float
     nll_after: float
     hit_bound: str = None    # None, "min" or "max": the optimum lies at or beyond that bound
     iterations: int = 0
-
-    def __repr__(self):
-        return (f"TemperatureFit(T={self.temperature:.6g}, nll {self.nll_before:.6g} -> {self.nll_after:.6g}"
-                + (f", at the {self.hit_bound} bound" if self.hit_bound else "") + ")")
 
 
 def _nll_slope_sum(z, y, b):
@@ -150,11 +137,9 @@ def _nll_sum(z, y, t):
 
 
 def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter=200, reduce=None):
-    """The temperature T in [t_min, t_max] that minimises ``nll(logits, labels, T)``; a ``TemperatureFit``.
-
-    ``reduce``: for logits split over processes (distributed eval), a function summing a small float vector
-    over all of them (``src.analysis.metrics.SumAcrossRanks``); every process calls this with its own share
-    (possibly none) and all get the same fit, of all the images."""
+    """The ``TemperatureFit`` of the T in [t_min, t_max] minimising ``nll(logits, labels, T)`` (bisection on the
+    slope over log 1/T). ``reduce``: sums a small vector over all processes (``SumAcrossRanks``), so that every
+    process, calling with its own share (possibly none), gets the fit of all the images."""
     if reduce is not None and len(logits) == 0:
         z, y = np.zeros((0, 2)), np.zeros((0,), np.int64)
     else:
@@ -171,7 +156,7 @@ def fit_temperature(logits, labels, t_min=T_MIN, t_max=T_MAX, tol=1e-7, max_iter
 
     lo, hi = math.log(1.0 / t_max), math.log(1.0 / t_min)   # over log b, b = 1/T
     before = total(_nll_sum(z, y, 1.0))[0]
-    hit = None
+    hit, it = None, 0
     if slope(lo) >= 0:
         log_b, hit, it = lo, "max", 0
     elif slope(hi) <= 0:
@@ -200,8 +185,8 @@ def calibration_record(logits, labels, fit=None, bins=DEFAULT_BINS, checkpoint=N
 
 
 def record_from_stats(fit, before, after, checkpoint=None, data=None, checkpoint_sha256=None):
-    """The calibration record of a ``TemperatureFit`` and the ``reliability`` stats (or ``reliability_from_sums``,
-    e.g. summed over ranks) of the same images at temperature 1 (``before``) and at the fitted one (``after``)."""
+    """The calibration record of a ``TemperatureFit`` and the ``reliability`` stats of the same images at
+    temperature 1 (``before``) and at the fitted one (``after``)."""
     record = {"format": CALIBRATION_FORMAT, "version": CALIBRATION_VERSION, "method": "temperature scaling",
               "temperature": float(fit.temperature), "hit_bound": fit.hit_bound, "bins": int(before["bins"]),
               "images": int(before["images"]), "accuracy_top1": before["accuracy_top1"],
@@ -259,13 +244,17 @@ def read_calibration(path, checkpoint_sha256=None):
     return record
 
 
-def is_calibration_file(path):
-    """True when ``path`` holds a calibration record (the output guard's test before replacing a file)."""
+def json_format(path):
+    """The ``format`` of the JSON object at ``path``, else None: the output guard's test before replacing a file."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f).get("format") == CALIBRATION_FORMAT
+            return json.load(f).get("format")
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
+
+
+def is_calibration_file(path):
+    return json_format(path) == CALIBRATION_FORMAT
 
 
 def calibration_path(checkpoint, calibration_file):
@@ -278,11 +267,9 @@ def calibration_path(checkpoint, calibration_file):
 
 
 def calibration_for(checkpoint, calibration_file, checkpoint_sha256=None):
-    """``(record or None, path or None)``: the calibration record that applies to ``checkpoint`` by the
-    ``calibration_file`` setting. "" = ``<checkpoint>.calibration.json`` when it exists (none there: ``(None,
-    that path)``); "none" = ``(None, None)``; another value names a file that must exist. A record fitted for
-    another checkpoint is a ``ModelRecordError`` (the SHA-256 is computed only when a record is found;
-    ``checkpoint_sha256`` when already known)."""
+    """``(record or None, path or None)`` by the ``calibration_file`` setting: "" = ``<checkpoint>.calibration.json``
+    when it exists, "none" = ``(None, None)``, else a file that must exist. A record fitted for another checkpoint
+    (by SHA-256, computed only when a record is found) is a ``ModelRecordError``."""
     path = calibration_path(checkpoint, calibration_file)
     if path is None or (not str(calibration_file or "").strip() and not os.path.exists(path)):
         return None, path
@@ -293,9 +280,8 @@ def calibration_for(checkpoint, calibration_file, checkpoint_sha256=None):
 
 
 def plot_reliability(stats, path, after=None, title=None, dpi=100):
-    """Draws the reliability diagram of ``reliability`` stats to ``path`` (PNG; returns the absolute path):
-    per bin accuracy bars against the diagonal, mean confidence as dots, image counts below; ``after`` (the
-    stats at the fitted temperature) as a second series. ``PlottingUnavailable`` without matplotlib."""
+    """Draws the reliability diagram of ``reliability`` stats (and ``after``, at another temperature) to ``path``;
+    returns the absolute path. ``PlottingUnavailable`` without matplotlib."""
     from src.analysis.plots import _matplotlib
     from src.utils.fileio import atomic_path
 

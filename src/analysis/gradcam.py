@@ -1,10 +1,8 @@
 """Grad-CAM (Selvaraju et al., ICCV 2017) for the project's classifiers, and heatmap overlays.
 
-For images ``x`` and a class ``c`` per image (the predicted one by default): ``A = forward_features(x)``
-(stride 32), ``alpha_k = mean_ij d logit_c / d A_k(i, j)``, ``cam = ReLU(sum_k alpha_k A_k)``, upsampled
-bilinearly to the input size (half-pixel centres, as PIL / PyTorch's ``align_corners=False``) and scaled per
-image to [0, 1] (zeros when constant). The gradient comes from a graph-compiled Cell; the network is in eval
-mode, so each image is independent. Overlays use matplotlib's colour map when installed, else a built-in jet.
+``alpha_k = mean_ij d logit_c / d A_k(i, j)`` over the feature map ``A = forward_features(x)``, ``cam = ReLU(sum_k
+alpha_k A_k)`` upsampled bilinearly (half-pixel centres, as PIL / PyTorch's ``align_corners=False``) and scaled
+per image to [0, 1]. Overlays use matplotlib's colour map, else a built-in jet.
 """
 import os
 
@@ -34,27 +32,19 @@ def _cells(net):
         def construct(self, features):
             return ops.cast(self.model.forward_head(features), ms.float32)
 
-    class _ClassScore(nn.Cell):
-        """sum_n onehot_n . logits_n: its gradient w.r.t. the features is every image's own d score_c / d A."""
+    class _ScoreGrad(nn.Cell):
+        """d sum_n onehot_n . logits_n / d features: every image's own d logit_c / d A (logits weighted by onehot)."""
 
         def __init__(self, logits):
             super().__init__(auto_prefix=False)
             self.logits = logits
+            self.grad = ops.GradOperation(sens_param=True)  # w.r.t. the first input: the feature map
 
         def construct(self, features, onehot):
-            return ops.sum(self.logits(features) * onehot)
-
-    class _ScoreGrad(nn.Cell):
-        def __init__(self, score):
-            super().__init__(auto_prefix=False)
-            self.score = score
-            self.grad = ops.GradOperation()  # w.r.t. the first input: the feature map
-
-        def construct(self, features, onehot):
-            return self.grad(self.score)(features, onehot)
+            return self.grad(self.logits)(features, onehot)
 
     logits = _Logits(net)
-    return _Features(net), logits, _ScoreGrad(_ClassScore(logits))
+    return _Features(net), logits, _ScoreGrad(logits)
 
 
 @dataclass
@@ -118,9 +108,8 @@ class GradCAM:
         return self._grad(features, ms.Tensor(onehot)).asnumpy().astype(np.float32)
 
     def __call__(self, images, class_index=None, output_size=None):
-        """images: (N, 3, H, W) network inputs (preprocessed as eval). class_index: None (the predicted
-        class), one class for all images, or one per image. output_size: (H, W) of the heatmaps (default
-        the input's)."""
+        """Grad-CAM of eval-preprocessed (N, 3, H, W) ``images`` for ``class_index`` (None: the predicted class; one
+        for all, or one per image), heatmaps of ``output_size`` (default: the input's)."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise ValueError(f"images must be (N, 3, H, W), got shape {images.shape}")
@@ -225,9 +214,8 @@ def overlay_cam(image, cam, alpha=0.5, colormap="jet"):
 
 def save_cam_overlay(image, cam, path, alpha=0.5, colormap="jet", caption=None, side_by_side=False,
                      min_size=160):
-    """Writes the overlay (beside the image with ``side_by_side``, a ``caption`` line under it) as PNG to
-    ``path`` atomically; returns the absolute path. Images under ``min_size`` pixels are enlarged pixel by
-    pixel."""
+    """Writes the overlay (beside the image with ``side_by_side``, ``caption`` under it) to the PNG ``path``; returns
+    its absolute path. Images under ``min_size`` pixels are enlarged pixel by pixel."""
     from PIL import Image, ImageDraw
 
     from src.analysis.plots import _fit, _font, _save_png, load_rgb

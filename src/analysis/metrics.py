@@ -1,16 +1,10 @@
 """Per-class metrics, the confusion matrix and the most confident mistakes of a classifier, batch by batch.
 
-``EvalAccumulator`` keeps only the ``K x K`` confusion matrix (rows = true class, columns = top-1
-prediction), the per-class top-k hits and a bounded heap of the ``worst_n`` most confident mistakes.
-Top-k ranks as ``src.evaluation.topk_correct`` (stable sort: ties go to the lower class index), so
-``trace(matrix)`` and ``topk_hits.sum()`` equal ``evaluate``'s counts. Distributed eval sums one flat
-vector across ranks (``all_reduce``; exact in float32 while every count and sample index is below 2**24).
-
-The 0/0 cases: recall and top-5 recall are NaN for a class without images; precision of a class never
-predicted is 0.0 if it has images (scikit-learn's ``zero_division=0``), else NaN; F1 is 0.0 when P + R = 0
-and NaN when recall is. Macro averages are means over the classes with at least one image (macro F1 is the
-mean of the per-class F1s, as scikit-learn's). CSV files are UTF-8, written atomically, names through
-``display_name``, NaN as an empty cell.
+``EvalAccumulator`` keeps the ``K x K`` confusion matrix (rows = true class), per-class top-k hits (ranked as
+``src.evaluation.topk_correct``) and a bounded heap of the ``worst_n`` most confident mistakes; ranks sum one
+flat vector (exact in float32 below 2**24). Undefined ratios: recall is NaN for a class without images;
+precision of a class never predicted is 0.0 if it has images (scikit-learn's ``zero_division=0``), else NaN.
+Macro averages are over the classes with images. CSV files: UTF-8, atomic, names through ``display_name``.
 """
 import csv
 import heapq
@@ -43,20 +37,6 @@ def class_names_or_default(class_names, num_classes):
     return names
 
 
-def topk_indices(logits, k=5):
-    """The ``k`` best classes per row, best first; ties towards the lower index (as ``topk_correct``)."""
-    logits = np.asarray(logits)
-    return np.argsort(-logits.astype(np.float32), axis=1, kind="stable")[:, :k]
-
-
-def softmax_confidence(logits, classes):
-    """Softmax probability of ``classes[i]`` in row ``i`` of ``logits`` (float64, stable)."""
-    x = np.asarray(logits, dtype=np.float64)
-    x = x - x.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(x).sum(axis=1))
-    return np.exp(x[np.arange(x.shape[0]), np.asarray(classes)] - log_z)
-
-
 def _labels(labels, num_classes):
     arr = np.asarray(labels)
     if arr.ndim == 2 and arr.shape[1] == 1:
@@ -72,16 +52,6 @@ def _labels(labels, num_classes):
         bad = arr[(arr < 0) | (arr >= num_classes)][0]
         raise ValueError(f"label {bad} is outside 0..{num_classes - 1}")
     return arr
-
-
-def confusion_matrix(labels, predictions, num_classes):
-    """int64 ``K x K`` counts, rows = true class, columns = predicted class."""
-    labels = _labels(labels, num_classes)
-    predictions = _labels(predictions, num_classes)
-    if labels.shape != predictions.shape:
-        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} do not match")
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).astype(
-        np.int64).reshape(num_classes, num_classes)
 
 
 class SumAcrossRanks:
@@ -116,10 +86,8 @@ class Mistake:
 
 class EvalAccumulator:
     """Confusion matrix, per-class top-k hits and the ``worst_n`` most confident mistakes, fed batch by batch.
-
-    The sample index of the i-th image fed without ``indices`` is ``index_offset + i * index_stride``:
-    ``(rank, group_size)`` gives the global index of ``src.data.pipeline``'s eval shards (r, r+G, ...).
-    """
+    The i-th image fed has the sample index ``index_offset + i * index_stride`` (``(rank, group_size)``: the global
+    index in ``src.data``'s interleaved eval shards)."""
 
     def __init__(self, num_classes, topk=5, worst_n=0, index_offset=0, index_stride=1):
         self.num_classes = int(num_classes)
@@ -131,30 +99,23 @@ class EvalAccumulator:
         self.index_stride = int(index_stride)
         self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         self.topk_hits = np.zeros(self.num_classes, dtype=np.int64)
-        self.seen = 0  # images fed to this accumulator (not counting merged / loaded ones)
+        self.seen = 0  # images fed to this accumulator (not counting loaded ones)
         self._heap = []  # min-heap of (confidence, -index, true, predicted)
 
-    def _indices(self, n, indices):
-        if indices is None:
-            local = np.arange(self.seen, self.seen + n, dtype=np.int64)
-            return self.index_offset + local * self.index_stride
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if indices.shape[0] != n:
-            raise ValueError(f"{indices.shape[0]} sample indices for {n} images")
-        return indices
-
-    def update(self, logits, labels, indices=None):
-        """One batch of logits ``[B, K]`` and integer labels ``[B]``; ``indices`` the samples' indices."""
+    def update(self, logits, labels):
+        """One batch of logits ``[B, K]`` and integer labels ``[B]``."""
         logits = np.asarray(logits)
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(f"logits must be [B, {self.num_classes}], got {logits.shape}")
-        top = topk_indices(logits, self.topk)
+        top = np.argsort(-logits.astype(np.float32), axis=1, kind="stable")[:, :self.topk]
         confidences = None
-        if self.worst_n:
-            confidences = softmax_confidence(logits, top[:, 0])
-        self.update_topk(labels, top, confidences, indices)
+        if self.worst_n:  # the softmax probability of the top-1 class
+            x = logits.astype(np.float64)
+            x = x - x.max(axis=1, keepdims=True)
+            confidences = np.exp(x[np.arange(len(x)), top[:, 0]] - np.log(np.exp(x).sum(axis=1)))
+        self.update_topk(labels, top, confidences)
 
-    def update_topk(self, labels, topk, confidences=None, indices=None):
+    def update_topk(self, labels, topk, confidences=None):
         """One batch of top-k predicted indices ``[B, k]`` best first (``[B]``: top-1 only); ``confidences``
         ``[B]`` (the top-1's probability) feeds the mistakes heap, without it no mistake is kept."""
         labels = _labels(labels, self.num_classes)
@@ -167,7 +128,7 @@ class EvalAccumulator:
         if topk.size and (topk.min() < 0 or topk.max() >= self.num_classes):
             raise ValueError(f"predicted class outside 0..{self.num_classes - 1}")
         n = labels.shape[0]
-        indices = self._indices(n, indices)
+        indices = self.index_offset + np.arange(self.seen, self.seen + n, dtype=np.int64) * self.index_stride
         pred = topk[:, 0]
         np.add.at(self.matrix, (labels, pred), 1)
         hit = np.any(topk == labels[:, None], axis=1)
@@ -192,20 +153,6 @@ class EvalAccumulator:
         elif item > self._heap[0]:  # more confident, or as confident with a lower index
             heapq.heapreplace(self._heap, item)
 
-    def merge(self, other):
-        """Adds ``other``'s counts and mistakes to this one (same ``num_classes``); returns self."""
-        if other.num_classes != self.num_classes:
-            raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")
-        self.matrix += other.matrix
-        self.topk_hits += other.topk_hits
-        for item in other._heap:
-            self._push(item)
-        return self
-
-    @staticmethod
-    def counts_vector_size(num_classes):
-        return int(num_classes) * int(num_classes) + int(num_classes)
-
     def counts_vector(self, dtype=np.float64):
         """``[matrix.ravel(), topk_hits]`` as one flat vector (``K*K + K``) to sum across ranks."""
         return np.concatenate([self.matrix.ravel(), self.topk_hits]).astype(dtype)
@@ -214,8 +161,8 @@ class EvalAccumulator:
         """Replaces the counts with a (summed) ``counts_vector``; the values must be whole numbers >= 0."""
         vec = np.asarray(vector, dtype=np.float64).reshape(-1)
         k = self.num_classes
-        if vec.size != self.counts_vector_size(k):
-            raise ValueError(f"counts vector of {vec.size} values, expected {self.counts_vector_size(k)} "
+        if vec.size != k * k + k:
+            raise ValueError(f"counts vector of {vec.size} values, expected {k * k + k} "
                              f"for {k} classes")
         rounded = np.rint(vec)
         if np.any(rounded < 0) or np.max(np.abs(vec - rounded), initial=0.0) > 1e-3:
@@ -298,24 +245,6 @@ class EvalAccumulator:
             f"macro_top{self.topk}_recall": macro["top5_recall"],
             "top_confused_pairs": top_confused_pairs(self.matrix, top_pairs, names),
         }
-
-
-def analyze(labels, logits=None, topk=None, num_classes=None, confidences=None, k=5, worst_n=0):
-    """One-shot: an ``EvalAccumulator`` fed with all of ``labels`` and either ``logits`` ``[N, K]`` or
-    top-k indices ``topk`` ``[N, k]`` (then ``num_classes`` is required)."""
-    if (logits is None) == (topk is None):
-        raise ValueError("pass exactly one of logits and topk")
-    if logits is not None:
-        logits = np.asarray(logits)
-        num_classes = logits.shape[1] if num_classes is None else num_classes
-    elif num_classes is None:
-        raise ValueError("num_classes is required with top-k indices")
-    acc = EvalAccumulator(num_classes, topk=k, worst_n=worst_n)
-    if logits is not None:
-        acc.update(logits, labels)
-    else:
-        acc.update_topk(labels, topk, confidences)
-    return acc
 
 
 def per_class_metrics(matrix, topk_hits=None, class_names=None):

@@ -1,6 +1,5 @@
-"""Pictures of an evaluation: the confusion matrix (matplotlib, imported lazily: ``Figure`` + the Agg canvas,
-no pyplot) and a contact sheet of images with captions (PIL only). Without matplotlib the confusion matrix
-raises ``PlottingUnavailable``, an ``ImportError`` saying what to install. PNGs are written atomically.
+"""Pictures of an evaluation: the confusion matrix (matplotlib's ``Figure`` + Agg, no pyplot; without matplotlib
+``PlottingUnavailable`` says what to install) and a contact sheet of captioned images (PIL only); PNGs are atomic.
 """
 import io
 import math
@@ -62,13 +61,10 @@ _NICE_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 50
 
 def plot_confusion_matrix(matrix, names, path, top_pairs=None, max_pairs=20, names_max=40, title=None,
                           annotate_max=20, dpi=100):
-    """Draws the ``K x K`` counts (rows = true class) to ``path`` (PNG); returns the absolute path.
-
-    Colours are row-normalised on a square-root scale (a 2% confusion shows beside a 90% diagonal); class
-    names label the axes up to ``names_max`` classes (else index ticks), counts are written in the cells up
-    to ``annotate_max`` classes, and ``max_pairs`` of ``top_pairs`` (``metrics.top_confused_pairs`` entries;
-    None: computed here) are listed in a side panel.
-    """
+    """Draws the ``K x K`` counts (rows = true class, colours row-normalised on a square-root scale so a 2%
+    confusion shows beside a 90% diagonal) to ``path``, with the ``max_pairs`` most confused pairs in a side panel;
+    returns the absolute path. Names label the axes up to ``names_max`` classes, counts fill cells up to
+    ``annotate_max``."""
     from src.analysis.metrics import display_name, top_confused_pairs
 
     matplotlib, Figure, FigureCanvasAgg = _matplotlib()
@@ -248,9 +244,8 @@ def _thumbnail(img, size):
 
 def contact_sheet(images, captions, path, thumb_size=128, columns=None, title=None, font_size=10,
                   background=(255, 255, 255), caption_width=160):
-    """Thumbnails of ``images`` (``load_rgb``'s inputs; an unreadable file becomes a grey tile) in a grid
-    with ``captions`` (lines split at ``\\n``, each cut to the cell keeping a trailing ``" (p=0.93)"``) under
-    each; writes a PNG to ``path`` and returns the absolute path. PIL only."""
+    """Writes a grid of thumbnails of ``images`` (``load_rgb``'s inputs; an unreadable file becomes a grey tile)
+    with ``captions`` under them (``\n`` splits lines, each cut to the cell) to ``path``; returns its absolute path."""
     from PIL import Image, ImageDraw
 
     from src.analysis.metrics import display_name

@@ -1,7 +1,6 @@
-"""Everything eval writes beside eval_result.json, from one ``EvalAccumulator``: ``per_class.csv`` and
-``confusion_matrix.csv`` always; ``confusion_matrix.png`` (matplotlib) and ``worst_mistakes.png`` (PIL, needs
-``image_for_index``) unless ``plots`` is off. A picture that cannot be drawn is logged and listed in
-``notes``; it never fails the eval.
+"""Everything eval writes beside eval_result.json from one ``EvalAccumulator``: the per-class and confusion CSVs,
+and unless ``plots`` is off ``confusion_matrix.png`` and ``worst_mistakes.png``; a picture that cannot be drawn is
+logged and listed in ``notes``, it never fails the eval.
 """
 import os
 from dataclasses import dataclass, field
@@ -20,17 +19,13 @@ class AnalysisOutput:
     summary: dict = field(default_factory=dict)   # EvalAccumulator.summary(), in full
 
 
-def write_eval_analysis(acc, out_dir, class_names=None, image_for_index=None, plots=True, top_pairs=10,
-                        plot_pairs=20, log=None):
-    """Writes the analysis files of ``acc`` into ``out_dir``; returns an ``AnalysisOutput``.
-
-    image_for_index: sample index -> path / PIL image / array, for the worst-mistakes sheet. top_pairs /
-    plot_pairs: how many confused pairs the summary / the picture lists.
-    """
+def write_eval_analysis(acc, out_dir, class_names=None, image_for_index=None, plots=True, log=None):
+    """Writes the analysis files of ``acc`` into ``out_dir``; returns an ``AnalysisOutput``. ``image_for_index``:
+    sample index -> path / PIL image / array, for the worst-mistakes sheet."""
     from src.analysis.metrics import class_names_or_default, write_confusion_matrix_csv, write_per_class_csv
 
     names = class_names_or_default(class_names, acc.num_classes)
-    out = AnalysisOutput(summary=acc.summary(names, top_pairs=top_pairs))
+    out = AnalysisOutput(summary=acc.summary(names))
     out.files["per_class"] = write_per_class_csv(acc.per_class(names), os.path.join(out_dir, FILE_NAMES["per_class"]))
     out.files["confusion_csv"] = write_confusion_matrix_csv(acc.matrix, names,
                                                             os.path.join(out_dir, FILE_NAMES["confusion_csv"]))
@@ -52,7 +47,7 @@ def write_eval_analysis(acc, out_dir, class_names=None, image_for_index=None, pl
     else:
         try:
             out.files["confusion_png"] = plot_confusion_matrix(
-                acc.matrix, names, os.path.join(out_dir, FILE_NAMES["confusion_png"]), max_pairs=plot_pairs)
+                acc.matrix, names, os.path.join(out_dir, FILE_NAMES["confusion_png"]))
         except Exception as err:  # a picture must never fail the evaluation
             note(f"confusion_matrix.png not drawn: {type(err).__name__}: {err}")
     if not acc.worst_n:

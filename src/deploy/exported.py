@@ -1,14 +1,9 @@
-"""An exported model used the way its record says: the eval preprocessing, the class names and the
-calibration temperature come from the file itself (``src.deploy.record``), so ``predict.py --model_path=...``
-and other Python callers need no flags.
+"""An exported model run the way its record says (preprocessing, class names, temperature from the file):
 
-    model = ExportedModel("net.onnx")
-    model.predict(["cat.jpg"], topk=5, tta="flip")   # [{"file", "top": [(index, name, probability), ...]}]
+    ExportedModel("net.onnx").predict(["cat.jpg"], topk=5, tta="flip")   # [{"file", "top": [(i, name, p), ...]}]
 
-onnxruntime runs an ONNX model (FP32 or the INT8 QDQ model of ``src.deploy.quantize``; without onnxruntime,
-``ExportError`` says what to install); MindSpore runs a MINDIR one (``mindspore.load`` + ``nn.GraphCell``, its
-record in the sidecar ``<model>.json``). Images are preprocessed by MindSpore's eval transforms
-(``src.data.transforms.eval_transforms``) one by one, exactly as eval.py and the C++ app do.
+ONNX runs in onnxruntime, MINDIR in MindSpore (record in the sidecar); images go through MindSpore's eval
+transforms one by one, as eval.py and the C++ app do.
 """
 import os
 
@@ -16,11 +11,44 @@ import numpy as np
 
 from src.errors import ExportError, ModelRecordError
 
-__all__ = ["ExportedModel"]
+__all__ = ["ExportedModel", "onnx_runner", "mindir_runner"]
 
+
+def onnx_runner(path, threads=0):
+    """``batch -> first output`` of an ONNX file in onnxruntime on the CPU."""
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise ExportError(f"running {path} needs onnxruntime ({err}): pip install onnxruntime==1.32.0") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's own error types: a file it cannot load
+        raise ModelRecordError(f"onnxruntime cannot load {path}: {str(err).splitlines()[0][:300]}") from None
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: np.ascontiguousarray(batch)})[0]
+
+
+def mindir_runner(path):
+    """``batch -> first output`` of a MINDIR file (``mindspore.load`` + ``nn.GraphCell``), as NumPy."""
+    import mindspore as ms
+    from mindspore import nn
+
+    try:
+        cell = nn.GraphCell(ms.load(os.fspath(path)))
+    except (RuntimeError, ValueError) as err:
+        raise ModelRecordError(f"MindSpore cannot load {path}: {str(err).splitlines()[0][:300]}") from None
+
+    def run(batch):
+        out = cell(ms.Tensor(np.ascontiguousarray(batch)))
+        return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
+    return run
 
 class ExportedModel:
-    def __init__(self, path, threads=0):
+    def __init__(self, path):
         from src.deploy.record import read_model_record
 
         path = os.fspath(path)
@@ -28,54 +56,13 @@ class ExportedModel:
         if kind not in (".onnx", ".mindir"):
             raise ExportError(f"{path}: expected an exported .onnx or .mindir model (AIR files run on Ascend only, "
                               "in the C++ app)")
-        if not os.path.isfile(path):
-            raise ModelRecordError(f"model file not found: {path}")
-        self.record, self.record_source = read_model_record(path, required=True)
-        if kind == ".onnx":
-            self._run = self._onnx_runner(path, threads)
-        else:
-            self._run = self._mindir_runner(path)
+        self.record, self.record_source = read_model_record(path, required=True)  # a missing file: ModelRecordError
+        self._run = onnx_runner(path) if kind == ".onnx" else mindir_runner(path)
         self.batch = self.record["input"]["shape"][0]
         self.path = path
         cal = self.record.get("calibration")
         self.temperature = float(cal["temperature"]) if cal else 1.0
         self._ops = None
-
-    @staticmethod
-    def _onnx_runner(path, threads):
-        try:
-            import onnxruntime as ort
-        except ImportError as err:
-            raise ExportError(f"running {path} needs onnxruntime ({err}): pip install onnxruntime==1.32.0") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        try:
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own error types: a file it cannot load
-            raise ModelRecordError(f"onnxruntime cannot load {path}: {str(err).splitlines()[0][:300]}") from None
-        name = session.get_inputs()[0].name
-        return lambda batch: session.run(None, {name: batch})[0]
-
-    @staticmethod
-    def _mindir_runner(path):
-        import mindspore as ms
-        from mindspore import nn
-
-        try:
-            cell = nn.GraphCell(ms.load(path))
-        except (RuntimeError, ValueError) as err:
-            raise ModelRecordError(f"MindSpore cannot load {path}: {str(err).splitlines()[0][:300]}") from None
-
-        def run(batch):
-            out = cell(ms.Tensor(batch))
-            return (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
-        return run
-
-    @property
-    def class_names(self):
-        return self.record.get("class_names")
 
     def preprocess(self, image_path):
         """CHW float32 input of one image file, as the record says (eval transforms with its mean/std)."""
@@ -118,7 +105,7 @@ class ExportedModel:
         if not np.isfinite(logits).all():
             raise ModelRecordError(f"{self.path} gives non-finite logits; no prediction")
         probs = softmax(logits, self.temperature)
-        names = self.class_names
+        names = self.record.get("class_names")
         out = []
         for path, row in zip(image_paths, probs):
             order = np.argsort(-row, kind="stable")[:int(topk)]

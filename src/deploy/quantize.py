@@ -1,36 +1,23 @@
-"""INT8 post-training quantization of an exported ONNX model.
+"""INT8 post-training quantization of an exported ONNX model (docs/deployment.md section 2).
 
-    batches = calibration_batches(train_dir, record, num_images=300, batch_size=1, seed=0)
-    quantize_onnx("net.onnx", "net.int8.onnx", batches)                   # onnxruntime, QDQ
-    quantize_openvino("net.onnx", "net.int8.xml", batches)                # OpenVINO IR via NNCF (optional)
-
-* Calibration images: ``num_images`` training images, spread evenly over the classes and drawn with
-  ``seed`` (``select_calibration_images``), through the project's own eval pipeline
-  (``src.data.pipeline.create_dataset`` in eval mode with the model record's image size, resize mode and crop
-  fraction), so the quantizer sees exactly what the model sees at inference. Held-out accuracy must be
-  measured on other images (the validation split).
-* ``quantize_onnx``: onnxruntime's ``quant_pre_process`` (shape inference, BatchNorm folded into the
-  convolutions) then ``quantize_static`` in the QDQ format: weights int8 symmetric per output channel,
-  activations uint8 (the U8S8 pair onnxruntime runs fastest on x86 with VNNI), MinMax calibration by default.
-  ``exclude_nodes`` keeps named nodes in float32 (``nodes_to_exclude``); ``op_types`` limits what is quantized.
-  The model record is copied into the output with a ``quantization`` entry saying how it was made.
-* ``quantize_openvino``: NNCF's ``nncf.quantize`` on the OpenVINO model read from the same ONNX file
-  (``openvino`` and ``nncf`` are not requirements; without them a clear ``ExportError`` says what to install).
-
-onnx and onnxruntime are test requirements, not runtime ones: without them ``require_onnx_tools`` raises an
-``ExportError`` naming the packages to install.
+Calibration images are taken in turn from each class of a training folder and fed through the project's eval
+pipeline as the model record says. ``quantize_onnx``: onnxruntime's ``quant_pre_process`` then QDQ
+``quantize_static`` (int8 symmetric weights per channel, uint8 activations: the pair onnxruntime runs fastest on
+x86); ``quantize_openvino``: NNCF on the same ONNX file (optional packages). onnx and onnxruntime are test
+requirements, not runtime ones: without them an ``ExportError`` names what to install.
 """
 import os
 import shutil
 import tempfile
+from itertools import zip_longest
 
 import numpy as np
 
 from src.errors import DatasetError, ExportError
 
 __all__ = ["CALIBRATION_METHODS", "ONNX_HINT", "OPENVINO_HINT", "CHECK_IMAGES", "require_onnx_tools", "select_images",
-           "select_calibration_images", "image_batches", "calibration_batches", "preprocessed_graph", "quantize_onnx",
-           "quantize_openvino", "onnx_node_names", "run_onnx_batches", "int8_path", "quantize_exported"]
+           "image_batches", "calibration_batches", "preprocessed_graph", "quantize_onnx", "quantize_openvino",
+           "onnx_node_names", "run_onnx_batches", "int8_path", "quantize_exported"]
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 ONNX_HINT = "pip install onnxruntime==1.32.0 onnx==1.23.2"
@@ -48,13 +35,10 @@ def require_onnx_tools():
     return onnx, onnxruntime, quantization
 
 
-# ---------------------------------------------------------------------------------------------- calibration data
 def select_images(data_dir, counts, seed=0):
-    """Disjoint image sets of the ImageFolder ``data_dir``, one per entry of ``counts``: ``([(rel_paths,
-    labels), ...], class_to_idx)``. Images are taken in turn from each class (a seeded shuffle within each
-    class), so every class is represented as evenly as its image count allows; the first set takes the first
-    ``counts[0]`` images of that order, the next set the following ones. A set for which too few images are left
-    holds what is left (possibly none); each set is sorted by path."""
+    """``([(rel_paths, labels), ...], class_to_idx)``: disjoint image sets of the ImageFolder ``data_dir``, one per
+    entry of ``counts``, taken in turn from each class (seeded shuffle within a class), each sorted by path; a
+    set for which too few images are left holds what is left."""
     from src.data.listing import list_image_folder
 
     if not counts or int(counts[0]) < 1:
@@ -66,12 +50,8 @@ def select_images(data_dir, counts, seed=0):
     by_class = {}
     for path, label in zip(rel_paths, labels):
         by_class.setdefault(label, []).append(path)
-    queues = [(c, list(rng.permutation(by_class[c]))) for c in sorted(by_class)]
-    order = []
-    while len(order) < len(rel_paths):
-        for c, queue in queues:
-            if queue:
-                order.append((queue.pop(), int(c)))
+    queues = [[(p, int(c)) for p in rng.permutation(by_class[c])[::-1]] for c in sorted(by_class)]
+    order = [item for turn in zip_longest(*queues) for item in turn if item is not None]
     sets, start = [], 0
     for count in counts:
         chosen = sorted(order[start:start + int(count)])
@@ -80,18 +60,9 @@ def select_images(data_dir, counts, seed=0):
     return sets, class_to_idx
 
 
-def select_calibration_images(data_dir, num_images, seed=0):
-    """``(rel_paths, labels, class_to_idx)``: ``num_images`` images of the ImageFolder ``data_dir``, taken in
-    turn from each class (``select_images``). Fewer images in the folder than asked: all of them."""
-    (chosen,), class_to_idx = select_images(data_dir, [num_images], seed)
-    return chosen[0], chosen[1], class_to_idx
-
-
 def image_batches(files, record, batch_size=1, where="images"):
-    """Float32 NCHW arrays of ``batch_size`` images each (the last one padded by repeating images, since an
-    exported model has a fixed batch) of ``files``, preprocessed by the eval pipeline as ``record`` (a model
-    record) says; and the files they hold, in order (unreadable ones are skipped by the pipeline, with a
-    warning naming them)."""
+    """``(batches, files used)``: eval-preprocessed NCHW float32 batches of ``files`` as ``record`` says, the last
+    padded by repeating images (an exported model has a fixed batch)."""
     from src.data.pipeline import create_dataset
     from src.deploy.record import record_preprocess
     from src.utils import signals
@@ -115,9 +86,8 @@ def image_batches(files, record, batch_size=1, where="images"):
 
 
 def calibration_batches(data_dir, record, num_images=300, batch_size=1, seed=0):
-    """The calibration inputs: a list of float32 NCHW arrays of ``batch_size`` images each (``image_batches``)
-    of ``num_images`` images of ``data_dir`` (``select_calibration_images``)."""
-    rel_paths, _, _ = select_calibration_images(data_dir, num_images, seed)
+    """The calibration batches of ``num_images`` images of ``data_dir`` (``select_images``, ``image_batches``)."""
+    (rel_paths, _), = select_images(data_dir, [num_images], seed)[0]
     files = [os.path.join(os.fspath(data_dir), p) for p in rel_paths]
     return image_batches(files, record, batch_size, where=f"{len(files)} calibration images of {data_dir}")[0]
 
@@ -137,7 +107,6 @@ def _reader(batches, input_name, quantization):
     return Reader()
 
 
-# ---------------------------------------------------------------------------------------------- onnxruntime
 def _input_name(path, onnxruntime):
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
@@ -184,13 +153,9 @@ def onnx_node_names(path, op_types=None):
 
 def quantize_onnx(fp32_path, out_path, batches, *, calibrate_method="minmax", per_channel=True,
                   exclude_nodes=(), op_types=None, percentile=99.999, preprocessed_path=None):
-    """Writes the INT8 (QDQ) model of ``fp32_path`` to ``out_path``; returns a dict describing it (also stored
-    in the output's model record under ``quantization`` when the input has a record).
-
-    ``batches``: calibration inputs (``calibration_batches``). ``exclude_nodes``: node names of the
-    pre-processed graph kept in float32 (``preprocessed_path`` keeps that graph for looking them up; see
-    ``onnx_node_names``). ``op_types``: the node types to quantize (default: every type onnxruntime can).
-    """
+    """Writes the INT8 (QDQ) model of ``fp32_path`` to ``out_path``, its record copied with a ``quantization``
+    entry; returns that entry. ``exclude_nodes``: node names of the pre-processed graph kept in float32
+    (``preprocessed_path`` keeps that graph); ``op_types``: the node types to quantize (default: all)."""
     from src.deploy.record import RECORD_KEY, onnx_metadata, read_model_record, write_model_record
 
     _, onnxruntime, quantization = require_onnx_tools()
@@ -251,14 +216,9 @@ def quantize_onnx(fp32_path, out_path, batches, *, calibrate_method="minmax", pe
 
 def run_onnx_batches(path, batches, threads=0):
     """Logits of an ONNX model over a list of NCHW batches, concatenated (onnxruntime, CPU)."""
-    _, onnxruntime, _ = require_onnx_tools()
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: b})[0] for b in batches])
+    from src.deploy.exported import onnx_runner
+    run = onnx_runner(path, threads)
+    return np.concatenate([run(b) for b in batches])
 
 
 #: images of the calibration folder held out of the calibration to check the INT8 model against the FP32 one
@@ -273,14 +233,8 @@ def int8_path(fp32_path):
 
 def quantize_exported(fp32_path, out_path, data_dir, record, num_images=300, seed=0, check_images=CHECK_IMAGES,
                       log=print, **options):
-    """INT8 model of the exported FP32 ONNX ``fp32_path`` (with ``record``, its model record) written to
-    ``out_path``: ``num_images`` images of the ImageFolder ``data_dir`` calibrate it (``select_images``), up to
-    ``check_images`` other images of it compare it with the FP32 model (the comparison goes into the INT8
-    model's record too, as ``quantization.check``). ``options``: ``quantize_onnx``'s.
-    Logs what it does through ``log`` (one line per call) and returns ``quantize_onnx``'s description with a
-    ``check`` entry: ``{"images", "top1_agreement", "max_abs_logit_diff", "top1_fp32", "top1_int8"}`` (top-1
-    against the folders' labels only when every class folder is one of the record's class names; None else),
-    or None when no image was left over for the check."""
+    """Writes the INT8 model of ``fp32_path``, calibrated on ``num_images`` images of ``data_dir`` and compared with
+    the FP32 one on up to ``check_images`` others; returns ``quantize_onnx``'s entry with that ``check``."""
     data_dir = os.fspath(data_dir)
     (calib, check), class_to_idx = select_images(data_dir, [num_images, check_images], seed)
     batch = int(record["input"]["shape"][0])
@@ -324,11 +278,9 @@ def quantize_exported(fp32_path, out_path, data_dir, record, num_images=300, see
     return info
 
 
-# ---------------------------------------------------------------------------------------------- OpenVINO
 def quantize_openvino(fp32_path, out_xml, batches, *, ignored_nodes=(), preset="performance", subset_size=None):
-    """Writes an INT8 OpenVINO IR (``out_xml`` + ``.bin``) of the ONNX model ``fp32_path``, quantized by NNCF's
-    post-training quantization on ``batches``; the model record goes to the sidecar ``<out_xml>.json``.
-    ``ignored_nodes``: OpenVINO operation names kept in float. Returns a dict describing it."""
+    """Writes an INT8 OpenVINO IR (``out_xml`` + ``.bin``) of the ONNX ``fp32_path`` by NNCF on ``batches``, its
+    record in the sidecar ``<out_xml>.json``; returns a dict describing it."""
     from src.deploy.record import read_model_record, write_model_record
 
     try:

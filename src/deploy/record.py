@@ -1,45 +1,19 @@
-"""The model record: what an exported model needs so that any runtime can use it without being told.
-
-A record is one JSON object (``RECORD_FORMAT``, version 1)::
-
-    {"format": "cspdarknet53-model-record", "version": 1,
-     "arch": "cspdarknet53", "num_classes": 10,
-     "class_names": ["00_tshirt_top", ...] or null, "class_names_source": "recorded in ...",
-     "input": {"shape": [1, 3, 64, 64], "dtype": "float32", "layout": "NCHW", "channels": "RGB"},
-     "preprocess": {"image_size": [64, 64], "eval_resize": "squash", "crop_pct": 1.0,
-                    "resize": [64, 64], "interpolation": "bilinear",
-                    "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
-     "output": {"dtype": "float32", "kind": "logits"},
-     "source_checkpoint": {"path": "/abs/ckpt", "sha256": "...", "layout": "own", "ema": false},
-     "calibration": null or {"temperature": 1.37, ...},
-     "quantization": null or {"scheme": "int8-qdq", ...},
-     "file_format": "ONNX"}
-
-``preprocess.resize`` is the argument of the eval pipeline's ``Resize``
-(``src.data.transforms.eval_resize_size``): one value resizes the shorter side to it (aspect kept), two
-values squash the image to ``[height, width]``; then a centre crop of ``image_size``, ``(pixel - mean) / std``
-on 0-255 RGB values, CHW. It is computed here by the Python rule, so other runtimes never re-derive it.
-
-Where it is stored:
-
-* ONNX: in ``ModelProto.metadata_props`` under the key ``model_record`` (what onnxruntime's
-  ``get_modelmeta().custom_metadata_map`` and ``Ort::ModelMetadata`` return). The entry is appended to the
-  serialized protobuf (an ONNX file is a ``ModelProto``; a repeated field may be appended anywhere at the top
-  level), so no onnx package is needed; an older record entry is removed first.
-* MINDIR, AIR (and anything else): a sidecar ``<model file>.json`` beside the model.
-
-``read_model_record`` reads either; for an ONNX file without an embedded record it falls back to a sidecar.
+"""The model record (docs/deployment.md section 1): one JSON object (``RECORD_FORMAT``, version 1) with what an
+exported model needs so that any runtime can use it untold: arch, classes and their names, input shape, eval
+preprocessing (``preprocess.resize``: the eval pipeline's ``Resize`` argument, computed here by the Python rule),
+output dtype, source checkpoint, calibration temperature, quantization. ONNX: appended to the serialized
+``ModelProto`` as a ``metadata_props`` entry ``model_record`` (no onnx package needed); other formats: the
+sidecar ``<model file>.json``.
 """
 import json
 import os
-import tempfile
 
 from src.errors import ModelRecordError
 from src.utils.fileio import file_sha256
 
 __all__ = ["RECORD_FORMAT", "RECORD_VERSION", "RECORD_KEY", "build_model_record", "validate_record",
-           "write_model_record", "read_model_record", "sidecar_path", "is_sidecar_record", "onnx_metadata", "set_onnx_metadata",
-           "with_calibration", "record_preprocess", "file_sha256", "describe_record"]
+           "write_model_record", "read_model_record", "sidecar_path", "is_sidecar_record", "onnx_metadata",
+           "set_onnx_metadata", "with_calibration", "record_preprocess", "file_sha256", "describe_record"]
 
 RECORD_FORMAT = "cspdarknet53-model-record"
 RECORD_VERSION = 1
@@ -50,10 +24,8 @@ _MODEL_METADATA_FIELD = 14   # ModelProto.metadata_props (repeated StringStringE
 _MODEL_GRAPH_FIELD = 7       # ModelProto.graph
 
 
-# ---------------------------------------------------------------------------------------------- building
 def _class_names(info, num_classes):
-    """The checkpoint's class names; the ImageNet-1k table for a 1000-class model without them (what
-    predict.py shows for such a model too); else None."""
+    """The checkpoint's class names; for a 1000-class model without them the ImageNet-1k table; else None."""
     names, source = info.get("class_names"), info.get("class_names_source")
     if names is not None and len(names) == num_classes:
         return [str(n) for n in names], source
@@ -63,30 +35,18 @@ def _class_names(info, num_classes):
     return None, None
 
 
-def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info=None, output_dtype="float32",
-                       eval_resize="auto", crop_pct=0.0, given=(), used_ema=False, calibration=None,
-                       file_format=None, sha256=None):
-    """The record of a model exported from ``ckpt_path``.
-
-    ``arch`` / ``num_classes``: what was built (``src.checkpoint.resolve_model``). ``input_shape``:
-    ``[N, 3, H, W]`` of the exported graph (the size the model is fed, which may differ from the training size).
-    ``info``: ``src.checkpoint.checkpoint_model_info(ckpt_path)`` (read when None). The eval resize mode and
-    crop fraction come from ``src.archs.resolve_preprocess`` (``eval_resize`` / ``crop_pct`` / ``given``
-    as there: the user's explicit values, else the checkpoint's training run, else the architecture's).
-    ``calibration``: a calibration record (``src.analysis.calibration``) to embed, or None. ``sha256``: the
-    checkpoint's SHA-256 when already computed.
-    """
+def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info, output_dtype="float32", used_ema=False,
+                       calibration=None, file_format=None, sha256=None):
+    """The record of a model of ``arch`` / ``num_classes`` exported from ``ckpt_path`` with input ``[N, 3, H, W]``.
+    ``info``: ``src.checkpoint.checkpoint_model_info`` of it (its ``preprocess`` gives the resize mode and crop);
+    ``calibration``: a calibration record to embed; ``sha256``: the checkpoint's, when already computed."""
     from src.archs import resolve_preprocess
     from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_resize_size
 
-    if info is None:
-        from src.checkpoint import checkpoint_model_info
-        info = checkpoint_model_info(ckpt_path)
     shape = [int(v) for v in input_shape]
     if len(shape) != 4 or shape[1] != 3:
         raise ValueError(f"input_shape must be [N, 3, H, W], got {input_shape!r}")
-    pre = resolve_preprocess(arch, eval_resize=eval_resize, crop_pct=crop_pct, recorded=info.get("preprocess"),
-                             given=given)
+    pre = resolve_preprocess(arch, recorded=info.get("preprocess"))
     size = (shape[2], shape[3])
     resize = eval_resize_size(size, pre["eval_resize"], pre["crop_pct"])
     names, names_source = _class_names(info, int(num_classes))
@@ -114,7 +74,7 @@ def build_model_record(ckpt_path, arch, num_classes, input_shape, *, info=None, 
 
 
 def with_calibration(record, calibration):
-    """A copy of ``record`` with the calibration record embedded (its temperature and where it came from)."""
+    """A copy of ``record`` with the calibration record embedded."""
     from src.analysis.calibration import validate_calibration
 
     validate_calibration(calibration, "the calibration record")
@@ -123,7 +83,6 @@ def with_calibration(record, calibration):
     return out
 
 
-# ---------------------------------------------------------------------------------------------- checking
 def _fail(where, message):
     raise ModelRecordError(f"{where}: model record {message}")
 
@@ -193,7 +152,6 @@ def describe_record(record):
             + (f", temperature {cal['temperature']:.4g}" if cal else ""))
 
 
-# ---------------------------------------------------------------------------------------------- ONNX metadata
 def _varint(buf, pos):
     result = shift = 0
     while True:
@@ -211,14 +169,15 @@ def _varint(buf, pos):
 
 def _encode_varint(n):
     out = bytearray()
-    while True:
-        b = n & 0x7F
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
         n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return bytes(out + bytes([n]))
+
+
+def _length_delimited(num, data):
+    """A serialized length-delimited field (wire type 2) ``num`` holding ``data``."""
+    return _encode_varint(num << 3 | 2) + _encode_varint(len(data)) + data
 
 
 def _fields(buf):
@@ -247,15 +206,9 @@ def _fields(buf):
 
 def _entry(buf):
     """``(key, value)`` of a serialized StringStringEntryProto."""
-    key = value = ""
-    for num, wire, _, payload, end in _fields(buf):
-        if wire == 2 and num in (1, 2):
-            text = bytes(buf[payload:end]).decode("utf-8")
-            if num == 1:
-                key = text
-            else:
-                value = text
-    return key, value
+    text = {num: bytes(buf[payload:end]).decode("utf-8") for num, wire, _, payload, end in _fields(buf)
+            if wire == 2 and num in (1, 2)}
+    return text.get(1, ""), text.get(2, "")
 
 
 def _read_onnx(path):
@@ -307,61 +260,38 @@ def set_onnx_metadata(path, entries):
             if key in entries:
                 continue
         keep.append((start, end))
-    tail = bytearray()
-    for key, value in entries.items():
-        body = bytearray()
-        for num, text in ((1, key), (2, value)):
-            data = str(text).encode("utf-8")
-            body += _encode_varint((num << 3) | 2) + _encode_varint(len(data)) + data
-        tail += _encode_varint((_MODEL_METADATA_FIELD << 3) | 2) + _encode_varint(len(body)) + body
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for start, end in keep:
-                f.write(buf[start:end])
-            f.write(tail)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    tail = b"".join(_length_delimited(_MODEL_METADATA_FIELD, _length_delimited(1, str(key).encode("utf-8"))
+                                      + _length_delimited(2, str(value).encode("utf-8")))
+                    for key, value in entries.items())
+    from src.utils.fileio import atomic_path
+    with atomic_path(path, mode=os.stat(path).st_mode & 0o7777) as tmp, open(tmp, "wb") as f:
+        for start, end in keep:
+            f.write(buf[start:end])
+        f.write(tail)
     return path
 
 
-# ---------------------------------------------------------------------------------------------- files
 def sidecar_path(model_path):
     """``<model file>.json``: where a MINDIR/AIR model's record lives."""
     return os.fspath(model_path) + SIDECAR_SUFFIX
 
 
 def is_sidecar_record(path):
-    """True when ``path`` is a JSON file holding a model record (the output guard's test before replacing a
-    sidecar)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f).get("format") == RECORD_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    from src.analysis.calibration import json_format
+    return json_format(path) == RECORD_FORMAT
 
 
 def _is_onnx(path):
     return os.fspath(path).lower().endswith(".onnx")
 
 
-def _dumps(record):
-    from src.utils.paths import json_dumps
-    return json_dumps(record, indent=None)
-
-
 def write_model_record(model_path, record):
-    """Writes ``record`` into the ONNX file's metadata, or as the sidecar JSON of any other model file.
-    Returns where it went (the model file itself, or the sidecar's path)."""
+    """Writes ``record`` into the ONNX file's metadata, or as the sidecar JSON of any other model file; returns
+    where it went."""
     validate_record(record, os.fspath(model_path))
     if _is_onnx(model_path):
-        set_onnx_metadata(model_path, {RECORD_KEY: _dumps(record)})
+        from src.utils.paths import json_dumps
+        set_onnx_metadata(model_path, {RECORD_KEY: json_dumps(record, indent=None)})
         return os.fspath(model_path)
     from src.utils.fileio import write_json_atomic
     return write_json_atomic(record, sidecar_path(model_path), ensure_ascii=False)
@@ -375,11 +305,8 @@ def _loads(text, where):
 
 
 def read_model_record(model_path, required=False):
-    """The record of ``model_path``: an ONNX file's embedded one, else the sidecar ``<model>.json``.
-
-    Returns ``(record, where)``; ``(None, None)`` when there is none, unless ``required`` (then
-    ``ModelRecordError``). A malformed record is always an error naming the file.
-    """
+    """``(record, where)`` of ``model_path``: an ONNX file's embedded one, else the sidecar; ``(None, None)`` when
+    there is none unless ``required`` (then ``ModelRecordError``, as for a malformed record)."""
     model_path = os.fspath(model_path)
     if not os.path.isfile(model_path):
         raise ModelRecordError(f"model file not found: {model_path}")

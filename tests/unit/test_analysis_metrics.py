@@ -1,12 +1,12 @@
-"""src.analysis.metrics: a hand-computed example, a brute-force reference on random data, merging across
-"ranks" (directly and through flat float32 vectors, as an AllReduce would), and the CSV files."""
+"""src.analysis.metrics: a hand-computed example, a brute-force reference on random data, summing
+"ranks" through flat float32 vectors (as the AllReduce does), and the CSV files."""
 import csv
 import math
 
 import numpy as np
 import pytest
 
-from src.analysis.metrics import (PER_CLASS_FIELDS, EvalAccumulator, analyze, confusion_matrix, display_name,
+from src.analysis.metrics import (PER_CLASS_FIELDS, EvalAccumulator, display_name,
                                   per_class_metrics, read_confusion_matrix_csv, read_per_class_csv,
                                   top_confused_pairs, write_confusion_matrix_csv, write_per_class_csv)
 from src.evaluation import topk_correct
@@ -64,7 +64,9 @@ def test_empty_and_errors():
         acc.update(np.zeros((2, 3)), np.eye(3)[:2])
     with pytest.raises(ValueError, match="2 class names"):
         acc.per_class(["x", "y"])
-    assert confusion_matrix([0, 2, 2], [0, 0, 2], 3).tolist() == [[1, 0, 0], [0, 0, 0], [1, 0, 1]]
+    top1_only = EvalAccumulator(3)
+    top1_only.update_topk([0, 2, 2], [0, 0, 2])
+    assert top1_only.matrix.tolist() == [[1, 0, 0], [0, 0, 0], [1, 0, 1]]
 
 
 def _softmax(x):
@@ -115,17 +117,16 @@ def test_random_against_brute_force_and_topk_correct(seed):
     got_worst = [(w.confidence, w.index, w.true, w.predicted) for w in acc.worst_mistakes()]
     assert [g[1:] for g in got_worst] == [w[1:] for w in worst]
     np.testing.assert_allclose([g[0] for g in got_worst], [w[0] for w in worst], rtol=1e-12)
-    # analyze() with logits and with top-k indices + confidences gives the same counts
-    one = analyze(labels, logits=logits, worst_n=12)
-    np.testing.assert_array_equal(one.matrix, m)
+    # fed top-k indices + confidences instead of logits: the same counts and mistakes
     top = np.argsort(-logits, axis=1, kind="stable")[:, :5]
     conf = _softmax(logits.astype(np.float64))[np.arange(n), top[:, 0]]
-    two = analyze(labels, topk=top, num_classes=K, confidences=conf, worst_n=12)
+    two = EvalAccumulator(K, worst_n=12)
+    two.update_topk(labels, top, conf)
     np.testing.assert_array_equal(two.topk_hits, hits)
     assert [w.index for w in two.worst_mistakes()] == [w[1] for w in worst]
 
 
-def test_merge_and_vectors_equal_one_process():
+def test_rank_vectors_sum_to_one_process():
     """Three 'ranks' holding src.data's interleaved eval shards (rank r: samples r, r+3, ...)."""
     rng = np.random.RandomState(3)
     K, n, G = 6, 250, 3
@@ -142,17 +143,10 @@ def test_merge_and_vectors_equal_one_process():
             acc.update(logits[idx[s:s + 16]], labels[idx[s:s + 16]])
         ranks.append(acc)
 
-    merged = EvalAccumulator(K, worst_n=10)
-    for acc in ranks:
-        merged.merge(acc)
-    np.testing.assert_array_equal(merged.matrix, whole.matrix)
-    np.testing.assert_array_equal(merged.topk_hits, whole.topk_hits)
-    assert merged.worst_mistakes() == whole.worst_mistakes()
-
     # Through flat float32 vectors, as SumAcrossRanks would sum them.
     counts = sum(a.counts_vector(np.float32) for a in ranks)
     mistakes = sum(a.mistakes_vector(slot=r, slots=G, dtype=np.float32) for r, a in enumerate(ranks))
-    assert counts.dtype == np.float32 and counts.size == EvalAccumulator.counts_vector_size(K)
+    assert counts.dtype == np.float32 and counts.size == K * K + K
     assert mistakes.size == G * 10 * 4
     target = EvalAccumulator(K, worst_n=10).load_counts_vector(counts).load_mistakes_vector(mistakes)
     np.testing.assert_array_equal(target.matrix, whole.matrix)
@@ -195,7 +189,8 @@ def test_csv_files_round_trip(tmp_path):
     K = len(NAMES)
     labels = rng.randint(0, K - 1, 60)  # the last class has no image: empty cells
     logits = rng.randn(60, K)
-    acc = analyze(labels, logits=logits)
+    acc = EvalAccumulator(K)
+    acc.update(logits, labels)
     rows = acc.per_class(NAMES)
     path = write_per_class_csv(rows, tmp_path / "out" / "per_class.csv")
     with open(path, encoding="utf-8", newline="") as f:

@@ -35,7 +35,7 @@ def test_ece_hand_computed():
     assert sum(stats["count"]) == 4 and stats["count"][13] == 2 and stats["count"][8] == 2
     # 2/4 * |0.5 - 0.9| + 2/4 * |1.0 - 0.6|
     assert stats["ece"] == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
-    assert cal.expected_calibration_error(z, y) == pytest.approx(0.4)
+    assert cal.reliability(z, y)["ece"] == pytest.approx(0.4)
     assert stats["accuracy_top1"] == 0.75
     # a confidence of exactly 1/15 falls in bin 0 ((0, 1/15]), 1.0 in the last
     edge = np.log(np.array([[1.0, 1e-300]]))
@@ -53,8 +53,8 @@ def test_temperature_fit_lowers_nll_on_a_miscalibrated_model():
         # the minimum: a little off either side costs NLL
         for off in (0.9, 1.1):
             assert cal.nll(z * scale, y, fit.temperature * off) > fit.nll_after
-        before = cal.expected_calibration_error(z * scale, y)
-        after = cal.expected_calibration_error(z * scale, y, temperature=fit.temperature)
+        before = cal.reliability(z * scale, y)["ece"]
+        after = cal.reliability(z * scale, y, temperature=fit.temperature)["ece"]
         assert after < before / 2
 
 

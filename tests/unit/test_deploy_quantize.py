@@ -9,17 +9,22 @@ from src.deploy import quantize
 from src.errors import DatasetError, ExportError
 
 
+def _select(root, n, seed=0):
+    ((paths, labels),), class_to_idx = quantize.select_images(root, [n], seed)
+    return paths, labels, class_to_idx
+
+
 def test_calibration_images_spread_over_the_classes(make_tiny_data):
     root = make_tiny_data(classes=3, per_class=10, size=8)
-    paths, labels, class_to_idx = quantize.select_calibration_images(root, 7, seed=0)
+    paths, labels, class_to_idx = _select(root, 7, seed=0)
     assert len(paths) == 7 and len(set(paths)) == 7
     assert sorted(Counter(labels).values()) == [2, 2, 3]      # in turn from each class
     assert all(p.startswith(f"class{lb}/") for p, lb in zip(paths, labels))
-    assert quantize.select_calibration_images(root, 7, seed=0)[0] == paths        # seeded
-    assert quantize.select_calibration_images(root, 7, seed=1)[0] != paths
-    assert len(quantize.select_calibration_images(root, 100, seed=0)[0]) == 30    # fewer images than asked: all
+    assert _select(root, 7, seed=0)[0] == paths        # seeded
+    assert _select(root, 7, seed=1)[0] != paths
+    assert len(_select(root, 100, seed=0)[0]) == 30    # fewer images than asked: all
     with pytest.raises(DatasetError, match="calib_images"):
-        quantize.select_calibration_images(root, 0)
+        _select(root, 0)
 
 
 def test_missing_onnx_tools_say_what_to_install(monkeypatch):

@@ -65,8 +65,10 @@ def test_record_from_checkpoint_carries_names_size_and_eval_resize(tiny_ckpt):
     # exported at another size than trained: the record follows the export, the resize rule the training run
     r = _record(tiny_ckpt, shape=(1, 3, 64, 48))
     assert r["preprocess"]["image_size"] == [64, 48] and r["preprocess"]["resize"] == [71, 53]
-    # the user's explicit eval_resize wins over the checkpoint's
-    r = _record(tiny_ckpt, eval_resize="squash", given=("eval_resize",))
+    # the preprocessing resolve_model settled on (the user's eval_resize over the checkpoint's) is the record's
+    from src.checkpoint import checkpoint_model_info
+    info = dict(checkpoint_model_info(str(tiny_ckpt)), preprocess={"eval_resize": "squash", "crop_pct": 0.9})
+    r = rec.build_model_record(str(tiny_ckpt), "cspdarknet_tiny", 3, [1, 3, 40, 40], info=info)
     assert r["preprocess"]["resize"] == [44, 44]
 
 
