@@ -7,14 +7,14 @@ import sys
 os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings bury the one-line error; before its import
 
 
-def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), quiet=False, script=None):
+def run_entry(job, argv=None, log_name="run", uses_data=True, quiet=False, script=None):
     """``job(cfg, run_log)``'s exit status for the config of ``argv`` (default ``sys.argv[1:]``); a user error is
     one ``error:`` line on stderr (and in the run's log file) and exit 2. ``script``: whose keys the command line
     takes (default: ``log_name`` if it names an entry script, else every key). ``uses_data``: ModelArts downloads
     the dataset. ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
     import logging
 
-    from model_utils.moxing_adapter import ModelArtsError
+    from model_utils.moxing_adapter import ModelArtsError, run_on_modelarts
     from src.config import SCRIPTS, load_config
     from src.errors import Stopped, UserError
     from src.utils import signals
@@ -22,14 +22,12 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
 
     signals.install()  # SIGTERM / SIGINT -> Stopped: exit 143 / 130, never 0, never a half-written result
     run_log = RunLog(log_name, console_level=logging.WARNING if quiet else logging.INFO)
-    errors = (UserError, ModelArtsError) + tuple(extra_errors)  # bad input: the message names file, key or value
     try:
         cfg = load_config(argv, script=script or (log_name if log_name in SCRIPTS else None))
         if cfg.modelarts.enable_modelarts:
-            from model_utils.moxing_adapter import run_on_modelarts
             return run_on_modelarts(cfg, lambda c: job(c, run_log), uses_data=uses_data)
         return job(cfg, run_log)
-    except errors as err:
+    except (UserError, ModelArtsError) as err:  # bad input: the message names the file, key or value
         return user_error_exit(err, run_log)
     except Stopped as stop:
         user_error_exit(stop, run_log)
