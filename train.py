@@ -4,11 +4,8 @@
     python train.py --data_dir=/data/imagenet/train  # the model zoo's ImageNet recipe
     python train.py --resume=outputs/<run>           # continue a run (its own config) from its newest checkpoint
 
-Outputs go to ``<ckpt_path>/<run>/``: ``log.txt``, ``config.yaml`` (the resolved config), ``run.json``,
-``class_index.json``, ``metrics.csv``, ``curves.png`` (with matplotlib) and ``ckpt_<rank>/``.
-The loop is ``src.trainer.fit``. Exit status: 0 done (or nothing left to do), 2 bad input (the message says
-which file, key or value), 3 non-finite loss, 143 / 130 stopped by SIGTERM / SIGINT (a checkpoint of the
-position was saved: ``--resume`` continues from it).
+Outputs: ``<ckpt_path>/<run>/`` (log, config, metrics, curves, ``ckpt_<rank>/``); the loop is ``src.trainer.fit``.
+Exit status: 0 done, 2 bad input, 3 non-finite loss, 143 / 130 stopped by SIGTERM / SIGINT (position saved).
 """
 import sys
 
@@ -18,7 +15,8 @@ from model_utils.entry import run_entry
 def train(cfg, run_log):
     from src.data.demo import with_demo_data
     from src.resume import nothing_left, resume_config
-    from src.trainer import NonFiniteLoss, check_data_paths, check_outputs, fit
+    from src.errors import NonFiniteLoss
+    from src.trainer import check_data_paths, check_outputs, fit
     from src.utils.runtime import start_context
 
     notes = []

@@ -1,39 +1,15 @@
-"""Cross-entropy with label smoothing, in PyTorch's convention or the model zoo's.
+"""Label-smoothed cross-entropy (mean over the batch, always float32: the logits are cast inside the Cell).
 
-Two conventions for the smoothed target of eps (``style``); both rows sum to 1:
-  * ``"pytorch"`` (``torch.nn.CrossEntropyLoss(label_smoothing=eps)``, timm, mindcv): the true class
-    gets ``1 - eps + eps/K`` and every other class ``eps/K`` (eps is spread over all K classes);
-  * ``"zoo"`` (the MindSpore model zoo's CrossEntropySmooth): the true class gets ``1 - eps`` and every
-    other class ``eps/(K - 1)``.
-With eps = 0.1 and K = 1000 they differ by 1e-4 (0.9001 vs 0.9); with K = 10 by 0.01 (0.91 vs 0.9).
-The zoo's is the zoo's eps' = eps*K/(K-1) in PyTorch's form, i.e. slightly stronger smoothing.
-
-The loss is ``mean_i( -sum_c t_ic * log_softmax(z_i)_c )``, always computed in float32: the
-logits are cast inside the Cell, so a float16 head (AMP O2/O3, or the zoo's fp16 fc) still gives
-a float32 loss.
-
-Labels:
-  * int class indices, shape ``[B]`` (or ``[B, 1]``) -> one-hot with the smoothing above; an index
-    outside ``0..K-1`` gives a target row of only the off value (no error in graph mode);
-  * soft targets, float ``[B, K]`` (mixup / cutmix) -> used as given by default, because a mixup
-    producer normally applies its own smoothing (timm's ``Mixup(label_smoothing=...)``, mindcv's
-    mixup). Pass ``smooth_soft_targets=True`` to apply the same smoothing map to them:
-    ``t' = t * (on - off) + off``, which turns a one-hot row into exactly the smoothed row above and
-    keeps every row's sum.
-
-The choice between the two label forms is made from the label's rank, which is a compile-time
-constant in GRAPH mode (no Python control flow on tensor values), so one Cell serves both.
-
-Class weights (``class_weights``: K non-negative numbers, e.g. ``src.data.balance.class_weights``):
-each sample's loss is weighted by its class's weight, ``w[y_i]`` for an index label (0 for an index
-outside ``0..K-1``) and ``sum_c t_ic w_c`` for a soft target row as given, and the batch loss is the
-weighted mean ``sum_i w_i l_i / sum_i w_i`` (PyTorch's ``CrossEntropyLoss(weight=...)`` reduction).
-Without weights (the default) the Cell computes exactly what it computed before.
+``style``: ``"pytorch"`` (torch ``label_smoothing``, timm, mindcv: true class ``1 - eps + eps/K``, others ``eps/K``)
+or ``"zoo"`` (the MindSpore zoo's CrossEntropySmooth: ``1 - eps`` and ``eps/(K - 1)``). Labels: int indices ``[B]``
+or ``[B, 1]`` (an index outside ``0..K-1`` gives a row of only the off value), or soft targets ``[B, K]`` (mixup),
+used as given unless ``smooth_soft_targets`` (``t * (on - off) + off``); the form is chosen from the label's rank,
+a compile-time constant. ``class_weights`` (K numbers): the weighted mean ``sum_i w_i l_i / sum_i w_i`` with
+``w_i = w[y_i]`` (0 outside ``0..K-1``) or ``sum_c t_ic w_c`` (PyTorch's ``CrossEntropyLoss(weight=...)``).
 """
 import mindspore as ms
 from mindspore import nn, ops, Tensor
 
-__all__ = ["CrossEntropySmooth", "create_loss", "smoothed_target_values", "SMOOTH_STYLES"]
 
 SMOOTH_STYLES = ("pytorch", "zoo")
 
@@ -51,21 +27,12 @@ def smoothed_target_values(smooth_factor, num_classes, style="pytorch"):
 
 
 class CrossEntropySmooth(nn.Cell):
-    """Label-smoothed softmax cross-entropy, mean over the batch, float32.
-
-    Args:
-        smooth_factor: eps in [0, 1). 0 gives plain cross-entropy.
-        num_classes: K, the one-hot depth for integer labels (must be >= 2 when eps > 0).
-        smooth_soft_targets: also smooth float [B, K] targets (default False: use them as given).
-        class_weights: None (default) or K per-class weights (see the module doc).
-        style: "pytorch" (default) or "zoo", the smoothing convention (see the module doc).
-    """
+    """``smooth_factor`` eps in [0, 1) (0: plain cross-entropy; > 0 needs K >= 2); see the module doc."""
 
     def __init__(self, smooth_factor=0.1, num_classes=1000, smooth_soft_targets=False, class_weights=None,
                  style="pytorch"):
         super().__init__()
-        smooth_factor = float(smooth_factor)
-        num_classes = int(num_classes)
+        smooth_factor, num_classes = float(smooth_factor), int(num_classes)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if not 0.0 <= smooth_factor < 1.0:
@@ -73,14 +40,11 @@ class CrossEntropySmooth(nn.Cell):
         if smooth_factor > 0 and num_classes < 2:
             raise ValueError("label smoothing needs num_classes >= 2")
         on, off = smoothed_target_values(smooth_factor, num_classes, style)
-        self.smooth_factor = smooth_factor
         self.num_classes = num_classes
         self.smooth_soft_targets = bool(smooth_soft_targets) and smooth_factor > 0
         self.on_value = Tensor(on, ms.float32)
         self.off_value = Tensor(off, ms.float32)
-        # linear map that sends a one-hot row to the smoothed row: t' = a*t + b
         self.soft_scale = Tensor(on - off, ms.float32)
-        self.soft_shift = Tensor(off, ms.float32)
         self.log_softmax = nn.LogSoftmax(axis=-1)
         self.weighted = class_weights is not None
         if self.weighted:
@@ -105,7 +69,7 @@ class CrossEntropySmooth(nn.Cell):
         else:
             target = ops.cast(label, ms.float32)
             if self.smooth_soft_targets:
-                target = target * self.soft_scale + self.soft_shift
+                target = target * self.soft_scale + self.off_value
         per_sample = -ops.sum(target * self.log_softmax(logits), -1)
         if not self.weighted:
             return ops.mean(per_sample)

@@ -1,28 +1,18 @@
 """Resuming a run: what a resume may change, its class names, and whether anything is left to do.
 
-``--resume=RUN`` (a run folder, or a checkpoint in one) continues RUN with the config it was trained with:
-``src.config.load_config`` makes ``RUN/config.yaml`` the base, a ``--config_path`` YAML and the command line
-change it, and ``cfg.changed_on_resume`` lists each change. Here each is judged by what it does to the run:
-
-* how the run is carried out (``CARRIED_OUT``: checkpoint and validation intervals, retention, logging,
-  TensorBoard, workers, the file check, sink mode, the device, the validation data): allowed, logged;
-* ``max_epoch`` (train longer, or stop earlier): allowed, logged as a deliberate change, with what it does to
-  the learning-rate schedule of the remaining epochs;
-* ``ckpt_path`` and the ModelArts transfer keys do not matter (a resumed run writes into its own folder);
-* anything else changes what the run computes (model, data, image size, batch, schedule, loss, augmentation,
-  seed, precision, warm start): refused, one error line naming every such change.
-
-A checkpoint outside a run folder (no ``config.yaml``) resumes with the config given now (the config loader
-warns); the checkpoint's arch, num_classes and class names are checked against it all the same.
+``--resume=RUN`` continues RUN with its own ``config.yaml`` (``src.config.load_config``), ``cfg.changed_on_resume``
+listing each change on top: how the run is carried out (``CARRIED_OUT``) is allowed and logged, ``max_epoch`` is a
+deliberate change (logged with its effect on the schedule), ``IGNORED`` keys do not matter, and anything else would
+change what the run computes: refused, one error naming every such change. A checkpoint outside a run folder
+resumes with the config given now; its arch, num_classes and class names are checked all the same.
 """
 import json
 import os
 
 from src.checkpoint import find_resume_checkpoint, read_state_dict
+from src.data.listing import load_class_index
 from src.errors import CheckpointError, ClassIndexError, ConfigError
 
-__all__ = ["CARRIED_OUT", "DELIBERATE", "IGNORED", "resume_config", "nothing_left", "trained_class_names",
-           "check_same_classes", "check_group_size"]
 
 CARRIED_OUT = frozenset({
     "ckpt_interval", "ckpt_save_max", "ckpt_older_weights_only", "is_save_on_master", "dump_shard_files",
@@ -34,9 +24,7 @@ IGNORED = frozenset({"ckpt_path", "enable_modelarts", "data_url", "train_url", "
 
 
 def resume_config(cfg):
-    """The config a resumed run trains with, and the log lines about it: ``(cfg, notes)`` (module docstring).
-
-    Raises ``ConfigError`` naming every change that would alter what the run computes."""
+    """``(cfg, notes)``: the config a resumed run trains with and the log lines about it (module docstring)."""
     if not cfg.resumed_from:
         return cfg, []
     changed = {k: v for k, v in cfg.changed_on_resume.items() if k not in IGNORED}
@@ -59,8 +47,7 @@ def resume_config(cfg):
 
 
 def nothing_left(cfg):
-    """For a resume: a sentence when its newest checkpoint already finished ``max_epoch`` epochs (the run then
-    writes nothing), else None."""
+    """A sentence when the resumed run's newest checkpoint already has ``max_epoch`` epochs, else None."""
     path = find_resume_checkpoint(cfg.train.resume)
     arrays, _ = read_state_dict(path)
     if "epoch" not in arrays:
@@ -73,10 +60,7 @@ def nothing_left(cfg):
 
 
 def trained_class_names(meta, run_dir):
-    """The class names a run trains (index order): recorded in its checkpoint's metadata ``meta``, else in the
-    run folder's ``class_index.json``; None when neither says."""
-    from src.data.listing import load_class_index
-
+    """The run's class names (index order): from its checkpoint's ``meta``, else ``class_index.json``, else None."""
     if meta.get("class_names"):
         try:
             return [str(n) for n in json.loads(meta["class_names"])]
@@ -112,8 +96,7 @@ def check_same_classes(trained, class_to_idx, checkpoint):
 
 
 def check_group_size(run_dir, group_size, checkpoint):
-    """``CheckpointError`` when the run (its ``run.json``) trained on another number of devices: the data shards
-    and the steps per epoch would change."""
+    """``CheckpointError`` when the run (its ``run.json``) trained on another number of devices."""
     try:
         with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
             before = int(json.load(f)["group_size"])

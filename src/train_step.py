@@ -1,14 +1,8 @@
-"""The compiled training step: network + loss + optimizer + loss scaling, mixed precision, and weight EMA.
+"""The compiled training step (network + loss + optimizer + loss scaling), mixed precision and weight EMA.
 
-Loss scaling follows the zoo by default: a fixed scale (1024) multiplies the loss's sensitivity
-and ``nn.Momentum(loss_scale=...)`` divides it out again, with no overflow check (the zoo's
-``FixedLossScaleManager(drop_overflow_update=False)``). ``is_dynamic_loss_scale=1`` uses
-``DynamicLossScaleUpdateCell`` (init 2^16, factor 2, window 2000, as the zoo) which skips the
-update of any step whose gradients overflow and halves the scale; the step reports it.
-
-Mixed precision (``amp_level``): ``auto`` is O2 on Ascend and GPU (the zoo's setting) and O0 on
-CPU, where float16 kernels measured about 2x slower with about 3x the memory. The loss always
-runs in float32 (``CrossEntropySmooth`` casts its inputs).
+Loss scaling as the zoo: a fixed scale (1024) divided out by ``nn.Momentum(loss_scale=...)`` with no overflow check
+(``FixedLossScaleManager(drop_overflow_update=False)``); ``is_dynamic_loss_scale=1``: init 2^16, factor 2, window
+2000, overflowing steps skipped. ``amp_level`` auto: O2 on Ascend/GPU (the zoo), O0 on CPU (float16 is slower there).
 """
 import numpy as np
 
@@ -17,12 +11,9 @@ from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
 
-
 def apply_amp(net, amp_level):
     """Casts ``net`` for ``amp_level`` (O2: float16 with BatchNorm in float32; O3: all float16)."""
-    if amp_level == "O0":
-        return net
-    return ms.amp.auto_mixed_precision(net, amp_level)
+    return net if amp_level == "O0" else ms.amp.auto_mixed_precision(net, amp_level)
 
 
 def _unscale(scale, grad):
@@ -34,15 +25,9 @@ def _all_finite(grad):
 
 
 class DynamicLossScaleStep(nn.Cell):
-    """A train step with dynamic loss scaling that works on every device.
-
-    MindSpore 2.10's ``TrainOneStepWithLossScaleCell`` checks overflow with GPU (``FloatStatus``) or
-    Ascend (``NPUGetFloatStatusV2``) kernels, neither of which exists on CPU; this step checks the
-    averaged, unscaled gradients with ``isfinite`` instead. On overflow the update is skipped and the
-    scale divided by ``scale_factor`` (not below 1); after ``scale_window`` good steps it is multiplied
-    by it (the zoo's ``DynamicLossScaleManager(2**16, 2, 2000)`` rule). Gradients are averaged across
-    ranks before the check, so every rank takes the same decision.
-    """
+    """Dynamic loss scaling on every device: MindSpore 2.10's ``TrainOneStepWithLossScaleCell`` needs GPU/Ascend
+    overflow kernels; this checks the rank-averaged, unscaled gradients with ``isfinite`` (the same decision on
+    every rank) and applies the zoo's ``DynamicLossScaleManager`` rule (scale not below 1)."""
 
     def __init__(self, net_with_loss, optimizer, init_scale=65536.0, scale_factor=2.0, scale_window=2000):
         super().__init__(auto_prefix=False)
@@ -84,10 +69,7 @@ class DynamicLossScaleStep(nn.Cell):
 
 
 class TrainStep(nn.Cell):
-    """One optimisation step; returns ``(loss, overflow, loss_scale)`` whatever the scaling mode.
-
-    ``overflow`` is always False with a fixed scale (no check, as the zoo).
-    """
+    """One optimisation step -> ``(loss, overflow, loss_scale)``; ``overflow`` is False with a fixed scale."""
 
     def __init__(self, network, loss_fn, optimizer, loss_scale=1024.0, dynamic=False):
         super().__init__(auto_prefix=False)
@@ -103,19 +85,13 @@ class TrainStep(nn.Cell):
 
     def construct(self, images, labels):
         if self.dynamic:
-            loss, overflow, scale = self.step(images, labels)
-            return loss, overflow, scale
-        loss = self.step(images, labels)
-        return loss, self.no_overflow, self.fixed_scale
+            return self.step(images, labels)
+        return self.step(images, labels), self.no_overflow, self.fixed_scale
 
 
 class WeightEMA(nn.Cell):
-    """Exponential moving average of every network parameter (weights and BN statistics), in float32.
-
-    ``decay_t = min(decay, (1 + t) / (10 + t))`` for update ``t`` (timm's and TF's warm-up of the
-    decay), so that short runs still get a useful average. The EMA copies are saved in checkpoints
-    as ``ema.<parameter name>`` and picked by ``use_ema`` in eval/export/predict.
-    """
+    """Float32 moving average of every parameter (BN statistics too) with ``decay_t = min(decay, (1 + t) / (10 + t))``
+    (timm's/TF's warm-up); saved as ``ema.<name>`` in checkpoints, used by ``use_ema`` in eval/export/predict."""
 
     def __init__(self, network, decay=0.9999):
         super().__init__(auto_prefix=False)
@@ -129,8 +105,7 @@ class WeightEMA(nn.Cell):
         self.hyper_map = ops.HyperMap()
 
     def _update(self, decay, shadow, param):
-        new = shadow * decay + ops.cast(param, mstype.float32) * (1.0 - decay)
-        return ops.assign(shadow, new)
+        return ops.assign(shadow, shadow * decay + ops.cast(param, mstype.float32) * (1.0 - decay))
 
     def construct(self):
         t = self.updates + 1.0
@@ -156,19 +131,9 @@ class WeightEMA(nn.Cell):
 
 
 class SinkStep(nn.Cell):
-    """The train step as sink mode runs it: optimisation step, EMA update and a record of every step.
-
-    One call is one step, as ``TrainStep``; around it, inside the same compiled graph:
-
-    * the EMA update (``WeightEMA``), after the optimizer's update of the same parameters (MindSpore
-      orders the parameter reads after the writes: side effects keep program order);
-    * the step's loss, overflow flag and loss scale written to slot ``index`` of ``sink_size``-long
-      buffers, and ``index`` advanced; the host reads the buffers once per sink (``read_records``)
-      instead of synchronising on the loss every step.
-
-    Parameters of the buffers are not part of any checkpoint (``training_state_entries`` saves the
-    ``TrainStep``'s and the EMA's); the wrapped cells keep their parameter names (no prefix).
-    """
+    """One ``TrainStep`` + the EMA update (after the optimizer's: side effects keep program order) + the step's
+    loss, overflow and scale written to slot ``index`` of ``sink_size``-long buffers, which the host reads once
+    per sink (``read_records``). The buffers are in no checkpoint; wrapped cells keep their parameter names."""
 
     def __init__(self, step, ema, sink_size):
         super().__init__(auto_prefix=False)
@@ -203,7 +168,6 @@ class SinkStep(nn.Cell):
         self.index.set_data(ms.Tensor(0, mstype.int32))
 
     def read_records(self, count):
-        """``(losses, overflows, scales)`` of the first ``count`` steps since :meth:`reset_records` (NumPy);
-        this is the host's one synchronisation per sink."""
+        """``(losses, overflows, scales)`` of the first ``count`` steps of the sink (NumPy: one synchronisation)."""
         return (self.loss_record.asnumpy()[:count].astype(np.float64),
                 self.overflow_record.asnumpy()[:count] > 0.5, self.scale_record.asnumpy()[:count])

@@ -1,58 +1,41 @@
-"""The training loop: ``fit`` and its parts.
+"""The training loop: ``fit`` = ``build_training`` -> ``restore`` (refuses a checkpoint that does not fit, before
+anything is written) -> ``open_run`` (claims or locks the run folder, writes its files) -> ``Run`` epochs (the
+Python loop or ``src.sink``; each epoch's order and augmentation seed derive from the epoch, so a resume is bit-exact)
+-> ``Run.finish``. Stop signals are deferred from ``open_run`` on: the step in progress ends, the position is saved
+and ``Stopped`` raised; a resumed epoch replays its iterator through the steps already done without training them.
 
-``fit(cfg, ctx, run_log)`` is what ``train.py`` runs, in this order:
-
-1. ``build_training``: data (train and validation), network, AMP, optimizer with its per-step LR array,
-   loss, train step (fixed or dynamic loss scale), EMA, sink runner -- everything a run needs, nothing
-   written yet;
-2. ``restore``: a resumed run restores its training state and its data position; a checkpoint that does not
-   fit the config, or data with other class names, is refused here, before anything of the run is written;
-3. ``open_run``: the run folder is claimed (a new run) or locked (a resumed one; ``src.utils.run_folder``),
-   and ``log.txt``, ``config.yaml``, ``run.json`` and ``class_index.json`` are written (a resumed run adds
-   to its log and run.json, and rewrites config.yaml only when a resume changed it);
-4. epochs (``Run.train_epoch``, ``Run.end_epoch``): the steps in the Python loop (``train_one_epoch``) or in
-   sinks (``src.sink``), one ``src.reporting.StepBook`` after each step (losses, overflow warnings, the
-   non-finite check, progress, TensorBoard); every epoch's data order and augmentation seed derive from the
-   epoch, so a resumed run reproduces an uninterrupted one; validation every ``val_interval`` epochs (with
-   the EMA weights when EMA is on), ``metrics.csv``, checkpoints every ``ckpt_interval`` epochs (the newest
-   with the full training state, older ones weights-only: ``src.checkpoint.CheckpointManager``) and
-   ``best.ckpt``;
-5. ``Run.finish``: ``curves.png`` and the closing line.
-
-**Stop signals** (SIGTERM from a scheduler before preemption, SIGINT from Ctrl-C; ``src.utils.signals``) are
-deferred from the claim of the run folder on: the step (or sink) in progress finishes, the run saves a
-checkpoint of its position (epoch, step in the epoch and the epoch's losses), logs one line saying so and how
-to resume, and ``train.py`` exits 143 / 130. A resumed epoch replays its data iterator through the steps done
-before the stop without training them, so the later steps get the batches and augmentation draws of the
-uninterrupted run and the run continues bit for bit. A signal before the first step saves nothing (nothing was
-trained).
-
-Deviations from the model zoo's ``train.py`` (which ran ``Model.train`` with sink mode and callbacks):
-a Python loop over a compiled train step, so that validation, EMA, exact resume and per-step progress
-work the same on every device.
+Deviation from the zoo's ``train.py`` (``Model.train`` with sink mode and callbacks): a Python loop over a compiled
+train step, so that validation, EMA, exact resume and per-step progress work the same on every device.
 """
 import atexit
 import math
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 import numpy as np
 
+from src.archs import resolve_preprocess
 from src.checkpoint import (CheckpointError, CheckpointManager, checkpoint_metadata, find_resume_checkpoint,
-                            restore_training_state, run_folder_of, training_state_entries)
-from src.config import resolve_is_distributed, save_config
+                            load_weights, restore_training_state, run_folder_of, training_state_entries)
+from src.config import resolve_amp_level, resolve_is_distributed, resolve_sink_mode, save_config
 from src.data import save_class_index
-from src.errors import ConfigError, DatasetError, NonFiniteLoss, Stopped
+from src.data.balance import class_weights_from_counts, describe_counts
+from src.data.pipeline import create_dataset_from_config
+from src.errors import ConfigError, DatasetError, Stopped
+from src.lr_generator import get_lr_from_config
 from src.reporting import MetricsWriter, ProgressLogger, StepBook, plot_curves
 from src.resume import check_group_size, check_same_classes, trained_class_names
+from src.sink import build_sink, train_one_epoch_sink
 from src.utils import signals
 from src.utils.fileio import check_output_dir, check_output_file
+from src.utils.run_folder import RunLock, check_not_locked, check_run_name, new_run_dir
+from src.utils.runtime import important_info
 from src.utils.seeding import seed_everything, set_augmentation_seed
+from src.utils.tensorboard import TensorBoardUnavailable, _tensorboardx, create_tensorboard_logger, epoch_scalars
 
-__all__ = ["NonFiniteLoss", "TrainingSetup", "Start", "build_training", "restore", "open_run", "Run",
-           "train_one_epoch", "validate", "fit", "resolve_train_preprocess", "check_outputs", "check_data_paths"]
 
 #: the files a run folder holds besides ckpt_<rank>/ (the output guard checks each before the run writes)
 RUN_FILES = ("config.yaml", "run.json", "class_index.json", "metrics.csv", "log.txt", "curves.png")
@@ -71,43 +54,26 @@ class TrainingSetup:
     lr: np.ndarray             # per-step learning rates
     amp_level: str
     preprocess: dict           # image_size, eval_resize, crop_pct used
-    sink: Optional[Any] = None  # src.sink.SinkRunner in sink mode (dataset_sink_mode), else None
+    sink: Optional[Any] = None  # a src.sink feeder in sink mode (dataset_sink_mode), else None
 
     @property
     def steps_per_epoch(self):
         return self.data.steps_per_epoch
-
-    @property
-    def global_step(self):
-        return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
-
-
-def resolve_train_preprocess(cfg):
-    """The input size and eval preprocessing of a training run: the config's, "auto" filled in from the
-    architecture. Returns ``{"image_size": "H,W", "eval_resize": ..., "crop_pct": ...}``."""
-    from src.archs import resolve_preprocess
-
-    return resolve_preprocess(cfg.model.arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct)
 
 
 def build_training(cfg, ctx, log, network_rewrites=None):
     """Data, network, optimizer, loss, train step and EMA for ``cfg`` on ``ctx``'s device and rank."""
     import mindspore as ms
 
-    from src.checkpoint import load_weights
-    from src.data.pipeline import create_dataset_from_config
     from src.image_classification import create_model
     from src.loss import create_loss
-    from src.lr_generator import get_lr_from_config
-    from src.config import resolve_amp_level
     from src.train_step import TrainStep, WeightEMA, apply_amp
     from src.utils.optimizers_init import create_optimizer
 
     seed_everything(cfg.device.seed)
-    preprocess = resolve_train_preprocess(cfg)
-    common = dict(seed=cfg.device.seed, num_classes=cfg.model.num_classes, rank=ctx.rank,
-                  group_size=ctx.group_size, image_size=preprocess["image_size"],
-                  eval_resize=preprocess["eval_resize"], crop_pct=preprocess["crop_pct"])
+    preprocess = resolve_preprocess(cfg.model.arch, cfg.data.image_size, cfg.data.eval_resize, cfg.data.crop_pct)
+    common = dict(seed=cfg.device.seed, num_classes=cfg.model.num_classes, rank=ctx.rank, group_size=ctx.group_size,
+                  **preprocess)
     data = create_dataset_from_config(cfg.data, "train", **common)
     if len(data.class_to_idx) < cfg.model.num_classes:  # more classes than outputs is a DatasetError already
         log.warning("data has %d classes, the head has num_classes=%d outputs", len(data.class_to_idx),
@@ -138,17 +104,14 @@ def build_training(cfg, ctx, log, network_rewrites=None):
     train_net = apply_amp(net, amp_level)
     step = TrainStep(train_net, loss_fn, optimizer, loss_scale=optim.loss_scale, dynamic=dynamic)
     ema = WeightEMA(net, optim.ema_decay) if optim.ema else None
-    sink = None
-    from src.sink import build_sink, resolve_sink_mode
-    if resolve_sink_mode(cfg.train.dataset_sink_mode, ctx.device_target):
-        sink = build_sink(step, ema, data, ctx.device_target, cfg.train.sink_size)
+    sink = build_sink(step, ema, data, ctx.device_target, cfg.train.sink_size) \
+        if resolve_sink_mode(cfg.train.dataset_sink_mode, ctx.device_target) else None
     return TrainingSetup(data=data, val_data=val_data, net=net, train_net=train_net, step=step, optimizer=optimizer,
                          ema=ema, lr=lr, amp_level=amp_level, preprocess=preprocess, sink=sink)
 
 
 def _lr_array(optim, steps_per_epoch, build):
-    """The per-step LR array, or a ``ConfigError`` when ``max_epoch`` makes it too long: past the optimizer's
-    int32 step counter, or too large to allocate."""
+    """The per-step LR array; ``ConfigError`` when it is past the int32 step counter or cannot be allocated."""
     total = int(optim.max_epoch) * int(steps_per_epoch)
     if total >= 2 ** 31:
         raise ConfigError(f"max_epoch={optim.max_epoch}: {total} steps ({steps_per_epoch} per epoch) exceed the "
@@ -161,14 +124,10 @@ def _lr_array(optim, steps_per_epoch, build):
 
 
 def _class_weights(mode, data, num_classes, log):
-    """The loss's per-class weights for ``class_weights`` (None for none), logged with the class balance."""
-    from src.data.balance import class_weights_from_counts, describe_counts
-
-    counts = data.class_counts
-    if counts is not None:
-        names = {i: n for n, i in data.class_to_idx.items()}
-        log.info("class balance of the training data: %s", describe_counts(counts[:num_classes], names))
-    weights = class_weights_from_counts(counts, num_classes, mode, data.class_to_idx)
+    """The loss's per-class weights (None for none), logged with the class balance."""
+    names = {i: n for n, i in data.class_to_idx.items()}
+    log.info("class balance of the training data: %s", describe_counts(data.class_counts[:num_classes], names))
+    weights = class_weights_from_counts(data.class_counts, num_classes, mode, data.class_to_idx)
     if weights is not None:
         shown = ", ".join(f"{w:.3g}" for w in weights[:10]) + (", ..." if len(weights) > 10 else "")
         log.info("class_weights=%s: loss weights per class %s (min %.3g, max %.3g)", mode, shown,
@@ -178,9 +137,7 @@ def _class_weights(mode, data, num_classes, log):
 
 @dataclass
 class Start:
-    """Where a run starts: ``epoch`` epochs done and ``step`` steps of the next one (with their ``step_losses``),
-    the best validation top-1 so far, and the checkpoint it resumes from (None for a new run) with its run
-    folder."""
+    """Where a run starts: ``epoch`` epochs and ``step`` steps of the next done, and what it resumes from."""
     epoch: int = 0
     step: int = 0
     step_losses: List[float] = field(default_factory=list)
@@ -190,24 +147,15 @@ class Start:
 
 
 def train_one_epoch(setup, book, seed, ctx):
-    """Runs the steps of epoch ``book.epoch`` after the ``book.step`` steps already done, until the epoch
-    ends or a stop signal is pending (checked after every step). The steps already done (a resumed epoch) are
-    replayed, not trained: their batches are drawn from the epoch's iterator and dropped, so the next step gets
-    the batch and augmentation draws of the uninterrupted run. A finished epoch's sample count is checked
-    (``DatasetBundle.account``: none is a ``DatasetError``, fewer a warning).
-
-    Raises ``NonFiniteLoss`` when the loss stops being finite (with a fixed loss scale; a dynamic scale
-    skips such steps and logs them).
-    """
-    # A fresh iterator per epoch, its order and augmentation seed derived from the epoch: the data of an
-    # epoch is the same whether the run was resumed or not.
+    """The steps of epoch ``book.epoch`` after the ``book.step`` done, until its end or a stop signal. Steps done
+    (a resumed epoch) are replayed, not trained, so later steps get the uninterrupted run's batches and draws."""
     set_augmentation_seed(seed, ctx.rank, book.epoch, ctx.group_size)
     setup.data.set_epoch(book.epoch)
     replay, samples = book.step, 0
     if replay >= setup.steps_per_epoch:
         return
     for images, labels in signals.guarded(setup.data.dataset.create_tuple_iterator(num_epochs=1)):
-        samples += images.shape[0]  # replayed ones too: the pass delivered them
+        samples += images.shape[0]
         if replay:
             replay -= 1
         else:
@@ -217,13 +165,12 @@ def train_one_epoch(setup, book, seed, ctx):
             book.record(float(loss.asnumpy()), bool(overflow.asnumpy()), scale)
         if signals.requested():
             return
-    setup.data.account(samples, f"epoch {book.epoch + 1}")  # none: DatasetError; fewer or dropped: a warning
+    setup.data.account(samples, f"epoch {book.epoch + 1}")
 
 
 def restore(cfg, ctx, setup, log):
-    """The ``Start`` of the run: a new run's, or the position and state restored from ``cfg.train.resume``
-    (into ``setup``). Raises ``CheckpointError`` / ``ClassIndexError`` when the checkpoint does not fit the
-    config, the device count or the data's classes; nothing of the run has been written then."""
+    """The ``Start`` of the run, restoring ``cfg.train.resume`` into ``setup``; ``CheckpointError`` /
+    ``ClassIndexError`` when it does not fit the config, the device count or the data's classes."""
     if not cfg.train.resume:
         return Start()
     path = find_resume_checkpoint(cfg.train.resume)
@@ -245,9 +192,7 @@ def restore(cfg, ctx, setup, log):
 
 
 def run_inputs(cfg, checkpoint=None, run_dir=None):
-    """What a training run reads (an output must never be one of them, nor lie inside one): the data, the
-    warm-start and resume checkpoints, the class-weights file and the config file (unless it is the resumed
-    run's own config.yaml, which the run rewrites when a resume changes it)."""
+    """What a run reads (no output may be or lie in one); not the resumed run's own config.yaml (rewritten)."""
     own = os.path.join(run_dir, "config.yaml") if run_dir else None
     config = cfg.config_path if not (own and cfg.config_path and os.path.exists(own)
                                      and os.path.exists(cfg.config_path)
@@ -258,12 +203,8 @@ def run_inputs(cfg, checkpoint=None, run_dir=None):
 
 
 def check_outputs(cfg):
-    """Fails fast (before any device work, nothing created) when the run's folder cannot be written or is one of
-    the run's inputs, when the resumed run is in use by another process, when ``$CSPDARKNET53_RUN_NAME`` is not one
-    folder name (or, for a single process, names a folder that holds another run), or when ``pretrained`` does
-    not exist."""
-    from src.utils.run_folder import check_not_locked, check_run_name
-
+    """Fails before any device work when an output cannot be written or is an input, the resumed run is in use,
+    ``$CSPDARKNET53_RUN_NAME`` is bad (``src.utils.run_folder``) or ``pretrained`` does not exist."""
     if cfg.weights.pretrained and not os.path.exists(cfg.weights.pretrained):
         raise CheckpointError(f"pretrained={cfg.weights.pretrained!r}: no such checkpoint file")
     checkpoint = find_resume_checkpoint(cfg.train.resume) if cfg.train.resume else None
@@ -282,12 +223,7 @@ def check_outputs(cfg):
 
 
 def open_run(cfg, ctx, run_log, setup, start):
-    """Claims the folder of a new run, or locks the resumed one (``src.utils.run_folder``); attaches
-    ``log.txt`` (``log_rank<r>.txt`` off rank 0) and writes ``config.yaml``, ``run.json`` and
-    ``class_index.json``. Returns ``(run_dir, lock)``; the lock is held until the process ends or
-    ``lock.release()``."""
-    from src.utils.run_folder import RunLock, new_run_dir
-
+    """Claims (new) or locks (resumed) the run folder, attaches its log, writes its files; ``(run_dir, lock)``."""
     key = "resume" if start.run_dir else "ckpt_path"
     run_dir = start.run_dir or new_run_dir(cfg.train.ckpt_path)
     inputs = run_inputs(cfg, start.checkpoint, start.run_dir)
@@ -303,9 +239,8 @@ def open_run(cfg, ctx, run_log, setup, start):
     ctx.run_dir = run_dir
     run_log.attach_file(os.path.join(run_dir, "log.txt" if ctx.is_main else f"log_rank{ctx.rank}.txt"))
     if ctx.is_main:
-        config_path = os.path.join(run_dir, "config.yaml")
         if not (start.run_dir and cfg.resumed_from) or set(cfg.changed_on_resume) - {"ckpt_path"}:
-            save_config(cfg, config_path)  # a resume rewrites it only when it changed a key
+            save_config(cfg, os.path.join(run_dir, "config.yaml"))  # a resume rewrites it only when it changed a key
         ctx.save(os.path.join(run_dir, "run.json"), cfg, resumed_from=start.checkpoint)
         index_path = os.path.join(run_dir, "class_index.json")
         if not os.path.isfile(index_path):
@@ -314,13 +249,9 @@ def open_run(cfg, ctx, run_log, setup, start):
 
 
 class Run:
-    """One run in its folder, from its first epoch to its end: the epochs, what happens at each epoch's end,
-    on a stop signal, and at the finish."""
+    """One run in its folder: its epochs, each epoch's end, a stop signal, the finish."""
 
     def __init__(self, cfg, ctx, setup, start, run_dir, log):
-        from src.sink import train_one_epoch_sink
-        from src.utils.tensorboard import create_tensorboard_logger
-
         self.cfg, self.ctx, self.setup, self.start, self.run_dir, self.log = cfg, ctx, setup, start, run_dir, log
         self.best_top1 = start.best_top1
         steps = setup.steps_per_epoch
@@ -340,14 +271,13 @@ class Run:
                          ", ".join(os.path.basename(p) for p in self.ckpts.removed_partials))
         self.metadata = checkpoint_metadata(setup.net, setup.preprocess, setup.data.class_to_idx)
         self.shard_file = os.path.join(run_dir, f"shard_rank{ctx.rank}.txt") if cfg.train.dump_shard_files else None
-        if self.shard_file and not setup.data.can_record_reads:
+        if self.shard_file and setup.data.source is None:
             log.warning("dump_shard_files is ignored: a %s dataset has no file source to record", setup.data.format)
             self.shard_file = None
         if self.shard_file:
             setup.data.record_reads()
-        position = start.epoch * steps + start.step
-        self.tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank,
-                                            purge_step=position + 1 if start.checkpoint else None)
+        purge = start.epoch * steps + start.step + 1 if start.checkpoint else None  # TensorBoard drops later steps
+        self.tb = create_tensorboard_logger(cfg.train.tensorboard_dir, run_dir, ctx.rank, purge_step=purge)
         if self.tb is not None:
             atexit.register(self.tb.close)  # flushed even when the run stops with an error
             log.info("TensorBoard scalars: %s (tensorboard --logdir %s)", self.tb.log_dir, cfg.train.tensorboard_dir)
@@ -357,8 +287,7 @@ class Run:
         self.run_epoch = train_one_epoch if setup.sink is None else train_one_epoch_sink
 
     def train_epoch(self, epoch):
-        """The steps of ``epoch`` (a resumed one continues after its saved position); on a stop signal, saves
-        the position and raises ``Stopped``."""
+        """The steps of ``epoch``; on a stop signal, saves the position and raises ``Stopped``."""
         start, book = self.start, self.book
         first, losses = (start.step, start.step_losses) if epoch == start.epoch else (0, ())
         if signals.requested():  # arrived during the start-up or the last epoch's end
@@ -393,7 +322,6 @@ class Run:
         if self.metrics is not None:
             self.metrics.write(**row)
         if self.tb is not None:
-            from src.utils.tensorboard import epoch_scalars
             self.tb.add_scalars((epoch + 1) * steps, epoch_scalars(row))
             self.tb.flush()
         if (epoch + 1) % cfg.train.ckpt_interval == 0 or last:
@@ -403,8 +331,7 @@ class Run:
             log.info("new best top1 %.2f%%: saved %s", top1, self.ckpts.save_best(entries, self.metadata))
 
     def save(self, epoch, step, step_losses=()):
-        """Saves the full training state at ``epoch`` epochs done plus ``step`` steps of the next; returns the
-        path (None on a rank that does not save)."""
+        """Saves the training state at ``epoch`` epochs + ``step`` steps; the path (None on a rank that saves none)."""
         if self.ckpts is None:
             return None
         entries = training_state_entries(self.setup.step, self.setup.ema, epoch, self.best_top1, step, step_losses)
@@ -415,11 +342,7 @@ class Run:
         return path
 
     def stop(self, signum, epoch, step, step_losses):
-        """A stop signal at ``epoch`` epochs done plus ``step`` steps of the next: saves that position (unless
-        the newest checkpoint is it, or nothing was trained) and raises ``Stopped`` with the line that says what
-        was kept and how to resume."""
-        import signal
-
+        """Saves the position (unless saved already or nothing trained); raises ``Stopped`` saying how to resume."""
         name = signal.Signals(signum).name
         if (epoch, step) == (0, 0):
             raise Stopped(signum, f"stopped by {name} before the first step: nothing was trained, no checkpoint "
@@ -447,8 +370,6 @@ class Run:
 
 def fit(cfg, ctx, run_log, network_rewrites=None):
     """Trains ``cfg`` on ``ctx`` (see the module docstring); returns the exit status (0)."""
-    from src.utils.runtime import important_info
-
     log = run_log.log
     important_info(log, "start create network")
     setup = build_training(cfg, ctx, log, network_rewrites)
@@ -469,7 +390,7 @@ def fit(cfg, ctx, run_log, network_rewrites=None):
 
 
 def log_setup(cfg, ctx, setup, start, run_dir, log):
-    """The run's opening lines: notes and warnings, the folder, the data, the recipe, the schedule, the resume."""
+    """The run's opening lines."""
     for line in ctx.notes:
         log.info(line)
     for line in cfg.warnings:
@@ -479,21 +400,24 @@ def log_setup(cfg, ctx, setup, start, run_dir, log):
         log.info("CPU settings: %s", ", ".join(f"{k}={v}" for k, v in ctx.settings.items()))
     data, val_data, optim, steps = setup.data, setup.val_data, cfg.optim, setup.steps_per_epoch
     log.info("train: %d images, %d classes, %d steps/epoch of %d per device, %s px%s",
-             data.total_images or data.num_images, len(data.class_to_idx), steps, cfg.data.per_batch_size,
+             data.total_images, len(data.class_to_idx), steps, cfg.data.per_batch_size,
              setup.preprocess["image_size"],
-             f"; validation: {val_data.total_images or val_data.num_images} images" if val_data else "")
+             f"; validation: {val_data.total_images} images" if val_data else "")
     log.info("arch %s, init %s, amp_level %s, %s loss scale %g, lr schedule %s (peak %g), EMA %s", cfg.model.arch,
              cfg.model.init, setup.amp_level, "dynamic" if optim.is_dynamic_loss_scale else "fixed", optim.loss_scale,
              optim.lr_scheduler, optim.lr, f"on (decay {optim.ema_decay})" if setup.ema is not None else "off")
-    _log_schedule(log, setup.lr, steps)
+    lr, n = setup.lr, len(setup.lr)
+    log.info("lr schedule: %s", ", ".join(f"step {i} (epoch {i // steps + 1}): {lr[i]:.6g}"
+                                          for i in sorted({0, n // 2, n - 1})))
     if setup.sink is not None:
         log.info("sink mode: %d steps per sink (%s feed), one host synchronisation per sink", setup.sink.sink_size,
                  setup.sink.kind)
     if start.checkpoint:
         position = start.epoch * steps + start.step
+        global_step = int(setup.optimizer.global_step.asnumpy().reshape(-1)[0])
         log.info("resumed from %s: %d epochs done%s, global step %d, next lr %.6g", start.checkpoint, start.epoch,
                  f" and {start.step} steps of epoch {start.epoch + 1} (replayed without training to restore the "
-                 "data position)" if start.step else "", setup.global_step, setup.lr[min(position, len(setup.lr) - 1)])
+                 "data position)" if start.step else "", global_step, setup.lr[min(position, len(setup.lr) - 1)])
 
 
 def validate(setup, ctx):
@@ -504,18 +428,16 @@ def validate(setup, ctx):
         setup.ema.swap()
     setup.train_net.set_train(False)
     try:
-        result = evaluate(setup.train_net, setup.val_data, rank=ctx.rank, group_size=ctx.group_size)
+        return evaluate(setup.train_net, setup.val_data, rank=ctx.rank, group_size=ctx.group_size)
     finally:
         setup.train_net.set_train(True)
         if setup.ema is not None:
             setup.ema.swap()
-    return result
 
 
 def warn_if_not_learning(log, epoch, mean_loss, num_classes, warmup_epochs):
-    """Warns when an epoch after the warmup ends with a mean loss at or above chance: ln(num_classes) is the
-    cross entropy of a uniform prediction (with or without label smoothing), so a network that learns
-    anything stays below it. Returns whether it warned."""
+    """Warns (returns True) when an epoch after the warmup ends with a mean loss at or above chance, ln(K) (the
+    cross entropy of a uniform prediction, with or without label smoothing)."""
     chance = math.log(num_classes)
     if num_classes < 2 or epoch + 1 <= max(1, math.ceil(warmup_epochs)) or not mean_loss >= chance:
         return False
@@ -525,17 +447,8 @@ def warn_if_not_learning(log, epoch, mean_loss, num_classes, warmup_epochs):
     return True
 
 
-def _log_schedule(log, lr, steps_per_epoch):
-    """The LR at the start, middle and end of the schedule (what each step really uses)."""
-    n = len(lr)
-    points = sorted({0, n // 2, n - 1})
-    log.info("lr schedule: %s", ", ".join(f"step {i} (epoch {i // steps_per_epoch + 1}): {lr[i]:.6g}"
-                                          for i in points))
-
-
 def check_data_paths(cfg):
-    """Fails fast (before any device work) when a data path the config names does not exist, or when
-    ``tensorboard_dir`` is set and tensorboardX cannot be imported (a ``ConfigError``)."""
+    """Fails before any device work on a missing data path, or a ``tensorboard_dir`` without tensorboardX."""
     for k in ("data_dir", "val_data_dir", "data_list"):
         path = getattr(cfg.data, k)
         if k != "data_list" and path and cfg.data.dataset_format == "mindrecord":
@@ -544,7 +457,6 @@ def check_data_paths(cfg):
         elif path and not os.path.exists(path):
             raise DatasetError(f"{k}: {path} does not exist")
     if cfg.train.tensorboard_dir:
-        from src.utils.tensorboard import TensorBoardUnavailable, _tensorboardx
         try:
             _tensorboardx()
         except TensorBoardUnavailable as err:

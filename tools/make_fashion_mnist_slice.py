@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from src.data.demo import CLASS_NAMES, sha256, write_image_folder  # noqa: E402
+from src.data.demo import CLASS_NAMES, write_image_folder  # noqa: E402
+from src.utils.fileio import file_sha256 as sha256  # noqa: E402
 
 DEFAULT_SOURCE = "/usr/share/datasets/fashion-mnist"
 FILES = {

@@ -1,34 +1,21 @@
 """Class imbalance: per-class loss weights and a class-balanced epoch sampler.
 
-``class_weights`` modes: ``none`` (no weights: exactly the unweighted loss); ``balanced`` (``1 / n_c``,
-normalised to mean 1 over the classes present; a class without images gets 1); or a file: one weight per line
-(``#`` comments), a JSON list of K numbers, or a JSON object ``{"class name": weight}`` (needs ``class_to_idx``;
-classes left out get 1).
-
-``ClassBalancedOrder`` keeps ``src.data.sampler``'s contract (order from ``(seed, epoch)``, equal rank shards, the
-epoch length unchanged). Each class gets an equal share of the epoch (``power=0``; 1: the natural frequency,
-0.5: square-root sampling), split exactly by largest remainders; within a class the images are drawn without
-replacement from fresh permutations, so a rare class's images are each seen ``floor(q / n_c)`` or
-``ceil(q / n_c)`` times and a frequent class's at most once.
+``class_weights``: ``none``; ``balanced`` (``1 / n_c``, mean 1 over the classes present, 1 for an empty class); or a
+file: one weight per line (``#`` comments), a JSON list of K numbers, or ``{"class name": weight}`` (others get 1).
+``ClassBalancedOrder`` keeps ``src.data.sampler``'s contract; each class gets a share of the epoch by
+``n_c ** power`` (0: equal), split by largest remainders, drawn without replacement from fresh permutations.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from src.data.sampler import EpochOrder, mindspore_sampler
+from src.data.listing import read_table_file
+from src.data.sampler import EpochOrder
 from src.errors import BalanceError
-
-
-def class_counts(labels: Sequence[int], num_classes: int) -> np.ndarray:
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise BalanceError(f"labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}")
-    return np.bincount(labels, minlength=num_classes).astype(np.int64)
 
 
 def balanced_weights(counts: Sequence[int]) -> np.ndarray:
@@ -45,19 +32,8 @@ def balanced_weights(counts: Sequence[int]) -> np.ndarray:
 
 def load_weights_file(path: str, num_classes: int,
                       class_to_idx: Optional[Mapping[str, int]] = None) -> np.ndarray:
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise BalanceError(f"class_weights file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise BalanceError(f"class_weights file {path} is not UTF-8 text") from None
-    stripped = text.strip()
-    if stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(stripped)
-        except ValueError as exc:
-            raise BalanceError(f"class_weights file {path} is not valid JSON: {exc}") from None
+    data, lines = read_table_file(path, "class_weights file", BalanceError)
+    if data is not None:
         if isinstance(data, dict):
             if class_to_idx is None:
                 raise BalanceError(f"class_weights file {path} maps class names, but no class index is known")
@@ -71,12 +47,8 @@ def load_weights_file(path: str, num_classes: int,
         else:
             w = np.array([_number(v, path, i) for i, v in enumerate(data)], np.float64)
     else:
-        vals = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            line = line.split("#", 1)[0].strip()
-            if line:
-                vals.append(_number(line, path, f"line {lineno}"))
-        w = np.array(vals, np.float64)
+        cut = ((n, line.split("#", 1)[0].strip()) for n, line in lines)
+        w = np.array([_number(line, path, f"line {n}") for n, line in cut if line], np.float64)
     if w.shape != (num_classes,):
         raise BalanceError(f"class_weights file {path} has {w.size} weights, expected one per class "
                            f"({num_classes})")
@@ -94,18 +66,10 @@ def _number(v, path, where) -> float:
         raise BalanceError(f"class_weights file {path}: {where}: {v!r} is not a number") from None
 
 
-def class_weights(labels: Sequence[int], num_classes: int, mode: str = "none",
-                  class_to_idx: Optional[Mapping[str, int]] = None) -> Optional[np.ndarray]:
-    """Per-class loss weights (float32 [K]) for ``mode`` none | balanced | a file path; None for none."""
-    mode = str(mode or "none").strip()
-    counts = class_counts(labels, num_classes) if mode.lower() == "balanced" else None
-    return class_weights_from_counts(counts, num_classes, mode, class_to_idx)
-
-
 def class_weights_from_counts(counts: Optional[Sequence[int]], num_classes: int, mode: str = "none",
                               class_to_idx: Optional[Mapping[str, int]] = None) -> Optional[np.ndarray]:
-    """``class_weights`` from per-class image counts (``DatasetBundle.class_counts``: over all rank shards, so
-    every rank gets the same weights)."""
+    """Per-class loss weights (float32 [K], None for none) for ``mode`` none | balanced | a file, from the image
+    counts of all rank shards (``DatasetBundle.class_counts``: every rank gets the same weights)."""
     mode = str(mode or "none").strip()
     if mode.lower() == "none":
         return None
@@ -125,10 +89,7 @@ def class_weights_from_counts(counts: Optional[Sequence[int]], num_classes: int,
 def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
     raw = shares / shares.sum() * total
     q = np.floor(raw).astype(np.int64)
-    rest = total - int(q.sum())
-    if rest > 0:
-        order = np.argsort(-(raw - q), kind="stable")  # ties: the lower class index first
-        q[order[:rest]] += 1
+    q[np.argsort(-(raw - q), kind="stable")[:total - int(q.sum())]] += 1  # ties: the lower class index first
     return q
 
 
@@ -154,20 +115,8 @@ class ClassBalancedOrder(EpochOrder):
         return order[rng.permutation(order.size)]
 
 
-def class_balanced_sampler(labels: Sequence[int], rank: int = 0, group_size: int = 1, seed: int = 0,
-                           power: float = 0.0):
-    """``ClassBalancedOrder`` as a ``mindspore.dataset.Sampler`` (for ``GeneratorDataset(sampler=...)``)."""
-    return mindspore_sampler(ClassBalancedOrder, labels, rank, group_size, seed, power)
-
-
-def describe(labels: Sequence[int], num_classes: int, class_names: Optional[Dict[int, str]] = None,
-             limit: int = 5) -> str:
-    """One line for the log: the imbalance ratio and the rarest classes."""
-    return describe_counts(class_counts(labels, num_classes), class_names, limit)
-
-
 def describe_counts(counts: Sequence[int], class_names: Optional[Dict[int, str]] = None, limit: int = 5) -> str:
-    """``describe`` from per-class counts."""
+    """One line for the log: the imbalance ratio and the rarest classes."""
     counts = np.asarray(counts, np.int64)
     present = counts[counts > 0]
     if present.size == 0:

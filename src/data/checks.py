@@ -1,12 +1,9 @@
 """Cheap up-front checks of image files (``check_image_file``), and the engine's image dumps.
 
-Skipped and named once: empty or missing files, files that are not images, truncated or corrupt files PIL
-cannot decode either, images whose header declares more than ``max_image_pixels`` pixels (never decoded: a
-small PNG can declare 30000 x 30000). Used as they are (the engine's ``Decode`` gives the same RGB as PIL):
-JPEG, PNG, BMP, TIFF. Converted to RGB by PIL when read: GIF (first frame), WebP and other formats PIL reads.
-Last guard: the engine runs in ``ErrorSamplesMode.SKIP`` (a file that still fails there is dropped and named
-by ``DatasetBundle.account``); the images it then dumps into the working directory (``abnormal_image.jpg``,
-``unsupported_image.<ext>``) are moved to ``<tmp>/cspdarknet53_engine_dumps/`` with a warning.
+Skipped: empty, missing, non-image, truncated or corrupt files (PIL cannot decode them either) and images declaring
+more than ``max_image_pixels`` (never decoded). JPEG, PNG, BMP, TIFF go to the engine as they are; other formats PIL
+reads (GIF, WebP) are converted to RGB. The engine runs in ``ErrorSamplesMode.SKIP``; the images it then dumps into
+the working directory are moved to ``<tmp>/cspdarknet53_engine_dumps/`` with a warning.
 """
 from __future__ import annotations
 
@@ -22,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from PIL import Image
+
 from src.utils.host import available_cpus
 
 logger = logging.getLogger(__name__)
@@ -34,25 +33,18 @@ SKIP = "skip"        # unusable
 _TAIL_BYTES = 64
 
 
+_MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"BM", "bmp"), (b"II*\x00", "tiff"),
+          (b"MM\x00*", "tiff"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
+
+
 def _sniff(head: bytes) -> str:
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if head[:2] == b"BM":
-        return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    return "other"
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), "other")
 
 
 def _pil_full_decode(path: str) -> Optional[str]:
     """Decode the whole file with PIL; return None if it decodes, else the reason."""
-    from PIL import Image
     try:
         with Image.open(path) as im:
             im.load()
@@ -61,8 +53,7 @@ def _pil_full_decode(path: str) -> Optional[str]:
         return f"{type(exc).__name__}: {exc}"
 
 
-#: ``max_image_pixels``'s default: 100 megapixels (10000 x 10000; 300 MB once decoded to RGB). Photos from
-#: current cameras have 12-50 MP; a file that declares more is refused before anything decodes it.
+#: ``max_image_pixels``'s default: 100 MP (300 MB as RGB; camera photos have 12-50 MP)
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
@@ -99,7 +90,6 @@ def _dimensions(path: str, fd: int, size: int, fmt: str, head: bytes) -> Optiona
             abs(int.from_bytes(head[22:26], "little", signed=True))
     if fmt == "gif" and len(head) >= 10:
         return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
-    from PIL import Image
     try:
         with Image.open(path) as im:  # reads the header only
             return im.size
@@ -109,18 +99,9 @@ def _dimensions(path: str, fd: int, size: int, fmt: str, head: bytes) -> Optiona
         return None
 
 
-def too_large(width: int, height: int, max_pixels: int) -> str:
-    """The reason a ``width`` x ``height`` image is refused under ``max_pixels``, or "" when it is not."""
-    if max_pixels and width * height > int(max_pixels):
-        return (f"{width}x{height} = {width * height:,} pixels, above max_image_pixels={int(max_pixels):,} "
-                "(not decoded)")
-    return ""
-
-
 def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[str, str]:
-    """Classify one file: ``(OK|CONVERT|SKIP, reason)``. Cheap for the common case: one open, the first 32 and
-    last 64 bytes, and the size its header declares (above ``max_pixels``: skipped undecoded). PIL decodes in
-    full a JPEG or PNG without its end marker, and the formats the engine cannot decode."""
+    """``(OK|CONVERT|SKIP, reason)`` from the first 32 and last 64 bytes and the declared size; PIL decodes in full
+    only a JPEG or PNG without its end marker and the formats the engine cannot decode."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -137,8 +118,9 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
         return SKIP, "missing file"
     except OSError as exc:
         return SKIP, f"cannot read: {exc}"
-    if dims and too_large(*dims, max_pixels):
-        return SKIP, too_large(*dims, max_pixels)
+    if dims and dims[0] * dims[1] > int(max_pixels):
+        return SKIP, (f"{dims[0]}x{dims[1]} = {dims[0] * dims[1]:,} pixels, above max_image_pixels={int(max_pixels):,} "
+                      "(not decoded)")
     if fmt in ("jpeg", "png"):  # a JPEG ends with its end-of-image marker, a PNG with its IEND chunk
         if (b"\xff\xd9" if fmt == "jpeg" else b"IEND") in tail:
             return OK, fmt
@@ -163,9 +145,7 @@ def check_image_file(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) 
 
 
 def pil_rgb_bytes(data, fmt: str = "BMP", **save_args) -> bytes:
-    """An encoded image (a path, or its bytes) decoded by PIL -> RGB (alpha dropped) -> ``fmt`` bytes (BMP,
-    uncompressed, or PNG: formats the engine decodes natively)."""
-    from PIL import Image
+    """An image (path or bytes) decoded by PIL -> RGB (alpha dropped) -> ``fmt`` bytes the engine decodes."""
     src = data if isinstance(data, (str, os.PathLike)) else io.BytesIO(bytes(data))
     with Image.open(src) as im:
         if im.mode == "P" and "transparency" in im.info:
@@ -176,18 +156,15 @@ def pil_rgb_bytes(data, fmt: str = "BMP", **save_args) -> bytes:
     return buf.getvalue()
 
 
-def scan_files(paths: Sequence[str], workers: int = 0,
-               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> List[Tuple[str, str]]:
+def scan_files(paths: Sequence[str], max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> List[Tuple[str, str]]:
     """``check_image_file`` over many files in a thread pool (the work is mostly I/O), 512 files a task."""
     chunks = [paths[i:i + 512] for i in range(0, len(paths), 512)]
-    with ThreadPoolExecutor(max_workers=workers or min(32, 4 * available_cpus())) as pool:
+    with ThreadPoolExecutor(max_workers=min(32, 4 * available_cpus())) as pool:
         parts = pool.map(lambda ps: [check_image_file(p, max_pixels) for p in ps], chunks)
         return [result for part in parts for result in part]
 
 
-# ---------------------------------------------------------------------------------------------------
 # engine dumps (./abnormal_image.jpg, ./unsupported_image.<ext>)
-# ---------------------------------------------------------------------------------------------------
 _DUMP_PREFIXES = ("abnormal_image.", "unsupported_image.")
 _dump_lock = threading.Lock()
 _dump_watch: Dict[str, Dict[str, float]] = {}  # cwd -> {dump file name: mtime when watching began}
@@ -212,20 +189,14 @@ def watch_engine_dumps() -> None:
             _dump_watch[cwd] = _dump_files(cwd)
 
 
-def engine_dump_dir() -> str:
-    return os.path.join(tempfile.gettempdir(), "cspdarknet53_engine_dumps")
-
-
 def collect_engine_dumps() -> List[str]:
-    """Move image dumps the engine wrote into a watched working directory since the pipeline was built
-    (it writes them when it meets a file it cannot decode) to ``engine_dump_dir()``. Returns new paths."""
-    moved = []
+    """Moves the engine's new dumps in watched folders to ``<tmp>/cspdarknet53_engine_dumps``; their new paths."""
+    moved, dest_dir = [], os.path.join(tempfile.gettempdir(), "cspdarknet53_engine_dumps")
     with _dump_lock:
         for cwd, before in _dump_watch.items():
             for name, mtime in _dump_files(cwd).items():
                 if name in before and before[name] >= mtime:
                     continue  # was there before we started and unchanged: not ours
-                dest_dir = engine_dump_dir()
                 os.makedirs(dest_dir, exist_ok=True)
                 dest = os.path.join(dest_dir, f"{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{name}")
                 with contextlib.suppress(OSError):
@@ -234,5 +205,5 @@ def collect_engine_dumps() -> List[str]:
     if moved:
         logger.warning("the data engine met %d undecodable sample(s) that passed the up-front check and "
                        "skipped them; its image dump(s) were moved out of the working directory to %s",
-                       len(moved), engine_dump_dir())
+                       len(moved), dest_dir)
     return moved

@@ -1,25 +1,17 @@
-"""The label check: the class index a model was trained with against the class folders of new data.
+"""The label check: a model's trained class index against the class folders of new data.
 
-    res = compare_class_index(trained_class_index(info["class_names"]), data_folders,
-                              mapping=load_class_mapping(path) if path else None)
-    if not res.ok:
-        raise res.error()            # ClassIndexError: the entry script exits with status 2
-    create_dataset(..., class_to_idx=res.class_to_idx)           # folder -> *trained* label index
-
-``ClassCheck.kind``: ``identical`` (the folders are the trained classes; labels follow the trained index, so
-also when its order is not the sorted folder order), ``subset`` (some trained classes have no folder: fine for
-eval, said), ``mapped`` (either, after an explicit mapping: data folder -> trained name or index, ``null`` /
-``-`` leaves a folder out), ``mismatch`` (folders that are no trained class: the error names them with the
-nearest trained names). The trained names come from ``src.checkpoint.checkpoint_model_info``.
+``compare_class_index(trained, folders, mapping)`` -> ``ClassCheck``: ``identical`` (labels follow the trained
+index), ``subset`` (some trained classes have no folder), ``mapped`` (after an explicit mapping: folder -> trained
+name or index, null / ``-`` leaves it out) or ``mismatch`` (``error()``: names the folders and the nearest names).
 """
 from __future__ import annotations
 
 import difflib
-import json
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
+from src.data.listing import read_table_file
 from src.errors import ClassIndexError
 from src.utils.paths import display_name
 
@@ -100,8 +92,7 @@ def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
     folders = list(dict.fromkeys(str(c) for c in data_classes))  # keep order, drop duplicates
     mapping = dict(mapping or {})
     class_to_idx: Dict[str, int] = {}
-    unknown: List[str] = []
-    ignored: List[str] = []
+    unknown, ignored = [], []
     for f in folders:
         if f in mapping:
             idx = _resolve_target(f, mapping[f], trained, by_index)
@@ -147,53 +138,32 @@ def compare_class_index(trained: Mapping[str, int], data_classes: Sequence[str],
         res.kind = "mismatch"
         res.message = f"no class folder of {where} is left to evaluate after the mapping"
         return res
-    if missing:
-        base = (f"subset: {len(class_to_idx)} class folder(s) of {where} are classes of the model; "
-                f"{len(missing)} of its {len(trained)} classes have no folder: {_listing(missing)}")
-    else:
-        base = f"identical: the {len(folders)} class folder(s) of {where} are the model's classes ({source})"
-    res.kind = "mapped" if mapping and any(f in mapping for f in folders) else ("subset" if missing else "identical")
-    if res.kind == "mapped":
-        base = "mapped: " + base.split(": ", 1)[1] + f" (mapping applied to {sum(f in mapping for f in folders)} " \
-                                                     f"folder(s))"
+    mapped = sum(f in mapping for f in folders)
+    res.kind = "mapped" if mapping and mapped else ("subset" if missing else "identical")
+    base = (f"{len(class_to_idx)} class folder(s) of {where} are classes of the model; {len(missing)} of its "
+            f"{len(trained)} classes have no folder: {_listing(missing)}" if missing else
+            f"the {len(folders)} class folder(s) of {where} are the model's classes ({source})")
+    base = f"{res.kind}: {base}" + (f" (mapping applied to {mapped} folder(s))" if res.kind == "mapped" else "")
     res.message = base + (". " + "; ".join(notes) if notes else "")
     return res
 
 
-# ---------------------------------------------------------------------------------------------------
-# files
-# ---------------------------------------------------------------------------------------------------
 def load_class_mapping(path: str) -> Dict[str, Target]:
     """A mapping file: JSON object ``{"folder": "trained name" | index | null}``, or text lines
     ``folder<TAB>target`` / ``folder target`` (the target is the last field; ``-`` leaves the folder out;
     ``#`` starts a comment). Names that are not valid UTF-8 may be written as JSON ``\\udcXX`` escapes."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ClassIndexError(f"cannot read class mapping file {path}: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ClassIndexError(f"class mapping file {path} is not UTF-8 (byte {exc.start}); save it as UTF-8") \
-            from None
-    stripped = text.lstrip("\ufeff").strip()
-    if stripped.startswith("{"):
-        try:
-            data = json.loads(stripped)
-        except ValueError as exc:
-            raise ClassIndexError(f"class mapping file {path} is not valid JSON: {exc}") from None
-        out: Dict[str, Target] = {}
+    data, lines = read_table_file(path, "class mapping file", ClassIndexError)
+    if data is not None:
+        if not isinstance(data, dict):
+            raise ClassIndexError(f"class mapping file {path} must be a JSON object {{\"folder\": target}}")
         for k, v in data.items():
             if v is not None and not isinstance(v, (str, int)) or isinstance(v, bool):
                 raise ClassIndexError(f"class mapping file {path}: {k!r} -> {v!r} must be a class name, an index "
                                       f"or null")
-            out[str(k)] = v
-        return out
+        return {str(k): v for k, v in data.items()}
     out = {}
-    for lineno, line in enumerate(stripped.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for lineno, line in lines:
+        if line.startswith("#"):
             continue
         parts = line.split("\t") if "\t" in line else line.rsplit(None, 1)
         if len(parts) != 2:
@@ -204,6 +174,5 @@ def load_class_mapping(path: str) -> Dict[str, Target]:
 
 
 def trained_class_index(names: Sequence[str]) -> Dict[str, int]:
-    """The ``name -> index`` map of class names in index order (what ``checkpoint_model_info`` returns as
-    ``class_names``: recorded in the checkpoint, or read from the run folder's ``class_index.json``)."""
+    """``name -> index`` of class names in index order (``checkpoint_model_info``'s ``class_names``)."""
     return {str(n): i for i, n in enumerate(names)}

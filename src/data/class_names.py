@@ -1,16 +1,12 @@
-"""Class names for predictions (``load_class_names``): ``None`` gives the shipped ImageNet-1k table
-(``data/imagenet/imagenet1k_classes.tsv``) for 1000 classes, else ``class_0 ... class_{K-1}``; a ``.tsv`` /
-``.txt`` file has one class per line in index order (``id<TAB>name`` or ``name``); a ``.json`` file is a class
-index ``{"folder": index}`` (also ``{"class_to_idx": {...}}``, a list of names, or ``{"0": "name"}``); a folder
-(a run folder) gives the first of ``CLASS_INDEX_FILES`` in it.
+"""Class names for predictions (``load_class_names``): the shipped ImageNet-1k table for 1000 classes or
+``class_<i>``; a ``.tsv`` / ``.txt`` (``id<TAB>name`` or ``name`` lines), a ``.json`` class index (also
+``{"class_to_idx": ...}``, a list, ``{"0": "name"}``), or a folder holding one of ``CLASS_INDEX_FILES``.
 """
-import json
 import os
 
+from src.data.listing import read_table_file
 from src.errors import ClassNamesError
 
-__all__ = ["IMAGENET_CLASSES_TSV", "CLASS_INDEX_FILES", "ClassNamesError", "load_class_names",
-           "load_imagenet_class_names", "load_imagenet_synsets"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGENET_CLASSES_TSV = os.path.join(REPO_ROOT, "data", "imagenet", "imagenet1k_classes.tsv")
@@ -19,33 +15,20 @@ CLASS_INDEX_FILES = ("class_index.json", "class_to_idx.json", "class_indices.jso
 
 
 def _read_table(path):
-    """Return [(id or None, name)] from a TSV/TXT file."""
-    rows = []
+    """[(id or None, name)] of a TSV/TXT file's non-blank lines (``id<TAB>name`` or ``name``)."""
     try:
         with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                if "\t" in line:
-                    key, _, name = line.partition("\t")
-                    rows.append((key.strip(), name.strip()))
-                else:
-                    rows.append((None, line.strip()))
+            lines = [line.rstrip("\r\n").partition("\t") for line in f if line.strip()]
     except (OSError, UnicodeDecodeError) as err:  # not UTF-8: a names file saved in a legacy code page
         raise ClassNamesError(f"cannot read class names file {path}: {err}"
                               f"{' (save it as UTF-8)' if isinstance(err, UnicodeDecodeError) else ''}") from None
-    if not rows:
+    if not lines:
         raise ClassNamesError(f"class names file {path} is empty")
-    return rows
+    return [(key.strip(), name.strip()) if tab else (None, key.strip()) for key, tab, name in lines]
 
 
 def _names_from_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as err:
-        raise ClassNamesError(f"cannot read class index {path}: {err}") from None
+    data, _ = read_table_file(path, "class index", ClassNamesError)
     if isinstance(data, dict) and isinstance(data.get("class_to_idx"), dict):
         data = data["class_to_idx"]
     if isinstance(data, list):

@@ -1,13 +1,7 @@
-"""Write an ImageFolder tree (or a ``data_list``) as a MindRecord dataset (the format and its reader:
-``src.data.mindrecord``), atomically:
-
-    info = convert_to_mindrecord("/data/train", "/fast/train.mindrecord", shards=8)
-
-Every file is checked first (``src.data.verify``; ``verify=False``: the cheap check only); unusable files are
-left out, named once and listed in the meta file. The shards are written into a hidden temporary folder beside
-the output, moved into place, and the meta file is written last, so an interrupted conversion never looks
-complete. The output is checked before any work (``src.utils.fileio.check_output_file``: no input, device or
-foreign file); an earlier conversion is replaced only with ``overwrite``.
+"""Write an ImageFolder tree (or a ``data_list``) as a MindRecord dataset (``src.data.mindrecord``), atomically:
+every file is checked first (unusable ones left out, named, listed in the meta file), the shards are written into a
+hidden temporary folder and moved into place, and the meta file comes last, so an interrupted conversion never looks
+complete. The output is guarded (``check_output_file``); an earlier conversion is replaced only with ``overwrite``.
 """
 from __future__ import annotations
 
@@ -70,9 +64,8 @@ def _written_by_us(path: str) -> bool:
 
 
 def _check_output(prefix: str, shards: int, overwrite: bool, inputs) -> list:
-    """Refuses an output that would replace what is not ours (``src.utils.fileio.check_output_file``: no input,
-    no device, no foreign file) or, without ``overwrite``, an existing conversion; returns the shard files of an
-    earlier conversion to ``prefix`` that the new one does not replace (removed once it is complete)."""
+    """Refuses an output that is not ours (``check_output_file``) or, without ``overwrite``, an existing one; returns
+    the shards of an earlier conversion to ``prefix`` that the new one does not replace."""
     finals = shard_files(prefix, shards)
     meta = prefix + META_SUFFIX
     old = []
@@ -97,11 +90,8 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
                           workers: int = 0, manifest: Optional[str] = "", overwrite: bool = False,
                           progress: bool = True, log: Optional[logging.Logger] = None,
                           max_pixels: int = DEFAULT_MAX_PIXELS) -> MindRecordInfo:
-    """Write ``data_dir`` (an ImageFolder tree, or the root of ``data_list``) as a MindRecord dataset at
-    ``output`` with ``shards`` files; see the module doc. ``verify``: decode every file first with
-    ``src.data.verify`` (``workers`` processes, ``manifest``: "" = the default beside the data, None or "none" =
-    none) and leave out unusable ones (and images above ``max_pixels``); without it only the cheap check runs.
-    Returns what ``read_meta`` returns."""
+    """Writes ``data_dir`` (or ``data_list`` rooted there) at ``output`` in ``shards`` files; returns ``read_meta``'s.
+    ``verify`` off: the cheap check only; ``manifest``: a ``verify_manifest`` setting."""
     from mindspore.mindrecord import FileWriter
 
     log = log or logger
@@ -113,7 +103,6 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
     _require_utf8(prefix, "MindRecord output")
     folder, base = os.path.split(prefix)
 
-    # ---- list, check the output, check the files
     where = data_list or data_dir
     class_to_idx, rel_paths, labels = list_dataset(data_dir, data_list, class_to_idx)
     abs_paths = [os.path.join(data_dir, p) if data_dir else p for p in rel_paths]
@@ -134,7 +123,6 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
     skipped = [(rel_paths[i], results[i].reason) for i, r in enumerate(results) if r.status == SKIP]
     largest = max(os.path.getsize(abs_paths[i]) for i in keep)
 
-    # ---- write into a temporary folder beside the output, then move into place
     tmp_dir = tempfile.mkdtemp(prefix=f".{base}.partial-{os.getpid()}.", dir=folder)
     t0 = time.perf_counter()
     try:
@@ -176,17 +164,15 @@ def convert_to_mindrecord(data_dir: str, output: str, shards: int = 1, *, data_l
         if written == 0:
             raise DatasetError(f"no usable image in {where} could be read")
         writer.commit()
-        tmp_files = shard_files(tmp_prefix, shards)
-        for p in tmp_files:  # FileWriter creates its files 0600; give them the user's umask like any file
-            for q in (p, p + ".db"):
-                os.chmod(q, new_file_mode())
-        # ---- publish: no meta -> incomplete; move the shards; class index; meta last
+        # publish: no meta (incomplete), the shards (FileWriter makes them 0600: give them the umask's mode),
+        # the class index, the meta last
         if os.path.exists(prefix + META_SUFFIX):
             os.remove(prefix + META_SUFFIX)
         final_files = shard_files(prefix, shards)
-        for p, q in zip(tmp_files, final_files):
-            os.replace(p, q)
-            os.replace(p + ".db", q + ".db")
+        for p, q in zip(shard_files(tmp_prefix, shards), final_files):
+            for ext in ("", ".db"):
+                os.chmod(p + ext, new_file_mode())
+                os.replace(p + ext, q + ext)
         for p in old_shards:  # shards of an older, larger conversion to this prefix
             for q in (p, p + ".db"):
                 if os.path.isfile(q):

@@ -1,16 +1,10 @@
-"""The embedded demo dataset: a slice of Fashion-MNIST, materialized as ImageFolder trees of JPEG files.
-
-``data/fashion_mnist/slice.npz`` (made by ``tools/make_fashion_mnist_slice.py`` from the Debian package
-``dataset-fashion-mnist``, MIT licence, Copyright 2017 Zalando SE) holds 100 train + 50 val 28x28 grayscale
-images per class. ``ensure_demo_dataset()`` writes them once as ``<cache>/fashion_mnist_<hash>/{train,val}/
-00_tshirt_top/00000.jpg ...`` (cache: ``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``) so that the real
-pipeline runs on them: built in a temporary folder and renamed into place (a concurrent process never sees a
-half-built tree); a marker with the slice's SHA-256 decides whether a tree is reused.
+"""The embedded demo data: ``data/fashion_mnist/slice.npz`` (Fashion-MNIST, MIT, (c) 2017 Zalando SE; made by
+``tools/make_fashion_mnist_slice.py``), written once as ImageFolder JPEG trees in the user cache (built in a temporary
+folder and renamed into place; a marker with the slice's SHA-256 decides reuse).
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +12,8 @@ import tempfile
 from dataclasses import dataclass
 import numpy as np
 
-from src.errors import DatasetError
+from src.errors import ConfigError, DatasetError
+from src.utils.fileio import file_sha256
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLICE_PATH = os.path.join(ROOT, "data", "fashion_mnist", "slice.npz")
@@ -57,15 +52,6 @@ def write_image_folder(out_dir: str, images: np.ndarray, labels: np.ndarray, qua
     return len(images)
 
 
-def sha256(path: str) -> str:
-    """The hex SHA-256 of a file (the slice's identity in the cache marker)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _marker_ok(folder: str, digest: str) -> bool:
     try:
         with open(os.path.join(folder, _MARKER), "r", encoding="utf-8") as f:
@@ -96,7 +82,7 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
     cache_dir = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
     if not os.path.isfile(slice_path):
         load_slice(slice_path)  # raises DatasetError naming the path
-    digest = sha256(slice_path)
+    digest = file_sha256(slice_path)
     final = os.path.join(cache_dir, f"fashion_mnist_{digest[:16]}")
     if _marker_ok(final, digest):
         return _paths(final)
@@ -131,11 +117,7 @@ def ensure_demo_dataset(cache_dir: str = None, slice_path: str = SLICE_PATH) -> 
 
 
 def with_demo_data(cfg, split="train"):
-    """``(cfg, note)`` for a run on the embedded slice (no data_dir given): the demo profile
-    (``configs/demo.yaml``) for every key the user did not set, data_dir the ``split`` ("train" or "val")
-    slice and, for train, val_data_dir the val slice unless given; the note says what was chosen."""
-    from src.errors import ConfigError
-
+    """``(cfg, note)`` on the embedded slice (train: validated on its val slice) with the demo profile's defaults."""
     demo = ensure_demo_dataset()
     if cfg.is_explicit("num_classes") and cfg.model.num_classes != demo.num_classes:
         raise ConfigError(f"no data_dir given, so the embedded demo data ({demo.num_classes} classes) is used, "

@@ -1,7 +1,5 @@
-"""Listing a dataset: an ImageFolder tree (``root/<class>/<image>``) or a ``data_list`` text file of
-``relative/path label`` lines; and the class index a run saves (``class_index.json``).
-
-Class indices follow the sorted folder names; hidden entries are ignored.
+"""Listing a dataset (an ImageFolder tree, sorted class folders, hidden entries ignored; or a ``data_list`` of
+``relative/path label`` lines) and the run's class index (``class_index.json``).
 """
 from __future__ import annotations
 
@@ -11,13 +9,12 @@ import os
 from typing import Dict, List, Optional
 
 from src.errors import DatasetError
+from src.utils.fileio import write_json_atomic
 from src.utils.paths import display_name, entry_is_file, read_lines
 
 logger = logging.getLogger(__name__)
 
-#: File name endings (lower case) taken as images when an ImageFolder tree is listed; other files are
-#: ignored (counted in a debug message). A file with an image ending but other content is checked and
-#: skipped if it is not an image.
+#: endings (lower case) listed as images in an ImageFolder tree (the content is checked later)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".gif",
                     ".webp", ".ppm", ".pgm", ".pbm", ".pnm")
 MAX_LISTED = 10  # names listed in a one-off warning
@@ -73,12 +70,8 @@ def list_image_folder(root: str, class_to_idx: Optional[Dict[str, int]]):
 
 
 def read_data_list(list_path: str, data_dir: str):
-    """Lines ``relative/path label`` (the label is the last field; paths may contain spaces).
-
-    The file is read as UTF-8; bytes that are not UTF-8 are kept as they are (surrogate escapes), so a line
-    naming a file whose name is not UTF-8 (a Latin-1 name written by a Latin-1 tool) finds that file, and a
-    warning names the first such line. A line that is not UTF-8 and names no file (the list was saved in
-    another encoding than the file names) is an error naming the line."""
+    """``relative/path label`` lines (paths may contain spaces). Bytes that are not UTF-8 are kept (surrogate
+    escapes) when they name an existing file (one warning), else the line is an error."""
     if not os.path.isfile(list_path):
         raise DatasetError(f"data_list file not found: {list_path}")
     if data_dir and not os.path.isdir(data_dir):
@@ -137,22 +130,32 @@ def list_dataset(data_dir: str, data_list: str = "", class_to_idx: Optional[Dict
     return class_to_idx, rel_paths, labels
 
 
+def read_table_file(path: str, what: str, error=DatasetError):
+    """A UTF-8 text file given by the user: ``(its JSON value, [])`` when it starts with ``[`` or ``{``, else
+    ``(None, [(line number, stripped line)])`` of its non-blank lines; ``error`` names ``what`` and ``path``."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8").lstrip("\ufeff")
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    if text.strip().startswith(("[", "{")):
+        try:
+            return json.loads(text), []
+        except ValueError as exc:
+            raise error(f"{what} {path} is not valid JSON: {exc}") from None
+    return None, [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
 def save_class_index(class_to_idx: Dict[str, int], path: str) -> None:
     """Write the class -> index map as JSON (atomically), ordered by index."""
-    from src.utils.fileio import write_json_atomic
-
     items = sorted(((str(k), int(v)) for k, v in class_to_idx.items()), key=lambda kv: kv[1])
     write_json_atomic(dict(items), path, indent=1, ensure_ascii=False)
 
 
 def load_class_index(path: str) -> Dict[str, int]:
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"class index file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read class index {path}: {exc}") from None
+    data, _ = read_table_file(path, "class index")
     if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
                                              for v in data.values()):
         raise DatasetError(f"class index {path} must be a JSON object of class name -> integer index")

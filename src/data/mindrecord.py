@@ -1,19 +1,10 @@
-"""MindRecord (MindSpore's sharded record format) for large datasets: the format and its reader.
+"""MindRecord datasets (written by ``src.data.convert``): the format and its reader.
 
-    info = read_meta("/fast/train.mindrecord")              # what a conversion wrote (src.data.convert)
-    bundle = create_dataset("/fast/train.mindrecord", 224, 64, dataset_format="mindrecord", mode="train")
-
-``PREFIX`` with N shards: ``PREFIX0 .. PREFIX{N-1}`` and their ``.db`` index files (``PREFIX`` and ``PREFIX.db``
-when N is 1), ``PREFIX.class_index.json`` and ``PREFIX.meta.json``, written last (the shard files with their
-sizes, rows, rows per class, the files left out and why): a reader refuses a prefix without it or whose shards
-are missing or have other sizes, so an interrupted conversion never looks like a dataset. A row holds the
-file's bytes as on disk (PNG made by PIL for formats the engine cannot decode), its int32 label and its path
-relative to the data folder (JSON-escaped: names that are not UTF-8 survive); the path is the sample id.
-
-``MindDataset`` takes only MindSpore's built-in samplers, so train uses ``DistributedSampler(num_shards=G,
-shard_id=r, shuffle=True)`` with seed ``seed + epoch`` (``set_epoch``): on MindSpore 2.10 its permutation is the
-same on every rank and padded by wrapping around, so ``src.data.sampler``'s contract holds (with MindSpore's
-permutation, not ours). Eval shards are ``SubsetSampler(range(r, N, G))``.
+``PREFIX`` with N shards: ``PREFIX0 ..`` (``PREFIX`` when N is 1) with their ``.db`` files, ``PREFIX.class_index.json``
+and ``PREFIX.meta.json``, written last (shard sizes, counts, files left out): without it, or with a shard missing or
+resized, the prefix is refused. A row: the file's bytes, its int32 label and its JSON-escaped relative path (the id).
+Train uses ``DistributedSampler`` seeded ``seed + epoch`` (same permutation on every rank, padded by wrapping, so
+``src.data.sampler``'s contract holds with MindSpore's permutation); eval ``SubsetSampler(range(r, N, G))``.
 """
 from __future__ import annotations
 
@@ -25,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from src.data.listing import load_class_index
+from src.data.listing import load_class_index, read_table_file
 from src.data.reader import Rows, SampleTally
 from src.errors import DatasetError
 from src.utils.paths import require_utf8
@@ -72,11 +63,7 @@ def read_meta(prefix: str) -> MindRecordInfo:
                                "with tools/convert_to_mindrecord.py")
         raise DatasetError(f"MindRecord dataset not found: {prefix} (no {os.path.basename(meta_path)}; make one "
                            "with tools/convert_to_mindrecord.py --data_dir DIR --output PREFIX)")
-    try:
-        with open(meta_path, "r", encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {meta_path}: {exc}") from None
+    meta, _ = read_table_file(meta_path, "MindRecord meta file")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DatasetError(f"{meta_path} is not a {FORMAT} meta file")
     if int(meta.get("version", 0)) > VERSION:
@@ -116,7 +103,7 @@ class _EpochSeeded:
 
 def _dataset(info: MindRecordInfo, mode: str, rank: int, group_size: int, seed: int, shuffle: Optional[bool],
              workers: Optional[int]):
-    """``(MindDataset of one rank's shard, rows per epoch, sampler)``; see the module doc for the order."""
+    """``(MindDataset of one rank's shard, rows per epoch, sampler)``."""
     import mindspore.dataset as ds
 
     for f in info.files:
@@ -142,9 +129,7 @@ def _dataset(info: MindRecordInfo, mode: str, rank: int, group_size: int, seed: 
 def mindrecord_rows(prefix: str, *, mode: str = "train", rank: int = 0, group_size: int = 1, seed: int = 0,
                     shuffle: Optional[bool] = None, workers: Optional[int] = None, class_to_idx=None,
                     num_classes=None) -> Rows:
-    """The ``(image, label, id)`` rows of one rank's shard of the dataset at ``prefix`` (the id is the row's
-    path). ``class_to_idx`` (e.g. the trained index as ``compare_class_index`` gives it) relabels the stored
-    classes by name; a stored class missing from it is a ``DatasetError``."""
+    """One rank's ``Rows`` of ``prefix``; ``class_to_idx`` relabels the stored classes by name (each must be in it)."""
     info = read_meta(prefix)
     dataset, shard_n, sampler = _dataset(info, mode, rank, group_size, seed, shuffle, workers)
     out_index = dict(info.class_to_idx)
@@ -172,9 +157,3 @@ def mindrecord_rows(prefix: str, *, mode: str = "train", rank: int = 0, group_si
                 skipped=list(info.skipped), tally=SampleTally(), serves=False,
                 name_of=lambda rel: f"{info.prefix}: record {json.loads(str(rel))}")
 
-
-def read_rows(prefix: str) -> List[Tuple[str, bytes, int]]:
-    """Every row as (relative path, bytes, label), in the stored order (for checks and tests)."""
-    dataset, _, _ = _dataset(read_meta(prefix), "eval", 0, 1, 0, False, None)
-    return [(json.loads(str(r["path"])), r["image"].tobytes(), int(r["label"]))
-            for r in dataset.create_dict_iterator(output_numpy=True, num_epochs=1)]

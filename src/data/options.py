@@ -1,21 +1,15 @@
-"""The data options: the config's data section (``src.config.DataConfig``), checked by the config's own rules.
-
-    opts = data_options(per_batch_size=32, mixup_alpha=0.2)   # defaults + these, checked: ConfigError naming the key
-    opts = data_options(cfg.data, verify_manifest="none")     # a loaded config's section with one key changed
-
-The one place data options are checked: the pipeline, transforms and readers take the result as it is, so a new
-option is one field in ``DataConfig`` (and its default in ``default_config.yaml``) plus the code that reads it.
+"""The one place data options are checked: ``data_options(base, **keys)`` is the config's data section
+(``src.config.DataConfig``) with ``keys`` set, by the config's own rules; a new option is one ``DataConfig`` field.
 """
 from __future__ import annotations
 
 import dataclasses
 
+from src.config import DataConfig, load_config
+
 
 def data_options(base=None, **keys):
-    """``base`` (a ``DataConfig``; None: the defaults) with ``keys`` set, checked as if they were given on
-    the command line (``ConfigError`` naming the key). A key that is no data option is a ``TypeError``."""
-    from src.config import DataConfig, load_config
-
+    """``base`` (None: the defaults) with ``keys`` checked as command-line keys (``ConfigError``, or TypeError)."""
     fields = {f.name for f in dataclasses.fields(DataConfig)}
     unknown = sorted(set(keys) - fields)
     if unknown:

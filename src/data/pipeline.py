@@ -1,15 +1,8 @@
-"""The batched train / eval pipeline: one reader, then one shared tail.
+"""The batched train / eval pipeline: a reader (``src.data.reader.file_rows`` or
+``src.data.mindrecord.mindrecord_rows``), then one shared tail: per-rank augmentation seed, ``ErrorSamplesMode.SKIP``,
+transforms, sample count, one-hot + mixup/CutMix, batch. Every pass is counted (``DatasetBundle.account``).
 
     bundle = create_dataset("/data/train", 224, 64, mode="train", rank=r, group_size=g, mixup_alpha=0.2)
-    bundle = create_dataset("", 224, 16, mode="eval", files=["a.jpg", "b.png"], num_classes=1000)   # predict
-    bundle = create_dataset_from_config(cfg.data, "train", seed=..., num_classes=..., **preprocess)
-
-A reader (``src.data.reader.file_rows``: a folder, a ``data_list`` or a list of files;
-``src.data.mindrecord.mindrecord_rows``) gives rows; the tail is the same for all: the engine's random-op seed
-per rank, ``ErrorSamplesMode.SKIP``, the train or eval transforms, the sample count, one-hot labels and
-mixup/CutMix, batching. Options come checked from ``src.data.options``. Every pass is counted
-(``DatasetBundle.account``): none is a ``DatasetError``; fewer than expected, or samples the engine dropped,
-is one warning naming them once per run.
 """
 from __future__ import annotations
 
@@ -21,6 +14,7 @@ from typing import Optional, Sequence
 
 from src.data.checks import watch_engine_dumps
 from src.data.listing import MAX_LISTED
+from src.data.mindrecord import mindrecord_rows
 from src.data.options import data_options
 from src.data.reader import Rows, cap_workers, file_rows
 from src.data.transforms import batch_transforms, eval_transforms, parse_image_size, train_transforms
@@ -30,36 +24,29 @@ from src.utils.seeding import set_augmentation_seed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatasetBundle", "create_dataset", "create_dataset_from_config", "default_num_workers"]
-
 
 @dataclass
 class DatasetBundle(Rows):
-    """What ``create_dataset`` returns: the reader's ``Rows`` with ``dataset`` batched (image float32 NCHW,
-    label int32 [B] or float32 [B, K] with mixing)."""
+    """The reader's ``Rows`` with ``dataset`` batched (image float32 NCHW, label int32 [B] or float32 [B, K])."""
     steps_per_epoch: int = 0           # batches per epoch in this shard
     samples_per_pass: int = 0          # samples one pass yields when nothing is dropped
-    mode: str = "train"
     named: set = field(default_factory=set)  # dropped samples already named in a warning
     num_images = property(lambda self: self.num_rows)     # usable images in this shard (train: padded)
     total_images = property(lambda self: self.total)      # usable images over all shards
 
     def path_of(self, index):
-        """The file of global sample ``index`` (eval shard r holds samples r, r + G, ...), whichever rank scored
-        it; None for a MindRecord dataset."""
+        """The file of global sample ``index``, whichever rank scored it; None for MindRecord."""
         return None if self.all_paths is None else self.all_paths[int(index)]
 
     def set_epoch(self, epoch):
-        """Makes the next iterator yield epoch ``epoch``'s order (a fresh iterator does not advance the sampler
-        by itself) and starts its count."""
+        """The next iterator yields epoch ``epoch``'s order; starts its count."""
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         self.tally.reset()
 
     def account(self, samples: int, what: str = "epoch", zero_is_error: bool = True) -> int:
-        """Closes the count of one pass (an epoch, an evaluation) that gave ``samples`` samples: zero is a
-        ``DatasetError`` (unless ``zero_is_error`` is False: a rank whose peers sum the counts); fewer than
-        ``samples_per_pass``, or dropped samples, is one warning. Returns the number dropped in this pass."""
+        """Closes a pass of ``samples`` samples: none is a ``DatasetError`` (if ``zero_is_error``), fewer or dropped
+        ones one warning naming them once per run. Returns the number dropped."""
         dropped, notes = self.tally.dropped(), dict(self.tally.notes)
         self.tally.reset()
         names = []
@@ -80,32 +67,21 @@ class DatasetBundle(Rows):
             logger.warning("%s: %d of %d samples of %s%s", what, samples, self.samples_per_pass, self.where, detail)
         return len(dropped)
 
-    @property
-    def can_record_reads(self):
-        """Whether ``record_reads`` works (the folder reader; a MindRecord dataset has no file source)."""
-        return self.source is not None
-
-    def file_of(self, index):
-        """The file of sample ``index`` of this shard (the folder reader), else None."""
-        return self.source.table[int(index)] if self.source is not None else None
-
-    def record_reads(self, on=True):
-        """Starts (or stops) recording the path of every file the source reads (data-parallel checks)."""
+    def record_reads(self):
+        """Starts recording the path of every file read."""
         if self.source is None:
             raise DatasetError("recording the files read needs the folder reader (dataset_format=folder)")
-        self.source.read_log = [] if on else None
+        self.source.read_log = []
 
     def pop_reads(self):
         """The paths read since the last call (sorted), clearing the record."""
-        log = self.source.read_log or []
-        out = sorted(log)
-        log.clear()
+        out = sorted(self.source.read_log)
+        self.source.read_log.clear()
         return out
 
 
 def default_num_workers(group_size: int = 1) -> int:
-    """Cores this process may use, shared among the devices of one host (at most 8 per host), capped
-    at 16 (more threads per pipeline stop paying off and cost memory on 192-core hosts)."""
+    """The cores shared among the host's devices (at most 8), capped at 16 (more stop paying off)."""
     local = max(1, min(int(group_size or 1), 8))
     return max(1, min(16, available_cpus() // local))
 
@@ -114,17 +90,9 @@ def create_dataset(data_dir, image_size, per_batch_size=None, *, mode="train", f
                    rank=0, group_size=1, seed=0, num_classes=None, class_to_idx=None, eval_resize="squash",
                    crop_pct=0.875, shuffle=None, drop_remainder=None, where=None, options=None,
                    **keys) -> DatasetBundle:
-    """The batched train or eval pipeline of ``data_dir`` (an ImageFolder root, the root of ``data_list``, or a
-    MindRecord prefix with ``dataset_format="mindrecord"``) or of ``files`` (no labels).
-
-    Options: ``options`` (the config's data section; default: the defaults) with ``keys`` set (checked by
-    ``src.data.options.data_options``: a ``ConfigError`` naming the key); ``per_batch_size`` overrides the
-    option. ``image_size``, ``eval_resize``, ``crop_pct`` come resolved (``src.archs.resolve_preprocess``).
-    Train shards are equal (``src.data.sampler``); eval shards are disjoint and cover every image once. The
-    order uses ``seed``; the engine's random ops get ``set_augmentation_seed(seed, rank)`` so that ranks draw
-    different crops. ``verify_files=False`` runs only the cheap file check (``src.data.checks``): a corrupt
-    file with intact header and end marker can then crash the decoder. ``where``: how messages name the data.
-    """
+    """The pipeline of ``data_dir`` (an ImageFolder root, a ``data_list`` root or a MindRecord prefix) or ``files``.
+    ``options`` (the data config section) with ``keys`` set are checked by ``data_options``; the preprocessing comes
+    resolved. Train shards are equal, eval shards disjoint and complete; ``where``: how messages name the data."""
     import mindspore.dataset as ds
 
     if per_batch_size is not None:
@@ -145,7 +113,6 @@ def create_dataset(data_dir, image_size, per_batch_size=None, *, mode="train", f
     common = dict(mode=mode, rank=rank, group_size=group_size, seed=int(seed), shuffle=shuffle,
                   class_to_idx=class_to_idx, num_classes=num_classes)
     if files is None and opts.dataset_format == "mindrecord":
-        from src.data.mindrecord import mindrecord_rows
         rows = mindrecord_rows(data_dir, workers=min(workers, 8), **common)
     else:
         rows = file_rows(data_dir, opts, files=files, where=where, workers=workers, **common)
@@ -157,8 +124,7 @@ def create_dataset(data_dir, image_size, per_batch_size=None, *, mode="train", f
     if steps == 0:
         raise DatasetError(f"{rows.where}: {rows.num_rows} usable image(s) in this shard, fewer than per_batch_size="
                            f"{per_batch_size}; lower per_batch_size or keep the last partial batch")
-    # One seed for the order (the same on every rank, so the shards stay disjoint); the engine's random
-    # ops get a per-rank seed (otherwise every rank draws the same crops/flips/jitter position by position).
+    # the order's seed is the same on every rank; the random ops' is per rank (else ranks draw the same crops)
     set_augmentation_seed(int(seed), rank)
     ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.SKIP)
     watch_engine_dumps()
@@ -175,14 +141,13 @@ def create_dataset(data_dir, image_size, per_batch_size=None, *, mode="train", f
     dataset = dataset.batch(per_batch_size, drop_remainder=drop_remainder, num_parallel_workers=min(workers, 4))
     for op, columns in batch_ops:
         dataset = dataset.map(operations=op, input_columns=columns)
-    return DatasetBundle(**{**vars(rows), "dataset": dataset}, steps_per_epoch=steps, mode=mode,
+    return DatasetBundle(**{**vars(rows), "dataset": dataset}, steps_per_epoch=steps,
                          samples_per_pass=steps * per_batch_size if drop_remainder else rows.num_rows)
 
 
 def create_dataset_from_config(data, mode, *, seed, num_classes, image_size, eval_resize, crop_pct, data_dir=None,
                                **overrides) -> DatasetBundle:
-    """``create_dataset`` with the config's data section ``data`` as its options (``overrides``: call arguments
-    or changed options) and the resolved preprocessing; ``data_dir`` defaults to ``data.data_dir``."""
+    """``create_dataset`` with the config's data section as options; ``data_dir`` defaults to ``data.data_dir``."""
     return create_dataset(data.data_dir if data_dir is None else data_dir, image_size, mode=mode, seed=seed,
                           num_classes=num_classes, eval_resize=eval_resize, crop_pct=crop_pct, options=data,
                           **overrides)

@@ -1,14 +1,8 @@
-"""Readers: what the shared pipeline tail (``src.data.pipeline``) starts from.
-
-A reader turns a dataset into ``Rows``: one rank's shard of ``(image, label, id)`` rows (the encoded bytes, the
-int32 label, a sample id: a file's index here, a record's path for ``src.data.mindrecord.mindrecord_rows``) with
-the class index, the counts and the epoch sampler. ``file_rows`` reads an ImageFolder tree, a ``data_list`` of
-``relative/path label`` lines, or a plain list of files (predict): it checks each file once
-(``src.data.verify``, or the cheap check with ``verify_files: false``), names every unusable file once, and
-serves the bytes as on disk (PIL-decoded BMP bytes for formats the engine cannot decode) after comparing their
-CRC-32 with the check's: a file rewritten in place since (same size and mtime) is dropped and named.
-``SampleTally`` counts the ids served and the ids out of the transforms; the difference is what the engine
-dropped (``ErrorSamplesMode.SKIP``).
+"""Readers: ``Rows`` (one rank's shard of ``(image bytes, int32 label, sample id)``, the class index, the counts and
+the epoch sampler) that the shared tail (``src.data.pipeline``) starts from. ``file_rows`` reads an ImageFolder tree,
+a ``data_list`` or a list of files: each file is checked once (``src.data.verify``), unusable files are named once,
+and a file whose CRC-32 changed since its check is dropped and named. ``SampleTally`` counts the ids served and the
+ids out of the transforms; the difference is what the engine dropped.
 """
 from __future__ import annotations
 
@@ -23,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from src.data.balance import class_balanced_sampler
+from src.data.balance import ClassBalancedOrder
 from src.data.checks import CONVERT, SKIP, pil_rgb_bytes
 from src.data.listing import MAX_LISTED, list_dataset
 from src.data.sampler import EpochShardOrder, mindspore_sampler
@@ -35,8 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def cap_workers(requested: int, key: str) -> int:
-    """``requested`` workers (0: automatic), at most the cores this process may use; more is a warning naming
-    ``key`` (MindSpore refuses more threads than cores with a traceback)."""
+    """``requested`` workers, at most the cores (a warning naming ``key``: MindSpore refuses more with a traceback)."""
     cores = available_cpus()
     if int(requested) > cores:
         logger.warning("%s=%d is more than the %d core(s) this process may use; using %d", key, int(requested),
@@ -46,9 +39,7 @@ def cap_workers(requested: int, key: str) -> int:
 
 
 class SampleTally:
-    """How often each sample id was served in a pass and how often it came out of the transforms (counts, so
-    the memory is bounded by the dataset even where no one closes the passes); ``notes`` holds why the reader
-    itself dropped one. Called from the engine's threads."""
+    """Per pass (from the engine's threads): each id's count served and out of the transforms; ``notes``: why cut."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -76,7 +67,7 @@ class SampleTally:
         return x
 
     def dropped(self) -> List[Any]:
-        """Ids served but never out of the transforms (a padded id served twice and dropped twice: twice)."""
+        """Ids served but not out of the transforms (with multiplicity)."""
         with self.lock:
             return sorted((self.served - self.kept).elements())
 
@@ -98,7 +89,7 @@ class Rows:
     source: Any = None                    # the file source (folder reader)
     all_paths: Any = None                 # every usable file of all shards, in global sample order
     skipped: List[Tuple[str, str]] = field(default_factory=list)
-    converted: List[str] = field(default_factory=list)
+    converted: List[str] = field(default_factory=list)    # files decoded through PIL
 
 
 class _PathTable:
@@ -152,8 +143,7 @@ class _FileSource:
 def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, seed: int, shuffle: bool,
               files: Optional[Sequence[str]] = None, class_to_idx=None, num_classes=None,
               where: Optional[str] = None, workers: int = 1) -> Rows:
-    """The rows of an ImageFolder tree (``data_dir``), a ``data_list`` (``opts.data_list``, rooted at
-    ``data_dir``) or ``files`` (labels 0); ``opts``: the config's data section. See the module doc."""
+    """The rows of an ImageFolder tree, a ``data_list`` rooted at ``data_dir``, or ``files`` (labels 0)."""
     import mindspore.dataset as ds
 
     train = mode == "train"
@@ -205,7 +195,7 @@ def file_rows(data_dir: str, opts, *, mode: str, rank: int, group_size: int, see
                          np.asarray([-1 if results[i].crc is None else results[i].crc for i in keep], np.int64), tally)
     sampler, shuffle_arg = None, None
     if train and opts.sampler == "class_balanced":
-        sampler = class_balanced_sampler(lab_keep, rank, group_size, seed=seed)
+        sampler = mindspore_sampler(ClassBalancedOrder, lab_keep, rank, group_size, seed=seed)
     elif train and (shuffle or group_size > 1):
         sampler = mindspore_sampler(EpochShardOrder, len(source), rank, group_size, shuffle=shuffle, seed=seed)
     else:

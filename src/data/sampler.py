@@ -1,9 +1,6 @@
-"""The train samplers' contract: equal rank shards of an epoch order drawn from ``(seed, epoch)`` alone.
-
-Every rank draws the same order for an epoch, padded by wrapping around to ``ceil(N / G) * G`` positions, and
-rank ``r`` takes positions ``r, r + G, ...``: the shards of one epoch are disjoint up to the padding, and a
-resumed run (``set_epoch(e)``) replays the order an uninterrupted run would have used. ``EpochShardOrder``
-shuffles the samples (or keeps their order); ``src.data.balance.ClassBalancedOrder`` balances the classes.
+"""The train samplers' contract: each rank takes positions ``r, r + G, ...`` of one epoch order drawn from
+``(seed, epoch)`` alone, padded by wrapping to ``ceil(N / G) * G``; so shards are disjoint (up to the padding) and a
+resumed run (``set_epoch(e)``) replays the uninterrupted order.
 """
 import functools
 import math
@@ -59,6 +56,5 @@ def _sampler_class(order_cls):
 
 
 def mindspore_sampler(order_cls, *args, **kwargs):
-    """``order_cls(*args, **kwargs)`` as a ``mindspore.dataset.Sampler`` (the class is built on first use, so
-    importing this module imports no MindSpore)."""
+    """``order_cls(*args, **kwargs)`` as a ``mindspore.dataset.Sampler`` (built on first use: no MindSpore import)."""
     return _sampler_class(order_cls)(*args, **kwargs)

@@ -1,9 +1,8 @@
-"""Train and eval transforms on the ``mindspore.dataset`` C++ engine, and image-size helpers.
+"""Train and eval transforms (``mindspore.dataset`` C++ engine) and image-size helpers.
 
-Train (the zoo's recipe): RandomCropDecodeResize (scale crop_scale_min-1, ratio 0.75-1.333), horizontal flip,
-colour jitter (or RandAugment/AutoAugment instead, as timm), ImageNet mean/std on 0-255 pixels, HWC2CHW, random
-erasing; mixup/CutMix on batches. Eval: Decode, resize (``squash`` as the zoo, ``shorter`` as timm), centre crop,
-normalize, HWC2CHW. A new augmentation: a ``DataConfig`` field (``src.data.options``) and its op below.
+Train (the zoo's): RandomCropDecodeResize, flip, colour jitter (or RandAugment/AutoAugment, as timm), ImageNet
+mean/std on 0-255, HWC2CHW, random erasing; mixup/CutMix on batches. Eval: Decode, resize (``squash`` as the zoo,
+``shorter`` as timm), centre crop, normalize. A new augmentation: a ``DataConfig`` field and its op here.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from typing import Tuple
 import numpy as np
 
 from src.archs import EVAL_RESIZE_MODES
+from src.data.options import data_options
 from src.errors import DatasetError
 
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
@@ -38,9 +38,8 @@ def parse_image_size(image_size) -> Tuple[int, int]:
 
 
 def eval_resize_size(image_size, eval_resize: str = "squash", crop_pct: float = 0.875):
-    """The size given to ``vision.Resize`` in eval: squash -> (round(H/crop_pct), round(W/crop_pct))
-    (zoo: 224 -> 256x256, 32 -> 37x37); shorter -> floor(S/crop_pct) for the shorter side of a square
-    size, (floor(H/crop_pct), floor(W/crop_pct)) for a non-square one (timm's rule)."""
+    """``vision.Resize``'s size in eval: squash (zoo) -> (round(H/crop_pct), round(W/crop_pct)); shorter (timm) ->
+    floor(S/crop_pct) for the shorter side of a square size, else (floor(H/crop_pct), floor(W/crop_pct))."""
     h, w = parse_image_size(image_size)
     if eval_resize == "squash":
         return (int(round(h / crop_pct)), int(round(w / crop_pct)))
@@ -52,10 +51,8 @@ def eval_resize_size(image_size, eval_resize: str = "squash", crop_pct: float = 
 
 
 def train_transforms(image_size, opts=None, **keys):
-    """The per-image train ops for the data options ``src.data.options.data_options(opts, **keys)``; random
-    erasing acts on the normalized CHW image (erased pixels = 0 = the mean colour)."""
+    """The per-image train ops for ``data_options(opts, **keys)`` (random erasing on the normalized CHW image)."""
     import mindspore.dataset.vision as V
-    from src.data.options import data_options
 
     o = data_options(opts, **keys)
     h, w = parse_image_size(image_size)
@@ -87,8 +84,7 @@ def eval_transforms(image_size, eval_resize="squash", crop_pct=0.875):
 
 
 def batch_transforms(opts, num_classes):
-    """``(label ops before batching, [(op, columns)] after)`` of the train options ``opts``: with mixup or
-    CutMix, one-hot labels, the mixing op on each batch and float32 labels; else nothing."""
+    """``(label ops before batching, [(op, columns)] after)``: one-hot, mixup/CutMix, float32 labels; or nothing."""
     import mindspore as ms
     import mindspore.dataset.transforms as T
     import mindspore.dataset.vision as V

@@ -1,22 +1,13 @@
 """Full decode check of image files, once, in worker processes that may crash, cached in a manifest.
 
     results = verify_images(paths, workers=2, manifest="DATA/.cspdarknet53_verified.jsonl", root="DATA")
-    # -> [VerifyResult(path, status, reason, crc)], status "ok" | "convert" | "skip", in the order of ``paths``
 
-The cheap check (``src.data.checks``) passes a JPEG with corrupt tables, on which MindSpore's decoder can crash
-the process (segfault, SIGFPE) or hang. Here each file is decoded in full by the pipeline's decoder
-(``vision.Decode``) in workers of the standard library's ``forkserver`` (the server imports the decoder once,
-so a replacement worker starts in milliseconds), one file at a time: a worker that dies or exceeds
-``timeout_s`` names its file (``skip``, with the signal and what the decoder printed). A worker that met a bad
-file before may have a corrupted decoder state, so its crash is first re-checked as the first file of a fresh
-worker. What the decoder prints for a file stays in its reason; ``crc`` (CRC-32 of the bytes decoded) lets the
-pipeline detect a file rewritten in place later.
-
-The manifest (JSON lines: a header naming the format and the check, then ``[key, size, mtime_ns, status,
-reason, crc]`` per file, keys relative to ``root``) makes a later run re-check only changed files; it is written
-atomically, every ``flush_every_s`` during a long check and at the end, and a path holding anything else is
-refused (``DatasetError``), never replaced. The check runs under ``fcntl.flock`` on ``<manifest>.lock``: the
-first rank checks, the others wait and read its results, so all ranks agree.
+The cheap check (``src.data.checks``) passes JPEGs on which MindSpore's decoder can crash or hang; here each file
+is decoded by ``vision.Decode`` in ``forkserver`` workers, one file at a time: a worker that dies or times out names
+its file (``skip``); a crash in a worker that met a bad file before is re-checked in a fresh worker. ``crc`` lets the
+pipeline detect a file rewritten in place later. The manifest (JSON lines: a header, then ``[key, size, mtime_ns,
+status, reason, crc]``) makes later runs check only changed files; it is written atomically, a foreign file at its
+path is refused, and ``<manifest>.lock`` (flock) lets one rank check while the others wait for its results.
 """
 from __future__ import annotations
 
@@ -41,23 +32,20 @@ from collections import Counter, deque
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from src.data.checks import CONVERT, DEFAULT_MAX_PIXELS, OK, SKIP, check_image_file, scan_files
+from src.data.demo import default_cache_dir
 from src.errors import DatasetError
 from src.utils.fileio import atomic_path, free_space
 from src.utils.host import available_cpus
+from src.utils.paths import display_name
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OK", "CONVERT", "SKIP", "VerifyError", "VerifyResult", "verify_images", "default_manifest_path",
-           "manifest_path", "Manifest", "check_files", "report_unusable", "summarize", "decoder_id"]
 
 MANIFEST_FORMAT = "cspdarknet53-verify-manifest"
 MANIFEST_VERSION = 2
-#: bumped whenever the check itself changes, so that older manifest entries are checked again
 CHECK_VERSION = 2
 DEFAULT_MANIFEST_NAME = ".cspdarknet53_verified.jsonl"  # hidden: the folder listing ignores it
-#: with ``workers=0``, one more decoder process per this many files to check (up to the cores)
-FILES_PER_WORKER = 500
-#: a check of this many files or more logs its progress (every PROGRESS_EVERY_S)
+FILES_PER_WORKER = 500  # workers=0: one decoder process per this many files (up to the cores)
 AUTO_PROGRESS_FILES = 2000
 PROGRESS_EVERY_S = 30.0
 STARTUP_TIMEOUT_S = 300.0
@@ -65,7 +53,7 @@ _MAX_REASON = 300
 
 
 class VerifyError(RuntimeError):
-    """The check itself cannot run (the decoder worker does not start); names the decoder and its output."""
+    """The decoder worker does not start; names the decoder and its output."""
 
 
 class VerifyResult(NamedTuple):
@@ -75,9 +63,6 @@ class VerifyResult(NamedTuple):
     crc: Optional[int] = None  # CRC-32 of the bytes decoded (None: not read, e.g. skipped by the cheap check)
 
 
-# ---------------------------------------------------------------------------------------------------
-# the check, inside a worker
-# ---------------------------------------------------------------------------------------------------
 def _first_line(exc: BaseException) -> str:
     """MindSpore's errors wrap the message in banners and a C++ call stack; keep the message."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -88,8 +73,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _make_check(decoder: str, max_pixels: Optional[int]) -> Callable[[str], Tuple[str, str, Optional[int]]]:
-    """``check(path) -> (status, reason, crc)`` for ``decoder``: "mindspore" (``vision.Decode``), "pil" or
-    "module:function" (returns (status, reason); tests, experiments)."""
+    """``check(path) -> (status, reason, crc)``: "mindspore", "pil" or "module:function" (-> (status, reason))."""
     import numpy as np
 
     if decoder == "mindspore":
@@ -147,8 +131,7 @@ def _said(err_path: str, start: int) -> str:
 
 
 def _worker_main(conn, decoder: str, max_pixels: Optional[int], err_path: str) -> None:
-    """A worker: ``(index, path)`` in, ``(index, status, reason, crc, cpu_s, error-file size)`` out, one file
-    at a time; everything the decoder prints (C-level stdout and stderr) goes to ``err_path``."""
+    """``(index, path)`` in, ``(index, status, reason, crc, cpu_s, err size)`` out; C-level output to ``err_path``."""
     with contextlib.suppress(Exception):  # die with the forkserver even when stuck in a decoder (Linux)
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -184,15 +167,11 @@ def _worker_main(conn, decoder: str, max_pixels: Optional[int], err_path: str) -
                        time.process_time(), end))
 
 
-# ---------------------------------------------------------------------------------------------------
-# the workers, parent side
-# ---------------------------------------------------------------------------------------------------
 _start_lock = threading.Lock()
 
 
 def _forkserver():
-    """The forkserver context; its server imports the decoder once (started with GLOG_v=3, so that MindSpore's
-    own log lines do not land in the decoder's output)."""
+    """The forkserver context; its server imports the decoder once (GLOG_v=3: no MindSpore log in its output)."""
     with _start_lock:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["src.data.verify", "mindspore.dataset.vision"])
@@ -237,7 +216,7 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
                 max_pixels: Optional[int], on_result: Callable[[int, str, str, Optional[int]], None],
                 stats: dict) -> None:
     """Checks ``paths[i]`` for i in ``indices`` in ``workers`` processes; ``on_result(i, status, reason, crc)``."""
-    pending, confirm = deque(indices), deque()   # confirm: re-check in a fresh worker (see the module doc)
+    pending, confirm = deque(indices), deque()   # confirm: re-check in a fresh worker
     first_fault: Dict[int, str] = {}
     pool: List[_Worker] = []
     failed_starts = 0
@@ -322,9 +301,6 @@ def _decode_all(paths: Sequence[str], indices: Sequence[int], decoder: str, work
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-# ---------------------------------------------------------------------------------------------------
-# manifest
-# ---------------------------------------------------------------------------------------------------
 Entry = Tuple[int, int, str, str, Optional[int]]  # size, mtime_ns, status, reason, crc
 
 
@@ -337,10 +313,7 @@ def decoder_id(decoder: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> 
 
 
 def default_manifest_path(data_dir: str) -> str:
-    """``DATA/.cspdarknet53_verified.jsonl`` if the folder is writable, else a file in the user cache
-    named after the folder (``$CSPDARKNET53_CACHE`` or ``~/.cache/cspdarknet53``, ``verify/``)."""
-    from src.data.demo import default_cache_dir
-
+    """``DATA/.cspdarknet53_verified.jsonl`` if writable, else one named after the folder in the user cache."""
     data_dir = os.path.abspath(data_dir)
     if os.access(data_dir, os.W_OK):
         return os.path.join(data_dir, DEFAULT_MANIFEST_NAME)
@@ -350,8 +323,7 @@ def default_manifest_path(data_dir: str) -> str:
 
 
 def manifest_path(setting: Optional[str], data_dir: str) -> Optional[str]:
-    """The manifest a ``verify_manifest`` setting names: "" the default for ``data_dir`` (none without a
-    folder), "none" (or None) no manifest (every file is decoded in every run), anything else that file."""
+    """``verify_manifest``: "" the default for ``data_dir`` (none without one), "none"/None none, else that file."""
     if setting is None or str(setting).lower() == "none":
         return None
     return str(setting) or (default_manifest_path(data_dir) if data_dir else None)
@@ -373,7 +345,7 @@ class Manifest:
         return os.path.abspath(path) if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
 
     def check_path(self) -> None:
-        """Refuses (``DatasetError``) a path that holds anything but a manifest: it would be replaced."""
+        """``DatasetError`` when the path holds anything but a manifest (it would be replaced)."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -421,29 +393,25 @@ class Manifest:
     def put(self, path: str, size: int, mtime_ns: int, status: str, reason: str, crc: Optional[int]) -> None:
         self.entries[self.key(path)] = (int(size), int(mtime_ns), status, reason, crc)
 
-    def write(self) -> bool:
-        """Atomically writes the entries, merged with what the file holds now (ours win). A storage error is
-        one warning naming the file and the free space there (the files are then checked again next time)."""
+    def write(self) -> None:
+        """Atomically writes the entries merged with the file's (ours win); a storage error is one warning."""
         self.entries = {**self._read(), **self.entries}
         head = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "decoder": self.decoder_id, "root": self.root}
         try:  # ensure_ascii keeps names that are not valid UTF-8 (surrogate escapes) lossless
             with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
                 f.write(json.dumps(head, ensure_ascii=True) + "\n")
                 f.writelines(json.dumps([k, *self.entries[k]], ensure_ascii=True) + "\n" for k in sorted(self.entries))
-            return True
         except OSError as exc:
             if not self._warned:
                 self._warned = True
                 logger.warning("cannot write the verification manifest %s: %s (%s); its files will be checked "
                                "again next time", self.path, exc.strerror or exc,
                                free_space(os.path.dirname(self.path)))
-            return False
 
 
 @contextlib.contextmanager
 def _exclusive(manifest: Optional[Manifest]):
-    """Holds ``<manifest>.lock`` (flock) for the block: one process checks, the others wait for its results.
-    The kernel releases it when its holder ends, even by SIGKILL."""
+    """Holds ``<manifest>.lock`` (flock, released by the kernel even on SIGKILL) for the block."""
     fd = None
     if manifest is not None:
         try:
@@ -467,9 +435,6 @@ def _exclusive(manifest: Optional[Manifest]):
             os.close(fd)
 
 
-# ---------------------------------------------------------------------------------------------------
-# verify_images
-# ---------------------------------------------------------------------------------------------------
 def _stat(path: str):
     """(size, mtime_ns) of a regular file, or (None, reason) when it cannot be used."""
     try:
@@ -489,19 +454,14 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
                   timeout_s: float = 60.0, *, root: Optional[str] = None, decoder: str = "mindspore",
                   max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, group_size: int = 1, flush_every_s: float = 60.0,
                   progress: Optional[bool] = None, stats: Optional[dict] = None) -> List[VerifyResult]:
-    """Classify every file by decoding it in full: ``[VerifyResult]`` in input order.
-
-    ``workers``: decoder processes (0: one per ``FILES_PER_WORKER`` files, up to the cores, shared among
-    ``group_size`` local ranks without a manifest). ``manifest``: cache file (None: none), keys relative to
-    ``root`` (default: its folder). ``timeout_s``: per file. ``decoder``: "mindspore", "pil", "cheap"
-    (``check_image_file`` alone, in threads) or "module:function". ``progress``: log lines (None: for
-    ``AUTO_PROGRESS_FILES`` files or more). ``stats`` receives total, cached, checked, crashed, timed_out,
-    collateral (crashes a fresh worker did not repeat), started (workers), cpu_s (theirs), seconds.
-    """
+    """``[VerifyResult]`` in input order. ``workers`` 0: automatic (cores shared among ``group_size`` ranks without
+    a manifest); ``manifest`` keys are relative to ``root``; ``decoder`` "cheap": ``check_image_file`` alone;
+    ``stats`` receives total, cached, checked, crashed, timed_out, collateral, started, cpu_s, seconds."""
     t0 = time.monotonic()
     paths = [os.fspath(p) for p in paths]
     results: List[Optional[VerifyResult]] = [None] * len(paths)
-    st = dict(total=len(paths), cached=0, checked=0, crashed=0, timed_out=0, collateral=0, started=0, cpu_s=0.0)
+    st = {} if stats is None else stats
+    st.update(total=len(paths), cached=0, checked=0, crashed=0, timed_out=0, collateral=0, started=0, cpu_s=0.0)
     man = Manifest(manifest, root, decoder, max_pixels) if manifest else None
     if man is not None:
         man.check_path()  # before any work: a user's file or a device is refused, never replaced
@@ -557,16 +517,12 @@ def verify_images(paths: Sequence[str], workers: int = 0, manifest: Optional[str
         if man is not None and todo:
             man.write()
     st["seconds"] = time.monotonic() - t0
-    if stats is not None:
-        stats.update(st)
     return results
 
 
 def check_files(paths: Sequence[str], data_dir: str, where: str, *, verify: bool = True, manifest: Optional[str] = "",
                 log: Optional[logging.Logger] = None, **options) -> List[VerifyResult]:
-    """``verify_images`` of a dataset's files (``verify``: decoded in full, else the cheap check only;
-    ``manifest``: a ``manifest_path`` setting) with one log line, each unusable file named once
-    (``report_unusable``); ``options``: ``verify_images``'s."""
+    """``verify_images`` of a dataset's files (``verify`` off: the cheap check), logged, unusable ones named once."""
     log, stats = log or logger, {}
     manifest = manifest_path(manifest, data_dir) if verify else None
     results = verify_images(paths, manifest=manifest, root=data_dir or None, decoder="mindspore" if verify else "cheap",
@@ -585,13 +541,8 @@ def summarize(results: Sequence[VerifyResult]) -> Dict[str, int]:
     return {OK: 0, CONVERT: 0, SKIP: 0, **Counter(r.status for r in results)}
 
 
-def report_unusable(results: Sequence[VerifyResult], log: Optional[logging.Logger] = None,
-                    where: str = "") -> List[Tuple[str, str]]:
-    """Log each unusable file once (one warning each: ``unusable image <path>: <reason>``, names that are not
-    UTF-8 as ``\\xNN``) and a summary; return ``[(path, reason)]``."""
-    from src.utils.paths import display_name
-
-    log = log or logger
+def report_unusable(results: Sequence[VerifyResult], log: logging.Logger, where: str = "") -> None:
+    """One warning per unusable file, and a summary."""
     bad = [(r.path, r.reason) for r in results if r.status == SKIP]
     for path, reason in bad:
         log.warning("unusable image %s: %s", display_name(path), reason)
@@ -599,4 +550,3 @@ def report_unusable(results: Sequence[VerifyResult], log: Optional[logging.Logge
         crashed = sum(1 for _, r in bad if r.startswith(("the decoder crashed", "the decoder did not finish")))
         log.warning("skipped %d of %d image files%s that cannot be used (%d of them crash or hang the decoder); "
                     "each is named above", len(bad), len(results), f" under {where}" if where else "", crashed)
-    return bad

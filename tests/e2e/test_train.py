@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from src.checkpoint import find_resume_checkpoint, training_checkpoints as list_checkpoints
-from src.checkpoint import read_state_dict
+from src.checkpoint import checkpoint_model_info, read_state_dict
 
 @pytest.fixture(scope="module")
 def tiny_data(make_tiny_data):
@@ -99,8 +99,9 @@ def test_dynamic_loss_scale_and_pretrained_fine_tune(tmp_path, tiny_data, train)
                                   is_dynamic_loss_scale=1, loss_scale=65536))
     assert proc.returncode == 0, proc.stderr
     assert "re-initialised for 5 classes" in proc.stdout  # the warm start says what it did not keep
-    arrays, meta = read_state_dict(os.path.join(_run_dir(tmp_path / "b"), "ckpt_0", "0-1_4.ckpt"))
-    assert meta["num_classes"] == 5 and arrays["head.fc.weight"].shape[0] == 5
+    tuned = os.path.join(_run_dir(tmp_path / "b"), "ckpt_0", "0-1_4.ckpt")
+    arrays, _ = read_state_dict(tuned)
+    assert checkpoint_model_info(tuned)["num_classes"] == 5 and arrays["head.fc.weight"].shape[0] == 5
     # the dynamic scale's state (a fixed scale has none): halved on an overflow, good steps counted
     fixed, _ = read_state_dict(ckpt)
     assert "loss_scale_good_steps" not in fixed and "loss_scale_good_steps" in arrays

@@ -4,11 +4,16 @@ import json
 import numpy as np
 import pytest
 
-from src.data.balance import (BalanceError, ClassBalancedOrder, balanced_weights, class_balanced_sampler,
-                              class_weights, describe, load_weights_file)
+from src.data.balance import (BalanceError, ClassBalancedOrder, balanced_weights, class_weights_from_counts,
+                              describe_counts, load_weights_file)
+from src.data.sampler import mindspore_sampler
 
 
 LABELS = np.array([0] * 90 + [1] * 9 + [2] * 1)  # 90 / 9 / 1
+
+
+def class_weights(labels, k, mode):
+    return class_weights_from_counts(np.bincount(labels, minlength=k), k, mode)
 
 
 def test_none_gives_no_weights():
@@ -120,7 +125,7 @@ def test_sampler_bad_input():
 def test_mindspore_sampler_drives_a_generator_dataset():
     import mindspore.dataset as ds
     labels = np.array([0] * 12 + [1] * 4)
-    sampler = class_balanced_sampler(labels, 0, 1, seed=2)
+    sampler = mindspore_sampler(ClassBalancedOrder, labels, 0, 1, seed=2)
     data = ds.GeneratorDataset([(np.array(i, np.int32), np.array(labels[i], np.int32)) for i in range(16)],
                                column_names=["i", "label"], sampler=sampler)
     got = [int(i) for i, _ in data.create_tuple_iterator(output_numpy=True, num_epochs=1)]
@@ -129,4 +134,4 @@ def test_mindspore_sampler_drives_a_generator_dataset():
 
 
 def test_describe_names_the_rarest():
-    assert "ratio 90.0" in describe(LABELS, 3) and "2: 1" in describe(LABELS, 3)
+    assert "ratio 90.0" in describe_counts(np.bincount(LABELS)) and "2: 1" in describe_counts(np.bincount(LABELS))

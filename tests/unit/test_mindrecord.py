@@ -11,10 +11,16 @@ from PIL import Image
 from src.config import ConfigError
 from src.data import DatasetError, create_dataset
 from src.data.convert import convert_to_mindrecord
-from src.data.mindrecord import CLASS_INDEX_SUFFIX, META_SUFFIX, mindrecord_rows, read_meta, read_rows, shard_files
+from src.data.mindrecord import CLASS_INDEX_SUFFIX, META_SUFFIX, mindrecord_rows, read_meta, shard_files
 from tests.fuzz_images import known_crashers
 
 LATIN = b"caf\xe9.jpg"
+
+
+def read_rows(prefix):
+    """Every row as (relative path, bytes, label), in the stored order."""
+    rows = mindrecord_rows(prefix, mode="eval").dataset.create_dict_iterator(output_numpy=True, num_epochs=1)
+    return [(json.loads(str(r["id"])), r["image"].tobytes(), int(r["label"])) for r in rows]
 
 
 def create_mindrecord_dataset(prefix, image_size, batch, **kw):

@@ -5,7 +5,8 @@ import pytest
 
 
 def test_sink_chunk_size_and_mode():
-    from src.sink import resolve_sink_mode, sink_chunk_size
+    from src.config import resolve_sink_mode
+    from src.sink import sink_chunk_size
 
     assert sink_chunk_size(9, 0) == 9 and sink_chunk_size(9, 2) == 1 and sink_chunk_size(9, 3) == 3
     assert sink_chunk_size(1251, 500) == 417 and sink_chunk_size(8, 100) == 8
