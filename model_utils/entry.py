@@ -1,50 +1,33 @@
-"""The ``main()`` every entry script shares: load the config, run the job (on ModelArts inside the
-moxing sync), and turn every error the user can cause into one ``error:`` line with exit status 2.
-
-A job is ``job(cfg, run_log) -> exit status``; ``run_log`` (``src.utils.runtime.RunLog``) is the run's
-logger, whose file the job names once it knows where the run's outputs go.
-"""
+"""The ``main()`` every entry script shares: load the config, run ``job(cfg, run_log) -> exit status`` (on
+ModelArts inside the moxing sync), and turn every error the user can cause into one ``error:`` line, exit 2."""
 import errno
 import os
 import sys
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ warnings bury the one-line error; before its import
 
-__all__ = ["user_errors", "run_entry", "STORAGE_ERRNOS", "storage_error_message"]
 
-
-def user_errors():
-    """The exception types that mean "bad input": their message names the file, key or value."""
-    from model_utils.moxing_adapter import ModelArtsError
-    from src.errors import UserError
-
-    return (UserError, ModelArtsError)
-
-
-def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), quiet=False, script=None):
-    """Loads the config from ``argv`` (``sys.argv[1:]`` when None) and returns ``job(cfg, run_log)``'s
-    exit status; a user error gives exit status 2 and one ``error:`` line on stderr (and in the run's
-    log file, if it has one). ``script``: whose keys the command line takes (default: ``log_name`` when it
-    names an entry script, else every key). ``uses_data``: on ModelArts, the dataset is downloaded and
-    unzipped. ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
+def run_entry(job, argv=None, log_name="run", uses_data=True, quiet=False, script=None):
+    """``job(cfg, run_log)``'s exit status for the config of ``argv`` (default ``sys.argv[1:]``); a user error is
+    one ``error:`` line on stderr (and in the run's log file) and exit 2. ``script``: whose keys the command line
+    takes (default: ``log_name`` if it names an entry script, else every key). ``uses_data``: ModelArts downloads
+    the dataset. ``quiet``: the job prints its own results; the log shows only warnings (on stderr)."""
     import logging
 
+    from model_utils.moxing_adapter import ModelArtsError, run_on_modelarts
     from src.config import SCRIPTS, load_config
-    from src.utils.runtime import RunLog, user_error_exit
-
-    from src.errors import Stopped
+    from src.errors import Stopped, UserError
     from src.utils import signals
+    from src.utils.runtime import RunLog, user_error_exit
 
     signals.install()  # SIGTERM / SIGINT -> Stopped: exit 143 / 130, never 0, never a half-written result
     run_log = RunLog(log_name, console_level=logging.WARNING if quiet else logging.INFO)
-    errors = user_errors() + tuple(extra_errors)
     try:
         cfg = load_config(argv, script=script or (log_name if log_name in SCRIPTS else None))
         if cfg.modelarts.enable_modelarts:
-            from model_utils.moxing_adapter import run_on_modelarts
             return run_on_modelarts(cfg, lambda c: job(c, run_log), uses_data=uses_data)
         return job(cfg, run_log)
-    except errors as err:
+    except (UserError, ModelArtsError) as err:  # bad input: the message names the file, key or value
         return user_error_exit(err, run_log)
     except Stopped as stop:
         user_error_exit(stop, run_log)
@@ -58,16 +41,14 @@ def run_entry(job, argv=None, log_name="run", uses_data=True, extra_errors=(), q
         return user_error_exit(storage_error_message(err), run_log)
 
 
-#: What a full disk, a quota, a file size limit or a read-only/forbidden location raise: the environment's
-#: fault, not the program's, so one ``error:`` line (the file and the reason) instead of a traceback.
+#: a full disk, quota, size limit, read-only or forbidden place: the environment's fault, one ``error:`` line
 STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES",
                                                               "EPERM", "ENOTDIR", "EISDIR")
                            if hasattr(errno, name))
 
 
 def storage_error_message(err):
-    """One line for a storage ``OSError``: ``cannot write PATH: No space left on device (N MiB free there)``
-    for a full disk or a size limit, ``PATH: Read-only file system`` (the path and the OS reason) else."""
+    """One line for a storage ``OSError``: the path, the reason, and for a full disk the free space."""
     from src.utils.fileio import free_space
 
     path = err.filename or ""
@@ -76,7 +57,3 @@ def storage_error_message(err):
         folder = os.path.dirname(os.path.abspath(path)) if path else "."
         return f"cannot write {path or 'a file'}: {reason} ({free_space(folder)})"
     return f"{path}: {reason}" if path else reason
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("model_utils/entry.py is a library; run train.py, eval.py, export.py or predict.py")

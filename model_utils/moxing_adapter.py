@@ -1,12 +1,9 @@
-"""Huawei ModelArts: OBS <-> local sync with moxing, a once-per-server unzip, and the config's paths
-placed in ModelArts' local folders.
-
-``moxing`` exists only on ModelArts; it is imported only when ``enable_modelarts`` is true, and a missing one is
-a ConfigError saying so. Work done once per server (copying from OBS, unzipping the dataset) is done by the
-first device of each server (``DEVICE_ID % min(RANK_SIZE, 8) == 0``, the launcher variables checked by
-``src.config.launch_env``); the other processes wait for the lock file it writes when done ("ok") or failed
-("failed: ..."). Lock names include the job id and the paths, so a second job in the container has its own.
+"""Huawei ModelArts: OBS <-> local sync with moxing (imported only with ``enable_modelarts``; a missing one is a
+ConfigError), a once-per-server dataset unzip, and the config's paths placed in ModelArts' local folders. Work
+done once per server is done by its first device (``DEVICE_ID % min(RANK_SIZE, 8) == 0``); the others wait for the
+lock file it writes ("ok" or "failed: ..."), named by the job id and the paths.
 """
+import functools
 import hashlib
 import os
 import sys
@@ -18,9 +15,6 @@ from src.config import launch_env
 from src.errors import ConfigError
 from src.utils.fileio import write_text_atomic
 
-__all__ = ["ModelArtsError", "get_job_id", "is_server_leader", "run_once_per_server", "sync_data",
-           "modelarts_unzip", "unzip_modelarts_dataset", "localize_paths", "run_on_modelarts"]
-
 LOCK_DIR = None          # directory of the lock files; None: tempfile.gettempdir()
 POLL_INTERVAL = 1.0      # seconds between lock-file checks of the waiting processes
 WAIT_TIMEOUT = 4 * 3600  # seconds a waiting process waits before giving up
@@ -31,13 +25,12 @@ class ModelArtsError(RuntimeError):
     """A ModelArts synchronisation step failed or timed out."""
 
 
-def _log(msg):
-    print(msg, flush=True)
+_log = functools.partial(print, flush=True)
 
 
-def get_job_id(environ=None):
+def get_job_id():
     """JOB_ID, or "default" when it is unset or empty."""
-    return str((os.environ if environ is None else environ).get("JOB_ID") or "").strip() or "default"
+    return os.environ.get("JOB_ID", "").strip() or "default"
 
 
 def is_server_leader(device_id=None, device_num=None):
@@ -62,15 +55,15 @@ def _lock_path(kind, *parts):
     return os.path.join(LOCK_DIR or tempfile.gettempdir(), f"cspdarknet53_{kind}_{digest[:16]}.lock")
 
 
-def run_once_per_server(lock_path, action, is_leader, what, timeout=None, poll_interval=None):
-    """Runs ``action()`` in the leader and makes the other processes wait for it. Returns True if this process
-    ran it, False if it was done already (or by the leader). The leader re-raises the action's error after
-    recording it in the lock file, the waiters then raise ModelArtsError; a waiter gives up after ``timeout``."""
+def run_once_per_server(lock_path, action, is_leader, what, timeout=None):
+    """Runs ``action()`` in the leader, the others wait for it (``ModelArtsError`` if it failed, or after
+    ``timeout``). True if this process ran it, False if it was done already or by the leader."""
     def status():
-        if not os.path.exists(lock_path):
+        try:
+            with open(lock_path, encoding="utf-8") as f:
+                return f.read().strip()
+        except FileNotFoundError:
             return None
-        with open(lock_path, encoding="utf-8") as f:
-            return f.read().strip()
 
     if is_leader:
         if (status() or "").startswith("ok"):
@@ -87,7 +80,7 @@ def run_once_per_server(lock_path, action, is_leader, what, timeout=None, poll_i
     while (state := status()) is None:
         if time.monotonic() >= deadline:
             raise ModelArtsError(f"timed out after {timeout:.0f} s waiting for {what} (lock file {lock_path})")
-        time.sleep(POLL_INTERVAL if poll_interval is None else poll_interval)
+        time.sleep(POLL_INTERVAL)
     if not state.startswith("ok"):
         raise ModelArtsError(f"{what} failed on the first device of this server: {state.removeprefix('failed: ')}")
     return False
@@ -99,7 +92,6 @@ def sync_data(from_path, to_path, device_id=None, device_num=None, timeout=None)
 
     def copy():
         start = time.time()
-        _log(f"moxing: copying {from_path} -> {to_path}")
         mox.file.copy_parallel(from_path, to_path)
         _log(f"moxing: copied {from_path} -> {to_path} in {time.time() - start:.1f} s")
 
@@ -111,20 +103,19 @@ def sync_data(from_path, to_path, device_id=None, device_num=None, timeout=None)
 def _extract(zip_path, dest, log):
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            infos, start, next_pct = zf.infolist(), time.time(), 10
+            infos, start = zf.infolist(), time.time()
             log(f"unzip: extracting {len(infos)} entries of {zip_path} into {dest}")
             for i, info in enumerate(infos, 1):
                 zf.extract(info, dest)  # zipfile drops absolute paths and '..' components
-                if i * 100 // len(infos) >= next_pct:
+                if i * 10 // len(infos) > (i - 1) * 10 // len(infos):  # every 10%
                     log(f"unzip: {i * 100 // len(infos)}% ({i}/{len(infos)}, {time.time() - start:.1f} s)")
-                    next_pct = i * 100 // len(infos) // 10 * 10 + 10
     except zipfile.BadZipFile as e:
         raise ConfigError(f"not a valid zip file: {zip_path} ({e})") from None
 
 
 def modelarts_unzip(zip_path, dest, extracted_name=None, device_id=None, device_num=None, timeout=None, log=_log):
-    """Extracts ``zip_path`` into ``dest`` once per server (the other devices wait for the first); returns
-    ``dest/<extracted_name>`` (default: the zip's base name), which, if it exists already, is kept as is."""
+    """Extracts ``zip_path`` into ``dest`` once per server; returns ``dest/<extracted_name>`` (default: the zip's
+    base name), kept as is if it exists."""
     zip_path, dest = os.path.abspath(os.fspath(zip_path)), os.path.abspath(os.fspath(dest))
     target = os.path.join(dest, extracted_name or os.path.splitext(os.path.basename(zip_path))[0])
 
@@ -142,26 +133,15 @@ def modelarts_unzip(zip_path, dest, extracted_name=None, device_id=None, device_
     return target
 
 
-def unzip_modelarts_dataset(modelarts):
-    """Unzips <data_path>/<modelarts_dataset_unzip_name>.zip when ``need_modelarts_dataset_unzip`` is true
-    (``modelarts``: the config's modelarts section). Returns the extracted folder or None."""
-    if not modelarts.need_modelarts_dataset_unzip:
-        return None
-    name = modelarts.modelarts_dataset_unzip_name
-    return modelarts_unzip(os.path.join(modelarts.data_path, name + ".zip"), modelarts.data_path,
-                           extracted_name=name)
-
-
-# Keys holding paths, by what they are relative to on ModelArts.
+# path keys by the folder they are relative to on ModelArts
 DATA_KEYS = ("data_dir", "val_data_dir", "data_list")               # the downloaded (unzipped) dataset
 WEIGHT_KEYS = ("pretrained", "ckpt_file", "resume")                 # load_path (the checkpoint_url download)
 OUTPUT_KEYS = ("ckpt_path", "log_path", "result_file", "file_name")  # output_path (uploaded to train_url)
 
 
 def localize_paths(cfg, dataset_root):
-    """The config with every relative path key placed in its ModelArts folder: data keys inside
-    ``dataset_root`` (an empty data_dir and data_list become ``dataset_root`` itself, when given), weight
-    keys inside load_path, output keys inside output_path. Absolute paths stay as they are."""
+    """The config with every relative path key inside its ModelArts folder: data keys in ``dataset_root`` (which an
+    empty data_dir and data_list become), weights in load_path, outputs in output_path."""
     flat, ma = cfg.flat(), cfg.modelarts
     roots = {**({k: dataset_root for k in DATA_KEYS} if dataset_root else {}),
              **{k: ma.load_path for k in WEIGHT_KEYS}, **{k: ma.output_path for k in OUTPUT_KEYS}}
@@ -172,13 +152,8 @@ def localize_paths(cfg, dataset_root):
 
 
 def run_on_modelarts(cfg, job, uses_data=True):
-    """Runs ``job(cfg)`` on ModelArts: download, localize the paths, run, upload.
-
-    Before the job: data_url -> data_path, checkpoint_url -> load_path, train_url -> output_path (each only
-    when the URL is set; once per server), output_path created, the dataset unzipped (``uses_data``) and the
-    config's paths localized (``localize_paths``). After: output_path -> train_url, also attempted (best
-    effort) when the job raised. The same wrapper serves train.py, eval.py, export.py and predict.py.
-    """
+    """``job(cfg)`` on ModelArts: each URL set downloaded once per server, the dataset unzipped (``uses_data``),
+    the paths localized; output_path uploaded to train_url afterwards, best effort after a failure."""
     ma = cfg.modelarts
     _import_moxing()
     for url, local in ((ma.data_url, ma.data_path), (ma.checkpoint_url, ma.load_path),
@@ -190,7 +165,9 @@ def run_on_modelarts(cfg, job, uses_data=True):
     os.makedirs(ma.output_path, exist_ok=True)
     ok = False
     try:
-        dataset_root = (unzip_modelarts_dataset(ma) or ma.data_path) if uses_data else None
+        dataset_root, name = (ma.data_path if uses_data else None), ma.modelarts_dataset_unzip_name
+        if uses_data and ma.need_modelarts_dataset_unzip:
+            dataset_root = modelarts_unzip(os.path.join(ma.data_path, name + ".zip"), ma.data_path, name)
         result = job(localize_paths(cfg, dataset_root))
         ok = True
         return result

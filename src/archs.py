@@ -1,41 +1,14 @@
-"""The architecture registry: every network variant as data, and what travels with it.
+"""The architecture registry: every network variant as data (``ArchSpec``: the ``CspArch`` structure
+``src.cspdarknet53`` builds, the ``preprocess`` defaults of its reference weights as timm's
+``resolve_data_config``, the foreign ``checkpoint_layouts`` whose numerics are its own, its timm twin). No
+MindSpore or NumPy import, so command lines and the config schema list architectures cheaply.
 
-Importing this module imports neither MindSpore nor NumPy, so command lines, the benchmark parent
-process and the config schema can list the architectures cheaply.
-
-Each registry entry (``ArchSpec``) holds:
-
-* ``net``: the ``CspArch`` structure the backbone builder (``src.cspdarknet53``) reads;
-* ``preprocess``: the input size, eval resize mode and crop fraction of its reference weights, the
-  defaults of eval / predict / export (and of training) when the user gives none, as timm's
-  ``resolve_data_config`` does;
-* ``checkpoint_layouts``: the foreign key layouts (``zoo``: the MindSpore model zoo's flat
-  ``conv0..conv27`` names; ``timm``: timm's state dicts) whose numerics are this network's, so that
-  ``src.checkpoint`` loads them into it and nothing else;
-* ``timm_model`` / ``timm_kwargs``: the like-for-like timm network, for the benchmark and parity runs.
-
-What the two full architectures differ in (all data in ``CspArch``):
-
-=================  ================================  =====================================
-field              ``cspdarknet53`` (model zoo)       ``cspdarknet53_timm``
-=================  ================================  =====================================
-activation         Mish (Softplus/Tanh/Mul)           LeakyReLU, slope 0.01 (PyTorch's)
-padding            ``same``: TF SAME, stride-2 convs  ``symmetric``: k//2 on every side
-                   pad 0 top/left and 1 bottom/right
-split              ``separate``: two 1x1 convs        ``merged``: one 1x1 ``conv_exp`` whose
-                   (``conv_main`` feeds the blocks,   output is split in halves, first half
-                   ``conv_bypass`` is the cross path)  the cross path
-concat order       ``blocks_first`` [main, bypass]    ``cross_first`` [cross, blocks]
-=================  ================================  =====================================
-
-The two are the same function up to these choices; the parameter counts are identical
-(one C->C 1x1 conv holds as many weights as two C->C/2 ones).
+``cspdarknet53`` (zoo) and ``cspdarknet53_timm`` differ only in: activation Mish vs LeakyReLU 0.01; padding TF
+SAME (stride 2: 0 top/left, 1 bottom/right) vs k//2; split two 1x1 convs (``conv_main``/``conv_bypass``) vs one
+``conv_exp`` halved; concat [blocks, cross] vs [cross, blocks]. Parameter counts are identical.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Tuple
-
-__all__ = ["CspArch", "Preprocess", "ArchSpec", "REGISTRY", "arch_names", "get_arch", "get_arch_spec",
-           "arch_for_layout", "resolve_preprocess", "EVAL_RESIZE_MODES"]
 
 EVAL_RESIZE_MODES = ("squash", "shorter")
 
@@ -49,13 +22,9 @@ class CspArch:
     stem_kernel: int = 3
     depths: Tuple[int, ...] = (1, 2, 8, 8, 4)
     widths: Tuple[int, ...] = (64, 128, 256, 512, 1024)
-    # Width of the split point relative to the stage width (timm's expand_ratio): 2.0 in the first
-    # stage gives two 64-channel paths, 1.0 later gives two C/2 paths.
-    expand_ratios: Tuple[float, ...] = (2.0, 1.0, 1.0, 1.0, 1.0)
-    # Hidden width of a dark block relative to its width: only the first stage halves it (64->32->64).
-    bottle_ratios: Tuple[float, ...] = (0.5, 1.0, 1.0, 1.0, 1.0)
-    # Dark block width relative to the stage width.
-    block_ratios: Tuple[float, ...] = (1.0, 0.5, 0.5, 0.5, 0.5)
+    expand_ratios: Tuple[float, ...] = (2.0, 1.0, 1.0, 1.0, 1.0)  # split width / stage width (timm's expand_ratio)
+    bottle_ratios: Tuple[float, ...] = (0.5, 1.0, 1.0, 1.0, 1.0)  # dark block hidden width / block width
+    block_ratios: Tuple[float, ...] = (1.0, 0.5, 0.5, 0.5, 0.5)   # dark block width / stage width
     activation: str = "mish"            # "mish" | "leaky_relu"
     leaky_slope: float = 0.01
     padding: str = "same"               # "same" (TF SAME, zoo) | "symmetric" (PyTorch k//2)
@@ -63,9 +32,7 @@ class CspArch:
     concat_order: str = "blocks_first"  # "blocks_first" (zoo) | "cross_first" (timm)
     bn_momentum: float = 0.9            # MindSpore convention: moving = 0.9*moving + 0.1*batch
     bn_eps: float = 1e-5
-    # Feature levels (0 = stem at stride 1, 1..5 = stages at strides 2..32) returned by the
-    # zoo's ``detect=True`` mode: strides 8, 16, 32.
-    detect_levels: Tuple[int, ...] = field(default=(3, 4, 5))
+    detect_levels: Tuple[int, ...] = (3, 4, 5)  # the zoo's detect=True levels (0 = stem): strides 8, 16, 32
 
     def __post_init__(self):
         n = len(self.depths)
@@ -101,17 +68,12 @@ class Preprocess:
     eval_resize: str = "squash"                # zoo: squash to 256x256 then centre crop 224
     crop_pct: float = 0.875
 
-    def __post_init__(self):
-        if self.eval_resize not in EVAL_RESIZE_MODES:
-            raise ValueError(f"eval_resize={self.eval_resize!r}: expected one of {EVAL_RESIZE_MODES}")
-
 
 @dataclass(frozen=True)
 class ArchSpec:
     """One registry entry: the structure, its preprocessing, checkpoint layouts and timm twin."""
 
     net: CspArch
-    summary: str
     preprocess: Preprocess = Preprocess()
     checkpoint_layouts: Tuple[str, ...] = ()
     timm_model: str = ""                       # "" = no timm twin
@@ -125,21 +87,18 @@ class ArchSpec:
 _SPECS = (
     ArchSpec(
         net=CspArch(name="cspdarknet53"),
-        summary="model zoo numerics: Mish, TF-SAME padding; loads zoo checkpoints",
         checkpoint_layouts=("zoo",),
         # timm's like-for-like network is its cspdarknet53 with Mish (its default is LeakyReLU).
         timm_model="cspdarknet53", timm_kwargs=(("act_layer", "mish"),)),
     ArchSpec(
         net=CspArch(name="cspdarknet53_timm", activation="leaky_relu", leaky_slope=0.01, padding="symmetric",
                     split="merged", concat_order="cross_first"),
-        summary="timm numerics: LeakyReLU 0.01, symmetric padding; loads timm weights unchanged",
         # timm's cspdarknet53.ra_in1k: 256 px, shorter side resized to 256/0.887, centre crop.
         preprocess=Preprocess(input_size=(256, 256), eval_resize="shorter", crop_pct=0.887),
         checkpoint_layouts=("timm",), timm_model="cspdarknet53"),
     ArchSpec(
         # A narrow, shallow variant with the zoo's numerics, for smoke runs and fast tests.
         net=CspArch(name="cspdarknet_tiny", stem_channels=8, depths=(1, 1, 1, 1, 1), widths=(16, 16, 32, 64, 128)),
-        summary="zoo numerics, depths 1x5, widths 16..128: smoke runs and tests",
         preprocess=Preprocess(input_size=(64, 64))),
 )
 
@@ -165,24 +124,17 @@ def get_arch_spec(name):
 
 def get_arch(name):
     """The ``CspArch`` of ``name`` (a ``CspArch`` passes through, so unregistered variants can be built)."""
-    if isinstance(name, CspArch):
-        return name
-    return get_arch_spec(name).net
+    return name if isinstance(name, CspArch) else get_arch_spec(name).net
 
 
 def arch_for_layout(layout):
     """The architecture whose numerics a foreign checkpoint layout holds (``zoo``, ``timm``); None if none."""
-    owners = [spec.name for spec in _SPECS if layout in spec.checkpoint_layouts]
-    return owners[0] if owners else None
+    return next((spec.name for spec in _SPECS if layout in spec.checkpoint_layouts), None)
 
 
 def resolve_preprocess(arch, image_size="auto", eval_resize="auto", crop_pct=0.0, recorded=None, given=()):
-    """The input size and eval preprocessing to use, as ``{"image_size": "H,W", "eval_resize", "crop_pct"}``.
-
-    Per item, first match wins: a value in ``given`` (the names the user set explicitly); the value
-    ``recorded`` with a checkpoint (its training run's, a dict of the same keys); a config value that is
-    not "auto" (``image_size`` "auto", ``eval_resize`` "auto", ``crop_pct`` 0); the architecture's.
-    """
+    """``{"image_size": "H,W", "eval_resize", "crop_pct"}`` to use; per item the first of: a value the user set
+    (named in ``given``), the checkpoint's ``recorded`` one, a config value that is not auto, the arch's."""
     pre = get_arch_spec(arch).preprocess
     recorded = {k: v for k, v in (recorded or {}).items() if v not in (None, "")}
     arch_values = {"image_size": "%d,%d" % pre.input_size, "eval_resize": pre.eval_resize,
@@ -191,14 +143,8 @@ def resolve_preprocess(arch, image_size="auto", eval_resize="auto", crop_pct=0.0
     auto = {"image_size": "auto", "eval_resize": "auto", "crop_pct": 0}
     out = {}
     for k, value in config_values.items():
-        if k in given and value != auto[k]:
-            out[k] = value
-        elif k in recorded:
-            out[k] = recorded[k]
-        elif value != auto[k]:
-            out[k] = value
-        else:
-            out[k] = arch_values[k]
+        is_set = value != auto[k]
+        out[k] = value if is_set and k in given else recorded.get(k, value if is_set else arch_values[k])
     out["crop_pct"] = float(out["crop_pct"])
     try:
         hw = [int(v) for v in str(out["image_size"]).replace(" ", "").split(",")]

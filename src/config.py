@@ -1,11 +1,8 @@
-"""The configuration: one declaration per key (a field of its section's dataclass: type, ``key(help, choices,
-check, scripts)``), typed sections, strict loading. ``default_config.yaml`` holds every key's value (the zoo's
-ImageNet recipe), ``configs/<profile>.yaml`` some. Precedence, highest first: command line (``--key value`` or
-``--key=value``), ``--config_path`` YAML, a resumed run's ``config.yaml`` (``--resume``: instead of the next two),
-profile (``Config.with_profile``), defaults. For a script, the command line takes its keys and ``ALIASES`` only,
-and a YAML's other keys are ignored. Bad input is a ``ConfigError`` naming the key and its source; odd settings
-are ``Config.warnings``. Each "auto" has one resolver: ``resolve_*`` here, ``src.utils.runtime.
-resolve_device_target`` and ``src.archs.resolve_preprocess``. Runtime state lives in ``RunContext``.
+"""The configuration: one declaration per key (a field of its section's dataclass: type and ``key(help, choices,
+check, scripts)``), strict loading. Precedence: command line (``--key value`` / ``--key=value``) > ``--config_path``
+YAML > a resumed run's ``config.yaml`` (instead of the next two) > profile > ``default_config.yaml`` (the zoo's
+ImageNet recipe). A script's command line takes its keys and ``ALIASES`` only; a YAML's other keys are ignored.
+Bad input is a ``ConfigError`` naming the key and its source; odd settings are ``Config.warnings``.
 """
 import argparse
 import dataclasses
@@ -21,10 +18,6 @@ import yaml
 from src.archs import EVAL_RESIZE_MODES, arch_names
 from src.errors import ConfigError
 from src.utils.host import available_cpus
-
-__all__ = ["ConfigError", "Config", "SECTIONS", "SCRIPTS", "ALIASES", "DEFAULT_CONFIG_PATH", "PROFILES_DIR",
-           "load_config", "save_config", "script_keys", "used_by", "unknown_option", "run_config_of",
-           "launch_env", "resolve_is_distributed", "resolve_amp_level", "resolve_sink_mode", "check_input_size"]
 
 REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 DEFAULT_CONFIG_PATH = os.path.join(REPO_ROOT, "default_config.yaml")
@@ -49,14 +42,6 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _parse_bool(value):
-    """True/False for a bool, 0/1, or a true/false/yes/no/on/off/1/0 string (any case); else None."""
-    if isinstance(value, bool) or (_is_int(value) and value in (0, 1)):
-        return bool(value)
-    text = value.strip().lower() if isinstance(value, str) else None
-    return True if text in ("true", "yes", "on", "1") else False if text in ("false", "no", "off", "0") else None
-
-
 def _epochs(text):
     """lr_epochs "30,60,90" as floats (ValueError when they are not numbers)."""
     return [float(p) for p in str(text).replace(";", ",").split(",") if p.strip()]
@@ -64,8 +49,8 @@ def _epochs(text):
 
 # --------------------------------------------------------------------------- key declarations
 def key(help, choices=None, check=None, scripts=None):
-    """Declares a config key: help text, allowed values, range check (``check(value)``: None when fine, else
-    what it must be, e.g. ">= 1") and the scripts that read it (None: the section's ``USED_BY``)."""
+    """A config key: help, allowed values, ``check(value)`` (None, or what it must be, e.g. ">= 1") and the
+    scripts that read it (None: the section's ``USED_BY``)."""
     return field(metadata={"help": help, "choices": tuple(choices) if choices else None, "check": check,
                            "scripts": scripts})
 
@@ -120,8 +105,7 @@ class ModelArtsConfig:
     load_path: str = key("ModelArts: local folder for the checkpoint_url download.")
     need_modelarts_dataset_unzip: bool = key("ModelArts: unzip <data_path>/<modelarts_dataset_unzip_name>.zip "
                                              "once per server before the run.")
-    modelarts_dataset_unzip_name: str = key("ModelArts: base name of the dataset zip file and of the folder "
-                                            "it extracts to.")
+    modelarts_dataset_unzip_name: str = key("ModelArts: base name of the dataset zip file and its folder.")
 
 
 @dataclass(frozen=True)
@@ -141,9 +125,8 @@ class DeviceConfig:
 class ModelConfig:
     USED_BY = SCRIPTS
     arch: str = key("Network: " + ", ".join(arch_names()) + " (see src/archs.py).", choices=arch_names())
-    init: str = key("Weight init: timm (Kaiming-normal fan_out, each residual block's last BatchNorm gamma 0; "
-                    "trains well, docs/convergence.md) or zoo (Kaiming-uniform a=sqrt(5), gamma 1).",
-                    choices=("timm", "zoo"), scripts=_TRAIN)
+    init: str = key("Weight init: timm (Kaiming-normal fan_out, zero-init last BN gamma of each residual block; "
+                    "trains well) or zoo (Kaiming-uniform a=sqrt(5)).", choices=("timm", "zoo"), scripts=_TRAIN)
     num_classes: int = key("Number of output classes of the classifier.",
                            check=_at_least(1, 100000, "a larger classifier alone holds over 10^8 weights"))
     fp16_head: bool = key("Compute the classifier in float16 (model zoo behaviour); false: float32.",
@@ -157,21 +140,18 @@ class DataConfig:
                         "data (train.py, eval.py).")
     data_list: str = key("Optional text file of 'relative/path label' lines (relative to data_dir), used "
                          "instead of scanning data_dir.")
-    dataset_format: str = key("How data_dir / val_data_dir are stored: folder (an ImageFolder tree) or mindrecord "
-                              "(the PREFIX given to tools/convert_to_mindrecord.py --output).",
+    dataset_format: str = key("How data_dir / val_data_dir are stored: folder (an ImageFolder) or mindrecord (the "
+                              "PREFIX given to tools/convert_to_mindrecord.py --output).",
                               choices=("folder", "mindrecord"))
-    verify_files: bool = key("Decode every file once in isolated workers and skip (and name) the unusable ones; "
-                             "false: check the first and last bytes only (a corrupt file can crash the run).",
+    verify_files: bool = key("Decode every file once in isolated workers, skipping (and naming) unusable ones; "
+                             "false: check first and last bytes only (a corrupt file can crash the run).",
                              scripts=_IMAGES)
-    verify_manifest: str = key("Where the decode check's results are kept (by path, size and mtime): empty = "
-                               "<data_dir>/.cspdarknet53_verified.jsonl (the user cache when data_dir is read-only); "
-                               "none = nowhere; else that file.")
-    max_image_pixels: int = key("Images whose header declares more pixels (width x height) are named and skipped "
-                                "without being decoded (100000000: 10000 x 10000, 300 MB as RGB).",
-                                check=_at_least(1), scripts=_IMAGES)
-    sampler: str = key("Train order: epoch_shard (every image once per epoch) or class_balanced (each class an "
-                       "equal share of every epoch; folder format only).", choices=("epoch_shard", "class_balanced"),
-                       scripts=_TRAIN)
+    verify_manifest: str = key("Cache of the decode check's results: empty = <data_dir>/.cspdarknet53_verified.jsonl "
+                               "(a user cache if read-only); none = nowhere; else that file.")
+    max_image_pixels: int = key("Images whose header declares more pixels (width x height; 10^8: 10000 x 10000) "
+                                "are named and skipped undecoded.", check=_at_least(1), scripts=_IMAGES)
+    sampler: str = key("Train order: epoch_shard (every image once per epoch) or class_balanced (equal class "
+                       "shares; folder format only).", choices=("epoch_shard", "class_balanced"), scripts=_TRAIN)
     val_data_dir: str = key("Train: ImageFolder validated every val_interval epochs; empty: no validation.",
                             scripts=_TRAIN)
     image_size: str = key("Train crop and eval input size as 'height,width'; auto: the architecture's.",
@@ -180,12 +160,11 @@ class DataConfig:
                               check=_at_least(1), scripts=_IMAGES)
     num_parallel_workers: int = key("Data-loading workers per device; 0 uses the machine's cores (divided "
                                     "among local devices).", check=_workers, scripts=_IMAGES)
-    eval_resize: str = key("Eval resize: squash (both sides to size/crop_pct, model zoo) or shorter (the "
-                           "shorter side, keeping the aspect ratio), then a centre crop; auto: the "
-                           "architecture's.", choices=("auto",) + EVAL_RESIZE_MODES, scripts=_IMAGES)
-    crop_pct: float = key("Eval centre-crop fraction (0.875: 256 -> 224); 0: the architecture's.",
-                          check=lambda v: None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]",
-                          scripts=_IMAGES)
+    eval_resize: str = key("Eval resize before the centre crop: squash (both sides, model zoo) or shorter (the "
+                           "shorter side, keeping the aspect ratio); auto: the architecture's.",
+                           choices=("auto",) + EVAL_RESIZE_MODES, scripts=_IMAGES)
+    crop_pct: float = key("Eval centre-crop fraction (0.875: 256 -> 224); 0: the architecture's.", scripts=_IMAGES,
+                          check=lambda v: None if v == 0 or 0 < v <= 1 else "0 (the architecture's) or in (0, 1]")
     auto_augment: str = key("Extra train augmentation: none, randaugment or autoaugment (ImageNet policy).",
                             choices=("none", "randaugment", "autoaugment"), scripts=_TRAIN)
     re_prob: float = key("Random-erasing probability in training (0 disables).", check=_between(0, 1),
@@ -205,11 +184,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     USED_BY = _TRAIN
-    lr: float = key("Peak learning rate, reached at the end of the warmup; not scaled by the number of "
-                    "devices.", check=_at_least(0))
-    lr_scheduler: str = key("cosine_annealing (model zoo, per-epoch staircase), cosine_step (per-step cosine "
-                            "to eta_min) or exponential / multistep (decay by lr_gamma at lr_epochs; "
-                            "exponential is the zoo's name).",
+    lr: float = key("Peak learning rate (end of warmup); not scaled by the number of devices.", check=_at_least(0))
+    lr_scheduler: str = key("cosine_annealing (zoo, per-epoch staircase), cosine_step (per-step cosine to eta_min) "
+                            "or exponential (the zoo's name) / multistep: decay by lr_gamma at lr_epochs.",
                             choices=("cosine_annealing", "cosine_step", "exponential", "multistep"))
     lr_epochs: str = key("Milestone epochs of the exponential/multistep schedule, comma separated.",
                          check=_numbers)
@@ -227,9 +204,9 @@ class OptimConfig:
                                       "the fixed loss_scale.")
     loss_scale: float = key("Fixed loss scale, or the initial one with is_dynamic_loss_scale.",
                             check=_at_least(1))
-    class_weights: str = key("Per-class loss weights: none; balanced (inverse class frequency of the training "
-                             "data, mean 1); or a file: one weight per line in class-index order, a JSON list, or "
-                             "a JSON object {class name: weight} (others 1).",
+    class_weights: str = key("Per-class loss weights: none; balanced (inverse class frequency, mean 1); or a file: "
+                             "one weight per line by class index, a JSON list, or a JSON {class name: weight} "
+                             "(others 1).",
                              check=lambda v: None if v.strip().lower() in ("none", "balanced") or os.path.isfile(v)
                              else "none, balanced or an existing weights file")
     label_smooth: bool = key("Label-smoothed cross entropy with label_smooth_factor; false: plain cross "
@@ -237,8 +214,7 @@ class OptimConfig:
     label_smooth_factor: float = key("Label-smoothing epsilon (how much target mass leaves the true class).",
                                      check=_between(0, 1, high_open=True))
     label_smooth_style: str = key("pytorch (true class 1 - eps + eps/K, others eps/K; timm, mindcv) or zoo (true "
-                                  "class 1 - eps, others eps/(K-1)).",
-                                  choices=("pytorch", "zoo"))  # src.loss.SMOOTH_STYLES (tested equal)
+                                  "class 1 - eps, others eps/(K-1)).", choices=("pytorch", "zoo"))
     ema: bool = key("Keep an exponential moving average (EMA) of the weights with decay ema_decay.")
     ema_decay: float = key("Decay of the weight EMA.", check=_between(0, 1))
 
@@ -252,9 +228,8 @@ class TrainConfig:
                              check=_at_least(1))
     ckpt_save_max: int = key("Number of epoch checkpoints to keep, the newest included (best.ckpt is kept "
                              "besides).", check=_at_least(1))
-    ckpt_older_weights_only: bool = key("Keep the older epoch checkpoints (all but the newest) weights-only: half "
-                                        "the size, for eval/export/predict/pretrained, not resumable; false keeps "
-                                        "the optimizer state in every kept checkpoint.")
+    ckpt_older_weights_only: bool = key("Keep older epoch checkpoints weights-only (half the size, not resumable); "
+                                        "false keeps the optimizer state in every kept checkpoint.")
     ckpt_path: str = key("Root of the training output folders (checkpoints, logs, metrics).")
     is_save_on_master: bool = key("Only rank 0 saves checkpoints; false: every rank does.")
     dump_shard_files: bool = key("For tests: each rank writes <run>/shard_rank<r>.txt, one 'epoch<TAB>path' "
@@ -264,9 +239,8 @@ class TrainConfig:
                             check=_at_least(1))
     tensorboard_dir: str = key("TensorBoard scalars to <tensorboard_dir>/<run name>/ (rank 0; needs tensorboardX "
                                "2.6.5); empty: off.")
-    dataset_sink_mode: str = key("Run sink_size steps per host call (the host reads the losses once per sink); auto: "
-                                 "on for Ascend/GPU (device queue), off on CPU (1 on CPU: same numerics as 0).",
-                                 choices=("auto", "0", "1"))
+    dataset_sink_mode: str = key("Run sink_size steps per host call; auto: on for Ascend/GPU, off on CPU (where 1 "
+                                 "gives the same numerics as 0).", choices=("auto", "0", "1"))
     sink_size: int = key("Steps per sink in sink mode, rounded down to a divisor of the steps per epoch; 0: a "
                          "whole epoch.", check=_at_least(0))
 
@@ -279,11 +253,9 @@ class WeightsConfig:
     ckpt_file: str = key("The checkpoint to load: eval scores a file, or every checkpoint of a folder; export and "
                          "predict load one file.")
     use_ema: bool = key("Use the checkpoint's EMA weights.")
-    calibration_file: str = key("The checkpoint's calibration record (the temperature eval.py --calibrate fits): "
-                                "empty = <checkpoint>.calibration.json beside the checkpoint, used when it exists "
-                                "(eval --calibrate writes it there); none = no calibration (temperature 1); else "
-                                "that file. A record fitted for another checkpoint is refused. predict "
-                                "--model_path: empty = the exported model's own temperature.")
+    calibration_file: str = key("The checkpoint's temperature record (eval --calibrate writes it): empty = "
+                                "<checkpoint>.calibration.json if it exists (predict --model_path: the model's own); "
+                                "none = temperature 1; else that file. A record of another checkpoint is refused.")
 
 
 @dataclass(frozen=True)
@@ -296,10 +268,8 @@ class EvalConfig:
                               "(0: none).", check=_at_least(0))
     class_map: str = key("A file mapping the data's class folders to the model's classes (JSON {\"folder\": class "
                          "name, index or null} or 'folder target' lines), for folders named unlike the classes.")
-    calibrate: bool = key("Fit a temperature on the scored images and write the checkpoint's calibration record "
-                          "(calibration_file; the checkpoint is never rewritten); ECE/NLL before and after are "
-                          "reported. Score a held-out split for it (e.g. half of the validation images, then eval "
-                          "the other half), never the test set whose figures you report.")
+    calibrate: bool = key("Fit a temperature on the scored images and write calibration_file (ECE/NLL before and "
+                          "after reported); score a held-out split for it, never the test set you report.")
     tta: str = key("Test-time augmentation: none, or flip (each image's logits averaged with its mirror "
                    "image's).", choices=("none", "flip"), scripts=("eval", "predict"))
 
@@ -315,13 +285,12 @@ class ExportConfig:
                      check=_at_least(0, MAX_SIDE, _SIDE_WHY))
     height: int = key("Exported input height in pixels; 0: from the checkpoint (or the architecture).",
                       check=_at_least(0, MAX_SIDE, _SIDE_WHY))
-    quantize: str = key("int8: also write <file_name>.int8.onnx, INT8 post-training quantized (onnxruntime QDQ) "
-                        "on calib_data_dir's images (ONNX only; needs onnx and onnxruntime).",
-                        choices=("none", "int8"))
+    quantize: str = key("int8: also write <file_name>.int8.onnx, INT8 post-training quantized (onnxruntime QDQ) on "
+                        "calib_data_dir's images (ONNX; needs onnxruntime).", choices=("none", "int8"))
     calib_data_dir: str = key("quantize=int8: an ImageFolder of training images to calibrate on (root/<class>/"
                               "<image>), read with the model's eval preprocessing.")
-    calib_images: int = key("quantize=int8: how many calib_data_dir images calibrate (taken in turn from each "
-                            "class); images left over check INT8 against FP32.",
+    calib_images: int = key("quantize=int8: how many calib_data_dir images calibrate (in turn from each class); "
+                            "the rest check INT8 against FP32.",
                             check=_at_least(1, 100000, "a few hundred suffice; more only slows the calibration"))
     calib_seed: int = key("quantize=int8: seed of the calibration image choice.", check=_between(0, 2 ** 32 - 1))
 
@@ -374,12 +343,12 @@ class Config:
     export: ExportConfig
     predict: PredictConfig
     explicit: FrozenSet[str] = frozenset()   # keys the user set (command line, or a YAML value != default)
-    profile: str = ""                        # the profile applied, if any
-    config_path: str = ""                    # the user YAML, if any
+    profile: str = ""
+    config_path: str = ""                    # the user YAML
     warnings: Tuple[str, ...] = ()           # odd but legitimate settings, for the run's log
     script: str = ""                         # the entry script it was loaded for ("": every key)
     resumed_from: str = ""                   # the run's config.yaml that --resume made the base
-    #: {key: (value the resumed run saved, value now)} for each key a YAML or the command line changed
+    #: {key: (saved value, value now)} of each key a YAML or the command line changed on resume
     changed_on_resume: Dict[str, tuple] = field(default_factory=dict, hash=False)
 
     def flat(self):
@@ -387,12 +356,10 @@ class Config:
         return {k: getattr(getattr(self, section), k) for k, (section, _) in _KEYS.items()}
 
     def is_explicit(self, name):
-        """True if ``name`` was given on the command line, or in a YAML with a non-default value."""
         return name in self.explicit
 
     def replace(self, _mark_explicit=False, **values):
-        """A copy with the given keys changed (validated again); ``_mark_explicit`` marks them as set by
-        the user (for values a script derives from the user's, e.g. ModelArts paths)."""
+        """A copy with the given keys changed (validated again); ``_mark_explicit``: as if the user set them."""
         for k in values:
             if k not in _KEYS:
                 raise ConfigError("unknown key %s%s" % (_show(k), _did_you_mean(_suggest_key(k, _KEYS), "'%s'")))
@@ -400,8 +367,8 @@ class Config:
         return self._rebuild(values, {k: "%s (set by the program)" % k for k in values}, explicit)
 
     def with_profile(self, name):
-        """``(config, changed)``: the profile's values for each key of the script not set explicitly. A
-        resumed run keeps its saved values (its profile was applied when it started)."""
+        """``(config, changed)``: the profile's values for each of the script's keys not set explicitly (none on
+        resume: the run's profile was applied when it started)."""
         path = _profile_path(name)
         values = _read_values(path, "profile %r" % name, extra_documents=False)
         if self.resumed_from:
@@ -419,12 +386,12 @@ class Config:
 
 # --------------------------------------------------------------------------- YAML files
 _MAX_FILE_BYTES = 1 << 20     # a config file holds one short value per key: about 3 KB
-_IGNORED_KEYS = ("runtime",)  # held by configs that earlier versions saved; means nothing now
+_IGNORED_KEYS = ("runtime",)  # in configs earlier versions saved
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader for config files: refuses duplicate keys (PyYAML keeps the last), aliases (``*name``: a
-    few hundred bytes of nested aliases expand to gigabytes) and nesting deeper than 8 levels."""
+    """SafeLoader refusing duplicate keys (PyYAML keeps the last), aliases (nested ones expand to gigabytes) and
+    nesting deeper than 8 levels."""
 
     depth = 0
 
@@ -449,8 +416,8 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _read_values(path, what, extra_documents=True):
-    """The key -> value mapping of a YAML file (its first document; a zoo-style file's further documents,
-    help and choices, are ignored when ``extra_documents``). Refuses keys that are not the config's."""
+    """The key -> value mapping of a YAML file's first document (a zoo-style file's help and choices documents
+    ignored with ``extra_documents``); keys that are not the config's are refused."""
     if not os.path.exists(path):
         raise ConfigError("%s: file not found: %s" % (what, path))
     if not os.path.isfile(path):
@@ -491,8 +458,8 @@ def _profile_path(name):
 
 
 def run_config_of(resume):
-    """The ``config.yaml`` of the run folder that ``resume`` names (the folder, its ``ckpt_<rank>/`` or a
-    checkpoint in that, as ``src.checkpoint.run_folder_of`` finds it); None when there is none."""
+    """The ``config.yaml`` of the run folder ``resume`` names (it, its ``ckpt_<rank>/`` or a checkpoint there);
+    None when there is none."""
     path = os.path.abspath(os.path.expanduser(str(resume)))
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     if os.path.basename(folder).startswith("ckpt_"):
@@ -504,7 +471,7 @@ def run_config_of(resume):
 
 
 # --------------------------------------------------------------------------- suggestions
-# Names other tools use for some keys (timm, mindcv, ...): suggested before any spelling match.
+# other tools' names (timm, mindcv ...), suggested before any spelling match
 _HINTS = {
     "epochs": "max_epoch", "num_epochs": "max_epoch", "batch_size": "per_batch_size",
     "workers": "num_parallel_workers", "num_workers": "num_parallel_workers", "model": "arch",
@@ -540,8 +507,11 @@ def _convert(tp, value, has_choices):
     """A YAML value or command-line text as type ``tp``; None when it is not one."""
     if isinstance(value, (dict, list)):
         return None
-    if tp is bool:
-        return _parse_bool(value)
+    if tp is bool:  # a bool, 0/1, or true/false/yes/no/on/off/1/0 in any case
+        if isinstance(value, bool) or (_is_int(value) and value in (0, 1)):
+            return bool(value)
+        text = value.strip().lower() if isinstance(value, str) else None
+        return True if text in ("true", "yes", "on", "1") else False if text in ("false", "no", "off", "0") else None
     if tp is str:
         if isinstance(value, bool):
             return str(int(value)) if has_choices else None  # is_distributed: true -> "1"
@@ -557,8 +527,7 @@ def _convert(tp, value, has_choices):
 
 
 def _coerce(name, value, where):
-    """``value`` as key ``name``'s type, checked against its choices and range; ``where`` names the source in
-    messages (``--max_epoch``, ``lr in x.yaml``)."""
+    """``value`` as key ``name``'s type, checked; ``where`` names the source (``--max_epoch``, ``lr in x.yaml``)."""
     f = _KEYS[name][1]
     choices, check = f.metadata["choices"], f.metadata["check"]
     out = _convert(f.type, value, bool(choices))
@@ -670,8 +639,8 @@ def _build_parser(script, defaults):
 
 
 def unknown_option(name, script=None, known=None):
-    """The error line for ``--name`` on ``script``'s command line (``known``: its option names; default: its
-    keys and aliases): another script's key names the scripts using it, else the nearest option is shown."""
+    """The error line for ``--name`` on ``script``'s command line (``known``: its options; default: its keys and
+    aliases): another script's key names the scripts using it, else the nearest option is suggested."""
     if name in _KEYS and script is not None:
         return "command line: --%s is not an option of %s.py; it is used by %s" % (
             name, script, ", ".join("%s.py" % s for s in used_by(name)))
@@ -738,8 +707,7 @@ def load_config(argv=None, config_path=None, script=None, environ=None):
 
 
 def save_config(cfg, path):
-    """Writes every key's value to ``path`` as one YAML mapping, atomically; it loads back (``--config_path``,
-    ``--resume``) to the same values. Returns the absolute path."""
+    """Every key's value as one YAML mapping, written atomically (it loads back to the same values)."""
     from src.utils.fileio import write_text_atomic
 
     text = yaml.safe_dump(cfg.flat(), sort_keys=False, default_flow_style=False, allow_unicode=True)
@@ -751,8 +719,7 @@ _LAUNCH_VARS = {"DEVICE_ID": (0, 4095), "RANK_ID": (0, 65535), "RANK_SIZE": (1, 
 
 
 def launch_env(environ=None):
-    """``{name: int}`` of the launcher variables set (DEVICE_ID, RANK_ID, RANK_SIZE, MS_WORKER_NUM; MindSpore
-    takes device ids 0-4095); ``ConfigError`` naming one that is not an integer or out of range."""
+    """``{name: int}`` of the launcher variables set; ``ConfigError`` naming one not an integer or out of range."""
     env, out = os.environ if environ is None else environ, {}
     for name, (low, high) in _LAUNCH_VARS.items():
         raw = str(env.get(name) or "").strip()
@@ -770,8 +737,8 @@ def launch_env(environ=None):
 
 
 def resolve_is_distributed(value, environ=None):
-    """``is_distributed`` as a bool: "1"/"0" (or 1/0/True/False) as given; "auto": True iff launched by
-    msrun (MS_ROLE set, or MS_WORKER_NUM > 1) or RANK_SIZE > 1 in ``environ`` (default: os.environ)."""
+    """``is_distributed`` as a bool; "auto": launched by msrun (MS_ROLE set, or MS_WORKER_NUM > 1) or
+    RANK_SIZE > 1."""
     value, env = _coerce("is_distributed", value, "is_distributed"), os.environ if environ is None else environ
     counts = launch_env(env) if value == "auto" else {}
     return value == "1" or (value == "auto" and (bool(str(env.get("MS_ROLE", "")).strip()) or
@@ -779,13 +746,12 @@ def resolve_is_distributed(value, environ=None):
 
 
 def resolve_amp_level(value, device_target):
-    """``amp_level`` (the config's choices) -> O0, O2 or O3; auto: O2 on Ascend and GPU (the zoo's), O0 on
-    CPU (float16 kernels measured about 2x slower there, with about 3x the memory)."""
+    """``amp_level`` -> O0, O2 or O3; auto: O2 on Ascend and GPU (the zoo's), O0 on CPU (float16 is slower there)."""
     value = _coerce("amp_level", value, "amp_level")
     return value if value != "auto" else "O0" if device_target == "CPU" else "O2"
 
 
 def resolve_sink_mode(value, device_target):
-    """``dataset_sink_mode`` (the config's choices, or a bool) -> bool; auto: on for Ascend/GPU, off on CPU."""
+    """``dataset_sink_mode`` -> bool; auto: on for Ascend/GPU, off on CPU."""
     value = _coerce("dataset_sink_mode", value, "dataset_sink_mode")
     return device_target in ("Ascend", "GPU") if value == "auto" else value == "1"

@@ -1,22 +1,9 @@
-"""CSPDarkNet53 backbone for MindSpore, built from a small architecture description.
-
-Reference: Wang et al., "CSPNet: A New Backbone that can Enhance Learning Capability of CNN",
-CVPR Workshops 2020; the darknet cfg ``csdarknet53-omega.cfg``; the MindSpore model zoo's
-``research/cv/cspdarknet53`` (numerics of ``cspdarknet53``) and timm's ``cspnet.py``
-(numerics and channel layout of ``cspdarknet53_timm``).
-
-Network layout (both named architectures; 27,642,184 trainable parameters with a 1000-way head):
-a 3x3 stride-1 stem to 32 channels, then five cross stages (depths 1, 2, 8, 8, 4; widths 64 .. 1024).
-Each stage downsamples with a 3x3 stride-2 conv, splits into a *cross* path and a *blocks* path,
-runs residual "dark" blocks (1x1 then 3x3 conv, plain add, no activation after the add) on the
-blocks path, applies a 1x1 transition to it, concatenates both paths and fuses them with a 1x1 conv.
-Every conv is Conv (no bias) -> BatchNorm (momentum 0.9, eps 1e-5) -> activation.
-
-The architecture descriptions (``CspArch``) and the registry live in ``src.archs``.
-
-Module names follow timm (``stem.conv1``, ``stages.{i}.conv_down`` ... ``conv_transition``,
-``blocks.{j}.conv1/conv2``, each unit ``.conv``/``.bn``), so timm state dicts map by four renames;
-``src/checkpoint.py`` maps the zoo's flat ``conv0..conv27`` names.
+"""CSPDarkNet53 backbone built from a ``src.archs.CspArch`` (Wang et al., "CSPNet", CVPRW 2020; the MindSpore
+model zoo's ``research/cv/cspdarknet53`` for ``cspdarknet53``'s numerics, timm's ``cspnet.py`` for
+``cspdarknet53_timm``'s). A 3x3 stem, then cross stages: a stride-2 conv, a split into a cross and a blocks path,
+residual dark blocks (no activation after the add), a 1x1 transition, concat, a 1x1 fuse; every unit is
+Conv (no bias) -> BatchNorm -> activation. Module names follow timm (``stem.conv1``, ``stages.{i}.conv_down`` ...,
+``blocks.{j}.conv1/conv2``), so timm state dicts map by four renames (``src.checkpoint.layouts``).
 """
 from collections import OrderedDict
 
@@ -24,7 +11,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from src.archs import get_arch
-from src.utils.custom_op import create_activation
+from src.utils.custom_op import LeakyReLU, Mish
 
 
 class ConvNormAct(nn.Cell):
@@ -32,16 +19,14 @@ class ConvNormAct(nn.Cell):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, arch):
         super().__init__()
-        if arch.padding == "same" or kernel_size == 1:
-            # TF-style SAME: for a stride-2 3x3 conv on even input, pad 0 top/left, 1 bottom/right,
-            # as the zoo does.
+        if arch.padding == "same" or kernel_size == 1:  # TF SAME (zoo): stride 2 pads 0 top/left, 1 bottom/right
             conv_kwargs = dict(pad_mode="same")
         else:
             conv_kwargs = dict(pad_mode="pad", padding=kernel_size // 2)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, has_bias=False,
                               weight_init="zeros", **conv_kwargs)
         self.bn = nn.BatchNorm2d(out_channels, momentum=arch.bn_momentum, eps=arch.bn_eps)
-        self.act = create_activation(arch.activation, arch.leaky_slope)
+        self.act = Mish() if arch.activation == "mish" else LeakyReLU(alpha=arch.leaky_slope)  # slope explicit
 
     def construct(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -99,21 +84,12 @@ class CrossStage(nn.Cell):
             main = self.conv_main(x)
             cross = self.conv_bypass(x)
         main = self.conv_transition_b(self.blocks(main))
-        if self.cross_first:
-            x = self.concat((cross, main))
-        else:
-            x = self.concat((main, cross))
-        return self.conv_transition(x)
+        return self.conv_transition(self.concat((cross, main) if self.cross_first else (main, cross)))
 
 
 class CspDarkNet53(nn.Cell):
-    """The backbone: ``construct`` returns the last feature map (N, num_features, H/32, W/32).
-
-    ``feature_maps(x)`` returns all six levels (stem at stride 1, stages at strides 2..32), the
-    multi-scale outputs that detection users need; the zoo's ``detect=True`` outputs are levels
-    ``arch.detect_levels`` (3, 4, 5: 256/512/1024 channels at strides 8/16/32).
-    Weights are left at their layer defaults; ``create_model`` applies the zoo initialisation.
-    """
+    """The backbone: ``construct`` returns the last feature map (N, num_features, H/32, W/32), ``feature_maps``
+    all six levels (stem, then stages at strides 2..32). ``create_model`` initialises the weights."""
 
     def __init__(self, arch="cspdarknet53"):
         super().__init__()
@@ -121,13 +97,9 @@ class CspDarkNet53(nn.Cell):
         a = self.arch
         self.stem = nn.SequentialCell(OrderedDict(
             conv1=ConvNormAct(3, a.stem_channels, a.stem_kernel, 1, a)))
-        stages = []
-        in_channels = a.stem_channels
-        for i, depth in enumerate(a.depths):
-            stages.append(CrossStage(in_channels, a.widths[i], depth, a.expand_ratios[i], a.bottle_ratios[i],
-                                     a.block_ratios[i], a))
-            in_channels = a.widths[i]
-        self.stages = nn.CellList(stages)
+        ins = a.feature_channels  # stage i reads level i (the stem, then stage i - 1)
+        self.stages = nn.CellList([CrossStage(ins[i], a.widths[i], depth, a.expand_ratios[i], a.bottle_ratios[i],
+                                              a.block_ratios[i], a) for i, depth in enumerate(a.depths)])
         self.num_features = a.num_features
 
     def construct(self, x):

@@ -1,13 +1,9 @@
-"""Every error the user can cause, in one place.
-
-A ``UserError`` means bad input (a file, a key, a value): the entry scripts print its message as one
-``error:`` line and exit with status 2 (``model_utils.entry.run_entry``). The message names the file, key
-or value. ``NonFiniteLoss`` is not the user's input but the run's state: train.py exits 3 on it.
-"""
+"""Every error the user can cause. A ``UserError`` (bad input; the message names the file, key or value) is one
+``error:`` line and exit status 2 (``model_utils.entry.run_entry``); ``NonFiniteLoss`` exits 3."""
 
 
 class UserError(ValueError):
-    """Bad input the user can fix; the message names the file, key or value."""
+    """Bad input the user can fix."""
 
 
 class ConfigError(UserError):
@@ -15,7 +11,7 @@ class ConfigError(UserError):
 
 
 class DatasetError(UserError):
-    """The user's data or data options; the message names the path or value."""
+    """The user's data or data options."""
 
 
 class ClassIndexError(DatasetError):
@@ -31,11 +27,11 @@ class ClassNamesError(UserError):
 
 
 class CheckpointError(UserError):
-    """A checkpoint that cannot be read or does not fit the network; the message names the file."""
+    """A checkpoint that cannot be read or does not fit the network."""
 
 
 class CheckpointSaveError(CheckpointError):
-    """A checkpoint could not be written (disk full, permissions); the message names the path and free space."""
+    """A checkpoint could not be written (disk full, permissions); the message gives the free space."""
 
 
 class DeviceError(UserError):
@@ -47,29 +43,25 @@ class DistributedInitError(UserError):
 
 
 class ExportError(UserError):
-    """An export request that cannot be carried out (the message says why and what to do)."""
+    """An export request that cannot be carried out."""
 
 
 class ModelRecordError(UserError):
-    """An exported model's record (ONNX metadata or sidecar JSON) or calibration record is missing or malformed."""
+    """An exported model's record or a calibration record is missing or malformed."""
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite (exit status 3): the message names the step, lr and last checkpoint."""
+    """The loss became NaN or infinite (exit status 3)."""
 
 
 class Stopped(BaseException):
-    """The job was stopped by a signal (SIGTERM from a scheduler before preemption, SIGINT from Ctrl-C): the
-    entry scripts exit with 128 + the signal number (143, 130) and the message says what was kept.
-
-    A ``BaseException``, as ``KeyboardInterrupt``: it is raised wherever the signal lands, and an ``except
-    Exception`` on the way (a library's fallback: ``importlib.metadata`` lookups, decoder probes) must not
-    swallow it (measured: a SIGTERM during the data check was lost and the run trained to its end, exit 0)."""
+    """Stopped by SIGTERM/SIGINT: exit 128 + the signal number. A ``BaseException`` so that a library's ``except
+    Exception`` cannot swallow it (a SIGTERM during the data check was once lost that way)."""
 
     def __init__(self, signum, message=""):
         import signal
 
         self.signum = int(signum)
         self.exit_status = 128 + self.signum
-        name = signal.Signals(self.signum).name
-        super().__init__(message or f"stopped by {name} before finishing; nothing was written")
+        super().__init__(message or f"stopped by {signal.Signals(self.signum).name} before finishing; nothing was "
+                                    "written")

@@ -1,9 +1,6 @@
-"""Backbone + head = classifier, and ``create_model``: the one way the project builds a network.
-
-``ImageClassificationNetwork`` keeps the zoo's ``backbone``/``head`` attribute names (checkpoint keys
-``backbone.*`` and ``head.fc.*``) and its optional output activation ("None", "Softmax", "Sigmoid";
-the zoo raised NotImplementedError for anything else, here it is a ValueError).
-"""
+"""Backbone + head = classifier, and ``create_model``, the one way the project builds a network. The zoo's
+``backbone``/``head`` attribute names (checkpoint keys ``backbone.*``, ``head.fc.*``) and its output activation
+("None", "Softmax", "Sigmoid"; anything else is a ValueError where the zoo raised NotImplementedError)."""
 from mindspore import nn
 
 from src.archs import get_arch
@@ -11,24 +8,21 @@ from src.cspdarknet53 import CspDarkNet53
 from src.head import CommonHead
 from src.utils.var_init import DEFAULT_INIT, init_weights
 
+_ACTIVATIONS = {None: None, "None": None, "Softmax": nn.Softmax, "Sigmoid": nn.Sigmoid}
+
 
 class ImageClassificationNetwork(nn.Cell):
     def __init__(self, backbone, head, activation="None", init=DEFAULT_INIT):
         super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation {activation!r}: expected 'None', 'Softmax' or 'Sigmoid'")
         self.init_scheme = init
         self.backbone = backbone
         self.head = head
         self.arch = backbone.arch
         self.num_features = backbone.num_features
         self.num_classes = head.num_classes
-        if activation in (None, "None"):
-            self.activation = None
-        elif activation == "Softmax":
-            self.activation = nn.Softmax()
-        elif activation == "Sigmoid":
-            self.activation = nn.Sigmoid()
-        else:
-            raise ValueError(f"activation {activation!r}: expected 'None', 'Softmax' or 'Sigmoid'")
+        self.activation = _ACTIVATIONS[activation]() if _ACTIVATIONS[activation] else None
         self.use_activation = self.activation is not None
 
     def forward_features(self, x):
@@ -49,19 +43,15 @@ class ImageClassificationNetwork(nn.Cell):
             x = self.activation(x)
         return x
 
-    def get_classifier(self):
-        return self.head.fc
-
     def reset_classifier(self, num_classes, seed=0, fp16=None):
         """Replaces the head with a freshly initialised one for ``num_classes`` (fine-tuning)."""
         if fp16 is None:
-            fp16 = self.head.fc.to_float_flag if hasattr(self.head.fc, "to_float_flag") else False
+            fp16 = getattr(self.head.fc, "to_float_flag", False)
         head = CommonHead(self.num_features, num_classes, fp16=fp16)
         init_weights(head, self.init_scheme, seed=seed + 1)
         self.head = head
         self.num_classes = num_classes
-        # Parameter names are assigned relative to the root cell when it is attached.
-        self.head.update_parameters_name("head.")
+        self.head.update_parameters_name("head.")  # names are relative to the root cell once attached
         return self
 
 
@@ -72,8 +62,7 @@ class FeatureExtractor(nn.Cell):
         super().__init__()
         self.backbone = backbone
         self.out_indices = tuple(out_indices)
-        channels = backbone.arch.feature_channels
-        strides = backbone.arch.feature_strides
+        channels, strides = backbone.arch.feature_channels, backbone.arch.feature_strides
         for i in self.out_indices:
             if not 0 <= i < len(channels):
                 raise ValueError(f"out_indices entry {i} is outside 0..{len(channels) - 1}")
@@ -86,13 +75,8 @@ class FeatureExtractor(nn.Cell):
 
 def create_model(arch="cspdarknet53", num_classes=1000, fp16_head=False, features_only=False, out_indices=None,
                  activation="None", seed=0, init=DEFAULT_INIT):
-    """Builds a classifier (or, with ``features_only``, a multi-scale feature extractor).
-
-    Weights get the initialisation scheme ``init`` ("timm", the default: Kaiming-normal fan_out convs,
-    each residual block's last BN gamma 0; "zoo": the model zoo's Kaiming-uniform a=sqrt(5), see
-    ``src/utils/var_init.py``) from a private RNG seeded with ``seed``, so every rank builds identical
-    weights. ``out_indices`` defaults to the zoo's detection levels (3, 4, 5).
-    """
+    """A classifier (``features_only``: a feature extractor, default the zoo's detection levels) initialised by
+    scheme ``init`` from a private RNG seeded with ``seed``: every rank builds identical weights."""
     arch = get_arch(arch)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")

@@ -1,7 +1,5 @@
-"""Checkpoints: file formats and atomic saves (``formats``), key layouts (``layouts``), the metadata writer and
-reader and the model a job builds (``metadata``), strict loading (``weights``), run folders, retention and
-lookups (``store``), the training state a run resumes from (``training_state``). The names below are the
-public API."""
+"""Checkpoints: file formats and atomic saves, key layouts, the metadata writer/reader and the model a job builds,
+strict loading, run folders and retention, the training state a run resumes from."""
 from src.checkpoint.formats import (CheckpointError, CheckpointSaveError, is_partial_file, read_state_dict,
                                     remove_partial_files, save_checkpoint_atomic)
 from src.checkpoint.layouts import HEAD_KEYS, detect_layout, timm_name_to_own, zoo_name_to_own

@@ -1,10 +1,6 @@
-"""Reading and writing checkpoint files: MindSpore ``.ckpt``, ``.safetensors`` (read with NumPy alone) and
-PyTorch ``.pth``/``.pt``/``.bin`` (needs torch); atomic saves.
-
-``read_state_dict(path)`` returns ``(arrays, metadata)``: every tensor as a NumPy array by name, and the
-string entries (``arch``, ``class_names`` ...) a checkpoint of this project records beside its weights.
-Nothing here knows about networks or key layouts (``src.checkpoint.layouts``).
-"""
+"""Checkpoint files: MindSpore ``.ckpt``, ``.safetensors`` (read with NumPy alone), PyTorch ``.pth``/``.pt``/``.bin``
+(needs torch); atomic saves. ``read_state_dict(path)`` -> ``(arrays by name, string metadata)``; nothing here
+knows networks or key layouts."""
 import contextlib
 import json
 import logging
@@ -19,7 +15,8 @@ from src.utils.fileio import free_space, new_file_mode
 
 
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-                       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+                       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+                       "BF16": np.uint16}  # read as bits, widened to float32
 
 
 def _count(value):
@@ -27,9 +24,8 @@ def _count(value):
 
 
 def _read_safetensors(path):
-    """Parses a safetensors file with NumPy alone (8-byte header length, JSON header, raw data); a header
-    that does not describe the data (wrong types, offsets outside the file, sizes that do not match) is a
-    ``CheckpointError`` naming the tensor."""
+    """A safetensors file with NumPy alone (u64 header length, JSON header, data); a header that does not
+    describe the data is a ``CheckpointError`` naming the tensor."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 8:
@@ -58,9 +54,9 @@ def _read_safetensors(path):
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: corrupt safetensors header entry for tensor {name!r} (expected dtype, "
                                   f"shape and data_offsets within the {size}-byte data section)") from None
-        if dtype_name != "BF16" and dtype_name not in _SAFETENSORS_DTYPES:
+        if dtype_name not in _SAFETENSORS_DTYPES:
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name!r}")
-        dtype = np.dtype("<u2" if dtype_name == "BF16" else _SAFETENSORS_DTYPES[dtype_name]).newbyteorder("<")
+        dtype = np.dtype(_SAFETENSORS_DTYPES[dtype_name]).newbyteorder("<")
         expected = math.prod(shape)
         if end - begin != expected * dtype.itemsize:
             raise CheckpointError(f"{path}: tensor {name!r} holds {end - begin} bytes, its shape {shape} and dtype "
@@ -99,13 +95,8 @@ def _read_mindspore(path):
         params = ms.load_checkpoint(path)
     except Exception as err:  # MindSpore raises ValueError/RuntimeError for corrupt files
         raise CheckpointError(f"{path}: cannot be read as a MindSpore checkpoint ({err})") from None
-    arrays, meta = {}, {}
-    for name, value in params.items():
-        if isinstance(value, (str, bytes)):
-            meta[name] = value
-        else:
-            arrays[name] = value.asnumpy()
-    return arrays, meta
+    meta = {name: value for name, value in params.items() if isinstance(value, (str, bytes))}
+    return {name: value.asnumpy() for name, value in params.items() if name not in meta}, meta
 
 
 def read_state_dict(path, use_ema=False):
@@ -120,25 +111,21 @@ def read_state_dict(path, use_ema=False):
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint file {path!r} is empty")
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".safetensors":
-        return _read_safetensors(path)
-    if ext in (".pth", ".pt", ".bin"):
-        return _read_torch(path, use_ema)
-    if ext == ".ckpt":
-        return _read_mindspore(path)
+    readers = {".safetensors": _read_safetensors, ".ckpt": _read_mindspore,
+               **dict.fromkeys((".pth", ".pt", ".bin"), lambda p: _read_torch(p, use_ema))}
+    if ext in readers:
+        return readers[ext](path)
     raise CheckpointError(f"checkpoint file {path!r}: unknown extension {ext!r}; expected .ckpt, .safetensors, "
                           ".pth, .pt or .bin")
 
 
-#: Temporary files of an unfinished save: ours (``.<name>.<pid>.partial.ckpt``) and the one MindSpore's
-#: writer makes beside it (``<that name minus .ckpt>.tmp``). A save killed midway leaves them behind.
+#: in the temporary files a killed save leaves: ours (``.<name>.<pid>.partial.ckpt``) and MindSpore's ``.tmp``
 PARTIAL_MARK = ".partial."
 
 
 @contextlib.contextmanager
 def _mindspore_log_silenced():
-    """Holds back the CRITICAL line MindSpore logs (naming the temporary file) when its writer fails: the
-    ``CheckpointSaveError`` says it better."""
+    """Holds back MindSpore's CRITICAL line (naming the temporary file) when its writer fails."""
     try:
         from mindspore import log as ms_log
         logger = ms_log._get_logger()  # pylint: disable=protected-access
@@ -171,14 +158,8 @@ def remove_partial_files(folder):
 
 
 def save_checkpoint_atomic(params, path, metadata=None):
-    """Saves a Cell, or a list of ``{"name", "data"}`` entries, so that ``path`` is never half-written.
-
-    MindSpore's ``save_checkpoint`` deletes an existing file before writing its replacement (a kill during
-    the write loses the old file), so the data goes to a temporary name in the same folder and is moved over
-    ``path`` with ``os.replace``. ``metadata``: str/int/float values stored alongside (``arch``, ``epoch`` ...).
-    A failed write removes its temporary files, leaves an earlier file at ``path`` untouched and raises
-    ``CheckpointSaveError`` naming the path and the free space.
-    """
+    """Saves a Cell or ``{"name", "data"}`` entries (and ``metadata``) to a temporary name, then ``os.replace``
+    (MindSpore deletes the old file first); a failure leaves ``path`` as it was (``CheckpointSaveError``)."""
     import mindspore as ms
 
     path = os.fspath(path)

@@ -1,14 +1,10 @@
-"""Checkpoint key layouts, recognised from the key names after stripping a ``network.``/``module.`` wrapper
-prefix: ``own`` (this project's: ``backbone.stem.conv1.conv.weight`` ... ``head.fc.bias``; training
-checkpoints add optimizer state and ``ema.*``, see ``is_non_weight``), ``zoo`` (the MindSpore model zoo's flat
-``backbone.conv0..conv27`` / ``layer2..5`` names, mapped to their stages) and ``timm`` (``stem.*``,
-``stages.{i}.*``, BN ``weight/bias/running_mean/running_var``), and the renames to ``own``. Which architecture
-a foreign layout belongs to is ``src.archs.ArchSpec.checkpoint_layouts``'s business.
-"""
+"""Checkpoint key layouts, recognised after stripping a ``network.``/``module.`` wrapper prefix: ``own``
+(``backbone.stem.conv1.conv.weight`` ... ``head.fc.bias``), ``zoo`` (the model zoo's flat ``backbone.conv0..27``
+/ ``layer2..5``) and ``timm`` (``stem.*``, ``stages.{i}.*``, BN ``weight/bias/running_*``), and the renames to
+``own``. Which architecture a foreign layout belongs to is ``src.archs``'s business."""
 import re
 
-# Entries of a training checkpoint that are not network weights: optimizer state and the run's
-# scalars (MindSpore stores numeric ``append_dict`` values as 0-d tensors beside the weights).
+# training-checkpoint entries that are not weights: optimizer state and the run's scalars (0-d tensors)
 NON_WEIGHT_PREFIXES = ("moments.", "accum.", "ema.", "stat.", "optimizer.")
 NON_WEIGHT_SCALARS = frozenset({"global_step", "learning_rate", "momentum", "scale_sense", "loss_scale",
                                 "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num",
@@ -38,8 +34,8 @@ def detect_layout(names):
 
 _ZOO_UNIT_SUFFIX = {"0.weight": "conv.weight", "1.gamma": "bn.gamma", "1.beta": "bn.beta",
                     "1.moving_mean": "bn.moving_mean", "1.moving_variance": "bn.moving_variance"}
-# Zoo stage layout: stage 0 is conv1..conv7 with its one block inlined as conv3/conv4; stage s>0
-# starts at conv(8+5(s-1)) with its blocks in layer(s+1).
+# zoo: stage 0 is conv1..conv7 (its one block inlined as conv3/conv4); stage s > 0 starts at conv(8+5(s-1)),
+# its blocks in layer(s+1)
 _ZOO_STAGE0 = {1: "conv_down", 2: "conv_main", 3: "blocks.0.conv1", 4: "blocks.0.conv2", 5: "conv_transition_b",
                6: "conv_bypass", 7: "conv_transition"}
 _ZOO_STAGE_ROLES = ("conv_down", "conv_main", "conv_transition_b", "conv_bypass", "conv_transition")
@@ -63,9 +59,7 @@ def zoo_name_to_own(name):
     if m and m.group(4) in _ZOO_UNIT_SUFFIX:
         stage = int(m.group(1)) - 1
         return f"backbone.stages.{stage}.blocks.{m.group(2)}.{m.group(3)}.{_ZOO_UNIT_SUFFIX[m.group(4)]}"
-    if name in HEAD_KEYS:
-        return name
-    return None
+    return name if name in HEAD_KEYS else None
 
 
 _TIMM_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}

@@ -1,15 +1,11 @@
 """What a checkpoint of this project records besides its weights: one writer (``checkpoint_metadata``, used by
-training and by the tests' checkpoints), one reader (``checkpoint_model_info``: this project's, the zoo's or
-timm's files, every recorded value checked: a ``CheckpointError`` names the file, key and value) and
-``resolve_model`` (that and the config -> the model eval, predict and export build; the command line wins).
-
-Recorded: ``arch``, ``num_classes``, ``image_size`` / ``eval_resize`` / ``crop_pct`` and ``class_names`` (JSON
-list, index order); a training checkpoint adds ``epoch`` and ``best_top1`` as tensors. A checkpoint without
-names takes them from a ``class_index.json`` beside it or in its run folder (``<run>/ckpt_<rank>/``).
+training and the tests), one reader (``checkpoint_model_info``: own, zoo or timm files, every value checked) and
+``resolve_model`` (checkpoint + config -> the model eval, predict and export build; the command line wins).
+Recorded: ``arch``, ``num_classes``, ``image_size``/``eval_resize``/``crop_pct``, ``class_names`` (JSON list);
+training adds ``epoch`` and ``best_top1`` tensors. Names missing there come from a nearby ``class_index.json``.
 """
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from typing import List, Optional
@@ -21,9 +17,6 @@ from src.checkpoint.formats import CheckpointError, read_state_dict
 from src.checkpoint.layouts import detect_layout, strip_wrappers, unknown_layout
 from src.config import MAX_SIDE
 
-__all__ = ["PREPROCESS_KEYS", "checkpoint_metadata", "read_metadata", "checkpoint_model_info", "ModelSpec",
-           "resolve_model"]
-
 logger = logging.getLogger(__name__)
 
 PREPROCESS_KEYS = ("image_size", "eval_resize", "crop_pct")
@@ -31,8 +24,8 @@ _NOT_WEIGHTS = ("ema.", "moments.", "accum.")
 
 
 def checkpoint_metadata(net, preprocess, class_to_idx):
-    """The writer: the string entries (``save_checkpoint_atomic``'s ``metadata``) for the classifier ``net``,
-    ``preprocess`` as ``src.archs.resolve_preprocess`` gives it and the training data's ``class_to_idx``."""
+    """The writer: ``save_checkpoint_atomic``'s ``metadata`` for ``net``, ``preprocess``
+    (``src.archs.resolve_preprocess``'s) and the training data's ``class_to_idx``."""
     from src.utils.paths import json_dumps
 
     names = [name for name, _ in sorted(class_to_idx.items(), key=lambda kv: kv[1])]
@@ -55,6 +48,14 @@ def _scalar(value):
     return arr.reshape(-1)[0].item() if arr.size == 1 else value
 
 
+def _parsed(parse, text):
+    """``parse(text)``, or None when it raises ValueError."""
+    try:
+        return parse(text)
+    except ValueError:
+        return None
+
+
 def _int(path, key, value, low):
     value = _scalar(value)
     try:
@@ -67,9 +68,8 @@ def _int(path, key, value, low):
 
 
 def read_metadata(path, arrays, meta):
-    """Checks and decodes ``read_state_dict(path)``'s ``(arrays, meta)``: ``{"arch", "num_classes" (checked
-    against the head's rows), "preprocess", "class_names", "epoch", "best_top1"}``, None (an empty
-    ``preprocess``) where nothing is recorded; a bad value is a ``CheckpointError`` naming key and value."""
+    """``read_state_dict(path)``'s ``(arrays, meta)`` checked and decoded: ``{"arch", "num_classes" (the head's
+    rows), "preprocess", "class_names", "epoch", "best_top1"}``, None (``preprocess`` empty) where not recorded."""
     meta = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in meta.items()}
     out = {"arch": meta.get("arch") or None, "num_classes": None, "preprocess": {}, "class_names": None,
            "epoch": None, "best_top1": None}
@@ -87,28 +87,19 @@ def read_metadata(path, arrays, meta):
         out["num_classes"] = int(head.shape[0])
     pre = {k: meta[k] for k in PREPROCESS_KEYS if meta.get(k) not in (None, "")}
     if "image_size" in pre:
-        try:
-            hw = [int(v) for v in str(pre["image_size"]).split(",")]
-        except ValueError:
-            hw = []
+        hw = _parsed(lambda text: [int(v) for v in text.split(",")], str(pre["image_size"])) or []
         if len(hw) != 2 or min(hw) < 1 or max(hw) > MAX_SIDE:
             raise _bad(path, "image_size", pre["image_size"], f"'height,width' of integers in [1, {MAX_SIDE}]")
         pre["image_size"] = "%d,%d" % tuple(hw)
     if "eval_resize" in pre and pre["eval_resize"] not in EVAL_RESIZE_MODES:
         raise _bad(path, "eval_resize", pre["eval_resize"], f"one of {', '.join(EVAL_RESIZE_MODES)}")
     if "crop_pct" in pre:
-        try:
-            pre["crop_pct"] = float(pre["crop_pct"])
-        except ValueError:
-            pre["crop_pct"] = math.nan
-        if not 0 < pre["crop_pct"] <= 1:
+        pre["crop_pct"] = _parsed(float, pre["crop_pct"])
+        if pre["crop_pct"] is None or not 0 < pre["crop_pct"] <= 1:
             raise _bad(path, "crop_pct", meta["crop_pct"], "a number in (0, 1]")
     out["preprocess"] = pre
     if meta.get("class_names"):
-        try:
-            names = json.loads(meta["class_names"])
-        except ValueError:
-            names = None
+        names = _parsed(json.loads, meta["class_names"])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
                 (out["num_classes"] is not None and len(names) > out["num_classes"]):
             raise _bad(path, "class_names", meta["class_names"], "a JSON list of at most num_classes names")
@@ -124,8 +115,8 @@ def read_metadata(path, arrays, meta):
 
 
 def _class_index_near(path):
-    """Class names from a ``class_index.json`` beside ``path`` or in the training run folder around it:
-    ``(names in index order, that file)``, or ``(None, None)``."""
+    """``(names in index order, file)`` of a ``class_index.json`` beside ``path`` or in its run folder, or
+    ``(None, None)``."""
     from src.checkpoint.store import run_folder_of
     from src.data.listing import load_class_index
 
@@ -139,10 +130,9 @@ def _class_index_near(path):
 
 
 def checkpoint_model_info(path):
-    """The reader: ``read_metadata``'s dict plus ``layout`` (own, zoo, timm, unknown), ``problem`` (why no
-    network can load it, else None) and ``class_names_source``; ``arch`` falls back to the one a foreign layout
-    implies, ``class_names`` to a nearby ``class_index.json`` (module doc). ``CheckpointError`` for an
-    unreadable file or bad metadata."""
+    """The reader: ``read_metadata``'s dict plus ``layout``, ``problem`` (why no network can load it, else None)
+    and ``class_names_source``; ``arch`` falls back to a foreign layout's, ``class_names`` to a nearby
+    ``class_index.json``."""
     arrays, meta = read_state_dict(path)
     info = read_metadata(path, arrays, meta)
     info["layout"] = layout = detect_layout(strip_wrappers(name) for name in arrays)
@@ -172,13 +162,9 @@ class ModelSpec:
 
 
 def resolve_model(cfg, ckpt, info=None, log=None):
-    """The one checkpoint -> model resolution of eval, predict and export: a ``ModelSpec``.
-
-    ``arch`` and ``num_classes``: the checkpoint's (recorded, implied by its layout, its head's shape), else
-    the config's; an explicit ``--arch`` / ``--num_classes`` that contradicts the checkpoint is a
-    ``CheckpointError``. The preprocessing: each of ``image_size`` / ``eval_resize`` / ``crop_pct`` from the
-    command line when given, else recorded, else the config's or the architecture's (an own checkpoint that
-    records none is said in the log). ``info``: ``checkpoint_model_info(ckpt)`` when already read."""
+    """The one checkpoint -> model resolution of eval, predict and export (a ``ModelSpec``): ``arch`` and
+    ``num_classes`` the checkpoint's, else the config's (an explicit contradicting one is a ``CheckpointError``);
+    preprocessing by ``src.archs.resolve_preprocess``. ``info``: ``checkpoint_model_info(ckpt)`` if read."""
     info = checkpoint_model_info(ckpt) if info is None else info
     if info["problem"]:
         raise CheckpointError(f"{ckpt}: {info['problem']}")

@@ -1,8 +1,6 @@
-"""Where checkpoints live: a training run's ``ckpt_<rank>/`` folders with the zoo's names
-``<rank>-<epoch>_<step_in_epoch>.ckpt`` and ``best.ckpt`` (beside the run's ``config.yaml`` and
-``class_index.json``), retention, weights-only copies and lookups. Saves are atomic, so a killed run leaves
-complete checkpoints plus at worst temporary files, which the next start removes and no lookup returns.
-"""
+"""Where checkpoints live: a run's ``ckpt_<rank>/`` with the zoo's ``<rank>-<epoch>_<step_in_epoch>.ckpt`` and
+``best.ckpt``, retention, weights-only copies and lookups. Saves are atomic; a killed run's temporary files are
+removed at the next start and never returned by a lookup."""
 import os
 import re
 
@@ -17,10 +15,8 @@ _RESUME_ONLY = ("step_in_epoch", "epoch_step_losses")
 
 
 def weights_only(entries, optimizer_names):
-    """A weights-only checkpoint (``best.ckpt``, a run's older epochs: for eval, export, predict and
-    ``pretrained=``, half the size) out of a training checkpoint's ``entries`` (``{"name", "data"}`` dicts) or
-    arrays (a dict): all but the optimizer's state (``optimizer_names``: the train step's parameters that are
-    not the network's) and the data position."""
+    """A training checkpoint's ``entries`` (``{"name", "data"}`` dicts, or an arrays dict) without the
+    optimizer's state (``optimizer_names``) and the data position: ``best.ckpt``, a run's older epochs."""
     drop = set(optimizer_names) | set(_RESUME_ONLY)
     if isinstance(entries, dict):
         return {k: v for k, v in entries.items() if k not in drop}
@@ -39,8 +35,7 @@ def training_checkpoints(folder):
 
 
 def find_resume_checkpoint(path):
-    """A checkpoint file as is; a run folder (or its ``ckpt_<rank>`` folder) gives its newest; else a
-    ``CheckpointError`` naming the path."""
+    """A checkpoint file as is, a run folder's (or ``ckpt_<rank>``'s) newest, else a ``CheckpointError``."""
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
@@ -53,42 +48,37 @@ def find_resume_checkpoint(path):
 
 
 def run_folder_of(checkpoint):
-    """``<run>/ckpt_<rank>/x.ckpt`` -> ``<run>`` (where training saved class_index.json and config.yaml);
-    None when the checkpoint is not inside a run folder."""
+    """``<run>/ckpt_<rank>/x.ckpt`` -> ``<run>``; None when the checkpoint is not inside a run folder."""
     parent = os.path.dirname(os.path.abspath(checkpoint))
     if os.path.basename(parent).startswith("ckpt_"):
         return os.path.dirname(parent)
     return None
 
 
-def checkpoint_files(path, extensions=CHECKPOINT_EXTENSIONS):
-    """``path`` itself if it is a file; else the sorted checkpoint files in the folder (in a run folder
-    without any, those of its ``ckpt_0/``), hidden files (unfinished saves) never. ``CheckpointError`` naming
-    the path when it does not exist or a folder holds none."""
+def checkpoint_files(path):
+    """``[path]`` for a file; else the folder's sorted checkpoint files (a run folder: its ``ckpt_0/``'s), never
+    hidden ones (unfinished saves); ``CheckpointError`` naming the path when there are none."""
     path = os.fspath(path)
     if not path:
         raise CheckpointError("no checkpoint given")
     if os.path.isdir(path):
         for folder in (path, os.path.join(path, "ckpt_0")):  # a training run folder: rank 0's checkpoints
-            files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(tuple(extensions))
-                           and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))) \
-                if os.path.isdir(folder) else []
+            names = os.listdir(folder) if os.path.isdir(folder) else []
+            files = sorted(os.path.join(folder, f) for f in names if f.lower().endswith(CHECKPOINT_EXTENSIONS)
+                           and not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
             if files:
                 return files
-        raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(extensions)} files")
+        raise CheckpointError(f"checkpoint folder {path!r} holds no {' or '.join(CHECKPOINT_EXTENSIONS)} files")
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint file {path!r} does not exist")
     return [path]
 
 
 class CheckpointManager:
-    """Saves a run's ``<rank>-<epoch>_<step>.ckpt`` and ``best.ckpt`` atomically, and keeps its folder small:
-    the newest checkpoint holds the full training state; of the older epoch checkpoints the newest
-    ``keep_max - 1`` are kept (weights-only with ``older_weights_only``), the rest removed; a mid-epoch
-    checkpoint (a stop signal) is removed once a newer one exists; ``best.ckpt`` is weights-only.
-    ``newest``: the full checkpoint the run resumed from (slimmed like the others once superseded). Creating
-    it removes the temporary files of killed saves (``removed_partials``).
-    """
+    """Saves a run's checkpoints atomically and keeps its folder small: the newest holds the full training
+    state; of the older epoch checkpoints the newest ``keep_max - 1`` stay (weights-only with
+    ``older_weights_only``), mid-epoch ones (a stop signal) go once a newer one exists; ``best.ckpt`` is
+    weights-only. ``newest``: the checkpoint resumed from. Removes killed saves' files (``removed_partials``)."""
 
     def __init__(self, folder, rank, keep_max, steps_per_epoch, optimizer_names, newest=None, older_weights_only=True):
         self.folder = os.path.abspath(folder)

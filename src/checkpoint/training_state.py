@@ -1,10 +1,7 @@
-"""Training-state I/O: a training checkpoint holds every parameter of the train step (weights, BN statistics,
-optimizer moments, global step, loss-scale state), the EMA weights (``ema.*``, ``ema_updates``), the finished
-epochs (``epoch``), the best validation top-1 (``best_top1``) and the metadata of ``src.checkpoint.metadata``;
-the learning-rate array is rebuilt from the config. A mid-epoch checkpoint (a stop signal) also holds the steps
-of epoch ``epoch`` done (``step_in_epoch``) and their losses (``epoch_step_losses``, NaN for a skipped update),
-so the resumed epoch continues at the next step and reports the uninterrupted mean loss. A weights-only
-checkpoint (``src.checkpoint.store.weights_only``) cannot be resumed.
+"""Training-state I/O: every parameter of the train step (weights, BN statistics, optimizer moments, global step,
+loss-scale state), ``ema.*``, ``epoch``, ``best_top1`` and the metadata; the LR array is rebuilt from the config.
+A mid-epoch checkpoint (a stop signal) adds ``step_in_epoch`` and ``epoch_step_losses`` (NaN: a skipped update),
+so the resumed epoch continues at the next step and reports the uninterrupted mean loss.
 """
 import numpy as np
 
@@ -30,10 +27,8 @@ def training_state_entries(train_step, ema, epoch, best_top1, step_in_epoch=0, s
 
 
 def restore_training_state(path, train_step, ema, arch_name, log):
-    """Loads weights, optimizer moments, global step, loss scale and EMA from ``path`` into the train step; returns
-    the checkpoint's metadata plus ``epoch``, ``best_top1``, ``step_in_epoch`` and ``step_losses`` (the data position
-    in epoch ``epoch``). ``CheckpointError``, with nothing changed, when the file is no training checkpoint of this
-    project, has another arch, or does not fit the train step."""
+    """Loads the train step (and EMA) from ``path``; returns its metadata plus ``epoch``, ``best_top1``,
+    ``step_in_epoch``, ``step_losses``. ``CheckpointError``, nothing changed, when it does not fit."""
     import mindspore as ms
 
     arrays, meta = read_state_dict(path)

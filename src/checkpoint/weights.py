@@ -1,12 +1,10 @@
-"""Strict weight loading from any layout, and building the inference model a checkpoint needs
-(``src.checkpoint.metadata.resolve_model`` says which). Missing or unexpected keys, other shapes and weights
-that are not finite (a diverged run's checkpoint would score at chance) are all reported in one
-``CheckpointError`` (MindSpore's ``load_param_into_net(strict_load=True)`` lets missing and unexpected keys
-pass, which is how the zoo's eval scored random weights). A head for another number of classes is dropped,
-with a warning, only when fine-tuning."""
+"""Strict weight loading from any layout, and the inference model a ``ModelSpec`` needs. Missing or unexpected
+keys, other shapes and weights that are not finite are one ``CheckpointError`` (the zoo's
+``load_param_into_net(strict_load=True)`` let missing keys pass: its eval scored random weights). A head for
+another number of classes is dropped, with a warning, only when fine-tuning."""
 import logging
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 
@@ -17,24 +15,14 @@ from src.checkpoint.layouts import (HEAD_KEYS, detect_layout, format_list, is_no
                                     to_own_layout, unknown_layout)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadReport:
-    path: str
-    layout: str
-    num_loaded: int
-    skipped_non_weights: int
-    head_reinitialized: bool
-    used_ema: bool
-    metadata: dict
-    has_ema: bool = False  # the checkpoint holds EMA weights (ema.*), used or not
+#: what ``load_weights`` did; ``has_ema``: the file holds ``ema.*`` weights, used or not
+LoadReport = namedtuple("LoadReport", "path layout num_loaded skipped_non_weights head_reinitialized used_ema metadata "
+                                      "has_ema")
 
 
 def load_weights(net, path, fine_tune=False, use_ema=False):
-    """Loads ``path`` into ``net`` (an ``ImageClassificationNetwork`` or ``FeatureExtractor``, which ignores the
-    head) strictly: a ``LoadReport``, or one ``CheckpointError`` listing every problem. ``fine_tune``: a head of
-    another shape is left at its initialisation (warned); ``use_ema``: take a training checkpoint's ``ema.*``."""
+    """Loads ``path`` into ``net`` strictly (a ``FeatureExtractor`` ignores the head): a ``LoadReport`` or one
+    ``CheckpointError`` listing every problem. ``fine_tune``: a head of another shape stays initialised."""
     import mindspore as ms
 
     path = os.fspath(path)
@@ -95,10 +83,7 @@ def load_weights(net, path, fine_tune=False, use_ema=False):
                               "training run?) and are not used")
     to_load = {name: ms.Parameter(ms.Tensor(np.ascontiguousarray(arr), params[name].dtype), name=name)
                for name, arr in arrays.items()}
-    not_loaded, _ = ms.load_param_into_net(net, to_load, strict_load=True)
-    not_loaded = [n for n in not_loaded if not (head_reinitialized and n in HEAD_KEYS)]
-    if not_loaded:  # cannot happen after the checks above; kept so a silent partial load is impossible
-        raise CheckpointError(f"{path}: MindSpore did not load {format_list(not_loaded)}")
+    ms.load_param_into_net(net, to_load, strict_load=True)
     logger.info("loaded %s (%s layout, %d tensors%s)", path, layout, len(to_load), ", EMA" if used_ema else "")
     return LoadReport(path=path, layout=layout, num_loaded=len(to_load), skipped_non_weights=len(skipped),
                       head_reinitialized=head_reinitialized, used_ema=used_ema, metadata=meta,

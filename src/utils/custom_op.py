@@ -1,17 +1,14 @@
-"""Activation cells that export everywhere and train as PyTorch's.
-
-``Mish`` is built from ``Softplus``, ``Tanh`` and ``Mul`` as the model zoo's: MindSpore 2.10 cannot export
-``nn.Mish`` to ONNX and MindSpore Lite drops it. ``LeakyReLU`` has PyTorch's gradient at x == 0 (the slope):
-MindSpore's ``Maximum(alpha * x, x)`` splits a tie, 0.505 x the gradient for alpha 0.01, and with timm's
-initialisation (zero-init gammas) every input of those activations is exactly 0 at the start, so the first
-steps got ~50x PyTorch's gradient (docs/convergence.md).
+"""Activation cells that export everywhere and train as PyTorch's. ``Mish`` from ``Softplus``/``Tanh``/``Mul``,
+as the zoo's (MindSpore 2.10 cannot export ``nn.Mish`` to ONNX; Lite drops it). ``LeakyReLU`` with PyTorch's
+gradient at x == 0: MindSpore's splits the tie (0.505x for alpha 0.01), and with timm's zero-init gammas every
+input there is 0 at the start, giving ~50x PyTorch's first gradients (docs/convergence.md).
 """
 from mindspore import nn, ops
 
 
 class LeakyReLU(nn.LeakyReLU):
-    """``nn.LeakyReLU``'s forward (speed and export unchanged) with PyTorch's backward: 1 where x > 0, alpha
-    elsewhere. A subclass, so the fused kernel swap and activation recompute find it."""
+    """``nn.LeakyReLU``'s forward with PyTorch's backward (1 where x > 0, alpha elsewhere); a subclass, so the
+    fused kernel swap and activation recompute find it."""
 
     def __init__(self, alpha=0.01):
         alpha = float(alpha)
@@ -40,12 +37,3 @@ class Mish(nn.Cell):
     def construct(self, x):
         return self.mul(x, self.tanh(self.softplus(x)))
 
-
-def create_activation(name, leaky_slope=0.01):
-    """A new ``mish`` or ``leaky_relu`` cell (the slope always explicit: MindSpore's default is 0.2, timm's
-    weights need PyTorch's 0.01)."""
-    if name == "mish":
-        return Mish()
-    if name == "leaky_relu":
-        return LeakyReLU(alpha=leaky_slope)
-    raise ValueError(f"unknown activation {name!r}: expected 'mish' or 'leaky_relu'")

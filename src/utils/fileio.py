@@ -1,16 +1,17 @@
-"""Atomic writes, and the one guard every output path passes before any work (so a run fails before any
-device work, never clobbers an input or a file that is not the project's)."""
+"""Atomic writes, and the one guard every output path passes before any work (a run never clobbers an input or
+a file that is not the project's)."""
 import contextlib
 import hashlib
 import os
 import tempfile
 
+from src.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=".tmp", mode=None):
-    """Yields a temporary name in ``path``'s folder (created); when the block ends the file gets ``mode``
-    (default: a new file's under the umask, not ``mkstemp``'s 0600) and is renamed to ``path``; on any error
-    it is removed. A reader never sees half a file."""
+    """Yields a temporary name in ``path``'s folder (created), renamed to ``path`` with ``mode`` (default: the
+    umask's, not ``mkstemp``'s 0600) when the block ends, removed on any error."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -27,8 +28,7 @@ def atomic_path(path, suffix=".tmp", mode=None):
 
 
 def write_text_atomic(text, path, newline=None):
-    """Writes the str ``text`` (UTF-8) to ``path`` atomically (``atomic_path``); returns the absolute path.
-    ``newline``: as ``open``'s ("" for CSV text that has its own line ends)."""
+    """Writes ``text`` (UTF-8) to ``path`` atomically; returns the absolute path. ``newline``: as ``open``'s."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as f:
         f.write(text)
     return os.path.abspath(os.fspath(path))
@@ -42,8 +42,7 @@ def new_file_mode():
 
 
 def write_json_atomic(data, path, indent=2, ensure_ascii=True):
-    """``data`` as JSON, written atomically; returns the absolute path. With ``ensure_ascii=False`` text stays
-    readable and a name that is not valid UTF-8 is written losslessly (``src.utils.paths.json_dumps``)."""
+    """``data`` as JSON (``src.utils.paths.json_dumps``: lossless for names that are not UTF-8), atomically."""
     from src.utils.paths import json_dumps
 
     return write_text_atomic(json_dumps(data, indent=indent, ensure_ascii=ensure_ascii) + "\n", path)
@@ -68,8 +67,6 @@ def _nearest_existing(path):
 
 
 def _error(key, value, reason):
-    from src.errors import ConfigError
-
     return ConfigError(f"{key}={value!r}: {reason}")
 
 
@@ -88,9 +85,9 @@ def _check_not_input(full, key, value, inputs):
 
 
 def check_output_dir(path, key, value=None, inputs=()):
-    """Raises ``ConfigError`` naming ``key`` (quoting ``value``, default ``path``) when the folder ``path``
-    cannot be created or written, or is / lies inside one of ``inputs``. Nothing is left behind: the first
-    existing folder on the way is probed with a temporary file (a real write: root ignores permission bits)."""
+    """``ConfigError`` naming ``key`` (quoting ``value``, default ``path``) when the folder ``path`` is or lies
+    inside one of ``inputs``, or cannot be created or written (probed with a temporary file in its first
+    existing folder: root ignores permission bits). Returns the absolute path."""
     value = path if value is None else value
     full = os.path.abspath(os.path.expanduser(os.fspath(path) or "."))
     _check_not_input(full, key, value, inputs)
@@ -108,13 +105,10 @@ def check_output_dir(path, key, value=None, inputs=()):
 
 
 def check_output_file(path, key, inputs=(), ours=None):
-    """The guard for every file the project writes, called before any work; returns the absolute path.
-
-    Raises ``ConfigError`` naming ``key`` when ``path`` is a folder or not a regular file (device, FIFO,
-    socket, broken link); is one of the run's ``inputs`` or lies inside an input folder; exists and
-    ``ours(path)`` says the project did not write it (``ours=None``: replacing the file is the key's purpose);
-    or cannot be written.
-    """
+    """The guard for every file the project writes, before any work; returns the absolute path. ``ConfigError``
+    naming ``key`` when ``path`` is a folder or not a regular file, is or lies inside one of ``inputs``, exists
+    and ``ours(path)`` does not recognise it (``ours=None``: replacing it is the key's purpose), or cannot be
+    written."""
     full = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if os.path.isdir(full):
         raise _error(key, path, "is a folder; expected a file name")

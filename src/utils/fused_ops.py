@@ -1,12 +1,9 @@
-"""Fused Mish and LeakyReLU as MindSpore custom CPU operators (``ops.Custom``, ``func_type="aot"``): one
-kernel forward and one backward each, keeping only the input (Mish) or output (LeakyReLU) for backward.
-
-``kernels/activations.cc`` (AVX2+FMA where the CPU has it, ``threads`` std::threads) is more exact than the
-three-primitive ``src.utils.custom_op.Mish`` (max 4 ulp from float64; MindSpore's CPU ``Tanh`` saturates near
-|x| = 5) and finite everywhere (MindSpore's ``nn.Mish`` is NaN from x = 45). It is built with ``g++`` at
-first use into ``$CSPDARKNET_KERNEL_CACHE`` (default ``~/.cache/cspdarknet53/kernels``), named by a hash of
-source and compile command, written atomically. If ``MS_CUSTOM_AOT_WHITE_LIST`` is set, the cache must lie
-under it. CPU training and evaluation only: export keeps the exportable three-primitive form.
+"""Fused Mish and LeakyReLU as MindSpore custom CPU operators (``ops.Custom``, ``func_type="aot"``): one kernel
+each way, keeping only the input (Mish) or output (LeakyReLU) for backward. ``kernels/activations.cc`` (AVX2+FMA
+where available) is more exact than the three-primitive Mish (4 ulp from float64; MindSpore's CPU ``Tanh``
+saturates near |x| = 5) and finite everywhere. Built with ``g++`` at first use into ``$CSPDARKNET_KERNEL_CACHE``
+(default ``~/.cache/cspdarknet53/kernels``; it must lie under ``MS_CUSTOM_AOT_WHITE_LIST`` if set), named by a hash
+of source and compile command. CPU training and evaluation only: export keeps the exportable form.
 """
 import ctypes
 import hashlib
@@ -61,31 +58,22 @@ def build_kernel(cxx=None, cache_dir=None):
 
 
 def kernel_library():
-    """The built library's path and its ``ctypes`` handle (dlopen of one file gives one handle per process, so
-    :func:`set_kernel_threads` reaches the kernels MindSpore runs)."""
+    """The built library's path and ``ctypes`` handle (one dlopen handle per process: the thread count set here
+    reaches the kernels MindSpore runs)."""
     with _lock:
         if _state["lib"] is None:
             path = build_kernel()
             lib = ctypes.CDLL(path)
             lib.mish_set_threads.argtypes = [ctypes.c_int]
-            lib.mish_get_threads.restype = ctypes.c_int
-            for name in ("mish_forward_f32", "mish_forward_f32_scalar"):
-                getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-            for name in ("mish_backward_f32", "mish_backward_f32_scalar"):
-                getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
             _state["path"], _state["lib"] = path, lib
             if _state["threads"] is not None:
                 lib.mish_set_threads(int(_state["threads"]))
         return _state["path"], _state["lib"]
 
 
-THREADS_ENV = "CSPDARKNET_FUSED_THREADS"
-
-
 def set_kernel_threads(threads):
-    """Threads of the fused kernels (``$CSPDARKNET_FUSED_THREADS`` overrides ``threads``)."""
     with _lock:
-        _state["threads"] = max(1, int(os.environ.get(THREADS_ENV) or threads))
+        _state["threads"] = max(1, int(threads))
         if _state["lib"] is not None:
             _state["lib"].mish_set_threads(_state["threads"])
 
@@ -100,8 +88,7 @@ def fused_ops_available():
 
 
 def _custom_pair(key, name, bprop_of):
-    """The ``(forward, backward)`` ``ops.Custom`` primitives ``<name>_fwd`` / ``<name>_bwd``, made once per
-    process; ``bprop_of(backward)`` is the forward's bprop."""
+    """The ``ops.Custom`` primitives ``<name>_fwd`` / ``<name>_bwd``, made once per process."""
     if _state[key] is None:
         path, _ = kernel_library()
         if _state["threads"] is None:
@@ -124,8 +111,7 @@ def _mish_bprop(backward):
 
 
 def _leaky_bprop(backward):
-    # The backward reads the OUTPUT (y > 0 exactly where x > 0, for 0 <= alpha <= 1), which the next conv
-    # keeps for its weight gradient anyway; the input (the BN output) is then not kept for backward.
+    # the backward reads the output (y > 0 exactly where x > 0), which the next conv keeps anyway
     def bprop(x, alpha, out, dout):
         return backward(out, alpha, dout), ops.zeros_like(alpha)
     return bprop
@@ -145,13 +131,11 @@ class FusedLeakyReLU(nn.Cell):
     def construct(self, x):
         if x.dtype == ms.float32:
             return self.leaky(x, self.alpha)
-        # the kernel is float32 only: AMP (O2/O3) hands it float16, which it would refuse with an error code
-        return ops.cast(self.leaky(ops.cast(x, ms.float32), self.alpha), x.dtype)
+        return ops.cast(self.leaky(ops.cast(x, ms.float32), self.alpha), x.dtype)  # float32 kernel; AMP gives fp16
 
 
 class FusedMish(nn.Cell):
-    """Mish(x) = x * tanh(softplus(x)) in one float32 kernel (other dtypes cast and back); builds the kernel on
-    first use (``KernelBuildError`` if it cannot)."""
+    """Mish(x) = x * tanh(softplus(x)) in one float32 kernel (other dtypes cast and back)."""
 
     def __init__(self):
         super().__init__()
@@ -160,4 +144,4 @@ class FusedMish(nn.Cell):
     def construct(self, x):
         if x.dtype == ms.float32:
             return self.mish(x)
-        return ops.cast(self.mish(ops.cast(x, ms.float32)), x.dtype)  # float32 kernel (see FusedLeakyReLU)
+        return ops.cast(self.mish(ops.cast(x, ms.float32)), x.dtype)

@@ -1,8 +1,6 @@
 """What this host offers the process: the cores it may run on and the CPU's feature flags."""
 import os
 
-__all__ = ["available_cpus", "cpu_flags"]
-
 
 def available_cpus():
     """Cores this process may run on (the affinity mask, not the host's core count)."""

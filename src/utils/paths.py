@@ -1,10 +1,6 @@
-"""File names that are not valid UTF-8 (PEP 383 surrogate escapes, as ``os.listdir`` returns them) made safe
-for messages, logs and JSON.
-
-Such a str opens the right file, but fails wherever it is encoded strictly: ``print`` under a UTF-8 locale,
-a ``logging.FileHandler`` (the record is lost), ``json.dump(..., ensure_ascii=False)`` into a UTF-8 file,
-and MindSpore's C++ side (``MindDataset`` / ``FileWriter`` paths: pybind11 ``TypeError``).
-"""
+"""File names that are not valid UTF-8 (PEP 383 surrogate escapes, as ``os.listdir`` returns them) made safe for
+messages, logs and JSON: such a str opens the right file but fails wherever it is encoded strictly (``print``, a
+``logging.FileHandler``, ``json.dump(ensure_ascii=False)``, MindSpore's C++ side)."""
 import json
 import logging
 import os
@@ -16,20 +12,12 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def is_utf8_name(p):
     """True when the name is valid UTF-8 (no surrogate-escaped bytes)."""
-    p = os.fspath(p)
-    if isinstance(p, bytes):
-        try:
-            p.decode("utf-8")
-            return True
-        except UnicodeDecodeError:
-            return False
-    return _SURROGATE.search(p) is None
+    return _SURROGATE.search(os.fsdecode(p)) is None
 
 
 def display_name(name, escape_controls=False):
-    """``name`` (a path, bytes, or anything ``str`` takes) as valid UTF-8 text: undecodable bytes and
-    surrogate escapes appear as ``\\xNN``; with ``escape_controls`` control characters become ``\\n``,
-    ``\\t``, ``\\xNN`` too (one line per name in CSVs, plots and captions). Idempotent."""
+    """``name`` (path, bytes, anything ``str`` takes) as valid UTF-8: undecodable bytes as ``\\xNN``; with
+    ``escape_controls`` control characters escaped too (one line per name in CSVs and plots). Idempotent."""
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
     if isinstance(name, (bytes, bytearray)):
@@ -57,14 +45,10 @@ def require_utf8(p, what="this path"):
 
 
 def read_lines(path):
-    """``(lines, first_bad_lineno)``: the file's lines decoded as UTF-8 with ``surrogateescape`` (names that
-    are not UTF-8 open the same files), a BOM dropped; ``first_bad_lineno``: the 1-based number of the first
-    line that is not valid UTF-8, or None."""
+    """``(lines, first_bad_lineno)``: the lines as UTF-8 with ``surrogateescape`` (a BOM dropped) and the first
+    line number (1-based) that is not valid UTF-8, or None."""
     with open(path, "rb") as f:
-        raw = f.read()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.decode("utf-8", "surrogateescape").splitlines()
+        lines = f.read().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape").splitlines()
     bad = next((i for i, ln in enumerate(lines, 1) if _SURROGATE.search(ln)), None)
     return lines, bad
 
@@ -97,8 +81,7 @@ class SafeFormatter(logging.Formatter):
 
 
 def harden_log_handlers(logger):
-    """Make each handler of ``logger`` write names that are not UTF-8 as ``\\xNN`` instead of losing the
-    record ("--- Logging error ---"). Idempotent."""
+    """Each handler of ``logger`` writes names that are not UTF-8 as ``\\xNN`` instead of losing the record."""
     for h in logger.handlers:
         fmt = h.formatter or logging.Formatter()
         if not isinstance(fmt, SafeFormatter):

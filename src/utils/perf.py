@@ -1,12 +1,10 @@
 """CPU performance settings shared by train, eval, predict and benchmark.py (measurements: docs/performance.md).
-
-Process settings (:func:`apply_cpu_performance_settings`: oneDNN ISA cap, kernel threads, jit level, compile
-cache) go once per process after ``setup_device`` and before the first graph compiles; network rewrites
-(:func:`prepare_network`: fused activation kernels, activation recompute for training, BatchNorm folding for
-inference) go on a freshly built network before its first call (GRAPH mode caches the compiled graph). The
-recommended settings keep the function the network computes (recompute: bit-identical losses; folded BN:
-float32 rounding). Export keeps the network as built: it asks for no rewrites.
+Process settings (``apply_cpu_performance_settings``) go once, after ``setup_device`` and before the first graph
+compiles; network rewrites (``prepare_network``: fused activations, activation recompute for training, BatchNorm
+folding for inference) on a fresh network before its first call. Both keep the function computed (recompute:
+bit-identical losses; folded BN: float32 rounding); export asks for no rewrites.
 """
+import logging
 import os
 
 from src.utils import host
@@ -14,14 +12,11 @@ from src.utils import host
 JIT_LEVELS = ("O0", "O1", "O2")
 PROCESS_SETTINGS = ("onednn_isa", "jit_level", "compile_cache_dir")
 NETWORK_SETTINGS = ("fused_act", "fold_bn", "recompute_act")
-FUSED_ACT_KINDS = ("all", "mish")
 
 
 def recommended_settings(mode="train"):
-    """The settings measured to help on CPU, as one dict (see :func:`split_settings`); ``mode``: "train" or
-    "infer". Training fuses Mish and LeakyReLU and recomputes what stays unfused; inference fuses Mish only
-    (the fused LeakyReLU did not pay there) and folds BatchNorm. Without a C++ compiler the fused kernels
-    fall back to MindSpore's activations (a warning)."""
+    """The settings measured to help on CPU for ``mode`` "train" or "infer" (the fused LeakyReLU did not pay for
+    inference); without a C++ compiler the fused kernels fall back to MindSpore's activations (a warning)."""
     if mode not in ("train", "infer"):
         raise ValueError(f"mode={mode!r}: expected 'train' or 'infer'")
     if mode == "infer":
@@ -41,12 +36,9 @@ def split_settings(settings):
 
 
 def _resolve_onednn_isa(onednn_isa):
-    """``auto`` -> "AVX2" on AVX-512 CPUs, else None (leave oneDNN alone); a name passes through upper-cased.
-
-    Why: MindSpore 2.10's CPU Conv2D hands its bundled oneDNN plain NCHW tensors; with AVX-512 oneDNN then
-    runs every 3x3 conv on its reference (scalar) kernel (``ONEDNN_VERBOSE=1``: ``jit_uni_ncsp:conv+ref``).
-    Capped at AVX2 it uses im2col + its JIT sgemm, 20-150x faster on those layers.
-    """
+    """``auto`` -> "AVX2" on AVX-512 CPUs, else None (oneDNN left alone); a name passes through upper-cased.
+    Why: with AVX-512, MindSpore 2.10's plain-NCHW Conv2D gets oneDNN's reference kernel for 3x3 convs
+    (``ONEDNN_VERBOSE=1``: ``jit_uni_ncsp:conv+ref``); capped at AVX2 it uses im2col + JIT sgemm, far faster."""
     if onednn_isa in (None, "", "none", "off", False):
         return None
     if onednn_isa == "auto":
@@ -55,20 +47,15 @@ def _resolve_onednn_isa(onednn_isa):
 
 
 def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=None, compile_cache_dir=None):
-    """Applies the process-wide CPU settings; returns a dict of what was set (for logs and benchmark rows).
-
-    threads: CPU kernel threads (settable once per process; also the fused kernels' threads); None: one per
-    usable core; 0: MindSpore's default (25). onednn_isa: see :func:`_resolve_onednn_isa`; an
-    ``ONEDNN_MAX_CPU_ISA`` already in the environment wins. jit_level: "O0" | "O1" | "O2" (None: MindSpore's).
-    compile_cache_dir: MindSpore's front-end compile cache there; it is keyed on the Python source, not on
-    network rewrites, so each architecture / setting / input shape needs its own folder.
-    """
+    """Applies the process-wide CPU settings; returns what was set. ``threads``: kernel threads (also the fused
+    kernels'; None: one per usable core, 0: MindSpore's default); an ``ONEDNN_MAX_CPU_ISA`` in the environment
+    wins over ``onednn_isa``; ``compile_cache_dir`` is keyed on the Python source, not on network rewrites, so
+    each architecture / setting / input shape needs its own folder."""
     import mindspore as ms
 
     applied = {}
     isa = _resolve_onednn_isa(onednn_isa)
     if isa and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
-        # oneDNN reads it when it first dispatches a kernel: after `import mindspore`, before the first graph
         os.environ["ONEDNN_MAX_CPU_ISA"] = isa
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         applied["onednn_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
@@ -104,46 +91,16 @@ def _replace_children(net, predicate, make):
 
 
 def _fused_act_kind(value):
-    """``fused_act`` -> None (false, 0, "", "off", "none"), "all" (true, 1, "on") or "mish"; else ValueError."""
-    if value in (None, False, 0, "", "false", "off", "none", "0"):
-        return None
-    if value in (True, 1, "true", "on", "1"):
-        return "all"
-    if value in FUSED_ACT_KINDS:
-        return value
-    raise ValueError(f"fused_act={value!r}: expected false, true (= all), all or mish")
-
-
-def use_fused_activations(net, kind="all"):
-    """Swaps the three-primitive Mish for ``FusedMish`` and, with ``kind="all"``, ``nn.LeakyReLU`` for
-    ``FusedLeakyReLU`` (``src.utils.fused_ops``: one kernel each way, only the input kept for backward; the
-    same function, Mish within 4 ulp of float64). Without the kernels (no compiler) a warning, nothing
-    swapped. Returns the number of cells swapped."""
-    from mindspore import nn
-
-    from src.utils.custom_op import Mish
-    from src.utils.fused_ops import FusedLeakyReLU, FusedMish, fused_ops_available
-
-    kind = _fused_act_kind(kind)
-    if kind is None:
-        return 0
-    ok, why = fused_ops_available()
-    if not ok:
-        import logging
-        logging.getLogger(__name__).warning("fused activation kernels unavailable, keeping MindSpore's "
-                                            "activations: %s", why.splitlines()[0] if why else "?")
-        return 0
-    count = _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
-    if kind == "all":
-        count += _replace_children(net, lambda c: isinstance(c, nn.LeakyReLU),
-                                   lambda c: FusedLeakyReLU(float(c.alpha)))
-    return count
+    """``fused_act`` (false, true = all, "all", "mish") -> None, "all" or "mish"; else ValueError."""
+    kinds = {None: None, False: None, True: "all", "all": "all", "mish": "mish"}
+    if value not in kinds:
+        raise ValueError(f"fused_act={value!r}: expected false, true (= all), all or mish")
+    return kinds[value]
 
 
 def fold_batchnorm(net):
-    """Folds each inference BatchNorm into the conv before it (every cell with a ``conv`` and a ``bn``, as
-    ``ConvNormAct``): ``w' = w g / sqrt(v + eps)``, ``b' = beta - m g / sqrt(v + eps)`` in float64, ``bn``
-    becomes ``nn.Identity``. The result is no longer checkpoint-compatible. Returns the number folded."""
+    """Folds each inference BatchNorm into the conv before it (cells with ``conv`` and ``bn``, as ``ConvNormAct``)
+    in float64; ``bn`` becomes ``nn.Identity`` (no longer checkpoint-compatible). Returns the number folded."""
     import numpy as np
     from mindspore import Parameter, Tensor, nn
 
@@ -167,8 +124,8 @@ def fold_batchnorm(net):
 
 
 def recompute_activations(net):
-    """Marks every activation cell (Mish, LeakyReLU) for recomputation in the backward pass (a lower memory
-    peak for one extra activation forward; bit-identical losses). Returns the number marked."""
+    """Marks every activation cell for recomputation in the backward pass (a lower memory peak for one extra
+    activation forward); returns the number marked."""
     from mindspore import nn
 
     from src.utils.custom_op import Mish
@@ -182,11 +139,22 @@ def recompute_activations(net):
 
 
 def prepare_network(net, train, fused_act=False, fold_bn=False, recompute_act=False):
-    """Applies the network rewrites in place, before the network's first call; returns ``net``.
-    ``fold_bn`` only when not ``train`` (training needs batch statistics), ``recompute_act`` only when
-    ``train``; fused activations are not recomputed (their backward needs only the input)."""
-    if _fused_act_kind(fused_act):
-        use_fused_activations(net, fused_act)
+    """The network rewrites, in place before the first call: ``fused_act`` "mish" or "all" (a warning where the
+    kernels cannot be built), ``fold_bn`` for inference, ``recompute_act`` for training (of unfused cells)."""
+    from mindspore import nn
+
+    from src.utils.custom_op import Mish
+    from src.utils.fused_ops import FusedLeakyReLU, FusedMish, fused_ops_available
+
+    kind = _fused_act_kind(fused_act)
+    ok, why = fused_ops_available() if kind else (False, "")
+    if kind and not ok:
+        logging.getLogger(__name__).warning("fused activation kernels unavailable, keeping MindSpore's "
+                                            "activations: %s", why.splitlines()[0] if why else "?")
+    elif kind:
+        _replace_children(net, lambda c: isinstance(c, Mish), lambda c: FusedMish())
+        if kind == "all":
+            _replace_children(net, lambda c: isinstance(c, nn.LeakyReLU), lambda c: FusedLeakyReLU(float(c.alpha)))
     if fold_bn and not train:
         fold_batchnorm(net)
     if recompute_act and train:
@@ -195,9 +163,8 @@ def prepare_network(net, train, fused_act=False, fold_bn=False, recompute_act=Fa
 
 
 def apply_recommended_settings(device_target, mode, network=True):
-    """On CPU, applies the process settings of ``recommended_settings(mode)``; returns ``(applied,
-    network_kwargs)`` for the log and for :func:`prepare_network` (none with ``network=False``: export).
-    Other devices: nothing is applied."""
+    """On CPU, applies ``recommended_settings(mode)``'s process settings; returns ``(applied, network_kwargs)``
+    for the log and ``prepare_network`` (none with ``network=False``: export). Elsewhere nothing."""
     if device_target != "CPU":
         return {}, {}
     process, rewrites = split_settings(recommended_settings(mode))

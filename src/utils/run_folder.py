@@ -1,20 +1,11 @@
-"""Run folders that cannot be clobbered: a run's outputs live in ``<root>/<name>/``, claimed by one job and
-locked while a process trains into it.
+"""Run folders that cannot be clobbered: ``<root>/<name>/``, claimed by one job, locked while a process trains.
 
-* **Name**: ``$CSPDARKNET53_RUN_NAME`` (the launch scripts set it, so that every rank of a job, on every node,
-  writes one folder) or the zoo's timestamp ``%Y-%m-%d_time_%H_%M_%S``. A name from the environment is one
-  folder name: ``..``, ``/`` and the like are refused, so it never leaves ``root``.
-* **Claim**: a timestamped folder is created with ``os.mkdir`` (a name taken gets ``_1``, ``_2`` ...), so two
-  processes started in the same second never share one. Every new run then writes its job's token into
-  ``.run_id``, atomically (``os.link`` of a complete file: exactly one writer wins). The ranks of one job agree
-  on the token (one all-reduce) and share the folder; any other process is refused: a later job with a
-  leftover ``CSPDARKNET53_RUN_NAME`` never writes into a finished run's folder. A folder that holds a run's
-  outputs without a ``.run_id`` (runs of older versions) counts as claimed too. The launch scripts create
-  the folder before the job starts, and that is fine: it holds no run yet.
-* **Lock**: ``.lock_rank<r>`` is held with ``flock`` while a process trains into the folder (the kernel
-  releases it when the process ends, however it ends); a second process of the same rank (two ``--resume``
-  of one run) is refused with the holder's pid. Each rank has its own lock, so the ranks of a job do not
-  exclude each other.
+Name: ``$CSPDARKNET53_RUN_NAME`` (set by the launch scripts so that every rank writes one folder; one folder name,
+never ``..`` or a path) or the zoo's timestamp, created with ``os.mkdir`` (``_1``, ``_2`` ... when taken). Claim:
+the job's token goes into ``.run_id`` by ``os.link`` of a complete file (exactly one writer wins); the ranks of a
+job agree on the token (one all-reduce), anyone else is refused, and a folder holding an older version's run
+outputs counts as claimed. Lock: ``.lock_rank<r>`` held with ``flock`` while a process trains (released by the
+kernel however the process ends), so two ``--resume`` of one run are refused with the holder's pid.
 """
 import datetime
 import errno
@@ -23,9 +14,6 @@ import os
 import secrets
 
 from src.errors import ConfigError
-
-__all__ = ["RUN_NAME_ENV", "CLAIM_FILE", "run_name_from_env", "holds_run", "job_token", "new_run_dir",
-           "claim_run_dir", "check_run_name", "RunLock", "check_not_locked"]
 
 RUN_NAME_ENV = "CSPDARKNET53_RUN_NAME"
 CLAIM_FILE = ".run_id"
@@ -97,9 +85,8 @@ def _taken(path, key):
 
 
 def check_run_name(root, single=True, key="ckpt_path"):
-    """Checks ``$CSPDARKNET53_RUN_NAME`` before any work (nothing is created): one folder name, and, for a job of
-    one process (``single``), not a folder that already holds a run. (The ranks of a distributed job share the
-    folder; ``new_run_dir`` tells them from another job.)"""
+    """Checks ``$CSPDARKNET53_RUN_NAME`` before any work: one folder name, and for one process (``single``) not
+    a folder holding a run (a distributed job's ranks share it; ``new_run_dir`` tells them from another job)."""
     name = run_name_from_env()
     path = os.path.join(os.path.abspath(root), name) if name else None
     if path and single and holds_run(path):
@@ -127,9 +114,8 @@ def claim_run_dir(path, token, key="ckpt_path"):
 
 
 def new_run_dir(root, token=None, key="ckpt_path", prefix=""):
-    """Creates and claims the folder of a new run under ``root`` (module docstring); returns its absolute
-    path. ``token``: the job's (``job_token()`` when None; every rank of a distributed job must call this).
-    ``prefix`` goes before the timestamp (eval: ``eval_``), so eval folders never look like training runs."""
+    """Creates and claims a new run folder under ``root`` (every rank calls it); returns its absolute path.
+    ``prefix`` goes before the timestamp (eval: ``eval_``, never taken for a training run)."""
     token = token or job_token()
     root = os.path.abspath(root)
     shared = run_name_from_env()
@@ -153,38 +139,32 @@ def _lock_path(run_dir, rank):
     return os.path.join(run_dir, f".lock_rank{int(rank)}")
 
 
-def _holder(fd):
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 64).decode("ascii", "replace").strip()
-    return text or "unknown"
-
-
-def _busy(key, value, run_dir, pid):
-    return ConfigError(f"{key}={value!r}: the run folder {run_dir} is in use: process {pid} is training into it; "
-                       "wait for it to end or stop it (SIGTERM saves a checkpoint to resume from)")
+def _lock(fd, exclusive, key, value, run_dir):
+    """``flock`` of ``fd`` without waiting; ``ConfigError`` naming the holder's pid (``fd`` closed) when held."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as err:
+        os.lseek(fd, 0, os.SEEK_SET)
+        pid = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        raise ConfigError(f"{key}={value!r}: the run folder {run_dir} is in use: process {pid} is training into "
+                          "it; wait for it to end or stop it (SIGTERM saves a checkpoint to resume from)") from None
 
 
 def check_not_locked(run_dir, rank=0, key="resume", value=None):
-    """``ConfigError`` when a process holds ``run_dir``'s lock of ``rank``; changes nothing (no file is
-    created), so a job that is refused or has nothing to do leaves the folder as it was."""
-    path = _lock_path(run_dir, rank)
+    """``ConfigError`` when a process holds ``run_dir``'s lock of ``rank``; creates nothing."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(_lock_path(run_dir, rank), os.O_RDONLY)
     except OSError:
         return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as err:
-        if err.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        raise _busy(key, run_dir if value is None else value, run_dir, _holder(fd)) from None
-    finally:
-        os.close(fd)  # also releases the probe's shared lock
+    _lock(fd, False, key, run_dir if value is None else value, run_dir)
+    os.close(fd)  # also releases the probe's shared lock
 
 
 class RunLock:
-    """The lock of ``run_dir`` for ``rank`` (module docstring), held from ``acquire()`` to ``release()`` (or the
-    process's end); ``acquire`` raises ``ConfigError`` naming the holder's pid when another process has it."""
+    """The lock of ``run_dir`` for ``rank``, held from ``acquire()`` to ``release()`` or the process's end."""
 
     def __init__(self, run_dir, rank=0, key="resume", value=None):
         self.run_dir, self.path, self.fd = run_dir, _lock_path(run_dir, rank), None
@@ -192,14 +172,7 @@ class RunLock:
 
     def acquire(self):
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            pid = _holder(fd)
-            os.close(fd)
-            if err.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise _busy(self.key, self.value, self.run_dir, pid) from None
+        _lock(fd, True, self.key, self.value, self.run_dir)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd

@@ -1,5 +1,4 @@
-"""Run-time setup shared by the jobs: device, graph mode, distributed init, the run's log, and the run
-context that holds this state (apart from the immutable config). Nothing happens at import."""
+"""Run-time setup shared by the jobs: device, graph mode, distributed init, the run's log and context."""
 import datetime
 import json
 import logging
@@ -39,18 +38,18 @@ class RunContext:
         from src.utils.fileio import write_json_atomic
 
         started = datetime.datetime.now().isoformat(timespec="seconds")
+        data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started)
         if resumed_from:
             try:
                 with open(path, encoding="utf-8") as f:
                     data = dict(json.load(f))
             except (OSError, ValueError, TypeError):  # missing or unreadable: the resumed process's own record
-                data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started)
+                pass
             data.setdefault("resumes", []).append(dict(started=started, argv=sys.argv, checkpoint=resumed_from))
             return write_json_atomic(data, path)
         import mindspore
 
-        data = dict(asdict(self), python=platform.python_version(), argv=sys.argv, started=started,
-                    mindspore=mindspore.__version__)
+        data["mindspore"] = mindspore.__version__
         if cfg is not None:
             data.update(profile=cfg.profile, config_path=cfg.config_path, explicit_keys=sorted(cfg.explicit))
         return write_json_atomic(data, path)
@@ -60,11 +59,8 @@ def resolve_device_target(value):
     """``auto`` -> Ascend if present, else GPU, else CPU; a named target must be available."""
     import mindspore as ms
 
-    if value in (None, "", "auto"):
-        for target in DEVICE_PREFERENCE:
-            if ms.hal.is_available(target):
-                return target
-        return "CPU"
+    if value == "auto":
+        return next((target for target in DEVICE_PREFERENCE if ms.hal.is_available(target)), "CPU")
     if value not in DEVICE_PREFERENCE:
         raise DeviceError(f"device_target={value!r}: expected auto, Ascend, GPU or CPU")
     if not ms.hal.is_available(value):
@@ -77,15 +73,13 @@ def setup_device(device_target="auto", device_id=None, graph_mode=True):
     """Selects the device (``DEVICE_ID`` env when ``device_id`` is None) and graph mode; returns the target."""
     import mindspore as ms
 
+    from src.config import launch_env
+
     target = resolve_device_target(device_target)
     if target == "CPU":
         ms.set_device("CPU")
     else:
-        if device_id is None:
-            from src.config import launch_env
-
-            device_id = launch_env().get("DEVICE_ID", 0)
-        ms.set_device(target, device_id)
+        ms.set_device(target, launch_env().get("DEVICE_ID", 0) if device_id is None else device_id)
     ms.set_context(mode=ms.GRAPH_MODE if graph_mode else ms.PYNATIVE_MODE)
     return target
 
@@ -112,10 +106,8 @@ def init_distributed(enabled):
 
 
 def start_context(device_cfg, mode, network=True):
-    """Device, CPU performance settings (``mode``: "train" or "infer"), distributed init, in that order.
-
-    Returns ``(RunContext, network_rewrites)``; the rewrites go to ``src.utils.perf.prepare_network``.
-    """
+    """Device, CPU performance settings (``mode``: "train" or "infer"), distributed init, in that order;
+    returns ``(RunContext, network_rewrites)`` (for ``src.utils.perf.prepare_network``)."""
     from src.config import resolve_is_distributed
     from src.utils.perf import apply_recommended_settings
 
@@ -128,26 +120,22 @@ def start_context(device_cfg, mode, network=True):
 
 
 class RunLog:
-    """The run's logger on the ``src`` logger (every library module's warnings reach it): the zoo's line
-    format to stdout (rank 0) and to a log file named later by ``attach_file``, once the run is known to start
-    (what was logged before goes into it then; a refused run writes no file). A new RunLog replaces the
-    handlers of an earlier one."""
+    """The run's log on the ``src`` logger (library warnings reach it), in the zoo's format: stdout (rank 0) and a
+    file named by ``attach_file`` once the run starts (earlier lines buffered; a refused run writes no file)."""
 
-    def __init__(self, name="run", rank=0, to_stdout=True, level=logging.INFO, console_level=logging.INFO):
+    def __init__(self, name="run", console_level=logging.INFO):
         self.root = logging.getLogger(PROJECT_LOGGER)
-        self.root.setLevel(level)
+        self.root.setLevel(logging.INFO)
         for handler in list(self.root.handlers):
             self.root.removeHandler(handler)
             handler.close()
         from src.utils.paths import SafeFormatter
         self.formatter = SafeFormatter(fmt=LOG_FORMAT)  # a file name that is not UTF-8 never loses a line
-        self.stream = None
-        if to_stdout and rank == 0:
-            # info lines to stdout; a program that prints its own results shows only warnings, on stderr
-            self.stream = logging.StreamHandler(sys.stdout if console_level <= logging.INFO else sys.stderr)
-            self.stream.setLevel(console_level)
-            self.stream.setFormatter(self.formatter)
-            self.root.addHandler(self.stream)
+        # info lines to stdout; a program that prints its own results shows only warnings, on stderr
+        self.stream = logging.StreamHandler(sys.stdout if console_level <= logging.INFO else sys.stderr)
+        self.stream.setLevel(console_level)
+        self.stream.setFormatter(self.formatter)
+        self.root.addHandler(self.stream)
         self.buffer = logging.handlers.BufferingHandler(capacity=float("inf"))  # until the file is known
         self.root.addHandler(self.buffer)
         self.path = None

@@ -1,8 +1,6 @@
-"""The one owner of random seeds. Weight init and the train data order use private generators from ``seed``
-(``create_model``, ``src.data.sampler``); the engine's random augmentations and MindSpore's global generators
-read global seeds, set by :func:`seed_everything` at the start and :func:`set_augmentation_seed` before each
-epoch's iterator: per (epoch, rank), so a resumed run draws what an uninterrupted one would.
-"""
+"""The one owner of random seeds. Weight init and the train order use private generators; the engine's
+augmentations read global seeds, set per (epoch, rank) before each epoch, so a resumed run draws what an
+uninterrupted one would."""
 
 
 def seed_everything(seed):

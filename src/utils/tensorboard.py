@@ -1,11 +1,8 @@
 """TensorBoard scalars of a training run through tensorboardX (no TensorFlow, no PyTorch), and a reader.
-
-One folder per run, ``<tensorboard_dir>/<run folder name>/``; every scalar (epoch values too) is logged
-against the global step, so a resumed run's ``purge_step`` hides what the interrupted run logged from there
-on. tensorboardX is imported only when a logger is created (``TensorBoardUnavailable`` names the pin), with
-``import torch`` blocked meanwhile (its writer would load PyTorch just to recognise torch tensors).
-``read_scalars`` reads event files back with CRC checks and the purge rule, for tests and
-tools/plot_tensorboard.py without TensorBoard installed.
+One folder per run, ``<tensorboard_dir>/<run folder name>/``; every scalar is logged against the global step, so a
+resumed run's ``purge_step`` hides what the interrupted run logged from there on. ``import torch`` is blocked while
+tensorboardX loads (its writer would load PyTorch just to recognise torch tensors). ``read_scalars`` reads event
+files back (CRC checks, the purge rule) for tests and tools/plot_tensorboard.py without TensorBoard installed.
 """
 import contextlib
 import glob
@@ -46,8 +43,7 @@ def _tensorboardx():
     try:
         with _without_torch():
             import tensorboardX
-            from tensorboardX import SummaryWriter  # noqa: F401  (the writer module)
-            from tensorboardX.proto import event_pb2  # noqa: F401
+            import tensorboardX.proto.event_pb2  # noqa: F401  (read_scalars's, loaded without torch too)
     except ImportError as err:
         raise TensorBoardUnavailable(
             f"tensorboard_dir is set but tensorboardX is not installed ({err}); pip install {TENSORBOARDX_PIN} "
@@ -59,10 +55,8 @@ def _number(value):
     """A float for TensorBoard, or None for a missing value ("" or None in metrics.csv)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if hasattr(value, "asnumpy"):  # a MindSpore tensor
-        value = value.asnumpy()
-    if hasattr(value, "item"):
-        value = value.item()
+    value = value.asnumpy() if hasattr(value, "asnumpy") else value  # a MindSpore tensor
+    value = value.item() if hasattr(value, "item") else value
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -81,17 +75,14 @@ def epoch_scalars(row):
     return {tag: row[key] for key, tag in EPOCH_TAGS.items() if key in row and _number(row[key]) is not None}
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(contextlib.AbstractContextManager):
     """A tensorboardX ``SummaryWriter`` on ``<tensorboard_dir>/<run_name>/`` that logs plain scalars."""
 
     def __init__(self, tensorboard_dir, run_name, purge_step=None, flush_secs=30, max_queue=100):
         tbx = _tensorboardx()
-        if not tensorboard_dir:
-            raise ValueError("tensorboard_dir is empty")
         self.log_dir = os.path.abspath(os.path.join(os.fspath(tensorboard_dir), str(run_name)))
         os.makedirs(self.log_dir, exist_ok=True)
-        # tensorboardX names event files by the second and opens them "wb": a unique suffix keeps a second
-        # writer in the same second (a quick resume) from overwriting the first file
+        # event files are named by the second and opened "wb": the suffix keeps a quick resume's apart
         global _writers_opened
         _writers_opened += 1
         suffix = f".{os.getpid()}.{_writers_opened:04d}"
@@ -104,15 +95,11 @@ class TensorBoardLogger:
         """Logs every ``{tag: value}`` at global step ``step``; None / "" values are skipped. Returns the count."""
         if self.closed:
             raise RuntimeError(f"TensorBoard logger for {self.log_dir} is closed")
-        step = int(step)
-        n = 0
-        for tag, value in scalars.items():
-            number = _number(value)
-            if number is None:
-                continue
-            self._writer.add_scalar(str(tag), number, global_step=step)
-            n += 1
-        return n
+        numbers = {str(tag): _number(value) for tag, value in scalars.items()}
+        numbers = {tag: number for tag, number in numbers.items() if number is not None}
+        for tag, number in numbers.items():
+            self._writer.add_scalar(tag, number, global_step=int(step))
+        return len(numbers)
 
     def flush(self):
         if not self.closed:
@@ -123,12 +110,8 @@ class TensorBoardLogger:
             self._writer.close()
             self.closed = True
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *exc):
         self.close()
-        return False
 
 
 def create_tensorboard_logger(tensorboard_dir, run_dir, rank=0, purge_step=None, **kwargs):

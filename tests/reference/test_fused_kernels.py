@@ -32,7 +32,9 @@ def _grid():
 
 def _call(lib, name, *arrays):
     out = np.empty_like(arrays[0])
-    getattr(lib, name)(*[a.ctypes.data for a in arrays], out.ctypes.data, out.size)
+    fn = getattr(lib, name)
+    fn.argtypes = [ctypes.c_void_p] * (len(arrays) + 1) + [ctypes.c_int64]
+    fn(*[a.ctypes.data for a in arrays], out.ctypes.data, out.size)
     return out
 
 

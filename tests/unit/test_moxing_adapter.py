@@ -243,12 +243,16 @@ def test_bad_zip_is_a_clear_error(env):
         modelarts_unzip(bad, env / "data", device_id=0, device_num=1)
 
 
-def test_unzip_modelarts_dataset_uses_config(env):
+def test_the_wrapper_unzips_the_configured_dataset(env, fake_moxing):
     _make_zip(env / "ImageNet.zip")
-    cfg = load_config(["--data_path=%s" % env])
-    assert moxing_adapter.unzip_modelarts_dataset(cfg.modelarts) == str(env / "ImageNet")
-    cfg2 = load_config(["--need_modelarts_dataset_unzip=false"])
-    assert moxing_adapter.unzip_modelarts_dataset(cfg2.modelarts) is None
+    seen = []
+    run_on_modelarts(load_config(["--data_path=%s" % env, "--output_path=%s" % (env / "o")]), seen.append)
+    run_on_modelarts(load_config(["--data_path=%s" % env, "--output_path=%s" % (env / "o"),
+                                  "--need_modelarts_dataset_unzip=false"]), seen.append)
+    run_on_modelarts(load_config(["--data_path=%s" % env, "--output_path=%s" % (env / "o")]), seen.append,
+                     uses_data=False)
+    assert [c.data.data_dir for c in seen] == [str(env / "ImageNet"), str(env), ""]
+    assert os.path.isdir(env / "ImageNet" / "train")
 
 
 # --------------------------------------------------------------------------- ids and adapters
