@@ -33,26 +33,17 @@ def test_logits_shape(size):
     assert np.isfinite(out.asnumpy()).all()
 
 
-def test_feature_maps_and_forward_features(calibrate):
+def test_feature_maps_and_forward_features():
+    """The full network's stage widths and strides (the head's arithmetic, shared by every arch, is checked on
+    cspdarknet_tiny in tests/unit/test_model.py)."""
     x = _input(2, 64, 48)
-    net = calibrate(create_model("cspdarknet53"), 0, x.asnumpy())  # feature maps that vary over space
+    net = create_model("cspdarknet53")
+    net.set_train(False)
     feats = net.feature_maps(x)
-    shapes = [tuple(f.shape) for f in feats]
-    assert shapes == [(2, 32, 64, 48), (2, 64, 32, 24), (2, 128, 16, 12), (2, 256, 8, 6), (2, 512, 4, 3),
-                      (2, 1024, 2, 2)]
-    last = net.forward_features(x).asnumpy()
-    np.testing.assert_array_equal(last, feats[-1].asnumpy())
-    pooled = net.forward_head(net.forward_features(x), pre_logits=True)
-    assert pooled.shape == (2, net.num_features) == (2, 1024)
-    # the head, written out: global average pool of the last feature map, then fc (weight and bias)
-    assert np.ptp(last, axis=(2, 3)).max() > 0.1  # else mean and max pooling would look the same
-    expected_pooled = last.astype(np.float64).mean(axis=(2, 3))
-    np.testing.assert_allclose(pooled.asnumpy(), expected_pooled, rtol=1e-5, atol=1e-6)
-    w, b = net.head.fc.weight.asnumpy().astype(np.float64), net.head.fc.bias.asnumpy().astype(np.float64)
-    assert np.abs(b).max() > 0.1
-    logits = net(x).asnumpy()
-    np.testing.assert_allclose(logits, expected_pooled @ w.T + b, rtol=1e-4, atol=1e-5 * np.abs(logits).max())
-    np.testing.assert_array_equal(net.forward_head(net.forward_features(x)).asnumpy(), logits)
+    assert [tuple(f.shape) for f in feats] == [(2, 32, 64, 48), (2, 64, 32, 24), (2, 128, 16, 12), (2, 256, 8, 6),
+                                               (2, 512, 4, 3), (2, 1024, 2, 2)]
+    np.testing.assert_array_equal(net.forward_features(x).asnumpy(), feats[-1].asnumpy())
+    assert net.forward_head(net.forward_features(x), pre_logits=True).shape == (2, net.num_features) == (2, 1024)
 
 
 def test_features_only_defaults_to_zoo_detect_levels():
