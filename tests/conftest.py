@@ -196,6 +196,27 @@ class ScriptRunner:
         return subprocess.Popen([str(a) for a in argv], cwd=None if cwd is None else str(cwd), env=script_env(env),
                                 **kwargs)
 
+    def signal_when(self, script, args, cwd, marker, sig, env=None, timeout=300):
+        """Runs ``script``, sends ``sig`` once an output line contains ``marker`` (asserted to appear), waits;
+        ``(exit status, output)``. The child is killed if it outlives ``timeout`` or the test fails."""
+        proc = self.popen(script, args, cwd=cwd, env={"PYTHONUNBUFFERED": "1", **(env or {})},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen = []
+        try:
+            for line in proc.stdout:
+                seen.append(line)
+                if marker in line:
+                    proc.send_signal(sig)
+                    break
+            seen.append(proc.communicate(timeout=timeout)[0])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out = "".join(seen)
+        assert marker in out, out[-3000:]
+        return proc.returncode, out
+
 
 @pytest.fixture(scope="session")
 def run_script():
@@ -206,6 +227,7 @@ def run_script():
     removes a variable), captures text output (``.returncode``, ``.stdout``, ``.stderr``, ``.output`` = both)
     and kills the child after ``timeout`` seconds. ``run_script.cmd(argv, ...)`` runs any command line the
     same way; ``run_script.popen(script, args, ...)`` / ``.popen_cmd(argv, ...)`` start it in the background;
+    ``run_script.signal_when(script, args, cwd, marker, sig)`` stops it with a signal once ``marker`` is printed;
     ``run_script.env(env)`` is that environment."""
     return ScriptRunner()
 

@@ -6,7 +6,6 @@ test_predict_job.py, test_export_job.py, test_checkpoint_metadata.py.)"""
 
 import json
 import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -90,28 +89,6 @@ def test_an_absurd_image_size_recorded_in_a_checkpoint_is_refused(tmp_path, data
     assert not (tmp_path / "net.mindir").exists()
 
 
-def _stop(run_script, script, args, cwd, marker, sig):
-    """Runs ``script``, sends ``sig`` once a line containing ``marker`` appears, returns (status, output)."""
-    proc = run_script.popen(script, args, cwd=cwd, env={"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    seen = []
-    try:
-        for line in proc.stdout:
-            seen.append(line)
-            if marker in line:
-                proc.send_signal(sig)
-                break
-        seen.append(proc.stdout.read())
-        status = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = "".join(seen)
-    assert any(marker in line for line in seen), out[-3000:]
-    return status, out
-
-
 def _one_stop_line(status, out, sig):
     """Exit 143 for SIGTERM, 130 for SIGINT, one error line. While MindSpore runs a compiled graph its own SIGINT
     handler is installed (``DefaultIntHandler`` in ccsrc/utils/signal_util.cc), which turns Ctrl-C into a
@@ -126,7 +103,7 @@ def _one_stop_line(status, out, sig):
 def test_eval_stopped_while_scoring_leaves_no_result(tmp_path, data, ckpts, run_script, sig):
     """After the first batch, with 2 data workers: MindSpore's data engine has replaced the process's SIGTERM
     handler by then (without the project's re-install, eval exited 0 with nothing written)."""
-    status, out = _stop(run_script, "eval.py", _eval_args(data, ckpts["good"], tmp_path), tmp_path,
+    status, out = run_script.signal_when("eval.py", _eval_args(data, ckpts["good"], tmp_path), tmp_path,
                         "scoring started", sig)
     _one_stop_line(status, out, sig)
     assert "top1_correct" not in out
@@ -137,7 +114,7 @@ def test_eval_stopped_while_scoring_leaves_no_result(tmp_path, data, ckpts, run_
 def test_predict_stopped_leaves_no_result(tmp_path, data, ckpts, run_script, sig):
     """While the files are checked, before any result is printed or written."""
     args = [f"--ckpt_file={ckpts['good']}", f"--image_path={data}", f"--result_file={tmp_path / 'r.json'}"]
-    status, out = _stop(run_script, "predict.py", args, tmp_path, "model: cspdarknet_tiny", sig)
+    status, out = run_script.signal_when("predict.py", args, tmp_path, "model: cspdarknet_tiny", sig)
     _one_stop_line(status, out, sig)
     assert not (tmp_path / "r.json").exists()
 
@@ -147,6 +124,6 @@ def test_export_stopped_leaves_no_file(tmp_path, ckpts, run_script, sig):
     """The signal lands while the written file is checked (it is moved into place only after that)."""
     out_dir = tmp_path / "exported"
     args = [f"--ckpt_file={ckpts['good']}", f"--file_name={out_dir / 'net'}", "--height=64", "--width=64"]
-    status, out = _stop(run_script, "export.py", args, tmp_path, "checking the MINDIR file", sig)
+    status, out = run_script.signal_when("export.py", args, tmp_path, "checking the MINDIR file", sig)
     _one_stop_line(status, out, sig)
     assert not out_dir.exists() or list(out_dir.iterdir()) == []  # neither the file nor its temporary folder

@@ -32,24 +32,6 @@ def _run_dir(out):
     return run
 
 
-def _signal_when(run_script, args, cwd, line, signum):
-    """Starts train.py, sends ``signum`` once a stdout line contains ``line``; returns (status, output)."""
-    proc = run_script.popen("train.py", args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    try:
-        for text in proc.stdout:
-            seen.append(text)
-            if line in text:
-                proc.send_signal(signum)
-                break
-        seen.append(proc.communicate(timeout=300)[0])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, "".join(seen)
-
-
 def _metrics(run):
     with open(os.path.join(run, "metrics.csv"), newline="") as f:
         return [(r["epoch"], r["train_loss"], r["lr"], r["val_top1"], r["val_top5"]) for r in csv.DictReader(f)]
@@ -121,8 +103,9 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_matches_the_uninte
     straight, _ = reference_run(mode)
     # loop: SIGTERM after a step of epoch 2; sink: SIGINT after the first sink of epoch 2 (the next boundary)
     signum = signal.SIGTERM if mode == "loop" else signal.SIGINT
-    status, output = _signal_when(run_script, reference_run.args(tmp_path / "stopped", mode), tmp_path,
-                                  "epoch[2], step[2/9]" if mode == "loop" else "epoch[2], step[3/9]", signum)
+    marker = "epoch[2], step[2/9]" if mode == "loop" else "epoch[2], step[3/9]"
+    status, output = run_script.signal_when("train.py", reference_run.args(tmp_path / "stopped", mode), tmp_path,
+                                            marker, signum)
     run = _run_dir(tmp_path / "stopped")
     # MindSpore's runtime re-sends a SIGINT that lands inside a compiled step as SIGTERM (src.utils.signals)
     assert status in ((143,) if mode == "loop" else (130, 143)), output[-3000:]
@@ -145,7 +128,8 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_matches_the_uninte
 
 def test_a_signal_during_start_up_exits_with_nothing_half_written(tmp_path, reference_run, run_script):
     out = tmp_path / "out"
-    status, output = _signal_when(run_script, reference_run.args(out), tmp_path, "start create network", signal.SIGTERM)
+    status, output = run_script.signal_when("train.py", reference_run.args(out), tmp_path, "start create network",
+                                            signal.SIGTERM)
     assert status == 143, output[-3000:]
     assert [t for t in output.splitlines() if t.startswith("error: ")][0].startswith("error: stopped by SIGTERM")
     assert not glob.glob(str(out / "**" / "*.ckpt"), recursive=True) and _no_temporary_files(tmp_path)
