@@ -46,6 +46,19 @@ def _eval_args(data, ckpt, tmp_path, *extra):
             f"--log_path={tmp_path / 'logs'}", f"--result_file={tmp_path / 'r.json'}", *extra]
 
 
+def _refused_job_args(script, data, ckpt, tmp_path):
+    """The command line of eval.py, predict.py or export.py on ``ckpt``, writing under ``tmp_path``."""
+    return {"eval.py": _eval_args(data, ckpt, tmp_path),
+            "predict.py": [f"--ckpt_file={ckpt}", f"--image_path={data / 'class0'}",
+                           f"--result_file={tmp_path / 'r.json'}"],
+            "export.py": [f"--ckpt_file={ckpt}", f"--file_name={tmp_path / 'net'}"]}[script]
+
+
+def _assert_nothing_written(tmp_path):
+    assert not list(tmp_path.rglob("eval_result.json")) and not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "net.mindir").exists()
+
+
 def test_a_scored_eval_writes_standard_json_into_an_eval_folder(tmp_path, data, ckpts, run_script):
     proc = run_script("eval.py", _eval_args(data, ckpts["good"], tmp_path, "--no_plots=1"), cwd=tmp_path)
     assert proc.returncode == 0, proc.output[-3000:]
@@ -66,27 +79,19 @@ def test_a_scored_eval_writes_standard_json_into_an_eval_folder(tmp_path, data, 
 @pytest.mark.parametrize("script", ["eval.py", "predict.py", "export.py"])
 def test_weights_that_are_not_finite_are_refused(tmp_path, data, ckpts, run_script, script):
     """Before: eval scored an all-NaN checkpoint 33% top-1 / 100% top-5 with exit 0, predict printed nan."""
-    args = {"eval.py": _eval_args(data, ckpts["nan"], tmp_path),
-            "predict.py": [f"--ckpt_file={ckpts['nan']}", f"--image_path={data / 'class0'}",
-                           f"--result_file={tmp_path / 'r.json'}"],
-            "export.py": [f"--ckpt_file={ckpts['nan']}", f"--file_name={tmp_path / 'net'}"]}[script]
+    args = _refused_job_args(script, data, ckpts["nan"], tmp_path)
     line = _error_line(run_script(script, args, cwd=tmp_path))
     assert "hold NaN or infinite values" in line and str(ckpts["nan"]) in line
-    assert not list(tmp_path.rglob("eval_result.json")) and not (tmp_path / "r.json").exists()
-    assert not (tmp_path / "net.mindir").exists()
+    _assert_nothing_written(tmp_path)
 
 
 @pytest.mark.parametrize("script", ["eval.py", "predict.py", "export.py"])
 def test_an_absurd_image_size_recorded_in_a_checkpoint_is_refused(tmp_path, data, ckpts, run_script, script):
     """Before: eval printed ``tot=0, acc=0.00%`` and exited 0 (the decoder dropped every image)."""
-    args = {"eval.py": _eval_args(data, ckpts["huge"], tmp_path),
-            "predict.py": [f"--ckpt_file={ckpts['huge']}", f"--image_path={data / 'class0'}",
-                           f"--result_file={tmp_path / 'r.json'}"],
-            "export.py": [f"--ckpt_file={ckpts['huge']}", f"--file_name={tmp_path / 'net'}"]}[script]
+    args = _refused_job_args(script, data, ckpts["huge"], tmp_path)
     proc = run_script(script, args, cwd=tmp_path)
     assert "image_size='40000,40000'" in _error_line(proc) and "tot=0" not in proc.output
-    assert not list(tmp_path.rglob("eval_result.json")) and not (tmp_path / "r.json").exists()
-    assert not (tmp_path / "net.mindir").exists()
+    _assert_nothing_written(tmp_path)
 
 
 def _one_stop_line(status, out, sig):
@@ -104,7 +109,7 @@ def test_eval_stopped_while_scoring_leaves_no_result(tmp_path, data, ckpts, run_
     """After the first batch, with 2 data workers: MindSpore's data engine has replaced the process's SIGTERM
     handler by then (without the project's re-install, eval exited 0 with nothing written)."""
     status, out = run_script.signal_when("eval.py", _eval_args(data, ckpts["good"], tmp_path), tmp_path,
-                        "scoring started", sig)
+                                         "scoring started", sig)
     _one_stop_line(status, out, sig)
     assert "top1_correct" not in out
     assert not list(tmp_path.rglob("eval_result.json")) and not (tmp_path / "r.json").exists()
