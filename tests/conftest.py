@@ -25,6 +25,7 @@ Fixtures (``pytest --fixtures tests`` lists them with these docstrings):
     timm_model       timm's cspdarknet53 (PyTorch) with random BN, the timm-parity reference
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -47,6 +48,35 @@ LAUNCHER_VARS = ("MS_ROLE", "MS_WORKER_NUM", "MS_NODE_ID", "CSPDARKNET53_RUN_NAM
                  "NODE_NUM", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "SERVER_ID", "DRY_RUN")
 
 
+#: session fixtures that train or build something (tens of seconds): the test modules that name one run in one
+#: pytest-xdist worker, so that it is made once (see worker_group)
+SHARED_SESSION_FIXTURES = ("reference_run", "flowers_run", "timm_model")
+
+
+def worker_group(module):
+    """The pytest-xdist work unit of a test module (a path relative to the root): the first of
+    SHARED_SESSION_FIXTURES that its source names, else the module itself, whose tests then share one worker and
+    its module-scoped fixtures. Read from the source because the scheduler runs in the controller, which collects
+    nothing (a module that merely mentions such a name only joins a larger unit)."""
+    try:
+        with open(os.path.join(ROOT, module), encoding="utf-8") as f:
+            words = set(re.findall(r"\w+", f.read()))
+    except OSError:
+        return module
+    return next((name for name in SHARED_SESSION_FIXTURES if name in words), module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest.ini runs the suite in one worker per CPU (pytest-xdist); the work units are worker_group's."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return worker_group(nodeid.split("::", 1)[0])
+    return ModuleGroups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """Marks each test by its tier folder (tests/unit/, tests/reference/, tests/e2e/)."""
     for item in items:
@@ -58,6 +88,17 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid}: test modules go in one of the tier folders tests/{{"
                                     f"{','.join(TIERS)}}}/")
         item.add_marker(kind)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test's captured output and log as valid UTF-8 (undecodable file names escaped): pytest-xdist sends
+    them from the worker as UTF-8, and a lone surrogate (a Latin-1 name decoded by os.fsdecode) would end the
+    whole run with an internal error."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+                       for title, text in report.sections]
 
 
 _MINDSPORE_SET = []

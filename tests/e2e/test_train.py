@@ -90,11 +90,10 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(tmp_path, tiny_da
     assert int(final["epoch"]) == done + 1 and int(final["global_step"].reshape(-1)[0]) == 4 * (done + 1)
 
 
-def test_dynamic_loss_scale_and_pretrained_fine_tune(tmp_path, tiny_data, train):
-    first = train(tmp_path, _args(tiny_data, tmp_path / "a", max_epoch=1))
-    assert first.returncode == 0, first.stderr
-    ckpt = os.path.join(_run_dir(tmp_path / "a"), "ckpt_0", "0-1_4.ckpt")
-    # the same weights as a warm start for a 5-class head, with dynamic loss scaling
+def test_dynamic_loss_scale_and_pretrained_fine_tune(tmp_path, tiny_data, train, reference_run):
+    run, _ = reference_run("loop")  # fixed loss scale, EMA on, trained on tiny_data (tests/e2e/conftest.py)
+    ckpt = list_checkpoints(os.path.join(run, "ckpt_0"))[-1][2]
+    # its weights as a warm start for a 5-class head, with dynamic loss scaling
     proc = train(tmp_path, _args(tiny_data, tmp_path / "b", max_epoch=1, num_classes=5, pretrained=ckpt,
                                   is_dynamic_loss_scale=1, loss_scale=65536))
     assert proc.returncode == 0, proc.stderr
