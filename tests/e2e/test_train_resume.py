@@ -8,7 +8,8 @@ uninterrupted reference runs (tests/e2e/conftest.py reference_run, loop and sink
 - SIGTERM / SIGINT during training save the position (epoch, step in the epoch) and exit 143 / 130 with one
   line saying how to resume; the resumed run ends bit for bit where the reference does;
 - a signal during start-up leaves nothing half-written; a second process on a run that is training is
-  refused with the holder's pid.
+  refused with the holder's pid; SIGKILL (no handler runs) loses at most the epoch under way: the run resumes
+  from its newest complete checkpoint.
 
 cspdarknet_tiny at 32 px, 3 classes x 12 images, 4 per batch (9 steps per epoch), EMA and validation on."""
 import csv
@@ -16,6 +17,7 @@ import glob
 import os
 import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -135,13 +137,18 @@ def test_a_signal_during_start_up_exits_with_nothing_half_written(tmp_path, refe
     assert not glob.glob(str(out / "**" / "*.ckpt"), recursive=True) and _no_temporary_files(tmp_path)
 
 
-def test_a_second_process_on_a_training_run_is_refused_with_the_holders_pid(tmp_path, reference_run, run_script):
+def test_a_second_process_is_refused_and_a_sigkilled_run_resumes_from_its_newest_complete_checkpoint(
+        tmp_path, reference_run, run_script):
+    """While a run trains, a second train.py on its folder is refused naming the holder's pid (and so is a new run
+    under its name); SIGKILLed at any moment (no handler runs), it resumes from the newest checkpoint that was
+    complete."""
     out = tmp_path / "out"
     first = run_script.popen("train.py", reference_run.args(out, max_epoch=40), cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
         while not glob.glob(str(out / "*" / "ckpt_0" / "0-1_9.ckpt")):
             assert first.poll() is None, "training ended before the test could start a second process"
+            time.sleep(0.05)
         run = _run_dir(out)
         second = run_script("train.py", [f"--resume={run}"], cwd=tmp_path, timeout=120)
         assert second.returncode == 2 and f"process {first.pid} is training into it" in second.stderr, second.output
@@ -149,10 +156,20 @@ def test_a_second_process_on_a_training_run_is_refused_with_the_holders_pid(tmp_
                               env={"CSPDARKNET53_RUN_NAME": os.path.basename(run)})
         assert leftover.returncode == 2 and "already holds another run" in leftover.stderr, leftover.output
         assert first.poll() is None  # the first one trains on
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(timeout=300) == 143
+        while not glob.glob(str(out / "*" / "ckpt_0" / "0-2_9.ckpt")):  # 40 epochs: far from its end
+            assert first.poll() is None, "training ended before it could be killed"
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGKILL)
+        assert first.wait(timeout=30) == -signal.SIGKILL
     finally:
         if first.poll() is None:
             first.kill()
             first.wait()
-    assert [e for e, _, _ in training_checkpoints(os.path.join(run, "ckpt_0"))]  # its checkpoints, nobody else's
+    newest = find_resume_checkpoint(run)
+    arrays, _ = read_state_dict(newest)  # complete and readable, whatever the kill interrupted
+    done = int(arrays["epoch"])
+    assert done >= 2 and [e for e, _, _ in training_checkpoints(os.path.join(run, "ckpt_0"))][-1] == done
+    resumed = run_script("train.py", [f"--resume={run}", f"--max_epoch={done + 1}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.output[-3000:]
+    final, _ = read_state_dict(os.path.join(run, "ckpt_0", f"0-{done + 1}_9.ckpt"))
+    assert int(final["epoch"]) == done + 1 and int(final["global_step"].reshape(-1)[0]) == STEPS * (done + 1)
