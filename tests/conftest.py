@@ -24,8 +24,9 @@ Fixtures (``pytest --fixtures tests`` lists them with these docstrings):
     calibrate        "trained-like" weights with BN statistics measured on a calibration batch
     timm_model       timm's cspdarknet53 (PyTorch) with random BN, the timm-parity reference
 """
+import ast
+import functools
 import os
-import re
 import subprocess
 import sys
 import time
@@ -48,22 +49,47 @@ LAUNCHER_VARS = ("MS_ROLE", "MS_WORKER_NUM", "MS_NODE_ID", "CSPDARKNET53_RUN_NAM
                  "NODE_NUM", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "SERVER_ID", "DRY_RUN")
 
 
-#: session fixtures that train or build something (tens of seconds): the test modules that name one run in one
-#: pytest-xdist worker, so that it is made once (see worker_group)
-SHARED_SESSION_FIXTURES = ("reference_run", "flowers_run", "timm_model")
+#: session fixtures that train or build something (tens of seconds, or into a shared cache folder): the test
+#: modules that name one run in one pytest-xdist worker, so that it is made once (see worker_group)
+SHARED_SESSION_FIXTURES = ("reference_run", "flowers_run", "timm_model", "app_build")
+
+
+def _shared_fixtures_named(module):
+    """The SHARED_SESSION_FIXTURES that test or fixture functions of ``module`` (a path relative to the root) take
+    as parameters."""
+    try:
+        with open(os.path.join(ROOT, module), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    params = {a.arg for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for a in node.args.args + node.args.kwonlyargs}
+    return [name for name in SHARED_SESSION_FIXTURES if name in params]
+
+
+@functools.lru_cache(maxsize=None)
+def _fixture_unions():
+    """{fixture: group name}: fixtures taken in one test module share a group (union-find over tests/*/)."""
+    parent = {name: name for name in SHARED_SESSION_FIXTURES}
+
+    def find(name):
+        while parent[name] != name:
+            name = parent[name]
+        return name
+    for path in sorted(TESTS.glob("*/test_*.py")):
+        names = _shared_fixtures_named(os.path.relpath(path, ROOT))
+        for other in names[1:]:
+            parent[find(other)] = find(names[0])
+    return {name: find(name) for name in SHARED_SESSION_FIXTURES}
 
 
 def worker_group(module):
-    """The pytest-xdist work unit of a test module (a path relative to the root): the first of
-    SHARED_SESSION_FIXTURES that its source names, else the module itself, whose tests then share one worker and
-    its module-scoped fixtures. Read from the source because the scheduler runs in the controller, which collects
-    nothing (a module that merely mentions such a name only joins a larger unit)."""
-    try:
-        with open(os.path.join(ROOT, module), encoding="utf-8") as f:
-            words = set(re.findall(r"\w+", f.read()))
-    except OSError:
-        return module
-    return next((name for name in SHARED_SESSION_FIXTURES if name in words), module)
+    """The pytest-xdist work unit of a test module (a path relative to the root): the group of the
+    SHARED_SESSION_FIXTURES its functions take (fixtures taken in one module share a group), else the module
+    itself, whose tests then share one worker and its module-scoped fixtures. Read from the sources (ast)
+    because the scheduler runs in the controller, which collects nothing."""
+    names = _shared_fixtures_named(module)
+    return _fixture_unions()[names[0]] if names else module
 
 
 @pytest.hookimpl(optionalhook=True)

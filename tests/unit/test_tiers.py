@@ -63,3 +63,17 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
 def test_the_shared_conftest_imports_no_mindspore_at_import_time():
     top = list(_imports(_tree(os.path.join(TESTS, "conftest.py")), top_level_only=True))
     assert not [m for m in top if m.split(".")[0] in ("mindspore", "src")], top
+
+
+def test_modules_sharing_a_session_run_share_a_worker():
+    """pytest-xdist's work units (tests/conftest.py worker_group): a module is its own unit, and the modules that
+    use one of the session runs that train or build (directly, or through a fixture named beside it in another
+    module) are one unit, so that the run is made once and no two workers build into one cache folder."""
+    from tests.conftest import worker_group
+
+    assert worker_group("tests/unit/test_config.py") == "tests/unit/test_config.py"
+    assert worker_group("tests/e2e/test_train.py") == worker_group("tests/e2e/test_train_resume.py")  # reference_run
+    # flowers_run (deploy, quantize) and the C++ app build (cpp, deploy: it imports app_build) in one unit
+    assert len({worker_group(f"tests/e2e/{m}.py") for m in ("test_deploy_e2e", "test_quantize_int8",
+                                                              "test_cpp_infer")}) == 1
+    assert worker_group("tests/e2e/test_train.py") != worker_group("tests/e2e/test_cpp_infer.py")
