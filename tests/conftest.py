@@ -50,21 +50,22 @@ LAUNCHER_VARS = ("MS_ROLE", "MS_WORKER_NUM", "MS_NODE_ID", "CSPDARKNET53_RUN_NAM
 
 
 #: session fixtures that train or build something (tens of seconds, or into a shared cache folder): the test
-#: modules that name one run in one pytest-xdist worker, so that it is made once (see worker_group)
+#: modules that take one run in one pytest-xdist worker, so that it is made once (see worker_group)
 SHARED_SESSION_FIXTURES = ("reference_run", "flowers_run", "timm_model", "app_build")
 
 
+@functools.lru_cache(maxsize=None)
 def _shared_fixtures_named(module):
     """The SHARED_SESSION_FIXTURES that test or fixture functions of ``module`` (a path relative to the root) take
-    as parameters."""
+    as parameters (the scheduler asks once per test: read each module once)."""
     try:
         with open(os.path.join(ROOT, module), encoding="utf-8") as f:
             tree = ast.parse(f.read())
     except (OSError, SyntaxError, ValueError):
-        return []
+        return ()
     params = {a.arg for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
               for a in node.args.args + node.args.kwonlyargs}
-    return [name for name in SHARED_SESSION_FIXTURES if name in params]
+    return tuple(name for name in SHARED_SESSION_FIXTURES if name in params)
 
 
 @functools.lru_cache(maxsize=None)
