@@ -137,6 +137,13 @@ def test_a_signal_during_start_up_exits_with_nothing_half_written(tmp_path, refe
     assert not glob.glob(str(out / "**" / "*.ckpt"), recursive=True) and _no_temporary_files(tmp_path)
 
 
+def _wait_for_checkpoint(proc, out, name):
+    """Until the training ``proc`` writing under ``out`` has saved ``name``; it must still be running meanwhile."""
+    while not glob.glob(str(out / "*" / "ckpt_0" / name)):
+        assert proc.poll() is None, f"training ended before it saved {name}"
+        time.sleep(0.05)
+
+
 def test_a_second_process_is_refused_and_a_sigkilled_run_resumes_from_its_newest_complete_checkpoint(
         tmp_path, reference_run, run_script):
     """While a run trains, a second train.py on its folder is refused naming the holder's pid (and so is a new run
@@ -146,9 +153,7 @@ def test_a_second_process_is_refused_and_a_sigkilled_run_resumes_from_its_newest
     first = run_script.popen("train.py", reference_run.args(out, max_epoch=40), cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        while not glob.glob(str(out / "*" / "ckpt_0" / "0-1_9.ckpt")):
-            assert first.poll() is None, "training ended before the test could start a second process"
-            time.sleep(0.05)
+        _wait_for_checkpoint(first, out, "0-1_9.ckpt")
         run = _run_dir(out)
         second = run_script("train.py", [f"--resume={run}"], cwd=tmp_path, timeout=120)
         assert second.returncode == 2 and f"process {first.pid} is training into it" in second.stderr, second.output
@@ -156,9 +161,7 @@ def test_a_second_process_is_refused_and_a_sigkilled_run_resumes_from_its_newest
                               env={"CSPDARKNET53_RUN_NAME": os.path.basename(run)})
         assert leftover.returncode == 2 and "already holds another run" in leftover.stderr, leftover.output
         assert first.poll() is None  # the first one trains on
-        while not glob.glob(str(out / "*" / "ckpt_0" / "0-2_9.ckpt")):  # 40 epochs: far from its end
-            assert first.poll() is None, "training ended before it could be killed"
-            time.sleep(0.05)
+        _wait_for_checkpoint(first, out, "0-2_9.ckpt")  # 40 epochs: far from its end
         os.kill(first.pid, signal.SIGKILL)
         assert first.wait(timeout=30) == -signal.SIGKILL
     finally:
