@@ -43,6 +43,9 @@ TIERS = ("unit", "reference", "e2e")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+#: set beside the oneDNN cap pytest_configure gives this process (and the xdist workers that inherit it)
+ONEDNN_CAP_MARK = "CSPDARKNET53_TESTS_SET_ONEDNN_CAP"
+
 # Job-control variables of an enclosing launcher (msrun, scripts/*.sh) or of a test's own launch; a test's
 # subprocess never inherits them (a test that wants one passes it in ``env``).
 LAUNCHER_VARS = ("MS_ROLE", "MS_WORKER_NUM", "MS_NODE_ID", "CSPDARKNET53_RUN_NAME", "RANK_SIZE", "RANK_ID",
@@ -91,6 +94,20 @@ def worker_group(module):
     because the scheduler runs in the controller, which collects nothing."""
     names = _shared_fixtures_named(module)
     return _fixture_unions()[names[0]] if names else module
+
+
+def pytest_configure(config):
+    """MindSpore run inside pytest gets the oneDNN cap train/eval/predict apply (src.utils.perf: AVX2 on AVX-512
+    CPUs, where a plain-NCHW 3x3 Conv2D otherwise gets oneDNN's reference kernel, many times slower). oneDNN
+    reads it once, so before any test module imports MindSpore; children do not inherit it (script_env): they
+    apply their own settings, as for a user."""
+    from src.utils.perf import resolve_onednn_isa  # no MindSpore import
+
+    if "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
+        cap = resolve_onednn_isa("auto")
+        if cap:
+            os.environ["ONEDNN_MAX_CPU_ISA"] = cap
+            os.environ[ONEDNN_CAP_MARK] = cap
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -214,6 +231,8 @@ def script_env(env=None):
     """os.environ with GLOG_v=3, the repository first on PYTHONPATH and no launcher job variables; ``env``
     wins, a value of None removes the variable (e.g. ``{"GLOG_v": None}`` to run as a user does)."""
     full = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    if full.pop(ONEDNN_CAP_MARK, None):  # the cap is the test process's own (pytest_configure)
+        full.pop("ONEDNN_MAX_CPU_ISA", None)
     full["GLOG_v"] = "3"
     full["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     for key, value in (env or {}).items():

@@ -35,7 +35,7 @@ def split_settings(settings):
             {k: v for k, v in settings.items() if k in NETWORK_SETTINGS})
 
 
-def _resolve_onednn_isa(onednn_isa):
+def resolve_onednn_isa(onednn_isa):
     """``auto`` -> "AVX2" on AVX-512 CPUs, else None (oneDNN left alone); a name passes through upper-cased.
     Why: with AVX-512, MindSpore 2.10's plain-NCHW Conv2D gets oneDNN's reference kernel for 3x3 convs
     (``ONEDNN_VERBOSE=1``: ``jit_uni_ncsp:conv+ref``); capped at AVX2 it uses im2col + JIT sgemm, far faster."""
@@ -54,7 +54,7 @@ def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=No
     import mindspore as ms
 
     applied = {}
-    isa = _resolve_onednn_isa(onednn_isa)
+    isa = resolve_onednn_isa(onednn_isa)
     if isa and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
         os.environ["ONEDNN_MAX_CPU_ISA"] = isa
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):

@@ -24,11 +24,11 @@ def test_onednn_isa_auto_caps_only_avx512(monkeypatch):
     from src.utils import perf
 
     monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
-    assert perf._resolve_onednn_isa("auto") == "AVX2"
+    assert perf.resolve_onednn_isa("auto") == "AVX2"
     monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma"})
-    assert perf._resolve_onednn_isa("auto") is None
-    assert perf._resolve_onednn_isa(None) is None
-    assert perf._resolve_onednn_isa("avx512_core") == "AVX512_CORE"
+    assert perf.resolve_onednn_isa("auto") is None
+    assert perf.resolve_onednn_isa(None) is None
+    assert perf.resolve_onednn_isa("avx512_core") == "AVX512_CORE"
 
 
 def _tiny_net_with_bn_stats():

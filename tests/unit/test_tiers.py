@@ -77,3 +77,20 @@ def test_modules_sharing_a_session_run_share_a_worker():
     assert len({worker_group(f"tests/e2e/{m}.py") for m in ("test_deploy_e2e", "test_quantize_int8",
                                                               "test_cpp_infer")}) == 1
     assert worker_group("tests/e2e/test_train.py") != worker_group("tests/e2e/test_cpp_infer.py")
+
+
+def test_mindspore_in_pytest_runs_with_the_projects_onednn_cap_and_children_choose_their_own():
+    """tests/conftest.py's pytest_configure: the cap train/eval/predict apply holds in the pytest process (on an
+    AVX-512 CPU, AVX2), and script_env does not hand it to children."""
+    import conftest
+    from src.utils.perf import resolve_onednn_isa
+
+    wanted = resolve_onednn_isa("auto")
+    set_here = os.environ.get(conftest.ONEDNN_CAP_MARK)
+    if wanted is None:
+        assert set_here is None  # nothing to cap on this CPU: nothing set
+    else:
+        assert os.environ.get("ONEDNN_MAX_CPU_ISA") == wanted
+        if set_here:  # set by pytest_configure (not by whoever started pytest)
+            child = conftest.script_env()
+            assert "ONEDNN_MAX_CPU_ISA" not in child and conftest.ONEDNN_CAP_MARK not in child
