@@ -6,8 +6,9 @@ This file imports no MindSpore (a test module that needs it imports it; the fixt
 called), so that a MindSpore-free test pays nothing for it.
 
 Process setup: the repository root on sys.path, GLOG_v=3 (quiet MindSpore C++ logs; set before the first
-mindspore import, and inherited by every subprocess); once a test module has imported MindSpore, MindSpore
-on CPU in PYNATIVE mode before its first test runs.
+mindspore import, and inherited by every subprocess); the project's oneDNN cap for MindSpore inside pytest (not
+inherited: pytest_configure); once a test module has imported MindSpore, MindSpore on CPU in PYNATIVE mode
+before its first test runs.
 
 Markers: every test is marked by its tier folder (``unit``, ``reference``, ``e2e``, registered in pytest.ini);
 a test module anywhere else is a usage error.
