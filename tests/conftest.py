@@ -102,13 +102,11 @@ def pytest_configure(config):
     CPUs, where a plain-NCHW 3x3 Conv2D otherwise gets oneDNN's reference kernel, many times slower). oneDNN
     reads it once, so before any test module imports MindSpore; children do not inherit it (script_env): they
     apply their own settings, as for a user."""
-    from src.utils.perf import resolve_onednn_isa  # no MindSpore import
+    from src.utils.perf import cap_onednn_isa  # no MindSpore import
 
-    if "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
-        cap = resolve_onednn_isa("auto")
-        if cap:
-            os.environ["ONEDNN_MAX_CPU_ISA"] = cap
-            os.environ[ONEDNN_CAP_MARK] = cap
+    cap = cap_onednn_isa("auto")
+    if cap:
+        os.environ[ONEDNN_CAP_MARK] = cap
 
 
 @pytest.hookimpl(optionalhook=True)

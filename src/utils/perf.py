@@ -35,7 +35,7 @@ def split_settings(settings):
             {k: v for k, v in settings.items() if k in NETWORK_SETTINGS})
 
 
-def resolve_onednn_isa(onednn_isa):
+def _resolve_onednn_isa(onednn_isa):
     """``auto`` -> "AVX2" on AVX-512 CPUs, else None (oneDNN left alone); a name passes through upper-cased.
     Why: with AVX-512, MindSpore 2.10's plain-NCHW Conv2D gets oneDNN's reference kernel for 3x3 convs
     (``ONEDNN_VERBOSE=1``: ``jit_uni_ncsp:conv+ref``); capped at AVX2 it uses im2col + JIT sgemm, far faster."""
@@ -46,6 +46,17 @@ def resolve_onednn_isa(onednn_isa):
     return str(onednn_isa).upper()
 
 
+def cap_onednn_isa(onednn_isa="auto"):
+    """Sets ``ONEDNN_MAX_CPU_ISA`` for ``onednn_isa`` (see _resolve_onednn_isa) unless the environment already
+    names an ISA (it wins); returns what it set, else None. oneDNN reads it once: before the first kernel. No
+    MindSpore import (tests/conftest.py applies it to the pytest process)."""
+    isa = _resolve_onednn_isa(onednn_isa)
+    if isa and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = isa
+        return isa
+    return None
+
+
 def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=None, compile_cache_dir=None):
     """Applies the process-wide CPU settings; returns what was set. ``threads``: kernel threads (also the fused
     kernels'; None: one per usable core, 0: MindSpore's default); an ``ONEDNN_MAX_CPU_ISA`` in the environment
@@ -54,9 +65,7 @@ def apply_cpu_performance_settings(threads=None, onednn_isa="auto", jit_level=No
     import mindspore as ms
 
     applied = {}
-    isa = resolve_onednn_isa(onednn_isa)
-    if isa and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ:
-        os.environ["ONEDNN_MAX_CPU_ISA"] = isa
+    cap_onednn_isa(onednn_isa)
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         applied["onednn_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     if threads is None:

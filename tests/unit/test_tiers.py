@@ -82,10 +82,10 @@ def test_modules_sharing_a_session_run_share_a_worker():
 def test_mindspore_in_pytest_runs_with_the_projects_onednn_cap_and_children_choose_their_own():
     """tests/conftest.py's pytest_configure: the cap train/eval/predict apply holds in the pytest process (on an
     AVX-512 CPU, AVX2), and script_env does not hand it to children."""
-    from src.utils.perf import resolve_onednn_isa
+    from src.utils.perf import _resolve_onednn_isa
     from tests import conftest  # (a bare `import conftest` may be tests/e2e's, whichever pytest loaded last)
 
-    wanted = resolve_onednn_isa("auto")
+    wanted = _resolve_onednn_isa("auto")
     set_here = os.environ.get(conftest.ONEDNN_CAP_MARK)
     if wanted is None:
         assert set_here is None  # nothing to cap on this CPU: nothing set
