@@ -1,6 +1,9 @@
 """src/utils/perf.py, the performance settings benchmark.py, train and eval share, and benchmark.py's run specs
 (in process; benchmark.py itself runs in tests/reference/test_benchmark.py)."""
+import os
+
 import pytest
+from mindspore import Tensor, nn  # at import, so that tests/conftest.py sets CPU/PYNATIVE before any kernel runs
 
 
 def test_recommended_and_split_settings():
@@ -24,16 +27,31 @@ def test_onednn_isa_auto_caps_only_avx512(monkeypatch):
     from src.utils import perf
 
     monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
-    assert perf.resolve_onednn_isa("auto") == "AVX2"
+    assert perf._resolve_onednn_isa("auto") == "AVX2"
     monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma"})
-    assert perf.resolve_onednn_isa("auto") is None
-    assert perf.resolve_onednn_isa(None) is None
-    assert perf.resolve_onednn_isa("avx512_core") == "AVX512_CORE"
+    assert perf._resolve_onednn_isa("auto") is None
+    assert perf._resolve_onednn_isa(None) is None
+    assert perf._resolve_onednn_isa("avx512_core") == "AVX512_CORE"
+
+
+def test_cap_onednn_isa_sets_the_cap_unless_the_environment_names_one(monkeypatch):
+    from src.utils import perf
+
+    monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    assert perf.cap_onednn_isa("auto") == "AVX2" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert perf.cap_onednn_isa("auto") is None  # already set: left as it is
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "SSE41")  # the older name wins too
+    assert perf.cap_onednn_isa("auto") is None and "ONEDNN_MAX_CPU_ISA" not in os.environ
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA")
+    monkeypatch.setattr(perf.host, "cpu_flags", lambda: {"avx2", "fma"})
+    assert perf.cap_onednn_isa("auto") is None and "ONEDNN_MAX_CPU_ISA" not in os.environ  # nothing to cap
 
 
 def _tiny_net_with_bn_stats():
     import numpy as np
-    from mindspore import Tensor
 
     from src.image_classification import create_model
 
@@ -50,7 +68,6 @@ def _tiny_net_with_bn_stats():
 
 def test_fold_batchnorm_keeps_the_logits():
     import numpy as np
-    from mindspore import Tensor, nn
 
     from src.utils.perf import prepare_network
 
@@ -64,8 +81,6 @@ def test_fold_batchnorm_keeps_the_logits():
 
 
 def test_prepare_network_train_options():
-    from mindspore import nn
-
     from src.image_classification import create_model
     from src.utils.perf import prepare_network
 
