@@ -53,9 +53,9 @@ def _corpus(root):
     tea = os.path.join(root, "tea")
     latin_file = os.fsdecode(os.path.join(os.fsencode(tea), LATIN_FILE))
     shutil.copy(next(p for p in placed if os.path.basename(p).startswith("clean_") and p.endswith(".jpg")), latin_file)
-    os.symlink("loop_b.jpg", os.path.join(tea, "loop_a.jpg"))
-    os.symlink("loop_a.jpg", os.path.join(tea, "loop_b.jpg"))
     loop = [os.path.join(tea, "loop_a.jpg"), os.path.join(tea, "loop_b.jpg")]
+    os.symlink("loop_b.jpg", loop[0])
+    os.symlink("loop_a.jpg", loop[1])
     return placed + [latin_file] + loop, latin_file, loop
 
 
